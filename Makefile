@@ -1,0 +1,69 @@
+# One entry point for developers and CI. `make run` and `make test` are all a new user needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := tools/node_modules/.bin/buf
+PROTO := proto/trackd/v1/tracking_service.proto
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv run proto proto-check lint typecheck buf test test-unit bench-smoke bench clean
+
+help:
+	@echo "make run    - create .venv, install trackd, serve the bundled example datafile"
+	@echo "make test   - lint, types, buf lint, stub check, unit + integration + parity tests"
+	@echo "make proto  - regenerate the Python stubs from proto/"
+	@echo "make bench  - run the benchmarks (not part of make test)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/trackd serve $(ARGS)
+
+$(BUF): tools/package.json
+	cd tools && npm ci --no-audit --no-fund
+	touch $(BUF)
+
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=server --pyi_out=server \
+		--grpc_python_out=server $(PROTO)
+
+# The committed stubs must be exactly what the pinned grpcio-tools makes from proto/.
+proto-check: $(STAMP)
+	@rm -rf build/proto-check && mkdir -p build/proto-check
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=build/proto-check \
+		--pyi_out=build/proto-check --grpc_python_out=build/proto-check $(PROTO)
+	diff -r -x __init__.py -x __pycache__ build/proto-check/trackd/v1 server/trackd/v1 \
+		|| (echo "generated stubs are stale: run 'make proto'" && exit 1)
+
+buf: $(BUF)
+	$(BUF) lint
+	$(BUF) format -d --exit-code
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check server tests bench
+	$(VENV)/bin/ruff format --check server tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest
+
+bench-smoke: $(STAMP)
+	$(PY) bench/bench_decisions.py --quick
+	$(PY) bench/bench_activation_cache.py --quick
+
+test: lint typecheck buf proto-check test-unit bench-smoke
+
+bench: $(STAMP)
+	$(PY) bench/bench_decisions.py
+	$(PY) bench/bench_activation_cache.py
+
+clean:
+	rm -rf build .mypy_cache .ruff_cache .pytest_cache
