@@ -1,0 +1,5 @@
+import sys
+
+from trackd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,28 @@
+"""The Optimizely datafile: parsed once into an immutable, pre-indexed ProjectConfig."""
+
+from trackd.datafile.model import (
+    Attribute,
+    AttributeValue,
+    Audience,
+    Event,
+    Experiment,
+    Group,
+    ProjectConfig,
+    TrafficRange,
+    Variation,
+)
+from trackd.datafile.parse import SUPPORTED_VERSIONS, parse_datafile
+
+__all__ = [
+    "SUPPORTED_VERSIONS",
+    "Attribute",
+    "AttributeValue",
+    "Audience",
+    "Event",
+    "Experiment",
+    "Group",
+    "ProjectConfig",
+    "TrafficRange",
+    "Variation",
+    "parse_datafile",
+]

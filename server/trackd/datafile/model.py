@@ -1,0 +1,198 @@
+"""The parsed datafile: an immutable snapshot, indexed once so decisions only do lookups.
+
+Every mapping here is a plain dict typed as read-only `Mapping`: nothing mutates a snapshot
+after `parse_datafile` returns it, and a dict lookup is cheaper than a proxy's on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from trackd.decision.outcome import Decision, Reason
+
+if TYPE_CHECKING:
+    from trackd.decision.conditions import Condition
+
+AttributeValue = str | bool | int | float | None
+
+RUNNING = "Running"  # the only status the Python SDK decides for (ALLOWED_EXPERIMENT_STATUS)
+RANDOM_GROUP_POLICY = "random"  # the only group policy that makes experiments exclusive
+
+
+@dataclass(frozen=True, slots=True)
+class Variation:
+    id: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficRange:
+    """One traffic allocation entry: buckets below `end_of_range` go to `entity_id`."""
+
+    end_of_range: int
+    entity_id: str
+
+
+def first_match_table(
+    ranges: tuple[TrafficRange, ...],
+) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """Reduce ranges to strictly increasing ends, so a bisect finds what a first-match scan would.
+
+    The SDK walks the list and takes the first range whose end exceeds the bucket; a range whose
+    end does not exceed an earlier one can never be that first match, so it is dropped.
+    """
+    ends: list[int] = []
+    entity_ids: list[str] = []
+    for traffic_range in ranges:
+        if not ends or traffic_range.end_of_range > ends[-1]:
+            ends.append(traffic_range.end_of_range)
+            entity_ids.append(traffic_range.entity_id)
+    return tuple(ends), tuple(entity_ids)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Outcomes:
+    """Every Decision an experiment can produce, built at load so deciding allocates nothing."""
+
+    not_running: Decision
+    audience_mismatch: Decision
+    not_in_group_slot: Decision
+    outside_traffic: Decision
+    forced: Mapping[str, Decision]  # variation id -> FORCED
+    sticky: Mapping[str, Decision]  # variation id -> STICKY
+    whitelisted: Mapping[str, Decision]  # user id -> WHITELISTED
+    by_range: tuple[Decision, ...]
+    """BUCKETED (or OUTSIDE_TRAFFIC) per bucket end; one more, OUTSIDE_TRAFFIC, past the last."""
+
+
+# Experiments, groups, audiences and the config compare by identity (eq=False): they hold
+# mappings, and two snapshots are never "equal" in any sense a caller could rely on.
+@dataclass(frozen=True, slots=True, eq=False)
+class Experiment:
+    id: str
+    key: str
+    status: str
+    layer_id: str
+    variations: tuple[Variation, ...]
+    variations_by_id: Mapping[str, Variation]
+    variations_by_key: Mapping[str, Variation]
+    traffic_allocation: tuple[TrafficRange, ...]
+    forced_variations: Mapping[str, str]  # datafile whitelist: user id -> variation key
+    # Parsed audienceConditions (or audienceIds when absent), audiences already linked in;
+    # None when there is nothing to evaluate, i.e. everyone qualifies.
+    audience_conditions: Condition | None
+    group_id: str | None
+    group_policy: str | None
+    audience_ids: tuple[str, ...] = ()
+
+    # Derived once from the fields above; not constructor arguments.
+    whitelist: Mapping[str, Variation] = field(init=False, repr=False)
+    """User id -> variation for whitelist entries naming a real variation (others are ignored)."""
+    bucket_ends: tuple[int, ...] = field(init=False, repr=False)
+    bucket_variations: tuple[Variation | None, ...] = field(init=False, repr=False)
+    """Variation per bucket end; None where the entity id is "" or names no variation."""
+    is_exclusive: bool = field(init=False, repr=False)
+    """In a group with policy "random": the user must first land in this experiment's slot."""
+    is_bucketable: bool = field(init=False, repr=False)
+    """The SDK's bucketer refuses experiments whose key is blank, whatever the traffic says."""
+    is_running: bool = field(init=False, repr=False)
+    """status == "Running", exactly (the SDK's only decidable status)."""
+    outcomes: Outcomes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        whitelist = {
+            user_id: self.variations_by_key[variation_key]
+            for user_id, variation_key in self.forced_variations.items()
+            if variation_key in self.variations_by_key
+        }
+        ends, entity_ids = first_match_table(self.traffic_allocation)
+        variations = tuple(self.variations_by_id.get(entity_id) for entity_id in entity_ids)
+        object.__setattr__(self, "whitelist", whitelist)
+        object.__setattr__(self, "bucket_ends", ends)
+        object.__setattr__(self, "bucket_variations", variations)
+        object.__setattr__(self, "is_exclusive", self.group_policy == RANDOM_GROUP_POLICY)
+        object.__setattr__(self, "is_bucketable", bool(self.key.strip()))
+        object.__setattr__(self, "is_running", self.status == RUNNING)
+        object.__setattr__(self, "outcomes", self._outcomes())
+
+    def _outcomes(self) -> Outcomes:
+        def each_variation(reason: Reason) -> dict[str, Decision]:
+            return {v.id: Decision(self, v, reason) for v in self.variations_by_id.values()}
+
+        outside_traffic = Decision(self, None, Reason.OUTSIDE_TRAFFIC)
+        bucketed = each_variation(Reason.BUCKETED)
+        return Outcomes(
+            not_running=Decision(self, None, Reason.NOT_RUNNING),
+            audience_mismatch=Decision(self, None, Reason.AUDIENCE_MISMATCH),
+            not_in_group_slot=Decision(self, None, Reason.NOT_IN_GROUP_SLOT),
+            outside_traffic=outside_traffic,
+            forced=each_variation(Reason.FORCED),
+            sticky=each_variation(Reason.STICKY),
+            whitelisted={
+                user_id: Decision(self, variation, Reason.WHITELISTED)
+                for user_id, variation in self.whitelist.items()
+            },
+            by_range=(
+                *(outside_traffic if v is None else bucketed[v.id] for v in self.bucket_variations),
+                outside_traffic,
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Group:
+    id: str
+    policy: str
+    traffic_allocation: tuple[TrafficRange, ...]
+    experiments: tuple[str, ...]  # experiment ids, datafile order
+
+    slot_ends: tuple[int, ...] = field(init=False, repr=False)
+    slot_experiment_ids: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        ends, entity_ids = first_match_table(self.traffic_allocation)
+        object.__setattr__(self, "slot_ends", ends)
+        object.__setattr__(self, "slot_experiment_ids", entity_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    key: str
+    experiment_ids: frozenset[str]  # empty: the event belongs to every experiment
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    id: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Audience:
+    id: str
+    name: str
+    conditions: Condition  # parsed once at load
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ProjectConfig:
+    version: str
+    account_id: str
+    project_id: str
+    revision: str
+    anonymize_ip: bool
+    bot_filtering: bool | None
+    experiments_by_key: Mapping[str, Experiment]
+    experiments_by_id: Mapping[str, Experiment]
+    events_by_key: Mapping[str, Event]
+    attributes_by_key: Mapping[str, Attribute]
+    audiences_by_id: Mapping[str, Audience]
+    groups_by_id: Mapping[str, Group]
+    raw_json: str
+    experiment_ids: tuple[str, ...] = ()
+    """Experiment ids in datafile order: top-level experiments, then each group's."""
+    sdk_key: str | None = None
+    environment_key: str | None = None

@@ -1,0 +1,57 @@
+"""Domain errors raised by plain code; `trackd.status` maps each family to one gRPC code."""
+
+from __future__ import annotations
+
+
+class TrackdError(Exception):
+    """Base of every expected error: its message is safe to show to the caller."""
+
+
+class InvalidArgument(TrackdError):
+    """The request is malformed: an empty key, a wrong value kind, an oversized field."""
+
+
+class NotFound(TrackdError):
+    """The request names something the live datafile does not have."""
+
+
+class ResourceExhausted(TrackdError):
+    """A bound was reached: the outbox is full, too many streams, a batch too large."""
+
+
+class FailedPrecondition(TrackdError):
+    """The daemon is not in a state to answer: no datafile loaded yet."""
+
+
+class Unavailable(TrackdError):
+    """A dependency is down; the caller may retry."""
+
+
+class UnknownExperiment(NotFound):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"experiment {key!r} is not in the datafile")
+
+
+class UnknownEvent(NotFound):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"event {key!r} is not in the datafile")
+
+
+class UnknownVariation(NotFound):
+    def __init__(self, experiment_key: str, variation_key: str) -> None:
+        super().__init__(f"variation {variation_key!r} is not in experiment {experiment_key!r}")
+
+
+class InvalidTag(InvalidArgument):
+    """An event tag the Optimizely SDK would not accept (NaN, infinity, a wrong kind)."""
+
+
+class OutboxFull(ResourceExhausted):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"event outbox is full ({limit} events undelivered); retry after the endpoint drains it"
+        )
+
+
+class DatafileError(TrackdError):
+    """The datafile cannot be used: not JSON, an unsupported version, a missing key."""

@@ -1,0 +1,276 @@
+"""The gRPC servicer: protobuf in, domain call, protobuf out. No decisions, SQL or HTTP here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from trackd import errors, status, values
+from trackd.decision.engine import Decision, Reason
+from trackd.live import Snapshot
+from trackd.tracking import Attributed, BatchItem, Tracker, TrackInput
+from trackd.v1 import tracking_service_pb2 as pb
+from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
+
+log = structlog.get_logger("trackd.rpc")
+
+_REASONS = {
+    Reason.BUCKETED: pb.DECISION_REASON_BUCKETED,
+    Reason.FORCED: pb.DECISION_REASON_FORCED,
+    Reason.WHITELISTED: pb.DECISION_REASON_WHITELISTED,
+    Reason.STICKY: pb.DECISION_REASON_STICKY,
+    Reason.NOT_RUNNING: pb.DECISION_REASON_NOT_RUNNING,
+    Reason.AUDIENCE_MISMATCH: pb.DECISION_REASON_AUDIENCE_MISMATCH,
+    Reason.OUTSIDE_TRAFFIC: pb.DECISION_REASON_OUTSIDE_TRAFFIC,
+    Reason.NOT_IN_GROUP_SLOT: pb.DECISION_REASON_NOT_IN_GROUP_SLOT,
+}
+
+Reply = TypeVar("Reply")
+
+
+async def _answer(
+    context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[Reply]]
+) -> Reply:
+    """Runs a domain call; expected errors abort with their mapped status, others as INTERNAL."""
+    try:
+        return await call()
+    except errors.TrackdError as error:
+        await context.abort(status.code_for(error), str(error))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("rpc_failed")
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the daemon's log")
+    raise AssertionError("unreachable: context.abort raises")
+
+
+class TrackingServicer(pb_grpc.TrackingServiceServicer):
+    def __init__(self, tracker: Tracker, limits: values.Limits, max_stream_batch: int) -> None:
+        self._tracker = tracker
+        self._limits = limits
+        self._max_stream_batch = max_stream_batch
+
+    # -- translation helpers -------------------------------------------------------------
+
+    def _decision_fields(self, decision: Decision) -> dict[str, Any]:
+        variation = decision.variation
+        return {
+            "variation_key": variation.key if variation else "",
+            "variation_id": variation.id if variation else "",
+            "experiment_id": decision.experiment.id,
+            "experiment_key": decision.experiment.key,
+            "reason": _REASONS[decision.reason],
+        }
+
+    def _track_input(self, request: pb.TrackRequest) -> TrackInput:
+        limits = self._limits
+        return TrackInput(
+            event_key=values.require_key(request.event_key, "event_key", limits),
+            user_id=values.require_user_id(request.user_id, limits),
+            attributes=values.plain_map(request.attributes, limits, "attribute"),
+            tags=values.plain_map(request.tags, limits, "tag", allow_non_finite=False),
+        )
+
+    def _decision_input(
+        self, request: pb.ActivateRequest | pb.GetVariationRequest
+    ) -> tuple[str, str, dict[str, Any]]:
+        limits = self._limits
+        return (
+            values.require_key(request.experiment_key, "experiment_key", limits),
+            values.require_user_id(request.user_id, limits),
+            values.plain_map(request.attributes, limits, "attribute"),
+        )
+
+    @staticmethod
+    def _attributions(attributed: tuple[Attributed, ...]) -> list[pb.Attribution]:
+        return [
+            pb.Attribution(
+                experiment_key=a.experiment_key,
+                variation_key=a.variation_key,
+                experiment_id=a.experiment_id,
+                variation_id=a.variation_id,
+            )
+            for a in attributed
+        ]
+
+    # -- RPCs ----------------------------------------------------------------------------
+
+    async def Activate(
+        self, request: pb.ActivateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ActivateResponse:
+        async def call() -> pb.ActivateResponse:
+            experiment_key, user_id, attributes = self._decision_input(request)
+            activation = await self._tracker.activate(experiment_key, user_id, attributes)
+            return pb.ActivateResponse(
+                **self._decision_fields(activation.decision),
+                impression_recorded=activation.impression_recorded,
+                revision=activation.revision,
+            )
+
+        return await _answer(context, call)
+
+    async def GetVariation(
+        self, request: pb.GetVariationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetVariationResponse:
+        async def call() -> pb.GetVariationResponse:
+            experiment_key, user_id, attributes = self._decision_input(request)
+            decision, revision = await self._tracker.get_variation(
+                experiment_key, user_id, attributes
+            )
+            return pb.GetVariationResponse(**self._decision_fields(decision), revision=revision)
+
+        return await _answer(context, call)
+
+    async def Track(
+        self, request: pb.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TrackResponse:
+        async def call() -> pb.TrackResponse:
+            tracked = await self._tracker.track(self._track_input(request))
+            return pb.TrackResponse(
+                attributions=self._attributions(tracked.attributions), uuid=tracked.uuid
+            )
+
+        return await _answer(context, call)
+
+    async def TrackStream(
+        self,
+        request_iterator: AsyncIterator[pb.TrackStreamRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.TrackStreamResponse]:
+        # One batch at a time: the next batch is read only after this one is committed and
+        # acknowledged, so a producer faster than the disk is held back by HTTP/2 flow
+        # control instead of being buffered here.
+        async for batch in request_iterator:
+            if len(batch.events) > self._max_stream_batch:
+                yield pb.TrackStreamResponse(
+                    sequence=batch.sequence,
+                    code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                    message=(
+                        f"batch of {len(batch.events)} events is over the limit of"
+                        f" {self._max_stream_batch}; nothing in it was stored"
+                    ),
+                )
+                continue
+            items: list[BatchItem] = []
+            for event in batch.events:
+                try:
+                    items.append(self._track_input(event))
+                except errors.TrackdError as error:
+                    items.append(error)
+            try:
+                outcome = await self._tracker.track_batch(items)
+            except errors.TrackdError as error:
+                yield pb.TrackStreamResponse(
+                    sequence=batch.sequence,
+                    code=status.number_for(error),
+                    message=str(error),
+                )
+                continue
+            yield pb.TrackStreamResponse(
+                sequence=batch.sequence,
+                accepted=outcome.accepted,
+                attributed=outcome.attributed,
+                errors=[
+                    pb.EventError(index=index, code=status.number_for(error), message=str(error))
+                    for index, error in outcome.errors
+                ],
+            )
+
+    async def GetExperimentResults(
+        self, request: pb.GetExperimentResultsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetExperimentResultsResponse:
+        async def call() -> pb.GetExperimentResultsResponse:
+            key = values.require_key(request.experiment_key, "experiment_key", self._limits)
+            results = await self._tracker.results(key)
+            return pb.GetExperimentResultsResponse(
+                experiment_key=results.experiment_key,
+                experiment_id=results.experiment_id,
+                variations=[
+                    pb.VariationResults(
+                        variation_key=v.variation_key,
+                        variation_id=v.variation_id,
+                        visitors=v.visitors,
+                        events=[
+                            pb.EventResults(
+                                event_key=e.event_key,
+                                converters=e.converters,
+                                conversions=e.conversions,
+                                revenue=e.revenue,
+                                value=e.value,
+                            )
+                            for e in v.events
+                        ],
+                    )
+                    for v in results.variations
+                ],
+            )
+
+        return await _answer(context, call)
+
+    async def SetForcedVariation(
+        self, request: pb.SetForcedVariationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SetForcedVariationResponse:
+        async def call() -> pb.SetForcedVariationResponse:
+            key = values.require_key(request.experiment_key, "experiment_key", self._limits)
+            user_id = values.require_user_id(request.user_id, self._limits)
+            forced = self._tracker.set_forced_variation(key, user_id, request.variation_key)
+            return pb.SetForcedVariationResponse(variation_key=forced or "")
+
+        return await _answer(context, call)
+
+    async def GetForcedVariation(
+        self, request: pb.GetForcedVariationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetForcedVariationResponse:
+        async def call() -> pb.GetForcedVariationResponse:
+            key = values.require_key(request.experiment_key, "experiment_key", self._limits)
+            user_id = values.require_user_id(request.user_id, self._limits)
+            forced = self._tracker.get_forced_variation(key, user_id)
+            return pb.GetForcedVariationResponse(variation_key=forced or "")
+
+        return await _answer(context, call)
+
+    async def GetConfig(
+        self, request: pb.GetConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetConfigResponse:
+        return config_message(self._tracker.live.snapshot)
+
+    async def WatchConfig(
+        self, request: pb.WatchConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchConfigResponse]:
+        async for snapshot in self._tracker.live.watch():
+            yield pb.WatchConfigResponse(config=config_message(snapshot))
+
+
+def config_message(snapshot: Snapshot) -> pb.GetConfigResponse:
+    config = snapshot.config
+    loaded_at = Timestamp()
+    loaded_at.FromNanoseconds(int(snapshot.loaded_at * 1e9))
+    return pb.GetConfigResponse(
+        revision=config.revision,
+        account_id=config.account_id,
+        project_id=config.project_id,
+        datafile_version=config.version,
+        loaded_at=loaded_at,
+        experiments=[
+            pb.Experiment(
+                id=e.id,
+                key=e.key,
+                status=e.status,
+                running=e.is_running,
+                group_id=e.group_id or "",
+                layer_id=e.layer_id,
+                variations=[pb.Variation(id=v.id, key=v.key) for v in e.variations],
+            )
+            for e in config.experiments_by_id.values()
+        ],
+        events=[
+            pb.Event(id=e.id, key=e.key, experiment_ids=sorted(e.experiment_ids))
+            for e in config.events_by_key.values()
+        ],
+        attributes=[pb.Attribute(id=a.id, key=a.key) for a in config.attributes_by_key.values()],
+    )

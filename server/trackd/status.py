@@ -1,0 +1,29 @@
+"""The one place where domain errors become gRPC status codes."""
+
+from __future__ import annotations
+
+import grpc
+
+from trackd import errors
+
+_CODES: tuple[tuple[type[errors.TrackdError], grpc.StatusCode], ...] = (
+    (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.DatafileError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+def code_for(error: errors.TrackdError) -> grpc.StatusCode:
+    for family, code in _CODES:
+        if isinstance(error, family):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def number_for(error: errors.TrackdError) -> int:
+    """The numeric code, as TrackStream reports per-event errors."""
+    value: tuple[int, str] = code_for(error).value
+    return value[0]

@@ -1,0 +1,23 @@
+"""The decision benchmark runs end to end (tiny counts; no thresholds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_decisions.py"
+
+
+def test_decision_benchmark_quick_run_reports_every_figure() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    report = json.loads(out.stdout)
+    assert set(report["us_per_decision"]) == {"trackd_decide", "sdk_get_variation", "sdk_activate"}
+    assert all(figure > 0 for figure in report["us_per_decision"].values())
+    assert set(report["sdk_over_trackd"]) == {"get_variation", "activate"}
