@@ -1,0 +1,23 @@
+"""Activation stores: who was activated in which variation, live for a TTL."""
+
+from trackd.activation.memory import MemoryActivationStore
+from trackd.activation.store import (
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_TTL_SECONDS,
+    ActivationStats,
+    ActivationStore,
+    Keep,
+    Lookup,
+    Sticky,
+)
+
+__all__ = [
+    "DEFAULT_MAX_ENTRIES",
+    "DEFAULT_TTL_SECONDS",
+    "ActivationStats",
+    "ActivationStore",
+    "Keep",
+    "Lookup",
+    "MemoryActivationStore",
+    "Sticky",
+]

@@ -1,0 +1,421 @@
+"""The in-process activation store: OrderedDict shards in expiry order.
+
+Layout, chosen for memory per entry at a million entries:
+- key: one string, `user_id + "\\x1f" + experiment code` (a short decimal code interned per
+  experiment id), so no tuple and no separate user_id string is kept;
+- value: one int, `expiry_ms << 24 | pair code`, where the pair code interns
+  (experiment_id, variation_id) and `expiry_ms` counts milliseconds from the store's creation.
+
+The TTL is one constant and every write moves its key to the end, so a dict's order is both
+least-recently-activated order and expiry order: expired entries sit at the front and are
+popped a few at a time by each call (amortized O(1), never a scan), and eviction at the size
+bound pops the front too. (An OrderedDict, not a dict: finding a plain dict's first key
+walks over every slot deleted since its last resize, so popping its front is not O(1).)
+
+Entries are spread over shards by key hash, each an OrderedDict of at most about 16k entries
+(by default), because growing or compacting one dict of a million entries stops the event
+loop for 80-180 ms; a shard's resize costs a few ms. Eviction takes the front of the new
+key's shard: least recently activated within the shard, exact with one shard.
+
+`retain` first retires the dropped pair codes, which makes their entries dead at once (a
+lookup checks the code), then reclaims them in chunks: a shard's dict is moved aside as
+`older` and its entries are moved, newest first, to the front of a fresh dict, the dead ones
+skipped, yielding to the event loop between chunks. Meanwhile lookups look in both, writes go
+to the fresh dict (removing the key from `older`), and the front of the order is `older`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
+
+from trackd.activation.store import (
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_TTL_SECONDS,
+    ActivationStats,
+    Keep,
+    Lookup,
+    Sticky,
+)
+
+_SEP = "\x1f"  # ASCII unit separator; the code after the last one is never ambiguous
+_CODE_BITS = 24
+_CODE_LIMIT = 1 << _CODE_BITS
+_CODE_MASK = _CODE_LIMIT - 1
+_SHARD_ENTRIES = 16_384  # a resize of an OrderedDict this size takes a few ms
+_MAX_SHARDS = 4096
+
+
+class _Experiment:
+    __slots__ = ("codes", "suffix")
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.codes: dict[str, int] = {}  # variation_id -> pair code
+
+
+class _Shard:
+    __slots__ = ("entries", "front_expiry", "older")
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[str, int] = OrderedDict()
+        self.older: OrderedDict[str, int] = OrderedDict()  # non-empty only while compacting
+        # Expiry of the front entry when last seen: order is expiry order, so nothing at the
+        # front can expire before it and a sweep is skipped while now is below it.
+        self.front_expiry = 0
+
+
+def default_shards(max_entries: int) -> int:
+    """The power of two that keeps each shard at or under `_SHARD_ENTRIES` entries."""
+    wanted = -(-max_entries // _SHARD_ENTRIES)
+    return min(_MAX_SHARDS, 1 << (wanted - 1).bit_length())
+
+
+class MemoryActivationStore:
+    """`ActivationStore` in this process's memory, bounded to `max_entries`.
+
+    `clock` returns monotonic seconds (injectable for tests); expiry has millisecond
+    resolution. Each call reclaims at most `sweep_budget` dead entries from the front of one
+    shard (in turn); `purge_expired` and `retain` work `purge_chunk` entries between yields.
+    `shards` (a power of two) defaults to `default_shards(max_entries)`.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = DEFAULT_TTL_SECONDS,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_budget: int = 32,
+        purge_chunk: int = 4096,
+        shards: int | None = None,
+    ) -> None:
+        if not ttl > 0:
+            raise ValueError(f"ttl must be positive, got {ttl!r}")
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+        if sweep_budget < 1 or purge_chunk < 1:
+            raise ValueError("sweep_budget and purge_chunk must be at least 1")
+        if shards is None:
+            shards = default_shards(max_entries)
+        if shards < 1 or shards & (shards - 1):
+            raise ValueError(f"shards must be a power of two, got {shards!r}")
+        self._ttl_ms = max(1, round(ttl * 1000))
+        self._max_entries = max_entries
+        self._clock = clock
+        self._epoch = clock()
+        self._sweep_budget = sweep_budget
+        self._purge_chunk = purge_chunk
+
+        self._shards = [_Shard() for _ in range(shards)]
+        self._mask = shards - 1
+        self._next_sweep = 0
+        self._held = 0  # entries in all shards, dead ones not yet reclaimed included
+        self._compacting = asyncio.Lock()
+        self._experiments: dict[str, _Experiment] = {}
+        self._next_experiment_code = 0
+        self._pairs: list[tuple[str, str] | None] = []  # pair code -> pair; None: retired
+        self._counts: list[int] = []  # pair code -> entries held with that code
+
+        self._hits = 0
+        self._misses = 0
+        self._evictions = 0
+        self._expiries = 0
+        self._dropped = 0
+
+    @property
+    def ttl(self) -> float:
+        return self._ttl_ms / 1000
+
+    @property
+    def max_entries(self) -> int:
+        return self._max_entries
+
+    @property
+    def shards(self) -> int:
+        return len(self._shards)
+
+    def __len__(self) -> int:
+        """Entries physically held, dead ones not yet reclaimed included."""
+        return self._held
+
+    # -- the interface ---------------------------------------------------------------------
+
+    async def get(self, user_id: str, experiment_id: str) -> str | None:
+        now = self._now_ms()
+        self._sweep_next(now)
+        variation_id = self._lookup_one(user_id, experiment_id, now)
+        if variation_id is None:
+            self._misses += 1
+        else:
+            self._hits += 1
+        return variation_id
+
+    async def put(self, user_id: str, experiment_id: str, variation_id: str) -> None:
+        now = self._now_ms()
+        self._sweep_next(now)
+        self._write(user_id, experiment_id, variation_id, now)
+
+    async def refresh_or_put(
+        self, user_id: str, experiment_id: str, variation_id: str | None
+    ) -> Sticky:
+        now = self._now_ms()
+        self._sweep_next(now)
+        experiment = self._experiments.get(experiment_id)
+        if experiment is not None:
+            key = user_id + experiment.suffix
+            shard = self._shards[hash(key) & self._mask]
+            packed = _find(shard, key)
+            if packed is not None:
+                live = self._live(shard, key, packed, now)
+                if live is not None:
+                    self._hits += 1
+                    _store(shard, key, (now + self._ttl_ms) << _CODE_BITS | (packed & _CODE_MASK))
+                    return Sticky(live, True)
+        self._misses += 1
+        if variation_id is None:
+            return Sticky(None, False)
+        self._write(user_id, experiment_id, variation_id, now)
+        return Sticky(variation_id, False)
+
+    async def live_for_user(
+        self, user_id: str, experiment_ids: Collection[str] | None = None
+    ) -> dict[str, str]:
+        now = self._now_ms()
+        self._sweep_next(now)
+        return self._lookup_user(user_id, experiment_ids, now)
+
+    async def live_for_users(self, lookups: Sequence[Lookup]) -> list[dict[str, str]]:
+        now = self._now_ms()
+        self._sweep_next(now)
+        return [self._lookup_user(user_id, ids, now) for user_id, ids in lookups]
+
+    async def retain(self, keep: Keep) -> int:
+        async with self._compacting:
+            dropped = 0
+            for experiment_id, experiment in list(self._experiments.items()):
+                for variation_id, code in list(experiment.codes.items()):
+                    if not keep(experiment_id, variation_id):
+                        del experiment.codes[variation_id]
+                        self._pairs[code] = None
+                        dropped += self._counts[code]
+                if not experiment.codes:
+                    # Its entries are all dead; a later put gets a fresh code, so lookups of
+                    # every experiment (experiment_ids=None) stop probing this one.
+                    del self._experiments[experiment_id]
+            self._dropped += dropped
+            if dropped:
+                await self._compact()
+            return dropped
+
+    async def purge_expired(self) -> int:
+        total = 0
+        budget = self._purge_chunk
+        for shard in self._shards:
+            while True:
+                removed = self._sweep(shard, self._now_ms(), budget)
+                total += removed
+                budget -= removed
+                if budget:
+                    break  # this shard's front is live, or it is empty
+                await asyncio.sleep(0)
+                budget = self._purge_chunk
+        return total
+
+    async def stats(self) -> ActivationStats:
+        held = sum(
+            count for count, pair in zip(self._counts, self._pairs, strict=True) if pair is not None
+        )
+        return ActivationStats(
+            entries=held,
+            hits=self._hits,
+            misses=self._misses,
+            evictions=self._evictions,
+            expiries=self._expiries,
+            dropped=self._dropped,
+        )
+
+    async def close(self) -> None:
+        for shard in self._shards:
+            shard.entries.clear()
+            shard.older.clear()
+        self._held = 0
+        self._experiments.clear()
+        self._pairs.clear()
+        self._counts.clear()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int((self._clock() - self._epoch) * 1000)
+
+    def _sweep_next(self, now: int) -> None:
+        shard = self._shards[self._next_sweep]
+        self._next_sweep = (self._next_sweep + 1) & self._mask
+        if now >= shard.front_expiry:
+            self._sweep(shard, now, self._sweep_budget)
+
+    def _sweep(self, shard: _Shard, now: int, budget: int) -> int:
+        """Pop up to `budget` dead (expired or retired) entries from the shard's front."""
+        pairs = self._pairs
+        counts = self._counts
+        removed = 0
+        for held in (shard.older, shard.entries):  # everything in `older` is older
+            while held and removed < budget:
+                key = next(iter(held))
+                packed = held[key]
+                code = packed & _CODE_MASK
+                if pairs[code] is not None:
+                    if packed >> _CODE_BITS > now:
+                        shard.front_expiry = packed >> _CODE_BITS
+                        self._held -= removed
+                        return removed
+                    self._expiries += 1
+                del held[key]
+                counts[code] -= 1
+                removed += 1
+        self._held -= removed
+        return removed
+
+    def _live(self, shard: _Shard, key: str, packed: int, now: int) -> str | None:
+        """The variation of a held entry if live; a dead one is removed."""
+        code = packed & _CODE_MASK
+        pair = self._pairs[code]
+        if pair is not None and packed >> _CODE_BITS > now:
+            return pair[1]
+        if pair is not None:
+            self._expiries += 1
+        if key in shard.entries:
+            del shard.entries[key]
+        else:
+            del shard.older[key]
+        self._counts[code] -= 1
+        self._held -= 1
+        return None
+
+    def _lookup_one(self, user_id: str, experiment_id: str, now: int) -> str | None:
+        experiment = self._experiments.get(experiment_id)
+        if experiment is None:
+            return None
+        key = user_id + experiment.suffix
+        shard = self._shards[hash(key) & self._mask]
+        packed = _find(shard, key)
+        if packed is None:
+            return None
+        return self._live(shard, key, packed, now)
+
+    def _lookup_user(
+        self, user_id: str, experiment_ids: Collection[str] | None, now: int
+    ) -> dict[str, str]:
+        found: dict[str, str] = {}
+        ids = self._experiments if experiment_ids is None else experiment_ids
+        for experiment_id in ids:
+            variation_id = self._lookup_one(user_id, experiment_id, now)
+            if variation_id is not None:
+                found[experiment_id] = variation_id
+        if found:
+            self._hits += 1
+        else:
+            self._misses += 1
+        return found
+
+    def _write(self, user_id: str, experiment_id: str, variation_id: str, now: int) -> None:
+        experiment = self._experiments.get(experiment_id)
+        if experiment is None:
+            experiment = _Experiment(f"{_SEP}{self._next_experiment_code}")
+            self._next_experiment_code += 1
+            self._experiments[experiment_id] = experiment
+        code = experiment.codes.get(variation_id)
+        if code is None:
+            code = self._new_code(experiment_id, variation_id)
+            experiment.codes[variation_id] = code
+        key = user_id + experiment.suffix
+        shard = self._shards[hash(key) & self._mask]
+        packed = (now + self._ttl_ms) << _CODE_BITS | code
+        old = _find(shard, key)
+        if old is None:
+            if self._held >= self._max_entries:
+                self._evict_one(shard, now)
+            shard.entries[key] = packed
+            self._held += 1
+        else:
+            old_code = old & _CODE_MASK
+            if self._pairs[old_code] is not None and old >> _CODE_BITS <= now:
+                self._expiries += 1
+            self._counts[old_code] -= 1
+            _store(shard, key, packed)
+        self._counts[code] += 1
+
+    def _evict_one(self, shard: _Shard, now: int) -> None:
+        """Remove the front of `shard`, or of the next shard holding anything."""
+        index = self._next_sweep
+        while not (shard.older or shard.entries):  # some shard holds something: held >= 1
+            shard = self._shards[index]
+            index = (index + 1) & self._mask
+        _, packed = (shard.older or shard.entries).popitem(last=False)
+        code = packed & _CODE_MASK
+        self._counts[code] -= 1
+        self._held -= 1
+        if self._pairs[code] is None:
+            return
+        if packed >> _CODE_BITS <= now:
+            self._expiries += 1
+        else:
+            self._evictions += 1
+
+    async def _compact(self) -> None:
+        """Reclaim retired entries in chunks (see the module docstring)."""
+        pairs = self._pairs
+        counts = self._counts
+        work = 0
+        for shard in self._shards:
+            older = shard.older = shard.entries
+            entries = shard.entries = OrderedDict()
+            while older:
+                moves = min(self._purge_chunk - work, len(older))
+                for _ in range(moves):
+                    key, packed = older.popitem()  # the newest of `older` goes first ...
+                    code = packed & _CODE_MASK
+                    if pairs[code] is None:
+                        counts[code] -= 1
+                        self._held -= 1
+                    else:
+                        entries[key] = packed
+                        entries.move_to_end(key, last=False)  # ... to the front of `entries`
+                work += moves
+                if work >= self._purge_chunk:
+                    await asyncio.sleep(0)
+                    work = 0
+
+    def _new_code(self, experiment_id: str, variation_id: str) -> int:
+        pair = (experiment_id, variation_id)
+        if len(self._pairs) < _CODE_LIMIT:
+            self._pairs.append(pair)
+            self._counts.append(0)
+            return len(self._pairs) - 1
+        # Sixteen million pairs ever seen: reuse a retired code no entry holds any more.
+        for code, (held, old) in enumerate(zip(self._counts, self._pairs, strict=True)):
+            if old is None and held == 0:
+                self._pairs[code] = pair
+                return code
+        raise RuntimeError("activation store: no free (experiment, variation) code")
+
+
+def _find(shard: _Shard, key: str) -> int | None:
+    packed = shard.entries.get(key)
+    if packed is None and shard.older:
+        packed = shard.older.get(key)
+    return packed
+
+
+def _store(shard: _Shard, key: str, packed: int) -> None:
+    """Write an entry known to be held in `shard`, making it the most recent."""
+    entries = shard.entries
+    if key in entries:
+        entries[key] = packed
+        entries.move_to_end(key)
+    else:
+        del shard.older[key]
+        entries[key] = packed

@@ -1,0 +1,100 @@
+"""The activation store interface: which variation a user was activated in, and until when.
+
+An activation is `(user_id, experiment_id) -> variation_id`, live until `ttl` seconds after
+the last Activate that wrote or refreshed it. Activate reads it for stickiness, Track reads it
+for attribution, GetVariation reads it without writing. Every method is async and every call
+that serves one RPC is one method, so a networked implementation (Redis) answers each in a
+single round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+DEFAULT_TTL_SECONDS = 86_400.0  # one day after the last Activate
+DEFAULT_MAX_ENTRIES = 1_000_000
+
+Keep = Callable[[str, str], bool]
+"""`keep(experiment_id, variation_id)`: False drops every activation of that pair."""
+
+Lookup = tuple[str, Collection[str] | None]
+"""`(user_id, experiment_ids)`; `None` means every experiment."""
+
+
+class Sticky(NamedTuple):
+    """What `refresh_or_put` left live: the variation (None if nothing) and whether it was
+    already live before the call (the user sticks: no second impression)."""
+
+    variation_id: str | None
+    sticky: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationStats:
+    """Counters since the store was created.
+
+    `entries` is the number of activations held (it may include expired ones not yet
+    reclaimed). A lookup is a hit when it finds at least one live activation. `expiries`
+    counts activations removed because their TTL passed, `evictions` live ones removed to stay
+    within the size bound, `dropped` those removed by `retain` after a datafile change.
+    """
+
+    entries: int
+    hits: int
+    misses: int
+    evictions: int
+    expiries: int
+    dropped: int
+
+
+class ActivationStore(Protocol):
+    """Live activations keyed by (user_id, experiment_id), each expiring `ttl` seconds after
+    the last write for that key. Reads never extend the expiry."""
+
+    async def get(self, user_id: str, experiment_id: str) -> str | None:
+        """The live variation of `user_id` in `experiment_id`, or None. Never refreshes."""
+        ...
+
+    async def put(self, user_id: str, experiment_id: str, variation_id: str) -> None:
+        """Store the activation, replacing any variation held, expiring `ttl` from now."""
+        ...
+
+    async def refresh_or_put(
+        self, user_id: str, experiment_id: str, variation_id: str | None
+    ) -> Sticky:
+        """Activate in one step: if a live activation exists, refresh its expiry and return
+        its variation with `sticky=True` (`variation_id` is ignored); otherwise store
+        `variation_id` (when not None) and return it with `sticky=False`."""
+        ...
+
+    async def live_for_user(
+        self, user_id: str, experiment_ids: Collection[str] | None = None
+    ) -> dict[str, str]:
+        """`{experiment_id: variation_id}` of the user's live activations among
+        `experiment_ids` (None: in every experiment). Never refreshes."""
+        ...
+
+    async def live_for_users(self, lookups: Sequence[Lookup]) -> list[dict[str, str]]:
+        """`live_for_user` for each lookup, in order, as one call (a TrackStream batch)."""
+        ...
+
+    async def retain(self, keep: Keep) -> int:
+        """Drop every activation whose `keep(experiment_id, variation_id)` is False (the new
+        datafile stopped the experiment or removed the variation); return how many. Dropped
+        activations are invisible when this returns; it may yield to the event loop."""
+        ...
+
+    async def purge_expired(self) -> int:
+        """Reclaim expired activations, yielding to the event loop between chunks; return
+        how many. Meant for a periodic background task; never needed for correctness."""
+        ...
+
+    async def stats(self) -> ActivationStats:
+        """The counters (see `ActivationStats`)."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; the store is not used afterwards."""
+        ...

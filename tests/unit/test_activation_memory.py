@@ -1,0 +1,439 @@
+"""MemoryActivationStore: TTL, stickiness, LRU bound, attribution lookups, datafile retain."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from trackd.activation import ActivationStats, ActivationStore, MemoryActivationStore, Sticky
+from trackd.activation.memory import default_shards
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make(clock: FakeClock, *, ttl: float = 10.0, max_entries: int = 1000) -> MemoryActivationStore:
+    return MemoryActivationStore(ttl=ttl, max_entries=max_entries, clock=clock)
+
+
+def test_memory_store_satisfies_the_interface(clock: FakeClock) -> None:
+    store: ActivationStore = make(clock)
+    assert isinstance(store, MemoryActivationStore)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"ttl": 0},
+        {"ttl": -1.0},
+        {"max_entries": 0},
+        {"sweep_budget": 0},
+        {"purge_chunk": 0},
+        {"shards": 0},
+        {"shards": 3},
+    ],
+)
+def test_invalid_settings_are_rejected(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        MemoryActivationStore(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_activation_is_returned_within_the_ttl(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    clock.advance(9.999)
+    assert await store.get("u1", "e1") == "v1"
+
+
+async def test_activation_expires_once_the_ttl_has_passed(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    clock.advance(10.0)
+    assert await store.get("u1", "e1") is None
+    assert await store.live_for_user("u1") == {}
+
+
+async def test_put_refreshes_the_expiry_to_ttl_after_the_last_put(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    clock.advance(8)
+    await store.put("u1", "e1", "v1")
+    clock.advance(8)
+    assert await store.get("u1", "e1") == "v1"
+    clock.advance(2)
+    assert await store.get("u1", "e1") is None
+
+
+async def test_put_replaces_the_variation(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e1", "v2")
+    assert await store.get("u1", "e1") == "v2"
+    assert (await store.stats()).entries == 1
+
+
+async def test_get_never_refreshes_the_expiry(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    for _ in range(9):
+        clock.advance(1)
+        assert await store.get("u1", "e1") == "v1"
+        assert await store.live_for_user("u1", ["e1"]) == {"e1": "v1"}
+    clock.advance(1)
+    assert await store.get("u1", "e1") is None
+
+
+async def test_activations_are_per_user_and_experiment(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v3")
+    await store.put("u2", "e1", "v2")
+    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e2") == "v3"
+    assert await store.get("u2", "e1") == "v2"
+    assert await store.get("u2", "e2") is None
+    assert await store.get("u3", "e1") is None
+    assert await store.get("u1", "never-seen") is None
+
+
+async def test_user_ids_containing_the_key_separator_do_not_collide(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("a\x1f0", "e1", "v1")
+    await store.put("a", "e0", "v0")
+    await store.put("a", "e1", "v9")
+    assert await store.live_for_user("a\x1f0") == {"e1": "v1"}
+    assert await store.live_for_user("a") == {"e0": "v0", "e1": "v9"}
+    assert await store.get("", "e1") is None
+
+
+async def test_refresh_or_put_stores_the_candidate_when_nothing_is_live(clock: FakeClock) -> None:
+    store = make(clock)
+    assert await store.refresh_or_put("u1", "e1", "v1") == Sticky("v1", False)
+    assert await store.get("u1", "e1") == "v1"
+
+
+async def test_refresh_or_put_keeps_the_live_variation_and_refreshes_it(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    clock.advance(9)
+    assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v1", True)
+    clock.advance(9)
+    assert await store.get("u1", "e1") == "v1"
+
+
+async def test_refresh_or_put_without_a_candidate_stores_nothing(clock: FakeClock) -> None:
+    store = make(clock)
+    assert await store.refresh_or_put("u1", "e1", None) == Sticky(None, False)
+    assert await store.get("u1", "e1") is None
+    await store.put("u1", "e1", "v1")
+    assert await store.refresh_or_put("u1", "e1", None) == Sticky("v1", True)
+
+
+async def test_refresh_or_put_decides_afresh_after_expiry(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    clock.advance(10)
+    assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v2", False)
+    assert await store.get("u1", "e1") == "v2"
+
+
+async def test_least_recently_activated_entry_is_evicted_at_the_cap(clock: FakeClock) -> None:
+    store = make(clock, max_entries=3)
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v1")
+    await store.put("u3", "e1", "v1")
+    await store.put("u1", "e1", "v1")  # u1 is now the most recent
+    await store.put("u4", "e1", "v1")
+    assert await store.get("u2", "e1") is None
+    assert [await store.get(u, "e1") for u in ("u1", "u3", "u4")] == ["v1", "v1", "v1"]
+    stats = await store.stats()
+    assert (stats.entries, stats.evictions) == (3, 1)
+
+
+async def test_reads_do_not_protect_an_entry_from_eviction(clock: FakeClock) -> None:
+    store = make(clock, max_entries=2)
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v1")
+    assert await store.get("u1", "e1") == "v1"
+    await store.put("u3", "e1", "v1")
+    assert await store.get("u1", "e1") is None
+
+
+async def test_refresh_or_put_hit_protects_an_entry_from_eviction(clock: FakeClock) -> None:
+    store = make(clock, max_entries=2)
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v1")
+    await store.refresh_or_put("u1", "e1", None)
+    await store.put("u3", "e1", "v1")
+    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u2", "e1") is None
+
+
+async def test_an_expired_entry_at_the_cap_counts_as_an_expiry_not_an_eviction(
+    clock: FakeClock,
+) -> None:
+    store = MemoryActivationStore(ttl=10, max_entries=2, clock=clock, sweep_budget=1)
+    await store.put("u1", "e1", "v1")
+    clock.advance(5)
+    await store.put("u2", "e1", "v1")
+    clock.advance(6)  # u1 expired, u2 live
+    await store.put("u3", "e1", "v1")
+    stats = await store.stats()
+    assert (stats.evictions, stats.expiries, stats.entries) == (0, 1, 2)
+
+
+async def test_live_for_user_filters_by_experiment_ids(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v2")
+    await store.put("u1", "e3", "v3")
+    await store.put("u2", "e4", "v4")
+    assert await store.live_for_user("u1", ["e1", "e3", "e4", "unknown"]) == {
+        "e1": "v1",
+        "e3": "v3",
+    }
+    assert await store.live_for_user("u1", frozenset()) == {}
+
+
+async def test_live_for_user_with_none_returns_every_live_experiment(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    clock.advance(5)
+    await store.put("u1", "e2", "v2")
+    await store.put("u2", "e3", "v3")
+    assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}
+    clock.advance(5)
+    assert await store.live_for_user("u1", None) == {"e2": "v2"}
+
+
+async def test_live_for_users_answers_each_lookup_in_order(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v2")
+    await store.put("u2", "e2", "v5")
+    result = await store.live_for_users(
+        [("u1", ["e2"]), ("u2", None), ("u3", None), ("u1", None), ("u2", ["e1"])]
+    )
+    assert result == [{"e2": "v2"}, {"e2": "v5"}, {}, {"e1": "v1", "e2": "v2"}, {}]
+
+
+async def test_retain_drops_experiments_that_stopped_running(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v2")
+    await store.put("u1", "e2", "v3")
+    dropped = await store.retain(lambda experiment_id, _: experiment_id != "e1")
+    assert dropped == 2
+    assert await store.live_for_user("u1") == {"e2": "v3"}
+    assert await store.get("u2", "e1") is None
+    stats = await store.stats()
+    assert (stats.entries, stats.dropped) == (1, 2)
+
+
+async def test_retain_drops_variations_that_no_longer_exist(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v2")
+    dropped = await store.retain(lambda _, variation_id: variation_id != "v2")
+    assert dropped == 1
+    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u2", "e1") is None
+    assert await store.refresh_or_put("u2", "e1", "v1") == Sticky("v1", False)
+
+
+async def test_a_dropped_experiment_that_returns_starts_empty(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v1")
+    await store.retain(lambda *_: False)
+    await store.put("u2", "e1", "v1")
+    assert await store.get("u1", "e1") is None
+    assert await store.live_for_user("u1") == {}
+    assert await store.live_for_user("u2") == {"e1": "v1"}
+    assert (await store.stats()).entries == 1
+
+
+async def test_retain_keeping_everything_drops_nothing(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    assert await store.retain(lambda *_: True) == 0
+    assert await store.get("u1", "e1") == "v1"
+
+
+async def test_retain_reclaims_the_memory_of_dropped_entries(clock: FakeClock) -> None:
+    store = MemoryActivationStore(ttl=10, clock=clock, purge_chunk=7)
+    for i in range(100):
+        await store.put(f"u{i}", "e1" if i % 4 else "e0", "v1")
+    assert await store.retain(lambda experiment_id, _: experiment_id == "e0") == 75
+    assert len(store) == 25
+    assert (await store.stats()).entries == 25
+    assert await store.live_for_user("u0") == {"e0": "v1"}
+
+
+async def test_calls_during_retain_see_dropped_entries_gone_and_keep_lru_order(
+    clock: FakeClock,
+) -> None:
+    store = MemoryActivationStore(ttl=100, max_entries=10, clock=clock, purge_chunk=2)
+    for i in range(10):
+        await store.put(f"u{i}", "keep" if i % 2 == 0 else "drop", "v1")
+        clock.advance(1)
+    retaining = asyncio.create_task(store.retain(lambda experiment_id, _: experiment_id == "keep"))
+    await asyncio.sleep(0)  # retain has retired the codes and moved its first chunk
+    assert not retaining.done()
+    assert await store.get("u3", "drop") is None
+    assert await store.refresh_or_put("u0", "keep", None) == Sticky("v1", True)
+    await store.put("n1", "keep", "v1")
+    assert await store.live_for_user("u2") == {"keep": "v1"}
+    assert await retaining == 5
+    assert len(store) == 6
+    for i in range(4):
+        await store.put(f"x{i}", "keep", "v1")  # fills to the cap
+    order = ["u2", "u4", "u6", "u8", "u0", "n1"]  # expected, least recently activated first
+    for i, user in enumerate(order):
+        await store.put(f"y{i}", "keep", "v1")
+        assert await store.get(user, "keep") is None
+        assert all([await store.get(later, "keep") == "v1" for later in order[i + 1 :]])
+
+
+async def test_calls_reclaim_expired_entries_a_bounded_number_at_a_time(
+    clock: FakeClock,
+) -> None:
+    store = MemoryActivationStore(ttl=10, clock=clock, sweep_budget=4, shards=1)
+    for i in range(20):
+        await store.put(f"u{i}", "e1", "v1")
+    clock.advance(10)
+    await store.get("x", "e1")
+    assert len(store) == 16
+    await store.put("y", "e1", "v1")
+    assert len(store) == 13
+
+
+async def test_purge_expired_reclaims_only_expired_entries_in_chunks(clock: FakeClock) -> None:
+    store = MemoryActivationStore(ttl=10, clock=clock, purge_chunk=7)
+    for i in range(50):
+        await store.put(f"old{i}", "e1", "v1")
+    clock.advance(5)
+    for i in range(5):
+        await store.put(f"new{i}", "e1", "v1")
+    clock.advance(5)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    assert await store.purge_expired() == 50
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ticks >= 50 // 7  # the loop ran between chunks
+    assert len(store) == 5
+    assert (await store.stats()).expiries == 50
+
+
+async def test_stats_count_hits_misses_and_removals(clock: FakeClock) -> None:
+    store = make(clock, max_entries=2)
+    await store.put("u1", "e1", "v1")
+    await store.get("u1", "e1")  # hit
+    await store.get("u2", "e1")  # miss
+    await store.live_for_user("u1")  # hit
+    await store.live_for_users([("u1", ["e1"]), ("u9", None)])  # hit, miss
+    await store.refresh_or_put("u1", "e1", None)  # hit
+    await store.put("u2", "e1", "v1")
+    await store.put("u3", "e1", "v1")  # evicts u1
+    clock.advance(10)
+    await store.get("u3", "e1")  # miss; u2 and u3 expire
+    assert await store.stats() == ActivationStats(
+        entries=0, hits=4, misses=3, evictions=1, expiries=2, dropped=0
+    )
+
+
+async def test_close_empties_the_store(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    await store.close()
+    assert len(store) == 0
+    assert (await store.stats()).entries == 0
+
+
+async def test_default_clock_is_monotonic_time() -> None:
+    store = MemoryActivationStore(ttl=3600)
+    await store.put("u1", "e1", "v1")
+    assert await store.get("u1", "e1") == "v1"
+    assert store.ttl == 3600
+
+
+@pytest.mark.parametrize(
+    ("max_entries", "shards"),
+    [(1, 1), (1000, 1), (16_384, 1), (16_385, 2), (1_000_000, 64), (10**9, 4096)],
+)
+def test_default_shards_keep_each_shard_near_16k_entries(max_entries: int, shards: int) -> None:
+    assert default_shards(max_entries) == shards
+    assert MemoryActivationStore(max_entries=max_entries).shards == shards
+
+
+async def test_sharded_store_is_sticky_expires_and_attributes(clock: FakeClock) -> None:
+    store = MemoryActivationStore(ttl=10, max_entries=10_000, clock=clock, shards=8)
+    for i in range(300):
+        await store.put(f"u{i}", f"e{i % 3}", f"v{i % 2}")
+    clock.advance(5)
+    await store.put("u0", "e0", "v0")  # refreshed
+    assert all([await store.get(f"u{i}", f"e{i % 3}") == f"v{i % 2}" for i in range(300)])
+    assert await store.live_for_users([("u4", None), ("u5", ["e2", "e0"])]) == [
+        {"e1": "v0"},
+        {"e2": "v1"},
+    ]
+    clock.advance(5)
+    assert await store.live_for_user("u0") == {"e0": "v0"}
+    assert await store.get("u1", "e1") is None
+    assert await store.purge_expired() > 0  # the rest of what calls did not reclaim
+    assert len(store) == 1
+    assert (await store.stats()).expiries == 299
+
+
+async def test_sharded_store_stays_at_the_cap_and_keeps_the_latest(clock: FakeClock) -> None:
+    store = MemoryActivationStore(ttl=10, max_entries=50, clock=clock, shards=8)
+    for i in range(500):
+        await store.put(f"u{i}", "e1", "v1")
+        assert await store.get(f"u{i}", "e1") == "v1"
+    assert len(store) == 50
+    stats = await store.stats()
+    assert (stats.entries, stats.evictions) == (50, 450)
+
+
+async def test_sharded_retain_reclaims_in_chunks_while_calls_go_on(clock: FakeClock) -> None:
+    store = MemoryActivationStore(ttl=10, max_entries=10_000, clock=clock, shards=4, purge_chunk=5)
+    for i in range(200):
+        await store.put(f"u{i}", "keep" if i % 2 else "drop", "v1")
+    retaining = asyncio.create_task(store.retain(lambda experiment_id, _: experiment_id == "keep"))
+    await asyncio.sleep(0)
+    turns = 0
+    while not retaining.done():
+        turns += 1
+        assert await store.get(f"u{2 * turns}", "drop") is None
+        await store.put(f"n{turns}", "keep", "v1")
+        assert await store.refresh_or_put(f"u{2 * turns + 1}", "keep", None) == Sticky("v1", True)
+        await asyncio.sleep(0)
+    assert await retaining == 100
+    assert turns >= 200 // 5 - 1
+    assert len(store) == 100 + turns
+    assert all([await store.get(f"u{i}", "keep") == "v1" for i in range(1, 200, 2)])
+    assert all([await store.get(f"n{t}", "keep") == "v1" for t in range(1, turns + 1)])
