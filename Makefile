@@ -6,7 +6,7 @@ BUF := tools/node_modules/.bin/buf
 PROTO := proto/trackd/v1/tracking_service.proto
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run proto proto-check lint typecheck buf test test-unit bench-smoke bench clean
+.PHONY: help venv run proto proto-check lint typecheck buf test test-unit test-clients bench clean
 
 help:
 	@echo "make run    - create .venv, install trackd, serve the bundled example datafile"
@@ -52,14 +52,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Unit, integration and parity tests, and the benchmarks' --quick smoke runs.
 test-unit: $(STAMP)
 	$(VENV)/bin/pytest
 
-bench-smoke: $(STAMP)
-	$(PY) bench/bench_decisions.py --quick
-	$(PY) bench/bench_activation_cache.py --quick
+# Every language's client against one real daemon (docs/dev/clients-e2e.md).
+test-clients: $(STAMP)
+	$(VENV)/bin/pytest tests/clients -v -rs
 
-test: lint typecheck buf proto-check test-unit bench-smoke
+test: lint typecheck buf proto-check test-unit test-clients
 
 bench: $(STAMP)
 	$(PY) bench/bench_decisions.py

@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from trackd import values
 from trackd.activation.memory import MemoryActivationStore
+from trackd.activation.store import ActivationStore
 from trackd.config import Settings
 from trackd.datafile.model import ProjectConfig
 from trackd.datafile.parse import parse_datafile
@@ -66,6 +67,16 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+async def purge_expired(store: ActivationStore, every: float = 1.0) -> None:
+    """Reclaims expired activations in the background; requests only ever sweep a few."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await store.purge_expired()
+        except Exception:  # a failed sweep must not end the sweeping
+            log.exception("activation_purge_failed")
+
+
 @dataclass
 class Running:
     """A started daemon: where it listens and the parts tests may look at."""
@@ -93,14 +104,10 @@ async def running(
         batch_size=settings.event_batch_size,
         flush_interval=settings.event_flush_interval,
     )
-    tracker = Tracker(
-        LiveConfig(config),
-        MemoryActivationStore(
-            ttl=settings.activation_ttl, max_entries=settings.activation_cache_size
-        ),
-        ForcedVariations(),
-        outbox,
+    activations = MemoryActivationStore(
+        ttl=settings.activation_ttl, max_entries=settings.activation_cache_size
     )
+    tracker = Tracker(LiveConfig(config), activations, ForcedVariations(), outbox)
     server = grpc.aio.server(options=grpc_options(settings))
     limits = values.Limits(
         max_entries=settings.max_attributes,
@@ -122,6 +129,7 @@ async def running(
         raise OSError(f"cannot listen on {settings.listen}")
     await server.start()
     dispatcher.start()
+    purger = asyncio.create_task(purge_expired(activations), name="trackd-purge")
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = settings.listen.rpartition(":")[0]
@@ -143,6 +151,7 @@ async def running(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.grace_period
         await server.stop(settings.grace_period)
+        purger.cancel()
         await dispatcher.stop(deadline=deadline)
         await outbox.close()
         log.info("stopped")

@@ -1,0 +1,81 @@
+// A thin C++ client of trackd's TrackingService with the Optimizely SDK's call
+// shapes:
+//
+//   trackd::Client client("localhost:50051", std::chrono::seconds(2));
+//   std::optional<std::string> v = client.Activate("ab_running", "user123", {{"device", "iPhone"}});
+//   auto attributions = client.Track("my_conversion", "user123", {{"device", "iPhone"}},
+//                                    {{"revenue", 4200}});
+//
+// Every call has a deadline; a failed call throws trackd::Error carrying the
+// grpc::StatusCode.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "trackd/v1/tracking_service.grpc.pb.h"
+#include "trackd/values.h"
+
+namespace trackd {
+
+// A failed call: the gRPC status code and trackd's message.
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const grpc::Status& status);
+  grpc::StatusCode code() const { return code_; }
+  const std::string& details() const { return details_; }
+
+ private:
+  grpc::StatusCode code_;
+  std::string details_;
+};
+
+// The name of a status code, e.g. "NOT_FOUND".
+const char* StatusCodeName(grpc::StatusCode code);
+
+// An experiment a conversion was counted for.
+struct Attribution {
+  std::string experiment_key;
+  std::string variation_key;
+  std::string experiment_id;
+  std::string variation_id;
+};
+
+class Client {
+ public:
+  // Plaintext by default; pass grpc::SslCredentials(...) for TLS.
+  explicit Client(const std::string& address,
+                  std::chrono::milliseconds deadline = std::chrono::seconds(5),
+                  std::shared_ptr<grpc::ChannelCredentials> credentials =
+                      grpc::InsecureChannelCredentials());
+  explicit Client(std::shared_ptr<grpc::Channel> channel,
+                  std::chrono::milliseconds deadline = std::chrono::seconds(5));
+
+  // Decides the user's variation and records an impression. Returns the
+  // variation key, or std::nullopt when the user is in no variation.
+  std::optional<std::string> Activate(const std::string& experiment_key,
+                                      const std::string& user_id,
+                                      const Attributes& attributes = {});
+
+  // Records a conversion event; returns the experiments it was attributed to.
+  std::vector<Attribution> Track(const std::string& event_key, const std::string& user_id,
+                                 const Attributes& attributes = {}, const Tags& tags = {});
+
+  // The generated stub, for the RPCs this wrapper does not cover.
+  v1::TrackingService::Stub& stub() { return *stub_; }
+
+ private:
+  void PrepareContext(grpc::ClientContext* context) const;
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::TrackingService::Stub> stub_;
+  std::chrono::milliseconds deadline_;
+};
+
+}  // namespace trackd

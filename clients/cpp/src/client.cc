@@ -1,0 +1,85 @@
+#include "trackd/client.h"
+
+namespace trackd {
+
+const char* StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+Error::Error(const grpc::Status& status)
+    : std::runtime_error(std::string(StatusCodeName(status.error_code())) + ": " +
+                         status.error_message()),
+      code_(status.error_code()),
+      details_(status.error_message()) {}
+
+Client::Client(const std::string& address, std::chrono::milliseconds deadline,
+               std::shared_ptr<grpc::ChannelCredentials> credentials)
+    : Client(grpc::CreateChannel(address, std::move(credentials)), deadline) {}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel, std::chrono::milliseconds deadline)
+    : channel_(std::move(channel)),
+      stub_(v1::TrackingService::NewStub(channel_)),
+      deadline_(deadline) {
+  if (deadline_.count() <= 0) throw std::invalid_argument("trackd: deadline must be positive");
+}
+
+void Client::PrepareContext(grpc::ClientContext* context) const {
+  context->set_deadline(std::chrono::system_clock::now() + deadline_);
+}
+
+std::optional<std::string> Client::Activate(const std::string& experiment_key,
+                                            const std::string& user_id,
+                                            const Attributes& attributes) {
+  v1::ActivateRequest request;
+  request.set_experiment_key(experiment_key);
+  request.set_user_id(user_id);
+  ToProtoMap(attributes, request.mutable_attributes());
+  v1::ActivateResponse response;
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  grpc::Status status = stub_->Activate(&context, request, &response);
+  if (!status.ok()) throw Error(status);
+  if (response.variation_key().empty()) return std::nullopt;
+  return response.variation_key();
+}
+
+std::vector<Attribution> Client::Track(const std::string& event_key, const std::string& user_id,
+                                       const Attributes& attributes, const Tags& tags) {
+  v1::TrackRequest request;
+  request.set_event_key(event_key);
+  request.set_user_id(user_id);
+  ToProtoMap(attributes, request.mutable_attributes());
+  ToProtoMap(tags, request.mutable_tags());
+  v1::TrackResponse response;
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  grpc::Status status = stub_->Track(&context, request, &response);
+  if (!status.ok()) throw Error(status);
+  std::vector<Attribution> out;
+  out.reserve(static_cast<size_t>(response.attributions_size()));
+  for (const auto& a : response.attributions()) {
+    out.push_back({a.experiment_key(), a.variation_key(), a.experiment_id(), a.variation_id()});
+  }
+  return out;
+}
+
+}  // namespace trackd

@@ -1,0 +1,76 @@
+# frozen_string_literal: true
+
+require 'grpc'
+require 'trackd/v1/tracking_service_services_pb'
+require 'trackd/values'
+require 'trackd/errors'
+
+module Trackd
+  # An experiment a conversion was counted for, as answered by #track.
+  Attribution = Struct.new(:experiment_key, :variation_key, :experiment_id, :variation_id,
+                           keyword_init: true)
+
+  # A thin client of trackd's TrackingService with the Optimizely SDK's call
+  # shapes:
+  #
+  #   client = Trackd::Client.new('localhost:50051', timeout: 2)
+  #   client.activate('ab_running', 'user123', { 'device' => 'iPhone' }) # => "variation_a" or nil
+  #   client.track('my_conversion', 'user123', { 'device' => 'iPhone' }, { 'revenue' => 4200 })
+  #
+  # Every call has a deadline of `timeout` seconds; failures raise Trackd::Error
+  # (Trackd::NotFound, Trackd::InvalidArgument, ...) with the gRPC error as #cause.
+  class Client
+    attr_reader :address, :timeout
+
+    # credentials: :this_channel_is_insecure (plaintext, the default) or a
+    # GRPC::Core::ChannelCredentials for TLS.
+    def initialize(address, timeout: 5.0, credentials: :this_channel_is_insecure)
+      raise ArgumentError, 'timeout must be positive' unless timeout.positive?
+
+      @address = address
+      @timeout = timeout
+      @channel = GRPC::Core::Channel.new(address, {}, credentials)
+      @stub = Trackd::V1::TrackingService::Stub.new(address, credentials, channel_override: @channel)
+    end
+
+    # Decides the user's variation and records an impression. Returns the
+    # variation key, or nil when the user is in no variation.
+    def activate(experiment_key, user_id, attributes = {})
+      request = Trackd::V1::ActivateRequest.new(
+        experiment_key: experiment_key, user_id: user_id,
+        attributes: Values.to_value_map(attributes)
+      )
+      key = call(:activate, request).variation_key
+      key.empty? ? nil : key
+    end
+
+    # Records a conversion event. Returns the Attributions: the experiments the
+    # user was activated in that the event was counted for.
+    def track(event_key, user_id, attributes = {}, tags = {})
+      request = Trackd::V1::TrackRequest.new(
+        event_key: event_key, user_id: user_id,
+        attributes: Values.to_value_map(attributes), tags: Values.to_value_map(tags)
+      )
+      call(:track, request).attributions.map do |a|
+        Attribution.new(experiment_key: a.experiment_key, variation_key: a.variation_key,
+                        experiment_id: a.experiment_id, variation_id: a.variation_id)
+      end
+    end
+
+    # The generated stub, for the RPCs this wrapper does not cover.
+    attr_reader :stub
+
+    # Closes the channel; the client cannot be used afterwards.
+    def close
+      @channel.close
+    end
+
+    private
+
+    def call(method, request)
+      @stub.public_send(method, request, deadline: Time.now + @timeout)
+    rescue GRPC::BadStatus => e
+      raise Error.from_grpc(e)
+    end
+  end
+end
