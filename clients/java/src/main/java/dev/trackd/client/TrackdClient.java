@@ -1,0 +1,191 @@
+package dev.trackd.client;
+
+import dev.trackd.v1.ActivateRequest;
+import dev.trackd.v1.ActivateResponse;
+import dev.trackd.v1.Attribution;
+import dev.trackd.v1.TrackRequest;
+import dev.trackd.v1.TrackingServiceGrpc;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.StatusRuntimeException;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * A client of trackd with the Optimizely SDK's call shapes.
+ *
+ * <pre>{@code
+ * try (TrackdClient trackd = TrackdClient.builder().address("127.0.0.1:50051").build()) {
+ *   String variation = trackd.activate("my_experiment", "user123", Map.of("DEVICE", "iPhone"));
+ *   trackd.track("my_conversion", "user123", Map.of("DEVICE", "iPhone"), Map.of("revenue", 4200));
+ * }
+ * }</pre>
+ *
+ * <p>Every call has the builder's deadline. Failures are {@link StatusRuntimeException}s, as from
+ * any grpc-java stub: {@code e.getStatus().getCode() == Status.Code.NOT_FOUND} for an unknown
+ * experiment or event. Attribute and tag maps take String, Number, Boolean and null values (see
+ * {@link Values}); anything else is an {@link IllegalArgumentException} before any call is made.
+ *
+ * <p>A client is thread-safe; share one per process. {@link #close()} shuts its channel down.
+ */
+public final class TrackdClient implements AutoCloseable {
+  private final ManagedChannel channel;
+  private final boolean ownsChannel;
+  private final Duration deadline;
+  private final TrackingServiceGrpc.TrackingServiceBlockingStub stub;
+
+  private TrackdClient(ManagedChannel channel, boolean ownsChannel, Duration deadline) {
+    this.channel = channel;
+    this.ownsChannel = ownsChannel;
+    this.deadline = deadline;
+    this.stub = TrackingServiceGrpc.newBlockingStub(channel);
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /**
+   * Decides the user's variation in an experiment and records an impression.
+   *
+   * @return the variation's key, or null when the user is in no variation (audience mismatch,
+   *     outside traffic, experiment not running)
+   * @throws StatusRuntimeException NOT_FOUND for an unknown experiment, INVALID_ARGUMENT for a bad
+   *     request, DEADLINE_EXCEEDED, UNAVAILABLE ...
+   */
+  public String activate(String experimentKey, String userId, Map<String, ?> attributes) {
+    ActivateResponse response =
+        withDeadline()
+            .activate(
+                ActivateRequest.newBuilder()
+                    .setExperimentKey(experimentKey)
+                    .setUserId(userId)
+                    .putAllAttributes(Values.toValueMap(attributes))
+                    .build());
+    String key = response.getVariationKey();
+    return key.isEmpty() ? null : key;
+  }
+
+  /** {@link #activate(String, String, Map)} with no attributes. */
+  public String activate(String experimentKey, String userId) {
+    return activate(experimentKey, userId, null);
+  }
+
+  /**
+   * Records a conversion event.
+   *
+   * @return the experiments (and variations) the conversion was attributed to; empty when the
+   *     user was activated in none of the event's experiments within the activation TTL
+   * @throws StatusRuntimeException NOT_FOUND for an unknown event key, INVALID_ARGUMENT for bad
+   *     tags, RESOURCE_EXHAUSTED when trackd's outbox is full ...
+   */
+  public List<Attribution> track(
+      String eventKey, String userId, Map<String, ?> attributes, Map<String, ?> tags) {
+    return withDeadline().track(trackRequest(eventKey, userId, attributes, tags)).getAttributionsList();
+  }
+
+  /** {@link #track(String, String, Map, Map)} with no tags. */
+  public List<Attribution> track(String eventKey, String userId, Map<String, ?> attributes) {
+    return track(eventKey, userId, attributes, null);
+  }
+
+  /** {@link #track(String, String, Map, Map)} with no attributes and no tags. */
+  public List<Attribution> track(String eventKey, String userId) {
+    return track(eventKey, userId, null, null);
+  }
+
+  /** A batching producer on this client's channel: see {@link TrackProducer}. */
+  public TrackProducer.Builder producer() {
+    return new TrackProducer.Builder(channel);
+  }
+
+  /** The generated blocking stub with the client's deadline, for the RPCs the wrapper lacks. */
+  public TrackingServiceGrpc.TrackingServiceBlockingStub stub() {
+    return withDeadline();
+  }
+
+  /** The channel, e.g. for {@code TrackingServiceGrpc.newStub(client.channel())}. */
+  public ManagedChannel channel() {
+    return channel;
+  }
+
+  /** The deadline of each call. */
+  public Duration deadline() {
+    return deadline;
+  }
+
+  static TrackRequest trackRequest(
+      String eventKey, String userId, Map<String, ?> attributes, Map<String, ?> tags) {
+    return TrackRequest.newBuilder()
+        .setEventKey(eventKey)
+        .setUserId(userId)
+        .putAllAttributes(Values.toValueMap(attributes))
+        .putAllTags(Values.toValueMap(tags))
+        .build();
+  }
+
+  private TrackingServiceGrpc.TrackingServiceBlockingStub withDeadline() {
+    return stub.withDeadlineAfter(deadline.toNanos(), TimeUnit.NANOSECONDS);
+  }
+
+  /** Shuts the channel down (if the client created it), waiting up to 5 seconds. */
+  @Override
+  public void close() {
+    if (!ownsChannel) {
+      return;
+    }
+    channel.shutdown();
+    try {
+      if (!channel.awaitTermination(5, TimeUnit.SECONDS)) {
+        channel.shutdownNow();
+      }
+    } catch (InterruptedException e) {
+      channel.shutdownNow();
+      Thread.currentThread().interrupt();
+    }
+  }
+
+  /** Builds a {@link TrackdClient}. */
+  public static final class Builder {
+    private String address = "127.0.0.1:50051";
+    private Duration deadline = Duration.ofSeconds(5);
+    private ManagedChannel channel;
+
+    private Builder() {}
+
+    /** trackd's "host:port"; plaintext. Default 127.0.0.1:50051. */
+    public Builder address(String address) {
+      this.address = Objects.requireNonNull(address, "address");
+      return this;
+    }
+
+    /** The deadline of each unary call. Default 5 seconds. */
+    public Builder deadline(Duration deadline) {
+      if (deadline == null || deadline.isNegative() || deadline.isZero()) {
+        throw new IllegalArgumentException("deadline must be positive");
+      }
+      this.deadline = deadline;
+      return this;
+    }
+
+    /**
+     * Uses a channel the caller built (TLS, interceptors, load balancing); the caller shuts it
+     * down, not {@link TrackdClient#close()}.
+     */
+    public Builder channel(ManagedChannel channel) {
+      this.channel = Objects.requireNonNull(channel, "channel");
+      return this;
+    }
+
+    public TrackdClient build() {
+      if (channel != null) {
+        return new TrackdClient(channel, false, deadline);
+      }
+      ManagedChannel owned = ManagedChannelBuilder.forTarget(address).usePlaintext().build();
+      return new TrackdClient(owned, true, deadline);
+    }
+  }
+}

@@ -1,0 +1,92 @@
+package dev.trackd.client;
+
+import com.google.protobuf.NullValue;
+import com.google.protobuf.Value;
+import java.math.BigDecimal;
+import java.math.BigInteger;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Converts plain Java values to {@code google.protobuf.Value}, the type of trackd's attributes and
+ * event tags.
+ *
+ * <p>Accepted: {@link String}, {@link Boolean}, {@link Number} (sent as a double) and {@code null}.
+ * Anything else, a non-finite number, or an integer that a double cannot hold exactly, is an
+ * {@link IllegalArgumentException}: a silently rounded revenue or a {@code toString()} of an
+ * object would be counted wrongly, far from the call that caused it.
+ */
+public final class Values {
+  /** The largest integer a double holds exactly, 2^53. */
+  private static final long MAX_EXACT = 1L << 53;
+
+  private Values() {}
+
+  /** Converts one value. */
+  public static Value toValue(Object value) {
+    if (value == null) {
+      return Value.newBuilder().setNullValue(NullValue.NULL_VALUE).build();
+    }
+    if (value instanceof Value) {
+      return (Value) value;
+    }
+    if (value instanceof String) {
+      return Value.newBuilder().setStringValue((String) value).build();
+    }
+    if (value instanceof Boolean) {
+      return Value.newBuilder().setBoolValue((Boolean) value).build();
+    }
+    if (value instanceof Number) {
+      return Value.newBuilder().setNumberValue(toDouble((Number) value)).build();
+    }
+    throw new IllegalArgumentException(
+        "unsupported value type "
+            + value.getClass().getName()
+            + ": attributes and tags are String, Number, Boolean or null");
+  }
+
+  /** Converts a map of plain values; a null map is an empty one. Keys must not be null. */
+  public static Map<String, Value> toValueMap(Map<String, ?> values) {
+    if (values == null || values.isEmpty()) {
+      return Collections.emptyMap();
+    }
+    Map<String, Value> converted = new LinkedHashMap<>(values.size() * 2);
+    for (Map.Entry<String, ?> entry : values.entrySet()) {
+      if (entry.getKey() == null) {
+        throw new IllegalArgumentException("attribute and tag keys must not be null");
+      }
+      try {
+        converted.put(entry.getKey(), toValue(entry.getValue()));
+      } catch (IllegalArgumentException e) {
+        throw new IllegalArgumentException("key \"" + entry.getKey() + "\": " + e.getMessage(), e);
+      }
+    }
+    return converted;
+  }
+
+  private static double toDouble(Number number) {
+    if (number instanceof Long
+        || number instanceof Integer
+        || number instanceof Short
+        || number instanceof Byte) {
+      long n = number.longValue();
+      if (n > MAX_EXACT || n < -MAX_EXACT) {
+        throw new IllegalArgumentException(n + " cannot be sent exactly as a double");
+      }
+      return n;
+    }
+    if (number instanceof BigInteger) {
+      BigInteger n = (BigInteger) number;
+      if (n.abs().compareTo(BigInteger.valueOf(MAX_EXACT)) > 0) {
+        throw new IllegalArgumentException(n + " cannot be sent exactly as a double");
+      }
+      return n.doubleValue();
+    }
+    double d = number instanceof BigDecimal ? number.doubleValue() : number.doubleValue();
+    if (Double.isNaN(d) || Double.isInfinite(d)) {
+      throw new IllegalArgumentException(number + " is not a finite number");
+    }
+    return d;
+  }
+}

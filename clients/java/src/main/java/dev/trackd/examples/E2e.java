@@ -1,0 +1,104 @@
+package dev.trackd.examples;
+
+import dev.trackd.client.TrackProducer;
+import dev.trackd.client.TrackdClient;
+import dev.trackd.v1.Attribution;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The end-to-end program of docs/dev/clients-e2e.md: prints one JSON object on its last line.
+ * Env: TRACKD_ADDRESS, E2E_RUN_ID.
+ */
+public final class E2e {
+  private static final int USERS = 200;
+  private static final int PRODUCER_EVENTS = 10_000;
+
+  private E2e() {}
+
+  public static void main(String[] args) throws Exception {
+    String address = System.getenv().getOrDefault("TRACKD_ADDRESS", "127.0.0.1:50051");
+    String runId = System.getenv().getOrDefault("E2E_RUN_ID", "local");
+    String user = "e2e-java-" + runId;
+
+    try (TrackdClient client = TrackdClient.builder().address(address).build()) {
+      Map<String, String> variations = new LinkedHashMap<>();
+      for (int n = 0; n < USERS; n++) {
+        String device = n % 3 != 0 ? "iPhone" : "Android";
+        String name = "user-" + n;
+        variations.put(name, client.activate("ab_iphone", name, Map.of("device", device)));
+      }
+
+      client.activate("ab_running", user, Map.of());
+      List<String> attributed = new ArrayList<>();
+      for (Attribution attribution :
+          client.track(
+              "my_conversion",
+              user,
+              Map.of("device", "iPhone"),
+              Map.of("revenue", 4200, "category", "shoes"))) {
+        attributed.add(attribution.getExperimentKey());
+      }
+
+      boolean notFound = false;
+      try {
+        client.track("no_such_event", "u", Map.of(), Map.of());
+      } catch (StatusRuntimeException e) {
+        notFound = e.getStatus().getCode() == Status.Code.NOT_FOUND;
+      }
+
+      TrackProducer producer = client.producer().batchSize(500).build();
+      try {
+        for (int n = 0; n < PRODUCER_EVENTS; n++) {
+          producer.send("signup", "p-java-" + runId + "-" + n, Map.of("device", "iPhone"), null);
+        }
+      } finally {
+        producer.close(); // flushes: every batch acknowledged or given up
+      }
+      TrackProducer.Stats stats = producer.stats();
+
+      StringBuilder json = new StringBuilder();
+      json.append("{\"language\": \"java\", \"variations\": {");
+      String sep = "";
+      for (Map.Entry<String, String> entry : variations.entrySet()) {
+        json.append(sep).append(quote(entry.getKey())).append(": ").append(quote(entry.getValue()));
+        sep = ", ";
+      }
+      json.append("}, \"attributed\": [");
+      sep = "";
+      for (String key : attributed) {
+        json.append(sep).append(quote(key));
+        sep = ", ";
+      }
+      json.append("], \"not_found\": ").append(notFound);
+      json.append(", \"producer\": {\"sent\": ").append(stats.sent());
+      json.append(", \"acked\": ").append(stats.acked());
+      json.append(", \"batches\": ").append(stats.batches());
+      json.append(", \"failed\": ").append(stats.failed());
+      json.append(", \"retries\": ").append(stats.retries()).append("}}");
+      System.out.println(json);
+    }
+  }
+
+  /** A JSON string (or null); keys and values here are plain ASCII identifiers. */
+  private static String quote(String s) {
+    if (s == null) {
+      return "null";
+    }
+    StringBuilder out = new StringBuilder("\"");
+    for (char c : s.toCharArray()) {
+      if (c == '"' || c == '\\') {
+        out.append('\\').append(c);
+      } else if (c < 0x20) {
+        out.append(String.format("\\u%04x", (int) c));
+      } else {
+        out.append(c);
+      }
+    }
+    return out.append('"').toString();
+  }
+}

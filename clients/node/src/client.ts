@@ -1,0 +1,120 @@
+import * as grpc from '@grpc/grpc-js';
+import { TrackdError } from './errors';
+import { loadTrackdProto } from './proto';
+import { toValueMap, type Attributes } from './values';
+import type { TrackingServiceClient } from './generated/trackd/v1/TrackingService';
+import type { TrackRequest } from './generated/trackd/v1/TrackRequest';
+
+/** Options of a {@link TrackdClient}. */
+export interface TrackdClientOptions {
+  /** The deadline of each call, in milliseconds. Default 5000. */
+  deadlineMs?: number;
+  /** Channel credentials. Default: plaintext (`grpc.credentials.createInsecure()`). */
+  credentials?: grpc.ChannelCredentials;
+  /** grpc-js channel options, e.g. `{'grpc.keepalive_time_ms': 30000}`. */
+  channelOptions?: grpc.ChannelOptions;
+}
+
+/** An experiment a conversion was counted for. */
+export interface Attribution {
+  experimentKey: string;
+  variationKey: string;
+  experimentId: string;
+  variationId: string;
+}
+
+/**
+ * A client of trackd with the Optimizely SDK's call shapes.
+ *
+ * ```ts
+ * const trackd = new TrackdClient('127.0.0.1:50051', { deadlineMs: 2000 });
+ * const variation = await trackd.activate('my_experiment', 'user123', { device: 'iPhone' });
+ * await trackd.track('my_conversion', 'user123', { device: 'iPhone' }, { revenue: 4200 });
+ * trackd.close();
+ * ```
+ *
+ * Failed calls reject with a {@link TrackdError} whose `code` is the gRPC status; attributes or
+ * tags that are not strings, numbers, booleans or null reject with a TypeError before any call.
+ */
+export class TrackdClient {
+  /** The generated service client, for the RPCs the wrapper does not cover. */
+  readonly raw: TrackingServiceClient;
+  readonly deadlineMs: number;
+
+  constructor(address: string, options: TrackdClientOptions = {}) {
+    const deadlineMs = options.deadlineMs ?? 5000;
+    if (!(deadlineMs > 0)) {
+      throw new RangeError('deadlineMs must be positive');
+    }
+    this.deadlineMs = deadlineMs;
+    const { TrackingService } = loadTrackdProto().trackd.v1;
+    this.raw = new TrackingService(
+      address,
+      options.credentials ?? grpc.credentials.createInsecure(),
+      options.channelOptions,
+    );
+  }
+
+  /**
+   * Decides the user's variation in an experiment and records an impression.
+   *
+   * @returns the variation's key, or null when the user is in no variation
+   */
+  async activate(
+    experimentKey: string,
+    userId: string,
+    attributes?: Attributes | null,
+  ): Promise<string | null> {
+    const request = { experimentKey, userId, attributes: toValueMap(attributes) };
+    const response = await new Promise<{ variationKey: string }>((resolve, reject) => {
+      this.raw.activate(request, this.callOptions(), (error, reply) =>
+        error ? reject(TrackdError.from(error)) : resolve(reply!),
+      );
+    });
+    return response.variationKey === '' ? null : response.variationKey;
+  }
+
+  /**
+   * Records a conversion event.
+   *
+   * @returns the experiments it was attributed to (empty when none)
+   */
+  async track(
+    eventKey: string,
+    userId: string,
+    attributes?: Attributes | null,
+    tags?: Attributes | null,
+  ): Promise<Attribution[]> {
+    const request = trackRequest(eventKey, userId, attributes, tags);
+    const response = await new Promise<{ attributions: Attribution[] }>((resolve, reject) => {
+      this.raw.track(request, this.callOptions(), (error, reply) =>
+        error ? reject(TrackdError.from(error)) : resolve(reply!),
+      );
+    });
+    return response.attributions.map(({ experimentKey, variationKey, experimentId, variationId }) => ({
+      experimentKey,
+      variationKey,
+      experimentId,
+      variationId,
+    }));
+  }
+
+  /** Closes the channel; calls in progress go on, new ones fail. */
+  close(): void {
+    this.raw.close();
+  }
+
+  private callOptions(): grpc.CallOptions {
+    return { deadline: Date.now() + this.deadlineMs };
+  }
+}
+
+/** A TrackRequest with converted attributes and tags. */
+export function trackRequest(
+  eventKey: string,
+  userId: string,
+  attributes?: Attributes | null,
+  tags?: Attributes | null,
+): TrackRequest {
+  return { eventKey, userId, attributes: toValueMap(attributes), tags: toValueMap(tags) };
+}
