@@ -1,0 +1,126 @@
+"""The asyncio client: the same calls as trackd_client.Client, awaitable.
+
+async with AsyncClient("127.0.0.1:50051") as client:
+    variation = await client.activate("my_experiment", "user123", {"device": "iPhone"})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from trackd_client._proto.v1 import tracking_service_pb2 as pb
+from trackd_client._proto.v1 import tracking_service_pb2_grpc as pb_grpc
+from trackd_client._types import Attribution, variation_or_none
+from trackd_client._values import Scalar, to_value_map
+from trackd_client.client import DEFAULT_TIMEOUT
+from trackd_client.errors import from_rpc_error
+
+_UNSET: Any = object()
+
+
+class AsyncClient:
+    """A grpc.aio connection to trackd; create it inside the running event loop."""
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        metadata: Sequence[tuple[str, str]] = (),
+        wait_for_ready: bool = False,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._metadata = tuple(metadata)
+        self._wait_for_ready = wait_for_ready
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(address, options=list(options))
+        else:
+            self.channel = grpc.aio.secure_channel(address, credentials, options=list(options))
+        self.stub = pb_grpc.TrackingServiceStub(self.channel)  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        await self.channel.close(None)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return await method(
+                request,
+                timeout=self.timeout if timeout is _UNSET else timeout,
+                metadata=self._metadata,
+                wait_for_ready=self._wait_for_ready,
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    async def activate(
+        self,
+        experiment_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> str | None:
+        """The user's variation key (recording an impression), or None if in no variation."""
+        request = pb.ActivateRequest(
+            experiment_key=experiment_key, user_id=user_id, attributes=to_value_map(attributes)
+        )
+        response = await self._call(self.stub.Activate, request, timeout)
+        return variation_or_none(response.variation_key)
+
+    async def get_variation(
+        self,
+        experiment_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> str | None:
+        request = pb.GetVariationRequest(
+            experiment_key=experiment_key, user_id=user_id, attributes=to_value_map(attributes)
+        )
+        response = await self._call(self.stub.GetVariation, request, timeout)
+        return variation_or_none(response.variation_key)
+
+    async def track(
+        self,
+        event_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        tags: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> list[Attribution]:
+        """Records a conversion; returns the experiments it was attributed to (maybe none)."""
+        request = pb.TrackRequest(
+            event_key=event_key,
+            user_id=user_id,
+            attributes=to_value_map(attributes),
+            tags=to_value_map(tags, "tags"),
+        )
+        response = await self._call(self.stub.Track, request, timeout)
+        return [Attribution.from_proto(a) for a in response.attributions]
+
+    async def get_config(self, *, timeout: float | None = _UNSET) -> pb.GetConfigResponse:
+        response: pb.GetConfigResponse = await self._call(
+            self.stub.GetConfig, pb.GetConfigRequest(), timeout
+        )
+        return response

@@ -1,0 +1,201 @@
+"""The blocking client: `activate` and `track` as in the Optimizely SDKs, over gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from trackd_client._proto.v1 import tracking_service_pb2 as pb
+from trackd_client._proto.v1 import tracking_service_pb2_grpc as pb_grpc
+from trackd_client._types import Attribution, variation_or_none
+from trackd_client._values import Scalar, to_value_map
+from trackd_client.errors import from_rpc_error
+
+if TYPE_CHECKING:
+    from trackd_client.producer import Producer
+
+DEFAULT_TIMEOUT = 5.0
+"""Seconds each unary call may take unless `timeout=` says otherwise."""
+
+_UNSET: Any = object()
+
+
+class Client:
+    """A connection to trackd. Thread-safe; use one per process and close it (or use `with`).
+
+        with Client("127.0.0.1:50051") as client:
+            variation = client.activate("my_experiment", "user123", {"device": "iPhone"})
+            client.track("my_conversion", "user123", {"device": "iPhone"}, {"revenue": 4200})
+
+    address: "host:port" (any gRPC target). timeout: default deadline in seconds for each
+    call (None: no deadline). credentials: grpc.ChannelCredentials for TLS (default:
+    plaintext). options: extra channel options. metadata: sent with every call.
+    channel: use an existing grpc.Channel instead (it is not closed by close()).
+    """
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        metadata: Sequence[tuple[str, str]] = (),
+        wait_for_ready: bool = False,
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._metadata = tuple(metadata)
+        self._wait_for_ready = wait_for_ready
+        self._owns_channel = channel is None
+        if channel is None:
+            if credentials is None:
+                channel = grpc.insecure_channel(address, options=list(options))
+            else:
+                channel = grpc.secure_channel(address, credentials, options=list(options))
+        self.channel = channel
+        self.stub = pb_grpc.TrackingServiceStub(channel)  # type: ignore[no-untyped-call]
+        """The generated stub, for RPCs or fields the wrapper does not cover."""
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._owns_channel:
+            self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return method(
+                request,
+                timeout=self.timeout if timeout is _UNSET else timeout,
+                metadata=self._metadata,
+                wait_for_ready=self._wait_for_ready,
+            )
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def activate(
+        self,
+        experiment_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> str | None:
+        """The user's variation key (recording an impression), or None if in no variation."""
+        return variation_or_none(
+            self.activate_detail(experiment_key, user_id, attributes, timeout=timeout).variation_key
+        )
+
+    def activate_detail(
+        self,
+        experiment_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> pb.ActivateResponse:
+        """Activate's whole answer: variation, ids, reason, impression_recorded, revision."""
+        request = pb.ActivateRequest(
+            experiment_key=experiment_key, user_id=user_id, attributes=to_value_map(attributes)
+        )
+        response: pb.ActivateResponse = self._call(self.stub.Activate, request, timeout)
+        return response
+
+    def get_variation(
+        self,
+        experiment_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> str | None:
+        """The same decision as activate, without an impression or activation; None if none."""
+        request = pb.GetVariationRequest(
+            experiment_key=experiment_key, user_id=user_id, attributes=to_value_map(attributes)
+        )
+        response: pb.GetVariationResponse = self._call(self.stub.GetVariation, request, timeout)
+        return variation_or_none(response.variation_key)
+
+    # -- conversions --------------------------------------------------------------------
+
+    def track(
+        self,
+        event_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        tags: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> list[Attribution]:
+        """Records a conversion; returns the experiments it was attributed to (maybe none)."""
+        request = pb.TrackRequest(
+            event_key=event_key,
+            user_id=user_id,
+            attributes=to_value_map(attributes),
+            tags=to_value_map(tags, "tags"),
+        )
+        response: pb.TrackResponse = self._call(self.stub.Track, request, timeout)
+        return [Attribution.from_proto(a) for a in response.attributions]
+
+    def producer(self, **kwargs: Any) -> Producer:
+        """A batching TrackStream Producer on this client's channel (see trackd_client.Producer)."""
+        from trackd_client.producer import Producer
+
+        return Producer(self, **kwargs)
+
+    # -- forced variations, config, results ---------------------------------------------
+
+    def set_forced_variation(
+        self,
+        experiment_key: str,
+        user_id: str,
+        variation_key: str | None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> str | None:
+        """Forces the user into a variation; None clears the forcing."""
+        request = pb.SetForcedVariationRequest(
+            experiment_key=experiment_key, user_id=user_id, variation_key=variation_key or ""
+        )
+        response = self._call(self.stub.SetForcedVariation, request, timeout)
+        return variation_or_none(response.variation_key)
+
+    def get_forced_variation(
+        self, experiment_key: str, user_id: str, *, timeout: float | None = _UNSET
+    ) -> str | None:
+        request = pb.GetForcedVariationRequest(experiment_key=experiment_key, user_id=user_id)
+        response = self._call(self.stub.GetForcedVariation, request, timeout)
+        return variation_or_none(response.variation_key)
+
+    def get_config(self, *, timeout: float | None = _UNSET) -> pb.GetConfigResponse:
+        response: pb.GetConfigResponse = self._call(
+            self.stub.GetConfig, pb.GetConfigRequest(), timeout
+        )
+        return response
+
+    def get_experiment_results(
+        self, experiment_key: str, *, timeout: float | None = _UNSET
+    ) -> pb.GetExperimentResultsResponse:
+        request = pb.GetExperimentResultsRequest(experiment_key=experiment_key)
+        response: pb.GetExperimentResultsResponse = self._call(
+            self.stub.GetExperimentResults, request, timeout
+        )
+        return response

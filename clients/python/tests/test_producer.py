@@ -1,0 +1,126 @@
+"""The batching producer against an in-process fake TrackStream (no trackd needed)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+import pytest
+
+from trackd_client import Client, Rejection
+from trackd_client._proto.v1 import tracking_service_pb2 as pb
+from trackd_client._proto.v1 import tracking_service_pb2_grpc as pb_grpc
+
+
+class FakeTracking(pb_grpc.TrackingServiceServicer):
+    """Acks every batch; breaks the first `break_streams` streams after one ack."""
+
+    def __init__(self, break_streams: int = 0, busy_once: bool = False) -> None:
+        self.break_streams = break_streams
+        self.busy_once = busy_once
+        self.stored: list[str] = []
+        self.lock = threading.Lock()
+
+    def TrackStream(
+        self, request_iterator: Iterator[pb.TrackStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.TrackStreamResponse]:
+        acks = 0
+        for batch in request_iterator:
+            with self.lock:
+                if self.break_streams and acks == 1:
+                    self.break_streams -= 1
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "injected failure")
+                if self.busy_once:
+                    self.busy_once = False
+                    yield pb.TrackStreamResponse(sequence=batch.sequence, code=8, message="full")
+                    continue
+                errors = []
+                accepted = 0
+                for index, event in enumerate(batch.events):
+                    if event.event_key == "unknown":
+                        errors.append(pb.EventError(index=index, code=5, message="no such event"))
+                    else:
+                        accepted += 1
+                        self.stored.append(event.user_id)
+            acks += 1
+            yield pb.TrackStreamResponse(sequence=batch.sequence, accepted=accepted, errors=errors)
+
+
+@pytest.fixture
+def serve() -> Iterator[callable]:  # type: ignore[valid-type]
+    servers: list[grpc.Server] = []
+
+    def start(servicer: FakeTracking) -> str:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        pb_grpc.add_TrackingServiceServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        servers.append(server)
+        return f"127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.stop(None)
+
+
+def test_every_event_is_acknowledged_in_size_batches(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeTracking()
+    with (
+        Client(serve(fake)) as client,
+        client.producer(batch_size=100, flush_interval=5) as producer,
+    ):
+        for n in range(1_050):
+            producer.send("signup", f"u{n}")
+    stats = producer.stats
+    assert (stats.sent, stats.acked, stats.batches, stats.pending) == (1_050, 1_050, 11, 0)
+    assert sorted(fake.stored) == sorted(f"u{n}" for n in range(1_050))
+
+
+def test_a_partial_batch_is_sent_when_the_interval_passes(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeTracking()
+    with Client(serve(fake)) as client:
+        producer = client.producer(batch_size=1_000, flush_interval=0.05)
+        producer.send("signup", "lonely")
+        assert producer.flush(timeout=5)
+        assert producer.stats.acked == 1
+        producer.close()
+
+
+def test_unacknowledged_batches_are_resent_after_a_stream_failure(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeTracking(break_streams=2)
+    with (
+        Client(serve(fake)) as client,
+        client.producer(batch_size=10, backoff_initial=0.01) as producer,
+    ):
+        for n in range(200):
+            producer.send("signup", f"u{n}")
+    stats = producer.stats
+    assert stats.acked == 200 and stats.pending == 0
+    assert stats.stream_failures == 2 and stats.retried_batches >= 2
+    assert set(fake.stored) == {f"u{n}" for n in range(200)}  # at least once
+
+
+def test_a_batch_refused_as_busy_is_retried(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = FakeTracking(busy_once=True)
+    with (
+        Client(serve(fake)) as client,
+        client.producer(batch_size=5, backoff_initial=0.01) as producer,
+    ):
+        for n in range(20):
+            producer.send("signup", f"u{n}")
+    assert producer.stats.acked == 20 and producer.stats.retried_batches == 1
+
+
+def test_events_refused_one_by_one_are_reported_not_retried(serve) -> None:  # type: ignore[no-untyped-def]
+    rejected: list[Rejection] = []
+    with (
+        Client(serve(FakeTracking())) as client,
+        client.producer(batch_size=10, on_error=rejected.append) as producer,
+    ):
+        producer.send("signup", "a")
+        producer.send("unknown", "b")
+    assert producer.stats.acked == 1 and producer.stats.rejected == 1
+    assert rejected[0].event_index == 1 and rejected[0].events[0].user_id == "b"
+    assert rejected[0].error.code is grpc.StatusCode.NOT_FOUND
