@@ -62,7 +62,11 @@ test-clients: $(STAMP)
 
 test: lint typecheck buf proto-check test-unit test-clients
 
+# The full benchmarks (minutes; not part of make test). Results are appended to
+# bench/results/<date>.md. ghz is the unary load generator when installed.
 bench: $(STAMP)
+	command -v ghz >/dev/null || go install github.com/bojand/ghz/cmd/ghz@v0.120.0 || true
+	PATH="$$(go env GOPATH 2>/dev/null)/bin:$$PATH" $(PY) bench/bench_grpc.py --profile
 	$(PY) bench/bench_decisions.py
 	$(PY) bench/bench_activation_cache.py
 

@@ -1,0 +1,106 @@
+"""The baseline: a bare grpc.aio server with trackd's messages and canned answers.
+
+It serves Activate, Track and TrackStream of trackd.v1.TrackingService with the same
+generated stubs and the same channel options as trackd, but does no work: Activate and
+Track answer a constant response, TrackStream answers each (parsed) batch with
+{sequence, accepted=len(events)}. What trackd adds on top of this is trackd's own cost.
+
+    .venv/bin/python bench/bare_server.py [--listen 127.0.0.1:0]
+
+Prints `{"event": "started", "port": N}` on stdout once listening; stops on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from trackd.v1 import tracking_service_pb2 as pb
+from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
+
+# Same as trackd.server.grpc_options with the default settings.
+OPTIONS = [
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.max_concurrent_streams", 256),
+    ("grpc.so_reuseport", 0),
+]
+
+_ACTIVATED = pb.ActivateResponse(
+    variation_key="variation_a",
+    experiment_id="40001",
+    variation_id="42001",
+    reason=pb.DECISION_REASON_BUCKETED,
+    experiment_key="ab_running",
+    impression_recorded=True,
+    revision="7",
+)
+_TRACKED = pb.TrackResponse(
+    attributions=[
+        pb.Attribution(
+            experiment_key="ab_running",
+            variation_key="variation_a",
+            experiment_id="40001",
+            variation_id="42001",
+        )
+    ],
+    uuid="00000000-0000-4000-8000-000000000000",
+)
+
+
+class BareServicer(pb_grpc.TrackingServiceServicer):  # type: ignore[misc]  # untyped stub
+    async def Activate(
+        self, request: pb.ActivateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ActivateResponse:
+        return _ACTIVATED
+
+    async def Track(
+        self, request: pb.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TrackResponse:
+        return _TRACKED
+
+    async def TrackStream(
+        self,
+        request_iterator: AsyncIterator[pb.TrackStreamRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.TrackStreamResponse]:
+        async for batch in request_iterator:
+            yield pb.TrackStreamResponse(sequence=batch.sequence, accepted=len(batch.events))
+
+
+async def serve(listen: str) -> None:
+    server = grpc.aio.server(options=OPTIONS)
+    pb_grpc.add_TrackingServiceServicer_to_server(BareServicer(), server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(json.dumps({"event": "started", "port": port}), flush=True)
+    await stop.wait()
+    await server.stop(grace=1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", default="127.0.0.1:0")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(args.listen))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
