@@ -1,0 +1,313 @@
+"""Delivers committed outbox events to the sink, at least once, in order.
+
+A background task sends a batch as soon as `batch_size` events are waiting, or whatever is
+waiting once the oldest has waited `flush_interval` seconds. Network errors, 5xx, 408 and
+429 are retried for as long as it takes, with capped exponential backoff and jitter (a
+Retry-After header wins, capped); any other 4xx moves the batch to the dead-letter table.
+A batch is acknowledged in the outbox only after the sink accepted it, so a crash means a
+resend, never a loss; each event keeps its uuid, so duplicates are identifiable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import deque
+
+import structlog
+
+from trackd.events import payload
+from trackd.events.outbox import DeadLetter, Outbox, PendingRow
+from trackd.events.records import Context, Record
+from trackd.events.sinks import Outcome, Sink
+
+log = structlog.get_logger("trackd.events")
+
+_READ_ROWS = 16
+
+
+class _Slot:
+    """A buffered outbox row and how far into it delivery has got."""
+
+    __slots__ = ("row", "sent")
+
+    def __init__(self, row: PendingRow) -> None:
+        self.row = row
+        self.sent = row.sent
+
+
+class _Batch:
+    __slots__ = ("body", "context", "dead_letter", "events", "progress", "records")
+
+    def __init__(self) -> None:
+        self.context: Context | None = None
+        self.records: list[Record] = []
+        self.progress: list[tuple[int, int]] = []
+        self.events = 0
+        self.dead_letter: DeadLetter | None = None
+        self.body = b""
+
+
+class Dispatcher:
+    """`start()` runs the background delivery. At shutdown `stop(deadline=...)` stops it,
+    makes one delivery attempt for what is left until the deadline and closes the sink
+    (`flush(deadline)` is the attempt alone; `aclose()` stops and closes the sink)."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        sink: Sink,
+        *,
+        batch_size: int = 100,
+        flush_interval: float = 1.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 60.0,
+        retry_after_max: float = 300.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if batch_size < 1 or flush_interval <= 0:
+            raise ValueError("batch_size must be >= 1 and flush_interval > 0")
+        self._outbox = outbox
+        self._sink = sink
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
+        self._rng = rng or random.Random()
+        self._slots: deque[_Slot] = deque()
+        self._after_id = 0
+        self._buffered = 0
+        self._task: asyncio.Task[None] | None = None
+        self._acking: asyncio.Future[int] | None = None
+        # Counters since start, for metrics.
+        self.delivered_events = 0
+        self.dead_lettered_events = 0
+        self.batches_sent = 0
+        self.retries = 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="trackd-dispatcher"
+            )
+
+    async def stop(self, deadline: float | None = None) -> int:
+        """Stops background delivery (a batch in flight is resent later: at least once).
+
+        With `deadline` (in `loop.time()` terms) this is the shutdown: one delivery attempt
+        for what is waiting, as `flush(deadline)`, then the sink is closed. Returns the
+        events that attempt delivered or dead-lettered."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._acking is not None:
+            # Cancelled while the outbox recorded a delivery: let it land, so the counters
+            # are final when stop() returns.
+            await asyncio.wait([self._acking])
+            self._acking = None
+        if deadline is None:
+            return 0
+        try:
+            return await self.flush(deadline)
+        finally:
+            await self._sink.aclose()
+
+    async def flush(self, deadline: float) -> int:
+        """Stops background delivery, then tries each waiting batch once until `deadline`
+        (in `loop.time()` terms: `loop.time() + grace_period`), stopping at the first
+        failure. Returns the events delivered or dead-lettered; what is left stays in the
+        outbox for the next start."""
+        await self.stop()
+        before = self.delivered_events + self.dead_lettered_events
+        try:
+            async with asyncio.timeout_at(deadline):
+                while self._outbox.undelivered > 0:
+                    if not await self._deliver_next(retry=False):
+                        break
+        except TimeoutError:
+            log.warning("event_flush_timed_out", undelivered=self._outbox.undelivered)
+        except Exception:
+            # Shutdown goes on: whatever was not acknowledged stays in the outbox.
+            log.exception("event_flush_failed", undelivered=self._outbox.undelivered)
+        return self.delivered_events + self.dead_lettered_events - before
+
+    async def aclose(self) -> None:
+        await self.stop()
+        await self._sink.aclose()
+
+    # --- the background loop --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due: float | None = None
+        failures = 0
+        while True:
+            signal = self._outbox.commit_signal()
+            pending = self._outbox.undelivered
+            now = loop.time()
+            if pending <= 0:
+                due = None
+                await signal.wait()
+                continue
+            if due is None:
+                due = now + self.flush_interval
+            if pending >= self.batch_size or now >= due:
+                try:
+                    progressed = await self._deliver_next(retry=True)
+                except Exception:
+                    log.exception("event_dispatch_failed")
+                    self._reset()
+                    failures += 1
+                    await asyncio.sleep(self._delay(failures - 1, None))
+                    continue
+                failures = 0
+                if pending < self.batch_size:
+                    due = None  # a timed flush: the next partial batch waits its own interval
+                if not progressed:
+                    # Counted but not readable yet: let the reader catch up.
+                    await asyncio.sleep(min(self.flush_interval, 0.05))
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(due - now):
+                    await signal.wait()
+
+    # --- one batch ------------------------------------------------------------------------
+
+    async def _fill(self) -> None:
+        while self._buffered < self.batch_size:
+            rows = await self._outbox.read(self._after_id, _READ_ROWS)
+            if not rows:
+                return
+            for row in rows:
+                self._after_id = row.row_id
+                self._slots.append(_Slot(row))
+                self._buffered += row.n - row.sent
+
+    def _reset(self) -> None:
+        """Forgets the buffer; the next read starts again from what the outbox holds."""
+        self._slots.clear()
+        self._after_id = 0
+        self._buffered = 0
+
+    def _take(self) -> _Batch:
+        batch = _Batch()
+        front = self._slots[0]
+        if front.row.error is not None:
+            batch.events = front.row.n - front.sent
+            batch.progress.append((front.row.row_id, front.row.n))
+            batch.dead_letter = DeadLetter(
+                None, f"undecodable outbox row: {front.row.error}", batch.events, front.row.raw
+            )
+            return batch
+        for slot in self._slots:
+            row = slot.row
+            if row.error is not None:
+                break
+            index = slot.sent
+            while index < row.n and len(batch.records) < self.batch_size:
+                record = row.records[index]
+                if batch.context is None:
+                    batch.context = record.context
+                elif record.context != batch.context:
+                    break
+                batch.records.append(record)
+                index += 1
+            if index > slot.sent:
+                batch.progress.append((row.row_id, index))
+            if index < row.n:
+                break
+        batch.events = len(batch.records)
+        assert batch.context is not None
+        try:
+            batch.body = payload.encode(payload.event_batch(batch.context, batch.records))
+        except (TypeError, ValueError) as error:
+            batch.dead_letter = DeadLetter(
+                None,
+                f"cannot encode the batch: {error}",
+                batch.events,
+                repr(batch.records).encode(),
+            )
+        return batch
+
+    def _advance(self, progress: list[tuple[int, int]]) -> None:
+        for row_id, sent in progress:
+            slot = self._slots[0]
+            assert slot.row.row_id == row_id
+            self._buffered -= sent - slot.sent
+            slot.sent = sent
+            if sent >= slot.row.n:
+                self._slots.popleft()
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_max)
+        ceiling: float = min(self.backoff_max, self.backoff_initial * 2.0 ** min(attempt, 62))
+        return ceiling / 2 + self._rng.random() * ceiling / 2
+
+    async def _deliver_next(self, *, retry: bool) -> bool:
+        """Sends the next batch; False if there was none, or (without `retry`) it failed."""
+        await self._fill()
+        if not self._slots:
+            return False
+        batch = self._take()
+        attempt = 0
+        while batch.dead_letter is None:
+            delivery = await self._sink.send(batch.body)
+            if delivery.outcome is Outcome.DELIVERED:
+                break
+            if delivery.outcome is Outcome.REJECTED:
+                batch.dead_letter = DeadLetter(
+                    delivery.status, delivery.detail or "rejected", batch.events, batch.body
+                )
+                break
+            self.retries += 1
+            if not retry:
+                log.warning(
+                    "event_delivery_failed",
+                    status=delivery.status,
+                    detail=delivery.detail,
+                    events=batch.events,
+                )
+                return False
+            delay = self._delay(attempt, delivery.retry_after)
+            attempt += 1
+            log.warning(
+                "event_delivery_retry",
+                status=delivery.status,
+                detail=delivery.detail,
+                events=batch.events,
+                attempt=attempt,
+                delay_s=round(delay, 3),
+            )
+            await asyncio.sleep(delay)
+        self._acking = acked_future = self._outbox.ack(batch.progress, batch.dead_letter)
+        self._advance(batch.progress)
+        try:
+            acked = await asyncio.shield(acked_future)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._reset()  # the outbox still holds these events: they go again
+            raise
+        self._acking = None
+        if batch.dead_letter is None:
+            self.delivered_events += acked
+            self.batches_sent += 1
+        else:
+            self.dead_lettered_events += acked
+            log.error(
+                "events_dead_lettered",
+                status=batch.dead_letter.status,
+                reason=batch.dead_letter.reason,
+                events=acked,
+            )
+        return True
+
+
+__all__ = ["Dispatcher"]

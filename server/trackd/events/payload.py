@@ -1,0 +1,135 @@
+"""Optimizely Event API batches, built as optimizely-sdk 5.7 builds them.
+
+Mirrors event/event_factory.py and event/payload.py: one visitor per event, impressions as
+a `campaign_activated` event with one decision, conversions with revenue/value/tags, and
+the SDK's cleaning (a None revenue, value, tags or decisions key is left out, wherever it
+appears). Only visitors sharing one context (account, project, revision, anonymize_ip) go
+in one batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Final
+
+import trackd
+from trackd.events.records import Context, Conversion, Impression, Record
+from trackd.events.tags import TagValue
+
+CLIENT_NAME: Final = "trackd"
+ACTIVATE_EVENT_KEY: Final = "campaign_activated"
+RULE_TYPE_EXPERIMENT: Final = "experiment"
+_DROPPED_WHEN_NONE: Final = frozenset({"revenue", "value", "tags", "decisions"})
+
+
+def _variation_id(variation_id: str) -> str | None:
+    # event_id_normalizer.normalize_variation_id: only a decimal-digit id is sent as is.
+    if variation_id and variation_id.isascii() and variation_id.isdigit():
+        return variation_id
+    return None
+
+
+def _clean_tags(tags: Mapping[str, TagValue]) -> dict[str, TagValue]:
+    return {k: v for k, v in tags.items() if v is not None or k not in _DROPPED_WHEN_NONE}
+
+
+def _attributes(record: Record) -> list[dict[str, Any]]:
+    return [
+        {"entity_id": entity_id, "key": key, "type": "custom", "value": value}
+        for entity_id, key, value in record.attributes
+        if value is not None  # never stored; the SDK would drop such a "value" key
+    ]
+
+
+def _impression_snapshot(record: Impression) -> dict[str, Any]:
+    return {
+        "events": [
+            {
+                "entity_id": record.campaign_id,
+                "uuid": record.uuid,
+                "key": ACTIVATE_EVENT_KEY,
+                "timestamp": record.timestamp,
+            }
+        ],
+        "decisions": [
+            {
+                "campaign_id": record.campaign_id,
+                "experiment_id": record.experiment_id,
+                "variation_id": _variation_id(record.variation_id),
+                "metadata": {
+                    "flag_key": "",
+                    "rule_key": record.experiment_key,
+                    "rule_type": RULE_TYPE_EXPERIMENT,
+                    "variation_key": record.variation_key,
+                    "enabled": True,  # Optimizely.activate sends enabled=True
+                },
+            }
+        ],
+    }
+
+
+def _conversion_snapshot(record: Conversion) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "entity_id": record.event_id,
+        "uuid": record.uuid,
+        "key": record.event_key,
+        "timestamp": record.timestamp,
+    }
+    if record.revenue is not None:
+        event["revenue"] = record.revenue
+    if record.value is not None:
+        event["value"] = record.value
+    if record.tags:
+        event["tags"] = _clean_tags(record.tags)
+    return {"events": [event]}
+
+
+def visitor(record: Record) -> dict[str, Any]:
+    if isinstance(record, Impression):
+        snapshot = _impression_snapshot(record)
+    else:
+        snapshot = _conversion_snapshot(record)
+    return {
+        "snapshots": [snapshot],
+        "attributes": _attributes(record),
+        "visitor_id": record.user_id,
+    }
+
+
+def event_batch(context: Context, records: Iterable[Record]) -> dict[str, Any]:
+    account_id, project_id, revision, anonymize_ip = context
+    return {
+        "account_id": account_id,
+        "project_id": project_id,
+        "revision": revision,
+        "client_name": CLIENT_NAME,
+        "client_version": trackd.__version__,
+        "anonymize_ip": anonymize_ip,
+        "enrich_decisions": True,
+        "visitors": [visitor(record) for record in records],
+    }
+
+
+def split(records: Sequence[Record], max_visitors: int) -> Iterator[tuple[Context, list[Record]]]:
+    """Consecutive runs of one context, at most `max_visitors` long, in order."""
+    run: list[Record] = []
+    context: Context | None = None
+    for record in records:
+        if run and (record.context != context or len(run) >= max_visitors):
+            assert context is not None
+            yield context, run
+            run = []
+        context = record.context
+        run.append(record)
+    if run:
+        assert context is not None
+        yield context, run
+
+
+def encode(batch: Mapping[str, Any]) -> bytes:
+    """The HTTP body / JSON line. NaN cannot occur (records reject it); refuse it anyway."""
+    return json.dumps(batch, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+__all__ = ["ACTIVATE_EVENT_KEY", "CLIENT_NAME", "encode", "event_batch", "split", "visitor"]

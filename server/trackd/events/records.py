@@ -1,0 +1,265 @@
+"""Compact event records, resolved once from a config snapshot.
+
+A record carries everything its Event API visitor needs (ids, keys, the account context and
+the visitor attributes resolved the way optimizely-sdk resolves them), so a datafile
+reloaded after the event was accepted cannot change what is delivered. Records are
+NamedTuples of plain values: the outbox stores a batch of them as one compact row.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, NamedTuple, Protocol
+
+from trackd.events.tags import ParsedTags, TagValue, parse_tags
+
+AttributeValue = str | bool | int | float | None
+
+IMPRESSION: Final = 0
+CONVERSION: Final = 1
+
+BOT_FILTERING_KEY: Final = "$opt_bot_filtering"
+RESERVED_PREFIX: Final = "$opt_"
+_EXACT_INT_LIMIT: Final = 2**53
+
+# (account_id, project_id, revision, anonymize_ip): what one Event API batch shares.
+Context = tuple[str, str, str, bool]
+# (entity_id, key, value) of one visitor attribute.
+VisitorAttribute = tuple[str, str, AttributeValue]
+# (experiment_id, variation_id) a conversion is attributed to.
+Attribution = tuple[str, str]
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class _Keyed(_Identified, Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+class _Experiment(_Keyed, Protocol):
+    @property
+    def layer_id(self) -> str: ...
+
+
+class ConfigLike(Protocol):
+    """What records read from `trackd.datafile.model.ProjectConfig`."""
+
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def project_id(self) -> str: ...
+    @property
+    def revision(self) -> str: ...
+    @property
+    def anonymize_ip(self) -> bool: ...
+    @property
+    def bot_filtering(self) -> bool | None: ...
+    @property
+    def attributes_by_key(self) -> Mapping[str, _Identified]: ...
+
+
+class Impression(NamedTuple):
+    kind: int  # IMPRESSION
+    context: Context
+    uuid: str
+    timestamp: int  # ms since the epoch
+    user_id: str
+    attributes: tuple[VisitorAttribute, ...]
+    experiment_id: str
+    experiment_key: str
+    campaign_id: str  # the layer id, or the experiment id when the layer id is empty
+    variation_id: str
+    variation_key: str
+
+
+class Conversion(NamedTuple):
+    kind: int  # CONVERSION
+    context: Context
+    uuid: str
+    timestamp: int
+    user_id: str
+    attributes: tuple[VisitorAttribute, ...]
+    event_id: str
+    event_key: str
+    revenue: int | None
+    value: float | None
+    tags: Mapping[str, TagValue]
+    attributions: tuple[Attribution, ...]
+
+
+Record = Impression | Conversion
+
+# One-entry cache: consecutive records from the same snapshot share one context tuple, which
+# pickle then stores once per row.
+_last_context: list[tuple[object, Context]] = []
+
+
+def context_of(config: ConfigLike) -> Context:
+    if _last_context and _last_context[0][0] is config:
+        return _last_context[0][1]
+    context = (config.account_id, config.project_id, config.revision, bool(config.anonymize_ip))
+    _last_context[:] = [(config, context)]
+    return context
+
+
+def new_uuid() -> str:
+    """A random (version 4) UUID string.
+
+    Drawn from the `random` module (seeded from os.urandom, reseeded after fork): uuids only
+    need to be unique, not unguessable, and this is about three times cheaper than uuid4().
+    """
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def _attribute_value_valid(value: object) -> bool:
+    # optimizely.helpers.validator.is_attribute_valid
+    if isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= _EXACT_INT_LIMIT
+    if isinstance(value, float):
+        return math.isfinite(value) and abs(value) <= _EXACT_INT_LIMIT
+    return False
+
+
+def visitor_attributes(
+    config: ConfigLike, attributes: Mapping[str, AttributeValue] | None
+) -> tuple[VisitorAttribute, ...]:
+    """The attribute list optimizely-sdk's EventFactory.build_attribute_list produces."""
+    found: list[VisitorAttribute] = []
+    if attributes:
+        by_key = config.attributes_by_key
+        for key, value in attributes.items():
+            if not _attribute_value_valid(value):
+                continue
+            attribute = by_key.get(key)
+            if attribute is not None:
+                found.append((attribute.id, key, value))
+            elif key.startswith(RESERVED_PREFIX):
+                found.append((key, key, value))
+    bot_filtering = config.bot_filtering
+    if isinstance(bot_filtering, bool):
+        found.append((BOT_FILTERING_KEY, BOT_FILTERING_KEY, bot_filtering))
+    return tuple(found)
+
+
+def impression(
+    config: ConfigLike,
+    experiment: _Experiment,
+    variation: _Keyed,
+    user_id: str,
+    attributes: Mapping[str, AttributeValue] | None,
+    *,
+    now_ms: int,
+) -> Impression:
+    return Impression(
+        IMPRESSION,
+        context_of(config),
+        new_uuid(),
+        now_ms,
+        user_id,
+        visitor_attributes(config, attributes),
+        experiment.id,
+        experiment.key,
+        experiment.layer_id or experiment.id,
+        variation.id,
+        variation.key,
+    )
+
+
+def conversion(
+    config: ConfigLike,
+    event: _Keyed,
+    user_id: str,
+    attributes: Mapping[str, AttributeValue] | None,
+    tags: ParsedTags | Mapping[str, TagValue] | None,
+    attributions: Sequence[Attribution],
+    *,
+    now_ms: int,
+) -> Conversion:
+    """`tags` is what `parse_tags` returned; a plain mapping is parsed here (and may raise)."""
+    parsed = tags if isinstance(tags, ParsedTags) else parse_tags(tags)
+    return Conversion(
+        CONVERSION,
+        context_of(config),
+        new_uuid(),
+        now_ms,
+        user_id,
+        visitor_attributes(config, attributes),
+        event.id,
+        event.key,
+        parsed.revenue,
+        parsed.value,
+        parsed.tags,
+        tuple(attributions),
+    )
+
+
+# --- the compact row format -------------------------------------------------------------
+
+ROW_FORMAT: Final = 1  # pickle protocol 5 of a list of plain record tuples
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads only plain data (tuples, lists, dicts, str, numbers, bools, None): a row can
+    never name a class or function, so a tampered database cannot run code."""
+
+    def find_class(self, module: str, name: str) -> type:
+        raise pickle.UnpicklingError(f"outbox rows hold plain data only, not {module}.{name}")
+
+
+def encode_rows(records: Sequence[Record]) -> bytes:
+    """One outbox row. Pickle of plain tuples: about five times faster than json.dumps and
+    half the size, which keeps the acknowledgement path lean."""
+    return pickle.dumps([tuple(record) for record in records], protocol=5)
+
+
+def decode_plain(body: bytes, fmt: int = ROW_FORMAT) -> list[tuple[Any, ...]]:
+    """The row's records as plain tuples (fields in Impression/Conversion order)."""
+    if fmt != ROW_FORMAT:
+        raise ValueError(f"unknown outbox row format {fmt}")
+    plain: list[tuple[Any, ...]] = _PlainUnpickler(io.BytesIO(body)).load()
+    return plain
+
+
+def decode_rows(body: bytes, fmt: int = ROW_FORMAT) -> list[Record]:
+    plain = decode_plain(body, fmt)
+    decoded: list[Record] = []
+    for item in plain:
+        if item[0] == IMPRESSION:
+            decoded.append(Impression._make(item))
+        elif item[0] == CONVERSION:
+            decoded.append(Conversion._make(item))
+        else:
+            raise ValueError(f"unknown record kind {item[0]!r}")
+    return decoded
+
+
+__all__ = [
+    "CONVERSION",
+    "IMPRESSION",
+    "Attribution",
+    "ConfigLike",
+    "Context",
+    "Conversion",
+    "Impression",
+    "Record",
+    "VisitorAttribute",
+    "context_of",
+    "conversion",
+    "decode_plain",
+    "decode_rows",
+    "encode_rows",
+    "impression",
+    "new_uuid",
+    "visitor_attributes",
+]

@@ -1,0 +1,250 @@
+"""Experiment results counted from committed outbox rows, exactly once.
+
+The outbox writer thread feeds committed rows (in id order) to `Counter.consume`, which
+updates the results tables in the same transaction that moves the persisted cursor: a
+crash keeps both or neither, so nothing is lost or counted twice. A group is one
+variation's visitors or one (variation, event)'s converters; its unique users are rows
+of `results_members` (keyed by a small group id), and its counters grow by the rows those
+inserts really added, so a results query reads a handful of rows however many users.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import structlog
+
+from trackd.events.records import IMPRESSION, Conversion, Impression, decode_plain
+
+log = structlog.get_logger("trackd.events")
+
+_INT64_MAX: Final = 2**63 - 1
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS results_groups (
+    id INTEGER PRIMARY KEY,
+    experiment_id TEXT NOT NULL,
+    variation_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,            -- 0: the variation's visitors; 1: one event's converters
+    event_key TEXT NOT NULL,          -- '' for visitors
+    users INTEGER NOT NULL DEFAULT 0, -- unique visitors or converters
+    conversions INTEGER NOT NULL DEFAULT 0,
+    revenue INTEGER NOT NULL DEFAULT 0,
+    value REAL NOT NULL DEFAULT 0.0,
+    UNIQUE (experiment_id, variation_id, kind, event_key)
+);
+CREATE TABLE IF NOT EXISTS results_members (
+    group_id INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+) WITHOUT ROWID;
+"""
+
+_VISITORS: Final = 0
+_CONVERTERS: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EventResults:
+    event_key: str
+    converters: int  # unique users
+    conversions: int  # all conversions, repeats included
+    revenue: int
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class VariationResults:
+    variation_key: str
+    variation_id: str
+    visitors: int  # unique activated users
+    events: tuple[EventResults, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentResults:
+    experiment_key: str
+    experiment_id: str
+    variations: tuple[VariationResults, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RawCounts:
+    """What the tables hold for one experiment, keyed by ids and event keys."""
+
+    visitors: Mapping[str, int]  # variation_id -> visitors
+    events: Mapping[tuple[str, str], tuple[int, int, int, float]]  # (variation_id, event_key)
+
+
+class _Keyed(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+
+
+class ResultsExperiment(_Keyed, Protocol):
+    @property
+    def variations(self) -> Iterable[_Keyed]: ...
+
+
+class _Event(_Keyed, Protocol):
+    @property
+    def experiment_ids(self) -> frozenset[str]: ...
+
+
+class ResultsConfig(Protocol):
+    @property
+    def events_by_key(self) -> Mapping[str, _Event]: ...
+
+
+def _clamp(total: int) -> int:
+    return max(-_INT64_MAX, min(_INT64_MAX, total))
+
+
+_KIND = Impression._fields.index("kind")
+_USER = Impression._fields.index("user_id")
+_I_EXPERIMENT = Impression._fields.index("experiment_id")
+_I_VARIATION = Impression._fields.index("variation_id")
+_C_EVENT_KEY = Conversion._fields.index("event_key")
+_C_REVENUE = Conversion._fields.index("revenue")
+_C_VALUE = Conversion._fields.index("value")
+_C_ATTRIBUTIONS = Conversion._fields.index("attributions")
+
+
+class Counter:
+    """Updates the results tables; used by the outbox writer thread only."""
+
+    def __init__(self) -> None:
+        self._group_ids: dict[tuple[str, str, int, str], int] = {}
+
+    def forget(self) -> None:
+        """After a rollback: group ids created in it are gone."""
+        self._group_ids.clear()
+
+    def _group(self, conn: sqlite3.Connection, key: tuple[str, str, int, str]) -> int:
+        group_id = self._group_ids.get(key)
+        if group_id is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO results_groups"
+                " (experiment_id, variation_id, kind, event_key) VALUES (?, ?, ?, ?)",
+                key,
+            )
+            (group_id,) = conn.execute(
+                "SELECT id FROM results_groups"
+                " WHERE experiment_id = ? AND variation_id = ? AND kind = ? AND event_key = ?",
+                key,
+            ).fetchone()
+            self._group_ids[key] = group_id
+        return group_id
+
+    def consume(self, conn: sqlite3.Connection, rows: Iterable[tuple[int, int, bytes]]) -> int:
+        """Counts `(row_id, fmt, body)` rows inside the caller's transaction; returns the
+        events seen. An undecodable row is logged and skipped (the dispatcher
+        dead-letters it)."""
+        members: dict[tuple[str, str, int, str], set[str]] = {}
+        totals: dict[tuple[str, str, int, str], list[Any]] = {}
+        seen = 0
+        for row_id, fmt, body in rows:
+            try:
+                plain = decode_plain(body, fmt)
+            except Exception:
+                log.exception("results_row_undecodable", row_id=row_id)
+                continue
+            seen += len(plain)
+            for record in plain:
+                if record[_KIND] == IMPRESSION:
+                    key = (record[_I_EXPERIMENT], record[_I_VARIATION], _VISITORS, "")
+                    users = members.get(key)
+                    if users is None:
+                        users = members[key] = set()
+                    users.add(record[_USER])
+                    continue
+                attributions = record[_C_ATTRIBUTIONS]
+                if not attributions:
+                    continue
+                event_key = record[_C_EVENT_KEY]
+                revenue = record[_C_REVENUE] or 0
+                value = record[_C_VALUE] or 0.0
+                for experiment_id, variation_id in attributions:
+                    key = (experiment_id, variation_id, _CONVERTERS, event_key)
+                    total = totals.get(key)
+                    if total is None:
+                        totals[key] = [1, revenue, value]
+                        members[key] = {record[_USER]}
+                    else:
+                        total[0] += 1
+                        total[1] += revenue
+                        total[2] += value
+                        members[key].add(record[_USER])
+        for key, users in members.items():
+            group_id = self._group(conn, key)
+            added = conn.executemany(
+                "INSERT OR IGNORE INTO results_members VALUES (?, ?)",
+                [(group_id, user) for user in users],
+            ).rowcount
+            count, revenue, value = totals.get(key, (0, 0, 0.0))
+            conn.execute(
+                "UPDATE results_groups SET users = users + ?, conversions = conversions + ?,"
+                " revenue = revenue + ?, value = value + ? WHERE id = ?",
+                (max(added, 0), count, _clamp(int(revenue)), float(value), group_id),
+            )
+        return seen
+
+
+def query(conn: sqlite3.Connection, experiment_id: str) -> RawCounts:
+    visitors: dict[str, int] = {}
+    events: dict[tuple[str, str], tuple[int, int, int, float]] = {}
+    for variation_id, kind, event_key, users, conversions, revenue, value in conn.execute(
+        "SELECT variation_id, kind, event_key, users, conversions, revenue, value"
+        " FROM results_groups WHERE experiment_id = ?",
+        (experiment_id,),
+    ):
+        if kind == _VISITORS:
+            visitors[variation_id] = users
+        else:
+            events[(variation_id, event_key)] = (users, conversions, revenue, value)
+    return RawCounts(visitors, events)
+
+
+def assemble(
+    raw: RawCounts, config: ResultsConfig, experiment: ResultsExperiment
+) -> ExperimentResults:
+    """One entry per variation of the live datafile; per variation, every event with counts
+    plus the datafile events that name this experiment (with zeros)."""
+    named = {
+        event.key
+        for event in config.events_by_key.values()
+        if experiment.id in event.experiment_ids
+    }
+    variations = []
+    for variation in experiment.variations:
+        keys = named | {key for (vid, key) in raw.events if vid == variation.id}
+        events = []
+        for key in sorted(keys):
+            converters, conversions, revenue, value = raw.events.get(
+                (variation.id, key), (0, 0, 0, 0.0)
+            )
+            events.append(EventResults(key, converters, conversions, int(revenue), value))
+        variations.append(
+            VariationResults(
+                variation.key, variation.id, raw.visitors.get(variation.id, 0), tuple(events)
+            )
+        )
+    return ExperimentResults(experiment.key, experiment.id, tuple(variations))
+
+
+__all__ = [
+    "Counter",
+    "EventResults",
+    "ExperimentResults",
+    "RawCounts",
+    "ResultsConfig",
+    "ResultsExperiment",
+    "VariationResults",
+    "assemble",
+    "query",
+]

@@ -1,0 +1,154 @@
+"""Event records: resolved once from the config snapshot, stored as compact plain rows."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trackd.datafile import ProjectConfig, parse_datafile
+from trackd.errors import InvalidTag
+from trackd.events import records
+from trackd.events.records import Conversion, Impression, decode_rows, encode_rows
+from trackd.events.tags import parse_tags
+
+DATAFILE = json.loads((Path(__file__).parents[1] / "data" / "datafile.json").read_text())
+
+
+def _config(**changes: Any) -> ProjectConfig:
+    document = copy.deepcopy(DATAFILE)
+    document.update(changes)
+    return parse_datafile(json.dumps(document))
+
+
+def _impression(config: ProjectConfig, attributes: dict[str, Any] | None = None) -> Impression:
+    experiment = config.experiments_by_key["ab_running"]
+    return records.impression(
+        config, experiment, experiment.variations[1], "u1", attributes, now_ms=1_700_000_000_123
+    )
+
+
+def test_impression_carries_ids_keys_and_context_of_its_snapshot() -> None:
+    config = _config()
+    record = _impression(config, {"device": "iPhone"})
+    assert record.context == ("12001", "12002", "7", True)
+    assert (record.experiment_id, record.experiment_key) == ("40001", "ab_running")
+    assert (record.variation_id, record.variation_key) == ("42002", "variation_b")
+    assert record.campaign_id == "41001"
+    assert record.timestamp == 1_700_000_000_123
+    assert record.attributes == (
+        ("20001", "device", "iPhone"),
+        ("$opt_bot_filtering", "$opt_bot_filtering", False),
+    )
+
+
+def test_a_later_datafile_does_not_change_a_record() -> None:
+    old = _config()
+    record = _impression(old, {"device": "iPhone"})
+    renamed = copy.deepcopy(DATAFILE)
+    renamed["revision"] = "8"
+    renamed["attributes"][0]["id"] = "29999"
+    new = parse_datafile(json.dumps(renamed))
+    assert _impression(new, {"device": "iPhone"}).attributes[0][0] == "29999"
+    assert record.attributes[0][0] == "20001"
+    assert record.context[2] == "7"
+
+
+def test_campaign_id_falls_back_to_the_experiment_id_when_the_layer_id_is_empty() -> None:
+    document = copy.deepcopy(DATAFILE)
+    document["experiments"][0]["layerId"] = ""
+    record = _impression(parse_datafile(json.dumps(document)))
+    assert record.campaign_id == "40001"
+
+
+def test_attributes_resolve_as_the_sdk_does() -> None:
+    record = _impression(
+        _config(botFiltering=True),
+        {
+            "device": "Android",  # datafile id
+            "unknown": "dropped",  # not in the datafile
+            "$opt_user_agent": "ua",  # reserved prefix: its own key is the id
+            "ad_source": 2**53 + 1,  # beyond 2**53: invalid, skipped
+            "flag": None,
+        },
+    )
+    assert record.attributes == (
+        ("20001", "device", "Android"),
+        ("$opt_user_agent", "$opt_user_agent", "ua"),
+        ("$opt_bot_filtering", "$opt_bot_filtering", True),
+    )
+
+
+def test_no_bot_filtering_attribute_when_the_datafile_has_none() -> None:
+    document = copy.deepcopy(DATAFILE)
+    del document["botFiltering"]
+    assert _impression(parse_datafile(json.dumps(document))).attributes == ()
+
+
+def test_conversion_takes_revenue_value_and_tags_from_parsed_tags() -> None:
+    config = _config()
+    record = records.conversion(
+        config,
+        config.events_by_key["my_conversion"],
+        "u1",
+        {},
+        parse_tags({"revenue": 4200.0, "value": "2.5", "category": "shoes"}),
+        [("40001", "42001")],
+        now_ms=5,
+    )
+    assert (record.event_id, record.event_key) == ("60001", "my_conversion")
+    assert (record.revenue, record.value) == (4200, 2.5)
+    assert record.tags == {"revenue": 4200, "value": "2.5", "category": "shoes"}
+    assert record.attributions == (("40001", "42001"),)
+
+
+def test_conversion_parses_a_plain_tag_mapping_and_rejects_nan() -> None:
+    config = _config()
+    event = config.events_by_key["signup"]
+    assert records.conversion(config, event, "u", None, {"revenue": 3}, [], now_ms=1).revenue == 3
+    with pytest.raises(InvalidTag):
+        records.conversion(config, event, "u", None, {"value": float("nan")}, [], now_ms=1)
+
+
+def test_uuids_are_random_version_4_strings() -> None:
+    pattern = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+    uuids = {records.new_uuid() for _ in range(10_000)}
+    assert len(uuids) == 10_000
+    assert all(pattern.match(u) for u in uuids)
+
+
+def test_rows_round_trip_records_exactly() -> None:
+    config = _config()
+    batch = [
+        _impression(config, {"device": "iPhone", "$opt_n": 1.5}),
+        records.conversion(
+            config,
+            config.events_by_key["purchase"],
+            "u2",
+            {"ad_source": 7},
+            parse_tags({"revenue": 10, "value": 0.1, "note": None, "ok": True}),
+            [("40011", "42011")],
+            now_ms=9,
+        ),
+    ]
+    decoded = decode_rows(encode_rows(batch))
+    assert decoded == batch
+    assert [type(r) for r in decoded] == [Impression, Conversion]
+
+
+def test_a_row_naming_a_class_is_refused() -> None:
+    hostile = pickle.dumps([(0, ("a", "b", "c", True), Path("/etc/passwd"))])
+    with pytest.raises(pickle.UnpicklingError, match="plain data only"):
+        decode_rows(hostile)
+
+
+def test_rows_from_one_snapshot_store_the_context_once() -> None:
+    config = _config()
+    one = len(encode_rows([_impression(config)]))
+    many = len(encode_rows([_impression(config) for _ in range(100)]))
+    assert many < 100 * one * 0.9

@@ -1,0 +1,102 @@
+"""Sinks classify each attempt: delivered, retry later, or rejected for good."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.support.receiver import Receiver, Reply
+from trackd.events.sinks import Outcome, open_sink
+from trackd.events.sinks.file import FileSink
+from trackd.events.sinks.http import HttpSink
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, Outcome.DELIVERED),
+        (204, Outcome.DELIVERED),
+        (400, Outcome.REJECTED),
+        (403, Outcome.REJECTED),
+        (404, Outcome.REJECTED),
+        (408, Outcome.RETRY),
+        (429, Outcome.RETRY),
+        (500, Outcome.RETRY),
+        (503, Outcome.RETRY),
+        (302, Outcome.RETRY),
+    ],
+)
+async def test_http_status_decides_the_outcome(status: int, outcome: Outcome) -> None:
+    async with Receiver(default=status) as receiver:
+        sink = open_sink(receiver.url)
+        try:
+            delivery = await sink.send(b'{"visitors":[]}')
+        finally:
+            await sink.aclose()
+    assert (delivery.outcome, delivery.status) == (outcome, status)
+
+
+async def test_http_posts_the_body_as_json() -> None:
+    async with Receiver() as receiver:
+        sink = HttpSink(receiver.url)
+        await sink.send(b'{"a":1}')
+        await sink.aclose()
+    (request,) = receiver.requests
+    assert (request.method, request.body) == ("POST", b'{"a":1}')
+    assert request.headers["content-type"] == "application/json"
+    assert receiver.received == [{"a": 1}]
+
+
+async def test_retry_after_is_reported_with_a_429() -> None:
+    async with Receiver(default=Reply(429, {"Retry-After": "7"})) as receiver:
+        sink = HttpSink(receiver.url)
+        delivery = await sink.send(b"{}")
+        await sink.aclose()
+    assert delivery.retry_after == 7.0
+
+
+async def test_a_refused_connection_is_retried() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    sink = HttpSink(f"http://127.0.0.1:{port}/v1/events", timeout=2)
+    delivery = await sink.send(b"{}")
+    await sink.aclose()
+    assert delivery.outcome is Outcome.RETRY
+    assert "ConnectError" in delivery.detail
+
+
+async def test_a_timeout_is_retried() -> None:
+    async with Receiver(default=Reply(200, delay=1.0)) as receiver:
+        sink = HttpSink(receiver.url, timeout=0.1)
+        delivery = await sink.send(b"{}")
+        await sink.aclose()
+    assert delivery.outcome is Outcome.RETRY
+
+
+async def test_file_sink_appends_lines_and_creates_the_directory(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "events.jsonl"
+    sink = open_sink(f"file://{path}")
+    assert isinstance(sink, FileSink)
+    for n in range(3):
+        assert (await sink.send(json.dumps({"n": n}).encode())).outcome is Outcome.DELIVERED
+    await sink.aclose()
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"n": 0},
+        {"n": 1},
+        {"n": 2},
+    ]
+
+
+async def test_an_unwritable_file_is_retried(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path)  # a directory
+    delivery = await sink.send(b"{}")
+    assert delivery.outcome is Outcome.RETRY
+
+
+def test_an_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="expected"):
+        open_sink("ftp://example.com")

@@ -1,0 +1,250 @@
+"""The SQLite outbox: committed before acknowledged, shared commits, bounded, crash-proof."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trackd.datafile import ProjectConfig, parse_datafile
+from trackd.errors import FailedPrecondition, OutboxFull, Unavailable
+from trackd.events import records
+from trackd.events.outbox import DeadLetter, Outbox
+from trackd.events.records import Record
+from trackd.events.tags import parse_tags
+
+DATAFILE_PATH = Path(__file__).parents[1] / "data" / "datafile.json"
+DATAFILE = json.loads(DATAFILE_PATH.read_text())
+REPO = Path(__file__).parents[2]
+
+
+def _config(**changes: Any) -> ProjectConfig:
+    document = copy.deepcopy(DATAFILE)
+    document.update(changes)
+    return parse_datafile(json.dumps(document))
+
+
+CONFIG = _config()
+
+
+def conversions(n: int, user: str = "u", config: ProjectConfig = CONFIG) -> list[Record]:
+    event = config.events_by_key["my_conversion"]
+    tags = parse_tags({"revenue": 100})
+    return [
+        records.conversion(config, event, f"{user}{i}", {}, tags, [], now_ms=1) for i in range(n)
+    ]
+
+
+def _rows(path: Path) -> list[tuple[int, int, int]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT id, n, sent FROM outbox ORDER BY id").fetchall()
+
+
+async def test_append_returns_once_the_row_is_committed(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    async with Outbox(path) as outbox:
+        await outbox.append(conversions(3))
+        # Another connection sees it before anything is closed or flushed.
+        assert [(n, sent) for _, n, sent in _rows(path)] == [(3, 0)]
+        assert outbox.depth == outbox.undelivered == 3
+
+
+async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        before = outbox.commits
+        batches = [conversions(5, user=f"b{i}-") for i in range(200)]
+        await asyncio.gather(*(outbox.append(batch) for batch in batches))
+        assert outbox.undelivered == 1000
+        # One row per append, but far fewer transactions than appends.
+        assert len(_rows(outbox.path)) == 200
+        assert outbox.commits - before < 100
+
+
+async def test_an_append_past_the_cap_raises_outbox_full_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3", max_events=10) as outbox:
+        await outbox.append(conversions(8))
+        with pytest.raises(OutboxFull, match="10 events"):
+            await outbox.append(conversions(3))
+        assert outbox.depth == 8
+        assert len(_rows(outbox.path)) == 1
+        await outbox.append(conversions(2))
+        assert outbox.depth == 10
+
+
+async def test_the_cap_counts_appends_still_being_committed(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3", max_events=10) as outbox:
+        outcomes = await asyncio.gather(
+            *(outbox.append(conversions(4)) for _ in range(5)), return_exceptions=True
+        )
+        assert sum(o is None for o in outcomes) == 2
+        assert all(isinstance(o, OutboxFull) for o in outcomes if o is not None)
+        assert outbox.depth == 8
+
+
+async def test_delivered_events_free_room_under_the_cap(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3", max_events=5) as outbox:
+        await outbox.append(conversions(5))
+        (row,) = await outbox.read(0, 10)
+        assert await outbox.ack([(row.row_id, 5)]) == 5
+        await outbox.append(conversions(5))
+        assert outbox.depth == 5
+
+
+async def test_reopening_finds_every_committed_event(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    batch = conversions(4)
+    async with Outbox(path) as outbox:
+        await outbox.append(batch)
+        await outbox.append(conversions(2))
+    async with Outbox(path) as outbox:
+        assert outbox.depth == 6
+        rows = await outbox.read(0, 10)
+        assert [len(r.records) for r in rows] == [4, 2]
+        assert list(rows[0].records) == batch
+
+
+async def test_a_second_process_cannot_open_the_same_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    async with Outbox(path):
+        with pytest.raises(FailedPrecondition, match="in use"):
+            await Outbox(path).open()
+
+
+async def test_append_after_close_is_unavailable(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    await outbox.open()
+    await outbox.close()
+    with pytest.raises(Unavailable):
+        await outbox.append(conversions(1))
+
+
+async def test_a_cancelled_append_is_still_committed_and_counted(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        task = asyncio.ensure_future(outbox.append(conversions(3)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await outbox.append(conversions(1))  # queued after it, so committed after it
+        assert outbox.undelivered == 4
+        assert [n for _, n, _ in _rows(outbox.path)] == [3, 1]
+
+
+async def test_acks_are_idempotent_and_partial(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        await outbox.append(conversions(10))
+        (row,) = await outbox.read(0, 10)
+        assert await outbox.ack([(row.row_id, 4)]) == 4
+        assert await outbox.ack([(row.row_id, 4)]) == 0
+        (again,) = await outbox.read(0, 10)
+        assert again.sent == 4
+        assert outbox.undelivered == 6
+        assert await outbox.ack([(row.row_id, 10)]) == 6
+        assert await outbox.read(0, 10) == []
+        assert (await outbox.stats()).delivered_events == 10
+
+
+async def test_dead_letters_are_stored_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    async with Outbox(path) as outbox:
+        await outbox.append(conversions(3))
+        (row,) = await outbox.read(0, 10)
+        letter = DeadLetter(400, "bad request", 3, b'{"visitors":[]}')
+        assert await outbox.ack([(row.row_id, 3)], letter) == 3
+        (stored,) = await outbox.dead_letters()
+        assert (stored.status, stored.reason, stored.events, stored.body) == (
+            400,
+            "bad request",
+            3,
+            b'{"visitors":[]}',
+        )
+        assert outbox.depth == 0
+    async with Outbox(path) as outbox:
+        assert (await outbox.stats()).dead_lettered_events == 3
+
+
+async def test_stats_report_depth_and_the_oldest_undelivered_age(tmp_path: Path) -> None:
+    now = [1000.0]
+    async with Outbox(tmp_path / "outbox.sqlite3", clock=lambda: now[0]) as outbox:
+        assert (await outbox.stats()).oldest_age_s is None
+        await outbox.append(conversions(2))
+        now[0] = 1010.0
+        await outbox.append(conversions(1))
+        now[0] = 1025.5
+        stats = await outbox.stats()
+        assert stats.depth_events == 3
+        assert stats.oldest_age_s == pytest.approx(25.5)
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from trackd.datafile import parse_datafile
+    from trackd.events import records
+    from trackd.events.outbox import Outbox
+
+    config = parse_datafile(open(sys.argv[2]).read())
+    event = config.events_by_key["my_conversion"]
+
+    async def main() -> None:
+        outbox = Outbox(sys.argv[1], synchronous=sys.argv[3])
+        await outbox.open()
+        i = 0
+        while True:
+            batch = [
+                records.conversion(
+                    config, event, f"u{i}-{j}", {}, {"revenue": 2}, [("40001", "42001")], now_ms=i
+                )
+                for j in range(50)
+            ]
+            await outbox.append(batch)
+            print(" ".join(r.uuid for r in batch), flush=True)
+            i += 1
+
+    asyncio.run(main())
+    """
+)
+
+
+def run_and_kill(path: Path, lines: int, synchronous: str = "FULL") -> list[str]:
+    """Runs a process appending batches, SIGKILLs it after `lines` acknowledged batches and
+    returns the uuids it saw acknowledged."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), str(DATAFILE_PATH), synchronous],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.stdout is not None
+    acknowledged: list[str] = []
+    try:
+        for _ in range(lines):
+            acknowledged += child.stdout.readline().decode().split()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+    return acknowledged
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+async def test_every_acknowledged_event_survives_sigkill(tmp_path: Path, synchronous: str) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    acknowledged = await asyncio.to_thread(run_and_kill, path, 40, synchronous)
+    assert len(acknowledged) == 40 * 50
+    async with Outbox(path) as outbox:
+        stored = {r.uuid for row in await outbox.read(0, 10_000) for r in row.records}
+        assert set(acknowledged) <= stored
+        assert outbox.depth == len(stored)

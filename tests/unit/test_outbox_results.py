@@ -1,0 +1,163 @@
+"""Experiment results: counted from committed rows exactly once, surviving restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.test_outbox import run_and_kill
+from trackd.datafile import ProjectConfig, parse_datafile
+from trackd.events import records
+from trackd.events.outbox import Outbox
+from trackd.events.records import Record
+from trackd.events.results import EventResults, ExperimentResults, VariationResults
+from trackd.events.tags import parse_tags
+
+DATAFILE = json.loads((Path(__file__).parents[1] / "data" / "datafile.json").read_text())
+CONFIG = parse_datafile(json.dumps(DATAFILE))
+EXPERIMENT = CONFIG.experiments_by_key["ab_running"]
+A, B = EXPERIMENT.variations  # 42001 variation_a, 42002 variation_b
+
+
+def impression(user: str, variation: Any, config: ProjectConfig = CONFIG) -> Record:
+    experiment = config.experiments_by_key["ab_running"]
+    return records.impression(config, experiment, variation, user, {}, now_ms=1)
+
+
+def conversion(
+    user: str, event_key: str, tags: dict[str, Any], attributions: list[tuple[str, str]]
+) -> Record:
+    return records.conversion(
+        CONFIG, CONFIG.events_by_key[event_key], user, {}, parse_tags(tags), attributions, now_ms=2
+    )
+
+
+def event_results(results: ExperimentResults, variation_key: str) -> dict[str, EventResults]:
+    (variation,) = [v for v in results.variations if v.variation_key == variation_key]
+    return {e.event_key: e for e in variation.events}
+
+
+SCENARIO: list[list[Record]] = [
+    [impression("u1", A), impression("u2", A), impression("u3", B)],
+    [impression("u1", A)],  # a repeat: still one visitor
+    [
+        conversion("u1", "my_conversion", {"revenue": 100, "value": 1.5}, [("40001", "42001")]),
+        conversion("u1", "my_conversion", {"revenue": 50}, [("40001", "42001")]),
+        conversion("u2", "my_conversion", {"value": 2.0}, [("40001", "42001")]),
+        conversion("u3", "signup", {"revenue": 7}, [("40001", "42002"), ("40002", "42003")]),
+        conversion("u4", "signup", {}, []),  # no attribution: counted nowhere
+    ],
+]
+
+EXPECTED = ExperimentResults(
+    "ab_running",
+    "40001",
+    (
+        VariationResults(
+            "variation_a",
+            "42001",
+            2,
+            (EventResults("my_conversion", 2, 3, 150, 3.5),),
+        ),
+        VariationResults(
+            "variation_b",
+            "42002",
+            1,
+            (
+                EventResults("my_conversion", 0, 0, 0, 0.0),
+                EventResults("signup", 1, 1, 7, 0.0),
+            ),
+        ),
+    ),
+)
+
+
+async def test_results_count_unique_visitors_converters_totals_and_sums(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        for batch in SCENARIO:
+            await outbox.append(batch)
+        assert await outbox.results(CONFIG, EXPERIMENT) == EXPECTED
+        other = CONFIG.experiments_by_key["ab_iphone"]
+        iphone = await outbox.results(CONFIG, other)
+        assert event_results(iphone, "control")["signup"] == EventResults("signup", 1, 1, 7, 0.0)
+
+
+async def test_results_survive_a_restart_and_keep_counting(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    async with Outbox(path) as outbox:
+        for batch in SCENARIO:
+            await outbox.append(batch)
+        await outbox.results(CONFIG, EXPERIMENT)
+    async with Outbox(path) as outbox:
+        assert await outbox.results(CONFIG, EXPERIMENT) == EXPECTED
+        await outbox.append([impression("u9", B), impression("u1", A)])
+        results = await outbox.results(CONFIG, EXPERIMENT)
+        assert [v.visitors for v in results.variations] == [2, 2]
+
+
+async def test_rows_delivered_and_counted_are_deleted(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        await outbox.append(SCENARIO[0])
+        await outbox.results(CONFIG, EXPERIMENT)
+        (row,) = await outbox.read(0, 10)
+        await outbox.ack([(row.row_id, 3)])
+        with sqlite3.connect(outbox.path) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
+
+
+async def test_a_delivered_row_is_kept_until_results_have_counted_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    # Hold the results consumer back, as if the writer never went idle.
+    monkeypatch.setattr(Outbox, "_results_step", lambda self, conn, max_events: False)
+    async with Outbox(path) as outbox:
+        await outbox.append(SCENARIO[0])
+        (row,) = await outbox.read(0, 10)
+        await outbox.ack([(row.row_id, 3)])
+        assert outbox.undelivered == 0
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT n, sent FROM outbox").fetchall() == [(3, 3)]
+    monkeypatch.undo()
+    async with Outbox(path) as outbox:
+        results = await outbox.results(CONFIG, EXPERIMENT)
+        assert [v.visitors for v in results.variations] == [2, 1]
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone() == (0,)
+
+
+async def test_row_ids_are_never_reused_so_nothing_escapes_the_results_cursor(
+    tmp_path: Path,
+) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        await outbox.append([impression("u1", A)])
+        await outbox.results(CONFIG, EXPERIMENT)
+        (row,) = await outbox.read(0, 10)
+        await outbox.ack([(row.row_id, 1)])  # the table is now empty
+        await outbox.append([impression("u2", A)])
+        results = await outbox.results(CONFIG, EXPERIMENT)
+        assert results.variations[0].visitors == 2
+
+
+async def test_results_after_sigkill_count_every_stored_event_exactly_once(
+    tmp_path: Path,
+) -> None:
+    """The child counts results while it appends; killed at any point, the reopened outbox
+    holds counts that match the stored events exactly: none lost, none counted twice."""
+    path = tmp_path / "outbox.sqlite3"
+    acknowledged = await asyncio.to_thread(run_and_kill, path, 60)
+    async with Outbox(path) as outbox:
+        stored = sum(len(row.records) for row in await outbox.read(0, 100_000))
+        assert stored >= len(acknowledged)
+        results = await outbox.results(CONFIG, EXPERIMENT)
+        counted = event_results(results, "variation_a")["my_conversion"]
+        assert (counted.conversions, counted.converters, counted.revenue) == (
+            stored,
+            stored,
+            2 * stored,
+        )
