@@ -32,6 +32,10 @@ _REASONS = {
 
 Reply = TypeVar("Reply")
 
+# Batches of one TrackStream being validated or committed at once: enough to overlap one
+# batch's Python work with the previous one's disk commit, few enough to bound memory.
+STREAM_BATCHES_IN_FLIGHT = 4
+
 
 async def _answer(
     context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[Reply]]
@@ -70,10 +74,10 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
     def _track_input(self, request: pb.TrackRequest) -> TrackInput:
         limits = self._limits
         return TrackInput(
-            event_key=values.require_key(request.event_key, "event_key", limits),
-            user_id=values.require_user_id(request.user_id, limits),
-            attributes=values.plain_map(request.attributes, limits, "attribute"),
-            tags=values.plain_map(request.tags, limits, "tag", allow_non_finite=False),
+            values.require_key(request.event_key, "event_key", limits),
+            values.require_user_id(request.user_id, limits),
+            values.plain_map(request.attributes, limits, "attribute"),
+            values.plain_map(request.tags, limits, "tag", allow_non_finite=False),
         )
 
     def _decision_input(
@@ -142,44 +146,67 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         request_iterator: AsyncIterator[pb.TrackStreamRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.TrackStreamResponse]:
-        # One batch at a time: the next batch is read only after this one is committed and
-        # acknowledged, so a producer faster than the disk is held back by HTTP/2 flow
-        # control instead of being buffered here.
-        async for batch in request_iterator:
-            if len(batch.events) > self._max_stream_batch:
-                yield pb.TrackStreamResponse(
-                    sequence=batch.sequence,
-                    code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                    message=(
-                        f"batch of {len(batch.events)} events is over the limit of"
-                        f" {self._max_stream_batch}; nothing in it was stored"
-                    ),
-                )
-                continue
-            items: list[BatchItem] = []
-            for event in batch.events:
-                try:
-                    items.append(self._track_input(event))
-                except errors.TrackdError as error:
-                    items.append(error)
+        # A reader task turns batches into commits while earlier ones are still on disk, with
+        # at most STREAM_BATCHES_IN_FLIGHT queued: a producer faster than the disk fills the
+        # queue, the reader stops reading, and HTTP/2 flow control holds the producer back.
+        # Acknowledgements leave in the order the batches came.
+        queue: asyncio.Queue[asyncio.Future[pb.TrackStreamResponse] | None] = asyncio.Queue(
+            STREAM_BATCHES_IN_FLIGHT
+        )
+
+        async def read() -> None:
             try:
-                outcome = await self._tracker.track_batch(items)
-            except errors.TrackdError as error:
-                yield pb.TrackStreamResponse(
-                    sequence=batch.sequence,
-                    code=status.number_for(error),
-                    message=str(error),
-                )
-                continue
-            yield pb.TrackStreamResponse(
-                sequence=batch.sequence,
-                accepted=outcome.accepted,
-                attributed=outcome.attributed,
-                errors=[
-                    pb.EventError(index=index, code=status.number_for(error), message=str(error))
-                    for index, error in outcome.errors
-                ],
+                async for batch in request_iterator:
+                    await queue.put(asyncio.ensure_future(self._store_batch(batch)))
+            finally:
+                await queue.put(None)
+
+        reader = asyncio.create_task(read(), name="trackd-stream-reader")
+        try:
+            while (acknowledgement := await queue.get()) is not None:
+                yield await acknowledgement
+            await reader  # re-raises a failed read (a broken stream)
+        finally:
+            reader.cancel()
+            while not queue.empty():
+                pending = queue.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+
+    async def _store_batch(self, batch: pb.TrackStreamRequest) -> pb.TrackStreamResponse:
+        sequence = batch.sequence
+        events = batch.events
+        if len(events) > self._max_stream_batch:
+            return pb.TrackStreamResponse(
+                sequence=sequence,
+                code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                message=(
+                    f"batch of {len(events)} events is over the limit of"
+                    f" {self._max_stream_batch}; nothing in it was stored"
+                ),
             )
+        items: list[BatchItem] = []
+        track_input = self._track_input
+        for event in events:
+            try:
+                items.append(track_input(event))
+            except errors.TrackdError as error:
+                items.append(error)
+        try:
+            outcome = await self._tracker.track_batch(items)
+        except errors.TrackdError as error:
+            return pb.TrackStreamResponse(
+                sequence=sequence, code=status.number_for(error), message=str(error)
+            )
+        return pb.TrackStreamResponse(
+            sequence=sequence,
+            accepted=outcome.accepted,
+            attributed=outcome.attributed,
+            errors=[
+                pb.EventError(index=index, code=status.number_for(error), message=str(error))
+                for index, error in outcome.errors
+            ],
+        )
 
     async def GetExperimentResults(
         self, request: pb.GetExperimentResultsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import structlog
 
 from trackd.activation.store import ActivationStore
-from trackd.datafile.model import AttributeValue, Experiment, ProjectConfig
+from trackd.datafile.model import AttributeValue, Event, Experiment, ProjectConfig
 from trackd.decision.engine import Decision, Reason, decide
 from trackd.errors import (
     OutboxFull,
@@ -39,16 +40,16 @@ class Activation:
     revision: str
 
 
-@dataclass(frozen=True, slots=True)
-class Attributed:
+class Attributed(NamedTuple):
     experiment_id: str
     experiment_key: str
     variation_id: str
     variation_key: str
 
 
-@dataclass(frozen=True, slots=True)
-class TrackInput:
+class TrackInput(NamedTuple):
+    """One conversion as the caller sent it (a NamedTuple: one is built per streamed event)."""
+
     event_key: str
     user_id: str
     attributes: Mapping[str, AttributeValue]
@@ -152,73 +153,86 @@ class Tracker:
     def _attributions(
         self, config: ProjectConfig, live: Mapping[str, str]
     ) -> tuple[Attributed, ...]:
+        """The live activations that still name an experiment and variation of `config`."""
+        if not live:
+            return ()
         found: list[Attributed] = []
+        experiments = config.experiments_by_id
         for experiment_id, variation_id in live.items():
-            experiment = config.experiments_by_id.get(experiment_id)
+            experiment = experiments.get(experiment_id)
             variation = experiment.variations_by_id.get(variation_id) if experiment else None
             if experiment is not None and variation is not None:
-                found.append(Attributed(experiment.id, experiment.key, variation.id, variation.key))
+                found.append(
+                    Attributed(experiment.id, experiment.key, variation.id, variation.key)
+                )
         return tuple(found)
 
-    def _conversion(
-        self, config: ProjectConfig, item: TrackInput, live: Mapping[str, str]
-    ) -> tuple[records.Conversion, tuple[Attributed, ...]]:
-        event = config.events_by_key.get(item.event_key)
+    def _event(self, config: ProjectConfig, event_key: str) -> Event:
+        event = config.events_by_key.get(event_key)
         if event is None:
-            raise UnknownEvent(item.event_key)
-        tags = parse_tags(item.tags)
-        attributed = self._attributions(config, live)
-        conversion = records.conversion(
+            raise UnknownEvent(event_key)
+        return event
+
+    def _conversion(
+        self,
+        config: ProjectConfig,
+        event: Event,
+        item: TrackInput,
+        attributed: tuple[Attributed, ...],
+        now_ms: int,
+    ) -> records.Conversion:
+        return records.conversion(
             config,
             event,
             item.user_id,
             item.attributes,
-            tags,
-            tuple((a.experiment_id, a.variation_id) for a in attributed),
-            now_ms=self._now_ms(),
+            parse_tags(item.tags),
+            [(a.experiment_id, a.variation_id) for a in attributed],
+            now_ms=now_ms,
         )
-        return conversion, attributed
-
-    def _event_experiments(self, config: ProjectConfig, event_key: str) -> frozenset[str] | None:
-        event = config.events_by_key.get(event_key)
-        if event is None:
-            raise UnknownEvent(event_key)
-        # An event with no experiment ids belongs to every experiment.
-        return event.experiment_ids or None
 
     async def track(self, item: TrackInput) -> Tracked:
         config = self.live.config
-        experiment_ids = self._event_experiments(config, item.event_key)
-        live = await self._activations.live_for_user(item.user_id, experiment_ids)
-        conversion, attributed = self._conversion(config, item, live)
+        event = self._event(config, item.event_key)
+        # An event that lists no experiments belongs to every experiment.
+        live = await self._activations.live_for_user(item.user_id, event.experiment_ids or None)
+        attributed = self._attributions(config, live)
+        conversion = self._conversion(config, event, item, attributed, self._now_ms())
         await self._outbox.append([conversion])
         return Tracked(attributed, conversion.uuid)
 
     async def track_batch(self, items: Sequence[BatchItem]) -> BatchOutcome:
-        """Stores the valid events of a batch in one commit; invalid ones are reported by index."""
+        """Stores the valid events of a batch in one commit; invalid ones are reported by index.
+
+        This is the TrackStream hot path: one activation-store call and one outbox commit
+        per batch, one clock read, and no per-event objects beyond the record itself.
+        """
         config = self.live.config
+        events = config.events_by_key
         errors: list[tuple[int, TrackdError]] = []
-        valid: list[tuple[int, TrackInput, frozenset[str] | None]] = []
+        valid: list[tuple[int, TrackInput, Event]] = []
         for index, item in enumerate(items):
             if isinstance(item, TrackdError):
                 errors.append((index, item))
                 continue
-            try:
-                valid.append((index, item, self._event_experiments(config, item.event_key)))
-            except TrackdError as error:
-                errors.append((index, error))
+            event = events.get(item.event_key)
+            if event is None:
+                errors.append((index, UnknownEvent(item.event_key)))
+            else:
+                valid.append((index, item, event))
         lives = await self._activations.live_for_users(
-            [(item.user_id, experiment_ids) for _, item, experiment_ids in valid]
+            [(item.user_id, event.experiment_ids or None) for _, item, event in valid]
         )
+        now_ms = self._now_ms()
         conversions: list[records.Conversion] = []
         attributed = 0
-        for (index, item, _), live in zip(valid, lives, strict=True):
+        for (index, item, event), live in zip(valid, lives, strict=True):
+            attributions = self._attributions(config, live)
             try:
-                conversion, attributions = self._conversion(config, item, live)
+                conversions.append(self._conversion(config, event, item, attributions, now_ms))
             except TrackdError as error:
                 errors.append((index, error))
                 continue
-            conversions.append(conversion)
             attributed += bool(attributions)
         if conversions:
             await self._outbox.append(conversions)

@@ -28,24 +28,26 @@ class Limits:
     max_string_value_length: int = 8192
 
 
-def number(value: float) -> int | float:
-    if value.is_integer() and -_EXACT_INT_LIMIT <= value <= _EXACT_INT_LIMIT:
-        return int(value)
-    return value
-
-
 def plain_map(
     values: Mapping[str, Value], limits: Limits, what: str, *, allow_non_finite: bool = True
 ) -> dict[str, AttributeValue]:
-    """Converts attributes or tags; lists and structs are rejected with INVALID_ARGUMENT."""
-    if len(values) > limits.max_entries:
-        raise ResourceExhausted(f"too many {what}: {len(values)} (limit {limits.max_entries})")
+    """Converts attributes or tags; lists and structs are rejected with INVALID_ARGUMENT.
+
+    This runs for every event of every TrackStream batch, so it iterates keys and indexes
+    (cheaper than .items() on a protobuf map) and checks lengths only where they can fail.
+    """
     out: dict[str, AttributeValue] = {}
-    for key, value in values.items():
-        if not key:
-            raise InvalidArgument(f"{what}: an empty name is not allowed")
-        if len(key) > limits.max_key_length:
-            raise InvalidArgument(f"{what}: name longer than {limits.max_key_length} characters")
+    if not values:
+        return out
+    if len(values) > limits.max_entries:
+        raise ResourceExhausted(f"too many {what}s: {len(values)} (limit {limits.max_entries})")
+    max_key = limits.max_key_length
+    for key in values:
+        if not key or len(key) > max_key:
+            raise InvalidArgument(
+                f"{what} name must be 1 to {max_key} characters, got {len(key)}"
+            )
+        value = values[key]
         kind = value.WhichOneof("kind")
         if kind == "string_value":
             text = value.string_value
@@ -57,9 +59,12 @@ def plain_map(
             out[key] = text
         elif kind == "number_value":
             num = value.number_value
-            if not allow_non_finite and not math.isfinite(num):
+            if num.is_integer() and -_EXACT_INT_LIMIT <= num <= _EXACT_INT_LIMIT:
+                out[key] = int(num)
+            elif allow_non_finite or math.isfinite(num):
+                out[key] = num
+            else:
                 raise InvalidArgument(f"{what} {key!r}: NaN and infinity are not allowed")
-            out[key] = number(num)
         elif kind == "bool_value":
             out[key] = value.bool_value
         elif kind == "null_value" or kind is None:

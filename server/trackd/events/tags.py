@@ -48,20 +48,26 @@ def _value(raw: TagValue) -> float | None:
 
 
 def parse_tags(tags: Mapping[str, TagValue] | None) -> ParsedTags:
-    """Raises InvalidTag for NaN, infinity or a value that is not a plain scalar."""
+    """Raises InvalidTag for NaN, infinity or a value that is not a plain scalar.
+
+    The mapping is kept as given (not copied) unless a whole float must become an int:
+    the caller hands over a fresh mapping per event, and copying every one would cost a
+    dict per event on the TrackStream path.
+    """
     if not tags:
         return NO_TAGS
-    clean: dict[str, TagValue] = {}
+    copied: dict[str, TagValue] | None = None
     for key, raw in tags.items():
-        value: TagValue = raw
         if isinstance(raw, float):
             if not math.isfinite(raw):
                 raise InvalidTag(f"tag {key!r}: NaN and infinity are not allowed")
             if raw.is_integer() and -_EXACT_INT_LIMIT <= raw <= _EXACT_INT_LIMIT:
-                value = int(raw)
+                if copied is None:
+                    copied = dict(tags)
+                copied[key] = int(raw)
         elif not (raw is None or isinstance(raw, str | int)):
             raise InvalidTag(f"tag {key!r}: only strings, numbers, booleans and null are allowed")
-        clean[key] = value
+    clean = tags if copied is None else copied
     return ParsedTags(clean, _revenue(clean.get(REVENUE)), _value(clean.get(VALUE)))
 
 
