@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import random
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import structlog
 
@@ -65,6 +68,7 @@ class Dispatcher:
         backoff_max: float = 60.0,
         retry_after_max: float = 300.0,
         rng: random.Random | None = None,
+        encode_in_process: bool = False,
     ) -> None:
         if batch_size < 1 or flush_interval <= 0:
             raise ValueError("batch_size must be >= 1 and flush_interval > 0")
@@ -76,6 +80,11 @@ class Dispatcher:
         self.backoff_max = backoff_max
         self.retry_after_max = retry_after_max
         self._rng = rng or random.Random()
+        # Building and JSON-encoding Event API batches costs about as much CPU per event as
+        # acknowledging it; in a worker process it runs on the other core instead of
+        # competing with the gRPC event loop for the GIL.
+        self._encode_in_process = encode_in_process
+        self._encoder: ProcessPoolExecutor | None = None
         self._slots: deque[_Slot] = deque()
         self._after_id = 0
         self._buffered = 0
@@ -116,6 +125,7 @@ class Dispatcher:
         try:
             return await self.flush(deadline)
         finally:
+            self._close_encoder()
             await self._sink.aclose()
 
     async def flush(self, deadline: float) -> int:
@@ -139,6 +149,7 @@ class Dispatcher:
 
     async def aclose(self) -> None:
         await self.stop()
+        self._close_encoder()
         await self._sink.aclose()
 
     # --- the background loop --------------------------------------------------------------
@@ -223,9 +234,12 @@ class Dispatcher:
             if index < row.n:
                 break
         batch.events = len(batch.records)
+        return batch
+
+    async def _encode(self, batch: _Batch) -> None:
         assert batch.context is not None
         try:
-            batch.body = payload.encode(payload.event_batch(batch.context, batch.records))
+            batch.body = await self._encoded(batch.context, batch.records)
         except (TypeError, ValueError) as error:
             batch.dead_letter = DeadLetter(
                 None,
@@ -233,7 +247,28 @@ class Dispatcher:
                 batch.events,
                 repr(batch.records).encode(),
             )
-        return batch
+
+    async def _encoded(self, context: Context, records: list[Record]) -> bytes:
+        if not self._encode_in_process:
+            return payload.encode_batch(context, records)
+        if self._encoder is None:
+            self._encoder = ProcessPoolExecutor(
+                max_workers=1,
+                # spawn, never fork: a forked copy of a process running gRPC threads is unsafe.
+                mp_context=multiprocessing.get_context("spawn"),
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._encoder, payload.encode_batch, context, records)
+        except BrokenProcessPool:
+            log.warning("event_encoder_restarted")
+            self._close_encoder()
+            return payload.encode_batch(context, records)
+
+    def _close_encoder(self) -> None:
+        encoder, self._encoder = self._encoder, None
+        if encoder is not None:
+            encoder.shutdown(wait=False, cancel_futures=True)
 
     def _advance(self, progress: list[tuple[int, int]]) -> None:
         for row_id, sent in progress:
@@ -256,6 +291,8 @@ class Dispatcher:
         if not self._slots:
             return False
         batch = self._take()
+        if batch.dead_letter is None:
+            await self._encode(batch)
         attempt = 0
         while batch.dead_letter is None:
             delivery = await self._sink.send(batch.body)

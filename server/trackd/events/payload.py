@@ -127,9 +127,22 @@ def split(records: Sequence[Record], max_visitors: int) -> Iterator[tuple[Contex
         yield context, run
 
 
+def encode_batch(context: Context, records: Sequence[Record]) -> bytes:
+    """One delivery body; a module-level function so a worker process can run it."""
+    return encode(event_batch(context, records))
+
+
 def encode(batch: Mapping[str, Any]) -> bytes:
     """The HTTP body / JSON line. NaN cannot occur (records reject it); refuse it anyway."""
     return json.dumps(batch, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-__all__ = ["ACTIVATE_EVENT_KEY", "CLIENT_NAME", "encode", "event_batch", "split", "visitor"]
+__all__ = [
+    "ACTIVATE_EVENT_KEY",
+    "CLIENT_NAME",
+    "encode",
+    "encode_batch",
+    "event_batch",
+    "split",
+    "visitor",
+]

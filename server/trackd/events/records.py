@@ -139,13 +139,13 @@ def visitor_attributes(
     if attributes:
         by_key = config.attributes_by_key
         for key, value in attributes.items():
-            if not _attribute_value_valid(value):
-                continue
             attribute = by_key.get(key)
-            if attribute is not None:
-                found.append((attribute.id, key, value))
-            elif key.startswith(RESERVED_PREFIX):
-                found.append((key, key, value))
+            if attribute is None and not key.startswith(RESERVED_PREFIX):
+                continue  # neither a datafile attribute nor an $opt_ one: not sent
+            # Strings are the common case; skip the validity call for them (hot path).
+            if type(value) is not str and not _attribute_value_valid(value):
+                continue
+            found.append((key, key, value) if attribute is None else (attribute.id, key, value))
     bot_filtering = config.bot_filtering
     if isinstance(bot_filtering, bool):
         found.append((BOT_FILTERING_KEY, BOT_FILTERING_KEY, bot_filtering))
