@@ -1,4 +1,6 @@
 # trackd container: build a wheel in one stage, run it as a non-root user in a slim one.
+# Lint: `hadolint Dockerfile` (make lint). Not built on the development machine (no Docker
+# engine there); see README "Container".
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -6,17 +8,24 @@ COPY server ./server
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home-dir /var/lib/trackd trackd \
-    && mkdir -p /var/lib/trackd && chown trackd /var/lib/trackd
+RUN groupadd --system --gid 10001 trackd \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/trackd trackd \
+    && mkdir -p /var/lib/trackd && chown 10001:10001 /var/lib/trackd
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-USER trackd
+USER 10001:10001
+# gRPC and metrics listen on every interface of the container's own network namespace;
+# trackd warns at start until TLS (TRACKD_TLS_CERT/KEY) and tokens (TRACKD_AUTH_TOKENS) are set.
+# The HEALTHCHECK reads TRACKD_HEALTH_*: with TLS, also set TRACKD_HEALTH_TLS_CA (and, for
+# mutual TLS, TRACKD_HEALTH_TLS_CERT/KEY), e.g. to the mounted server certificate's CA.
 ENV TRACKD_LISTEN=0.0.0.0:50051 \
+    TRACKD_METRICS_LISTEN=0.0.0.0:9090 \
     TRACKD_DATA_DIR=/var/lib/trackd \
-    TRACKD_LOG_FORMAT=json
+    TRACKD_LOG_FORMAT=json \
+    TRACKD_HEALTH_ADDRESS=127.0.0.1:50051
 VOLUME ["/var/lib/trackd"]
-EXPOSE 50051
+EXPOSE 50051 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
-    CMD ["trackd", "health", "--address", "127.0.0.1:50051"]
+    CMD ["trackd", "health"]
 ENTRYPOINT ["trackd"]
 CMD ["serve"]

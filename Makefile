@@ -48,6 +48,7 @@ buf: $(BUF)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/ruff format --check server tests bench
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

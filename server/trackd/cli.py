@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
@@ -16,12 +18,38 @@ EXIT_STARTUP_FAILURE = 2
 
 
 def _settings_epilog() -> str:
-    lines = ["settings (flags of `trackd serve`; each also read from its TRACKD_* env var):"]
+    lines = [
+        "settings (flags of `trackd serve`; each also read from its TRACKD_* env var, then",
+        "from the --config TOML file under its flag name; flags > env > file > default):",
+    ]
     for option in config.OPTIONS:
-        default = option.default if option.default is not None else "see help"
-        lines.append(f"  --{option.name:<26} {option.env:<34} default: {default}")
+        lines.append(f"  --{option.name:<26} {option.env:<34} default: {option.default_text}")
         lines.append(f"      {option.help}")
     return "\n".join(lines)
+
+
+def _health_arguments(check: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    check.add_argument(
+        "--address",
+        default=env("TRACKD_HEALTH_ADDRESS", "127.0.0.1:50051"),
+        help="HOST:PORT of trackd [env TRACKD_HEALTH_ADDRESS]",
+    )
+    check.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
+    check.add_argument(
+        "--tls",
+        action="store_true",
+        default=bool(env("TRACKD_HEALTH_TLS")),
+        help="connect with TLS, trusting the system roots unless --tls-ca [env TRACKD_HEALTH_TLS]",
+    )
+    for flag, meaning in (
+        ("tls-ca", "PEM CA that signed the daemon's certificate; implies --tls"),
+        ("tls-cert", "client certificate, for a daemon that requires mutual TLS"),
+        ("tls-key", "private key of --tls-cert"),
+        ("tls-server-name", "name to verify in the daemon's certificate (default: the host)"),
+    ):
+        name = "TRACKD_HEALTH_" + flag.replace("-", "_").upper()
+        check.add_argument(f"--{flag}", default=env(name), help=f"{meaning} [env {name}]")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "health", help="exit 0 if the daemon at --address answers SERVING, 1 otherwise"
     )
-    check.add_argument("--address", default="127.0.0.1:50051", help="HOST:PORT of trackd")
-    check.add_argument("--timeout", type=float, default=3.0, help="seconds to wait")
+    _health_arguments(check)
     return parser
 
 
@@ -50,17 +77,21 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"trackd: {problem}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
-    logs.configure(settings.log_level, settings.log_format)
     from trackd import server  # imported late: `trackd --help` should not load grpc
 
     try:
-        config_ = server.load_datafile(settings.datafile)
+        prepared = server.prepare(settings)
     except DatafileError as error:
         print(f"trackd: datafile {error}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
+    except config.SettingsError as error:
+        for problem in error.problems:
+            print(f"trackd: {problem}", file=sys.stderr)
+        return EXIT_STARTUP_FAILURE
+    logs.configure(settings.log_level, settings.log_format)
 
     async def main() -> None:
-        await server.serve(settings, config_)
+        await server.serve(settings, prepared)
 
     try:
         asyncio.run(main())
@@ -76,7 +107,31 @@ def _health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(args.address) as channel:
+    from trackd import tls
+
+    use_tls = args.tls or any((args.tls_ca, args.tls_cert, args.tls_server_name))
+    try:
+        credentials = (
+            tls.channel_credentials(
+                Path(args.tls_ca) if args.tls_ca else None,
+                Path(args.tls_cert) if args.tls_cert else None,
+                Path(args.tls_key) if args.tls_key else None,
+            )
+            if use_tls
+            else None
+        )
+    except config.SettingsError as error:
+        print(f"trackd health: {error}", file=sys.stderr)
+        return 1
+    options = []
+    if args.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
+    channel = (
+        grpc.secure_channel(args.address, credentials, options=options)
+        if credentials is not None
+        else grpc.insecure_channel(args.address)
+    )
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=args.timeout

@@ -1,7 +1,10 @@
-"""Every setting in one place: its type, default and help, read from flags then `TRACKD_*` env.
+"""Every setting in one place: its type, default and help, read from flags, `TRACKD_*` env vars
+and a TOML file.
 
 `OPTIONS` is the single definition: the CLI builds its flags from it, the env lookup uses
-its names, and `Settings` is validated once at start so a mistake is one clear line.
+its names, the config file accepts its names, the README's settings table is generated from
+it, and `Settings` is validated once at start so a mistake is one clear line.
+Precedence: flags > env > config file (`--config`) > defaults.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,31 +21,14 @@ from typing import Any, Literal
 LogFormat = Literal["auto", "json", "console"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SDK_KEY_PLACEHOLDER = "{sdk_key}"
+DEFAULT_URL_TEMPLATE = "https://cdn.optimizely.com/datafiles/{sdk_key}.json"
 
 
 def default_data_dir() -> Path:
     """The XDG state dir, as a daemon run by a user expects; containers set --data-dir."""
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state_home) / "trackd"
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One setting: `name` is the flag (`--name`) and the env var (`TRACKD_NAME`)."""
-
-    name: str
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-    metavar: str | None = None
-
-    @property
-    def field(self) -> str:
-        return self.name.replace("-", "_")
-
-    @property
-    def env(self) -> str:
-        return "TRACKD_" + self.field.upper()
 
 
 def _path(text: str) -> Path:
@@ -52,13 +39,84 @@ def _optional_path(text: str) -> Path | None:
     return _path(text) if text else None
 
 
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: `name` is the flag (`--name`), the env var (`TRACKD_NAME`) and the key in
+    the config file; `shown` is how the README and `--help` show a default that is computed."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str | None = None
+    shown: str | None = None
+
+    @property
+    def field(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return "TRACKD_" + self.field.upper()
+
+    @property
+    def is_path(self) -> bool:
+        return self.parse in (_path, _optional_path)
+
+    @property
+    def default_text(self) -> str:
+        if self.shown is not None:
+            return self.shown
+        if self.default in (None, ""):
+            return "(none)"
+        return str(self.default)
+
+
 OPTIONS: tuple[Option, ...] = (
+    Option(
+        "config",
+        _optional_path,
+        None,
+        "TOML file of settings, keyed by these flag names; flags and env vars win over it.",
+        "PATH",
+    ),
     Option(
         "datafile",
         _optional_path,
         None,
-        "Optimizely datafile (JSON). Default: the bundled example datafile.",
+        "Optimizely datafile (JSON), watched: a change, an atomic rename or a Kubernetes "
+        "ConfigMap symlink swap is loaded within a second.",
         "PATH",
+        "bundled example",
+    ),
+    Option(
+        "datafile-url",
+        str,
+        "",
+        "Fetch the datafile from this http(s) URL and poll it (ETag / If-None-Match); health "
+        "is NOT_SERVING until the first one loads.",
+        "URL",
+    ),
+    Option(
+        "sdk-key",
+        str,
+        "",
+        "Optimizely SDK key: shorthand for --datafile-url built from --datafile-url-template.",
+        "KEY",
+    ),
+    Option(
+        "datafile-url-template",
+        str,
+        DEFAULT_URL_TEMPLATE,
+        "URL of an SDK key's datafile; {sdk_key} is replaced by the key.",
+        "URL",
+    ),
+    Option(
+        "datafile-poll-interval",
+        float,
+        60.0,
+        "Seconds between polls of --datafile-url or --sdk-key.",
+        "SECONDS",
     ),
     Option(
         "listen",
@@ -71,8 +129,9 @@ OPTIONS: tuple[Option, ...] = (
         "data-dir",
         _path,
         None,
-        "Directory for the event outbox and results (default: $XDG_STATE_HOME/trackd).",
+        "Directory for the event outbox and results (SQLite).",
         "DIR",
+        "$XDG_STATE_HOME/trackd",
     ),
     Option("log-level", str, "info", "Log level: debug, info, warning, error."),
     Option(
@@ -80,6 +139,44 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "auto",
         "Log format: json, console, or auto (console on a terminal, JSON lines otherwise).",
+    ),
+    Option(
+        "log-sample-rate",
+        float,
+        0.0,
+        "Fraction (0 to 1) of RPCs logged at info, one line each; at debug every RPC is.",
+        "FRACTION",
+    ),
+    Option(
+        "metrics-listen",
+        str,
+        "",
+        "Serve Prometheus metrics at http://HOST:PORT/metrics; off when empty.",
+        "HOST:PORT",
+        "(off)",
+    ),
+    Option(
+        "tls-cert",
+        _optional_path,
+        None,
+        "PEM certificate chain: serve gRPC over TLS (needs --tls-key).",
+        "PATH",
+    ),
+    Option("tls-key", _optional_path, None, "PEM private key of --tls-cert.", "PATH"),
+    Option(
+        "tls-client-ca",
+        _optional_path,
+        None,
+        "PEM CA bundle: require client certificates signed by it (mutual TLS).",
+        "PATH",
+    ),
+    Option(
+        "auth-tokens",
+        _optional_path,
+        None,
+        "TOML or JSON file mapping bearer tokens to scopes (decide, track, admin); when set, "
+        "every TrackingService call needs `authorization: Bearer TOKEN`.",
+        "PATH",
     ),
     Option(
         "activation-ttl",
@@ -100,9 +197,9 @@ OPTIONS: tuple[Option, ...] = (
         "event-endpoint",
         str,
         "",
-        "Where events go: an http(s):// URL (POSTed Event API JSON) or file://PATH (JSON lines). "
-        "Default: file://DATA_DIR/events.jsonl.",
+        "Where events go: an http(s):// URL (POSTed Event API JSON) or file://PATH (JSON lines).",
         "URL",
+        "file://DATA_DIR/events.jsonl",
     ),
     Option("event-batch-size", int, 100, "Most visitors in one delivered Event API batch.", "N"),
     Option(
@@ -123,33 +220,53 @@ OPTIONS: tuple[Option, ...] = (
         "max-message-bytes",
         int,
         4 * 1024 * 1024,
-        "Largest gRPC message accepted, in bytes.",
+        "Largest gRPC message accepted, in bytes (RESOURCE_EXHAUSTED beyond).",
         "BYTES",
     ),
-    Option("max-attributes", int, 100, "Most attributes (or tags) in one request.", "N"),
+    Option(
+        "max-attributes",
+        int,
+        100,
+        "Most attributes (or tags) in one request (RESOURCE_EXHAUSTED beyond).",
+        "N",
+    ),
     Option(
         "max-key-length",
         int,
         256,
-        "Longest experiment key, event key, attribute or tag name, in characters.",
+        "Longest experiment key, event key, attribute or tag name, in characters "
+        "(INVALID_ARGUMENT beyond).",
         "N",
     ),
-    Option("max-user-id-length", int, 1024, "Longest user_id, in characters.", "N"),
+    Option(
+        "max-user-id-length",
+        int,
+        1024,
+        "Longest user_id, in characters (INVALID_ARGUMENT beyond).",
+        "N",
+    ),
     Option(
         "max-string-value-length",
         int,
         8192,
-        "Longest string attribute or tag value, in characters.",
+        "Longest string attribute or tag value, in characters (INVALID_ARGUMENT beyond).",
         "N",
     ),
     Option(
         "max-stream-batch",
         int,
         10_000,
-        "Most events in one TrackStream batch; a larger batch is rejected.",
+        "Most events in one TrackStream batch; a larger batch is answered INVALID_ARGUMENT.",
         "N",
     ),
-    Option("max-concurrent-streams", int, 256, "Most TrackStream calls open at once.", "N"),
+    Option(
+        "max-concurrent-streams",
+        int,
+        256,
+        "Most TrackStream and WatchConfig calls open at once across the daemon "
+        "(RESOURCE_EXHAUSTED beyond).",
+        "N",
+    ),
     Option(
         "grace-period",
         float,
@@ -160,17 +277,36 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIONS_BY_FIELD: Mapping[str, Option] = {option.field: option for option in OPTIONS}
+OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
+
+
+def _host_port_problem(flag: str, value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return f"{flag} {value!r}: expected HOST:PORT, e.g. 127.0.0.1:50051"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The validated configuration; built once at start and never changed."""
 
+    config: Path | None = None
     datafile: Path | None = None
+    datafile_url: str = ""
+    sdk_key: str = ""
+    datafile_url_template: str = DEFAULT_URL_TEMPLATE
+    datafile_poll_interval: float = 60.0
     listen: str = "127.0.0.1:50051"
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     log_level: str = "info"
     log_format: LogFormat = "auto"
+    log_sample_rate: float = 0.0
+    metrics_listen: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_tokens: Path | None = None
     activation_ttl: float = 86400.0
     activation_cache_size: int = 1_000_000
     event_endpoint: str = ""
@@ -194,21 +330,26 @@ class Settings:
     def problems(self) -> Sequence[str]:
         """One readable line per invalid setting."""
         found: list[str] = []
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
-            found.append(f"--listen {self.listen!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
+        for flag, value in (("--listen", self.listen), ("--metrics-listen", self.metrics_listen)):
+            problem = _host_port_problem(flag, value)
+            if problem and (value or flag == "--listen"):
+                found.append(problem)
         if self.log_level not in LOG_LEVELS:
             found.append(f"--log-level {self.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
             found.append(
                 f"--log-format {self.log_format!r}: expected one of {', '.join(LOG_FORMATS)}"
             )
+        if not 0.0 <= self.log_sample_rate <= 1.0:
+            found.append(f"--log-sample-rate {self.log_sample_rate}: expected 0 to 1")
         endpoint = self.event_endpoint
         if endpoint and not endpoint.startswith(("http://", "https://", "file://")):
             found.append(f"--event-endpoint {endpoint!r}: expected http(s)://... or file://PATH")
+        found.extend(self._datafile_problems())
+        found.extend(self._tls_problems())
         found.extend(
             f"--{name.replace('_', '-')}: must be greater than 0"
-            for name in ("activation_ttl", "event_flush_interval")
+            for name in ("activation_ttl", "event_flush_interval", "datafile_poll_interval")
             if not getattr(self, name) > 0
         )
         if self.grace_period < 0:
@@ -221,9 +362,50 @@ class Settings:
         )
         return found
 
+    def _datafile_problems(self) -> list[str]:
+        found: list[str] = []
+        given = [
+            flag
+            for flag, value in (
+                ("--datafile", self.datafile),
+                ("--datafile-url", self.datafile_url),
+                ("--sdk-key", self.sdk_key),
+            )
+            if value
+        ]
+        if len(given) > 1:
+            found.append(f"{' and '.join(given)}: give only one datafile source")
+        url = self.datafile_url
+        if url and not url.startswith(("http://", "https://")):
+            found.append(f"--datafile-url {url!r}: expected an http:// or https:// URL")
+        template = self.datafile_url_template
+        if SDK_KEY_PLACEHOLDER not in template or not template.startswith(("http://", "https://")):
+            found.append(
+                f"--datafile-url-template {template!r}: expected an http(s) URL containing"
+                f" {SDK_KEY_PLACEHOLDER}"
+            )
+        if self.sdk_key and any(c.isspace() or c in "/?#" for c in self.sdk_key):
+            found.append("--sdk-key: must not contain whitespace, '/', '?' or '#'")
+        return found
+
+    def _tls_problems(self) -> list[str]:
+        found: list[str] = []
+        if bool(self.tls_cert) != bool(self.tls_key):
+            found.append("--tls-cert and --tls-key: give both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            found.append("--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS)")
+        return found
+
     @property
     def resolved_event_endpoint(self) -> str:
         return self.event_endpoint or f"file://{self.data_dir / 'events.jsonl'}"
+
+    @property
+    def resolved_datafile_url(self) -> str:
+        """The URL to poll: --datafile-url, or the SDK key's CDN URL; empty for none."""
+        if self.sdk_key:
+            return self.datafile_url_template.replace(SDK_KEY_PLACEHOLDER, self.sdk_key)
+        return self.datafile_url
 
 
 class SettingsError(ValueError):
@@ -233,22 +415,53 @@ class SettingsError(ValueError):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds one flag per option; defaults stay None so env and defaults can fill in."""
+    """Adds one flag per option; defaults stay None so env, the file and defaults can fill in."""
     for option in OPTIONS:
-        default = option.default if option.default is not None else "(see help)"
         parser.add_argument(
             f"--{option.name}",
             dest=option.field,
             default=None,
             metavar=option.metavar,
-            help=f"{option.help} [env {option.env}; default {default}]",
+            help=f"{option.help} [env {option.env}; default {option.default_text}]",
         )
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """The settings in a TOML file, as text keyed by field; relative paths are taken from the
+    file's own directory, so a config and the files it names can move together."""
+    try:
+        with path.open("rb") as file:
+            table = tomllib.load(file)
+    except OSError as error:
+        raise SettingsError([f"--config {path}: cannot read: {error.strerror}"]) from error
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError([f"--config {path}: not valid TOML: {error}"]) from error
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for key, value in table.items():
+        option = OPTIONS_BY_NAME.get(key.replace("_", "-"))
+        if option is None or option.name == "config":
+            problems.append(f"{path}: unknown setting {key!r} (see `trackd --help`)")
+            continue
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            problems.append(f"{path}: {key}: expected a string or a number")
+            continue
+        text = str(value)
+        if option.is_path and text and not Path(text).expanduser().is_absolute():
+            text = str(path.parent / text)
+        values[option.field] = text
+    if problems:
+        raise SettingsError(problems)
+    return values
 
 
 def settings_from(
     flags: Mapping[str, str | None], environ: Mapping[str, str] = os.environ
 ) -> Settings:
-    """Flags beat `TRACKD_*` env vars, which beat defaults; every bad value is reported at once."""
+    """Flags beat `TRACKD_*` env vars, which beat the config file, which beats the defaults;
+    every bad value is reported at once."""
+    config_path = flags.get("config") or environ.get(OPTIONS_BY_FIELD["config"].env)
+    from_file = read_config_file(_path(config_path)) if config_path else {}
     values: dict[str, Any] = {}
     problems: list[str] = []
     for option in OPTIONS:
@@ -257,6 +470,9 @@ def settings_from(
         if text is None:
             text = environ.get(option.env)
             source = option.env
+        if text is None:
+            text = from_file.get(option.field)
+            source = f"{config_path}: {option.name}"
         if text is None:
             continue
         try:
@@ -269,3 +485,17 @@ def settings_from(
     if problems:
         raise SettingsError(problems)
     return Settings(**values)
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from OPTIONS (a test keeps them equal)."""
+    lines = ["| flag | env | default | meaning |", "|---|---|---|---|"]
+    for option in OPTIONS:
+        flag = f"--{option.name}" + (f" {option.metavar}" if option.metavar else "")
+        meaning = option.help.replace("|", "\\|")
+        lines.append(f"| `{flag}` | `{option.env}` | `{option.default_text}` | {meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # `python -m trackd.config` prints the README table
+    print(markdown_table())

@@ -1,4 +1,8 @@
-"""The live datafile: an immutable snapshot swapped atomically, so readers never lock."""
+"""The live datafile: an immutable snapshot swapped atomically, so readers never lock.
+
+A daemon that fetches its datafile from a URL starts with none: until the first `swap`,
+`loaded` is false and reading the snapshot raises FailedPrecondition.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from trackd.datafile.model import ProjectConfig
+from trackd.errors import FailedPrecondition
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,32 +21,46 @@ class Snapshot:
     loaded_at: float  # wall-clock seconds, for GetConfig
 
 
+class NotLoaded(FailedPrecondition):
+    def __init__(self) -> None:
+        super().__init__("no datafile loaded yet; retry once the daemon reports SERVING")
+
+
 class LiveConfig:
     """Holds the current snapshot; `swap` replaces it and wakes every watcher."""
 
-    def __init__(self, config: ProjectConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: ProjectConfig | None, clock: Callable[[], float] = time.time
+    ) -> None:
         self._clock = clock
-        self._snapshot = Snapshot(config, clock())
+        self._snapshot = Snapshot(config, clock()) if config is not None else None
         self._changed = asyncio.Event()
 
     @property
+    def loaded(self) -> bool:
+        return self._snapshot is not None
+
+    @property
     def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            raise NotLoaded
         return self._snapshot
 
     @property
     def config(self) -> ProjectConfig:
-        return self._snapshot.config
+        return self.snapshot.config
 
     def swap(self, config: ProjectConfig) -> Snapshot:
-        self._snapshot = Snapshot(config, self._clock())
+        snapshot = self._snapshot = Snapshot(config, self._clock())
         # Wake current watchers, then arm a fresh event for the next change.
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-        return self._snapshot
+        return snapshot
 
     async def watch(self) -> AsyncIterator[Snapshot]:
         """Yields the current snapshot, then each new one; a slow watcher sees the latest."""
         while True:
             changed = self._changed
-            yield self._snapshot
+            if self._snapshot is not None:
+                yield self._snapshot
             await changed.wait()

@@ -1,34 +1,39 @@
-"""The daemon's lifecycle: load -> start -> serve until a signal -> drain -> stop."""
+"""The daemon's lifecycle: prepare -> start -> serve until a signal -> drain -> stop.
+
+`prepare` does every side effect that can fail on a user's mistake (reading the datafile,
+certificates, tokens) before anything starts, so such a mistake is one line and exit code 2.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
-from trackd import values
+from trackd import metrics, tls, values
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.store import ActivationStore
+from trackd.auth import Tokens
 from trackd.config import Settings
 from trackd.datafile.model import ProjectConfig
-from trackd.datafile.parse import parse_datafile
-from trackd.errors import DatafileError
 from trackd.events.dispatcher import Dispatcher
 from trackd.events.outbox import Outbox
 from trackd.events.sinks import open_sink
 from trackd.forced import ForcedVariations
+from trackd.interceptors import RpcInterceptor
 from trackd.live import LiveConfig
 from trackd.servicer import TrackingServicer
+from trackd.sources import DatafileSource, Reloader, initial_config, open_source
 from trackd.tracking import Tracker
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
@@ -36,21 +41,30 @@ from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 log = structlog.get_logger("trackd")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TrackingService"].full_name
+LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
 
-def load_datafile(path: Path | None) -> ProjectConfig:
-    """Parses the datafile, or the bundled example when none is given."""
-    if path is None:
-        text = resources.files("trackd").joinpath("data/example_datafile.json").read_bytes()
-        return parse_datafile(text)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DatafileError(f"cannot read {path}: {error.strerror}") from error
-    try:
-        return parse_datafile(data)
-    except DatafileError as error:
-        raise DatafileError(f"{path}: {error}") from error
+def load_datafile(source: DatafileSource | None) -> tuple[ProjectConfig | None, bytes | None]:
+    """The datafile to start with (None when a URL will bring it), and its bytes."""
+    return initial_config(source)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    source: DatafileSource | None
+    config: ProjectConfig | None
+    data: bytes | None
+    credentials: grpc.ServerCredentials | None
+    tokens: Tokens | None
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Reads what the settings name; raises DatafileError or SettingsError, one line each."""
+    source = open_source(settings)
+    config, data = load_datafile(source)
+    credentials = tls.server_credentials(settings)
+    tokens = Tokens.load(settings.auth_tokens) if settings.auth_tokens else None
+    return Prepared(source, config, data, credentials, tokens)
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
@@ -62,9 +76,21 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_ping_strikes", 0),
+        # HTTP/2 streams per connection: unary calls too, so never below 100. The daemon-wide
+        # cap on open TrackStream/WatchConfig calls is the interceptor's.
         ("grpc.max_concurrent_streams", max(100, settings.max_concurrent_streams)),
         ("grpc.so_reuseport", 0),
     ]
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def purge_expired(store: ActivationStore, every: float = 1.0) -> None:
@@ -77,6 +103,16 @@ async def purge_expired(store: ActivationStore, every: float = 1.0) -> None:
             log.exception("activation_purge_failed")
 
 
+async def watch_source(source: DatafileSource, reloader: Reloader) -> None:
+    """Runs the source for the daemon's life; a bug in it is logged, then it starts again."""
+    while True:
+        try:
+            await source.run(reloader)
+        except Exception:
+            log.exception("datafile_source_failed", source=source.description)
+            await asyncio.sleep(1.0)
+
+
 @dataclass
 class Running:
     """A started daemon: where it listens and the parts tests may look at."""
@@ -87,14 +123,17 @@ class Running:
     dispatcher: Dispatcher
     server: grpc.aio.Server
     health: health_aio.HealthServicer
+    live: LiveConfig | None = None
+    reloader: Reloader | None = None
+    interceptor: RpcInterceptor | None = None
+    metrics_port: int | None = None
+    registry: CollectorRegistry | None = None
 
 
 @contextlib.asynccontextmanager
-async def running(
-    settings: Settings, config: ProjectConfig | None = None
-) -> AsyncIterator[Running]:
+async def running(settings: Settings, prepared: Prepared | None = None) -> AsyncIterator[Running]:
     """Starts every part, yields while serving, then shuts down in reverse order."""
-    config = config or load_datafile(settings.datafile)
+    prepared = prepared or prepare(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     outbox = Outbox(settings.data_dir / "outbox.sqlite3", max_events=settings.outbox_max_events)
     await outbox.open()
@@ -103,12 +142,35 @@ async def running(
         open_sink(settings.resolved_event_endpoint),
         batch_size=settings.event_batch_size,
         flush_interval=settings.event_flush_interval,
+        encode_in_process=True,
     )
     activations = MemoryActivationStore(
         ttl=settings.activation_ttl, max_entries=settings.activation_cache_size
     )
-    tracker = Tracker(LiveConfig(config), activations, ForcedVariations(), outbox)
-    server = grpc.aio.server(options=grpc_options(settings))
+    live = LiveConfig(prepared.config)
+    tracker = Tracker(live, activations, ForcedVariations(), outbox)
+    health_servicer = health_aio.HealthServicer()
+
+    async def set_health(status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, status)
+
+    async def now_serving() -> None:
+        await set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    reloader = Reloader(live, tracker, on_first_load=now_serving)
+    if prepared.data is not None:
+        reloader.prime(prepared.data)
+    registry = CollectorRegistry(auto_describe=False) if settings.metrics_listen else None
+    interceptor = RpcInterceptor(
+        live=live,
+        tokens=prepared.tokens,
+        max_streams=settings.max_concurrent_streams,
+        observer=metrics.RpcMetrics(registry) if registry else None,
+        log_every=settings.log_level == "debug",
+        sample_rate=settings.log_sample_rate,
+    )
+    server = grpc.aio.server(options=grpc_options(settings), interceptors=[interceptor])
     limits = values.Limits(
         max_entries=settings.max_attributes,
         max_key_length=settings.max_key_length,
@@ -118,46 +180,104 @@ async def running(
     pb_grpc.add_TrackingServiceServicer_to_server(
         TrackingServicer(tracker, limits, settings.max_stream_batch), server
     )
-    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(settings.listen)
+    if prepared.credentials is not None:
+        port = server.add_secure_port(settings.listen, prepared.credentials)
+    else:
+        port = server.add_insecure_port(settings.listen)
     if port == 0:
         await outbox.close()
         raise OSError(f"cannot listen on {settings.listen}")
+    metrics_server: metrics.MetricsServer | None = None
+    metrics_port: int | None = None
+    if registry is not None:
+        collector = metrics.DaemonCollector(
+            metrics.Parts(live, activations, outbox, dispatcher, reloader, interceptor)
+        )
+        registry.register(collector)
+        metrics_server = metrics.MetricsServer(registry, collector.refresh)
+        try:
+            metrics_port = await metrics_server.start(settings.metrics_listen)
+        except OSError as error:
+            await outbox.close()
+            raise OSError(
+                f"cannot listen on {settings.metrics_listen} for metrics: {error.strerror}"
+            ) from error
     await server.start()
     dispatcher.start()
-    purger = asyncio.create_task(purge_expired(activations), name="trackd-purge")
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    tasks = [asyncio.create_task(purge_expired(activations), name="trackd-purge")]
+    if prepared.source is not None:
+        tasks.append(
+            asyncio.create_task(watch_source(prepared.source, reloader), name="trackd-datafile")
+        )
+    await set_health(
+        health_pb2.HealthCheckResponse.SERVING
+        if live.loaded
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
     host = settings.listen.rpartition(":")[0]
     log.info(
         "started",
         listen=f"{host}:{port}",
         port=port,
-        revision=config.revision,
-        datafile=str(settings.datafile or "bundled example"),
+        revision=live.config.revision if live.loaded else None,
+        datafile=prepared.source.description if prepared.source else "bundled example",
         data_dir=str(settings.data_dir),
         event_endpoint=settings.resolved_event_endpoint,
+        tls=prepared.credentials is not None,
+        mutual_tls=settings.tls_client_ca is not None,
+        auth=prepared.tokens is not None,
+        metrics=f"{settings.metrics_listen.rpartition(':')[0]}:{metrics_port}"
+        if metrics_port
+        else None,
     )
+    if not is_loopback(host) and (prepared.credentials is None or prepared.tokens is None):
+        missing = [
+            name
+            for name, present in (("TLS", prepared.credentials), ("token auth", prepared.tokens))
+            if present is None
+        ]
+        log.warning(
+            "listening_beyond_loopback",
+            listen=settings.listen,
+            missing=missing,
+            advice="set --tls-cert/--tls-key and --auth-tokens, or listen on 127.0.0.1",
+        )
     try:
-        yield Running(port, tracker, outbox, dispatcher, server, health_servicer)
+        yield Running(
+            port,
+            tracker,
+            outbox,
+            dispatcher,
+            server,
+            health_servicer,
+            live,
+            reloader,
+            interceptor,
+            metrics_port,
+            registry,
+        )
     finally:
         await health_servicer.enter_graceful_shutdown()
         # Stop accepting, let in-flight RPCs finish within the grace period, then make one
         # last delivery attempt in what is left of it; the rest stays in the outbox.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.grace_period
+        for task in tasks:
+            task.cancel()
+        interceptor.close()
         await server.stop(settings.grace_period)
-        purger.cancel()
+        if metrics_server is not None:
+            await metrics_server.close()
         await dispatcher.stop(deadline=deadline)
         await outbox.close()
         log.info("stopped")
 
 
-async def serve(settings: Settings, config: ProjectConfig | None = None) -> None:
+async def serve(settings: Settings, prepared: Prepared | None = None) -> None:
     """Runs until SIGTERM or SIGINT; a second signal cancels the drain."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -174,5 +294,5 @@ async def serve(settings: Settings, config: ProjectConfig | None = None) -> None
 
     for signum in (signal.SIGTERM, signal.SIGINT):  # kill <pid>, and Ctrl-C
         loop.add_signal_handler(signum, on_signal, signum)
-    async with running(settings, config):
+    async with running(settings, prepared):
         await stop.wait()

@@ -162,9 +162,7 @@ class Tracker:
             experiment = experiments.get(experiment_id)
             variation = experiment.variations_by_id.get(variation_id) if experiment else None
             if experiment is not None and variation is not None:
-                found.append(
-                    Attributed(experiment.id, experiment.key, variation.id, variation.key)
-                )
+                found.append(Attributed(experiment.id, experiment.key, variation.id, variation.key))
         return tuple(found)
 
     def _event(self, config: ProjectConfig, event_key: str) -> Event:

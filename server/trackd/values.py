@@ -44,9 +44,7 @@ def plain_map(
     max_key = limits.max_key_length
     for key in values:
         if not key or len(key) > max_key:
-            raise InvalidArgument(
-                f"{what} name must be 1 to {max_key} characters, got {len(key)}"
-            )
+            raise InvalidArgument(f"{what} name must be 1 to {max_key} characters, got {len(key)}")
         value = values[key]
         kind = value.WhichOneof("kind")
         if kind == "string_value":

@@ -1,0 +1,62 @@
+"""TLS credentials, read and checked once at start so a bad file is one clear line."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import grpc
+
+from trackd.config import Settings, SettingsError
+
+
+def _read(flag: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise SettingsError([f"{flag} {path}: cannot read: {error.strerror}"]) from error
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """None for plaintext; with --tls-client-ca, clients must present a certificate it signed."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    cert = _read("--tls-cert", settings.tls_cert)
+    key = _read("--tls-key", settings.tls_key)
+    # The ssl module checks what gRPC would only reject at the first handshake: that the
+    # files are PEM and that the key belongs to the certificate. An empty password makes an
+    # encrypted key fail here (gRPC cannot use one) instead of prompting on the terminal.
+    check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        check.load_cert_chain(settings.tls_cert, settings.tls_key, password=lambda: b"")
+    except ssl.SSLError as error:
+        raise SettingsError(
+            [
+                "--tls-cert/--tls-key: not a matching PEM certificate and unencrypted key"
+                f" ({error.reason or error.strerror or 'unreadable'})"
+            ]
+        ) from None
+    client_ca = None
+    if settings.tls_client_ca is not None:
+        client_ca = _read("--tls-client-ca", settings.tls_client_ca)
+        try:
+            check.load_verify_locations(cadata=client_ca.decode("ascii", "replace"))
+        except ssl.SSLError as error:
+            raise SettingsError(
+                [f"--tls-client-ca {settings.tls_client_ca}: not a PEM CA bundle ({error.reason})"]
+            ) from None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def channel_credentials(
+    ca: Path | None, cert: Path | None = None, key: Path | None = None
+) -> grpc.ChannelCredentials:
+    """Client side, for `trackd health`: trust `ca` (the system roots when None) and present
+    `cert`/`key` to a server that wants mutual TLS."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read("--tls-ca", ca) if ca else None,
+        private_key=_read("--tls-key", key) if key else None,
+        certificate_chain=_read("--tls-cert", cert) if cert else None,
+    )

@@ -1,0 +1,148 @@
+"""Settings: one OPTIONS table drives flags, env, the TOML file and the README; every mistake
+is one line naming the setting."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from trackd import config
+from trackd.config import OPTIONS, Settings, SettingsError, settings_from
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def problems_of(flags: dict[str, str | None], env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(SettingsError) as error:
+        settings_from(flags, env or {})
+    return list(error.value.problems)
+
+
+def test_every_option_is_a_settings_field_with_the_same_default() -> None:
+    fields = {field.name: field for field in dataclasses.fields(Settings)}
+    assert set(fields) == {option.field for option in OPTIONS}
+    for option in OPTIONS:
+        field = fields[option.field]
+        if field.default is not dataclasses.MISSING and option.default is not None:
+            assert field.default == option.default, option.name
+
+
+def test_flags_beat_env_which_beats_the_file_which_beats_defaults(tmp_path: Path) -> None:
+    file = tmp_path / "trackd.toml"
+    file.write_text(
+        'listen = "127.0.0.1:7001"\nevent-batch-size = 7\nmax_attributes = 9\nlog-level = "debug"\n'
+    )
+    env = {
+        "TRACKD_CONFIG": str(file),
+        "TRACKD_LISTEN": "127.0.0.1:7002",
+        "TRACKD_LOG_LEVEL": "warning",
+    }
+    settings = settings_from({"listen": "127.0.0.1:7003"}, env)
+    assert settings.listen == "127.0.0.1:7003"  # flag over env over file
+    assert settings.log_level == "warning"  # env over file
+    assert (settings.event_batch_size, settings.max_attributes) == (7, 9)  # file over default
+    assert settings.grace_period == 10.0  # default
+    assert settings.config == file
+
+
+def test_config_flag_beats_config_env(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text("event-batch-size = 1\n")
+    (tmp_path / "b.toml").write_text("event-batch-size = 2\n")
+    settings = settings_from(
+        {"config": str(tmp_path / "b.toml")}, {"TRACKD_CONFIG": str(tmp_path / "a.toml")}
+    )
+    assert settings.event_batch_size == 2
+
+
+def test_relative_paths_in_the_file_are_taken_from_its_directory(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    file = tmp_path / "conf" / "trackd.toml"
+    file.write_text('datafile = "datafile.json"\ntls-cert = "/abs/cert.pem"\ntls-key = "k.pem"\n')
+    settings = settings_from({"config": str(file)}, {})
+    assert settings.datafile == tmp_path / "conf" / "datafile.json"
+    assert settings.tls_cert == Path("/abs/cert.pem")
+    assert settings.tls_key == tmp_path / "conf" / "k.pem"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("listen = ", "not valid TOML"),
+        ("lisen = '127.0.0.1:1'", "unknown setting 'lisen'"),
+        ("config = 'other.toml'", "unknown setting 'config'"),
+        ("listen = ['a']", "listen: expected a string or a number"),
+        ("event-batch-size = true", "event-batch-size: expected a string or a number"),
+        ("event-batch-size = 'many'", "event-batch-size 'many': not a valid int"),
+    ],
+)
+def test_file_mistakes_are_one_line_naming_the_file(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    file = tmp_path / "trackd.toml"
+    file.write_text(content + "\n")
+    problems = problems_of({"config": str(file)})
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+    assert str(file) in problems[0]
+
+
+def test_a_missing_config_file_is_one_line() -> None:
+    problems = problems_of({"config": "/nonexistent/trackd.toml"})
+    assert problems == ["--config /nonexistent/trackd.toml: cannot read: No such file or directory"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"datafile": "d.json", "sdk_key": "abc"}, "--datafile and --sdk-key: give only one"),
+        ({"datafile_url": "ftp://x/d.json"}, "--datafile-url 'ftp://x/d.json': expected an http"),
+        ({"sdk_key": "a/b"}, "--sdk-key: must not contain"),
+        ({"datafile_url_template": "https://cdn/x.json"}, "containing {sdk_key}"),
+        ({"datafile_poll_interval": "0"}, "--datafile-poll-interval: must be greater than 0"),
+        ({"metrics_listen": "9090"}, "--metrics-listen '9090': expected HOST:PORT"),
+        ({"log_sample_rate": "1.5"}, "--log-sample-rate 1.5: expected 0 to 1"),
+        ({"tls_cert": "c.pem"}, "--tls-cert and --tls-key: give both or neither"),
+        ({"tls_client_ca": "ca.pem"}, "--tls-client-ca: needs --tls-cert"),
+        ({"max_concurrent_streams": "0"}, "--max-concurrent-streams: must be at least 1"),
+        ({"log_sample_rate": "often"}, "--log-sample-rate 'often': not a valid float"),
+    ],
+)
+def test_each_mistake_is_one_line_naming_the_setting(
+    flags: dict[str, str | None], expected: str
+) -> None:
+    problems = problems_of(flags)
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+
+
+def test_several_mistakes_are_reported_together() -> None:
+    problems = problems_of({"metrics_listen": "x", "tls_key": "k.pem", "log_level": "loud"})
+    assert len(problems) == 3, problems
+
+
+def test_env_mistakes_name_the_env_var() -> None:
+    assert problems_of({}, {"TRACKD_ACTIVATION_TTL": "soon"}) == [
+        "TRACKD_ACTIVATION_TTL 'soon': not a valid float"
+    ]
+
+
+def test_sdk_key_becomes_the_cdn_url_through_the_template() -> None:
+    settings = settings_from({"sdk_key": "Abc123"}, {})
+    assert settings.resolved_datafile_url == "https://cdn.optimizely.com/datafiles/Abc123.json"
+    custom = settings_from(
+        {"sdk_key": "K", "datafile_url_template": "http://127.0.0.1:8/df/{sdk_key}"}, {}
+    )
+    assert custom.resolved_datafile_url == "http://127.0.0.1:8/df/K"
+    assert settings_from({}, {}).resolved_datafile_url == ""
+
+
+def test_the_readme_settings_table_is_generated_from_options() -> None:
+    text = README.read_text()
+    block = re.search(r"<!-- settings:start -->\n(.*?)\n<!-- settings:end -->", text, re.DOTALL)
+    assert block, "README lost its settings table markers"
+    assert block.group(1).strip() == config.markdown_table(), (
+        "README settings table is stale: regenerate it with `python -m trackd.config`"
+    )
