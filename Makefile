@@ -6,7 +6,8 @@ BUF := tools/node_modules/.bin/buf
 PROTO := proto/trackd/v1/tracking_service.proto
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run proto proto-check lint typecheck buf test test-unit test-clients bench clean
+.PHONY: help venv run proto proto-check lint typecheck buf test test-unit test-reliability \
+	reliability-report test-clients bench clean
 
 help:
 	@echo "make run    - create .venv, install trackd, serve the bundled example datafile"
@@ -61,7 +62,15 @@ test-unit: $(STAMP)
 test-clients: $(STAMP)
 	$(VENV)/bin/pytest tests/clients -v -rs
 
-test: lint typecheck buf proto-check test-unit test-clients
+# Faults, crashes, overload and hostile input (docs/reliability.md); `make reliability-report`
+# renders the figures of the last run into that page.
+test-reliability: $(STAMP)
+	$(VENV)/bin/pytest tests/reliability -rxf
+
+reliability-report: $(STAMP)
+	$(PY) -m tests.reliability.report
+
+test: lint typecheck buf proto-check test-unit test-reliability test-clients
 
 # The full benchmarks (minutes; not part of make test). Results are appended to
 # bench/results/<date>.md. ghz is the unary load generator when installed.
