@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from trackd.auth import Tokens, Verdict, scope_for
 from trackd.live import LiveConfig
@@ -69,6 +70,38 @@ def _code_name(context: grpc.aio.ServicerContext[Any, Any], error: BaseException
     if isinstance(error, asyncio.CancelledError):
         return "CANCELLED"
     return "UNKNOWN"
+
+
+class Undecodable:
+    """Stands in for a request whose bytes are not a valid message, so the handler can answer
+    INVALID_ARGUMENT; left to gRPC, a DecodeError becomes UNKNOWN naming a Python class."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, error: Exception) -> None:
+        self.message = f"the request is not a valid protobuf message: {error}"
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return Undecodable(error)
+
+    return deserialize
+
+
+async def _refuse_undecodable(
+    requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        yield request
 
 
 class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -141,7 +174,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def _wrap(self, handler: Any, method: Method, denial: Denial | None, request_id: str) -> Any:
         # partial, not a closure: gRPC picks how to drive a behavior by inspecting it
         # (coroutine or async generator function), and inspect sees through a partial.
-        serializers = (handler.request_deserializer, handler.response_serializer)
+        serializers = (_tolerant(handler.request_deserializer), handler.response_serializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 partial(self._unary, handler.unary_unary, method, denial, request_id),
@@ -179,6 +212,8 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         try:
             if denial is not None:
                 await context.abort(*denial)
+            if isinstance(request, Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
             return await inner(request, context)
         except BaseException as caught:
             error = caught
@@ -215,6 +250,10 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     )
                 self.open_streams += 1
                 counted = True
+            if isinstance(request, Undecodable):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            if hasattr(request, "__aiter__"):
+                request = _refuse_undecodable(request, context)
             replies = inner(request, context)
             if method.name == "WatchConfig" and method.guarded:
                 replies = self._until_closed(replies)

@@ -78,7 +78,6 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.max_ping_strikes", 0),
         # HTTP/2 streams per connection: unary calls too, so never below 100. The daemon-wide
         # cap on open TrackStream/WatchConfig calls is the interceptor's.
-        ("grpc.max_concurrent_streams", max(100, settings.max_concurrent_streams)),
         ("grpc.so_reuseport", 0),
     ]
 

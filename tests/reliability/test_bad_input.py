@@ -280,12 +280,6 @@ def _deep_attribute(depth: int) -> bytes:
     return _field(1, b"ab_running") + _field(2, b"u1") + attribute
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an undecodable request (corrupt wire format, bad UTF-8, nesting > 100) is "
-    "answered UNKNOWN 'Unexpected <class DecodeError>' by grpc's deserializer, not "
-    "INVALID_ARGUMENT",
-)
 @pytest.mark.parametrize(
     "body",
     [b"\xff\xff\xff", _field(1, b"\xc3\x28"), _deep_attribute(200)],
@@ -298,4 +292,14 @@ def test_undecodable_requests_are_invalid_argument(daemon: Process, body: bytes)
             activate(body, timeout=10)
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert health.status == health_pb2.HealthCheckResponse.SERVING  # it survives either way
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+
+
+def test_an_undecodable_stream_batch_is_invalid_argument(daemon: Process) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{daemon.port}") as channel:
+        stream = channel.stream_stream("/trackd.v1.TrackingService/TrackStream")
+        with pytest.raises(grpc.RpcError) as error:
+            list(stream(iter([b"\xff\xff\xff"]), timeout=10))
+        health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()

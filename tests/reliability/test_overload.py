@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.reliability.support import DATAFILE, record, rss_mb
@@ -122,10 +121,11 @@ async def test_overload_is_refused_or_slowed_never_crashes(tmp_path: Path) -> No
         rss_mb_max=round(max(rss), 1),
         seconds=round(time.monotonic() - started, 1),
     )
-    # UNAVAILABLE (RST_STREAM REFUSED_STREAM) for unary calls and INTERNAL for streams are the
-    # bug pinned by the xfail test below; everything else must be one of these.
-    assert set(codes) <= {"OK", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "UNAVAILABLE"}, codes
+    assert set(codes) <= {"OK", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"}, codes
     assert codes["DEADLINE_EXCEEDED"] > 0  # the 1 ms deadlines cannot all be met
+    # Streams over the cap are aborted server-side with RESOURCE_EXHAUSTED before any batch is
+    # read; a Python aio client still writing its batches then often reports INTERNAL ("Internal
+    # error from Core") instead of that status. Not root-caused yet: see docs/reliability.md.
     assert set(stream_codes) <= {"OK", "RESOURCE_EXHAUSTED", "INTERNAL"}, stream_codes
     assert stream_codes["OK"] >= 1
     assert sum(stream_codes.values()) == STREAMS
@@ -182,18 +182,11 @@ async def test_an_idle_stream_survives_keepalive_then_takes_a_burst(tmp_path: Pa
     assert not goaways
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: concurrent calls beyond grpc.max_concurrent_streams on one connection are "
-    "refused with RST_STREAM(REFUSED_STREAM): UNAVAILABLE for unary calls (INTERNAL for streams) "
-    "instead of being queued or answered RESOURCE_EXHAUSTED",
-)
-async def test_concurrent_unary_calls_beyond_the_stream_limit_on_one_connection(
+async def test_concurrent_unary_calls_on_one_connection_are_queued_not_refused(
     tmp_path: Path,
 ) -> None:
-    """800 concurrent Track calls from one client channel (default settings: 256 HTTP/2
-    streams per connection). docs/operations.md promises unary calls on one connection are
-    never the limit; each call should succeed (or be refused with RESOURCE_EXHAUSTED)."""
+    """800 concurrent Track calls from one client channel all succeed: an advertised HTTP/2
+    stream cap once made gRPC refuse the excess with REFUSED_STREAM (UNAVAILABLE)."""
     with spawn(tmp_path / "data", "--datafile", str(DATAFILE)) as process:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{process.port}") as channel:
             await channel.channel_ready()
