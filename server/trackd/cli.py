@@ -77,6 +77,11 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"trackd: {problem}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
+    if settings.workers > 1:
+        from trackd import workers  # each worker prepares and serves on its own
+
+        logs.configure(settings.log_level, settings.log_format)
+        return workers.supervise(settings, settings.workers)
     from trackd import server  # imported late: `trackd --help` should not load grpc
 
     try:

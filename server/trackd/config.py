@@ -23,6 +23,7 @@ LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SDK_KEY_PLACEHOLDER = "{sdk_key}"
 DEFAULT_URL_TEMPLATE = "https://cdn.optimizely.com/datafiles/{sdk_key}.json"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def default_data_dir() -> Path:
@@ -194,6 +195,29 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "activation-store",
+        str,
+        "memory",
+        "Where activations live: memory (this process), or redis://HOST:PORT/DB (also "
+        "rediss://, unix://) shared by every replica and worker; Redis's maxmemory bounds it.",
+        "STORE",
+    ),
+    Option(
+        "redis-max-connections",
+        int,
+        32,
+        "Most connections to the Redis activation store per process.",
+        "N",
+    ),
+    Option(
+        "workers",
+        int,
+        1,
+        "Processes serving the same port (SO_REUSEPORT), each with its own outbox under "
+        "DATA_DIR/worker-N; more than 1 needs a redis:// --activation-store.",
+        "N",
+    ),
+    Option(
         "event-endpoint",
         str,
         "",
@@ -309,6 +333,9 @@ class Settings:
     auth_tokens: Path | None = None
     activation_ttl: float = 86400.0
     activation_cache_size: int = 1_000_000
+    activation_store: str = "memory"
+    redis_max_connections: int = 32
+    workers: int = 1
     event_endpoint: str = ""
     event_batch_size: int = 100
     event_flush_interval: float = 1.0
@@ -347,6 +374,7 @@ class Settings:
             found.append(f"--event-endpoint {endpoint!r}: expected http(s)://... or file://PATH")
         found.extend(self._datafile_problems())
         found.extend(self._tls_problems())
+        found.extend(self._scale_out_problems())
         found.extend(
             f"--{name.replace('_', '-')}: must be greater than 0"
             for name in ("activation_ttl", "event_flush_interval", "datafile_poll_interval")
@@ -395,6 +423,30 @@ class Settings:
         if self.tls_client_ca and not self.tls_cert:
             found.append("--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS)")
         return found
+
+    def _scale_out_problems(self) -> list[str]:
+        found: list[str] = []
+        store = self.activation_store
+        if store != "memory" and not store.startswith(REDIS_SCHEMES):
+            found.append(
+                f"--activation-store {store!r}: expected memory or redis://HOST:PORT/DB"
+                " (rediss://, unix://)"
+            )
+        if self.workers > 1:
+            # Activate on one worker and Track on another must meet in the same store.
+            if not self.shared_activations:
+                found.append(
+                    f"--workers {self.workers}: needs a shared --activation-store"
+                    " (redis://HOST:PORT/DB)"
+                )
+            if self.listen.rpartition(":")[2] == "0":
+                found.append(f"--workers {self.workers}: needs a fixed --listen port, not 0")
+        return found
+
+    @property
+    def shared_activations(self) -> bool:
+        """True when activations live in Redis, shared beyond this process."""
+        return self.activation_store.startswith(REDIS_SCHEMES)
 
     @property
     def resolved_event_endpoint(self) -> str:

@@ -53,5 +53,12 @@ class OutboxFull(ResourceExhausted):
         )
 
 
+class ActivationStoreUnavailable(Unavailable):
+    """The shared activation store cannot be reached; decisions go on, attribution cannot."""
+
+    def __init__(self, message: str = "the activation store (Redis) is unavailable") -> None:
+        super().__init__(message)
+
+
 class DatafileError(TrackdError):
     """The datafile cannot be used: not JSON, an unsupported version, a missing key."""

@@ -75,6 +75,13 @@ class ReloadCounters(Protocol):
     failures: Tally[str]
 
 
+class DegradedCounters(Protocol):
+    """What went on while the shared activation store was unreachable."""
+
+    degraded_activations: int
+    unattributed_tracks: int
+
+
 @dataclass
 class Parts:
     live: LiveConfig
@@ -83,6 +90,7 @@ class Parts:
     dispatcher: Dispatcher
     reloader: ReloadCounters
     rpcs: StreamCounters
+    tracker: DegradedCounters
 
 
 class DaemonCollector(Collector):
@@ -147,6 +155,19 @@ class DaemonCollector(Collector):
             ("dropped", stats.dropped, "Activations dropped by a datafile change."),
         ):
             yield CounterMetricFamily(f"trackd_activation_cache_{name}", meaning, value)
+        tracker = self._parts.tracker
+        yield CounterMetricFamily(
+            "trackd_activations_degraded",
+            "Activates answered while the shared activation store was unreachable "
+            "(decided exactly, stickiness unchecked, not remembered).",
+            tracker.degraded_activations,
+        )
+        yield CounterMetricFamily(
+            "trackd_conversions_attribution_unknown",
+            "Conversions recorded without attribution because the shared activation store "
+            "was unreachable.",
+            tracker.unattributed_tracks,
+        )
 
     def _events(self) -> Iterator[Metric]:
         dispatcher = self._parts.dispatcher

@@ -12,6 +12,7 @@ import ipaddress
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import structlog
@@ -27,6 +28,7 @@ from trackd.auth import Tokens
 from trackd.config import Settings
 from trackd.datafile.model import ProjectConfig
 from trackd.events.dispatcher import Dispatcher
+from trackd.events.fleet import FleetResults
 from trackd.events.outbox import Outbox
 from trackd.events.sinks import open_sink
 from trackd.forced import ForcedVariations
@@ -76,10 +78,35 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_ping_strikes", 0),
-        # HTTP/2 streams per connection: unary calls too, so never below 100. The daemon-wide
-        # cap on open TrackStream/WatchConfig calls is the interceptor's.
-        ("grpc.so_reuseport", 0),
+        # `--workers N` processes share the port; otherwise a second daemon on the same port
+        # must fail to start rather than silently split the traffic.
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
     ]
+
+
+def open_activation_store(
+    settings: Settings,
+) -> tuple[ActivationStore, FleetResults | None]:
+    """The activation store the settings name and, when it is shared (Redis), the fleet-wide
+    results that travel through the same Redis."""
+    if not settings.shared_activations:
+        store = MemoryActivationStore(
+            ttl=settings.activation_ttl, max_entries=settings.activation_cache_size
+        )
+        return store, None
+    from trackd.activation.redis import RedisActivationStore  # only when asked for
+
+    shared = RedisActivationStore.from_url(
+        settings.activation_store,
+        max_connections=settings.redis_max_connections,
+        ttl=settings.activation_ttl,
+    )
+    fleet = FleetResults(shared.client, outbox_path(settings))
+    return shared, fleet
+
+
+def outbox_path(settings: Settings) -> Path:
+    return settings.data_dir / "outbox.sqlite3"
 
 
 def is_loopback(host: str) -> bool:
@@ -112,6 +139,15 @@ async def watch_source(source: DatafileSource, reloader: Reloader) -> None:
             await asyncio.sleep(1.0)
 
 
+def store_description(settings: Settings) -> str:
+    """The store for the log, without a password the URL may carry."""
+    store = settings.activation_store
+    scheme, sep, rest = store.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return store
+
+
 @dataclass
 class Running:
     """A started daemon: where it listens and the parts tests may look at."""
@@ -134,8 +170,22 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
     """Starts every part, yields while serving, then shuts down in reverse order."""
     prepared = prepared or prepare(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    outbox = Outbox(settings.data_dir / "outbox.sqlite3", max_events=settings.outbox_max_events)
+    activations, fleet = open_activation_store(settings)
+    outbox = Outbox(
+        outbox_path(settings),
+        max_events=settings.outbox_max_events,
+        results_observer=fleet.observe if fleet is not None else None,
+    )
     await outbox.open()
+
+    async def close_storage() -> None:
+        if fleet is not None:
+            await fleet.close()
+        await outbox.close()
+        await activations.close()
+
+    if fleet is not None:
+        await fleet.start()
     dispatcher = Dispatcher(
         outbox,
         open_sink(settings.resolved_event_endpoint),
@@ -143,11 +193,8 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
         flush_interval=settings.event_flush_interval,
         encode_in_process=True,
     )
-    activations = MemoryActivationStore(
-        ttl=settings.activation_ttl, max_entries=settings.activation_cache_size
-    )
     live = LiveConfig(prepared.config)
-    tracker = Tracker(live, activations, ForcedVariations(), outbox)
+    tracker = Tracker(live, activations, ForcedVariations(), outbox, fleet=fleet)
     health_servicer = health_aio.HealthServicer()
 
     async def set_health(status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
@@ -188,20 +235,20 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
     else:
         port = server.add_insecure_port(settings.listen)
     if port == 0:
-        await outbox.close()
+        await close_storage()
         raise OSError(f"cannot listen on {settings.listen}")
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None
     if registry is not None:
         collector = metrics.DaemonCollector(
-            metrics.Parts(live, activations, outbox, dispatcher, reloader, interceptor)
+            metrics.Parts(live, activations, outbox, dispatcher, reloader, interceptor, tracker)
         )
         registry.register(collector)
         metrics_server = metrics.MetricsServer(registry, collector.refresh)
         try:
             metrics_port = await metrics_server.start(settings.metrics_listen)
         except OSError as error:
-            await outbox.close()
+            await close_storage()
             raise OSError(
                 f"cannot listen on {settings.metrics_listen} for metrics: {error.strerror}"
             ) from error
@@ -225,6 +272,7 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
         revision=live.config.revision if live.loaded else None,
         datafile=prepared.source.description if prepared.source else "bundled example",
         data_dir=str(settings.data_dir),
+        activation_store=store_description(settings),
         event_endpoint=settings.resolved_event_endpoint,
         tls=prepared.credentials is not None,
         mutual_tls=settings.tls_client_ca is not None,
@@ -272,7 +320,7 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
         if metrics_server is not None:
             await metrics_server.close()
         await dispatcher.stop(deadline=deadline)
-        await outbox.close()
+        await close_storage()
         log.info("stopped")
 
 

@@ -114,6 +114,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                 **self._decision_fields(activation.decision),
                 impression_recorded=activation.impression_recorded,
                 revision=activation.revision,
+                attribution_degraded=activation.attribution_degraded,
             )
 
         return await _answer(context, call)
@@ -136,7 +137,9 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         async def call() -> pb.TrackResponse:
             tracked = await self._tracker.track(self._track_input(request))
             return pb.TrackResponse(
-                attributions=self._attributions(tracked.attributions), uuid=tracked.uuid
+                attributions=self._attributions(tracked.attributions),
+                uuid=tracked.uuid,
+                attribution_unknown=tracked.attribution_unknown,
             )
 
         return await _answer(context, call)
@@ -202,6 +205,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             sequence=sequence,
             accepted=outcome.accepted,
             attributed=outcome.attributed,
+            attribution_unknown=outcome.attribution_unknown,
             errors=[
                 pb.EventError(index=index, code=status.number_for(error), message=str(error))
                 for index, error in outcome.errors
@@ -213,8 +217,10 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
     ) -> pb.GetExperimentResultsResponse:
         async def call() -> pb.GetExperimentResultsResponse:
             key = values.require_key(request.experiment_key, "experiment_key", self._limits)
-            results = await self._tracker.results(key)
+            answer = await self._tracker.results(key)
+            results = answer.results
             return pb.GetExperimentResultsResponse(
+                fleet_wide=answer.fleet_wide,
                 experiment_key=results.experiment_key,
                 experiment_id=results.experiment_id,
                 variations=[

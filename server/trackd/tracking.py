@@ -2,6 +2,12 @@
 
 The data flows one way: request -> decision (pure, on a config snapshot) -> activation
 store -> event record -> outbox. Nothing here knows about gRPC.
+
+When the activation store is shared (Redis) and cannot be reached, decisions and conversions
+go on: bucketing is deterministic, so Activate still answers exactly, but it cannot check
+stickiness (the impression is recorded, at least once) and says `attribution_degraded`; Track
+records the conversion without attributions and says `attribution_unknown`. The store itself
+logs the outage and its end, and recovery needs nothing from here.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from trackd.activation.store import ActivationStore
 from trackd.datafile.model import AttributeValue, Event, Experiment, ProjectConfig
 from trackd.decision.engine import Decision, Reason, decide
 from trackd.errors import (
+    ActivationStoreUnavailable,
     OutboxFull,
     TrackdError,
     UnknownEvent,
@@ -24,6 +31,7 @@ from trackd.errors import (
     UnknownVariation,
 )
 from trackd.events import records
+from trackd.events.fleet import FleetResults
 from trackd.events.outbox import Outbox
 from trackd.events.results import ExperimentResults
 from trackd.events.tags import parse_tags
@@ -38,6 +46,7 @@ class Activation:
     decision: Decision
     impression_recorded: bool
     revision: str
+    attribution_degraded: bool = False
 
 
 class Attributed(NamedTuple):
@@ -60,6 +69,7 @@ class TrackInput(NamedTuple):
 class Tracked:
     attributions: tuple[Attributed, ...]
     uuid: str
+    attribution_unknown: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +77,13 @@ class BatchOutcome:
     accepted: int
     attributed: int
     errors: tuple[tuple[int, TrackdError], ...]
+    attribution_unknown: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Results:
+    results: ExperimentResults
+    fleet_wide: bool  # every replica's counts (Redis), not only this one's
 
 
 # A TrackStream batch entry: a parsed event, or the error its parsing raised.
@@ -81,12 +98,16 @@ class Tracker:
         forced: ForcedVariations,
         outbox: Outbox,
         clock: Callable[[], float] = time.time,
+        fleet: FleetResults | None = None,
     ) -> None:
         self.live = live
         self._activations = activations
         self._forced = forced
         self._outbox = outbox
         self._clock = clock
+        self._fleet = fleet
+        self.degraded_activations = 0  # Activates answered while the store was unreachable
+        self.unattributed_tracks = 0  # conversions recorded with attribution unknown
 
     def _experiment(self, config: ProjectConfig, key: str) -> Experiment:
         experiment = config.experiments_by_key.get(key)
@@ -94,14 +115,19 @@ class Tracker:
             raise UnknownExperiment(key)
         return experiment
 
-    async def _decide(
+    async def _decide_read_only(
         self,
         config: ProjectConfig,
         experiment: Experiment,
         user_id: str,
         attributes: Mapping[str, AttributeValue],
-    ) -> tuple[Decision, str | None]:
-        sticky = await self._activations.get(user_id, experiment.id)
+    ) -> tuple[Decision, bool]:
+        """The decision from what is live, writing nothing; True when the store was down."""
+        degraded = False
+        try:
+            sticky = await self._activations.get(user_id, experiment.id)
+        except ActivationStoreUnavailable:
+            sticky, degraded = None, True
         decision = decide(
             config,
             experiment,
@@ -110,14 +136,14 @@ class Tracker:
             forced_variation_id=self._forced.get(user_id, experiment.id),
             sticky_variation_id=sticky,
         )
-        return decision, sticky
+        return decision, degraded
 
     async def get_variation(
         self, experiment_key: str, user_id: str, attributes: Mapping[str, AttributeValue]
     ) -> tuple[Decision, str]:
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
-        decision, _ = await self._decide(config, experiment, user_id, attributes)
+        decision, _ = await self._decide_read_only(config, experiment, user_id, attributes)
         return decision, config.revision
 
     async def activate(
@@ -125,27 +151,81 @@ class Tracker:
     ) -> Activation:
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
-        decision, sticky = await self._decide(config, experiment, user_id, attributes)
-        variation = decision.variation
-        if variation is None:
-            return Activation(decision, False, config.revision)
-        # One impression per user and experiment within the TTL: a decision that repeats the
-        # live activation (sticky, or forced/whitelisted into the same variation) sends none.
-        recorded = False
-        if sticky != variation.id:
-            impression = records.impression(
-                config, experiment, variation, user_id, attributes, now_ms=self._now_ms()
+        if self._outbox.depth >= self._outbox.max_events:
+            # Decisions keep flowing when the outbox is full, but nothing is remembered, so
+            # the next Activate tries the impression again.
+            decision, degraded = await self._decide_read_only(
+                config, experiment, user_id, attributes
             )
-            try:
-                await self._outbox.append([impression])
-            except OutboxFull:
-                # Decisions keep flowing when the outbox is full; the activation is not
-                # remembered, so the next Activate tries the impression again.
+            if decision.variation is not None and decision.reason is not Reason.STICKY:
                 log.warning("impression_dropped_outbox_full", experiment=experiment.key)
-                return Activation(decision, False, config.revision)
-            recorded = True
-        await self._activations.put(user_id, experiment.id, variation.id)
-        return Activation(decision, recorded, config.revision)
+            return Activation(decision, False, config.revision, degraded)
+        forced_id = self._forced.get(user_id, experiment.id)
+        fresh = decide(config, experiment, user_id, attributes, forced_variation_id=forced_id)
+        if fresh.reason is Reason.NOT_RUNNING:
+            return Activation(fresh, False, config.revision)
+        try:
+            decision, sticky = await self._remember(
+                config, experiment, user_id, attributes, fresh, forced_id
+            )
+        except ActivationStoreUnavailable:
+            # Exact anyway (bucketing is deterministic); stickiness unknown, so the impression
+            # goes out at least once rather than not at all.
+            self.degraded_activations += 1
+            decision, sticky, degraded = fresh, False, True
+        else:
+            degraded = False
+        variation = decision.variation
+        if variation is None or sticky:
+            return Activation(decision, False, config.revision, degraded)
+        impression = records.impression(
+            config, experiment, variation, user_id, attributes, now_ms=self._now_ms()
+        )
+        try:
+            await self._outbox.append([impression])
+        except OutboxFull:  # filled since the check above: rare, and logged
+            log.warning("impression_dropped_outbox_full", experiment=experiment.key)
+            return Activation(decision, False, config.revision, degraded)
+        return Activation(decision, True, config.revision, degraded)
+
+    async def _remember(
+        self,
+        config: ProjectConfig,
+        experiment: Experiment,
+        user_id: str,
+        attributes: Mapping[str, AttributeValue],
+        fresh: Decision,
+        forced_id: str | None,
+    ) -> tuple[Decision, bool]:
+        """The decision after the activation store, and whether it repeats the live activation
+        (one impression per user and experiment within the TTL)."""
+        store = self._activations
+        if fresh.reason in (Reason.FORCED, Reason.WHITELISTED):
+            # They beat the cache: replace what is live; an impression only if it changed.
+            assert fresh.variation is not None
+            previous = await store.get(user_id, experiment.id)
+            await store.put(user_id, experiment.id, fresh.variation.id)
+            return fresh, previous == fresh.variation.id
+        # Sticky beats audiences and traffic: one round trip refreshes a live activation, or
+        # stores this decision when there is none.
+        fresh_id = fresh.variation.id if fresh.variation else None
+        held = await store.refresh_or_put(user_id, experiment.id, fresh_id)
+        if not held.sticky:
+            return fresh, False
+        sticky = decide(
+            config,
+            experiment,
+            user_id,
+            attributes,
+            forced_variation_id=forced_id,
+            sticky_variation_id=held.variation_id,
+        )
+        if sticky.reason is not Reason.STICKY:
+            # The held variation left the datafile before `retain` caught up: decide afresh.
+            if fresh_id is not None:
+                await store.put(user_id, experiment.id, fresh_id)
+            return fresh, False
+        return sticky, True
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -193,11 +273,17 @@ class Tracker:
         config = self.live.config
         event = self._event(config, item.event_key)
         # An event that lists no experiments belongs to every experiment.
-        live = await self._activations.live_for_user(item.user_id, event.experiment_ids or None)
+        unknown = False
+        try:
+            live = await self._activations.live_for_user(item.user_id, event.experiment_ids or None)
+        except ActivationStoreUnavailable:
+            live, unknown = {}, True
         attributed = self._attributions(config, live)
         conversion = self._conversion(config, event, item, attributed, self._now_ms())
         await self._outbox.append([conversion])
-        return Tracked(attributed, conversion.uuid)
+        if unknown:
+            self.unattributed_tracks += 1
+        return Tracked(attributed, conversion.uuid, unknown)
 
     async def track_batch(self, items: Sequence[BatchItem]) -> BatchOutcome:
         """Stores the valid events of a batch in one commit; invalid ones are reported by index.
@@ -218,9 +304,13 @@ class Tracker:
                 errors.append((index, UnknownEvent(item.event_key)))
             else:
                 valid.append((index, item, event))
-        lives = await self._activations.live_for_users(
-            [(item.user_id, event.experiment_ids or None) for _, item, event in valid]
-        )
+        unknown = False
+        try:
+            lives = await self._activations.live_for_users(
+                [(item.user_id, event.experiment_ids or None) for _, item, event in valid]
+            )
+        except ActivationStoreUnavailable:
+            lives, unknown = [{} for _ in valid], True
         now_ms = self._now_ms()
         conversions: list[records.Conversion] = []
         attributed = 0
@@ -234,13 +324,20 @@ class Tracker:
             attributed += bool(attributions)
         if conversions:
             await self._outbox.append(conversions)
+            if unknown:
+                self.unattributed_tracks += len(conversions)
         errors.sort(key=lambda pair: pair[0])
-        return BatchOutcome(len(conversions), attributed, tuple(errors))
+        return BatchOutcome(len(conversions), attributed, tuple(errors), unknown)
 
-    async def results(self, experiment_key: str) -> ExperimentResults:
+    async def results(self, experiment_key: str) -> Results:
+        """The fleet's results when replicas share Redis (this replica's own while Redis is
+        down), else this daemon's."""
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
-        return await self._outbox.results(config, experiment)
+        if self._fleet is not None:
+            results, fleet_wide = await self._fleet.results(self._outbox, config, experiment)
+            return Results(results, fleet_wide)
+        return Results(await self._outbox.results(config, experiment), False)
 
     def set_forced_variation(
         self, experiment_key: str, user_id: str, variation_key: str
@@ -286,6 +383,7 @@ __all__ = [
     "BatchItem",
     "BatchOutcome",
     "Reason",
+    "Results",
     "TrackInput",
     "Tracked",
     "Tracker",

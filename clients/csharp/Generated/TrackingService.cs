@@ -30,112 +30,114 @@ namespace Trackd.V1 {
             "ZXJpbWVudF9rZXkYASABKAkSDwoHdXNlcl9pZBgCIAEoCRI+CgphdHRyaWJ1",
             "dGVzGAMgAygLMioudHJhY2tkLnYxLkFjdGl2YXRlUmVxdWVzdC5BdHRyaWJ1",
             "dGVzRW50cnkaSQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2",
-            "YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAEiyAEKEEFj",
+            "YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAEi5gEKEEFj",
             "dGl2YXRlUmVzcG9uc2USFQoNdmFyaWF0aW9uX2tleRgBIAEoCRIVCg1leHBl",
             "cmltZW50X2lkGAIgASgJEhQKDHZhcmlhdGlvbl9pZBgDIAEoCRIpCgZyZWFz",
             "b24YBCABKA4yGS50cmFja2QudjEuRGVjaXNpb25SZWFzb24SFgoOZXhwZXJp",
             "bWVudF9rZXkYBSABKAkSGwoTaW1wcmVzc2lvbl9yZWNvcmRlZBgGIAEoCBIQ",
-            "CghyZXZpc2lvbhgHIAEoCSLNAQoTR2V0VmFyaWF0aW9uUmVxdWVzdBIWCg5l",
-            "eHBlcmltZW50X2tleRgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEkIKCmF0dHJp",
-            "YnV0ZXMYAyADKAsyLi50cmFja2QudjEuR2V0VmFyaWF0aW9uUmVxdWVzdC5B",
-            "dHRyaWJ1dGVzRW50cnkaSQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEo",
-            "CRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAEi",
-            "rwEKFEdldFZhcmlhdGlvblJlc3BvbnNlEhUKDXZhcmlhdGlvbl9rZXkYASAB",
-            "KAkSFQoNZXhwZXJpbWVudF9pZBgCIAEoCRIUCgx2YXJpYXRpb25faWQYAyAB",
-            "KAkSKQoGcmVhc29uGAQgASgOMhkudHJhY2tkLnYxLkRlY2lzaW9uUmVhc29u",
-            "EhYKDmV4cGVyaW1lbnRfa2V5GAUgASgJEhAKCHJldmlzaW9uGAYgASgJIrAC",
-            "CgxUcmFja1JlcXVlc3QSEQoJZXZlbnRfa2V5GAEgASgJEg8KB3VzZXJfaWQY",
-            "AiABKAkSOwoKYXR0cmlidXRlcxgDIAMoCzInLnRyYWNrZC52MS5UcmFja1Jl",
-            "cXVlc3QuQXR0cmlidXRlc0VudHJ5Ei8KBHRhZ3MYBCADKAsyIS50cmFja2Qu",
-            "djEuVHJhY2tSZXF1ZXN0LlRhZ3NFbnRyeRpJCg9BdHRyaWJ1dGVzRW50cnkS",
-            "CwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVm",
-            "LlZhbHVlOgI4ARpDCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVl",
-            "GAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ASJpCgtBdHRyaWJ1",
-            "dGlvbhIWCg5leHBlcmltZW50X2tleRgBIAEoCRIVCg12YXJpYXRpb25fa2V5",
-            "GAIgASgJEhUKDWV4cGVyaW1lbnRfaWQYAyABKAkSFAoMdmFyaWF0aW9uX2lk",
-            "GAQgASgJIksKDVRyYWNrUmVzcG9uc2USLAoMYXR0cmlidXRpb25zGAEgAygL",
-            "MhYudHJhY2tkLnYxLkF0dHJpYnV0aW9uEgwKBHV1aWQYAiABKAkiTwoSVHJh",
-            "Y2tTdHJlYW1SZXF1ZXN0EhAKCHNlcXVlbmNlGAEgASgEEicKBmV2ZW50cxgC",
-            "IAMoCzIXLnRyYWNrZC52MS5UcmFja1JlcXVlc3QiOgoKRXZlbnRFcnJvchIN",
-            "CgVpbmRleBgBIAEoDRIMCgRjb2RlGAIgASgNEg8KB21lc3NhZ2UYAyABKAki",
-            "kwEKE1RyYWNrU3RyZWFtUmVzcG9uc2USEAoIc2VxdWVuY2UYASABKAQSEAoI",
-            "YWNjZXB0ZWQYAiABKA0SJQoGZXJyb3JzGAMgAygLMhUudHJhY2tkLnYxLkV2",
-            "ZW50RXJyb3ISEgoKYXR0cmlidXRlZBgEIAEoDRIMCgRjb2RlGAUgASgNEg8K",
-            "B21lc3NhZ2UYBiABKAkiNQobR2V0RXhwZXJpbWVudFJlc3VsdHNSZXF1ZXN0",
-            "EhYKDmV4cGVyaW1lbnRfa2V5GAEgASgJImoKDEV2ZW50UmVzdWx0cxIRCgll",
-            "dmVudF9rZXkYASABKAkSEgoKY29udmVydGVycxgCIAEoBBITCgtjb252ZXJz",
-            "aW9ucxgDIAEoBBIPCgdyZXZlbnVlGAQgASgDEg0KBXZhbHVlGAUgASgBInoK",
-            "EFZhcmlhdGlvblJlc3VsdHMSFQoNdmFyaWF0aW9uX2tleRgBIAEoCRIUCgx2",
-            "YXJpYXRpb25faWQYAiABKAkSEAoIdmlzaXRvcnMYAyABKAQSJwoGZXZlbnRz",
-            "GAQgAygLMhcudHJhY2tkLnYxLkV2ZW50UmVzdWx0cyJ+ChxHZXRFeHBlcmlt",
-            "ZW50UmVzdWx0c1Jlc3BvbnNlEhYKDmV4cGVyaW1lbnRfa2V5GAEgASgJEhUK",
-            "DWV4cGVyaW1lbnRfaWQYAiABKAkSLwoKdmFyaWF0aW9ucxgDIAMoCzIbLnRy",
-            "YWNrZC52MS5WYXJpYXRpb25SZXN1bHRzIlsKGVNldEZvcmNlZFZhcmlhdGlv",
-            "blJlcXVlc3QSFgoOZXhwZXJpbWVudF9rZXkYASABKAkSDwoHdXNlcl9pZBgC",
-            "IAEoCRIVCg12YXJpYXRpb25fa2V5GAMgASgJIjMKGlNldEZvcmNlZFZhcmlh",
-            "dGlvblJlc3BvbnNlEhUKDXZhcmlhdGlvbl9rZXkYASABKAkiRAoZR2V0Rm9y",
-            "Y2VkVmFyaWF0aW9uUmVxdWVzdBIWCg5leHBlcmltZW50X2tleRgBIAEoCRIP",
-            "Cgd1c2VyX2lkGAIgASgJIjMKGkdldEZvcmNlZFZhcmlhdGlvblJlc3BvbnNl",
-            "EhUKDXZhcmlhdGlvbl9rZXkYASABKAkiEgoQR2V0Q29uZmlnUmVxdWVzdCIk",
-            "CglWYXJpYXRpb24SCgoCaWQYASABKAkSCwoDa2V5GAIgASgJIpQBCgpFeHBl",
-            "cmltZW50EgoKAmlkGAEgASgJEgsKA2tleRgCIAEoCRIOCgZzdGF0dXMYAyAB",
-            "KAkSDwoHcnVubmluZxgEIAEoCBIoCgp2YXJpYXRpb25zGAUgAygLMhQudHJh",
-            "Y2tkLnYxLlZhcmlhdGlvbhIQCghncm91cF9pZBgGIAEoCRIQCghsYXllcl9p",
-            "ZBgHIAEoCSI4CgVFdmVudBIKCgJpZBgBIAEoCRILCgNrZXkYAiABKAkSFgoO",
-            "ZXhwZXJpbWVudF9pZHMYAyADKAkiJAoJQXR0cmlidXRlEgoKAmlkGAEgASgJ",
-            "EgsKA2tleRgCIAEoCSKOAgoRR2V0Q29uZmlnUmVzcG9uc2USEAoIcmV2aXNp",
-            "b24YASABKAkSEgoKYWNjb3VudF9pZBgCIAEoCRISCgpwcm9qZWN0X2lkGAMg",
-            "ASgJEioKC2V4cGVyaW1lbnRzGAQgAygLMhUudHJhY2tkLnYxLkV4cGVyaW1l",
-            "bnQSIAoGZXZlbnRzGAUgAygLMhAudHJhY2tkLnYxLkV2ZW50EigKCmF0dHJp",
-            "YnV0ZXMYBiADKAsyFC50cmFja2QudjEuQXR0cmlidXRlEhgKEGRhdGFmaWxl",
-            "X3ZlcnNpb24YByABKAkSLQoJbG9hZGVkX2F0GAggASgLMhouZ29vZ2xlLnBy",
-            "b3RvYnVmLlRpbWVzdGFtcCIUChJXYXRjaENvbmZpZ1JlcXVlc3QiQwoTV2F0",
-            "Y2hDb25maWdSZXNwb25zZRIsCgZjb25maWcYASABKAsyHC50cmFja2QudjEu",
-            "R2V0Q29uZmlnUmVzcG9uc2UqvAIKDkRlY2lzaW9uUmVhc29uEh8KG0RFQ0lT",
-            "SU9OX1JFQVNPTl9VTlNQRUNJRklFRBAAEhwKGERFQ0lTSU9OX1JFQVNPTl9C",
-            "VUNLRVRFRBABEhoKFkRFQ0lTSU9OX1JFQVNPTl9GT1JDRUQQAhIfChtERUNJ",
-            "U0lPTl9SRUFTT05fV0hJVEVMSVNURUQQAxIaChZERUNJU0lPTl9SRUFTT05f",
-            "U1RJQ0tZEAQSHwobREVDSVNJT05fUkVBU09OX05PVF9SVU5OSU5HEAUSJQoh",
-            "REVDSVNJT05fUkVBU09OX0FVRElFTkNFX01JU01BVENIEAYSIwofREVDSVNJ",
-            "T05fUkVBU09OX09VVFNJREVfVFJBRkZJQxAHEiUKIURFQ0lTSU9OX1JFQVNP",
-            "Tl9OT1RfSU5fR1JPVVBfU0xPVBAIMvwFCg9UcmFja2luZ1NlcnZpY2USQwoI",
-            "QWN0aXZhdGUSGi50cmFja2QudjEuQWN0aXZhdGVSZXF1ZXN0GhsudHJhY2tk",
-            "LnYxLkFjdGl2YXRlUmVzcG9uc2USTwoMR2V0VmFyaWF0aW9uEh4udHJhY2tk",
-            "LnYxLkdldFZhcmlhdGlvblJlcXVlc3QaHy50cmFja2QudjEuR2V0VmFyaWF0",
-            "aW9uUmVzcG9uc2USOgoFVHJhY2sSFy50cmFja2QudjEuVHJhY2tSZXF1ZXN0",
-            "GhgudHJhY2tkLnYxLlRyYWNrUmVzcG9uc2USUAoLVHJhY2tTdHJlYW0SHS50",
-            "cmFja2QudjEuVHJhY2tTdHJlYW1SZXF1ZXN0Gh4udHJhY2tkLnYxLlRyYWNr",
-            "U3RyZWFtUmVzcG9uc2UoATABEmcKFEdldEV4cGVyaW1lbnRSZXN1bHRzEiYu",
-            "dHJhY2tkLnYxLkdldEV4cGVyaW1lbnRSZXN1bHRzUmVxdWVzdBonLnRyYWNr",
-            "ZC52MS5HZXRFeHBlcmltZW50UmVzdWx0c1Jlc3BvbnNlEmEKElNldEZvcmNl",
-            "ZFZhcmlhdGlvbhIkLnRyYWNrZC52MS5TZXRGb3JjZWRWYXJpYXRpb25SZXF1",
-            "ZXN0GiUudHJhY2tkLnYxLlNldEZvcmNlZFZhcmlhdGlvblJlc3BvbnNlEmEK",
-            "EkdldEZvcmNlZFZhcmlhdGlvbhIkLnRyYWNrZC52MS5HZXRGb3JjZWRWYXJp",
-            "YXRpb25SZXF1ZXN0GiUudHJhY2tkLnYxLkdldEZvcmNlZFZhcmlhdGlvblJl",
-            "c3BvbnNlEkYKCUdldENvbmZpZxIbLnRyYWNrZC52MS5HZXRDb25maWdSZXF1",
-            "ZXN0GhwudHJhY2tkLnYxLkdldENvbmZpZ1Jlc3BvbnNlEk4KC1dhdGNoQ29u",
-            "ZmlnEh0udHJhY2tkLnYxLldhdGNoQ29uZmlnUmVxdWVzdBoeLnRyYWNrZC52",
-            "MS5XYXRjaENvbmZpZ1Jlc3BvbnNlMAFCewoNZGV2LnRyYWNrZC52MUIUVHJh",
-            "Y2tpbmdTZXJ2aWNlUHJvdG9QAVo5Z2l0aHViLmNvbS90cmFja2QtZGV2L3Ry",
-            "YWNrZC9jbGllbnRzL2dvL3RyYWNrZHYxO3RyYWNrZHYxqgIJVHJhY2tkLlYx",
-            "6gIKVHJhY2tkOjpWMWIGcHJvdG8z"));
+            "CghyZXZpc2lvbhgHIAEoCRIcChRhdHRyaWJ1dGlvbl9kZWdyYWRlZBgIIAEo",
+            "CCLNAQoTR2V0VmFyaWF0aW9uUmVxdWVzdBIWCg5leHBlcmltZW50X2tleRgB",
+            "IAEoCRIPCgd1c2VyX2lkGAIgASgJEkIKCmF0dHJpYnV0ZXMYAyADKAsyLi50",
+            "cmFja2QudjEuR2V0VmFyaWF0aW9uUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnka",
+            "SQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEo",
+            "CzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAEirwEKFEdldFZhcmlhdGlv",
+            "blJlc3BvbnNlEhUKDXZhcmlhdGlvbl9rZXkYASABKAkSFQoNZXhwZXJpbWVu",
+            "dF9pZBgCIAEoCRIUCgx2YXJpYXRpb25faWQYAyABKAkSKQoGcmVhc29uGAQg",
+            "ASgOMhkudHJhY2tkLnYxLkRlY2lzaW9uUmVhc29uEhYKDmV4cGVyaW1lbnRf",
+            "a2V5GAUgASgJEhAKCHJldmlzaW9uGAYgASgJIrACCgxUcmFja1JlcXVlc3QS",
+            "EQoJZXZlbnRfa2V5GAEgASgJEg8KB3VzZXJfaWQYAiABKAkSOwoKYXR0cmli",
+            "dXRlcxgDIAMoCzInLnRyYWNrZC52MS5UcmFja1JlcXVlc3QuQXR0cmlidXRl",
+            "c0VudHJ5Ei8KBHRhZ3MYBCADKAsyIS50cmFja2QudjEuVHJhY2tSZXF1ZXN0",
+            "LlRhZ3NFbnRyeRpJCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEiUK",
+            "BXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlOgI4ARpDCglU",
+            "YWdzRW50cnkSCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xl",
+            "LnByb3RvYnVmLlZhbHVlOgI4ASJpCgtBdHRyaWJ1dGlvbhIWCg5leHBlcmlt",
+            "ZW50X2tleRgBIAEoCRIVCg12YXJpYXRpb25fa2V5GAIgASgJEhUKDWV4cGVy",
+            "aW1lbnRfaWQYAyABKAkSFAoMdmFyaWF0aW9uX2lkGAQgASgJImgKDVRyYWNr",
+            "UmVzcG9uc2USLAoMYXR0cmlidXRpb25zGAEgAygLMhYudHJhY2tkLnYxLkF0",
+            "dHJpYnV0aW9uEgwKBHV1aWQYAiABKAkSGwoTYXR0cmlidXRpb25fdW5rbm93",
+            "bhgDIAEoCCJPChJUcmFja1N0cmVhbVJlcXVlc3QSEAoIc2VxdWVuY2UYASAB",
+            "KAQSJwoGZXZlbnRzGAIgAygLMhcudHJhY2tkLnYxLlRyYWNrUmVxdWVzdCI6",
+            "CgpFdmVudEVycm9yEg0KBWluZGV4GAEgASgNEgwKBGNvZGUYAiABKA0SDwoH",
+            "bWVzc2FnZRgDIAEoCSKwAQoTVHJhY2tTdHJlYW1SZXNwb25zZRIQCghzZXF1",
+            "ZW5jZRgBIAEoBBIQCghhY2NlcHRlZBgCIAEoDRIlCgZlcnJvcnMYAyADKAsy",
+            "FS50cmFja2QudjEuRXZlbnRFcnJvchISCgphdHRyaWJ1dGVkGAQgASgNEgwK",
+            "BGNvZGUYBSABKA0SDwoHbWVzc2FnZRgGIAEoCRIbChNhdHRyaWJ1dGlvbl91",
+            "bmtub3duGAcgASgIIjUKG0dldEV4cGVyaW1lbnRSZXN1bHRzUmVxdWVzdBIW",
+            "Cg5leHBlcmltZW50X2tleRgBIAEoCSJqCgxFdmVudFJlc3VsdHMSEQoJZXZl",
+            "bnRfa2V5GAEgASgJEhIKCmNvbnZlcnRlcnMYAiABKAQSEwoLY29udmVyc2lv",
+            "bnMYAyABKAQSDwoHcmV2ZW51ZRgEIAEoAxINCgV2YWx1ZRgFIAEoASJ6ChBW",
+            "YXJpYXRpb25SZXN1bHRzEhUKDXZhcmlhdGlvbl9rZXkYASABKAkSFAoMdmFy",
+            "aWF0aW9uX2lkGAIgASgJEhAKCHZpc2l0b3JzGAMgASgEEicKBmV2ZW50cxgE",
+            "IAMoCzIXLnRyYWNrZC52MS5FdmVudFJlc3VsdHMikgEKHEdldEV4cGVyaW1l",
+            "bnRSZXN1bHRzUmVzcG9uc2USFgoOZXhwZXJpbWVudF9rZXkYASABKAkSFQoN",
+            "ZXhwZXJpbWVudF9pZBgCIAEoCRIvCgp2YXJpYXRpb25zGAMgAygLMhsudHJh",
+            "Y2tkLnYxLlZhcmlhdGlvblJlc3VsdHMSEgoKZmxlZXRfd2lkZRgEIAEoCCJb",
+            "ChlTZXRGb3JjZWRWYXJpYXRpb25SZXF1ZXN0EhYKDmV4cGVyaW1lbnRfa2V5",
+            "GAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFQoNdmFyaWF0aW9uX2tleRgDIAEo",
+            "CSIzChpTZXRGb3JjZWRWYXJpYXRpb25SZXNwb25zZRIVCg12YXJpYXRpb25f",
+            "a2V5GAEgASgJIkQKGUdldEZvcmNlZFZhcmlhdGlvblJlcXVlc3QSFgoOZXhw",
+            "ZXJpbWVudF9rZXkYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIzChpHZXRGb3Jj",
+            "ZWRWYXJpYXRpb25SZXNwb25zZRIVCg12YXJpYXRpb25fa2V5GAEgASgJIhIK",
+            "EEdldENvbmZpZ1JlcXVlc3QiJAoJVmFyaWF0aW9uEgoKAmlkGAEgASgJEgsK",
+            "A2tleRgCIAEoCSKUAQoKRXhwZXJpbWVudBIKCgJpZBgBIAEoCRILCgNrZXkY",
+            "AiABKAkSDgoGc3RhdHVzGAMgASgJEg8KB3J1bm5pbmcYBCABKAgSKAoKdmFy",
+            "aWF0aW9ucxgFIAMoCzIULnRyYWNrZC52MS5WYXJpYXRpb24SEAoIZ3JvdXBf",
+            "aWQYBiABKAkSEAoIbGF5ZXJfaWQYByABKAkiOAoFRXZlbnQSCgoCaWQYASAB",
+            "KAkSCwoDa2V5GAIgASgJEhYKDmV4cGVyaW1lbnRfaWRzGAMgAygJIiQKCUF0",
+            "dHJpYnV0ZRIKCgJpZBgBIAEoCRILCgNrZXkYAiABKAkijgIKEUdldENvbmZp",
+            "Z1Jlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgJEhIKCmFjY291bnRfaWQYAiAB",
+            "KAkSEgoKcHJvamVjdF9pZBgDIAEoCRIqCgtleHBlcmltZW50cxgEIAMoCzIV",
+            "LnRyYWNrZC52MS5FeHBlcmltZW50EiAKBmV2ZW50cxgFIAMoCzIQLnRyYWNr",
+            "ZC52MS5FdmVudBIoCgphdHRyaWJ1dGVzGAYgAygLMhQudHJhY2tkLnYxLkF0",
+            "dHJpYnV0ZRIYChBkYXRhZmlsZV92ZXJzaW9uGAcgASgJEi0KCWxvYWRlZF9h",
+            "dBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFAoSV2F0Y2hD",
+            "b25maWdSZXF1ZXN0IkMKE1dhdGNoQ29uZmlnUmVzcG9uc2USLAoGY29uZmln",
+            "GAEgASgLMhwudHJhY2tkLnYxLkdldENvbmZpZ1Jlc3BvbnNlKrwCCg5EZWNp",
+            "c2lvblJlYXNvbhIfChtERUNJU0lPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIc",
+            "ChhERUNJU0lPTl9SRUFTT05fQlVDS0VURUQQARIaChZERUNJU0lPTl9SRUFT",
+            "T05fRk9SQ0VEEAISHwobREVDSVNJT05fUkVBU09OX1dISVRFTElTVEVEEAMS",
+            "GgoWREVDSVNJT05fUkVBU09OX1NUSUNLWRAEEh8KG0RFQ0lTSU9OX1JFQVNP",
+            "Tl9OT1RfUlVOTklORxAFEiUKIURFQ0lTSU9OX1JFQVNPTl9BVURJRU5DRV9N",
+            "SVNNQVRDSBAGEiMKH0RFQ0lTSU9OX1JFQVNPTl9PVVRTSURFX1RSQUZGSUMQ",
+            "BxIlCiFERUNJU0lPTl9SRUFTT05fTk9UX0lOX0dST1VQX1NMT1QQCDL8BQoP",
+            "VHJhY2tpbmdTZXJ2aWNlEkMKCEFjdGl2YXRlEhoudHJhY2tkLnYxLkFjdGl2",
+            "YXRlUmVxdWVzdBobLnRyYWNrZC52MS5BY3RpdmF0ZVJlc3BvbnNlEk8KDEdl",
+            "dFZhcmlhdGlvbhIeLnRyYWNrZC52MS5HZXRWYXJpYXRpb25SZXF1ZXN0Gh8u",
+            "dHJhY2tkLnYxLkdldFZhcmlhdGlvblJlc3BvbnNlEjoKBVRyYWNrEhcudHJh",
+            "Y2tkLnYxLlRyYWNrUmVxdWVzdBoYLnRyYWNrZC52MS5UcmFja1Jlc3BvbnNl",
+            "ElAKC1RyYWNrU3RyZWFtEh0udHJhY2tkLnYxLlRyYWNrU3RyZWFtUmVxdWVz",
+            "dBoeLnRyYWNrZC52MS5UcmFja1N0cmVhbVJlc3BvbnNlKAEwARJnChRHZXRF",
+            "eHBlcmltZW50UmVzdWx0cxImLnRyYWNrZC52MS5HZXRFeHBlcmltZW50UmVz",
+            "dWx0c1JlcXVlc3QaJy50cmFja2QudjEuR2V0RXhwZXJpbWVudFJlc3VsdHNS",
+            "ZXNwb25zZRJhChJTZXRGb3JjZWRWYXJpYXRpb24SJC50cmFja2QudjEuU2V0",
+            "Rm9yY2VkVmFyaWF0aW9uUmVxdWVzdBolLnRyYWNrZC52MS5TZXRGb3JjZWRW",
+            "YXJpYXRpb25SZXNwb25zZRJhChJHZXRGb3JjZWRWYXJpYXRpb24SJC50cmFj",
+            "a2QudjEuR2V0Rm9yY2VkVmFyaWF0aW9uUmVxdWVzdBolLnRyYWNrZC52MS5H",
+            "ZXRGb3JjZWRWYXJpYXRpb25SZXNwb25zZRJGCglHZXRDb25maWcSGy50cmFj",
+            "a2QudjEuR2V0Q29uZmlnUmVxdWVzdBocLnRyYWNrZC52MS5HZXRDb25maWdS",
+            "ZXNwb25zZRJOCgtXYXRjaENvbmZpZxIdLnRyYWNrZC52MS5XYXRjaENvbmZp",
+            "Z1JlcXVlc3QaHi50cmFja2QudjEuV2F0Y2hDb25maWdSZXNwb25zZTABQnsK",
+            "DWRldi50cmFja2QudjFCFFRyYWNraW5nU2VydmljZVByb3RvUAFaOWdpdGh1",
+            "Yi5jb20vdHJhY2tkLWRldi90cmFja2QvY2xpZW50cy9nby90cmFja2R2MTt0",
+            "cmFja2R2MaoCCVRyYWNrZC5WMeoCClRyYWNrZDo6VjFiBnByb3RvMw=="));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { global::Google.Protobuf.WellKnownTypes.StructReflection.Descriptor, global::Google.Protobuf.WellKnownTypes.TimestampReflection.Descriptor, },
           new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Trackd.V1.DecisionReason), }, null, new pbr::GeneratedClrTypeInfo[] {
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.ActivateRequest), global::Trackd.V1.ActivateRequest.Parser, new[]{ "ExperimentKey", "UserId", "Attributes" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.ActivateResponse), global::Trackd.V1.ActivateResponse.Parser, new[]{ "VariationKey", "ExperimentId", "VariationId", "Reason", "ExperimentKey", "ImpressionRecorded", "Revision" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.ActivateResponse), global::Trackd.V1.ActivateResponse.Parser, new[]{ "VariationKey", "ExperimentId", "VariationId", "Reason", "ExperimentKey", "ImpressionRecorded", "Revision", "AttributionDegraded" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetVariationRequest), global::Trackd.V1.GetVariationRequest.Parser, new[]{ "ExperimentKey", "UserId", "Attributes" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetVariationResponse), global::Trackd.V1.GetVariationResponse.Parser, new[]{ "VariationKey", "ExperimentId", "VariationId", "Reason", "ExperimentKey", "Revision" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackRequest), global::Trackd.V1.TrackRequest.Parser, new[]{ "EventKey", "UserId", "Attributes", "Tags" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, null, }),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.Attribution), global::Trackd.V1.Attribution.Parser, new[]{ "ExperimentKey", "VariationKey", "ExperimentId", "VariationId" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackResponse), global::Trackd.V1.TrackResponse.Parser, new[]{ "Attributions", "Uuid" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackResponse), global::Trackd.V1.TrackResponse.Parser, new[]{ "Attributions", "Uuid", "AttributionUnknown" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackStreamRequest), global::Trackd.V1.TrackStreamRequest.Parser, new[]{ "Sequence", "Events" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.EventError), global::Trackd.V1.EventError.Parser, new[]{ "Index", "Code", "Message" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackStreamResponse), global::Trackd.V1.TrackStreamResponse.Parser, new[]{ "Sequence", "Accepted", "Errors", "Attributed", "Code", "Message" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackStreamResponse), global::Trackd.V1.TrackStreamResponse.Parser, new[]{ "Sequence", "Accepted", "Errors", "Attributed", "Code", "Message", "AttributionUnknown" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetExperimentResultsRequest), global::Trackd.V1.GetExperimentResultsRequest.Parser, new[]{ "ExperimentKey" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.EventResults), global::Trackd.V1.EventResults.Parser, new[]{ "EventKey", "Converters", "Conversions", "Revenue", "Value" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.VariationResults), global::Trackd.V1.VariationResults.Parser, new[]{ "VariationKey", "VariationId", "Visitors", "Events" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetExperimentResultsResponse), global::Trackd.V1.GetExperimentResultsResponse.Parser, new[]{ "ExperimentKey", "ExperimentId", "Variations" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetExperimentResultsResponse), global::Trackd.V1.GetExperimentResultsResponse.Parser, new[]{ "ExperimentKey", "ExperimentId", "Variations", "FleetWide" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.SetForcedVariationRequest), global::Trackd.V1.SetForcedVariationRequest.Parser, new[]{ "ExperimentKey", "UserId", "VariationKey" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.SetForcedVariationResponse), global::Trackd.V1.SetForcedVariationResponse.Parser, new[]{ "VariationKey" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetForcedVariationRequest), global::Trackd.V1.GetForcedVariationRequest.Parser, new[]{ "ExperimentKey", "UserId" }, null, null, null, null),
@@ -509,6 +511,7 @@ namespace Trackd.V1 {
       experimentKey_ = other.experimentKey_;
       impressionRecorded_ = other.impressionRecorded_;
       revision_ = other.revision_;
+      attributionDegraded_ = other.attributionDegraded_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -624,6 +627,24 @@ namespace Trackd.V1 {
       }
     }
 
+    /// <summary>Field number for the "attribution_degraded" field.</summary>
+    public const int AttributionDegradedFieldNumber = 8;
+    private bool attributionDegraded_;
+    /// <summary>
+    /// True when the shared activation store (Redis) could not be reached: the
+    /// decision is still exact (bucketing is deterministic), but stickiness could
+    /// not be checked, an impression was recorded at least once, and this
+    /// activation is not remembered for attribution.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool AttributionDegraded {
+      get { return attributionDegraded_; }
+      set {
+        attributionDegraded_ = value;
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -646,6 +667,7 @@ namespace Trackd.V1 {
       if (ExperimentKey != other.ExperimentKey) return false;
       if (ImpressionRecorded != other.ImpressionRecorded) return false;
       if (Revision != other.Revision) return false;
+      if (AttributionDegraded != other.AttributionDegraded) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -660,6 +682,7 @@ namespace Trackd.V1 {
       if (ExperimentKey.Length != 0) hash ^= ExperimentKey.GetHashCode();
       if (ImpressionRecorded != false) hash ^= ImpressionRecorded.GetHashCode();
       if (Revision.Length != 0) hash ^= Revision.GetHashCode();
+      if (AttributionDegraded != false) hash ^= AttributionDegraded.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -706,6 +729,10 @@ namespace Trackd.V1 {
         output.WriteRawTag(58);
         output.WriteString(Revision);
       }
+      if (AttributionDegraded != false) {
+        output.WriteRawTag(64);
+        output.WriteBool(AttributionDegraded);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -744,6 +771,10 @@ namespace Trackd.V1 {
         output.WriteRawTag(58);
         output.WriteString(Revision);
       }
+      if (AttributionDegraded != false) {
+        output.WriteRawTag(64);
+        output.WriteBool(AttributionDegraded);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -774,6 +805,9 @@ namespace Trackd.V1 {
       }
       if (Revision.Length != 0) {
         size += 1 + pb::CodedOutputStream.ComputeStringSize(Revision);
+      }
+      if (AttributionDegraded != false) {
+        size += 1 + 1;
       }
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
@@ -807,6 +841,9 @@ namespace Trackd.V1 {
       }
       if (other.Revision.Length != 0) {
         Revision = other.Revision;
+      }
+      if (other.AttributionDegraded != false) {
+        AttributionDegraded = other.AttributionDegraded;
       }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
@@ -851,6 +888,10 @@ namespace Trackd.V1 {
             Revision = input.ReadString();
             break;
           }
+          case 64: {
+            AttributionDegraded = input.ReadBool();
+            break;
+          }
         }
       }
     #endif
@@ -892,6 +933,10 @@ namespace Trackd.V1 {
           }
           case 58: {
             Revision = input.ReadString();
+            break;
+          }
+          case 64: {
+            AttributionDegraded = input.ReadBool();
             break;
           }
         }
@@ -2208,6 +2253,7 @@ namespace Trackd.V1 {
     public TrackResponse(TrackResponse other) : this() {
       attributions_ = other.attributions_.Clone();
       uuid_ = other.uuid_;
+      attributionUnknown_ = other.attributionUnknown_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -2247,6 +2293,22 @@ namespace Trackd.V1 {
       }
     }
 
+    /// <summary>Field number for the "attribution_unknown" field.</summary>
+    public const int AttributionUnknownFieldNumber = 3;
+    private bool attributionUnknown_;
+    /// <summary>
+    /// True when the shared activation store (Redis) could not be reached: the
+    /// conversion was recorded, but without attributions.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool AttributionUnknown {
+      get { return attributionUnknown_; }
+      set {
+        attributionUnknown_ = value;
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -2264,6 +2326,7 @@ namespace Trackd.V1 {
       }
       if(!attributions_.Equals(other.attributions_)) return false;
       if (Uuid != other.Uuid) return false;
+      if (AttributionUnknown != other.AttributionUnknown) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -2273,6 +2336,7 @@ namespace Trackd.V1 {
       int hash = 1;
       hash ^= attributions_.GetHashCode();
       if (Uuid.Length != 0) hash ^= Uuid.GetHashCode();
+      if (AttributionUnknown != false) hash ^= AttributionUnknown.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -2296,6 +2360,10 @@ namespace Trackd.V1 {
         output.WriteRawTag(18);
         output.WriteString(Uuid);
       }
+      if (AttributionUnknown != false) {
+        output.WriteRawTag(24);
+        output.WriteBool(AttributionUnknown);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -2311,6 +2379,10 @@ namespace Trackd.V1 {
         output.WriteRawTag(18);
         output.WriteString(Uuid);
       }
+      if (AttributionUnknown != false) {
+        output.WriteRawTag(24);
+        output.WriteBool(AttributionUnknown);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -2324,6 +2396,9 @@ namespace Trackd.V1 {
       size += attributions_.CalculateSize(_repeated_attributions_codec);
       if (Uuid.Length != 0) {
         size += 1 + pb::CodedOutputStream.ComputeStringSize(Uuid);
+      }
+      if (AttributionUnknown != false) {
+        size += 1 + 1;
       }
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
@@ -2340,6 +2415,9 @@ namespace Trackd.V1 {
       attributions_.Add(other.attributions_);
       if (other.Uuid.Length != 0) {
         Uuid = other.Uuid;
+      }
+      if (other.AttributionUnknown != false) {
+        AttributionUnknown = other.AttributionUnknown;
       }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
@@ -2364,6 +2442,10 @@ namespace Trackd.V1 {
             Uuid = input.ReadString();
             break;
           }
+          case 24: {
+            AttributionUnknown = input.ReadBool();
+            break;
+          }
         }
       }
     #endif
@@ -2385,6 +2467,10 @@ namespace Trackd.V1 {
           }
           case 18: {
             Uuid = input.ReadString();
+            break;
+          }
+          case 24: {
+            AttributionUnknown = input.ReadBool();
             break;
           }
         }
@@ -2938,6 +3024,7 @@ namespace Trackd.V1 {
       attributed_ = other.attributed_;
       code_ = other.code_;
       message_ = other.message_;
+      attributionUnknown_ = other.attributionUnknown_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -3039,6 +3126,22 @@ namespace Trackd.V1 {
       }
     }
 
+    /// <summary>Field number for the "attribution_unknown" field.</summary>
+    public const int AttributionUnknownFieldNumber = 7;
+    private bool attributionUnknown_;
+    /// <summary>
+    /// True when the shared activation store (Redis) could not be reached: the
+    /// batch's events were stored without attributions.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool AttributionUnknown {
+      get { return attributionUnknown_; }
+      set {
+        attributionUnknown_ = value;
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -3060,6 +3163,7 @@ namespace Trackd.V1 {
       if (Attributed != other.Attributed) return false;
       if (Code != other.Code) return false;
       if (Message != other.Message) return false;
+      if (AttributionUnknown != other.AttributionUnknown) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -3073,6 +3177,7 @@ namespace Trackd.V1 {
       if (Attributed != 0) hash ^= Attributed.GetHashCode();
       if (Code != 0) hash ^= Code.GetHashCode();
       if (Message.Length != 0) hash ^= Message.GetHashCode();
+      if (AttributionUnknown != false) hash ^= AttributionUnknown.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -3112,6 +3217,10 @@ namespace Trackd.V1 {
         output.WriteRawTag(50);
         output.WriteString(Message);
       }
+      if (AttributionUnknown != false) {
+        output.WriteRawTag(56);
+        output.WriteBool(AttributionUnknown);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -3143,6 +3252,10 @@ namespace Trackd.V1 {
         output.WriteRawTag(50);
         output.WriteString(Message);
       }
+      if (AttributionUnknown != false) {
+        output.WriteRawTag(56);
+        output.WriteBool(AttributionUnknown);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -3168,6 +3281,9 @@ namespace Trackd.V1 {
       }
       if (Message.Length != 0) {
         size += 1 + pb::CodedOutputStream.ComputeStringSize(Message);
+      }
+      if (AttributionUnknown != false) {
+        size += 1 + 1;
       }
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
@@ -3196,6 +3312,9 @@ namespace Trackd.V1 {
       }
       if (other.Message.Length != 0) {
         Message = other.Message;
+      }
+      if (other.AttributionUnknown != false) {
+        AttributionUnknown = other.AttributionUnknown;
       }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
@@ -3236,6 +3355,10 @@ namespace Trackd.V1 {
             Message = input.ReadString();
             break;
           }
+          case 56: {
+            AttributionUnknown = input.ReadBool();
+            break;
+          }
         }
       }
     #endif
@@ -3273,6 +3396,10 @@ namespace Trackd.V1 {
           }
           case 50: {
             Message = input.ReadString();
+            break;
+          }
+          case 56: {
+            AttributionUnknown = input.ReadBool();
             break;
           }
         }
@@ -4176,6 +4303,7 @@ namespace Trackd.V1 {
       experimentKey_ = other.experimentKey_;
       experimentId_ = other.experimentId_;
       variations_ = other.variations_.Clone();
+      fleetWide_ = other.fleetWide_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -4229,6 +4357,22 @@ namespace Trackd.V1 {
       get { return variations_; }
     }
 
+    /// <summary>Field number for the "fleet_wide" field.</summary>
+    public const int FleetWideFieldNumber = 4;
+    private bool fleetWide_;
+    /// <summary>
+    /// True when the counts are the whole fleet's (every replica sharing the
+    /// Redis activation store); false when they are this replica's own.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool FleetWide {
+      get { return fleetWide_; }
+      set {
+        fleetWide_ = value;
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -4247,6 +4391,7 @@ namespace Trackd.V1 {
       if (ExperimentKey != other.ExperimentKey) return false;
       if (ExperimentId != other.ExperimentId) return false;
       if(!variations_.Equals(other.variations_)) return false;
+      if (FleetWide != other.FleetWide) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -4257,6 +4402,7 @@ namespace Trackd.V1 {
       if (ExperimentKey.Length != 0) hash ^= ExperimentKey.GetHashCode();
       if (ExperimentId.Length != 0) hash ^= ExperimentId.GetHashCode();
       hash ^= variations_.GetHashCode();
+      if (FleetWide != false) hash ^= FleetWide.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -4284,6 +4430,10 @@ namespace Trackd.V1 {
         output.WriteString(ExperimentId);
       }
       variations_.WriteTo(output, _repeated_variations_codec);
+      if (FleetWide != false) {
+        output.WriteRawTag(32);
+        output.WriteBool(FleetWide);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -4303,6 +4453,10 @@ namespace Trackd.V1 {
         output.WriteString(ExperimentId);
       }
       variations_.WriteTo(ref output, _repeated_variations_codec);
+      if (FleetWide != false) {
+        output.WriteRawTag(32);
+        output.WriteBool(FleetWide);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -4320,6 +4474,9 @@ namespace Trackd.V1 {
         size += 1 + pb::CodedOutputStream.ComputeStringSize(ExperimentId);
       }
       size += variations_.CalculateSize(_repeated_variations_codec);
+      if (FleetWide != false) {
+        size += 1 + 1;
+      }
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
       }
@@ -4339,6 +4496,9 @@ namespace Trackd.V1 {
         ExperimentId = other.ExperimentId;
       }
       variations_.Add(other.variations_);
+      if (other.FleetWide != false) {
+        FleetWide = other.FleetWide;
+      }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
 
@@ -4366,6 +4526,10 @@ namespace Trackd.V1 {
             variations_.AddEntriesFrom(input, _repeated_variations_codec);
             break;
           }
+          case 32: {
+            FleetWide = input.ReadBool();
+            break;
+          }
         }
       }
     #endif
@@ -4391,6 +4555,10 @@ namespace Trackd.V1 {
           }
           case 26: {
             variations_.AddEntriesFrom(ref input, _repeated_variations_codec);
+            break;
+          }
+          case 32: {
+            FleetWide = input.ReadBool();
             break;
           }
         }

@@ -200,9 +200,14 @@ type ActivateResponse struct {
 	// TTL, or when the user is in no variation).
 	ImpressionRecorded bool `protobuf:"varint,6,opt,name=impression_recorded,json=impressionRecorded,proto3" json:"impression_recorded,omitempty"`
 	// The datafile revision the decision was made on.
-	Revision      string `protobuf:"bytes,7,opt,name=revision,proto3" json:"revision,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Revision string `protobuf:"bytes,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// True when the shared activation store (Redis) could not be reached: the
+	// decision is still exact (bucketing is deterministic), but stickiness could
+	// not be checked, an impression was recorded at least once, and this
+	// activation is not remembered for attribution.
+	AttributionDegraded bool `protobuf:"varint,8,opt,name=attribution_degraded,json=attributionDegraded,proto3" json:"attribution_degraded,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ActivateResponse) Reset() {
@@ -282,6 +287,13 @@ func (x *ActivateResponse) GetRevision() string {
 		return x.Revision
 	}
 	return ""
+}
+
+func (x *ActivateResponse) GetAttributionDegraded() bool {
+	if x != nil {
+		return x.AttributionDegraded
+	}
+	return false
 }
 
 // GetVariationRequest asks for a user's variation without side effects.
@@ -593,9 +605,12 @@ type TrackResponse struct {
 	// activated in within the TTL and that the event belongs to.
 	Attributions []*Attribution `protobuf:"bytes,1,rep,name=attributions,proto3" json:"attributions,omitempty"`
 	// The uuid the event carries in the Event API payload.
-	Uuid          string `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Uuid string `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	// True when the shared activation store (Redis) could not be reached: the
+	// conversion was recorded, but without attributions.
+	AttributionUnknown bool `protobuf:"varint,3,opt,name=attribution_unknown,json=attributionUnknown,proto3" json:"attribution_unknown,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *TrackResponse) Reset() {
@@ -640,6 +655,13 @@ func (x *TrackResponse) GetUuid() string {
 		return x.Uuid
 	}
 	return ""
+}
+
+func (x *TrackResponse) GetAttributionUnknown() bool {
+	if x != nil {
+		return x.AttributionUnknown
+	}
+	return false
 }
 
 // TrackStreamRequest is one batch of conversion events.
@@ -780,9 +802,12 @@ type TrackStreamResponse struct {
 	// the outbox is full).
 	Code uint32 `protobuf:"varint,5,opt,name=code,proto3" json:"code,omitempty"`
 	// Why the whole batch was rejected, when code is not zero.
-	Message       string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	// True when the shared activation store (Redis) could not be reached: the
+	// batch's events were stored without attributions.
+	AttributionUnknown bool `protobuf:"varint,7,opt,name=attribution_unknown,json=attributionUnknown,proto3" json:"attribution_unknown,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *TrackStreamResponse) Reset() {
@@ -855,6 +880,13 @@ func (x *TrackStreamResponse) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *TrackStreamResponse) GetAttributionUnknown() bool {
+	if x != nil {
+		return x.AttributionUnknown
+	}
+	return false
 }
 
 // GetExperimentResultsRequest names an experiment.
@@ -1066,7 +1098,10 @@ type GetExperimentResultsResponse struct {
 	// The experiment's id.
 	ExperimentId string `protobuf:"bytes,2,opt,name=experiment_id,json=experimentId,proto3" json:"experiment_id,omitempty"`
 	// One entry per variation of the live datafile.
-	Variations    []*VariationResults `protobuf:"bytes,3,rep,name=variations,proto3" json:"variations,omitempty"`
+	Variations []*VariationResults `protobuf:"bytes,3,rep,name=variations,proto3" json:"variations,omitempty"`
+	// True when the counts are the whole fleet's (every replica sharing the
+	// Redis activation store); false when they are this replica's own.
+	FleetWide     bool `protobuf:"varint,4,opt,name=fleet_wide,json=fleetWide,proto3" json:"fleet_wide,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1120,6 +1155,13 @@ func (x *GetExperimentResultsResponse) GetVariations() []*VariationResults {
 		return x.Variations
 	}
 	return nil
+}
+
+func (x *GetExperimentResultsResponse) GetFleetWide() bool {
+	if x != nil {
+		return x.FleetWide
+	}
+	return false
 }
 
 // SetForcedVariationRequest forces (or clears) a user's variation.
@@ -1849,7 +1891,7 @@ const file_trackd_v1_tracking_service_proto_rawDesc = "" +
 	"attributes\x1aU\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"\xa6\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"\xd9\x02\n" +
 	"\x10ActivateResponse\x12#\n" +
 	"\rvariation_key\x18\x01 \x01(\tR\fvariationKey\x12#\n" +
 	"\rexperiment_id\x18\x02 \x01(\tR\fexperimentId\x12!\n" +
@@ -1857,7 +1899,8 @@ const file_trackd_v1_tracking_service_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\x0e2\x19.trackd.v1.DecisionReasonR\x06reason\x12%\n" +
 	"\x0eexperiment_key\x18\x05 \x01(\tR\rexperimentKey\x12/\n" +
 	"\x13impression_recorded\x18\x06 \x01(\bR\x12impressionRecorded\x12\x1a\n" +
-	"\brevision\x18\a \x01(\tR\brevision\"\xfc\x01\n" +
+	"\brevision\x18\a \x01(\tR\brevision\x121\n" +
+	"\x14attribution_degraded\x18\b \x01(\bR\x13attributionDegraded\"\xfc\x01\n" +
 	"\x13GetVariationRequest\x12%\n" +
 	"\x0eexperiment_key\x18\x01 \x01(\tR\rexperimentKey\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12N\n" +
@@ -1891,10 +1934,11 @@ const file_trackd_v1_tracking_service_proto_rawDesc = "" +
 	"\x0eexperiment_key\x18\x01 \x01(\tR\rexperimentKey\x12#\n" +
 	"\rvariation_key\x18\x02 \x01(\tR\fvariationKey\x12#\n" +
 	"\rexperiment_id\x18\x03 \x01(\tR\fexperimentId\x12!\n" +
-	"\fvariation_id\x18\x04 \x01(\tR\vvariationId\"_\n" +
+	"\fvariation_id\x18\x04 \x01(\tR\vvariationId\"\x90\x01\n" +
 	"\rTrackResponse\x12:\n" +
 	"\fattributions\x18\x01 \x03(\v2\x16.trackd.v1.AttributionR\fattributions\x12\x12\n" +
-	"\x04uuid\x18\x02 \x01(\tR\x04uuid\"a\n" +
+	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12/\n" +
+	"\x13attribution_unknown\x18\x03 \x01(\bR\x12attributionUnknown\"a\n" +
 	"\x12TrackStreamRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12/\n" +
 	"\x06events\x18\x02 \x03(\v2\x17.trackd.v1.TrackRequestR\x06events\"P\n" +
@@ -1902,7 +1946,7 @@ const file_trackd_v1_tracking_service_proto_rawDesc = "" +
 	"EventError\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xca\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xfb\x01\n" +
 	"\x13TrackStreamResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12-\n" +
@@ -1911,7 +1955,8 @@ const file_trackd_v1_tracking_service_proto_rawDesc = "" +
 	"attributed\x18\x04 \x01(\rR\n" +
 	"attributed\x12\x12\n" +
 	"\x04code\x18\x05 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x06 \x01(\tR\amessage\"D\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12/\n" +
+	"\x13attribution_unknown\x18\a \x01(\bR\x12attributionUnknown\"D\n" +
 	"\x1bGetExperimentResultsRequest\x12%\n" +
 	"\x0eexperiment_key\x18\x01 \x01(\tR\rexperimentKey\"\x9d\x01\n" +
 	"\fEventResults\x12\x1b\n" +
@@ -1926,13 +1971,15 @@ const file_trackd_v1_tracking_service_proto_rawDesc = "" +
 	"\rvariation_key\x18\x01 \x01(\tR\fvariationKey\x12!\n" +
 	"\fvariation_id\x18\x02 \x01(\tR\vvariationId\x12\x1a\n" +
 	"\bvisitors\x18\x03 \x01(\x04R\bvisitors\x12/\n" +
-	"\x06events\x18\x04 \x03(\v2\x17.trackd.v1.EventResultsR\x06events\"\xa7\x01\n" +
+	"\x06events\x18\x04 \x03(\v2\x17.trackd.v1.EventResultsR\x06events\"\xc6\x01\n" +
 	"\x1cGetExperimentResultsResponse\x12%\n" +
 	"\x0eexperiment_key\x18\x01 \x01(\tR\rexperimentKey\x12#\n" +
 	"\rexperiment_id\x18\x02 \x01(\tR\fexperimentId\x12;\n" +
 	"\n" +
 	"variations\x18\x03 \x03(\v2\x1b.trackd.v1.VariationResultsR\n" +
-	"variations\"\x80\x01\n" +
+	"variations\x12\x1d\n" +
+	"\n" +
+	"fleet_wide\x18\x04 \x01(\bR\tfleetWide\"\x80\x01\n" +
 	"\x19SetForcedVariationRequest\x12%\n" +
 	"\x0eexperiment_key\x18\x01 \x01(\tR\rexperimentKey\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12#\n" +

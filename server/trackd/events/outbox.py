@@ -144,6 +144,7 @@ class Outbox:
         max_events: int = 1_000_000,
         synchronous: Synchronous = "FULL",
         clock: Callable[[], float] = time.time,
+        results_observer: results_mod.CountedObserver | None = None,
     ) -> None:
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
@@ -172,7 +173,7 @@ class Outbox:
         self._max_id = 0
         self._appended = 0  # events the last write transaction added
         self._uncounted = 0  # committed events the results cursor has not passed
-        self._counter = results_mod.Counter()
+        self._counter = results_mod.Counter(results_observer)
 
     # --- lifecycle ------------------------------------------------------------------------
 

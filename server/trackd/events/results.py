@@ -11,7 +11,7 @@ inserts really added, so a results query reads a handful of rows however many us
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -115,11 +115,22 @@ _C_VALUE = Conversion._fields.index("value")
 _C_ATTRIBUTIONS = Conversion._fields.index("attributions")
 
 
+Group = tuple[str, str, int, str]
+"""(experiment_id, variation_id, kind, event_key): kind 0 is visitors, 1 one event's converters."""
+
+CountedObserver = Callable[
+    [sqlite3.Connection, Mapping[Group, set[str]], Mapping[Group, Sequence[Any]]], None
+]
+"""Called by `Counter.consume` inside its transaction with what it counted: each group's
+users, and each converters group's `[conversions, revenue, value]` (fleet-wide results)."""
+
+
 class Counter:
     """Updates the results tables; used by the outbox writer thread only."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: CountedObserver | None = None) -> None:
         self._group_ids: dict[tuple[str, str, int, str], int] = {}
+        self._observer = observer
 
     def forget(self) -> None:
         """After a rollback: group ids created in it are gone."""
@@ -192,6 +203,8 @@ class Counter:
                 " revenue = revenue + ?, value = value + ? WHERE id = ?",
                 (max(added, 0), count, _clamp(int(revenue)), float(value), group_id),
             )
+        if self._observer is not None and members:
+            self._observer(conn, members, totals)
         return seen
 
 
@@ -238,9 +251,11 @@ def assemble(
 
 
 __all__ = [
+    "CountedObserver",
     "Counter",
     "EventResults",
     "ExperimentResults",
+    "Group",
     "RawCounts",
     "ResultsConfig",
     "ResultsExperiment",

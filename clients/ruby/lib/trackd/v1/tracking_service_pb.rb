@@ -21,6 +21,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :experiment_key, :string, 5
       optional :impression_recorded, :bool, 6
       optional :revision, :string, 7
+      optional :attribution_degraded, :bool, 8
     end
     add_message "trackd.v1.GetVariationRequest" do
       optional :experiment_key, :string, 1
@@ -50,6 +51,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
     add_message "trackd.v1.TrackResponse" do
       repeated :attributions, :message, 1, "trackd.v1.Attribution"
       optional :uuid, :string, 2
+      optional :attribution_unknown, :bool, 3
     end
     add_message "trackd.v1.TrackStreamRequest" do
       optional :sequence, :uint64, 1
@@ -67,6 +69,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :attributed, :uint32, 4
       optional :code, :uint32, 5
       optional :message, :string, 6
+      optional :attribution_unknown, :bool, 7
     end
     add_message "trackd.v1.GetExperimentResultsRequest" do
       optional :experiment_key, :string, 1
@@ -88,6 +91,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :experiment_key, :string, 1
       optional :experiment_id, :string, 2
       repeated :variations, :message, 3, "trackd.v1.VariationResults"
+      optional :fleet_wide, :bool, 4
     end
     add_message "trackd.v1.SetForcedVariationRequest" do
       optional :experiment_key, :string, 1

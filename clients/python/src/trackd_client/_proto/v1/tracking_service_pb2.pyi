@@ -50,7 +50,7 @@ class ActivateRequest(_message.Message):
     def __init__(self, experiment_key: _Optional[str] = ..., user_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, _struct_pb2.Value]] = ...) -> None: ...
 
 class ActivateResponse(_message.Message):
-    __slots__ = ("variation_key", "experiment_id", "variation_id", "reason", "experiment_key", "impression_recorded", "revision")
+    __slots__ = ("variation_key", "experiment_id", "variation_id", "reason", "experiment_key", "impression_recorded", "revision", "attribution_degraded")
     VARIATION_KEY_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     VARIATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class ActivateResponse(_message.Message):
     EXPERIMENT_KEY_FIELD_NUMBER: _ClassVar[int]
     IMPRESSION_RECORDED_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_DEGRADED_FIELD_NUMBER: _ClassVar[int]
     variation_key: str
     experiment_id: str
     variation_id: str
@@ -65,7 +66,8 @@ class ActivateResponse(_message.Message):
     experiment_key: str
     impression_recorded: bool
     revision: str
-    def __init__(self, variation_key: _Optional[str] = ..., experiment_id: _Optional[str] = ..., variation_id: _Optional[str] = ..., reason: _Optional[_Union[DecisionReason, str]] = ..., experiment_key: _Optional[str] = ..., impression_recorded: _Optional[bool] = ..., revision: _Optional[str] = ...) -> None: ...
+    attribution_degraded: bool
+    def __init__(self, variation_key: _Optional[str] = ..., experiment_id: _Optional[str] = ..., variation_id: _Optional[str] = ..., reason: _Optional[_Union[DecisionReason, str]] = ..., experiment_key: _Optional[str] = ..., impression_recorded: _Optional[bool] = ..., revision: _Optional[str] = ..., attribution_degraded: _Optional[bool] = ...) -> None: ...
 
 class GetVariationRequest(_message.Message):
     __slots__ = ("experiment_key", "user_id", "attributes")
@@ -139,12 +141,14 @@ class Attribution(_message.Message):
     def __init__(self, experiment_key: _Optional[str] = ..., variation_key: _Optional[str] = ..., experiment_id: _Optional[str] = ..., variation_id: _Optional[str] = ...) -> None: ...
 
 class TrackResponse(_message.Message):
-    __slots__ = ("attributions", "uuid")
+    __slots__ = ("attributions", "uuid", "attribution_unknown")
     ATTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     attributions: _containers.RepeatedCompositeFieldContainer[Attribution]
     uuid: str
-    def __init__(self, attributions: _Optional[_Iterable[_Union[Attribution, _Mapping]]] = ..., uuid: _Optional[str] = ...) -> None: ...
+    attribution_unknown: bool
+    def __init__(self, attributions: _Optional[_Iterable[_Union[Attribution, _Mapping]]] = ..., uuid: _Optional[str] = ..., attribution_unknown: _Optional[bool] = ...) -> None: ...
 
 class TrackStreamRequest(_message.Message):
     __slots__ = ("sequence", "events")
@@ -165,20 +169,22 @@ class EventError(_message.Message):
     def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TrackStreamResponse(_message.Message):
-    __slots__ = ("sequence", "accepted", "errors", "attributed", "code", "message")
+    __slots__ = ("sequence", "accepted", "errors", "attributed", "code", "message", "attribution_unknown")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTED_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTION_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     accepted: int
     errors: _containers.RepeatedCompositeFieldContainer[EventError]
     attributed: int
     code: int
     message: str
-    def __init__(self, sequence: _Optional[int] = ..., accepted: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[EventError, _Mapping]]] = ..., attributed: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    attribution_unknown: bool
+    def __init__(self, sequence: _Optional[int] = ..., accepted: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[EventError, _Mapping]]] = ..., attributed: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., attribution_unknown: _Optional[bool] = ...) -> None: ...
 
 class GetExperimentResultsRequest(_message.Message):
     __slots__ = ("experiment_key",)
@@ -213,14 +219,16 @@ class VariationResults(_message.Message):
     def __init__(self, variation_key: _Optional[str] = ..., variation_id: _Optional[str] = ..., visitors: _Optional[int] = ..., events: _Optional[_Iterable[_Union[EventResults, _Mapping]]] = ...) -> None: ...
 
 class GetExperimentResultsResponse(_message.Message):
-    __slots__ = ("experiment_key", "experiment_id", "variations")
+    __slots__ = ("experiment_key", "experiment_id", "variations", "fleet_wide")
     EXPERIMENT_KEY_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     VARIATIONS_FIELD_NUMBER: _ClassVar[int]
+    FLEET_WIDE_FIELD_NUMBER: _ClassVar[int]
     experiment_key: str
     experiment_id: str
     variations: _containers.RepeatedCompositeFieldContainer[VariationResults]
-    def __init__(self, experiment_key: _Optional[str] = ..., experiment_id: _Optional[str] = ..., variations: _Optional[_Iterable[_Union[VariationResults, _Mapping]]] = ...) -> None: ...
+    fleet_wide: bool
+    def __init__(self, experiment_key: _Optional[str] = ..., experiment_id: _Optional[str] = ..., variations: _Optional[_Iterable[_Union[VariationResults, _Mapping]]] = ..., fleet_wide: _Optional[bool] = ...) -> None: ...
 
 class SetForcedVariationRequest(_message.Message):
     __slots__ = ("experiment_key", "user_id", "variation_key")

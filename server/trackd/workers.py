@@ -1,0 +1,168 @@
+"""`trackd serve --workers N`: N daemon processes sharing one port through SO_REUSEPORT.
+
+One Python process is one core; N workers are N cores. The kernel spreads incoming
+*connections* over the workers' listening sockets (a gRPC client's channel is one
+connection, so it sticks to one worker: balance comes from many clients or channels).
+
+Each worker is a whole daemon with its own data dir, `worker-<i>` under `--data-dir`, because
+the SQLite outbox belongs to one process (it takes a file lock). Activations must be shared,
+or an Activate on one worker and a Track on another would not meet: N > 1 is refused unless
+the activation store is Redis. With `--metrics-listen HOST:P`, worker i serves P + i.
+
+The supervisor forwards SIGTERM and SIGINT to every worker (each drains as a single daemon
+does; a second signal forces the exit), restarts a worker that dies unexpectedly after a
+second, and gives up (stopping the others) if a worker fails at startup (exit code 2: a
+setting or the datafile is wrong, and restarting would loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+import structlog
+
+from trackd.config import Settings
+
+log = structlog.get_logger("trackd.workers")
+
+EXIT_STARTUP_FAILURE = 2
+RESTART_DELAY_S = 1.0
+
+
+def worker_settings(settings: Settings, index: int) -> Settings:
+    """Worker `index`'s settings: its own data dir, and its own metrics port."""
+    changes: dict[str, object] = {"data_dir": settings.data_dir / f"worker-{index}"}
+    if settings.metrics_listen:
+        host, _, port = settings.metrics_listen.rpartition(":")
+        if int(port):
+            changes["metrics_listen"] = f"{host}:{int(port) + index}"
+    return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def serve_one(settings: Settings) -> int:
+    """What `trackd serve` does for one process; the worker's exit code."""
+    import asyncio
+
+    from trackd import logs, server
+    from trackd.config import SettingsError
+    from trackd.errors import DatafileError
+
+    try:
+        prepared = server.prepare(settings)
+    except (DatafileError, SettingsError) as error:
+        print(f"trackd: {error}", file=sys.stderr)
+        return EXIT_STARTUP_FAILURE
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(server.serve(settings, prepared))
+    except OSError as error:
+        structlog.get_logger("trackd").error("startup_failed", error=str(error))
+        return EXIT_STARTUP_FAILURE
+    except asyncio.CancelledError:
+        return 1
+    return 0
+
+
+def _orphan_watch(parent: int) -> None:
+    """Stops this worker if the supervisor dies without telling it (SIGKILL)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(settings: Settings, index: int, run: Callable[[Settings], int]) -> None:
+    # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which forwards
+    # it once (two would force the worker's exit).
+    os.setpgrp()
+    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
+    structlog.contextvars.bind_contextvars(worker=index)
+    sys.exit(run(settings))
+
+
+def supervise(
+    settings: Settings,
+    workers: int,
+    *,
+    run: Callable[[Settings], int] = serve_one,
+) -> int:
+    """Runs `workers` worker processes until SIGTERM/SIGINT; returns the exit code (0 when
+    every worker drained cleanly). `Settings` has already refused N > 1 without a shared
+    activation store or with port 0."""
+    context = multiprocessing.get_context("spawn")  # no fork: gRPC's threads do not survive it
+    stopping = False
+    processes: dict[int, BaseProcess] = {}
+
+    def start(index: int) -> None:
+        process = context.Process(
+            target=_worker,
+            args=(worker_settings(settings, index), index, run),
+            name=f"trackd-worker-{index}",
+        )
+        process.start()
+        processes[index] = process
+        log.info("worker_started", worker=index, pid=process.pid)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes.values():
+            if process.pid is not None and process.exitcode is None:
+                os.kill(process.pid, signum)
+
+    previous = {
+        signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    code = 0
+    try:
+        for index in range(workers):
+            start(index)
+        restart_at: dict[int, float] = {}
+        while True:
+            running = [p for p in processes.values() if p.exitcode is None]
+            if not running and (stopping or not restart_at):
+                break
+            if running:
+                multiprocessing.connection.wait([p.sentinel for p in running], timeout=0.2)
+            else:
+                time.sleep(0.2)  # every worker is waiting for its restart
+            for index, process in list(processes.items()):
+                if process.exitcode is None or index in restart_at:
+                    continue
+                exitcode = process.exitcode
+                if stopping:
+                    if exitcode != 0:
+                        code = 1
+                    restart_at[index] = float("inf")  # done
+                    continue
+                log.error("worker_exited", worker=index, pid=process.pid, exitcode=exitcode)
+                if exitcode == EXIT_STARTUP_FAILURE:
+                    code = EXIT_STARTUP_FAILURE
+                    on_signal(signal.SIGTERM, None)
+                    restart_at[index] = float("inf")
+                    continue
+                restart_at[index] = time.monotonic() + RESTART_DELAY_S
+            now = time.monotonic()
+            for index, when in list(restart_at.items()):
+                if when <= now and not stopping:
+                    del restart_at[index]
+                    start(index)
+            if stopping and all(p.exitcode is not None for p in processes.values()):
+                break
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("workers_stopped", exitcode=code)
+    return code
+
+
+__all__ = ["serve_one", "supervise", "worker_settings"]

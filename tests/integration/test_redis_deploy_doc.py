@@ -1,0 +1,43 @@
+"""docs/deploy.md, tested as far as this machine allows: its manifest's trackd arguments."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from trackd import cli, config
+
+DOC = Path(__file__).parents[2] / "docs" / "deploy.md"
+
+
+def manifest_args() -> list[str]:
+    """The `args:` list of the Deployment's container."""
+    text = DOC.read_text()
+    block = text.split("          args:\n", 1)[1]
+    args = []
+    for line in block.splitlines():
+        match = re.fullmatch(r"            - (\S+)", line)
+        if match is None:
+            break
+        args.append(match.group(1))
+    return args
+
+
+def test_the_manifest_runs_trackd_serve_with_valid_settings() -> None:
+    args = manifest_args()
+    assert args[0] == "serve"
+    # Kubernetes expands $(VAR) from the container's env before trackd sees it.
+    args = [arg.replace("$(OPTIMIZELY_SDK_KEY)", "abc123") for arg in args]
+    parsed = cli.build_parser().parse_args(args)
+    settings = config.settings_from(vars(parsed), environ={})
+    assert settings.activation_store == "redis://redis:6379/0"
+    assert settings.workers == 2
+    assert settings.listen == "0.0.0.0:50051"
+    assert settings.grace_period < 20  # within terminationGracePeriodSeconds
+
+
+def test_the_doc_names_the_tests_that_back_it() -> None:
+    text = DOC.read_text()
+    here = Path(__file__).parents[1]
+    for name in re.findall(r"`(tests/[\w/]+\.py)`", text):
+        assert (here.parent / name).is_file(), name

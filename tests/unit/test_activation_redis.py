@@ -1,0 +1,366 @@
+"""RedisActivationStore against a real redis-server: the memory store's semantics, shared.
+
+TTLs are real time here (Redis expires keys on its own clock), so they are a few hundred
+milliseconds and the waits straddle them with margin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.support.redis_server import RedisServer, redis_server
+from trackd.activation import ActivationStore, Sticky
+from trackd.activation.redis import ActivationStoreUnavailable, RedisActivationStore
+
+TTL = 0.4
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as running:
+        yield running
+
+
+@pytest.fixture
+async def store(server: RedisServer) -> AsyncIterator[RedisActivationStore]:
+    made = RedisActivationStore.from_url(server.url, ttl=TTL)
+    await made.client.flushdb()
+    yield made
+    await made.close()
+
+
+def make(server: RedisServer, **kwargs: float) -> RedisActivationStore:
+    return RedisActivationStore.from_url(server.url, **{"ttl": TTL, **kwargs})  # type: ignore[arg-type]
+
+
+def test_redis_store_satisfies_the_interface(server: RedisServer) -> None:
+    store: ActivationStore = make(server)
+    assert isinstance(store, RedisActivationStore)
+    assert store.ttl == TTL
+
+
+@pytest.mark.parametrize("kwargs", [{"ttl": 0}, {"ttl": -1.0}, {"batch_keys": 0}])
+def test_invalid_settings_are_rejected(server: RedisServer, kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        make(server, **kwargs)
+
+
+async def test_activation_is_sticky_within_the_ttl_and_expires_after(
+    store: RedisActivationStore,
+) -> None:
+    await store.put("u1", "e1", "v1")
+    assert await store.get("u1", "e1") == "v1"
+    assert await store.live_for_user("u1") == {"e1": "v1"}
+    await asyncio.sleep(TTL + 0.1)
+    assert await store.get("u1", "e1") is None
+    assert await store.live_for_user("u1") == {}
+
+
+async def test_redis_itself_removes_a_user_once_every_activation_expired(
+    store: RedisActivationStore,
+) -> None:
+    await store.put("u1", "e1", "v1")
+    ttl_ms = await store.client.pttl("trackd:a:u1")
+    assert 0 < ttl_ms <= TTL * 1000
+    await asyncio.sleep(TTL + 0.1)
+    assert await store.client.exists("trackd:a:u1") == 0
+
+
+async def test_put_refreshes_the_expiry_and_get_never_does(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await asyncio.sleep(TTL * 0.6)
+    await store.put("u1", "e1", "v1")
+    await asyncio.sleep(TTL * 0.6)  # past the first put's expiry, within the second's
+    assert await store.get("u1", "e1") == "v1"
+    await asyncio.sleep(TTL * 0.6)  # the get did not extend it
+    assert await store.get("u1", "e1") is None
+
+
+async def test_put_replaces_the_variation(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e1", "v2")
+    assert await store.get("u1", "e1") == "v2"
+
+
+async def test_activations_are_per_user_and_experiment(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v3")
+    await store.put("u2", "e1", "v2")
+    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e2") == "v3"
+    assert await store.get("u2", "e1") == "v2"
+    assert await store.get("u2", "e2") is None
+    assert await store.get("u3", "e1") is None
+    assert await store.get("u1", "never-seen") is None
+
+
+async def test_any_user_id_and_variation_id_round_trips(store: RedisActivationStore) -> None:
+    odd = ["", "a b", "a\x1f0", "ünï cødé", "a:b*c", "x" * 1024]
+    for i, user_id in enumerate(odd):
+        await store.put(user_id, "e1", f"v {i} with spaces")
+    for i, user_id in enumerate(odd):
+        assert await store.live_for_user(user_id) == {"e1": f"v {i} with spaces"}
+
+
+async def test_refresh_or_put_stores_the_candidate_when_nothing_is_live(
+    store: RedisActivationStore,
+) -> None:
+    assert await store.refresh_or_put("u1", "e1", "v1") == Sticky("v1", False)
+    assert await store.get("u1", "e1") == "v1"
+
+
+async def test_refresh_or_put_keeps_the_live_variation_and_refreshes_it(
+    store: RedisActivationStore,
+) -> None:
+    await store.put("u1", "e1", "v1")
+    await asyncio.sleep(TTL * 0.6)
+    assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v1", True)
+    await asyncio.sleep(TTL * 0.6)
+    assert await store.get("u1", "e1") == "v1"
+
+
+async def test_refresh_or_put_without_a_candidate_stores_nothing(
+    store: RedisActivationStore,
+) -> None:
+    assert await store.refresh_or_put("u1", "e1", None) == Sticky(None, False)
+    assert await store.get("u1", "e1") is None
+    await store.put("u1", "e1", "v1")
+    assert await store.refresh_or_put("u1", "e1", None) == Sticky("v1", True)
+
+
+async def test_refresh_or_put_decides_afresh_after_expiry(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await asyncio.sleep(TTL + 0.1)
+    assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v2", False)
+    assert await store.get("u1", "e1") == "v2"
+
+
+async def test_a_write_prunes_fields_that_expired_inside_a_live_hash(
+    server: RedisServer, store: RedisActivationStore
+) -> None:
+    await store.put("u1", "e1", "v1")
+    await asyncio.sleep(TTL * 0.6)
+    await store.put("u1", "e2", "v2")
+    await asyncio.sleep(TTL * 0.6)  # e1 expired; the hash lives on for e2
+    await store.put("u1", "e3", "v3")
+    assert await store.client.hkeys("trackd:a:u1") == ["e2", "e3"]
+    assert (await store.stats()).expiries == 1
+
+
+async def test_live_for_user_filters_by_experiment_ids(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v2")
+    await store.put("u1", "e3", "v3")
+    await store.put("u2", "e4", "v4")
+    assert await store.live_for_user("u1", ["e1", "e3", "e4", "unknown"]) == {
+        "e1": "v1",
+        "e3": "v3",
+    }
+    assert await store.live_for_user("u1", frozenset()) == {}
+
+
+async def test_live_for_user_skips_an_expired_experiment_of_a_live_user(
+    store: RedisActivationStore,
+) -> None:
+    await store.put("u1", "e1", "v1")
+    await asyncio.sleep(TTL * 0.6)
+    await store.put("u1", "e2", "v2")
+    assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}
+    await asyncio.sleep(TTL * 0.6)
+    assert await store.live_for_user("u1", None) == {"e2": "v2"}
+    assert await store.live_for_user("u1", ["e1", "e2"]) == {"e2": "v2"}
+
+
+async def test_live_for_users_answers_each_lookup_in_order(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v2")
+    await store.put("u2", "e2", "v5")
+    result = await store.live_for_users(
+        [("u1", ["e2"]), ("u2", None), ("u3", None), ("u1", None), ("u2", ["e1"])]
+    )
+    assert result == [{"e2": "v2"}, {"e2": "v5"}, {}, {"e1": "v1", "e2": "v2"}, {}]
+    assert await store.live_for_users([]) == []
+
+
+async def test_a_large_batch_is_answered_in_chunks_of_one_pipeline(server: RedisServer) -> None:
+    store = RedisActivationStore.from_url(server.url, ttl=TTL, batch_keys=7)
+    try:
+        await store.client.flushdb()
+        for i in range(0, 100, 3):
+            await store.put(f"u{i}", "e1", f"v{i}")
+        lookups = [(f"u{i}", ["e1"] if i % 2 else None) for i in range(100)]
+        result = await store.live_for_users(lookups)
+        assert result == [({"e1": f"v{i}"} if i % 3 == 0 else {}) for i in range(100)]
+    finally:
+        await store.close()
+
+
+async def test_a_restarted_redis_forgets_scripts_and_the_store_reloads_them(
+    store: RedisActivationStore,
+) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.client.script_flush()
+    assert await store.get("u1", "e1") == "v1"
+    await store.client.script_flush()
+    store._batch_keys = 1  # force the pipelined path
+    assert await store.live_for_users([("u1", None), ("u2", None)]) == [{"e1": "v1"}, {}]
+
+
+async def test_retain_drops_experiments_that_stopped_running(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v2")
+    await store.put("u1", "e2", "v3")
+    dropped = await store.retain(lambda experiment_id, _: experiment_id != "e1")
+    assert dropped == 2
+    assert await store.live_for_user("u1") == {"e2": "v3"}
+    assert await store.get("u2", "e1") is None
+    assert (await store.stats()).dropped == 2
+    assert await store.client.exists("trackd:a:u2") == 0
+
+
+async def test_retain_drops_variations_that_no_longer_exist(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v2")
+    dropped = await store.retain(lambda _, variation_id: variation_id != "v2")
+    assert dropped == 1
+    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u2", "e1") is None
+    assert await store.refresh_or_put("u2", "e1", "v1") == Sticky("v1", False)
+
+
+async def test_a_dropped_experiment_that_returns_starts_empty(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v1")
+    await store.retain(lambda *_: False)
+    await store.put("u2", "e1", "v1")
+    assert await store.get("u1", "e1") is None
+    assert await store.live_for_user("u1") == {}
+    assert await store.live_for_user("u2") == {"e1": "v1"}
+
+
+async def test_retain_keeping_everything_drops_nothing(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    assert await store.retain(lambda *_: True) == 0
+    assert await store.get("u1", "e1") == "v1"
+
+
+async def test_retain_scans_many_users_in_chunks(server: RedisServer) -> None:
+    store = RedisActivationStore.from_url(server.url, ttl=30, scan_count=10)
+    try:
+        await store.client.flushdb()
+        for i in range(300):
+            await store.put(f"u{i}", "e1" if i % 4 else "e0", "v1")
+        assert await store.retain(lambda experiment_id, _: experiment_id == "e0") == 225
+        assert await store.client.dbsize() == 75 + 1  # the users left, and the pairs set
+        assert await store.live_for_user("u0") == {"e0": "v1"}
+        assert await store.client.smembers("trackd:pairs") == {"e0\x1fv1"}
+    finally:
+        await store.close()
+
+
+async def test_two_stores_on_one_redis_share_activations(server: RedisServer) -> None:
+    a, b = make(server), make(server)
+    try:
+        await a.client.flushdb()
+        assert await a.refresh_or_put("u1", "e1", "v1") == Sticky("v1", False)
+        assert await b.refresh_or_put("u1", "e1", "v2") == Sticky("v1", True)
+        assert await b.live_for_user("u1", ["e1"]) == {"e1": "v1"}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_prefix_keeps_two_deployments_apart(server: RedisServer) -> None:
+    a = RedisActivationStore.from_url(server.url, ttl=TTL, prefix="one:")
+    b = RedisActivationStore.from_url(server.url, ttl=TTL, prefix="two:")
+    try:
+        await a.put("u1", "e1", "v1")
+        assert await b.get("u1", "e1") is None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_stats_count_hits_and_misses(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.get("u1", "e1")
+    await store.get("u2", "e1")
+    await store.live_for_user("u1")
+    await store.live_for_user("u2")
+    stats = await store.stats()
+    assert (stats.hits, stats.misses, stats.entries) == (2, 2, 2)  # u1's hash, the pairs set
+
+
+async def test_purge_expired_is_left_to_redis(store: RedisActivationStore) -> None:
+    assert await store.purge_expired() == 0
+
+
+async def test_an_unreachable_redis_is_reported_fast_and_recovery_is_automatic(
+    tmp_path: Path,
+) -> None:
+    down = RedisServer(tmp_path / "redis")
+    store = RedisActivationStore.from_url(down.url, ttl=TTL, retry_interval=0.2)
+    try:
+        with pytest.raises(ActivationStoreUnavailable):
+            await store.get("u1", "e1")
+        assert not store.available
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(100):  # within retry_interval: refused without a connection attempt
+            with pytest.raises(ActivationStoreUnavailable):
+                await store.live_for_user("u1")
+        assert loop.time() - started < 0.2
+        assert (store.failures, store.outages) == (101, 1)
+        assert (await store.stats()).entries == 0  # stats never raise
+        down.start()
+        try:
+            await asyncio.sleep(0.25)
+            await store.put("u1", "e1", "v1")
+            assert store.available
+            assert await store.get("u1", "e1") == "v1"
+        finally:
+            down.stop()
+    finally:
+        await store.close()
+
+
+async def test_a_redis_restart_breaks_no_call_after_it_is_back(tmp_path: Path) -> None:
+    with redis_server(tmp_path / "redis", persist=True) as server:
+        store = RedisActivationStore.from_url(server.url, ttl=30, retry_interval=0.1)
+        try:
+            await store.put("u1", "e1", "v1")
+            server.stop()
+            with pytest.raises(ActivationStoreUnavailable):
+                await store.get("u1", "e1")
+            server.start()
+            await asyncio.sleep(0.15)
+            # Pooled connections broke with the restart; the store reconnects and the
+            # append-only file brought the activation back.
+            assert await store.get("u1", "e1") == "v1"
+            assert await store.live_for_users([("u1", None)]) == [{"e1": "v1"}]
+        finally:
+            await store.close()
+
+
+def test_unavailable_is_a_trackd_unavailable_error() -> None:
+    from trackd.errors import Unavailable
+
+    assert issubclass(ActivationStoreUnavailable, Unavailable)
+
+
+async def test_the_pool_is_bounded(server: RedisServer) -> None:
+    observer = Redis.from_url(server.url)
+    store = RedisActivationStore.from_url(server.url, ttl=TTL, max_connections=2)
+    try:
+        before = len(await observer.client_list())
+        await asyncio.gather(*(store.put(f"u{i}", "e1", "v1") for i in range(50)))
+        assert await store.live_for_user("u49") == {"e1": "v1"}
+        assert len(await observer.client_list()) - before <= 2
+    finally:
+        await store.close()
+        await observer.aclose()

@@ -1,0 +1,143 @@
+"""Fleet-wide results: two replicas' outboxes summed in a real Redis, each row counted once."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.support.polling import eventually
+from tests.support.redis_server import RedisServer, redis_server
+from tests.unit.test_outbox_results import (
+    CONFIG,
+    EXPECTED,
+    EXPERIMENT,
+    SCENARIO,
+    A,
+    B,
+    conversion,
+    impression,
+)
+from trackd.events.fleet import FleetResults, Unique
+from trackd.events.outbox import Outbox
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as running:
+        yield running
+
+
+@pytest.fixture
+async def redis(server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(server.url, decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def replica(
+    path: Path, client: Redis, unique: Unique = "hll"
+) -> AsyncIterator[tuple[Outbox, FleetResults]]:
+    fleet = FleetResults(client, path, unique=unique, publish_interval=0.02)
+    outbox = Outbox(path, results_observer=fleet.observe)
+    await outbox.open()
+    await fleet.start()
+    try:
+        yield outbox, fleet
+    finally:
+        await fleet.close()
+        await outbox.close()
+
+
+@pytest.mark.parametrize("unique", ["hll", "set"])
+async def test_two_replicas_answer_for_the_fleet(
+    tmp_path: Path, redis: Redis, unique: Unique
+) -> None:
+    first, second, third = SCENARIO
+    async with (
+        replica(tmp_path / "a.sqlite3", redis, unique) as (outbox_a, fleet_a),
+        replica(tmp_path / "b.sqlite3", redis, unique) as (outbox_b, fleet_b),
+    ):
+        await outbox_a.append(first[:2])  # u1, u2 in A
+        await outbox_b.append(first[2:])  # u3 in B
+        await outbox_b.append(second)  # u1 in A again, on the other replica: one visitor
+        await outbox_a.append(third[:2])
+        await outbox_b.append(third[2:])
+        for outbox, fleet in ((outbox_a, fleet_a), (outbox_b, fleet_b)):
+
+            async def fleet_wide_counts(
+                outbox: Outbox = outbox, fleet: FleetResults = fleet
+            ) -> bool:
+                # Another replica's commits arrive within its idle count and publish interval.
+                results, fleet_wide = await fleet.results(outbox, CONFIG, EXPERIMENT)
+                assert fleet_wide
+                return results == EXPECTED
+
+            await eventually(fleet_wide_counts, within=5)
+        local_a = await outbox_a.results(CONFIG, EXPERIMENT)
+        assert [v.visitors for v in local_a.variations] == [2, 0]
+
+
+async def test_a_row_sent_twice_is_counted_once(tmp_path: Path, redis: Redis) -> None:
+    path = tmp_path / "a.sqlite3"
+    async with replica(path, redis) as (outbox, fleet):
+        for batch in SCENARIO:
+            await outbox.append(batch)
+        await outbox.results(CONFIG, EXPERIMENT)
+        fleet._delete = lambda up_to: None  # type: ignore[method-assign]  # "crash" before
+        assert await fleet.flush() >= 1
+        replica_id = fleet.replica_id
+    with sqlite3.connect(path) as conn:
+        (pending,) = conn.execute("SELECT COUNT(*) FROM fleet_pending").fetchone()
+    assert pending >= 1
+    async with replica(path, redis) as (outbox, fleet):
+        assert fleet.replica_id == replica_id  # the same replica after a restart
+        results, fleet_wide = await fleet.results(outbox, CONFIG, EXPERIMENT)
+        assert fleet_wide and results == EXPECTED
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM fleet_pending").fetchone() == (0,)
+
+
+async def test_with_redis_down_results_are_local_and_published_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    down = RedisServer(tmp_path / "redis")
+    client = Redis.from_url(down.url, decode_responses=True, socket_connect_timeout=0.2)
+    try:
+        async with replica(tmp_path / "a.sqlite3", client) as (outbox, fleet):
+            await outbox.append([impression("u1", A), impression("u2", B)])
+            results, fleet_wide = await fleet.results(outbox, CONFIG, EXPERIMENT)
+            assert not fleet_wide
+            assert [v.visitors for v in results.variations] == [1, 1]
+            assert fleet.fallbacks == 1
+            down.start()
+            try:
+                await outbox.append(
+                    [conversion("u1", "my_conversion", {"revenue": 5}, [("40001", "42001")])]
+                )
+                results, fleet_wide = await fleet.results(outbox, CONFIG, EXPERIMENT)
+                assert fleet_wide
+                assert [v.visitors for v in results.variations] == [1, 1]
+                (event,) = [e for e in results.variations[0].events if e.converters]
+                assert (event.conversions, event.revenue) == (1, 5)
+            finally:
+                down.stop()
+    finally:
+        await client.aclose()
+
+
+async def test_revenue_beyond_2_to_the_53_is_summed_exactly(tmp_path: Path, redis: Redis) -> None:
+    big = 2**60 + 1
+    async with replica(tmp_path / "a.sqlite3", redis) as (outbox, fleet):
+        await outbox.append(
+            [conversion("u1", "my_conversion", {"revenue": big}, [("40001", "42001")])] * 2
+        )
+        results, _ = await fleet.results(outbox, CONFIG, EXPERIMENT)
+        (event,) = [e for e in results.variations[0].events if e.converters]
+        assert event.revenue == 2 * big
