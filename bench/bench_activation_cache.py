@@ -17,6 +17,7 @@ import asyncio
 import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -277,6 +278,7 @@ def main() -> None:
                 for mode in ("tracemalloc", "rss"):
                     row[f"{layout}_{mode}"] = round(memory_in_subprocess(n, mode, layout, shape), 1)
     report["bytes_per_entry"] = memory
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     report["ns_per_op_at_max"] = {
         k: round(v) for k, v in asyncio.run(op_costs(sizes[-1], ops)).items()
     }
@@ -285,6 +287,12 @@ def main() -> None:
         "one_shard": asyncio.run(growth_latency(sizes[-1], 1)),
         "default_shards": asyncio.run(growth_latency(sizes[-1], None)),
     }
+    # This process only, over the latency parts (the memory figures come from their own
+    # subprocesses): the store at the largest size, filled several times over.
+    report["sizes"] = sizes
+    report["ops"] = ops
+    report["cpu_pct"] = round(100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0))
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(report, indent=2))
 
 

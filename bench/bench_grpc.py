@@ -11,8 +11,9 @@ alternating target by target at every point so that drift on this shared machine
           batches in flight per stream, pre-serialized batches.
 
 Reported per point: throughput, p50/p99 latency (per request, or per batch from write to
-acknowledgement), the server's CPU (from /proc/<pid>/stat, all threads) and peak RSS
-(VmHWM, reset before each point through /proc/<pid>/clear_refs when allowed), and the
+acknowledgement), the server's CPU (from /proc/<pid>/stat, all threads of the server and
+its child processes: trackd's event encoder is one) and peak RSS (VmHWM summed over those
+processes, reset before each point through /proc/<pid>/clear_refs when allowed), and the
 ratio trackd/bare. No thresholds: it reports, it does not judge.
 
     .venv/bin/python bench/bench_grpc.py [--quick] [--json] [--profile] [--no-write]
@@ -33,6 +34,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -128,23 +130,37 @@ class Server:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def _procs(self) -> list[Path]:
+        # The process and its descendants: trackd's dispatcher encodes Event API JSON in a
+        # spawned worker process, whose CPU and memory are the daemon's too.
+        return [Path(f"/proc/{pid}") for pid in tree_pids(self.pid)]
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        utime, stime = int(fields[11]), int(fields[12])
-        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for proc in self._procs():
+            with contextlib.suppress(OSError):
+                fields = (proc / "stat").read_text().rpartition(")")[2].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def reset_peak_rss(self) -> bool:
-        try:
-            Path(f"/proc/{self.pid}/clear_refs").write_text("5")
-        except OSError:
-            return False
-        return True
+        ok = True
+        for proc in self._procs():
+            try:
+                (proc / "clear_refs").write_text("5")
+            except OSError:
+                ok = False
+        return ok
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        """The sum of each process's peak (VmHWM): an upper bound of the tree's peak."""
+        total = 0.0
+        for proc in self._procs():
+            with contextlib.suppress(OSError):
+                for line in (proc / "status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+        return total
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -154,6 +170,26 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout=10)
+        # Whatever is left of the session this bench started the server in (its children).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+def tree_pids(root: int) -> list[int]:
+    """`root` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(children.get(pid, []))
+    return pids
 
 
 def _wait_started(popen: subprocess.Popen[bytes], log_path: Path, name: str) -> int:
@@ -305,7 +341,13 @@ def wkt_include() -> str:
 
 
 def ghz_unary(
-    ghz: str, server: Server, method: str, concurrency: int, duration: float, run_id: str
+    ghz: str,
+    server: Server,
+    method: str,
+    concurrency: int,
+    duration: float,
+    run_id: str,
+    connections: int = 1,
 ) -> Point:
     workdir = Path(tempfile.mkdtemp(prefix="ghz-"))
     data_path = workdir / "data.json"
@@ -335,7 +377,7 @@ def ghz_unary(
         "--skipFirst",
         str(min(100, concurrency * 4)),
         "--connections",
-        "1",
+        str(connections),
         "--timeout",
         "20s",
         "--format",
@@ -364,7 +406,7 @@ def ghz_unary(
     return Point(
         scenario=f"unary {method}",
         target=server.name,
-        loadgen=f"ghz {GHZ_VERSION}, 1 connection",
+        loadgen=f"ghz {GHZ_VERSION}, {connections} connection{'s' if connections > 1 else ''}",
         concurrency=concurrency,
         payload=payload,
         duration_s=round(total_s, 2),
@@ -827,39 +869,16 @@ def with_ratios(points: list[Point]) -> None:
             p.ratio = p.throughput / base.throughput
 
 
-def markdown(
-    points: list[Point],
-    info: dict[str, str],
-    profiles: list[dict[str, Any]],
-    args: argparse.Namespace,
-) -> str:
-    now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
-    lines = [
-        f"## gRPC: trackd vs bare grpc.aio ({now})",
-        "",
-        "`bench/bench_grpc.py` — trackd (durable SQLite outbox, file event sink, default"
-        " settings but a 100M-event outbox cap) and `bench/bare_server.py` (same stubs and"
-        " channel options, canned answers) run side by side, point by point, in one run."
-        " Both servers and the load generators share this machine: figures are noisy,"
-        " ratios are the result.",
-        "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
-        "",
-    ]
-    if args.variant:
-        lines += [
-            f"`trackd+{args.variant}` is trackd started through `bench/trackd_variant.py"
-            f" {args.variant}`: an experiment measured beside the shipped daemon, not trackd"
-            " as shipped.",
-            "",
-        ]
+def point_tables(points: list[Point], level: str, ratio_label: str = "trackd/bare") -> list[str]:
+    """One markdown table per scenario of `points`, headed at `level` ("###")."""
+    lines: list[str] = []
     for scenario in dict.fromkeys(p.scenario for p in points):
         rows = [p for p in points if p.scenario == scenario]
         stream = scenario == "stream"
         unit = "events/s" if stream else "req/s"
         first = rows[0]
         lines += [
-            f"### {'TrackStream, events acknowledged' if stream else scenario}",
+            f"{level} {'TrackStream, events acknowledged' if stream else scenario}",
             "",
             f"Load generator: {first.loadgen}."
             + (" Concurrency = concurrent streams." if stream else "")
@@ -867,7 +886,7 @@ def markdown(
             "",
             ("| batch " if stream else "")
             + f"| concurrency | target | duration s | {unit} | p50 ms | p99 ms | server CPU %"
-            " | CPU us/event | peak RSS MB | errors | trackd/bare |",
+            f" | CPU us/event | peak RSS MB | errors | {ratio_label} |",
             ("|---:" if stream else "") + "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for p in rows:
@@ -880,8 +899,14 @@ def markdown(
             )
         lines += [f"- {p.target} c={p.concurrency}: {note}" for p in rows for note in p.notes]
         lines.append("")
+    return lines
+
+
+def profile_tables(profiles: list[dict[str, Any]], level: str) -> list[str]:
+    """The py-spy summaries: categories, top frames by self and inclusive time."""
+    lines: list[str] = []
     for profile in profiles:
-        lines += [f"### Profile: trackd under {profile['label']}", ""]
+        lines += [f"{level} Profile: trackd under {profile['label']}", ""]
         if "error" in profile:
             lines += [f"Not profiled: {profile['error']}", ""]
             continue
@@ -913,6 +938,37 @@ def markdown(
             *[f"| `{name}` | {pct} |" for name, pct in profile["inclusive"]],
             "",
         ]
+    return lines
+
+
+def markdown(
+    points: list[Point],
+    info: dict[str, str],
+    profiles: list[dict[str, Any]],
+    args: argparse.Namespace,
+) -> str:
+    now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
+    lines = [
+        f"## gRPC: trackd vs bare grpc.aio ({now})",
+        "",
+        "`bench/bench_grpc.py` — trackd (durable SQLite outbox, file event sink, default"
+        " settings but a 100M-event outbox cap) and `bench/bare_server.py` (same stubs and"
+        " channel options, canned answers) run side by side, point by point, in one run."
+        " Both servers and the load generators share this machine: figures are noisy,"
+        " ratios are the result.",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+    ]
+    if args.variant:
+        lines += [
+            f"`trackd+{args.variant}` is trackd started through `bench/trackd_variant.py"
+            f" {args.variant}`: an experiment measured beside the shipped daemon, not trackd"
+            " as shipped.",
+            "",
+        ]
+    lines += point_tables(points, "###")
+    lines += profile_tables(profiles, "###")
     lines.append(f"Command: `bench/bench_grpc.py {' '.join(args.argv)}`".rstrip() + "")
     lines.append("")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The gRPC benchmark harness still runs end to end (a smoke run: no timing thresholds)."""
+"""`make bench` still runs end to end: bench/run_all.py --quick (a smoke run: no timing
+thresholds, only structure and positive figures)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_grpc_quick_reports_every_scenario_against_both_servers() -> None:
+def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
+    tmp_path: Path,
+) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "bench_grpc.py"), "--quick", "--json"],
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run_all.py"),
+            "--quick",
+            "--json",
+            "--results-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         cwd=ROOT,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
-
     assert result["machine"]["nproc"]
-    points = result["points"]
+    reports = result["reports"]
+    assert set(reports) == {"grpc", "decisions", "activation", "startup", "scaling"}
+    for name, report in reports.items():
+        assert "error" not in report, (name, report)
+
+    # 1-2: every scenario against both servers, all answered.
+    points = reports["grpc"]["points"]
     seen = {(p["scenario"], p["target"]) for p in points}
     for scenario in ("unary Activate", "unary Track", "stream"):
         for target in ("trackd", "bare"):
@@ -32,5 +47,47 @@ def test_bench_grpc_quick_reports_every_scenario_against_both_servers() -> None:
         assert point["throughput"] > 0, point
         assert point["events"] > 0, point
         assert point["errors"] == 0, point
+        assert point["peak_rss_mb"] > 0, point
         if point["target"] == "trackd":
             assert point["ratio"] is not None and point["ratio"] > 0, point
+
+    # 3: trackd and the SDK on the same decisions.
+    decisions = reports["decisions"]
+    assert all(v > 0 for v in decisions["decisions_per_s"].values())
+    assert all(v["p99"] >= v["p50"] > 0 for v in decisions["latency_us"].values())
+
+    # 4: memory per entry at both sizes, latency while everything expires.
+    activation = reports["activation"]
+    assert all(row["store_tracemalloc"] > 0 for row in activation["bytes_per_entry"].values())
+    assert activation["expiry_at_max"]["get_put_while_all_expire"]["p50_us"] > 0
+
+    # 5: the example and two generated datafiles, each started and reloaded.
+    rows = reports["startup"]["rows"]
+    assert rows[0]["datafile"] == "bundled example"
+    assert len(rows) == 3
+    assert rows[-1]["bytes"] >= 1 << 20
+    for row in rows:
+        assert row["first_activate_s"] >= row["started_s"] > 0, row
+        assert row["peak_rss_mb"] > 0, row
+        assert row["parse_datafile_s"] > 0, row
+
+    # 6: measured when issue 8's flags and redis-server are there, else said so.
+    scaling = reports["scaling"]
+    if scaling["available"]:
+        assert {p["target"] for p in scaling["points"]} == {"trackd x1", "trackd x2"}
+        assert all(p["throughput"] > 0 for p in scaling["points"])
+    else:
+        assert scaling["reason"] and scaling["points"] == []
+
+    # One dated section, a plot referenced from it.
+    markdowns = list(tmp_path.glob("*.md"))
+    plots = list(tmp_path.glob("*.png"))
+    assert len(markdowns) == 1 and len(plots) == 1
+    text = markdowns[0].read_text()
+    assert text.count("## All scenarios") == 1
+    assert f"]({plots[0].name})" in text
+    for heading in ("### 1-2.", "### 3.", "### 4.", "### 5.", "### 6."):
+        assert heading in text
+    if not scaling["available"]:
+        assert "not available in this build" in text
+    assert plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,228 @@
+"""Scaling: trackd with the Redis activation store, 1 vs 2 worker processes.
+
+Scenario 6 of issue 6. It needs issue 8's `trackd serve --workers N --activation-store
+redis://...` and a `redis-server` on PATH; when either is missing it says so and measures
+nothing (the report carries the reason, never a made-up figure).
+
+When available: one redis-server on a free loopback port (no persistence), then for each
+worker count, `trackd serve --workers N` on a fixed loopback port (the workers share it with
+SO_REUSEPORT) driven by ghz (or this repo's Python load generator) with several
+connections, so that the kernel spreads them over the workers. Reported per point, as in
+bench_grpc.py: throughput, p50/p99, CPU and peak RSS summed over trackd's process tree, and
+redis-server's CPU beside it.
+
+    .venv/bin/python bench/bench_scaling.py [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_grpc
+from bench_grpc import DATAFILE, Point, Server
+
+WORKERS = (1, 2)
+CONNECTIONS = 4  # >= workers: SO_REUSEPORT balances connections, not requests
+
+
+def trackd_command() -> list[str]:
+    trackd = Path(sys.executable).parent / "trackd"
+    return [str(trackd)] if trackd.exists() else [sys.executable, "-m", "trackd"]
+
+
+def availability() -> str | None:
+    """None when the scenario can run, else why not."""
+    missing = []
+    done = subprocess.run(
+        [*trackd_command(), "serve", "--help"], capture_output=True, text=True, check=False
+    )
+    flags = [f for f in ("--workers", "--activation-store") if f not in done.stdout]
+    if flags:
+        missing.append(f"`trackd serve` has no {'/'.join(flags)} (issue 8 not in this build)")
+    if shutil.which("redis-server") is None:
+        missing.append("redis-server not on PATH (apt-get install redis-server)")
+    return "; ".join(missing) or None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis(workdir: Path) -> Server:
+    port = free_port()
+    log_path = workdir / "redis.log"
+    with log_path.open("wb") as log_file:
+        popen = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return Server("redis", popen, port)
+        if popen.poll() is not None:
+            break
+        time.sleep(0.05)
+    popen.kill()
+    raise RuntimeError(f"redis-server did not start:\n{log_path.read_text()}")
+
+
+def start_workers(workdir: Path, workers: int, redis_port: int) -> Server:
+    port = free_port()
+    name = f"trackd x{workers}"
+    data_dir = workdir / f"data-{workers}"
+    data_dir.mkdir()
+    log_path = workdir / f"trackd-{workers}.log"
+    command = [
+        *trackd_command(),
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--activation-store",
+        f"redis://127.0.0.1:{redis_port}/0",
+        "--data-dir",
+        str(data_dir),
+        "--datafile",
+        str(DATAFILE),
+        "--log-format",
+        "json",
+        "--outbox-max-events",
+        "100000000",
+    ]
+    with log_path.open("wb") as log_file:
+        popen = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Server(name, popen, port)
+    deadline = time.monotonic() + 60
+    with grpc.insecure_channel(server.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if popen.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"{name} did not start:\n{log_path.read_text()}")
+            with contextlib.suppress(grpc.RpcError):
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            time.sleep(0.1)
+    # Every worker logs `started`; wait (10 s at most) until all of them have.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        if text.count('"started"') >= workers:
+            break
+        time.sleep(0.1)
+    return server
+
+
+def measure(quick: bool, loadgen: str = "auto") -> dict[str, Any]:
+    reason = availability()
+    if reason is not None:
+        return {"scenario": "scaling", "available": False, "reason": reason, "points": []}
+    duration = 0.5 if quick else 5.0
+    concurrency = 16 if quick else 64
+    ghz = bench_grpc.find_ghz() if loadgen != "python" else None
+    run_id = f"s{os.getpid()}-{int(time.time())}"
+    points: list[Point] = []
+    with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
+        workdir = Path(tmp)
+        redis = start_redis(workdir)
+        try:
+            for workers in WORKERS:
+                server = start_workers(workdir, workers, redis.port)
+                try:
+                    bench_grpc.activate_pool([server], 50 if quick else bench_grpc.POOL // 2)
+                    for method in ("Activate", "Track"):
+                        bench_grpc.settle(server, 0.0 if quick else 30.0)
+                        redis_cpu0, t0 = redis.cpu_seconds(), time.perf_counter()
+                        tag = f"{run_id}-{workers}-{method}"
+                        if ghz is not None:
+                            point = bench_grpc.ghz_unary(
+                                ghz, server, method, concurrency, duration, tag, CONNECTIONS
+                            )
+                        else:
+                            point = bench_grpc.python_unary(
+                                server,
+                                method,
+                                concurrency,
+                                duration,
+                                200 if quick else 2_000_000,
+                                tag,
+                                processes=2,
+                            )
+                        redis_pct = (
+                            100 * (redis.cpu_seconds() - redis_cpu0) / (time.perf_counter() - t0)
+                        )
+                        point.scenario = f"scaling {method}"
+                        point.notes.append(f"redis-server CPU {redis_pct:.0f}%")
+                        points.append(point)
+                finally:
+                    server.stop()
+        finally:
+            redis.stop()
+    base = {p.scenario: p for p in points if p.target == "trackd x1"}
+    for p in points:
+        one = base.get(p.scenario)
+        if one is not None and one.throughput > 0:
+            p.ratio = p.throughput / one.throughput  # vs 1 worker
+    return {
+        "scenario": "scaling",
+        "available": True,
+        "reason": None,
+        "points": [asdict(p) for p in points],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke run")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--loadgen", choices=("auto", "ghz", "python"), default="auto")
+    args = parser.parse_args(argv)
+    report = measure(args.quick, args.loadgen)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not report["available"]:
+        print(f"not available in this build: {report['reason']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""bench/gen_datafile.py makes datafiles that trackd and optimizely-sdk both accept and
+decide alike, at least as large as asked."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from types import ModuleType
+
+from optimizely import optimizely
+from optimizely.logger import NoOpLogger
+
+from trackd.datafile import parse_datafile
+from trackd.decision import decide
+
+GENERATOR = Path(__file__).resolve().parents[2] / "bench" / "gen_datafile.py"
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_datafile", GENERATOR)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_datafile_reaches_its_size_and_both_engines_agree_on_it() -> None:
+    generator = load_generator()
+    text = generator.generate(60_000)
+    assert 60_000 <= len(text) < 80_000
+    assert generator.generate(60_000) == text  # deterministic
+
+    config = parse_datafile(text)
+    assert len(config.experiments_by_id) >= 30
+    assert config.groups_by_id and config.audiences_by_id and config.events_by_key
+
+    logging.getLogger("optimizely").setLevel(logging.CRITICAL + 1)
+    sdk = optimizely.Optimizely(text, logger=NoOpLogger())
+    assert sdk.is_valid
+    try:
+        for n in range(40):
+            unit = n % 5
+            attributes = {f"device_{unit}": ("iPhone", "Android")[n % 2], f"score_{unit}": n * 3}
+            for experiment in config.experiments_by_key.values():
+                if not experiment.key.startswith(f"exp_{unit}_"):
+                    continue
+                ours = decide(config, experiment, f"user-{n}", attributes).variation
+                theirs = sdk.get_variation(experiment.key, f"user-{n}", attributes)
+                assert (ours.key if ours else None) == theirs, (experiment.key, n)
+    finally:
+        sdk.close()
+
+
+def test_parse_size_reads_units() -> None:
+    generator = load_generator()
+    assert generator.parse_size("10MB") == 10 << 20
+    assert generator.parse_size("200kb") == 200 << 10
+    assert generator.parse_size("1234") == 1234
