@@ -8,8 +8,10 @@ grpcio, stubs) and datafiles of each size made by bench/gen_datafile.py:
              its peak RSS (VmHWM) once serving. Median of the runs, one daemon at a time.
   reload     in this process: parse_datafile() of the same text (what a hot reload does
              before swapping the snapshot), json.loads() alone (its floor), the memory the
-             parsed snapshot holds and the parse's allocation peak (tracemalloc), and
-             optimizely-sdk's constructor on the same text (what an embedding service pays).
+             parsed snapshot holds and the parse's allocation peak (tracemalloc), the
+             longest event-loop stall while it parses in a thread (as the daemon does) and
+             inline (as it once did), and optimizely-sdk's constructor on the same text
+             (what an embedding service pays).
 
     .venv/bin/python bench/bench_startup.py [--quick] [--json]
 
@@ -139,6 +141,38 @@ def median_seconds(run: Callable[[], object], repeats: int) -> tuple[float, list
     return statistics.median(samples), samples
 
 
+def loop_stall_s(text: str, *, in_thread: bool) -> float:
+    """The longest the event loop goes without running a 1 ms ticker while a reload parses
+    `text`: in a worker thread, as `Reloader.offer` does, or inline on the loop."""
+    import asyncio
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        worst = 0.0
+        done = False
+
+        async def tick() -> None:
+            nonlocal worst
+            last = loop.time()
+            while not done:
+                await asyncio.sleep(0.001)
+                now = loop.time()
+                worst = max(worst, now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.01)
+        if in_thread:
+            await asyncio.to_thread(parse_datafile, text)
+        else:
+            parse_datafile(text)
+        done = True
+        await ticker
+        return worst
+
+    return asyncio.run(run())
+
+
 def reload_figures(text: str, repeats: int, sdk_repeats: int) -> dict[str, Any]:
     parse_s, parse_samples = median_seconds(lambda: parse_datafile(text), repeats)
     json_s, _ = median_seconds(lambda: json.loads(text), repeats)
@@ -161,6 +195,8 @@ def reload_figures(text: str, repeats: int, sdk_repeats: int) -> dict[str, Any]:
         "parse_cpu_pct": cpu_pct,
         "snapshot_mb": (held - before) / MB,
         "parse_alloc_peak_mb": (peak - before) / MB,
+        "loop_stall_thread_s": loop_stall_s(text, in_thread=True),
+        "loop_stall_inline_s": loop_stall_s(text, in_thread=False),
         "repeats": repeats,
     }
     try:

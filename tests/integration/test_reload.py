@@ -260,3 +260,32 @@ async def test_an_sdk_key_polls_its_url_from_the_template(tmp_path: Path) -> Non
             await eventually(serving)
             assert await revision(client) == "1000"
             assert cdn.requests[0].path == "/datafiles/SDKKEY123.json"
+
+
+async def test_rpcs_are_answered_while_a_new_datafile_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The parse is held until an Activate has been answered: were it on the event loop,
+    # the Activate could never be answered and the timeout below would fail the test.
+    import threading
+
+    import trackd.sources
+
+    release = threading.Event()
+    real_parse = trackd.sources.parse_datafile
+
+    def held_parse(data: bytes) -> Any:
+        assert release.wait(timeout=10), "no RPC was answered while the datafile was parsed"
+        return real_parse(data)
+
+    async with client_for(settings_for(tmp_path, datafile=DATAFILE)) as client:
+        monkeypatch.setattr(trackd.sources, "parse_datafile", held_parse)  # after start-up
+        reloader = client.daemon.reloader
+        assert reloader is not None
+        reload = asyncio.create_task(reloader.offer(datafile("202"), "test"))
+        async with asyncio.timeout(5):
+            reply = await client.stub.GetConfig(pb.GetConfigRequest())
+        assert reply.revision != "202"  # answered from the old datafile, mid-parse
+        release.set()
+        assert await asyncio.wait_for(reload, 10)
+        assert await revision(client) == "202"

@@ -8,6 +8,7 @@ and counted, and the running datafile stays.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,7 @@ class Reloader:
         self._on_first_load = on_first_load
         self._digest: bytes | None = None
         self._rejected: bytes | None = None
+        self._offering = asyncio.Lock()  # one reload at a time, in the order offered
         self.reloads = 0
         self.failures: Counter[str] = Counter()  # by reason: invalid, unreadable, fetch
 
@@ -57,11 +59,18 @@ class Reloader:
 
     async def offer(self, data: bytes, origin: str) -> bool:
         """Swaps in `data` if it is a valid datafile that differs from the live one."""
+        async with self._offering:
+            return await self._offer(data, origin)
+
+    async def _offer(self, data: bytes, origin: str) -> bool:
         digest = hashlib.sha256(data).digest()
         if digest in (self._digest, self._rejected):
             return False
         try:
-            config = parse_datafile(data)
+            # Parsing a 10 MB datafile takes about a second of CPU: in a thread, the GIL's
+            # switch interval lets the event loop keep answering RPCs meanwhile, where inline
+            # parsing would stall every call for that second.
+            config = await asyncio.to_thread(parse_datafile, data)
         except DatafileError as error:
             self._rejected = digest
             self.failed("invalid", origin, str(error))
