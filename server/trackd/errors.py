@@ -27,6 +27,32 @@ class Unavailable(TrackdError):
     """A dependency is down; the caller may retry."""
 
 
+class Unauthenticated(TrackdError):
+    """No bearer token, or one the daemon does not know."""
+
+
+class PermissionDenied(TrackdError):
+    """A known token without the scope the method needs."""
+
+
+class NoDatafileYet(Unavailable):
+    def __init__(self) -> None:
+        super().__init__("no datafile loaded yet; retry when health reports SERVING")
+
+
+class TooManyStreams(ResourceExhausted):
+    def __init__(self, open_streams: int) -> None:
+        super().__init__(
+            f"{open_streams} TrackStream/WatchConfig calls are open, the limit"
+            " (--max-concurrent-streams); retry later"
+        )
+
+
+class UndecodableRequest(InvalidArgument):
+    def __init__(self, detail: object) -> None:
+        super().__init__(f"the request is not a valid protobuf message: {detail}")
+
+
 class UnknownExperiment(NotFound):
     def __init__(self, key: str) -> None:
         super().__init__(f"experiment {key!r} is not in the datafile")

@@ -22,7 +22,16 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
+from trackd import status
 from trackd.auth import Tokens, Verdict, scope_for
+from trackd.errors import (
+    NoDatafileYet,
+    PermissionDenied,
+    TooManyStreams,
+    TrackdError,
+    Unauthenticated,
+    UndecodableRequest,
+)
 from trackd.live import LiveConfig
 
 log = structlog.get_logger("trackd.rpc")
@@ -31,15 +40,15 @@ TRACKING_SERVICE = "trackd.v1.TrackingService"
 LIMITED_STREAMS = frozenset({"TrackStream", "WatchConfig"})
 MAX_REQUEST_ID = 128
 
-Denial = tuple[grpc.StatusCode, str]
+Denial = TrackdError  # why a call is refused before its handler runs
 
-_AUTH_DENIALS: dict[Verdict, Denial] = {
-    Verdict.MISSING: (
-        grpc.StatusCode.UNAUTHENTICATED,
-        "missing bearer token: send metadata `authorization: Bearer TOKEN`",
-    ),
-    Verdict.UNKNOWN: (grpc.StatusCode.UNAUTHENTICATED, "unknown bearer token"),
-}
+
+def _auth_denial(verdict: Verdict, method: Method) -> Denial:
+    if verdict is Verdict.MISSING:
+        return Unauthenticated("missing bearer token: send metadata `authorization: Bearer TOKEN`")
+    if verdict is Verdict.UNKNOWN:
+        return Unauthenticated("unknown bearer token")
+    return PermissionDenied(f"this token lacks the {method.scope!r} scope that {method.name} needs")
 
 
 class RpcObserver(Protocol):
@@ -76,10 +85,10 @@ class Undecodable:
     """Stands in for a request whose bytes are not a valid message, so the handler can answer
     INVALID_ARGUMENT; left to gRPC, a DecodeError becomes UNKNOWN naming a Python class."""
 
-    __slots__ = ("message",)
+    __slots__ = ("error",)
 
     def __init__(self, error: Exception) -> None:
-        self.message = f"the request is not a valid protobuf message: {error}"
+        self.error = UndecodableRequest(error)
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -100,7 +109,7 @@ async def _refuse_undecodable(
 ) -> AsyncIterator[Any]:
     async for request in requests:
         if isinstance(request, Undecodable):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+            await status.abort(context, request.error)
         yield request
 
 
@@ -160,15 +169,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             verdict = self._tokens.check(authorization, method.scope)
             if verdict is not Verdict.ALLOWED:
                 self.auth_failures[verdict.value] += 1
-                return _AUTH_DENIALS.get(verdict) or (
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"this token lacks the {method.scope!r} scope that {method.name} needs",
-                )
+                return _auth_denial(verdict, method)
         if not self._live.loaded:
-            return (
-                grpc.StatusCode.UNAVAILABLE,
-                "no datafile loaded yet; retry when health reports SERVING",
-            )
+            return NoDatafileYet()
         return None
 
     def _wrap(self, handler: Any, method: Method, denial: Denial | None, request_id: str) -> Any:
@@ -211,9 +214,9 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         error: BaseException | None = None
         try:
             if denial is not None:
-                await context.abort(*denial)
+                await status.abort(context, denial)
             if isinstance(request, Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                await status.abort(context, request.error)
             return await inner(request, context)
         except BaseException as caught:
             error = caught
@@ -239,19 +242,15 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         counted = False
         try:
             if denial is not None:
-                await context.abort(*denial)
+                await status.abort(context, denial)
             if method.limited:
                 if self.open_streams >= self.max_streams:
                     self.rejected_streams += 1
-                    await context.abort(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"{self.open_streams} TrackStream/WatchConfig calls are open, the limit"
-                        " (--max-concurrent-streams); retry later",
-                    )
+                    await status.abort(context, TooManyStreams(self.open_streams))
                 self.open_streams += 1
                 counted = True
             if isinstance(request, Undecodable):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+                await status.abort(context, request.error)
             if hasattr(request, "__aiter__"):
                 request = _refuse_undecodable(request, context)
             replies = inner(request, context)

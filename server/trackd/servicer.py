@@ -44,7 +44,7 @@ async def _answer(
     try:
         return await call()
     except errors.TrackdError as error:
-        await context.abort(status.code_for(error), str(error))
+        await status.abort(context, error)
     except asyncio.CancelledError:
         raise
     except Exception:

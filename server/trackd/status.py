@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, NoReturn
+
 import grpc
 
 from trackd import errors
@@ -12,6 +14,8 @@ _CODES: tuple[tuple[type[errors.TrackdError], grpc.StatusCode], ...] = (
     (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.DatafileError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
@@ -21,6 +25,12 @@ def code_for(error: errors.TrackdError) -> grpc.StatusCode:
         if isinstance(error, family):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.TrackdError) -> NoReturn:
+    """Ends the call with the error's status and its message (safe to show the caller)."""
+    await context.abort(code_for(error), str(error))
+    raise AssertionError("unreachable: context.abort raises")
 
 
 def number_for(error: errors.TrackdError) -> int:
