@@ -78,14 +78,6 @@ async def test_put_refreshes_the_expiry_to_ttl_after_the_last_put(clock: FakeClo
     assert await store.get("u1", "e1") is None
 
 
-async def test_put_replaces_the_variation(clock: FakeClock) -> None:
-    store = make(clock)
-    await store.put("u1", "e1", "v1")
-    await store.put("u1", "e1", "v2")
-    assert await store.get("u1", "e1") == "v2"
-    assert (await store.stats()).entries == 1
-
-
 async def test_get_never_refreshes_the_expiry(clock: FakeClock) -> None:
     store = make(clock)
     await store.put("u1", "e1", "v1")
@@ -95,19 +87,6 @@ async def test_get_never_refreshes_the_expiry(clock: FakeClock) -> None:
         assert await store.live_for_user("u1", ["e1"]) == {"e1": "v1"}
     clock.advance(1)
     assert await store.get("u1", "e1") is None
-
-
-async def test_activations_are_per_user_and_experiment(clock: FakeClock) -> None:
-    store = make(clock)
-    await store.put("u1", "e1", "v1")
-    await store.put("u1", "e2", "v3")
-    await store.put("u2", "e1", "v2")
-    assert await store.get("u1", "e1") == "v1"
-    assert await store.get("u1", "e2") == "v3"
-    assert await store.get("u2", "e1") == "v2"
-    assert await store.get("u2", "e2") is None
-    assert await store.get("u3", "e1") is None
-    assert await store.get("u1", "never-seen") is None
 
 
 async def test_user_ids_containing_the_key_separator_do_not_collide(clock: FakeClock) -> None:
@@ -120,12 +99,6 @@ async def test_user_ids_containing_the_key_separator_do_not_collide(clock: FakeC
     assert await store.get("", "e1") is None
 
 
-async def test_refresh_or_put_stores_the_candidate_when_nothing_is_live(clock: FakeClock) -> None:
-    store = make(clock)
-    assert await store.refresh_or_put("u1", "e1", "v1") == Sticky("v1", False)
-    assert await store.get("u1", "e1") == "v1"
-
-
 async def test_refresh_or_put_keeps_the_live_variation_and_refreshes_it(clock: FakeClock) -> None:
     store = make(clock)
     await store.put("u1", "e1", "v1")
@@ -133,14 +106,6 @@ async def test_refresh_or_put_keeps_the_live_variation_and_refreshes_it(clock: F
     assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v1", True)
     clock.advance(9)
     assert await store.get("u1", "e1") == "v1"
-
-
-async def test_refresh_or_put_without_a_candidate_stores_nothing(clock: FakeClock) -> None:
-    store = make(clock)
-    assert await store.refresh_or_put("u1", "e1", None) == Sticky(None, False)
-    assert await store.get("u1", "e1") is None
-    await store.put("u1", "e1", "v1")
-    assert await store.refresh_or_put("u1", "e1", None) == Sticky("v1", True)
 
 
 async def test_refresh_or_put_decides_afresh_after_expiry(clock: FakeClock) -> None:
@@ -196,19 +161,6 @@ async def test_an_expired_entry_at_the_cap_counts_as_an_expiry_not_an_eviction(
     assert (stats.evictions, stats.expiries, stats.entries) == (0, 1, 2)
 
 
-async def test_live_for_user_filters_by_experiment_ids(clock: FakeClock) -> None:
-    store = make(clock)
-    await store.put("u1", "e1", "v1")
-    await store.put("u1", "e2", "v2")
-    await store.put("u1", "e3", "v3")
-    await store.put("u2", "e4", "v4")
-    assert await store.live_for_user("u1", ["e1", "e3", "e4", "unknown"]) == {
-        "e1": "v1",
-        "e3": "v3",
-    }
-    assert await store.live_for_user("u1", frozenset()) == {}
-
-
 async def test_live_for_user_with_none_returns_every_live_experiment(clock: FakeClock) -> None:
     store = make(clock)
     await store.put("u1", "e1", "v1")
@@ -218,17 +170,6 @@ async def test_live_for_user_with_none_returns_every_live_experiment(clock: Fake
     assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}
     clock.advance(5)
     assert await store.live_for_user("u1", None) == {"e2": "v2"}
-
-
-async def test_live_for_users_answers_each_lookup_in_order(clock: FakeClock) -> None:
-    store = make(clock)
-    await store.put("u1", "e1", "v1")
-    await store.put("u1", "e2", "v2")
-    await store.put("u2", "e2", "v5")
-    result = await store.live_for_users(
-        [("u1", ["e2"]), ("u2", None), ("u3", None), ("u1", None), ("u2", ["e1"])]
-    )
-    assert result == [{"e2": "v2"}, {"e2": "v5"}, {}, {"e1": "v1", "e2": "v2"}, {}]
 
 
 async def test_retain_drops_experiments_that_stopped_running(clock: FakeClock) -> None:
@@ -242,36 +183,6 @@ async def test_retain_drops_experiments_that_stopped_running(clock: FakeClock) -
     assert await store.get("u2", "e1") is None
     stats = await store.stats()
     assert (stats.entries, stats.dropped) == (1, 2)
-
-
-async def test_retain_drops_variations_that_no_longer_exist(clock: FakeClock) -> None:
-    store = make(clock)
-    await store.put("u1", "e1", "v1")
-    await store.put("u2", "e1", "v2")
-    dropped = await store.retain(lambda _, variation_id: variation_id != "v2")
-    assert dropped == 1
-    assert await store.get("u1", "e1") == "v1"
-    assert await store.get("u2", "e1") is None
-    assert await store.refresh_or_put("u2", "e1", "v1") == Sticky("v1", False)
-
-
-async def test_a_dropped_experiment_that_returns_starts_empty(clock: FakeClock) -> None:
-    store = make(clock)
-    await store.put("u1", "e1", "v1")
-    await store.put("u2", "e1", "v1")
-    await store.retain(lambda *_: False)
-    await store.put("u2", "e1", "v1")
-    assert await store.get("u1", "e1") is None
-    assert await store.live_for_user("u1") == {}
-    assert await store.live_for_user("u2") == {"e1": "v1"}
-    assert (await store.stats()).entries == 1
-
-
-async def test_retain_keeping_everything_drops_nothing(clock: FakeClock) -> None:
-    store = make(clock)
-    await store.put("u1", "e1", "v1")
-    assert await store.retain(lambda *_: True) == 0
-    assert await store.get("u1", "e1") == "v1"
 
 
 async def test_retain_reclaims_the_memory_of_dropped_entries(clock: FakeClock) -> None:
