@@ -203,6 +203,14 @@ OPTIONS: tuple[Option, ...] = (
         "STORE",
     ),
     Option(
+        "redis-key-prefix",
+        str,
+        "trackd:",
+        "Prefix of every Redis key trackd writes: deployments sharing one Redis database "
+        "each need their own.",
+        "PREFIX",
+    ),
+    Option(
         "redis-max-connections",
         int,
         32,
@@ -334,6 +342,7 @@ class Settings:
     activation_ttl: float = 86400.0
     activation_cache_size: int = 1_000_000
     activation_store: str = "memory"
+    redis_key_prefix: str = "trackd:"
     redis_max_connections: int = 32
     workers: int = 1
     event_endpoint: str = ""
@@ -432,6 +441,8 @@ class Settings:
                 f"--activation-store {store!r}: expected memory or redis://HOST:PORT/DB"
                 " (rediss://, unix://)"
             )
+        if not self.redis_key_prefix:
+            found.append("--redis-key-prefix: must not be empty")
         if self.workers > 1:
             # Activate on one worker and Track on another must meet in the same store.
             if not self.shared_activations:

@@ -100,8 +100,9 @@ def open_activation_store(
         settings.activation_store,
         max_connections=settings.redis_max_connections,
         ttl=settings.activation_ttl,
+        prefix=settings.redis_key_prefix,
     )
-    fleet = FleetResults(shared.client, outbox_path(settings))
+    fleet = FleetResults(shared.client, outbox_path(settings), prefix=settings.redis_key_prefix)
     return shared, fleet
 
 

@@ -160,3 +160,20 @@ async def test_a_redis_restart_mid_run_is_survived(tmp_path: Path, redis: RedisS
         assert attributed(await track(b, "cal")) == {("ab_running", before.variation_key)}
         sticky = await activate(b, "cal")
         assert (sticky.impression_recorded, sticky.attribution_degraded) == (False, False)
+
+
+async def test_deployments_with_their_own_key_prefix_share_nothing(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    blue = settings_for(tmp_path / "blue", datafile=DATAFILE, activation_store=redis.url)
+    green = settings_for(
+        tmp_path / "green",
+        datafile=DATAFILE,
+        activation_store=redis.url,
+        redis_key_prefix="green:",
+    )
+    async with client_for(blue) as a, client_for(green) as b:
+        first = await activate(a, "eve")
+        assert attributed(await track(a, "eve")) == {("ab_running", first.variation_key)}
+        assert attributed(await track(b, "eve")) == set()
+        assert (await activate(b, "eve")).impression_recorded  # news to the green deployment
