@@ -149,46 +149,53 @@ class Tracker:
     async def activate(
         self, experiment_key: str, user_id: str, attributes: Mapping[str, AttributeValue]
     ) -> Activation:
+        """Decides, and records an impression unless the decision repeats the live activation
+        (one impression per user and experiment within the TTL).
+
+        The impression is committed before the activation is remembered: a crash, a full
+        outbox or a store outage between the two can only cause a second impression later
+        (at least once), never an activation whose impression was lost. So a sticky user
+        costs one store round trip; a new activation two, beside its outbox commit.
+        """
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
-        if self._outbox.depth >= self._outbox.max_events:
-            # Decisions keep flowing when the outbox is full, but nothing is remembered, so
-            # the next Activate tries the impression again.
-            decision, degraded = await self._decide_read_only(
-                config, experiment, user_id, attributes
-            )
-            if decision.variation is not None and decision.reason is not Reason.STICKY:
-                log.warning("impression_dropped_outbox_full", experiment=experiment.key)
-            return Activation(decision, False, config.revision, degraded)
         forced_id = self._forced.get(user_id, experiment.id)
         fresh = decide(config, experiment, user_id, attributes, forced_variation_id=forced_id)
         if fresh.reason is Reason.NOT_RUNNING:
             return Activation(fresh, False, config.revision)
         try:
-            decision, sticky = await self._remember(
+            decision, sticky = await self._against_live(
                 config, experiment, user_id, attributes, fresh, forced_id
             )
+            degraded = False
         except ActivationStoreUnavailable:
             # Exact anyway (bucketing is deterministic); stickiness unknown, so the impression
             # goes out at least once rather than not at all.
-            self.degraded_activations += 1
             decision, sticky, degraded = fresh, False, True
-        else:
-            degraded = False
         variation = decision.variation
         if variation is None or sticky:
+            self.degraded_activations += degraded
             return Activation(decision, False, config.revision, degraded)
         impression = records.impression(
             config, experiment, variation, user_id, attributes, now_ms=self._now_ms()
         )
         try:
             await self._outbox.append([impression])
-        except OutboxFull:  # filled since the check above: rare, and logged
+        except OutboxFull:
+            # Decisions keep flowing when the outbox is full; nothing is remembered, so the
+            # next Activate tries the impression again.
             log.warning("impression_dropped_outbox_full", experiment=experiment.key)
+            self.degraded_activations += degraded
             return Activation(decision, False, config.revision, degraded)
+        if not degraded:
+            try:
+                await self._activations.put(user_id, experiment.id, variation.id)
+            except ActivationStoreUnavailable:
+                degraded = True
+        self.degraded_activations += degraded
         return Activation(decision, True, config.revision, degraded)
 
-    async def _remember(
+    async def _against_live(
         self,
         config: ProjectConfig,
         experiment: Experiment,
@@ -197,19 +204,18 @@ class Tracker:
         fresh: Decision,
         forced_id: str | None,
     ) -> tuple[Decision, bool]:
-        """The decision after the activation store, and whether it repeats the live activation
-        (one impression per user and experiment within the TTL)."""
+        """The decision given the user's live activation, and whether it repeats it (then the
+        activation's expiry is refreshed here and there is no impression)."""
         store = self._activations
         if fresh.reason in (Reason.FORCED, Reason.WHITELISTED):
-            # They beat the cache: replace what is live; an impression only if it changed.
+            # They beat the cache; the same variation as the live one is a repeat.
             assert fresh.variation is not None
-            previous = await store.get(user_id, experiment.id)
+            if await store.get(user_id, experiment.id) != fresh.variation.id:
+                return fresh, False
             await store.put(user_id, experiment.id, fresh.variation.id)
-            return fresh, previous == fresh.variation.id
-        # Sticky beats audiences and traffic: one round trip refreshes a live activation, or
-        # stores this decision when there is none.
-        fresh_id = fresh.variation.id if fresh.variation else None
-        held = await store.refresh_or_put(user_id, experiment.id, fresh_id)
+            return fresh, True
+        # Sticky beats audiences and traffic: refresh a live activation, store nothing else.
+        held = await store.refresh_or_put(user_id, experiment.id, None)
         if not held.sticky:
             return fresh, False
         sticky = decide(
@@ -220,12 +226,8 @@ class Tracker:
             forced_variation_id=forced_id,
             sticky_variation_id=held.variation_id,
         )
-        if sticky.reason is not Reason.STICKY:
-            # The held variation left the datafile before `retain` caught up: decide afresh.
-            if fresh_id is not None:
-                await store.put(user_id, experiment.id, fresh_id)
-            return fresh, False
-        return sticky, True
+        # Not STICKY: the held variation left the datafile before `retain` caught up.
+        return (sticky, True) if sticky.reason is Reason.STICKY else (fresh, False)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

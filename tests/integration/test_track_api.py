@@ -14,6 +14,7 @@ from google.protobuf.struct_pb2 import Value
 
 from tests.integration.test_decisions_api import DATAFILE, attrs
 from tests.support.daemon import Client, client_for, settings_for
+from tests.support.polling import eventually
 from tests.support.receiver import Receiver, Reply
 from trackd.v1 import tracking_service_pb2 as pb
 
@@ -262,6 +263,19 @@ async def test_a_full_outbox_refuses_track_but_activate_still_decides(tmp_path: 
             )
             assert decided.variation_key
             assert not decided.impression_recorded
+            # Nothing was remembered without its impression: once the endpoint takes the
+            # backlog, the next Activate records the impression instead of sticking.
+            down.default = Reply(200)
+
+            async def recorded() -> bool:
+                again = await client.stub.Activate(
+                    pb.ActivateRequest(experiment_key="ab_running", user_id="f4")
+                )
+                assert again.variation_key == decided.variation_key
+                assert again.reason != pb.DECISION_REASON_STICKY
+                return again.impression_recorded
+
+            await eventually(recorded, within=30)
 
 
 async def test_server_errors_are_retried_until_delivered(tmp_path: Path) -> None:
