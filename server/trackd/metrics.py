@@ -155,6 +155,11 @@ class DaemonCollector(Collector):
             ("dropped", stats.dropped, "Activations dropped by a datafile change."),
         ):
             yield CounterMetricFamily(f"trackd_activation_cache_{name}", meaning, value)
+        yield GaugeMetricFamily(
+            "trackd_activation_store_up",
+            "1 while the activation store answers; 0 while a shared one (Redis) cannot be reached.",
+            value=int(stats.available),
+        )
         tracker = self._parts.tracker
         yield CounterMetricFamily(
             "trackd_activations_degraded",

@@ -177,3 +177,30 @@ async def test_deployments_with_their_own_key_prefix_share_nothing(
         assert attributed(await track(a, "eve")) == {("ab_running", first.variation_key)}
         assert attributed(await track(b, "eve")) == set()
         assert (await activate(b, "eve")).impression_recorded  # news to the green deployment
+
+
+async def test_metrics_say_when_redis_is_unreachable(tmp_path: Path, redis: RedisServer) -> None:
+    from tests.integration.test_metrics import scrape, value
+
+    settings = settings_for(
+        tmp_path, datafile=DATAFILE, activation_store=redis.url, metrics_listen="127.0.0.1:0"
+    )
+    async with client_for(settings) as client:
+        port = client.daemon.metrics_port
+        assert port
+        await activate(client, "fay")
+        assert value(await scrape(port), "trackd_activation_store_up") == 1
+        redis.stop()
+        assert (await activate(client, "gus")).attribution_degraded
+        assert (await track(client, "fay")).attribution_unknown
+        samples = await scrape(port)
+        assert value(samples, "trackd_activation_store_up") == 0
+        assert value(samples, "trackd_activations_degraded_total") == 1
+        assert value(samples, "trackd_conversions_attribution_unknown_total") == 1
+        redis.start()
+
+        async def back_up() -> bool:
+            await track(client, "fay")
+            return value(await scrape(port), "trackd_activation_store_up") == 1
+
+        await eventually(back_up, within=10)

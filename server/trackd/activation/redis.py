@@ -434,6 +434,7 @@ class RedisActivationStore:
             evictions=0,  # Redis's own: INFO stats evicted_keys
             expiries=self._expiries,
             dropped=self._dropped,
+            available=self.available,
         )
 
     async def close(self) -> None:

@@ -39,6 +39,7 @@ class ActivationStats:
     reclaimed). A lookup is a hit when it finds at least one live activation. `expiries`
     counts activations removed because their TTL passed, `evictions` live ones removed to stay
     within the size bound, `dropped` those removed by `retain` after a datafile change.
+    `available` is False while a shared store cannot be reached.
     """
 
     entries: int
@@ -47,6 +48,7 @@ class ActivationStats:
     evictions: int
     expiries: int
     dropped: int
+    available: bool = True
 
 
 class ActivationStore(Protocol):
