@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import signal
 from collections.abc import AsyncIterator
@@ -164,6 +165,8 @@ class Running:
     interceptor: RpcInterceptor | None = None
     metrics_port: int | None = None
     registry: CollectorRegistry | None = None
+    metrics_server: metrics.MetricsServer | None = None
+    tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
 
 @contextlib.asynccontextmanager
@@ -177,7 +180,6 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
         max_events=settings.outbox_max_events,
         results_observer=fleet.observe if fleet is not None else None,
     )
-    await outbox.open()
 
     async def close_storage() -> None:
         if fleet is not None:
@@ -185,6 +187,29 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
         await outbox.close()
         await activations.close()
 
+    try:
+        started = await _start(settings, prepared, activations, fleet, outbox)
+    except BaseException:
+        # Whatever failed (the outbox locked by another process, a port taken), nothing
+        # opened so far (Redis connections, the fleet publisher) outlives it.
+        await close_storage()
+        raise
+    try:
+        yield started
+    finally:
+        await _stop(settings, started)
+        await close_storage()
+        log.info("stopped")
+
+
+async def _start(
+    settings: Settings,
+    prepared: Prepared,
+    activations: ActivationStore,
+    fleet: FleetResults | None,
+    outbox: Outbox,
+) -> Running:
+    await outbox.open()
     if fleet is not None:
         await fleet.start()
     dispatcher = Dispatcher(
@@ -231,13 +256,7 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    if prepared.credentials is not None:
-        port = server.add_secure_port(settings.listen, prepared.credentials)
-    else:
-        port = server.add_insecure_port(settings.listen)
-    if port == 0:
-        await close_storage()
-        raise OSError(f"cannot listen on {settings.listen}")
+    port = listen(server, settings.listen, prepared.credentials)
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None
     if registry is not None:
@@ -249,7 +268,6 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
         try:
             metrics_port = await metrics_server.start(settings.metrics_listen)
         except OSError as error:
-            await close_storage()
             raise OSError(
                 f"cannot listen on {settings.metrics_listen} for metrics: {error.strerror}"
             ) from error
@@ -294,35 +312,53 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
             missing=missing,
             advice="set --tls-cert/--tls-key and --auth-tokens, or listen on 127.0.0.1",
         )
+    return Running(
+        port,
+        tracker,
+        outbox,
+        dispatcher,
+        server,
+        health_servicer,
+        live,
+        reloader,
+        interceptor,
+        metrics_port,
+        registry,
+        metrics_server,
+        tasks,
+    )
+
+
+async def _stop(settings: Settings, running: Running) -> None:
+    await running.health.enter_graceful_shutdown()
+    # Stop accepting, let in-flight RPCs finish within the grace period, then make one last
+    # delivery attempt in what is left of it; the rest stays in the outbox.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.grace_period
+    for task in running.tasks:
+        task.cancel()
+    if running.interceptor is not None:
+        running.interceptor.close()
+    await running.server.stop(settings.grace_period)
+    if running.metrics_server is not None:
+        await running.metrics_server.close()
+    await running.dispatcher.stop(deadline=deadline)
+
+
+def listen(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None
+) -> int:
+    """Binds the gRPC port; OSError (exit code 2) when it cannot."""
     try:
-        yield Running(
-            port,
-            tracker,
-            outbox,
-            dispatcher,
-            server,
-            health_servicer,
-            live,
-            reloader,
-            interceptor,
-            metrics_port,
-            registry,
-        )
-    finally:
-        await health_servicer.enter_graceful_shutdown()
-        # Stop accepting, let in-flight RPCs finish within the grace period, then make one
-        # last delivery attempt in what is left of it; the rest stays in the outbox.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.grace_period
-        for task in tasks:
-            task.cancel()
-        interceptor.close()
-        await server.stop(settings.grace_period)
-        if metrics_server is not None:
-            await metrics_server.close()
-        await dispatcher.stop(deadline=deadline)
-        await close_storage()
-        log.info("stopped")
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as error:  # recent grpcio raises where older versions returned 0
+        raise OSError(f"cannot listen on {address}: {error}") from error
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port
 
 
 async def serve(settings: Settings, prepared: Prepared | None = None) -> None:

@@ -67,3 +67,32 @@ async def exercise(port: int, users: int) -> None:
             stub = pb_grpc.TrackingServiceStub(channel)
             tracked = await stub.Track(pb.TrackRequest(event_key="my_conversion", user_id=user))
         assert [a.variation_key for a in tracked.attributions] == [activated.variation_key]
+
+
+def test_a_taken_port_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    # A plain listener, no SO_REUSEPORT: trackd cannot share its port.
+    import socket
+
+    with socket.socket() as taken, redis_server(tmp_path / "redis") as redis:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            trackd_command(
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--activation-store",
+                redis.url,
+                "--log-format",
+                "json",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "TRACKD_DATA_DIR": str(tmp_path / "data")},
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -141,3 +141,56 @@ async def test_revenue_beyond_2_to_the_53_is_summed_exactly(tmp_path: Path, redi
         results, _ = await fleet.results(outbox, CONFIG, EXPERIMENT)
         (event,) = [e for e in results.variations[0].events if e.converters]
         assert event.revenue == 2 * big
+
+
+async def test_sums_beyond_int64_saturate_and_never_block_later_rows(
+    tmp_path: Path, redis: Redis
+) -> None:
+    # Redis keeps a script's writes made before an error: a failing HINCRBY would count the
+    # conversions again on every retry and hold back every later row.
+    huge = 2**63 - 1
+    attributed = [("40001", "42001")]
+    async with replica(tmp_path / "a.sqlite3", redis) as (outbox, fleet):
+        await outbox.append([impression("u1", A)])
+        await outbox.append([conversion("u1", "my_conversion", {"revenue": huge}, attributed)])
+        await outbox.append([conversion("u1", "my_conversion", {"revenue": huge}, attributed)])
+        await outbox.append([conversion("u2", "my_conversion", {}, attributed)])
+
+        async def published() -> bool:
+            results, fleet_wide = await fleet.results(outbox, CONFIG, EXPERIMENT)
+            assert fleet_wide
+            events = {
+                e.event_key: e
+                for v in results.variations
+                if v.variation_key == "variation_a"
+                for e in v.events
+            }
+            counted = events.get("my_conversion")
+            return counted is not None and counted.conversions == 3
+
+        await eventually(published, within=10)
+        results, _ = await fleet.results(outbox, CONFIG, EXPERIMENT)
+        (variation,) = [v for v in results.variations if v.variation_key == "variation_a"]
+        (counted,) = [e for e in variation.events if e.event_key == "my_conversion"]
+        assert (counted.conversions, counted.converters, counted.revenue) == (3, 2, huge)
+        assert fleet.rejected_rows == 0
+
+
+async def test_a_row_redis_refuses_is_logged_and_skipped(tmp_path: Path, redis: Redis) -> None:
+    attributed = [("40001", "42001")]
+    async with replica(tmp_path / "a.sqlite3", redis) as (outbox, fleet):
+        # Another program's string where a results hash belongs: Redis answers WRONGTYPE.
+        await redis.set("trackd:r:40001", "not a hash")
+        await outbox.append([conversion("u1", "my_conversion", {}, attributed)])
+        await eventually(lambda: fleet.rejected_rows == 1, within=10)
+        await redis.delete("trackd:r:40001")
+        await outbox.append([conversion("u2", "my_conversion", {}, attributed)])
+
+        async def second_counted() -> bool:
+            results, fleet_wide = await fleet.results(outbox, CONFIG, EXPERIMENT)
+            (variation,) = [v for v in results.variations if v.variation_key == "variation_a"]
+            return fleet_wide and any(
+                e.event_key == "my_conversion" and e.conversions == 1 for e in variation.events
+            )
+
+        await eventually(second_counted, within=10)

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import math
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
@@ -70,11 +71,25 @@ _DOWN: Final = (
 
 # KEYS: the cursors hash. ARGV: replica id, row id, body, prefix, unique mode ('hll'/'set').
 # body: [[kind, experiment, variation, event, [users], conversions, revenue, value], ...]
+# Redis does not undo a script's earlier writes when a later one fails, so no write here may
+# fail on a value: integer sums saturate at the int64 bounds (as the SQLite counts clamp), and
+# a float sum that would leave the finite range keeps its last value.
 _APPLY: Final = r"""
 local row = tonumber(ARGV[2])
 if row <= tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') then return 0 end
 local prefix, add = ARGV[4], 'PFADD'
 if ARGV[5] == 'set' then add = 'SADD' end
+local function add_int(hash, field, by)
+  local r = redis.pcall('HINCRBY', hash, field, by)
+  if type(r) == 'table' and r.err then
+    local bound = '9223372036854775807'
+    if string.sub(by, 1, 1) == '-' then bound = '-9223372036854775808' end
+    redis.call('HSET', hash, field, bound)
+  end
+end
+local function add_float(hash, field, by)
+  redis.pcall('HINCRBYFLOAT', hash, field, by)
+end
 for _, g in ipairs(cjson.decode(ARGV[3])) do
   local kind, experiment, variation, event = g[1], g[2], g[3], g[4]
   local users = g[5]
@@ -88,9 +103,9 @@ for _, g in ipairs(cjson.decode(ARGV[3])) do
     redis.call('HSETNX', hash, 'v\31' .. variation, '1')
   else
     local field = variation .. '\31' .. event
-    redis.call('HINCRBY', hash, 'n\31' .. field, g[6])
-    redis.call('HINCRBY', hash, 'r\31' .. field, g[7])
-    redis.call('HINCRBYFLOAT', hash, 'x\31' .. field, g[8])
+    add_int(hash, 'n\31' .. field, g[6])
+    add_int(hash, 'r\31' .. field, g[7])
+    add_float(hash, 'x\31' .. field, g[8])
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -145,8 +160,8 @@ def encode(members: Mapping[Group, set[str]], totals: Mapping[Group, Sequence[An
                 event_key,
                 sorted(users),
                 str(int(conversions)),
-                str(int(revenue)),
-                repr(float(value)),
+                str(results_mod.clamp_int64(int(revenue))),
+                repr(float(value)) if math.isfinite(value) else "0.0",
             ]
         )
     return json.dumps(groups, separators=(",", ":"))
@@ -190,6 +205,7 @@ class FleetResults:
         self.replica_id = ""
         self.published_rows = 0
         self.failures = 0
+        self.rejected_rows = 0  # rows Redis refused (logged); their counts stay local
         self.fallbacks = 0  # results answered from local counts because Redis was down
 
     # --- in the outbox writer thread, inside the results transaction ------------------------
@@ -232,8 +248,14 @@ class FleetResults:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(FleetUnavailable, TimeoutError):
+        if self._conn is None:
+            return  # never started
+        try:
             await asyncio.wait_for(self.flush(), last_attempt)
+        except (FleetUnavailable, TimeoutError):
+            pass  # left pending for the next start
+        except Exception:
+            log.exception("fleet_results_publish_failed")
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -266,9 +288,16 @@ class FleetResults:
                         self._prefix,
                         self._unique,
                     ]
-                    await self._redis(
-                        functools.partial(self._apply, keys=[self._cursors_key], args=args)
-                    )
+                    try:
+                        await self._redis(
+                            functools.partial(self._apply, keys=[self._cursors_key], args=args)
+                        )
+                    except redis_errors.ResponseError as error:
+                        # Redis refused the row itself (a key of another type under our
+                        # prefix): retrying cannot help and would block every later row. Its
+                        # counts stay in this replica's own results.
+                        self.rejected_rows += 1
+                        log.error("fleet_results_row_rejected", row=row_id, error=str(error))
                     self._published = row_id
                     sent += 1
                 if len(rows) < self._batch_rows:
@@ -337,7 +366,7 @@ class FleetResults:
         try:
             await self.flush()
             raw = await self.raw(experiment.id)
-        except FleetUnavailable:
+        except (FleetUnavailable, redis_errors.ResponseError):
             self.fallbacks += 1
             log.warning("fleet_results_fallback_to_local", experiment=experiment.key)
             return local, False

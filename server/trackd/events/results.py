@@ -101,7 +101,7 @@ class ResultsConfig(Protocol):
     def events_by_key(self) -> Mapping[str, _Event]: ...
 
 
-def _clamp(total: int) -> int:
+def clamp_int64(total: int) -> int:
     return max(-_INT64_MAX, min(_INT64_MAX, total))
 
 
@@ -201,7 +201,7 @@ class Counter:
             conn.execute(
                 "UPDATE results_groups SET users = users + ?, conversions = conversions + ?,"
                 " revenue = revenue + ?, value = value + ? WHERE id = ?",
-                (max(added, 0), count, _clamp(int(revenue)), float(value), group_id),
+                (max(added, 0), count, clamp_int64(int(revenue)), float(value), group_id),
             )
         if self._observer is not None and members:
             self._observer(conn, members, totals)
@@ -261,5 +261,6 @@ __all__ = [
     "ResultsExperiment",
     "VariationResults",
     "assemble",
+    "clamp_int64",
     "query",
 ]
