@@ -77,12 +77,12 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(f"trackd: {problem}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
-    if settings.workers > 1:
-        from trackd import workers  # each worker prepares and serves on its own
+    from trackd import server, workers  # imported late: `trackd --help` should not load grpc
 
+    if settings.workers > 1:  # each worker prepares and serves on its own
         logs.configure(settings.log_level, settings.log_format)
+        workers.warn_about_stranded_outboxes(settings)
         return workers.supervise(settings, settings.workers)
-    from trackd import server  # imported late: `trackd --help` should not load grpc
 
     try:
         prepared = server.prepare(settings)
@@ -94,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"trackd: {problem}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
     logs.configure(settings.log_level, settings.log_format)
+    workers.warn_about_stranded_outboxes(settings)
 
     async def main() -> None:
         await server.serve(settings, prepared)

@@ -337,6 +337,8 @@ async def _stop(settings: Settings, running: Running) -> None:
     deadline = loop.time() + settings.grace_period
     for task in running.tasks:
         task.cancel()
+    if running.reloader is not None:
+        running.reloader.close()
     if running.interceptor is not None:
         running.interceptor.close()
     await running.server.stop(settings.grace_period)

@@ -4,8 +4,8 @@ The data flows one way: request -> decision (pure, on a config snapshot) -> acti
 store -> event record -> outbox. Nothing here knows about gRPC.
 
 When the activation store is shared (Redis) and cannot be reached, decisions and conversions
-go on: bucketing is deterministic, so Activate still answers exactly, but it cannot check
-stickiness (the impression is recorded, at least once) and says `attribution_degraded`; Track
+go on: Activate decides as for a user with no activation (bucketing is deterministic, so every
+replica agrees), records the impression (at least once) and says `attribution_degraded`; Track
 records the conversion without attributions and says `attribution_unknown`. The store itself
 logs the outage and its end, and recovery needs nothing from here.
 """
@@ -235,15 +235,18 @@ class Tracker:
     def _attributions(
         self, config: ProjectConfig, live: Mapping[str, str]
     ) -> tuple[Attributed, ...]:
-        """The live activations that still name an experiment and variation of `config`."""
+        """The live activations that still name a running experiment and a variation of
+        `config`."""
         if not live:
             return ()
         found: list[Attributed] = []
         experiments = config.experiments_by_id
         for experiment_id, variation_id in live.items():
             experiment = experiments.get(experiment_id)
-            variation = experiment.variations_by_id.get(variation_id) if experiment else None
-            if experiment is not None and variation is not None:
+            if experiment is None or not experiment.is_running:
+                continue  # stopped: its activations are being dropped, perhaps late
+            variation = experiment.variations_by_id.get(variation_id)
+            if variation is not None:
                 found.append(Attributed(experiment.id, experiment.key, variation.id, variation.key))
         return tuple(found)
 

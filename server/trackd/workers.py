@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -47,6 +48,33 @@ def worker_settings(settings: Settings, index: int) -> Settings:
         if int(port):
             changes["metrics_listen"] = f"{host}:{int(port) + index}"
     return dataclasses.replace(settings, **changes)  # type: ignore[arg-type]
+
+
+def stranded_outboxes(settings: Settings) -> dict[Path, int]:
+    """Outboxes under `--data-dir` that this `--workers` setting will not open, with their
+    undelivered events: left by a run with another worker count (1 uses the data dir itself,
+    N use `worker-0` .. `worker-<N-1>`)."""
+    from trackd.events.outbox import undelivered_in
+    from trackd.server import outbox_path
+
+    if settings.workers == 1:
+        mine = {outbox_path(settings)}
+    else:
+        mine = {outbox_path(worker_settings(settings, i)) for i in range(settings.workers)}
+    candidates = [outbox_path(settings), *settings.data_dir.glob("worker-*/outbox.sqlite3")]
+    found = {path: undelivered_in(path) for path in candidates if path not in mine}
+    return {path: count for path, count in found.items() if count}
+
+
+def warn_about_stranded_outboxes(settings: Settings) -> None:
+    for path, count in stranded_outboxes(settings).items():
+        log.warning(
+            "stranded_outbox",
+            path=str(path),
+            undelivered=count,
+            advice=f"deliver them with `trackd serve --data-dir {path.parent} --listen"
+            " 127.0.0.1:0` and the same --event-endpoint, stopped once its outbox is empty",
+        )
 
 
 def serve_one(settings: Settings) -> int:
@@ -103,6 +131,8 @@ def supervise(
     processes: dict[int, BaseProcess] = {}
 
     def start(index: int) -> None:
+        if stopping:
+            return  # a signal came while the others were starting: start no more
         process = context.Process(
             target=_worker,
             args=(worker_settings(settings, index), index, run),
@@ -165,4 +195,10 @@ def supervise(
     return code
 
 
-__all__ = ["serve_one", "supervise", "worker_settings"]
+__all__ = [
+    "serve_one",
+    "stranded_outboxes",
+    "supervise",
+    "warn_about_stranded_outboxes",
+    "worker_settings",
+]

@@ -204,3 +204,61 @@ async def test_metrics_say_when_redis_is_unreachable(tmp_path: Path, redis: Redi
             return value(await scrape(port), "trackd_activation_store_up") == 1
 
         await eventually(back_up, within=10)
+
+
+async def test_a_datafile_that_arrives_while_redis_is_down_is_served(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    import json
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from tests.support.datafile_server import DatafileServer
+
+    def revision(number: str, *, stop: bool = False) -> bytes:
+        data: dict[str, Any] = json.loads(DATAFILE.read_text())
+        data["revision"] = number
+        if stop:
+            for experiment in data["experiments"]:
+                if experiment["key"] == "ab_running":
+                    experiment["status"] = "Paused"
+        return json.dumps(data).encode()
+
+    redis.stop()
+    async with DatafileServer(revision("31"), etag='"v31"') as cdn:
+        settings = settings_for(
+            tmp_path, datafile_url=cdn.url, datafile_poll_interval=0.05, activation_store=redis.url
+        )
+        async with client_for(settings) as client:
+            health = health_pb2_grpc.HealthStub(client.channel)
+
+            async def serving() -> bool:
+                reply = await health.Check(health_pb2.HealthCheckRequest())
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+            await eventually(serving, within=10)  # the first datafile, Redis still down
+            redis.start()
+            first = await activate(client, "hal")
+
+            async def remembered() -> bool:  # once the store's retry interval has passed
+                return not (await activate(client, "hal")).attribution_degraded
+
+            await eventually(remembered, within=10)
+            assert attributed(await track(client, "hal")) == {("ab_running", first.variation_key)}
+            with capture_logs() as logs:
+                redis.stop()
+                cdn.publish(revision("32", stop=True), etag='"v32"')
+
+                async def reloaded() -> bool:
+                    return (await client.stub.GetConfig(pb.GetConfigRequest())).revision == "32"
+
+                await eventually(reloaded, within=10)
+                redis.start()
+                # The stopped experiment's activations are dropped once Redis is back, and no
+                # conversion was credited to it meanwhile.
+                assert attributed(await track(client, "hal")) == set()
+                await eventually(
+                    lambda: any(x["event"] == "activations_dropped_late" for x in logs), within=10
+                )
+            assert any(x["event"] == "activations_drop_deferred" for x in logs)
+            assert await serving()

@@ -281,3 +281,21 @@ async def test_the_pool_is_bounded(server: RedisServer) -> None:
     finally:
         await store.close()
         await observer.aclose()
+
+
+async def test_a_busy_pool_fails_one_call_and_does_not_count_as_redis_down(
+    server: RedisServer,
+) -> None:
+    store = RedisActivationStore.from_url(server.url, ttl=TTL, max_connections=1, pool_timeout=0.05)
+    try:
+        # BLPOP holds the only connection for 0.3 s.
+        holder = asyncio.create_task(store.client.blpop(["trackd-test:nothing"], timeout=0.3))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ActivationStoreUnavailable, match="busy"):
+            await store.get("u1", "e1")
+        assert store.available and store.busy == 1 and store.outages == 0
+        await holder
+        await store.put("u1", "e1", "v1")  # at once: no fast-fail window was opened
+        assert await store.get("u1", "e1") == "v1"
+    finally:
+        await store.close()

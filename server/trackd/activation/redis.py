@@ -188,6 +188,13 @@ return removed
 """
 
 
+def _pool_exhausted(error: BaseException) -> bool:
+    """redis-py's BlockingConnectionPool timing out on a free connection (not Redis failing)."""
+    return isinstance(error, redis_errors.ConnectionError) and isinstance(
+        error.__cause__, asyncio.TimeoutError | TimeoutError
+    )
+
+
 class RedisActivationStore:
     """`ActivationStore` in Redis, shared by every replica that names the same database.
 
@@ -232,6 +239,7 @@ class RedisActivationStore:
         self._dropped = 0
         self.failures = 0  # calls that found Redis unavailable (fast refusals included)
         self.outages = 0  # transitions from available to unavailable
+        self.busy = 0  # calls that found every pooled connection in use
 
     @classmethod
     def from_url(
@@ -283,6 +291,13 @@ class RedisActivationStore:
             result = await operation()
         except _DOWN as error:
             self.failures += 1
+            if _pool_exhausted(error):
+                # Every pooled connection is busy: this process is overloaded, Redis is not
+                # down, so only this call goes without (no fast-fail window for the others).
+                self.busy += 1
+                raise ActivationStoreUnavailable(
+                    "the activation store's connections are all busy (--redis-max-connections)"
+                ) from error
             now = self._clock()
             self._retry_at = now + self._retry_interval
             if self._down_since is None:

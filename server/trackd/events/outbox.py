@@ -38,6 +38,23 @@ log = structlog.get_logger("trackd.events")
 
 Synchronous = Literal["FULL", "NORMAL"]
 
+_UNDELIVERED: Final = "SELECT COALESCE(SUM(n - sent), 0) FROM outbox"
+
+
+def undelivered_in(path: Path) -> int:
+    """Undelivered events in an outbox file no process has open (0 when there is none)."""
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        (count,) = conn.execute(_UNDELIVERED).fetchone()
+    except sqlite3.DatabaseError:
+        return 0  # not an outbox (yet): nothing of ours to deliver
+    finally:
+        conn.close()
+    return int(count)
+
+
 _SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -216,9 +233,8 @@ class Outbox:
         writer.execute(f"PRAGMA synchronous={self._synchronous}")
         writer.execute("PRAGMA busy_timeout=5000")
         writer.executescript(_SCHEMA)
-        depth, max_id = writer.execute(
-            "SELECT COALESCE(SUM(n - sent), 0), COALESCE(MAX(id), 0) FROM outbox"
-        ).fetchone()
+        (depth,) = writer.execute(_UNDELIVERED).fetchone()
+        (max_id,) = writer.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
         (dead,) = writer.execute("SELECT COALESCE(SUM(n), 0) FROM dead_letters").fetchone()
         (cursor,) = writer.execute("SELECT value FROM meta WHERE key = 'results_cursor'").fetchone()
         (uncounted,) = writer.execute(

@@ -20,7 +20,7 @@ import structlog
 from trackd.config import Settings
 from trackd.datafile.model import ProjectConfig
 from trackd.datafile.parse import parse_datafile
-from trackd.errors import DatafileError
+from trackd.errors import DatafileError, Unavailable
 from trackd.live import LiveConfig
 from trackd.tracking import Tracker
 
@@ -42,6 +42,8 @@ class Reloader:
         self._digest: bytes | None = None
         self._rejected: bytes | None = None
         self._offering = asyncio.Lock()  # one reload at a time, in the order offered
+        self._retry: asyncio.Task[None] | None = None  # a deferred drop of stale activations
+        self.retry_interval = 1.0
         self.reloads = 0
         self.failures: Counter[str] = Counter()  # by reason: invalid, unreadable, fetch
 
@@ -79,7 +81,7 @@ class Reloader:
         previous = None if first else self._live.config.revision
         self._digest, self._rejected = digest, None
         self._live.swap(config)
-        dropped = await self._tracker.on_new_config(config)
+        dropped = await self._drop_stale(config)
         self.reloads += 1
         log.info(
             "datafile_loaded",
@@ -91,6 +93,37 @@ class Reloader:
         if first and self._on_first_load is not None:
             await self._on_first_load()
         return True
+
+    async def _drop_stale(self, config: ProjectConfig) -> int | None:
+        """Drops what `config` no longer runs; with the shared store down, the new datafile is
+        served anyway (decisions never read a stopped experiment's activations) and the drop
+        is retried in the background until it succeeds or a newer datafile replaces it."""
+        if self._retry is not None:
+            self._retry.cancel()  # a newer datafile decides what is stale
+            self._retry = None
+        try:
+            return await self._tracker.on_new_config(config)
+        except Unavailable as error:
+            log.warning("activations_drop_deferred", revision=config.revision, error=str(error))
+            self._retry = asyncio.create_task(self._retry_drop(config), name="trackd-deferred-drop")
+            return None
+
+    async def _retry_drop(self, config: ProjectConfig) -> None:
+        while True:
+            await asyncio.sleep(self.retry_interval)
+            try:
+                dropped = await self._tracker.on_new_config(config)
+            except Unavailable:
+                continue
+            log.info("activations_dropped_late", revision=config.revision, dropped=dropped)
+            self._retry = None
+            return
+
+    def close(self) -> None:
+        """Stops a deferred drop (at shutdown)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
 
 
 class DatafileSource(Protocol):
