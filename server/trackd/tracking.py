@@ -40,6 +40,18 @@ from trackd.live import LiveConfig
 
 log = structlog.get_logger("trackd.tracking")
 
+# Marks a remembered variation that attributes conversions but is not sticky: a forced or
+# whitelisted decision, which the Optimizely SDK never saves to its user profile, so once the
+# forcing ends the user is decided afresh instead of staying in the forced variation.
+_NOT_STICKY = "\x00"
+
+
+def _remembered(decision: Decision) -> str:
+    assert decision.variation is not None
+    if decision.reason in (Reason.FORCED, Reason.WHITELISTED):
+        return _NOT_STICKY + decision.variation.id
+    return decision.variation.id
+
 
 @dataclass(frozen=True, slots=True)
 class Activation:
@@ -128,6 +140,8 @@ class Tracker:
             sticky = await self._activations.get(user_id, experiment.id)
         except ActivationStoreUnavailable:
             sticky, degraded = None, True
+        if sticky is not None and sticky.startswith(_NOT_STICKY):
+            sticky = None
         decision = decide(
             config,
             experiment,
@@ -189,7 +203,7 @@ class Tracker:
             return Activation(decision, False, config.revision, degraded)
         if not degraded:
             try:
-                await self._activations.put(user_id, experiment.id, variation.id)
+                await self._activations.put(user_id, experiment.id, _remembered(decision))
             except ActivationStoreUnavailable:
                 degraded = True
         self.degraded_activations += degraded
@@ -208,15 +222,15 @@ class Tracker:
         activation's expiry is refreshed here and there is no impression)."""
         store = self._activations
         if fresh.reason in (Reason.FORCED, Reason.WHITELISTED):
-            # They beat the cache; the same variation as the live one is a repeat.
-            assert fresh.variation is not None
-            if await store.get(user_id, experiment.id) != fresh.variation.id:
+            # They beat the cache; the same forcing as the live one is a repeat.
+            remembered = _remembered(fresh)
+            if await store.get(user_id, experiment.id) != remembered:
                 return fresh, False
-            await store.put(user_id, experiment.id, fresh.variation.id)
+            await store.put(user_id, experiment.id, remembered)
             return fresh, True
         # Sticky beats audiences and traffic: refresh a live activation, store nothing else.
         held = await store.refresh_or_put(user_id, experiment.id, None)
-        if not held.sticky:
+        if not held.sticky or held.variation_id is None or held.variation_id[:1] == _NOT_STICKY:
             return fresh, False
         sticky = decide(
             config,
@@ -245,7 +259,7 @@ class Tracker:
             experiment = experiments.get(experiment_id)
             if experiment is None or not experiment.is_running:
                 continue  # stopped: its activations are being dropped, perhaps late
-            variation = experiment.variations_by_id.get(variation_id)
+            variation = experiment.variations_by_id.get(variation_id.removeprefix(_NOT_STICKY))
             if variation is not None:
                 found.append(Attributed(experiment.id, experiment.key, variation.id, variation.key))
         return tuple(found)
@@ -370,6 +384,7 @@ class Tracker:
 
         def exists(experiment_id: str, variation_id: str) -> bool:
             experiment = config.experiments_by_id.get(experiment_id)
+            variation_id = variation_id.removeprefix(_NOT_STICKY)
             return experiment is not None and variation_id in experiment.variations_by_id
 
         def live(experiment_id: str, variation_id: str) -> bool:

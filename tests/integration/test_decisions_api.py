@@ -127,6 +127,10 @@ async def test_whitelist_and_forced_variations(test_client: Client) -> None:
     reply = await stub.Activate(pb.ActivateRequest(experiment_key="ab_running", user_id="dan"))
     assert (reply.variation_key, reply.reason) == (other, pb.DECISION_REASON_FORCED)
     assert reply.impression_recorded
+    tracked = await stub.Track(pb.TrackRequest(event_key="my_conversion", user_id="dan"))
+    assert [(a.experiment_key, a.variation_key) for a in tracked.attributions] == [
+        ("ab_running", other)
+    ]
 
     await stub.SetForcedVariation(
         pb.SetForcedVariationRequest(experiment_key="ab_running", user_id="dan")
@@ -135,6 +139,25 @@ async def test_whitelist_and_forced_variations(test_client: Client) -> None:
         pb.GetForcedVariationRequest(experiment_key="ab_running", user_id="dan")
     )
     assert cleared.variation_key == ""
+    # Conversions meanwhile were attributed to the forced variation; once the forcing ends the
+    # user is decided afresh, as the Optimizely SDK (which never saves a forced decision to its
+    # user profile) decides: not stuck in the forced variation.
+    after = await stub.Activate(pb.ActivateRequest(experiment_key="ab_running", user_id="dan"))
+    assert (after.variation_key, after.reason) == (
+        natural.variation_key,
+        pb.DECISION_REASON_BUCKETED,
+    )
+    assert after.impression_recorded
+    again = await stub.Activate(pb.ActivateRequest(experiment_key="ab_running", user_id="dan"))
+    assert (again.reason, again.impression_recorded) == (pb.DECISION_REASON_STICKY, False)
+    # A whitelisted user repeats without a second impression, but is never sticky.
+    vip_again = await stub.Activate(
+        pb.ActivateRequest(experiment_key="ab_running", user_id="vip_user")
+    )
+    assert (vip_again.reason, vip_again.impression_recorded) == (
+        pb.DECISION_REASON_WHITELISTED,
+        False,
+    )
 
 
 async def test_unknown_and_empty_keys_get_clear_statuses(test_client: Client) -> None:
