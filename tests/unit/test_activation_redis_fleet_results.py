@@ -44,7 +44,7 @@ async def redis(server: RedisServer) -> AsyncIterator[Redis]:
 async def replica(
     path: Path, client: Redis, unique: Unique = "hll"
 ) -> AsyncIterator[tuple[Outbox, FleetResults]]:
-    fleet = FleetResults(client, path, unique=unique, publish_interval=0.02)
+    fleet = FleetResults(client, path, unique=unique, publish_interval=0.02, retry_interval=0.02)
     outbox = Outbox(path, results_observer=fleet.observe)
     await outbox.open()
     await fleet.start()
@@ -121,6 +121,11 @@ async def test_with_redis_down_results_are_local_and_published_once_it_is_back(
                 await outbox.append(
                     [conversion("u1", "my_conversion", {"revenue": 5}, [("40001", "42001")])]
                 )
+
+                async def back() -> bool:  # once the retry interval has passed
+                    return (await fleet.results(outbox, CONFIG, EXPERIMENT))[1]
+
+                await eventually(back, within=10)
                 results, fleet_wide = await fleet.results(outbox, CONFIG, EXPERIMENT)
                 assert fleet_wide
                 assert [v.visitors for v in results.variations] == [1, 1]
@@ -194,3 +199,22 @@ async def test_a_row_redis_refuses_is_logged_and_skipped(tmp_path: Path, redis: 
             )
 
         await eventually(second_counted, within=10)
+
+
+async def test_while_redis_is_down_results_do_not_wait_on_it_again(tmp_path: Path) -> None:
+    down = RedisServer(tmp_path / "redis")  # never started
+    client = Redis.from_url(down.url, decode_responses=True, socket_connect_timeout=0.2)
+    fleet = FleetResults(client, tmp_path / "a.sqlite3", publish_interval=60, retry_interval=60)
+    outbox = Outbox(tmp_path / "a.sqlite3", results_observer=fleet.observe)
+    await outbox.open()
+    await fleet.start()
+    try:
+        for _ in range(3):
+            _, fleet_wide = await fleet.results(outbox, CONFIG, EXPERIMENT)
+            assert not fleet_wide
+        assert fleet.fallbacks == 3
+        assert fleet.failures == 1  # one real attempt; the others answered at once
+    finally:
+        await fleet.close()
+        await outbox.close()
+        await client.aclose()

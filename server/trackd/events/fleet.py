@@ -184,6 +184,7 @@ class FleetResults:
         unique: Unique = "hll",
         publish_interval: float = 0.1,
         batch_rows: int = 64,
+        retry_interval: float = 1.0,
     ) -> None:
         if unique not in ("hll", "set"):
             raise ValueError(f"unique must be 'hll' or 'set', got {unique!r}")
@@ -202,6 +203,8 @@ class FleetResults:
         self._published = 0  # the highest pending row id Redis has
         self._deleted = 0
         self._down = False
+        self._retry_at = 0.0
+        self._retry_interval = retry_interval
         self.replica_id = ""
         self.published_rows = 0
         self.failures = 0
@@ -320,10 +323,15 @@ class FleetResults:
         self._conn.execute("DELETE FROM fleet_pending WHERE id <= ?", (up_to,))
 
     async def _redis(self, call: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._down and loop.time() < self._retry_at:
+            # Answer from local counts at once rather than wait on a connect timeout per call.
+            raise FleetUnavailable("fleet results (Redis) are unavailable")
         try:
             result = await call()
         except _DOWN as error:
             self.failures += 1
+            self._retry_at = loop.time() + self._retry_interval
             if not self._down:
                 self._down = True
                 log.warning("fleet_results_unavailable", error=f"{type(error).__name__}: {error}")
