@@ -11,8 +11,9 @@ the activation store is Redis. With `--metrics-listen HOST:P`, worker i serves P
 
 The supervisor forwards SIGTERM and SIGINT to every worker (each drains as a single daemon
 does; a second signal forces the exit), restarts a worker that dies unexpectedly after a
-second, and gives up (stopping the others) if a worker fails at startup (exit code 2: a
-setting or the datafile is wrong, and restarting would loop).
+second (doubling, up to 30 s, while it keeps dying within a minute of starting), and gives up
+(stopping the others) if a worker fails its first start (exit code 2: a setting or the
+datafile is wrong, and restarting would loop).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from trackd.config import Settings
 log = structlog.get_logger("trackd.workers")
 
 EXIT_STARTUP_FAILURE = 2
-RESTART_DELAY_S = 1.0
+RESTART_DELAY_S = 1.0  # doubled per quick death in a row, up to RESTART_DELAY_MAX_S
+RESTART_DELAY_MAX_S = 30.0
+STABLE_AFTER_S = 60.0  # a worker that lived this long starts its backoff afresh
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
@@ -129,6 +132,8 @@ def supervise(
     context = multiprocessing.get_context("spawn")  # no fork: gRPC's threads do not survive it
     stopping = False
     processes: dict[int, BaseProcess] = {}
+    started_at: dict[int, float] = {}
+    crashes: dict[int, int] = {}  # consecutive quick deaths, for the restart backoff
 
     def start(index: int) -> None:
         if stopping:
@@ -140,7 +145,10 @@ def supervise(
         )
         process.start()
         processes[index] = process
+        started_at[index] = time.monotonic()
         log.info("worker_started", worker=index, pid=process.pid)
+        if stopping and process.pid is not None:  # the signal came during process.start()
+            os.kill(process.pid, signal.SIGTERM)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
@@ -156,15 +164,13 @@ def supervise(
     try:
         for index in range(workers):
             start(index)
-        restart_at: dict[int, float] = {}
+        restart_at: dict[int, float] = {}  # by worker: when to restart it; inf when done
         while True:
-            running = [p for p in processes.values() if p.exitcode is None]
-            if not running and (stopping or not restart_at):
-                break
+            running = [p.sentinel for p in processes.values() if p.exitcode is None]
             if running:
-                multiprocessing.connection.wait([p.sentinel for p in running], timeout=0.2)
+                multiprocessing.connection.wait(running, timeout=0.2)
             else:
-                time.sleep(0.2)  # every worker is waiting for its restart
+                time.sleep(0.05)  # every worker is waiting for its restart
             for index, process in list(processes.items()):
                 if process.exitcode is None or index in restart_at:
                     continue
@@ -175,18 +181,31 @@ def supervise(
                     restart_at[index] = float("inf")  # done
                     continue
                 log.error("worker_exited", worker=index, pid=process.pid, exitcode=exitcode)
-                if exitcode == EXIT_STARTUP_FAILURE:
+                if exitcode == EXIT_STARTUP_FAILURE and index not in crashes:
+                    # Its first start: a setting or the datafile is wrong, and restarting
+                    # would loop. (A restarted worker failing to start, say while a datafile
+                    # is being rewritten, is retried like a crash.)
                     code = EXIT_STARTUP_FAILURE
                     on_signal(signal.SIGTERM, None)
                     restart_at[index] = float("inf")
                     continue
-                restart_at[index] = time.monotonic() + RESTART_DELAY_S
+                lived = time.monotonic() - started_at[index]
+                crashes[index] = 0 if lived > STABLE_AFTER_S else crashes.get(index, 0) + 1
+                delay = min(RESTART_DELAY_MAX_S, RESTART_DELAY_S * 2 ** crashes[index])
+                restart_at[index] = time.monotonic() + delay
             now = time.monotonic()
             for index, when in list(restart_at.items()):
-                if when <= now and not stopping:
+                if stopping:
+                    restart_at[index] = float("inf")  # no restarts once stopping
+                elif when <= now:
                     del restart_at[index]
                     start(index)
-            if stopping and all(p.exitcode is not None for p in processes.values()):
+            # Done when no worker runs and every exit was seen above with nothing to restart.
+            alive = any(p.exitcode is None for p in processes.values())
+            settled = len(restart_at) == len(processes) and all(
+                when == float("inf") for when in restart_at.values()
+            )
+            if not alive and settled:
                 break
     finally:
         for signum, handler in previous.items():
