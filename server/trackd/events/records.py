@@ -12,7 +12,7 @@ import io
 import math
 import pickle
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple, Protocol
 
 from trackd.events.tags import ParsedTags, TagValue, parse_tags
@@ -110,14 +110,35 @@ def context_of(config: ConfigLike) -> Context:
     return context
 
 
-def new_uuid() -> str:
-    """A random (version 4) UUID string.
+_LOW_BITS: Final = 48
+_LOW_MASK: Final = (1 << _LOW_BITS) - 1
+# An odd multiplier is a bijection modulo 2**48: the counter's uuids stay distinct while
+# their last group looks random rather than counting up.
+_SCATTER: Final = 0x9E3779B97F4B
 
-    Drawn from the `random` module (seeded from os.urandom, reseeded after fork): uuids only
-    need to be unique, not unguessable, and this is about three times cheaper than uuid4().
+
+def uuids() -> Callable[[int], str]:
+    """`uuid_at(i)`: distinct random (version 4) UUID strings for one batch of events.
+
+    One draw from the `random` module (seeded from os.urandom, reseeded after fork) per
+    batch instead of one per event: the first 74 random bits are the batch's, the last 48
+    scatter the event's index. Uuids only need to be unique, not unguessable, and formatting
+    one 12-digit group per event is several times cheaper than uuid4() or a full draw.
     """
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    seed = random.getrandbits(128)
+    h = f"{seed:032x}"
+    prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
+    low = seed & _LOW_MASK
+
+    def uuid_at(index: int) -> str:
+        return prefix + format((low + index * _SCATTER) & _LOW_MASK, "012x")
+
+    return uuid_at
+
+
+def new_uuid() -> str:
+    """One random (version 4) UUID string (see `uuids`)."""
+    return uuids()(0)
 
 
 def _attribute_value_valid(value: object) -> bool:
@@ -185,13 +206,15 @@ def conversion(
     attributions: Sequence[Attribution],
     *,
     now_ms: int,
+    uuid: str | None = None,
 ) -> Conversion:
-    """`tags` is what `parse_tags` returned; a plain mapping is parsed here (and may raise)."""
+    """`tags` is what `parse_tags` returned; a plain mapping is parsed here (and may raise).
+    `uuid` is the event's from its batch's `uuids()`; by default a new one."""
     parsed = tags if isinstance(tags, ParsedTags) else parse_tags(tags)
     return Conversion(
         CONVERSION,
         context_of(config),
-        new_uuid(),
+        uuid or new_uuid(),
         now_ms,
         user_id,
         visitor_attributes(config, attributes),
@@ -261,5 +284,6 @@ __all__ = [
     "encode_rows",
     "impression",
     "new_uuid",
+    "uuids",
     "visitor_attributes",
 ]
