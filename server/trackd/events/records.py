@@ -152,25 +152,58 @@ def _attribute_value_valid(value: object) -> bool:
     return False
 
 
+# Visitor attribute lists of the current snapshot by the attributes they came from. Users
+# share a few devices, countries and plans, so a few lists recur: a shared list is built
+# once and pickled once per row. Only all-string attributes are kept: a string never equals
+# a bool or a number, so a hit cannot mistake True for 1 or 1.0.
+_ATTRIBUTE_LISTS_KEPT: Final = 4096
+_attribute_lists: list[tuple[object, dict[tuple[Any, ...], tuple[VisitorAttribute, ...]]]] = []
+
+
 def visitor_attributes(
     config: ConfigLike, attributes: Mapping[str, AttributeValue] | None
 ) -> tuple[VisitorAttribute, ...]:
     """The attribute list optimizely-sdk's EventFactory.build_attribute_list produces."""
+    if _attribute_lists and _attribute_lists[0][0] is config:
+        kept = _attribute_lists[0][1]
+    else:
+        kept = {}
+        _attribute_lists[:] = [(config, kept)]
+    key = tuple(attributes.items()) if attributes else ()
+    try:
+        found = kept.get(key)
+    except TypeError:  # an unhashable value (not a valid attribute): not sent, never kept
+        return _visitor_attributes(config, attributes)[0]
+    if found is None:
+        found, all_strings = _visitor_attributes(config, attributes)
+        if all_strings:
+            if len(kept) >= _ATTRIBUTE_LISTS_KEPT:
+                kept.clear()
+            kept[key] = found
+    return found
+
+
+def _visitor_attributes(
+    config: ConfigLike, attributes: Mapping[str, AttributeValue] | None
+) -> tuple[tuple[VisitorAttribute, ...], bool]:
+    """The list, and whether every value was a string."""
     found: list[VisitorAttribute] = []
+    all_strings = True
     if attributes:
         by_key = config.attributes_by_key
         for key, value in attributes.items():
+            if type(value) is not str:
+                all_strings = False
             attribute = by_key.get(key)
             if attribute is None and not key.startswith(RESERVED_PREFIX):
                 continue  # neither a datafile attribute nor an $opt_ one: not sent
-            # Strings are the common case; skip the validity call for them (hot path).
             if type(value) is not str and not _attribute_value_valid(value):
                 continue
             found.append((key, key, value) if attribute is None else (attribute.id, key, value))
     bot_filtering = config.bot_filtering
     if isinstance(bot_filtering, bool):
         found.append((BOT_FILTERING_KEY, BOT_FILTERING_KEY, bot_filtering))
-    return tuple(found)
+    return tuple(found), all_strings
 
 
 def impression(
