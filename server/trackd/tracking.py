@@ -312,9 +312,7 @@ class Tracker:
             )
         except ActivationStoreUnavailable:
             lives, unknown = [{} for _ in valid], True
-        now_ms = self._now_ms()
-        uuid_at = records.uuids()
-        conversion = records.conversion
+        build = records.conversions(config, self._now_ms())
         # Users of a batch share a handful of attribution sets: resolve each once.
         resolved: dict[tuple[tuple[str, str], ...], tuple[records.Attribution, ...]] = {}
         conversions: list[records.Conversion] = []
@@ -330,20 +328,11 @@ class Tracker:
                     )
                 pairs = found
             try:
-                record = conversion(
-                    config,
-                    event,
-                    item.user_id,
-                    item.attributes,
-                    parse_tags(item.tags),
-                    pairs,
-                    now_ms=now_ms,
-                    uuid=uuid_at(len(conversions)),
-                )
+                tags = parse_tags(item.tags)
             except TrackdError as error:
                 errors.append((index, error))
                 continue
-            conversions.append(record)
+            conversions.append(build(event, item.user_id, item.attributes, tags, pairs))
             attributed += bool(pairs)
         if conversions:
             await self._outbox.append(conversions)
