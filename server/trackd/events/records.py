@@ -317,7 +317,11 @@ def decode_plain(body: bytes, fmt: int = ROW_FORMAT) -> list[tuple[Any, ...]]:
 
 
 def decode_rows(body: bytes, fmt: int = ROW_FORMAT) -> list[Record]:
-    plain = decode_plain(body, fmt)
+    return from_plain(decode_plain(body, fmt))
+
+
+def from_plain(plain: Sequence[tuple[Any, ...]]) -> list[Record]:
+    """Records from plain tuples (fields in Impression/Conversion order)."""
     decoded: list[Record] = []
     for item in plain:
         if item[0] == IMPRESSION:
@@ -346,6 +350,7 @@ __all__ = [
     "decode_plain",
     "decode_rows",
     "encode_rows",
+    "from_plain",
     "impression",
     "new_uuid",
     "uuids",
