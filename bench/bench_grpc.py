@@ -1004,7 +1004,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--variant",
         default="",
-        help="also run trackd with these knobs (see bench/trackd_variant.py), e.g. gc-freeze",
+        help="also run trackd with these knobs (see bench/trackd_variant.py), e.g. sync-normal",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

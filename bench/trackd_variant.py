@@ -3,9 +3,6 @@
     .venv/bin/python bench/trackd_variant.py KNOBS serve [trackd serve options]
 
 KNOBS is a comma-separated list of:
-  gc-freeze    gc.freeze() once started, and a young-generation threshold of 50,000
-               allocations instead of 700: the collector stops rescanning long-lived
-               objects (datafile, activation cache) on every burst of per-event tuples.
   sync-normal  the outbox's SQLite in WAL mode with synchronous=NORMAL instead of FULL:
                commits survive a killed process (SIGKILL) but not a power loss, and no
                longer wait for fdatasync.
@@ -15,30 +12,16 @@ server. Nothing here changes trackd itself.
 
 from __future__ import annotations
 
-import gc
 import sys
 from typing import Any
 
-KNOBS = ("gc-freeze", "sync-normal")
+KNOBS = ("sync-normal",)
 
 
 def apply(knobs: list[str]) -> None:
     unknown = sorted(set(knobs) - set(KNOBS))
     if unknown:
         raise SystemExit(f"unknown knobs {unknown}; known: {', '.join(KNOBS)}")
-    if "gc-freeze" in knobs:
-        from trackd import server
-
-        original_load = server.load_datafile
-
-        def load_then_freeze(*args: Any, **kwargs: Any) -> Any:
-            loaded = original_load(*args, **kwargs)
-            gc.collect()
-            gc.freeze()
-            gc.set_threshold(50_000, 20, 100)
-            return loaded
-
-        server.load_datafile = load_then_freeze
     if "sync-normal" in knobs:
         from trackd.events import outbox
 

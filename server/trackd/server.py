@@ -22,7 +22,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from trackd import metrics, tls, values
+from trackd import heap, metrics, tls, values
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.store import ActivationStore
 from trackd.auth import Tokens
@@ -380,5 +380,9 @@ async def serve(settings: Settings, prepared: Prepared | None = None) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):  # kill <pid>, and Ctrl-C
         loop.add_signal_handler(signum, on_signal, signum)
-    async with running(settings, prepared):
-        await stop.wait()
+    async with running(settings, prepared) as daemon:
+        settling = asyncio.create_task(heap.settle_on_swap(daemon.tracker.live), name="trackd-heap")
+        try:
+            await stop.wait()
+        finally:
+            settling.cancel()

@@ -308,7 +308,8 @@ class Tracker:
         """Stores the valid events of a batch in one commit; invalid ones are reported by index.
 
         This is the TrackStream hot path: one activation-store call and one outbox commit
-        per batch, one clock read, and no per-event objects beyond the record itself.
+        per batch, one clock read and one uuid draw, and no per-event objects beyond the
+        record itself.
         """
         config = self.live.config
         events = config.events_by_key
@@ -330,17 +331,28 @@ class Tracker:
             )
         except ActivationStoreUnavailable:
             lives, unknown = [{} for _ in valid], True
-        now_ms = self._now_ms()
+        build = records.conversions(config, self._now_ms())
+        # Users of a batch share a handful of attribution sets: resolve each once.
+        resolved: dict[tuple[tuple[str, str], ...], tuple[records.Attribution, ...]] = {}
         conversions: list[records.Conversion] = []
         attributed = 0
         for (index, item, event), live in zip(valid, lives, strict=True):
-            attributions = self._attributions(config, live)
+            pairs: tuple[records.Attribution, ...] = ()
+            if live:
+                key = tuple(live.items())
+                found = resolved.get(key)
+                if found is None:
+                    found = resolved[key] = tuple(
+                        (a.experiment_id, a.variation_id) for a in self._attributions(config, live)
+                    )
+                pairs = found
             try:
-                conversions.append(self._conversion(config, event, item, attributions, now_ms))
+                tags = parse_tags(item.tags)
             except TrackdError as error:
                 errors.append((index, error))
                 continue
-            attributed += bool(attributions)
+            conversions.append(build(event, item.user_id, item.attributes, tags, pairs))
+            attributed += bool(pairs)
         if conversions:
             await self._outbox.append(conversions)
             if unknown:

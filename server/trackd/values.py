@@ -42,20 +42,20 @@ def plain_map(
     if len(values) > limits.max_entries:
         raise ResourceExhausted(f"too many {what}s: {len(values)} (limit {limits.max_entries})")
     max_key = limits.max_key_length
+    max_text = limits.max_string_value_length
     for key in values:
-        if not key or len(key) > max_key:
+        if not 0 < len(key) <= max_key:
             raise InvalidArgument(f"{what} name must be 1 to {max_key} characters, got {len(key)}")
         value = values[key]
-        kind = value.WhichOneof("kind")
-        if kind == "string_value":
+        # Strings are the common case, and HasField is cheaper than WhichOneof.
+        if value.HasField("string_value"):
             text = value.string_value
-            if len(text) > limits.max_string_value_length:
-                raise InvalidArgument(
-                    f"{what} {key!r}: string longer than {limits.max_string_value_length}"
-                    " characters"
-                )
+            if len(text) > max_text:
+                raise InvalidArgument(f"{what} {key!r}: string longer than {max_text} characters")
             out[key] = text
-        elif kind == "number_value":
+            continue
+        kind = value.WhichOneof("kind")
+        if kind == "number_value":
             num = value.number_value
             if num.is_integer() and -_EXACT_INT_LIMIT <= num <= _EXACT_INT_LIMIT:
                 out[key] = int(num)

@@ -152,3 +152,16 @@ def test_rows_from_one_snapshot_store_the_context_once() -> None:
     one = len(encode_rows([_impression(config)]))
     many = len(encode_rows([_impression(config) for _ in range(100)]))
     assert many < 100 * one * 0.9
+
+
+def test_equal_string_attributes_share_one_list_and_other_values_are_never_confused() -> None:
+    config = _config()
+    first = records.visitor_attributes(config, {"device": "iPhone"})
+    assert records.visitor_attributes(config, {"device": "iPhone"}) is first
+    # True == 1 == 1.0 in Python: such values must never come back from a cached list.
+    for value in (True, 1, 1.0, "1", True):
+        found = records.visitor_attributes(config, {"device": value})
+        assert found[0][2] == value and type(found[0][2]) is type(value)
+    assert records.visitor_attributes(config, {"device": ["x"]}) == (  # type: ignore[dict-item]
+        ("$opt_bot_filtering", "$opt_bot_filtering", False),
+    )

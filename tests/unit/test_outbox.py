@@ -18,7 +18,7 @@ import pytest
 
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.errors import FailedPrecondition, OutboxFull, Unavailable
-from trackd.events import records
+from trackd.events import payload, records
 from trackd.events.outbox import DeadLetter, Outbox
 from trackd.events.records import Record
 from trackd.events.tags import parse_tags
@@ -248,3 +248,51 @@ async def test_every_acknowledged_event_survives_sigkill(tmp_path: Path, synchro
         stored = {r.uuid for row in await outbox.read(0, 10_000) for r in row.records}
         assert set(acknowledged) <= stored
         assert outbox.depth == len(stored)
+
+
+# A row exactly as trackd before the per-batch uuid draw wrote it (format 1: pickle of plain
+# record tuples, uuids from uuid4-style draws): an impression and a conversion.
+_FORMAT_1_ROW = bytes.fromhex(
+    "80059569010000000000005d9428284b00288c053132303031948c053132303032948c0137948874948c24"
+    "37643063326331612d316232652d346633612d386335642d366537663861396230633164948a06c869e5cf"
+    "8b018c027532948c053230303031948c06646576696365948c07416e64726f69649487948c12246f70745f"
+    "626f745f66696c746572696e6794680b89879486948c053430303031948c0a61625f72756e6e696e67948c"
+    "053431303031948c053432303032948c0b766172696174696f6e5f62947494284b0168048c243062366231"
+    "6638652d356437612d346331652d396134662d336632663666306538633131948a067b68e5cf8b018c0275"
+    "3194680768088c066950686f6e65948794680b680b89879486948c053630303031948c0d6d795f636f6e76"
+    "657273696f6e944d13054e7d94288c07726576656e7565944d13058c0863617465676f7279948c0573686f"
+    "657394758c053430303031948c05343230303194869485947494652e"
+)
+
+
+async def test_a_row_written_by_an_earlier_trackd_is_read_and_encoded(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    async with Outbox(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO outbox (created_ms, n, fmt, body) VALUES (1, 2, 1, ?)", (_FORMAT_1_ROW,)
+        )
+    context = ("12001", "12002", "7", True)
+    bot_filtering = ("$opt_bot_filtering", "$opt_bot_filtering", False)
+    async with Outbox(path) as outbox:
+        assert outbox.undelivered == 2
+        (row,) = await outbox.read(0, 10)
+    assert row.error is None
+    assert row.records == (
+        records.Impression(
+            0, context, "7d0c2c1a-1b2e-4f3a-8c5d-6e7f8a9b0c1d", 1_700_000_000_456, "u2",
+            (("20001", "device", "Android"), bot_filtering),
+            "40001", "ab_running", "41001", "42002", "variation_b",
+        ),
+        records.Conversion(
+            1, context, "0b6b1f8e-5d7a-4c1e-9a4f-3f2f6f0e8c11", 1_700_000_000_123, "u1",
+            (("20001", "device", "iPhone"), bot_filtering), "60001", "my_conversion", 1299,
+            None, {"revenue": 1299, "category": "shoes"}, (("40001", "42001"),),
+        ),
+    )  # fmt: skip
+    batch = json.loads(payload.encode_plain_batch(context, [tuple(r) for r in row.records]))
+    assert [v["snapshots"][0]["events"][0]["uuid"] for v in batch["visitors"]] == [
+        "7d0c2c1a-1b2e-4f3a-8c5d-6e7f8a9b0c1d",
+        "0b6b1f8e-5d7a-4c1e-9a4f-3f2f6f0e8c11",
+    ]

@@ -259,7 +259,9 @@ class Dispatcher:
             )
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._encoder, payload.encode_batch, context, records)
+            return await loop.run_in_executor(
+                self._encoder, payload.encode_plain_batch, context, [tuple(r) for r in records]
+            )
         except BrokenProcessPool:
             log.warning("event_encoder_restarted")
             self._close_encoder()

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import trackd
-from trackd.events.records import Context, Conversion, Impression, Record
+from trackd.events.records import Context, Conversion, Impression, Record, from_plain
 from trackd.events.tags import TagValue
 
 CLIENT_NAME: Final = "trackd"
@@ -132,6 +132,13 @@ def encode_batch(context: Context, records: Sequence[Record]) -> bytes:
     return encode(event_batch(context, records))
 
 
+def encode_plain_batch(context: Context, plain: Sequence[tuple[Any, ...]]) -> bytes:
+    """`encode_batch` of records sent to a worker process as plain tuples: the daemon pickles
+    a plain tuple in C, a NamedTuple through a Python-level __getnewargs__ (about 2.5 times
+    the cost, paid under the daemon's GIL)."""
+    return encode_batch(context, from_plain(plain))
+
+
 def encode(batch: Mapping[str, Any]) -> bytes:
     """The HTTP body / JSON line. NaN cannot occur (records reject it); refuse it anyway."""
     return json.dumps(batch, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
@@ -142,6 +149,7 @@ __all__ = [
     "CLIENT_NAME",
     "encode",
     "encode_batch",
+    "encode_plain_batch",
     "event_batch",
     "split",
     "visitor",

@@ -9,10 +9,11 @@ NamedTuples of plain values: the outbox stores a batch of them as one compact ro
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import pickle
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple, Protocol
 
 from trackd.events.tags import ParsedTags, TagValue, parse_tags
@@ -110,14 +111,35 @@ def context_of(config: ConfigLike) -> Context:
     return context
 
 
-def new_uuid() -> str:
-    """A random (version 4) UUID string.
+_LOW_BITS: Final = 48
+_LOW_MASK: Final = (1 << _LOW_BITS) - 1
+# An odd multiplier is a bijection modulo 2**48: the counter's uuids stay distinct while
+# their last group looks random rather than counting up.
+_SCATTER: Final = 0x9E3779B97F4B
 
-    Drawn from the `random` module (seeded from os.urandom, reseeded after fork): uuids only
-    need to be unique, not unguessable, and this is about three times cheaper than uuid4().
+
+def uuids() -> Callable[[int], str]:
+    """`uuid_at(i)`: distinct random (version 4) UUID strings for one batch of events.
+
+    One draw from the `random` module (seeded from os.urandom, reseeded after fork) per
+    batch instead of one per event: the first 74 random bits are the batch's, the last 48
+    scatter the event's index. Uuids only need to be unique, not unguessable, and formatting
+    one 12-digit group per event is several times cheaper than uuid4() or a full draw.
     """
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    seed = random.getrandbits(128)
+    h = f"{seed:032x}"
+    prefix = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-"
+    low = seed & _LOW_MASK
+
+    def uuid_at(index: int) -> str:
+        return prefix + format((low + index * _SCATTER) & _LOW_MASK, "012x")
+
+    return uuid_at
+
+
+def new_uuid() -> str:
+    """One random (version 4) UUID string (see `uuids`)."""
+    return uuids()(0)
 
 
 def _attribute_value_valid(value: object) -> bool:
@@ -131,25 +153,58 @@ def _attribute_value_valid(value: object) -> bool:
     return False
 
 
+# Visitor attribute lists of the current snapshot by the attributes they came from. Users
+# share a few devices, countries and plans, so a few lists recur: a shared list is built
+# once and pickled once per row. Only all-string attributes are kept: a string never equals
+# a bool or a number, so a hit cannot mistake True for 1 or 1.0.
+_ATTRIBUTE_LISTS_KEPT: Final = 4096
+_attribute_lists: list[tuple[object, dict[tuple[Any, ...], tuple[VisitorAttribute, ...]]]] = []
+
+
 def visitor_attributes(
     config: ConfigLike, attributes: Mapping[str, AttributeValue] | None
 ) -> tuple[VisitorAttribute, ...]:
     """The attribute list optimizely-sdk's EventFactory.build_attribute_list produces."""
+    if _attribute_lists and _attribute_lists[0][0] is config:
+        kept = _attribute_lists[0][1]
+    else:
+        kept = {}
+        _attribute_lists[:] = [(config, kept)]
+    key = tuple(attributes.items()) if attributes else ()
+    try:
+        found = kept.get(key)
+    except TypeError:  # an unhashable value (not a valid attribute): not sent, never kept
+        return _visitor_attributes(config, attributes)[0]
+    if found is None:
+        found, all_strings = _visitor_attributes(config, attributes)
+        if all_strings:
+            if len(kept) >= _ATTRIBUTE_LISTS_KEPT:
+                kept.clear()
+            kept[key] = found
+    return found
+
+
+def _visitor_attributes(
+    config: ConfigLike, attributes: Mapping[str, AttributeValue] | None
+) -> tuple[tuple[VisitorAttribute, ...], bool]:
+    """The list, and whether every value was a string."""
     found: list[VisitorAttribute] = []
+    all_strings = True
     if attributes:
         by_key = config.attributes_by_key
         for key, value in attributes.items():
+            if type(value) is not str:
+                all_strings = False
             attribute = by_key.get(key)
             if attribute is None and not key.startswith(RESERVED_PREFIX):
                 continue  # neither a datafile attribute nor an $opt_ one: not sent
-            # Strings are the common case; skip the validity call for them (hot path).
             if type(value) is not str and not _attribute_value_valid(value):
                 continue
             found.append((key, key, value) if attribute is None else (attribute.id, key, value))
     bot_filtering = config.bot_filtering
     if isinstance(bot_filtering, bool):
         found.append((BOT_FILTERING_KEY, BOT_FILTERING_KEY, bot_filtering))
-    return tuple(found)
+    return tuple(found), all_strings
 
 
 def impression(
@@ -188,20 +243,50 @@ def conversion(
 ) -> Conversion:
     """`tags` is what `parse_tags` returned; a plain mapping is parsed here (and may raise)."""
     parsed = tags if isinstance(tags, ParsedTags) else parse_tags(tags)
-    return Conversion(
-        CONVERSION,
-        context_of(config),
-        new_uuid(),
-        now_ms,
-        user_id,
-        visitor_attributes(config, attributes),
-        event.id,
-        event.key,
-        parsed.revenue,
-        parsed.value,
-        parsed.tags,
-        tuple(attributions),
-    )
+    return conversions(config, now_ms)(event, user_id, attributes, parsed, tuple(attributions))
+
+
+ConversionBuilder = Callable[
+    [_Keyed, str, Mapping[str, AttributeValue] | None, ParsedTags, tuple[Attribution, ...]],
+    Conversion,
+]
+
+
+def conversions(config: ConfigLike, now_ms: int) -> ConversionBuilder:
+    """`build(event, user_id, attributes, tags, attributions)` for one batch of conversions:
+    one snapshot, one timestamp and uuids from one draw, resolved once rather than per event
+    (a TrackStream batch builds hundreds)."""
+    context = context_of(config)
+    uuid_at = uuids()
+    index = itertools.count()
+    new = tuple.__new__  # what Conversion(...) calls, without its Python-level __new__
+
+    def build(
+        event: _Keyed,
+        user_id: str,
+        attributes: Mapping[str, AttributeValue] | None,
+        tags: ParsedTags,
+        attributions: tuple[Attribution, ...],
+    ) -> Conversion:
+        return new(
+            Conversion,
+            (
+                CONVERSION,
+                context,
+                uuid_at(next(index)),
+                now_ms,
+                user_id,
+                visitor_attributes(config, attributes),
+                event.id,
+                event.key,
+                tags.revenue,
+                tags.value,
+                tags.tags,
+                attributions,
+            ),
+        )
+
+    return build
 
 
 # --- the compact row format -------------------------------------------------------------
@@ -232,7 +317,11 @@ def decode_plain(body: bytes, fmt: int = ROW_FORMAT) -> list[tuple[Any, ...]]:
 
 
 def decode_rows(body: bytes, fmt: int = ROW_FORMAT) -> list[Record]:
-    plain = decode_plain(body, fmt)
+    return from_plain(decode_plain(body, fmt))
+
+
+def from_plain(plain: Sequence[tuple[Any, ...]]) -> list[Record]:
+    """Records from plain tuples (fields in Impression/Conversion order)."""
     decoded: list[Record] = []
     for item in plain:
         if item[0] == IMPRESSION:
@@ -251,15 +340,19 @@ __all__ = [
     "ConfigLike",
     "Context",
     "Conversion",
+    "ConversionBuilder",
     "Impression",
     "Record",
     "VisitorAttribute",
     "context_of",
     "conversion",
+    "conversions",
     "decode_plain",
     "decode_rows",
     "encode_rows",
+    "from_plain",
     "impression",
     "new_uuid",
+    "uuids",
     "visitor_attributes",
 ]

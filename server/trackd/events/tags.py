@@ -58,6 +58,9 @@ def parse_tags(tags: Mapping[str, TagValue] | None) -> ParsedTags:
         return NO_TAGS
     copied: dict[str, TagValue] | None = None
     for key, raw in tags.items():
+        kind = type(raw)
+        if kind is str or kind is int:  # the common cases, valid as they are
+            continue
         if isinstance(raw, float):
             if not math.isfinite(raw):
                 raise InvalidTag(f"tag {key!r}: NaN and infinity are not allowed")
