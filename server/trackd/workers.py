@@ -24,7 +24,6 @@ import multiprocessing.connection
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
@@ -33,6 +32,7 @@ from types import FrameType
 
 import structlog
 
+from trackd import lifeline
 from trackd.config import Settings
 
 log = structlog.get_logger("trackd.workers")
@@ -104,18 +104,13 @@ def serve_one(settings: Settings) -> int:
     return 0
 
 
-def _orphan_watch(parent: int) -> None:
-    """Stops this worker if the supervisor dies without telling it (SIGKILL)."""
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _worker(settings: Settings, index: int, run: Callable[[Settings], int]) -> None:
+def _worker(
+    settings: Settings, index: int, run: Callable[[Settings], int], supervisor: int
+) -> None:
     # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which forwards
     # it once (two would force the worker's exit).
     os.setpgrp()
-    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
+    lifeline.exit_with_parent(supervisor)  # a SIGKILLed supervisor leaves no worker behind
     structlog.contextvars.bind_contextvars(worker=index)
     sys.exit(run(settings))
 
@@ -140,7 +135,7 @@ def supervise(
             return  # a signal came while the others were starting: start no more
         process = context.Process(
             target=_worker,
-            args=(worker_settings(settings, index), index, run),
+            args=(worker_settings(settings, index), index, run, os.getpid()),
             name=f"trackd-worker-{index}",
         )
         process.start()

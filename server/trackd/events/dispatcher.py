@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import random
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -20,6 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import structlog
 
+from trackd import lifeline
 from trackd.events import payload
 from trackd.events.outbox import DeadLetter, Outbox, PendingRow
 from trackd.events.records import Context, Record
@@ -256,6 +258,9 @@ class Dispatcher:
                 max_workers=1,
                 # spawn, never fork: a forked copy of a process running gRPC threads is unsafe.
                 mp_context=multiprocessing.get_context("spawn"),
+                # A SIGKILLed daemon leaves no encoder behind.
+                initializer=lifeline.exit_with_parent,
+                initargs=(os.getpid(),),
             )
         loop = asyncio.get_running_loop()
         try:

@@ -1,0 +1,58 @@
+"""A SIGKILLed daemon leaves no process behind (its event encoder ends with it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import grpc
+
+from tests.integration.test_decisions_api import DATAFILE
+from tests.support.daemon import spawn
+from trackd.v1 import tracking_service_pb2 as pb
+from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] != "Z"  # a zombie has ended
+
+
+def test_the_event_encoder_ends_when_the_daemon_is_sigkilled(tmp_path: Path) -> None:
+    with spawn(tmp_path, "--datafile", str(DATAFILE), "--event-flush-interval", "0.05") as daemon:
+        with grpc.insecure_channel(f"127.0.0.1:{daemon.port}") as channel:
+            stub = pb_grpc.TrackingServiceStub(channel)
+            stub.Track(pb.TrackRequest(event_key="signup", user_id="u1"), timeout=10)
+        deadline = time.monotonic() + 30
+        children: set[int] = set()
+        while time.monotonic() < deadline and not children:  # delivery starts the encoder
+            children = children_of(daemon.popen.pid)
+            time.sleep(0.05)
+        assert children, "the daemon started no encoder process"
+        daemon.popen.send_signal(signal.SIGKILL)
+        daemon.popen.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(alive(pid) for pid in children):
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in children), children
