@@ -26,11 +26,12 @@ from trackd import heap, metrics, tls, values
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.store import ActivationStore
 from trackd.auth import Tokens
-from trackd.config import Settings
+from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
 from trackd.events.dispatcher import Dispatcher
 from trackd.events.fleet import FleetResults
 from trackd.events.outbox import Outbox
+from trackd.events.results import sqlite_problem
 from trackd.events.sinks import open_sink
 from trackd.forced import ForcedVariations
 from trackd.interceptors import RpcInterceptor
@@ -63,6 +64,9 @@ class Prepared:
 
 def prepare(settings: Settings) -> Prepared:
     """Reads what the settings name; raises DatafileError or SettingsError, one line each."""
+    problem = sqlite_problem()
+    if problem:
+        raise SettingsError([problem])
     source = open_source(settings)
     config, data = load_datafile(source)
     credentials = tls.server_credentials(settings)

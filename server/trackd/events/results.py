@@ -126,6 +126,17 @@ CountedObserver = Callable[
 users, and each converters group's `[conversions, revenue, value]` (fleet-wide results)."""
 
 
+MIN_SQLITE: Final = (3, 38, 0)  # json_each, used to insert a group's members in one statement
+
+
+def sqlite_problem() -> str | None:
+    """Why the SQLite library Python links cannot hold the outbox, or None."""
+    if sqlite3.sqlite_version_info >= MIN_SQLITE:
+        return None
+    need = ".".join(map(str, MIN_SQLITE))
+    return f"SQLite {sqlite3.sqlite_version} is too old: trackd needs {need} or later"
+
+
 class Counter:
     """Updates the results tables; used by the outbox writer thread only."""
 
@@ -255,6 +266,7 @@ def assemble(
 
 
 __all__ = [
+    "MIN_SQLITE",
     "CountedObserver",
     "Counter",
     "EventResults",
@@ -267,4 +279,5 @@ __all__ = [
     "assemble",
     "clamp_int64",
     "query",
+    "sqlite_problem",
 ]
