@@ -13,13 +13,16 @@ reclaimed: after each swap the heap is unfrozen, collected once and frozen again
 
 from __future__ import annotations
 
+import asyncio
 import gc
+from collections.abc import Callable
 from typing import Final
 
 from trackd.live import LiveConfig
 
 # (young, middle, old): a young collection per 50,000 net allocations instead of 700.
 THRESHOLDS: Final = (50_000, 20, 100)
+SETTLE_GRACE_S: Final = 5.0  # longer than a unary call; a stream's batch takes milliseconds
 
 
 def settle() -> None:
@@ -30,11 +33,27 @@ def settle() -> None:
     gc.set_threshold(*THRESHOLDS)
 
 
-async def settle_on_swap(live: LiveConfig) -> None:
+async def settle_on_swap(
+    live: LiveConfig,
+    *,
+    grace: float = SETTLE_GRACE_S,
+    forget: Callable[[], None] | None = None,
+) -> None:
     """Settles the heap on each datafile snapshot (the current one first), for the daemon's
-    life: a full collection per reload, which is rare."""
+    life: a full collection per reload, which is rare.
+
+    After a swap it waits `grace` seconds, for calls still holding the old snapshot to end,
+    and `forget()`s caches keyed by it: settled while still referenced, the old snapshot
+    would be frozen again and its cycles kept until the next reload.
+    """
+    first = True
     async for _ in live.watch():
+        if not first:
+            await asyncio.sleep(grace)
+            if forget is not None:
+                forget()
+        first = False
         settle()
 
 
-__all__ = ["THRESHOLDS", "settle", "settle_on_swap"]
+__all__ = ["SETTLE_GRACE_S", "THRESHOLDS", "settle", "settle_on_swap"]

@@ -28,6 +28,7 @@ from trackd.activation.store import ActivationStore
 from trackd.auth import Tokens
 from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
+from trackd.events import records
 from trackd.events.dispatcher import Dispatcher
 from trackd.events.fleet import FleetResults
 from trackd.events.outbox import Outbox
@@ -385,7 +386,10 @@ async def serve(settings: Settings, prepared: Prepared | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):  # kill <pid>, and Ctrl-C
         loop.add_signal_handler(signum, on_signal, signum)
     async with running(settings, prepared) as daemon:
-        settling = asyncio.create_task(heap.settle_on_swap(daemon.tracker.live), name="trackd-heap")
+        settling = asyncio.create_task(
+            heap.settle_on_swap(daemon.tracker.live, forget=records.forget_snapshots),
+            name="trackd-heap",
+        )
         try:
             await stop.wait()
         finally:

@@ -12,6 +12,8 @@ import pytest
 
 from trackd import heap
 from trackd.datafile import parse_datafile
+from trackd.datafile.model import Experiment
+from trackd.events import records
 from trackd.live import LiveConfig
 
 DATAFILE = Path(__file__).parents[1] / "data" / "datafile.json"
@@ -36,7 +38,7 @@ async def test_settles_on_the_current_snapshot_and_reclaims_cycles_after_a_swap(
     # could never be reclaimed unless a swap unfreezes and collects before freezing again.
     cycle = _Cycle()
     gone = weakref.ref(cycle)
-    task = asyncio.create_task(heap.settle_on_swap(live))
+    task = asyncio.create_task(heap.settle_on_swap(live, grace=0))
     await asyncio.sleep(0)
     assert gc.get_threshold() == heap.THRESHOLDS
     assert gc.get_freeze_count() > 0
@@ -47,3 +49,28 @@ async def test_settles_on_the_current_snapshot_and_reclaims_cycles_after_a_swap(
     task.cancel()
     assert gone() is None
     assert gc.get_freeze_count() > 0
+
+
+def experiments_alive() -> int:
+    return sum(isinstance(o, Experiment) for o in gc.get_objects())
+
+
+async def test_a_snapshot_still_cached_at_the_swap_is_reclaimed_by_that_swap() -> None:
+    old = parse_datafile(DATAFILE.read_text())
+    live = LiveConfig(old)
+    task = asyncio.create_task(
+        heap.settle_on_swap(live, grace=0.01, forget=records.forget_snapshots)
+    )
+    await asyncio.sleep(0)  # the first settle
+    records.context_of(old)  # the event caches hold the old snapshot, as after traffic
+    records.visitor_attributes(old, {"device": "iPhone"})
+    del old
+    gc.unfreeze()
+    gc.collect()
+    before = experiments_alive()  # the old snapshot's, and whatever other tests keep
+    live.swap(parse_datafile(DATAFILE.read_text()))  # as many experiments as the old one
+    await asyncio.sleep(0.1)
+    task.cancel()
+    gc.unfreeze()
+    gc.collect(0)  # young only: an old snapshot frozen again would still be counted
+    assert experiments_alive() == before

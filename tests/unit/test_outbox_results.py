@@ -161,3 +161,11 @@ async def test_results_after_sigkill_count_every_stored_event_exactly_once(
             stored,
             2 * stored,
         )
+
+
+async def test_user_ids_that_differ_after_a_nul_are_distinct_visitors(tmp_path: Path) -> None:
+    # SQLite's json_each cuts strings at NUL; gRPC strings may carry one.
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        await outbox.append([impression("a\x00b", A), impression("a\x00c", A), impression("a", A)])
+        results = await outbox.results(CONFIG, EXPERIMENT)
+        assert [v.visitors for v in results.variations] == [3, 0]

@@ -111,6 +111,12 @@ def context_of(config: ConfigLike) -> Context:
     return context
 
 
+def forget_snapshots() -> None:
+    """Drops the caches keyed by a datafile snapshot, so a replaced one can be collected."""
+    _last_context.clear()
+    _attribute_lists.clear()
+
+
 _LOW_BITS: Final = 48
 _LOW_MASK: Final = (1 << _LOW_BITS) - 1
 # An odd multiplier is a bijection modulo 2**48: the counter's uuids stay distinct while
@@ -350,6 +356,7 @@ __all__ = [
     "decode_plain",
     "decode_rows",
     "encode_rows",
+    "forget_snapshots",
     "from_plain",
     "impression",
     "new_uuid",

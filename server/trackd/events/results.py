@@ -208,10 +208,17 @@ class Counter:
             # One statement per group, not one per user: each SQLite step releases the GIL
             # and takes it back, and under TrackStream load every such handoff stalls the
             # event loop (one row per user cost about a fifth of the stream's throughput).
-            added = conn.execute(
-                "INSERT OR IGNORE INTO results_members SELECT ?, value FROM json_each(?)",
-                (group_id, json.dumps(list(users))),
-            ).rowcount
+            if any("\x00" in user for user in users):
+                # json_each cuts a string at its first NUL, which would merge such users.
+                added = conn.executemany(
+                    "INSERT OR IGNORE INTO results_members VALUES (?, ?)",
+                    [(group_id, user) for user in users],
+                ).rowcount
+            else:
+                added = conn.execute(
+                    "INSERT OR IGNORE INTO results_members SELECT ?, value FROM json_each(?)",
+                    (group_id, json.dumps(list(users))),
+                ).rowcount
             count, revenue, value = totals.get(key, (0, 0, 0.0))
             conn.execute(
                 "UPDATE results_groups SET users = users + ?, conversions = conversions + ?,"
