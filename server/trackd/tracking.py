@@ -127,19 +127,17 @@ class Tracker:
             raise UnknownExperiment(key)
         return experiment
 
-    async def _decide_read_only(
-        self,
-        config: ProjectConfig,
-        experiment: Experiment,
-        user_id: str,
-        attributes: Mapping[str, AttributeValue],
-    ) -> tuple[Decision, bool]:
-        """The decision from what is live, writing nothing; True when the store was down."""
-        degraded = False
+    async def get_variation(
+        self, experiment_key: str, user_id: str, attributes: Mapping[str, AttributeValue]
+    ) -> tuple[Decision, str]:
+        """The decision from what is live, writing nothing (with the store down: as for a
+        user with no activation)."""
+        config = self.live.config
+        experiment = self._experiment(config, experiment_key)
         try:
             sticky = await self._activations.get(user_id, experiment.id)
         except ActivationStoreUnavailable:
-            sticky, degraded = None, True
+            sticky = None
         if sticky is not None and sticky.startswith(_NOT_STICKY):
             sticky = None
         decision = decide(
@@ -150,14 +148,6 @@ class Tracker:
             forced_variation_id=self._forced.get(user_id, experiment.id),
             sticky_variation_id=sticky,
         )
-        return decision, degraded
-
-    async def get_variation(
-        self, experiment_key: str, user_id: str, attributes: Mapping[str, AttributeValue]
-    ) -> tuple[Decision, str]:
-        config = self.live.config
-        experiment = self._experiment(config, experiment_key)
-        decision, _ = await self._decide_read_only(config, experiment, user_id, attributes)
         return decision, config.revision
 
     async def activate(
