@@ -49,6 +49,7 @@ from trackd.activation.store import (
     Sticky,
 )
 from trackd.errors import ActivationStoreUnavailable
+from trackd.outage import Outage
 
 log = structlog.get_logger("trackd.activation")
 
@@ -222,23 +223,19 @@ class RedisActivationStore:
         self._ttl_ms = max(1, round(ttl * 1000))
         self._prefix = prefix
         self._pairs_key = prefix + "pairs"
-        self._retry_interval = retry_interval
         self._batch_keys = batch_keys
         self._scan_count = scan_count
-        self._clock = clock
         self._get = client.register_script(_GET)
         self._put = client.register_script(_PUT)
         self._refresh_or_put = client.register_script(_REFRESH_OR_PUT)
         self._live = client.register_script(_LIVE)
         self._retain = client.register_script(_RETAIN)
-        self._down_since: float | None = None
-        self._retry_at = 0.0
+        self._outage = Outage("activation_store", retry_interval, clock)
         self._hits = 0
         self._misses = 0
         self._expiries = 0
         self._dropped = 0
         self.failures = 0  # calls that found Redis unavailable (fast refusals included)
-        self.outages = 0  # transitions from available to unavailable
         self.busy = 0  # calls that found every pooled connection in use
 
     @classmethod
@@ -273,7 +270,12 @@ class RedisActivationStore:
     @property
     def available(self) -> bool:
         """False from a failed call until a later call succeeds."""
-        return self._down_since is None
+        return self._outage.available
+
+    @property
+    def outages(self) -> int:
+        """Transitions from available to unavailable."""
+        return self._outage.outages
 
     @property
     def client(self) -> Redis:
@@ -284,7 +286,7 @@ class RedisActivationStore:
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Runs one round trip, mapping "Redis is down" to ActivationStoreUnavailable."""
-        if self._down_since is not None and self._clock() < self._retry_at:
+        if self._outage.refuses_now():
             self.failures += 1
             raise ActivationStoreUnavailable("the activation store (Redis) is unavailable")
         try:
@@ -298,24 +300,11 @@ class RedisActivationStore:
                 raise ActivationStoreUnavailable(
                     "the activation store's connections are all busy (--redis-max-connections)"
                 ) from error
-            now = self._clock()
-            self._retry_at = now + self._retry_interval
-            if self._down_since is None:
-                self._down_since = now
-                self.outages += 1
-                log.warning(
-                    "activation_store_unavailable",
-                    error=f"{type(error).__name__}: {error}",
-                    retry_interval=self._retry_interval,
-                )
+            self._outage.failed(error)
             raise ActivationStoreUnavailable(
                 f"the activation store (Redis) is unavailable: {error}"
             ) from error
-        if self._down_since is not None:
-            log.info(
-                "activation_store_recovered", down_s=round(self._clock() - self._down_since, 3)
-            )
-            self._down_since = None
+        self._outage.succeeded()
         return result
 
     async def _script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:

@@ -47,6 +47,7 @@ from trackd.events.results import (
     ResultsConfig,
     ResultsExperiment,
 )
+from trackd.outage import Outage
 
 log = structlog.get_logger("trackd.events")
 
@@ -202,9 +203,7 @@ class FleetResults:
         self._task: asyncio.Task[None] | None = None
         self._published = 0  # the highest pending row id Redis has
         self._deleted = 0
-        self._down = False
-        self._retry_at = 0.0
-        self._retry_interval = retry_interval
+        self._outage = Outage("fleet_results", retry_interval)
         self.replica_id = ""
         self.published_rows = 0
         self.failures = 0
@@ -323,22 +322,16 @@ class FleetResults:
         self._conn.execute("DELETE FROM fleet_pending WHERE id <= ?", (up_to,))
 
     async def _redis(self, call: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._down and loop.time() < self._retry_at:
+        if self._outage.refuses_now():
             # Answer from local counts at once rather than wait on a connect timeout per call.
             raise FleetUnavailable("fleet results (Redis) are unavailable")
         try:
             result = await call()
         except _DOWN as error:
             self.failures += 1
-            self._retry_at = loop.time() + self._retry_interval
-            if not self._down:
-                self._down = True
-                log.warning("fleet_results_unavailable", error=f"{type(error).__name__}: {error}")
+            self._outage.failed(error)
             raise FleetUnavailable(f"fleet results (Redis) are unavailable: {error}") from error
-        if self._down:
-            self._down = False
-            log.info("fleet_results_recovered")
+        self._outage.succeeded()
         return result
 
     # --- answering --------------------------------------------------------------------------
