@@ -6,21 +6,13 @@ it does (the memory store's eviction and sharding, Redis's expiry and outages).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.redis_server import RedisServer, redis_server
 from trackd.activation import ActivationStore, Sticky
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.redis import RedisActivationStore
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(Path(tmp_path_factory.mktemp("redis"))) as running:
-        yield running
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -29,7 +21,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[ActivationStore
     if request.param == "memory":
         made = MemoryActivationStore(ttl=60.0, max_entries=1000)
     else:
-        shared = RedisActivationStore.from_url(request.getfixturevalue("redis").url, ttl=60.0)
+        shared = RedisActivationStore.from_url(
+            request.getfixturevalue("shared_redis").url, ttl=60.0
+        )
         await shared.client.flushdb()
         made = shared
     yield made
@@ -117,3 +111,14 @@ async def test_retain_keeping_everything_drops_nothing(store: ActivationStore) -
     await store.put("u1", "e1", "v1")
     assert await store.retain(lambda *_: True) == 0
     assert await store.get("u1", "e1") == "v1"
+
+
+async def test_retain_drops_experiments_that_stopped_running(store: ActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u2", "e1", "v2")
+    await store.put("u1", "e2", "v3")
+    dropped = await store.retain(lambda experiment_id, _: experiment_id != "e1")
+    assert dropped == 2
+    assert await store.live_for_user("u1") == {"e2": "v3"}
+    assert await store.get("u2", "e1") is None
+    assert (await store.stats()).dropped == 2

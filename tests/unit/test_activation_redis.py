@@ -1,4 +1,4 @@
-"""RedisActivationStore against a real redis-server: the memory store's semantics, shared.
+"""RedisActivationStore against a real redis-shared_redis: the memory store's semantics, shared.
 
 TTLs are real time here (Redis expires keys on its own clock), so they are a few hundred
 milliseconds and the waits straddle them with margin.
@@ -7,7 +7,7 @@ milliseconds and the waits straddle them with margin.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,34 +20,28 @@ from trackd.activation.redis import ActivationStoreUnavailable, RedisActivationS
 TTL = 0.4
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as running:
-        yield running
-
-
 @pytest.fixture
-async def store(server: RedisServer) -> AsyncIterator[RedisActivationStore]:
-    made = RedisActivationStore.from_url(server.url, ttl=TTL)
+async def store(shared_redis: RedisServer) -> AsyncIterator[RedisActivationStore]:
+    made = RedisActivationStore.from_url(shared_redis.url, ttl=TTL)
     await made.client.flushdb()
     yield made
     await made.close()
 
 
-def make(server: RedisServer, **kwargs: float) -> RedisActivationStore:
-    return RedisActivationStore.from_url(server.url, **{"ttl": TTL, **kwargs})  # type: ignore[arg-type]
+def make(shared_redis: RedisServer, **kwargs: float) -> RedisActivationStore:
+    return RedisActivationStore.from_url(shared_redis.url, **{"ttl": TTL, **kwargs})  # type: ignore[arg-type]
 
 
-def test_redis_store_satisfies_the_interface(server: RedisServer) -> None:
-    store: ActivationStore = make(server)
+def test_redis_store_satisfies_the_interface(shared_redis: RedisServer) -> None:
+    store: ActivationStore = make(shared_redis)
     assert isinstance(store, RedisActivationStore)
     assert store.ttl == TTL
 
 
 @pytest.mark.parametrize("kwargs", [{"ttl": 0}, {"ttl": -1.0}, {"batch_keys": 0}])
-def test_invalid_settings_are_rejected(server: RedisServer, kwargs: dict[str, float]) -> None:
+def test_invalid_settings_are_rejected(shared_redis: RedisServer, kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        make(server, **kwargs)
+        make(shared_redis, **kwargs)
 
 
 async def test_activation_is_sticky_within_the_ttl_and_expires_after(
@@ -107,7 +101,7 @@ async def test_refresh_or_put_decides_afresh_after_expiry(store: RedisActivation
 
 
 async def test_a_write_prunes_fields_that_expired_inside_a_live_hash(
-    server: RedisServer, store: RedisActivationStore
+    shared_redis: RedisServer, store: RedisActivationStore
 ) -> None:
     await store.put("u1", "e1", "v1")
     await asyncio.sleep(TTL * 0.6)
@@ -130,8 +124,10 @@ async def test_live_for_user_skips_an_expired_experiment_of_a_live_user(
     assert await store.live_for_user("u1", ["e1", "e2"]) == {"e2": "v2"}
 
 
-async def test_a_large_batch_is_answered_in_chunks_of_one_pipeline(server: RedisServer) -> None:
-    store = RedisActivationStore.from_url(server.url, ttl=TTL, batch_keys=7)
+async def test_a_large_batch_is_answered_in_chunks_of_one_pipeline(
+    shared_redis: RedisServer,
+) -> None:
+    store = RedisActivationStore.from_url(shared_redis.url, ttl=TTL, batch_keys=7)
     try:
         await store.client.flushdb()
         for i in range(0, 100, 3):
@@ -154,20 +150,16 @@ async def test_a_restarted_redis_forgets_scripts_and_the_store_reloads_them(
     assert await store.live_for_users([("u1", None), ("u2", None)]) == [{"e1": "v1"}, {}]
 
 
-async def test_retain_drops_experiments_that_stopped_running(store: RedisActivationStore) -> None:
+async def test_retain_deletes_a_user_left_with_no_activation(store: RedisActivationStore) -> None:
     await store.put("u1", "e1", "v1")
     await store.put("u2", "e1", "v2")
     await store.put("u1", "e2", "v3")
-    dropped = await store.retain(lambda experiment_id, _: experiment_id != "e1")
-    assert dropped == 2
-    assert await store.live_for_user("u1") == {"e2": "v3"}
-    assert await store.get("u2", "e1") is None
-    assert (await store.stats()).dropped == 2
+    assert await store.retain(lambda experiment_id, _: experiment_id != "e1") == 2
     assert await store.client.exists("trackd:a:u2") == 0
 
 
-async def test_retain_scans_many_users_in_chunks(server: RedisServer) -> None:
-    store = RedisActivationStore.from_url(server.url, ttl=30, scan_count=10)
+async def test_retain_scans_many_users_in_chunks(shared_redis: RedisServer) -> None:
+    store = RedisActivationStore.from_url(shared_redis.url, ttl=30, scan_count=10)
     try:
         await store.client.flushdb()
         for i in range(300):
@@ -180,8 +172,8 @@ async def test_retain_scans_many_users_in_chunks(server: RedisServer) -> None:
         await store.close()
 
 
-async def test_two_stores_on_one_redis_share_activations(server: RedisServer) -> None:
-    a, b = make(server), make(server)
+async def test_two_stores_on_one_redis_share_activations(shared_redis: RedisServer) -> None:
+    a, b = make(shared_redis), make(shared_redis)
     try:
         await a.client.flushdb()
         assert await a.refresh_or_put("u1", "e1", "v1") == Sticky("v1", False)
@@ -192,9 +184,9 @@ async def test_two_stores_on_one_redis_share_activations(server: RedisServer) ->
         await b.close()
 
 
-async def test_a_prefix_keeps_two_deployments_apart(server: RedisServer) -> None:
-    a = RedisActivationStore.from_url(server.url, ttl=TTL, prefix="one:")
-    b = RedisActivationStore.from_url(server.url, ttl=TTL, prefix="two:")
+async def test_a_prefix_keeps_two_deployments_apart(shared_redis: RedisServer) -> None:
+    a = RedisActivationStore.from_url(shared_redis.url, ttl=TTL, prefix="one:")
+    b = RedisActivationStore.from_url(shared_redis.url, ttl=TTL, prefix="two:")
     try:
         await a.put("u1", "e1", "v1")
         assert await b.get("u1", "e1") is None
@@ -247,14 +239,14 @@ async def test_an_unreachable_redis_is_reported_fast_and_recovery_is_automatic(
 
 
 async def test_a_redis_restart_breaks_no_call_after_it_is_back(tmp_path: Path) -> None:
-    with redis_server(tmp_path / "redis", persist=True) as server:
-        store = RedisActivationStore.from_url(server.url, ttl=30, retry_interval=0.1)
+    with redis_server(tmp_path / "redis", persist=True) as shared_redis:
+        store = RedisActivationStore.from_url(shared_redis.url, ttl=30, retry_interval=0.1)
         try:
             await store.put("u1", "e1", "v1")
-            server.stop()
+            shared_redis.stop()
             with pytest.raises(ActivationStoreUnavailable):
                 await store.get("u1", "e1")
-            server.start()
+            shared_redis.start()
             await asyncio.sleep(0.15)
             # Pooled connections broke with the restart; the store reconnects and the
             # append-only file brought the activation back.
@@ -270,9 +262,9 @@ def test_unavailable_is_a_trackd_unavailable_error() -> None:
     assert issubclass(ActivationStoreUnavailable, Unavailable)
 
 
-async def test_the_pool_is_bounded(server: RedisServer) -> None:
-    observer = Redis.from_url(server.url)
-    store = RedisActivationStore.from_url(server.url, ttl=TTL, max_connections=2)
+async def test_the_pool_is_bounded(shared_redis: RedisServer) -> None:
+    observer = Redis.from_url(shared_redis.url)
+    store = RedisActivationStore.from_url(shared_redis.url, ttl=TTL, max_connections=2)
     try:
         before = len(await observer.client_list())
         await asyncio.gather(*(store.put(f"u{i}", "e1", "v1") for i in range(50)))
@@ -284,9 +276,11 @@ async def test_the_pool_is_bounded(server: RedisServer) -> None:
 
 
 async def test_a_busy_pool_fails_one_call_and_does_not_count_as_redis_down(
-    server: RedisServer,
+    shared_redis: RedisServer,
 ) -> None:
-    store = RedisActivationStore.from_url(server.url, ttl=TTL, max_connections=1, pool_timeout=0.05)
+    store = RedisActivationStore.from_url(
+        shared_redis.url, ttl=TTL, max_connections=1, pool_timeout=0.05
+    )
     try:
         # BLPOP holds the only connection for 0.3 s.
         holder = asyncio.create_task(store.client.blpop(["trackd-test:nothing"], timeout=0.3))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.support.polling import eventually
-from tests.support.redis_server import RedisServer, redis_server
+from tests.support.redis_server import RedisServer
 from tests.unit.test_outbox_results import (
     CONFIG,
     EXPECTED,
@@ -26,15 +26,9 @@ from trackd.events.fleet import FleetResults, Unique
 from trackd.events.outbox import Outbox
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as running:
-        yield running
-
-
 @pytest.fixture
-async def redis(server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(server.url, decode_responses=True)
+async def redis(shared_redis: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(shared_redis.url, decode_responses=True)
     await client.flushdb()
     yield client
     await client.aclose()
