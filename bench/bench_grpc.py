@@ -221,31 +221,52 @@ def start_trackd(workdir: Path, knobs: str = "") -> Server:
     name = f"trackd+{knobs}" if knobs else "trackd"
     data_dir = workdir / f"{name}-data"
     data_dir.mkdir()
-    trackd = Path(sys.executable).parent / "trackd"
-    command = [str(trackd)] if trackd.exists() else [sys.executable, "-m", "trackd"]
+    command = trackd_command()
     if knobs:
         command = [sys.executable, str(ROOT / "bench" / "trackd_variant.py"), knobs]
     return start_server(
         name,
-        [
-            *command,
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            str(data_dir),
-            "--datafile",
-            str(DATAFILE),
-            "--log-format",
-            "json",
+        serve_command(
+            data_dir,
+            DATAFILE,
             "--log-level",
             "info",
             # Room for every event of the run: the bench measures acceptance, not back-pressure.
             "--outbox-max-events",
             "100000000",
-        ],
+            trackd=command,
+        ),
         workdir,
     )
+
+
+def trackd_command() -> list[str]:
+    """The installed `trackd` script (what users run), else `python -m trackd`."""
+    trackd = Path(sys.executable).parent / "trackd"
+    return [str(trackd)] if trackd.exists() else [sys.executable, "-m", "trackd"]
+
+
+def serve_command(
+    data_dir: Path,
+    datafile: Path,
+    *extra: str,
+    listen: str = "127.0.0.1:0",
+    trackd: list[str] | None = None,
+) -> list[str]:
+    """`trackd serve` on loopback with JSON logs (the benches read its `started` line)."""
+    return [
+        *(trackd or trackd_command()),
+        "serve",
+        "--listen",
+        listen,
+        "--data-dir",
+        str(data_dir),
+        "--datafile",
+        str(datafile),
+        "--log-format",
+        "json",
+        *extra,
+    ]
 
 
 def start_bare(workdir: Path) -> Server:

@@ -35,15 +35,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_grpc
-from bench_grpc import DATAFILE, Point, Server
+from bench_grpc import DATAFILE, Point, Server, serve_command, trackd_command
 
 WORKERS = (1, 2)
 CONNECTIONS = 4  # >= workers: SO_REUSEPORT balances connections, not requests
-
-
-def trackd_command() -> list[str]:
-    trackd = Path(sys.executable).parent / "trackd"
-    return [str(trackd)] if trackd.exists() else [sys.executable, "-m", "trackd"]
 
 
 def availability() -> str | None:
@@ -107,24 +102,17 @@ def start_workers(workdir: Path, workers: int, redis_port: int) -> Server:
     data_dir = workdir / f"data-{workers}"
     data_dir.mkdir()
     log_path = workdir / f"trackd-{workers}.log"
-    command = [
-        *trackd_command(),
-        "serve",
-        "--listen",
-        f"127.0.0.1:{port}",
+    command = serve_command(
+        data_dir,
+        DATAFILE,
         "--workers",
         str(workers),
         "--activation-store",
         f"redis://127.0.0.1:{redis_port}/0",
-        "--data-dir",
-        str(data_dir),
-        "--datafile",
-        str(DATAFILE),
-        "--log-format",
-        "json",
         "--outbox-max-events",
         "100000000",
-    ]
+        listen=f"127.0.0.1:{port}",
+    )
     with log_path.open("wb") as log_file:
         popen = subprocess.Popen(
             command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True

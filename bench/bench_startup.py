@@ -45,6 +45,7 @@ from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_grpc
 import gen_datafile
 
 MB = 1 << 20
@@ -79,19 +80,7 @@ def start_once(datafile: Path, workdir: Path, activate_key: str) -> dict[str, fl
     """One daemon: exec -> `started` -> first Activate answered; then SIGTERM."""
     data_dir = Path(tempfile.mkdtemp(dir=workdir))
     log_path = data_dir / "log.jsonl"
-    trackd = Path(sys.executable).parent / "trackd"
-    command = [str(trackd)] if trackd.exists() else [sys.executable, "-m", "trackd"]
-    command += [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        str(data_dir),
-        "--datafile",
-        str(datafile),
-        "--log-format",
-        "json",
-    ]
+    command = bench_grpc.serve_command(data_dir, datafile)
     with log_path.open("wb") as log_file:
         t0 = time.perf_counter()
         popen = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
