@@ -37,11 +37,10 @@ from trackd.events.sinks import open_sink
 from trackd.forced import ForcedVariations
 from trackd.interceptors import RpcInterceptor
 from trackd.live import LiveConfig
-from trackd.servicer import TrackingServicer
+from trackd.servicer import TrackingServicer, register
 from trackd.sources import DatafileSource, Reloader, initial_config, open_source
 from trackd.tracking import Tracker
 from trackd.v1 import tracking_service_pb2 as pb
-from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 log = structlog.get_logger("trackd")
 
@@ -254,9 +253,7 @@ async def _start(
         max_user_id_length=settings.max_user_id_length,
         max_string_value_length=settings.max_string_value_length,
     )
-    pb_grpc.add_TrackingServiceServicer_to_server(
-        TrackingServicer(tracker, limits, settings.max_stream_batch), server
-    )
+    register(TrackingServicer(tracker, limits, settings.max_stream_batch), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

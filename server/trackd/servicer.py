@@ -10,7 +10,7 @@ import grpc
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from trackd import errors, status, values
+from trackd import errors, status, values, wire
 from trackd.decision.engine import Decision, Reason
 from trackd.live import Snapshot
 from trackd.tracking import Attributed, BatchItem, Tracker, TrackInput
@@ -58,6 +58,9 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self._tracker = tracker
         self._limits = limits
         self._max_stream_batch = max_stream_batch
+        # TrackStream maps arrive raw (trackd.wire): each distinct one is decoded once.
+        self._stream_attributes = wire.MapDecoder(limits, "attribute")
+        self._stream_tags = wire.MapDecoder(limits, "tag", allow_non_finite=False)
 
     # -- translation helpers -------------------------------------------------------------
 
@@ -78,6 +81,16 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             values.require_user_id(request.user_id, limits),
             values.plain_map(request.attributes, limits, "attribute"),
             values.plain_map(request.tags, limits, "tag", allow_non_finite=False),
+        )
+
+    def _stream_input(self, event: Any) -> TrackInput:
+        """`_track_input` for an event of a `wire.TrackStreamRequestView` batch."""
+        limits = self._limits
+        return TrackInput(
+            values.require_key(event.event_key, "event_key", limits),
+            values.require_user_id(event.user_id, limits),
+            self._stream_attributes(event.attributes),
+            self._stream_tags(event.tags),
         )
 
     def _decision_input(
@@ -176,7 +189,8 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                 if pending is not None:
                     pending.cancel()
 
-    async def _store_batch(self, batch: pb.TrackStreamRequest) -> pb.TrackStreamResponse:
+    async def _store_batch(self, batch: Any) -> pb.TrackStreamResponse:
+        """Validates, attributes and commits one `wire.TrackStreamRequestView` batch."""
         sequence = batch.sequence
         events = batch.events
         if len(events) > self._max_stream_batch:
@@ -189,7 +203,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                 ),
             )
         items: list[BatchItem] = []
-        track_input = self._track_input
+        track_input = self._stream_input
         for event in events:
             try:
                 items.append(track_input(event))
@@ -277,6 +291,33 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
     ) -> AsyncIterator[pb.WatchConfigResponse]:
         async for snapshot in self._tracker.live.watch():
             yield pb.WatchConfigResponse(config=config_message(snapshot))
+
+
+class _Registrations:
+    """Stands in for a server to catch what the generated registration would add."""
+
+    handlers: dict[str, Any]  # grpc.RpcMethodHandler namedtuples
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.handlers = handlers
+
+
+def register(servicer: TrackingServicer, server: grpc.aio.Server) -> None:
+    """The generated `add_TrackingServiceServicer_to_server`, but TrackStream batches are
+    parsed as `wire.TrackStreamRequestView` (the same bytes, maps left raw)."""
+    caught = _Registrations()
+    pb_grpc.add_TrackingServiceServicer_to_server(servicer, caught)
+    handlers = dict(caught.handlers)
+    handlers["TrackStream"] = handlers["TrackStream"]._replace(
+        request_deserializer=wire.TrackStreamRequestView.FromString
+    )
+    service = pb.DESCRIPTOR.services_by_name["TrackingService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    # Missing from grpc's type stubs; present since grpcio 1.63.
+    server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
 
 
 def config_message(snapshot: Snapshot) -> pb.GetConfigResponse:

@@ -303,3 +303,24 @@ def test_an_undecodable_stream_batch_is_invalid_argument(daemon: Process) -> Non
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+
+
+def test_an_undecodable_event_in_a_stream_batch_is_reported_by_its_index(daemon: Process) -> None:
+    """Map entries of streamed events are decoded one event at a time (trackd.wire), so an
+    attribute the protobuf runtime cannot read rejects its event, not the batch or the stream."""
+    good = _field(1, b"signup") + _field(2, b"u1") + _field(4, _field(1, b"plan"))
+    bad_utf8 = _field(1, b"signup") + _field(2, b"u2") + _field(3, _field(1, b"\xc3\x28"))
+    too_deep = _deep_attribute(200).replace(_field(1, b"ab_running"), _field(1, b"signup"), 1)
+    events = [good, bad_utf8, too_deep, good]
+    batch = b"\x08\x07" + b"".join(_field(2, event) for event in events)  # sequence 7
+    again = b"\x08\x08" + _field(2, good)
+    with grpc.insecure_channel(f"127.0.0.1:{daemon.port}") as channel:
+        stream = channel.stream_stream(
+            "/trackd.v1.TrackingService/TrackStream",
+            response_deserializer=pb.TrackStreamResponse.FromString,
+        )
+        acks = list(stream(iter([batch, again]), timeout=10))
+    assert [(a.sequence, a.code, a.accepted) for a in acks] == [(7, 0, 2), (8, 0, 1)]
+    invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert [(e.index, e.code) for e in acks[0].errors] == [(1, invalid), (2, invalid)]
+    assert all("not a valid protobuf map" in e.message for e in acks[0].errors)
