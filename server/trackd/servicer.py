@@ -58,9 +58,8 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self._tracker = tracker
         self._limits = limits
         self._max_stream_batch = max_stream_batch
-        # TrackStream maps arrive raw (trackd.wire): each distinct one is decoded once.
-        self._stream_attributes = wire.MapDecoder(limits, "attribute")
-        self._stream_tags = wire.MapDecoder(limits, "tag", allow_non_finite=False)
+        # TrackStream events arrive raw (trackd.wire): each distinct map is decoded once.
+        self._stream_events = wire.EventReader(limits)
 
     # -- translation helpers -------------------------------------------------------------
 
@@ -81,16 +80,6 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             values.require_user_id(request.user_id, limits),
             values.plain_map(request.attributes, limits, "attribute"),
             values.plain_map(request.tags, limits, "tag", allow_non_finite=False),
-        )
-
-    def _stream_input(self, event: Any) -> TrackInput:
-        """`_track_input` for an event of a `wire.TrackStreamRequestView` batch."""
-        limits = self._limits
-        return TrackInput(
-            values.require_key(event.event_key, "event_key", limits),
-            values.require_user_id(event.user_id, limits),
-            self._stream_attributes(event.attributes),
-            self._stream_tags(event.tags),
         )
 
     def _decision_input(
@@ -202,13 +191,17 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                     f" {self._max_stream_batch}; nothing in it was stored"
                 ),
             )
+        # `_track_input` unrolled for the batch's events, which arrive raw (trackd.wire).
         items: list[BatchItem] = []
-        track_input = self._stream_input
-        for event in events:
+        read = self._stream_events.read
+        new = tuple.__new__  # what TrackInput(...) calls, without its Python-level __new__
+        for raw in events:
             try:
-                items.append(track_input(event))
+                item = read(raw)
             except errors.TrackdError as error:
                 items.append(error)
+                continue
+            items.append(new(TrackInput, item))
         try:
             outcome = await self._tracker.track_batch(items)
         except errors.TrackdError as error:

@@ -34,7 +34,7 @@ from trackd.events import records
 from trackd.events.fleet import FleetResults
 from trackd.events.outbox import Outbox
 from trackd.events.results import ExperimentResults
-from trackd.events.tags import parse_tags
+from trackd.events.tags import ParsedTags, parse_tags
 from trackd.forced import ForcedVariations
 from trackd.live import LiveConfig
 
@@ -324,6 +324,9 @@ class Tracker:
         build = records.conversions(config, self._now_ms())
         # Users of a batch share a handful of attribution sets: resolve each once.
         resolved: dict[tuple[tuple[str, str], ...], tuple[records.Attribution, ...]] = {}
+        # Events of a stream batch share tag dicts (trackd.wire hands out one per distinct
+        # map): parse each once, by identity, which is sound while `items` holds them all.
+        parsed_tags: dict[int, ParsedTags] = {}
         conversions: list[records.Conversion] = []
         attributed = 0
         for (index, item, event), live in zip(valid, lives, strict=True):
@@ -336,11 +339,13 @@ class Tracker:
                         (a.experiment_id, a.variation_id) for a in self._attributions(config, live)
                     )
                 pairs = found
-            try:
-                tags = parse_tags(item.tags)
-            except TrackdError as error:
-                errors.append((index, error))
-                continue
+            tags = parsed_tags.get(id(item.tags))
+            if tags is None:
+                try:
+                    tags = parsed_tags[id(item.tags)] = parse_tags(item.tags)
+                except TrackdError as error:
+                    errors.append((index, error))
+                    continue
             conversions.append(build(event, item.user_id, item.attributes, tags, pairs))
             attributed += bool(pairs)
         if conversions:

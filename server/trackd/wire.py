@@ -1,16 +1,21 @@
-"""A faster way to read TrackStream batches: the same bytes, parsed with map fields left raw.
+"""A faster way to read TrackStream batches: the same bytes, parsed only as far as needed.
 
 Reading a `map<string, google.protobuf.Value>` through the protobuf runtime costs a Python
 object per entry and per Value, and a TrackStream batch carries two such maps per event:
 that was a third of trackd's time under streaming load. Producers repeat themselves (the
-same device, country, plan and tags over and over), so the batch is parsed with views of
-`TrackStreamRequest` and `TrackRequest` whose map fields are `repeated bytes` (a map entry
-is a length-delimited message, so the wire format is identical), and each distinct run of
-entry bytes is decoded once, by the real parser, and remembered.
+same device, country, plan and tags over and over), so:
+
+- a batch is parsed as `TrackStreamRequestView`, whose events are left as bytes;
+- an event written the way every protobuf runtime writes it (event_key, then user_id, then
+  the maps) is split by hand, and the bytes after user_id, both maps at once, are looked up
+  in a bounded memory of what they decoded to;
+- anything else, and every first sight of a run of map bytes, is parsed as
+  `TrackRequestView` (the maps as raw entries, each distinct map decoded once by the real
+  parser), which also checks that the hand split read what the parser reads.
 
 The views are built at import from the generated descriptors, so they cannot drift from
-`proto/`: every field keeps its number and type except the maps. They are never sent, only
-parsed, and they are not part of the API.
+`proto/`: every field keeps its number and type except the maps and the events. They are
+only ever parsed, never sent, and are not part of the API.
 """
 
 from __future__ import annotations
@@ -35,19 +40,16 @@ def _is_map(field: Any) -> bool:
     return message is not None and message.GetOptions().map_entry
 
 
-def _view(source: Any, name: str, retyped: dict[str, str]) -> descriptor_pb2.DescriptorProto:
-    """`source` with its map fields as `repeated bytes` and the message fields named in
-    `retyped` pointing at other views."""
+def _view(source: Any, name: str, raw: frozenset[str]) -> descriptor_pb2.DescriptorProto:
+    """`source` with its map fields, and the message fields named in `raw`, as bytes."""
     view = descriptor_pb2.DescriptorProto()
     source.CopyToProto(view)
     view.name = name
     del view.nested_type[:]  # the map entry types: the raw fields need none
     for field in view.field:
-        if _is_map(source.fields_by_name[field.name]):
+        if field.name in raw or _is_map(source.fields_by_name[field.name]):
             field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
             field.ClearField("type_name")
-        elif field.name in retyped:
-            field.type_name = f".{_PACKAGE}.{retyped[field.name]}"
     return view
 
 
@@ -60,7 +62,7 @@ def _entry(source: Any) -> descriptor_pb2.DescriptorProto:
     return entry
 
 
-def _build() -> tuple[type[Any], type[Any]]:
+def _build() -> tuple[type[Any], type[Any], type[Any]]:
     pool = descriptor_pool.Default()
     file = descriptor_pb2.FileDescriptorProto(
         name="trackd/wire/views.proto",
@@ -69,25 +71,24 @@ def _build() -> tuple[type[Any], type[Any]]:
         dependency=[pb.DESCRIPTOR.name, "google/protobuf/struct.proto"],
     )
     event = pb.TrackRequest.DESCRIPTOR
-    file.message_type.append(_view(event, "TrackRequestView", {}))
+    file.message_type.append(_view(event, "TrackRequestView", frozenset()))
     file.message_type.append(
-        _view(
-            pb.TrackStreamRequest.DESCRIPTOR,
-            "TrackStreamRequestView",
-            {"events": "TrackRequestView"},
-        )
+        _view(pb.TrackStreamRequest.DESCRIPTOR, "TrackStreamRequestView", frozenset({"events"}))
     )
     file.message_type.append(_entry(event.fields_by_name["attributes"].message_type))
     pool.Add(file)
     built = pool.FindFileByName(file.name)
-    batch = message_factory.GetMessageClass(built.message_types_by_name["TrackStreamRequestView"])
-    entry = message_factory.GetMessageClass(built.message_types_by_name["ValueEntry"])
-    return batch, entry
+    classes = (
+        message_factory.GetMessageClass(built.message_types_by_name[name])
+        for name in ("TrackStreamRequestView", "TrackRequestView", "ValueEntry")
+    )
+    batch, event_view, entry = classes
+    return batch, event_view, entry
 
 
-TrackStreamRequestView, _ValueEntry = _build()
-"""`TrackStreamRequestView.FromString(data)` reads a TrackStreamRequest; each event's
-`attributes` and `tags` are its map entries as bytes, for a `MapDecoder`."""
+TrackStreamRequestView, TrackRequestView, _ValueEntry = _build()
+"""`TrackStreamRequestView.FromString(data)` reads a TrackStreamRequest with its events as
+bytes, for an `EventReader`. `TrackRequestView` reads one with its maps as raw entries."""
 
 # Distinct maps remembered per decoder; past it the memory starts afresh (a producer whose
 # maps never repeat pays one dict lookup more per map than decoding alone).
@@ -138,4 +139,88 @@ class MapDecoder:
         }
 
 
-__all__ = ["MAX_REMEMBERED", "MapDecoder", "TrackStreamRequestView"]
+_EVENT_KEY: Final = 1 << 3 | 2  # the tag bytes of fields 1 and 2, length-delimited
+_USER_ID: Final = 2 << 3 | 2
+
+Event = tuple[str, str, dict[str, AttributeValue], dict[str, AttributeValue]]
+"""(event_key, user_id, attributes, tags)."""
+
+
+class EventReader:
+    """Raw TrackStream events -> `Event`s, checked as the servicer checks a Track request
+    (event_key, then user_id, then the maps), with the errors the protobuf runtime and
+    `trackd.values` would raise."""
+
+    __slots__ = ("_attributes", "_limits", "_maps", "_tags")
+
+    def __init__(self, limits: values.Limits) -> None:
+        self._limits = limits
+        self._attributes = MapDecoder(limits, "attribute")
+        self._tags = MapDecoder(limits, "tag", allow_non_finite=False)
+        # The bytes after user_id -> (attributes, tags), or None when that tail holds more
+        # than the maps (the event is then always parsed whole).
+        self._maps: dict[bytes, tuple[dict[str, AttributeValue], ...] | None] = {}
+
+    def read(self, raw: bytes) -> Event:
+        # The hand split: field 1 with a one-byte length, then field 2 with a one- or
+        # two-byte one; then the tail, looked up: () never seen, None not only maps.
+        size = len(raw)
+        if size > 3 and raw[0] == _EVENT_KEY and raw[1] < 0x80:
+            key_end = 2 + raw[1]
+            if key_end + 2 < size and raw[key_end] == _USER_ID:
+                start = key_end + 2
+                length = raw[key_end + 1]
+                if length >= 0x80:  # a longer varint than two bytes: no split
+                    length = (length & 0x7F) | raw[start] << 7 if raw[start] < 0x80 else size
+                    start += 1
+                end = start + length
+                if end <= size:
+                    tail = raw[end:]
+                    maps = self._maps.get(tail, ())
+                    if maps is not None:
+                        try:
+                            key = raw[2:key_end].decode()
+                            user_id = raw[start:end].decode()
+                        except UnicodeDecodeError:
+                            return self._parsed(raw)  # which says what is wrong
+                        if not maps:
+                            return self._first_sight(raw, key, user_id, tail)
+                        limits = self._limits
+                        if 0 < len(key) <= limits.max_key_length and (
+                            0 < len(user_id) <= limits.max_user_id_length
+                        ):
+                            return key, user_id, maps[0], maps[1]
+        return self._parsed(raw)
+
+    def _first_sight(self, raw: bytes, key: str, user_id: str, tail: bytes) -> Event:
+        event = self._parsed(raw)
+        # Only a tail of nothing but maps can be remembered: a repeated event_key or user_id
+        # there would override the split's (the last one wins).
+        split = event[0] == key and event[1] == user_id
+        if len(self._maps) >= MAX_REMEMBERED:
+            self._maps.clear()
+        self._maps[tail] = (event[2], event[3]) if split else None
+        return event
+
+    def _parsed(self, raw: bytes) -> Event:
+        try:
+            event = TrackRequestView.FromString(raw)
+        except DecodeError as error:
+            raise InvalidArgument(f"the event is not a valid protobuf message: {error}") from None
+        limits = self._limits
+        return (
+            values.require_key(event.event_key, "event_key", limits),
+            values.require_user_id(event.user_id, limits),
+            self._attributes(event.attributes),
+            self._tags(event.tags),
+        )
+
+
+__all__ = [
+    "MAX_REMEMBERED",
+    "Event",
+    "EventReader",
+    "MapDecoder",
+    "TrackRequestView",
+    "TrackStreamRequestView",
+]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import pytest
+from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Value
 
 from trackd import values, wire
@@ -50,6 +52,8 @@ def _both(entries: object, event: pb.TrackRequest, what: str, finite: bool) -> t
 
 
 def _comparable(answer: object) -> str:
+    if isinstance(answer, tuple) and len(answer) == 4:  # an Event: sort its maps
+        return repr((*answer[:2], *(_comparable(m) for m in answer[2:])))
     # Sorted: a map's order is the wire's or the runtime's, neither of them meaningful. And
     # compared as text, because NaN is not equal to itself.
     return repr(sorted(answer.items()) if isinstance(answer, dict) else answer)
@@ -76,7 +80,7 @@ MAPS = {
 def test_a_decoded_map_equals_plain_map_of_the_parsed_one(name: str, finite: bool) -> None:
     what = "tag" if finite else "attribute"
     event = _event(MAPS[name]) if what == "attribute" else _event({}, MAPS[name])
-    viewed = _view(event).events[0]  # type: ignore[attr-defined]
+    viewed = wire.TrackRequestView.FromString(event.SerializeToString())
     decoded, expected = _both(getattr(viewed, what + "s"), event, what, finite)
     assert _comparable(decoded) == _comparable(expected)
 
@@ -86,23 +90,117 @@ def test_the_view_reads_every_field_of_a_batch() -> None:
     second = pb.TrackRequest(event_key="buy", user_id="u-2")
     view = _view(first, second, sequence=2**64 - 1)
     assert view.sequence == 2**64 - 1  # type: ignore[attr-defined]
-    events = view.events  # type: ignore[attr-defined]
-    assert [(e.event_key, e.user_id) for e in events] == [("signup", "u-1"), ("buy", "u-2")]
-    decoder = wire.MapDecoder(LIMITS, "attribute")
-    assert decoder(events[0].attributes) == {"device": "iPad"}
-    assert decoder(events[0].tags) == {"revenue": 42}
-    assert decoder(events[1].attributes) == {}
+    events = [wire.EventReader(LIMITS).read(raw) for raw in view.events]  # type: ignore[attr-defined]
+    assert events == [
+        ("signup", "u-1", {"device": "iPad"}, {"revenue": 42}),
+        ("buy", "u-2", {}, {}),
+    ]
 
 
 def test_the_views_keep_every_field_number_of_the_api() -> None:
-    """A field added to TrackRequest or TrackStreamRequest appears in the view: never an
+    """A field added to TrackRequest or TrackStreamRequest appears in the views: never an
     unknown field silently dropped from streamed events."""
-    batch = wire.TrackStreamRequestView.DESCRIPTOR
     for api, view in (
-        (pb.TrackStreamRequest.DESCRIPTOR, batch),
-        (pb.TrackRequest.DESCRIPTOR, batch.fields_by_name["events"].message_type),
+        (pb.TrackStreamRequest.DESCRIPTOR, wire.TrackStreamRequestView.DESCRIPTOR),
+        (pb.TrackRequest.DESCRIPTOR, wire.TrackRequestView.DESCRIPTOR),
     ):
         assert {f.number: f.name for f in api.fields} == {f.number: f.name for f in view.fields}
+
+
+def test_the_hand_split_knows_every_field_of_an_event() -> None:
+    """EventReader.read splits event_key and user_id off by hand and takes the rest as the
+    maps: a new TrackRequest field must be read there (and in Track) before it ships."""
+    fields = {f.number: f.name for f in pb.TrackRequest.DESCRIPTOR.fields}
+    assert fields == {1: "event_key", 2: "user_id", 3: "attributes", 4: "tags"}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _reference(raw: bytes, limits: values.Limits) -> object:
+    """What Track makes of the same bytes: the generated parser, then trackd.values."""
+    try:
+        event = pb.TrackRequest.FromString(raw)
+    except DecodeError:
+        return InvalidArgument
+    try:
+        return (
+            values.require_key(event.event_key, "event_key", limits),
+            values.require_user_id(event.user_id, limits),
+            values.plain_map(event.attributes, limits, "attribute"),
+            values.plain_map(event.tags, limits, "tag", allow_non_finite=False),
+        )
+    except TrackdError as error:
+        return (type(error), str(error))
+
+
+_DEVICE = _field(3, _field(1, b"device") + _field(2, _field(3, b"iPad")))
+_NAN_TAG = _field(4, _field(1, b"n") + _field(2, b"\x11" + struct.pack("<d", math.nan)))
+_CANONICAL = _field(1, b"signup") + _field(2, b"u-1") + _DEVICE
+RAW_EVENTS = {
+    "canonical": _CANONICAL,
+    "same tail, other user": _field(1, b"signup") + _field(2, b"u-2") + _DEVICE,
+    "no maps": _field(1, b"signup") + _field(2, b"u-3"),
+    "long user id (two-byte length)": _field(1, b"buy") + _field(2, b"u" * 300) + _DEVICE,
+    "user id over the limit": _field(1, b"buy") + _field(2, b"u" * 1100) + _DEVICE,
+    "user id of 20000 (three-byte length)": _field(1, b"buy") + _field(2, b"u" * 20000),
+    "key over the limit": _field(1, b"k" * 300) + _field(2, b"u-1") + _DEVICE,
+    "no event key": _field(2, b"u-1") + _DEVICE,
+    "no user id": _field(1, b"signup") + _DEVICE,
+    "empty": b"",
+    "maps first": _DEVICE + _field(1, b"signup") + _field(2, b"u-1"),
+    "event key repeated in the tail": _CANONICAL + _field(1, b"buy"),
+    "user id repeated in the tail": _CANONICAL + _field(2, b"u-9"),
+    "empty event key in the tail": _CANONICAL + _field(1, b""),
+    "unknown field in the tail": _CANONICAL + _field(9, b"x"),
+    "bad UTF-8 event key": _field(1, b"\xc3\x28") + _field(2, b"u-1"),
+    "bad UTF-8 user id": _field(1, b"signup") + _field(2, b"\xff") + _DEVICE,
+    "bad UTF-8 attribute name": _field(1, b"signup")
+    + _field(2, b"u-1")
+    + _field(3, b"\x0a\x01\xff"),
+    "truncated": _CANONICAL[:-2],
+    "length past the end": _field(1, b"signup") + b"\x12\x7f" + b"u-1",
+    "NaN tag": _field(1, b"signup") + _field(2, b"u-1") + _NAN_TAG,
+}
+
+
+@pytest.mark.parametrize("name", list(RAW_EVENTS))
+def test_a_raw_event_reads_as_track_reads_it(name: str) -> None:
+    limits = values.Limits()
+    reader = wire.EventReader(limits)
+    raw = RAW_EVENTS[name]
+    expected = _comparable(_reference(raw, limits))
+    for _ in range(2):  # first sight, then remembered
+        try:
+            got: object = reader.read(raw)
+        except TrackdError as error:
+            got = (
+                InvalidArgument
+                if "not a valid protobuf" in str(error)
+                else (type(error), str(error))
+            )
+        assert _comparable(got) == expected
+
+
+def test_remembered_maps_serve_every_event_with_the_same_tail() -> None:
+    reader = wire.EventReader(values.Limits())
+    events = [
+        reader.read(_field(1, b"signup") + _field(2, f"u-{n}".encode()) + _DEVICE) for n in range(3)
+    ]
+    assert [e[1] for e in events] == ["u-0", "u-1", "u-2"]
+    assert all(e[2] == {"device": "iPad"} for e in events)
+    assert events[1][2] is events[0][2]  # decoded once
+    assert len(reader._maps) == 1  # one tail, split by hand for every event
 
 
 def test_a_repeated_key_keeps_its_last_value_as_the_parser_does() -> None:

@@ -266,6 +266,10 @@ def conversions(config: ConfigLike, now_ms: int) -> ConversionBuilder:
     uuid_at = uuids()
     index = itertools.count()
     new = tuple.__new__  # what Conversion(...) calls, without its Python-level __new__
+    # Visitor lists by the identity of the attributes mapping, which stream events share
+    # (trackd.wire): cheaper than `visitor_attributes`'s key of items. Each mapping is held
+    # beside its list, so its id cannot be reused while the builder lives.
+    by_identity: dict[int, tuple[object, tuple[VisitorAttribute, ...]]] = {}
 
     def build(
         event: _Keyed,
@@ -274,6 +278,12 @@ def conversions(config: ConfigLike, now_ms: int) -> ConversionBuilder:
         tags: ParsedTags,
         attributions: tuple[Attribution, ...],
     ) -> Conversion:
+        known = by_identity.get(id(attributes))
+        if known is None:
+            known = by_identity[id(attributes)] = (
+                attributes,
+                visitor_attributes(config, attributes),
+            )
         return new(
             Conversion,
             (
@@ -282,7 +292,7 @@ def conversions(config: ConfigLike, now_ms: int) -> ConversionBuilder:
                 uuid_at(next(index)),
                 now_ms,
                 user_id,
-                visitor_attributes(config, attributes),
+                known[1],
                 event.id,
                 event.key,
                 tags.revenue,
