@@ -122,6 +122,23 @@ def test_uuids_are_random_version_4_strings() -> None:
     assert all(pattern.match(u) for u in uuids)
 
 
+def test_a_batchs_uuids_are_distinct_version_4_strings_past_any_table_size() -> None:
+    pattern = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+    config = _config()
+    event = config.events_by_key["signup"]
+    build = records.conversions(config, 1)
+    batch = [build(event, "u", None, parse_tags(None), ()).uuid for _ in range(5_000)]
+    uuid_at = records.uuids()
+    other = [uuid_at(i) for i in (70_000, 3, 0)]
+    assert len(set(batch)) == 5_000 and len(set(other)) == 3
+    assert all(pattern.match(u) for u in batch + other)
+    assert len({u[:28] for u in batch}) == 1  # one draw per batch, another for the next
+    assert (
+        batch[0][:28]
+        != records.conversions(config, 1)(event, "u", None, parse_tags(None), ()).uuid[:28]
+    )
+
+
 def test_rows_round_trip_records_exactly() -> None:
     config = _config()
     batch = [
