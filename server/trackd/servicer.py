@@ -194,14 +194,11 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         # `_track_input` unrolled for the batch's events, which arrive raw (trackd.wire).
         items: list[BatchItem] = []
         read = self._stream_events.read
-        new = tuple.__new__  # what TrackInput(...) calls, without its Python-level __new__
         for raw in events:
             try:
-                item = read(raw)
+                items.append(read(raw))
             except errors.TrackdError as error:
                 items.append(error)
-                continue
-            items.append(new(TrackInput, item))
         try:
             outcome = await self._tracker.track_batch(items)
         except errors.TrackdError as error:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import structlog
 
-from trackd.activation.store import ActivationStore
+from trackd.activation.store import ActivationStore, Lookup
 from trackd.datafile.model import AttributeValue, Event, Experiment, ProjectConfig
 from trackd.decision.engine import Decision, Reason, decide
 from trackd.errors import (
@@ -305,6 +305,7 @@ class Tracker:
         events = config.events_by_key
         errors: list[tuple[int, TrackdError]] = []
         valid: list[tuple[int, TrackInput, Event]] = []
+        lookups: list[Lookup] = []
         for index, item in enumerate(items):
             if isinstance(item, TrackdError):
                 errors.append((index, item))
@@ -314,11 +315,11 @@ class Tracker:
                 errors.append((index, UnknownEvent(item.event_key)))
             else:
                 valid.append((index, item, event))
+                # An event that lists no experiments belongs to every experiment.
+                lookups.append((item.user_id, event.experiment_ids or None))
         unknown = False
         try:
-            lives = await self._activations.live_for_users(
-                [(item.user_id, event.experiment_ids or None) for _, item, event in valid]
-            )
+            lives = await self._activations.live_for_users(lookups)
         except ActivationStoreUnavailable:
             lives, unknown = [{} for _ in valid], True
         build = records.conversions(config, self._now_ms())

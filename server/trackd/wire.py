@@ -20,7 +20,7 @@ only ever parsed, never sent, and are not part of the API.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -30,6 +30,7 @@ from google.protobuf.struct_pb2 import Value
 from trackd import values
 from trackd.datafile.model import AttributeValue
 from trackd.errors import InvalidArgument
+from trackd.tracking import TrackInput
 from trackd.v1 import tracking_service_pb2 as pb
 
 _PACKAGE: Final = "trackd.wire"
@@ -142,12 +143,11 @@ class MapDecoder:
 _EVENT_KEY: Final = 1 << 3 | 2  # the tag bytes of fields 1 and 2, length-delimited
 _USER_ID: Final = 2 << 3 | 2
 
-Event = tuple[str, str, dict[str, AttributeValue], dict[str, AttributeValue]]
-"""(event_key, user_id, attributes, tags)."""
+_new = tuple.__new__  # what TrackInput(...) calls, without its Python-level __new__
 
 
 class EventReader:
-    """Raw TrackStream events -> `Event`s, checked as the servicer checks a Track request
+    """Raw TrackStream events -> `TrackInput`s, checked as the servicer checks a Track request
     (event_key, then user_id, then the maps), with the errors the protobuf runtime and
     `trackd.values` would raise."""
 
@@ -159,9 +159,9 @@ class EventReader:
         self._tags = MapDecoder(limits, "tag", allow_non_finite=False)
         # The bytes after user_id -> (attributes, tags), or None when that tail holds more
         # than the maps (the event is then always parsed whole).
-        self._maps: dict[bytes, tuple[dict[str, AttributeValue], ...] | None] = {}
+        self._maps: dict[bytes, tuple[Mapping[str, AttributeValue], ...] | None] = {}
 
-    def read(self, raw: bytes) -> Event:
+    def read(self, raw: bytes) -> TrackInput:
         # The hand split: field 1 with a one-byte length, then field 2 with a one- or
         # two-byte one; then the tail, looked up: () never seen, None not only maps.
         size = len(raw)
@@ -189,26 +189,26 @@ class EventReader:
                         if 0 < len(key) <= limits.max_key_length and (
                             0 < len(user_id) <= limits.max_user_id_length
                         ):
-                            return key, user_id, maps[0], maps[1]
+                            return _new(TrackInput, (key, user_id, maps[0], maps[1]))
         return self._parsed(raw)
 
-    def _first_sight(self, raw: bytes, key: str, user_id: str, tail: bytes) -> Event:
+    def _first_sight(self, raw: bytes, key: str, user_id: str, tail: bytes) -> TrackInput:
         event = self._parsed(raw)
         # Only a tail of nothing but maps can be remembered: a repeated event_key or user_id
         # there would override the split's (the last one wins).
-        split = event[0] == key and event[1] == user_id
+        split = event.event_key == key and event.user_id == user_id
         if len(self._maps) >= MAX_REMEMBERED:
             self._maps.clear()
-        self._maps[tail] = (event[2], event[3]) if split else None
+        self._maps[tail] = (event.attributes, event.tags) if split else None
         return event
 
-    def _parsed(self, raw: bytes) -> Event:
+    def _parsed(self, raw: bytes) -> TrackInput:
         try:
             event = TrackRequestView.FromString(raw)
         except DecodeError as error:
             raise InvalidArgument(f"the event is not a valid protobuf message: {error}") from None
         limits = self._limits
-        return (
+        return TrackInput(
             values.require_key(event.event_key, "event_key", limits),
             values.require_user_id(event.user_id, limits),
             self._attributes(event.attributes),
@@ -218,7 +218,6 @@ class EventReader:
 
 __all__ = [
     "MAX_REMEMBERED",
-    "Event",
     "EventReader",
     "MapDecoder",
     "TrackRequestView",

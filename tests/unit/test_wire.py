@@ -52,7 +52,7 @@ def _both(entries: object, event: pb.TrackRequest, what: str, finite: bool) -> t
 
 
 def _comparable(answer: object) -> str:
-    if isinstance(answer, tuple) and len(answer) == 4:  # an Event: sort its maps
+    if isinstance(answer, tuple) and len(answer) == 4:  # a TrackInput: sort its maps
         return repr((*answer[:2], *(_comparable(m) for m in answer[2:])))
     # Sorted: a map's order is the wire's or the runtime's, neither of them meaningful. And
     # compared as text, because NaN is not equal to itself.
