@@ -156,6 +156,32 @@ async def test_acks_are_idempotent_and_partial(tmp_path: Path) -> None:
         assert (await outbox.stats()).delivered_events == 10
 
 
+async def test_one_ack_covers_many_rows_and_counts_each_event_once(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        for _ in range(5):
+            await outbox.append(conversions(2))
+        ids = [row.row_id for row in await outbox.read(0, 10)]
+        await outbox.ack([(ids[0], 1)])
+        # Rows out of order, one named twice, one past its end, one that does not exist.
+        progress = [(ids[2], 2), (ids[0], 2), (ids[1], 1), (ids[1], 2), (ids[3], 9), (999, 1)]
+        assert await outbox.ack(progress) == 1 + 2 + 2 + 2
+        assert [(row.row_id, row.sent) for row in await outbox.read(0, 10)] == [(ids[4], 0)]
+        assert outbox.undelivered == 2
+        assert (await outbox.stats()).delivered_events == 8
+
+
+async def test_a_read_stops_once_it_holds_enough_events(tmp_path: Path) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        for n in (3, 3, 3, 3):
+            await outbox.append(conversions(n))
+        first = await outbox.read(0, 10)
+        await outbox.ack([(first[0].row_id, 2)])  # one event of the first row left
+        rows = await outbox.read(0, 10, max_events=4)
+        assert [(r.n - r.sent) for r in rows] == [1, 3]  # 4 events: no third row
+        assert len(await outbox.read(0, 10, max_events=5)) == 3
+        assert len(await outbox.read(0, 2, max_events=100)) == 2  # the row limit holds too
+
+
 async def test_dead_letters_are_stored_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "outbox.sqlite3"
     async with Outbox(path) as outbox:

@@ -29,7 +29,9 @@ from trackd.events.sinks import Outcome, Sink
 
 log = structlog.get_logger("trackd.events")
 
-_READ_ROWS = 16
+# Rows read at a time, stopping early once a delivery's worth of events is in: a unary
+# Track's row holds one event, a TrackStream batch's hundreds.
+_READ_ROWS = 1024
 
 
 class _Slot:
@@ -194,7 +196,9 @@ class Dispatcher:
 
     async def _fill(self) -> None:
         while self._buffered < self.batch_size:
-            rows = await self._outbox.read(self._after_id, _READ_ROWS)
+            rows = await self._outbox.read(
+                self._after_id, _READ_ROWS, self.batch_size - self._buffered
+            )
             if not rows:
                 return
             for row in rows:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import queue
 import sqlite3
@@ -88,6 +89,22 @@ _IDLE_S: Final = 0.02
 _RESULTS_STEP_EVENTS: Final = 4096
 _RESULTS_STEP_MAX_ROWS: Final = 1024
 _RESULTS_MAX_LAG_EVENTS: Final = 100_000
+
+# `?` is a JSON list of [row_id, sent]: events newly covered, then the rows moved, then the
+# rows left with nothing to deliver or count removed.
+_ACK_PAIRS: Final = "SELECT value ->> 0 AS id, value ->> 1 AS sent FROM json_each(?)"
+_ACKED: Final = (
+    "SELECT COALESCE(SUM(MIN(o.n, p.sent) - o.sent), 0)"
+    f" FROM outbox AS o JOIN ({_ACK_PAIRS}) AS p ON o.id = p.id WHERE p.sent > o.sent"
+)
+_ACK_ROWS: Final = (
+    f"UPDATE outbox SET sent = MIN(n, p.sent) FROM ({_ACK_PAIRS}) AS p"
+    " WHERE outbox.id = p.id AND p.sent > outbox.sent"
+)
+_DELETE_DELIVERED: Final = (
+    "DELETE FROM outbox WHERE id IN (SELECT value ->> 0 FROM json_each(?))"
+    " AND sent >= n AND id <= ?"
+)
 
 _APPEND: Final = 0
 _ACK: Final = 1
@@ -305,18 +322,33 @@ class Outbox:
 
     # --- the dispatcher's side ------------------------------------------------------------
 
-    async def read(self, after_id: int, limit: int) -> list[PendingRow]:
-        """Rows with undelivered events and an id above `after_id`, oldest first."""
-        return await asyncio.to_thread(self._read, after_id, limit)
+    async def read(
+        self, after_id: int, limit: int, max_events: int | None = None
+    ) -> list[PendingRow]:
+        """Rows with undelivered events and an id above `after_id`, oldest first: at most
+        `limit` rows, and no more once they hold `max_events` undelivered events."""
+        return await asyncio.to_thread(self._read, after_id, limit, max_events)
 
-    def _read(self, after_id: int, limit: int) -> list[PendingRow]:
+    def _read(self, after_id: int, limit: int, max_events: int | None) -> list[PendingRow]:
         with self._reader_lock:
             assert self._reader is not None
-            rows = self._reader.execute(
+            cursor = self._reader.execute(
                 "SELECT id, created_ms, n, sent, fmt, body FROM outbox"
                 " WHERE id > ? AND sent < n ORDER BY id LIMIT ?",
                 (after_id, limit),
-            ).fetchall()
+            )
+            if max_events is None:
+                rows = cursor.fetchall()
+            else:
+                # Stepped one row at a time: a row holds one unary event or a whole stream
+                # batch, so enough rows for one delivery is known only while reading them.
+                rows = []
+                for row in cursor:
+                    rows.append(row)
+                    max_events -= row[2] - row[3]
+                    if max_events <= 0:
+                        break
+                cursor.close()
         pending = []
         for row_id, created_ms, n, sent, fmt, body in rows:
             try:
@@ -488,20 +520,17 @@ class Outbox:
         progress: Sequence[tuple[int, int]],
         dead_letter: DeadLetter | None,
     ) -> int:
-        acked = 0
+        # Set-based, three statements however many rows: a delivery of unary events acks a
+        # row per event, and each statement costs the writer a GIL handoff.
+        furthest: dict[int, int] = {}
         for row_id, sent in progress:
-            row = conn.execute("SELECT n, sent FROM outbox WHERE id = ?", (row_id,)).fetchone()
-            if row is None:
-                continue
-            n, before = row
-            after = min(sent, n)
-            if after <= before:
-                continue
-            acked += after - before
-            if after >= n and row_id <= self._cursor:
-                conn.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
-            else:
-                conn.execute("UPDATE outbox SET sent = ? WHERE id = ?", (after, row_id))
+            furthest[row_id] = max(sent, furthest.get(row_id, 0))
+        rows = json.dumps(list(furthest.items()))
+        (acked,) = conn.execute(_ACKED, (rows,)).fetchone()
+        if not acked:
+            return 0
+        conn.execute(_ACK_ROWS, (rows,))
+        conn.execute(_DELETE_DELIVERED, (rows, self._cursor))
         if dead_letter is not None and acked:
             conn.execute(
                 "INSERT INTO dead_letters (created_ms, status, reason, n, body)"
@@ -514,7 +543,7 @@ class Outbox:
                     dead_letter.body,
                 ),
             )
-        return acked
+        return int(acked)
 
     def _results_step(self, conn: sqlite3.Connection, max_events: int) -> bool:
         """Counts the next committed rows (about `max_events` events) in one transaction;
