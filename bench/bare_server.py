@@ -5,7 +5,13 @@ generated stubs and the same channel options as trackd, but does no work: Activa
 Track answer a constant response, TrackStream answers each (parsed) batch with
 {sequence, accepted=len(events)}. What trackd adds on top of this is trackd's own cost.
 
-    .venv/bin/python bench/bare_server.py [--listen 127.0.0.1:0]
+With --durable it also does the least that answering only after a durable commit takes,
+and nothing else: each request (each batch) is re-serialized and handed to one writer
+thread, which commits whatever is waiting as one SQLite transaction (WAL,
+synchronous=FULL, as trackd's outbox) and wakes the callers. The gap between the two is
+what the durability contract costs on its own, before any decision or event building.
+
+    .venv/bin/python bench/bare_server.py [--listen 127.0.0.1:0] [--durable DIR]
 
 Prints `{"event": "started", "port": N}` on stdout once listening; stops on SIGTERM/SIGINT.
 """
@@ -14,9 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import queue
 import signal
+import sqlite3
 import sys
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -58,15 +68,59 @@ _TRACKED = pb.TrackResponse(
 )
 
 
+class DurableLog:
+    """Group commit of raw bytes by one writer thread: `await append(body)` returns once
+    `body` is committed."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, body BLOB)")
+        self._queue: queue.SimpleQueue[tuple[asyncio.Future[None], bytes]] = queue.SimpleQueue()
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._run, name="bare-writer", daemon=True).start()
+
+    async def append(self, body: bytes) -> None:
+        future = self._loop.create_future()
+        self._queue.put((future, body))
+        await future
+
+    def _run(self) -> None:
+        while True:
+            waiting = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    waiting.append(self._queue.get_nowait())
+            self._conn.execute("BEGIN IMMEDIATE")
+            for _, body in waiting:
+                self._conn.execute("INSERT INTO log (body) VALUES (?)", (body,))
+            self._conn.execute("COMMIT")
+            self._loop.call_soon_threadsafe(_wake, [future for future, _ in waiting])
+
+
+def _wake(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
 class BareServicer(pb_grpc.TrackingServiceServicer):  # type: ignore[misc]  # untyped stub
+    def __init__(self, log: DurableLog | None = None) -> None:
+        self._log = log
+
     async def Activate(
         self, request: pb.ActivateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ActivateResponse:
+        if self._log is not None:
+            await self._log.append(request.SerializeToString())
         return _ACTIVATED
 
     async def Track(
         self, request: pb.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TrackResponse:
+        if self._log is not None:
+            await self._log.append(request.SerializeToString())
         return _TRACKED
 
     async def TrackStream(
@@ -75,12 +129,15 @@ class BareServicer(pb_grpc.TrackingServiceServicer):  # type: ignore[misc]  # un
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.TrackStreamResponse]:
         async for batch in request_iterator:
+            if self._log is not None:
+                await self._log.append(batch.SerializeToString())
             yield pb.TrackStreamResponse(sequence=batch.sequence, accepted=len(batch.events))
 
 
-async def serve(listen: str) -> None:
+async def serve(listen: str, durable: str | None = None) -> None:
     server = grpc.aio.server(options=OPTIONS)
-    pb_grpc.add_TrackingServiceServicer_to_server(BareServicer(), server)
+    log = DurableLog(f"{durable}/bare-log.sqlite3") if durable else None
+    pb_grpc.add_TrackingServiceServicer_to_server(BareServicer(log), server)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
@@ -97,8 +154,9 @@ async def serve(listen: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:0")
+    parser.add_argument("--durable", metavar="DIR", help="commit each request in DIR first")
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.listen))
+    asyncio.run(serve(args.listen, args.durable))
     return 0
 
 

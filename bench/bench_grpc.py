@@ -1,7 +1,9 @@
 """gRPC throughput of trackd against a bare grpc.aio server, side by side in one run.
 
-Scenarios (issue 6, 1 and 2), each run against (a) trackd and (b) bench/bare_server.py,
-alternating target by target at every point so that drift on this shared machine hits both:
+Scenarios (issue 6, 1 and 2), each run against (a) trackd, (b) bench/bare_server.py and
+(c) bare_server.py --durable (a commit before each answer and nothing else: what the
+durability contract alone costs; not in --quick runs), alternating target by target at
+every point so that drift on this shared machine hits them all:
 
   unary   Activate and Track at concurrency 1, 16, 64. Load generator: ghz when it is
           installed (PATH, $GOPATH/bin or ~/go/bin), else worker processes of this script
@@ -269,8 +271,15 @@ def serve_command(
     ]
 
 
-def start_bare(workdir: Path) -> Server:
-    return start_server("bare", [sys.executable, str(ROOT / "bench" / "bare_server.py")], workdir)
+def start_bare(workdir: Path, durable: bool = False) -> Server:
+    """bench/bare_server.py; `durable`: the same with a commit before each answer, named
+    bare+durable."""
+    command = [sys.executable, str(ROOT / "bench" / "bare_server.py")]
+    if not durable:
+        return start_server("bare", command, workdir)
+    log_dir = workdir / "bare-durable-data"
+    log_dir.mkdir()
+    return start_server("bare+durable", [*command, "--durable", str(log_dir)], workdir)
 
 
 def activate_pool(servers: Sequence[Server], users: int) -> None:
@@ -297,7 +306,7 @@ def activate_pool(servers: Sequence[Server], users: int) -> None:
 @dataclass
 class Point:
     scenario: str  # "unary Activate", "unary Track", "stream"
-    target: str  # "trackd" or "bare"
+    target: str  # "trackd", "bare" or "bare+durable"
     loadgen: str
     concurrency: int
     payload: str
@@ -774,6 +783,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("SQLite commit (outbox writer)", ("sqlite", "outbox.py:_write", "outbox.py:_run")),
     ("pickling / row encoding", ("pickle", "encode_rows", "_pickle")),
     ("Value conversion", ("values.py",)),
+    ("stream event reading (trackd.wire)", ("wire.py",)),
     ("record building / uuid", ("records.py", "uuid", "tags.py")),
     ("attribution lookups", ("activation/", "tracking.py")),
     ("decision (bucketing, audiences)", ("decision/",)),
@@ -974,7 +984,8 @@ def markdown(
         "",
         "`bench/bench_grpc.py` — trackd (durable SQLite outbox, file event sink, default"
         " settings but a 100M-event outbox cap) and `bench/bare_server.py` (same stubs and"
-        " channel options, canned answers) run side by side, point by point, in one run."
+        " channel options, canned answers; and `--durable`, a commit before each answer)"
+        " run side by side, point by point, in one run."
         " Both servers and the load generators share this machine: figures are noisy,"
         " ratios are the result.",
         "",
@@ -1054,6 +1065,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.variant:
             servers.append(start_trackd(workdir, args.variant))
         servers.append(start_bare(workdir))
+        if not quick:
+            servers.append(start_bare(workdir, durable=True))
         try:
             activate_pool(servers, 50 if quick else POOL // 2)
 

@@ -191,9 +191,13 @@ def section_grpc(report: dict[str, Any]) -> list[str]:
         "`bench/bench_grpc.py`: trackd (durable SQLite outbox, file event sink, default"
         " settings but a 100M-event outbox cap) and `bench/bare_server.py` (same stubs and"
         " channel options, canned answers, TrackStream batches parsed) side by side, point by"
-        " point. Server CPU and peak RSS cover the server's process tree (all threads, and"
-        " trackd's spawned event-encoder process; peak RSS sums each process's peak); the"
-        " load generator runs in other processes on the same cores. Duration is per point.",
+        " point, with `bare+durable` (`bare_server.py --durable`: the same, but each request or"
+        " batch is committed to SQLite by one group-committing writer thread before the answer,"
+        " as trackd's outbox does, and nothing else: the cost of the durability contract"
+        " alone). Ratios are against `bare`. Server CPU and peak RSS cover the server's process"
+        " tree (all threads, and trackd's spawned event-encoder process; peak RSS sums each"
+        " process's peak); the load generator runs in other processes on the same cores."
+        " Duration is per point.",
         "",
     ]
     lines += bench_grpc.point_tables([Point(**p) for p in report["points"]], "####")
@@ -507,7 +511,11 @@ def draw(reports: dict[str, Any], info: dict[str, str], path: Path, title: str) 
 
     ax = axes[0][0]
     for method, style in (("Activate", "-"), ("Track", "--")):
-        for target, color in (("trackd", "tab:blue"), ("bare", "tab:gray")):
+        for target, color in (
+            ("trackd", "tab:blue"),
+            ("bare", "tab:gray"),
+            ("bare+durable", "tab:green"),
+        ):
             rows = [p for p in points if p.scenario == f"unary {method}" and p.target == target]
             if rows:
                 ax.plot(
@@ -522,7 +530,11 @@ def draw(reports: dict[str, Any], info: dict[str, str], path: Path, title: str) 
     _legend(ax)
 
     ax = axes[0][1]
-    for target, color in (("trackd", "tab:blue"), ("bare", "tab:gray")):
+    for target, color in (
+        ("trackd", "tab:blue"),
+        ("bare", "tab:gray"),
+        ("bare+durable", "tab:green"),
+    ):
         rows = [p for p in points if p.scenario == "stream" and p.target == target]
         if rows:
             ax.plot(
