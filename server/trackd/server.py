@@ -13,13 +13,17 @@ import ipaddress
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
+
+# `aio` is defined when grpc.aio imports, so the stubs do not see it.
+from grpc_reflection.v1alpha.reflection import aio as reflection_aio  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry
 
 from trackd import heap, metrics, tls, values
@@ -35,9 +39,9 @@ from trackd.events.outbox import Outbox
 from trackd.events.results import sqlite_problem
 from trackd.events.sinks import open_sink
 from trackd.forced import ForcedVariations
-from trackd.interceptors import RpcInterceptor
+from trackd.interceptors import RpcInterceptor, add_intercepted, registered_handlers
 from trackd.live import LiveConfig
-from trackd.servicer import TrackingServicer, register
+from trackd.servicer import TrackingServicer, handlers
 from trackd.sources import DatafileSource, Reloader, initial_config, open_source
 from trackd.tracking import Tracker
 from trackd.v1 import tracking_service_pb2 as pb
@@ -246,18 +250,28 @@ async def _start(
         log_every=settings.log_level == "debug",
         sample_rate=settings.log_sample_rate,
     )
-    server = grpc.aio.server(options=grpc_options(settings), interceptors=[interceptor])
+    server = grpc.aio.server(options=grpc_options(settings))
     limits = values.Limits(
         max_entries=settings.max_attributes,
         max_key_length=settings.max_key_length,
         max_user_id_length=settings.max_user_id_length,
         max_string_value_length=settings.max_string_value_length,
     )
-    register(TrackingServicer(tracker, limits, settings.max_stream_batch), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    reflected = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    services = [
+        *handlers(TrackingServicer(tracker, limits, settings.max_stream_batch)),
+        *registered_handlers(
+            partial(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
+        ),
+        # What reflection.enable_server_reflection adds to a grpc.aio server.
+        *registered_handlers(
+            partial(
+                reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+                reflection_aio.ReflectionServicer(reflected),  # type: ignore[attr-defined]
+            )
+        ),
+    ]
+    add_intercepted(server, interceptor, services)
     port = listen(server, settings.listen, prepared.credentials)
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import grpc
@@ -12,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackd import errors, status, values, wire
 from trackd.decision.engine import Decision, Reason
+from trackd.interceptors import registered_handlers
 from trackd.live import Snapshot
 from trackd.tracking import Attributed, BatchItem, Tracker, TrackInput
 from trackd.v1 import tracking_service_pb2 as pb
@@ -283,31 +285,17 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             yield pb.WatchConfigResponse(config=config_message(snapshot))
 
 
-class _Registrations:
-    """Stands in for a server to catch what the generated registration would add."""
-
-    handlers: dict[str, Any]  # grpc.RpcMethodHandler namedtuples
-
-    def add_generic_rpc_handlers(self, handlers: object) -> None:
-        pass
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
-        self.handlers = handlers
-
-
-def register(servicer: TrackingServicer, server: grpc.aio.Server) -> None:
-    """The generated `add_TrackingServiceServicer_to_server`, but TrackStream batches are
-    parsed as `wire.TrackStreamRequestView` (the same bytes, maps left raw)."""
-    caught = _Registrations()
-    pb_grpc.add_TrackingServiceServicer_to_server(servicer, caught)
-    handlers = dict(caught.handlers)
-    handlers["TrackStream"] = handlers["TrackStream"]._replace(
+def handlers(servicer: TrackingServicer) -> list[tuple[str, dict[str, Any]]]:
+    """The generated registration's (service, handlers), but TrackStream batches are
+    parsed as `wire.TrackStreamRequestView` (the same bytes, events left raw)."""
+    ((service, generated),) = registered_handlers(
+        partial(pb_grpc.add_TrackingServiceServicer_to_server, servicer)
+    )
+    found = dict(generated)
+    found["TrackStream"] = found["TrackStream"]._replace(
         request_deserializer=wire.TrackStreamRequestView.FromString
     )
-    service = pb.DESCRIPTOR.services_by_name["TrackingService"].full_name
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    # Missing from grpc's type stubs; present since grpcio 1.63.
-    server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]
+    return [(service, found)]
 
 
 def config_message(snapshot: Snapshot) -> pb.GetConfigResponse:
