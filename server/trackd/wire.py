@@ -9,9 +9,12 @@ same device, country, plan and tags over and over), so:
 - an event written the way every protobuf runtime writes it (event_key, then user_id, then
   the maps) is split by hand, and the bytes after user_id, both maps at once, are looked up
   in a bounded memory of what they decoded to;
-- anything else, and every first sight of a run of map bytes, is parsed as
-  `TrackRequestView` (the maps as raw entries, each distinct map decoded once by the real
-  parser), which also checks that the hand split read what the parser reads.
+- otherwise the event is parsed as `TrackRequestView` (the maps as raw entries) and each
+  map's entries are looked up in the same way;
+- anything seen for the first time is read by the generated parser, at the depth the batch
+  carried it, and checked as Track checks a request: what is remembered is exactly what the
+  parser and `trackd.values` made of those bytes, errors are never remembered, and a tail
+  that holds more than maps (a repeated event_key or user_id) is never split by hand.
 
 The views are built at import from the generated descriptors, so they cannot drift from
 `proto/`: every field keeps its number and type except the maps and the events. They are
@@ -20,15 +23,12 @@ only ever parsed, never sent, and are not part of the API.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
-from google.protobuf.struct_pb2 import Value
 
 from trackd import values
-from trackd.datafile.model import AttributeValue
 from trackd.errors import InvalidArgument
 from trackd.tracking import TrackInput
 from trackd.v1 import tracking_service_pb2 as pb
@@ -41,125 +41,114 @@ def _is_map(field: Any) -> bool:
     return message is not None and message.GetOptions().map_entry
 
 
-def _view(source: Any, name: str, raw: frozenset[str]) -> descriptor_pb2.DescriptorProto:
-    """`source` with its map fields, and the message fields named in `raw`, as bytes."""
+def _view(
+    source: Any,
+    name: str,
+    raw: frozenset[str] = frozenset(),
+    repeated: frozenset[str] = frozenset(),
+    retyped: tuple[str, str] | None = None,
+) -> descriptor_pb2.DescriptorProto:
+    """`source` with its map fields and the fields named in `raw` as bytes, those named in
+    `repeated` as repeated bytes (every occurrence kept), and `retyped` (field, view name)
+    pointing at another view."""
     view = descriptor_pb2.DescriptorProto()
     source.CopyToProto(view)
     view.name = name
     del view.nested_type[:]  # the map entry types: the raw fields need none
     for field in view.field:
-        if field.name in raw or _is_map(source.fields_by_name[field.name]):
+        if field.name in raw | repeated or _is_map(source.fields_by_name[field.name]):
             field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
             field.ClearField("type_name")
+        if field.name in repeated:
+            field.label = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+        if retyped is not None and field.name == retyped[0]:
+            field.type_name = f".{_PACKAGE}.{retyped[1]}"
     return view
 
 
-def _entry(source: Any) -> descriptor_pb2.DescriptorProto:
-    """A map's entry type (key = 1, value = 2) as an ordinary message."""
-    entry = descriptor_pb2.DescriptorProto()
-    source.CopyToProto(entry)
-    entry.name = "ValueEntry"
-    entry.ClearField("options")
-    return entry
-
-
-def _build() -> tuple[type[Any], type[Any], type[Any]]:
-    pool = descriptor_pool.Default()
+def _build() -> tuple[type[Any], ...]:
     file = descriptor_pb2.FileDescriptorProto(
         name="trackd/wire/views.proto",
         package=_PACKAGE,
         syntax="proto3",
-        dependency=[pb.DESCRIPTOR.name, "google/protobuf/struct.proto"],
+        dependency=[pb.DESCRIPTOR.name],
     )
-    event = pb.TrackRequest.DESCRIPTOR
-    file.message_type.append(_view(event, "TrackRequestView", frozenset()))
-    file.message_type.append(
-        _view(pb.TrackStreamRequest.DESCRIPTOR, "TrackStreamRequestView", frozenset({"events"}))
+    batch, event = pb.TrackStreamRequest.DESCRIPTOR, pb.TrackRequest.DESCRIPTOR
+    file.message_type.extend(
+        [
+            _view(batch, "TrackStreamRequestView", raw=frozenset({"events"})),
+            _view(event, "TrackRequestView"),
+            _view(batch, "EventView", retyped=("events", "TrackRequestView")),
+            _view(event, "TailView", repeated=frozenset({"event_key", "user_id"})),
+        ]
     )
-    file.message_type.append(_entry(event.fields_by_name["attributes"].message_type))
+    pool = descriptor_pool.Default()
     pool.Add(file)
     built = pool.FindFileByName(file.name)
-    classes = (
-        message_factory.GetMessageClass(built.message_types_by_name[name])
-        for name in ("TrackStreamRequestView", "TrackRequestView", "ValueEntry")
+    return tuple(
+        message_factory.GetMessageClass(built.message_types_by_name[view.name])
+        for view in file.message_type
     )
-    batch, event_view, entry = classes
-    return batch, event_view, entry
 
 
-TrackStreamRequestView, TrackRequestView, _ValueEntry = _build()
+TrackStreamRequestView, TrackRequestView, _EventView, _TailView = _build()
 """`TrackStreamRequestView.FromString(data)` reads a TrackStreamRequest with its events as
-bytes, for an `EventReader`. `TrackRequestView` reads one with its maps as raw entries."""
+bytes, for an `EventReader`. `TrackRequestView` reads one event with its maps as raw
+entries; `_EventView` reads it inside a batch, and `_TailView` keeps every event_key and
+user_id a run of event bytes holds."""
 
-# Distinct maps remembered per decoder; past it the memory starts afresh (a producer whose
-# maps never repeat pays one dict lookup more per map than decoding alone).
+# What is remembered: at most this many items per memory, each at most this many bytes
+# (longer maps are rare and seldom repeat). Past the count a memory starts afresh.
 MAX_REMEMBERED: Final = 8192
+MAX_REMEMBERED_BYTES: Final = 1024
 
 
-class MapDecoder:
-    """Raw map entries -> the plain dict `values.plain_map` makes of the same map, with the
-    same errors. Dicts it returns are shared between events and must not be mutated."""
+class _Memory(dict[Any, Any]):
+    """A dict that forgets everything once it holds MAX_REMEMBERED items."""
 
-    __slots__ = ("_allow_non_finite", "_limits", "_memory", "_what")
-
-    def __init__(self, limits: values.Limits, what: str, *, allow_non_finite: bool = True) -> None:
-        self._limits = limits
-        self._what = what
-        self._allow_non_finite = allow_non_finite
-        self._memory: dict[tuple[bytes, ...], dict[str, AttributeValue]] = {}
-
-    def __call__(self, entries: Sequence[bytes]) -> dict[str, AttributeValue]:
-        if not entries:
-            return {}
-        key = tuple(entries)
-        found = self._memory.get(key)
-        if found is None:
-            found = self._decode(key)
-            if len(self._memory) >= MAX_REMEMBERED:
-                self._memory.clear()
-            self._memory[key] = found
-        return found
-
-    def _decode(self, entries: tuple[bytes, ...]) -> dict[str, AttributeValue]:
-        # As the protobuf runtime reads a map: entries in order, a repeated key keeps the
-        # last value, a missing value is the default (null) Value.
-        parsed: dict[str, Value] = {}
-        for raw in entries:
-            try:
-                entry = _ValueEntry.FromString(raw)
-            except DecodeError as error:
-                raise InvalidArgument(
-                    f"{self._what}s are not a valid protobuf map: {error}"
-                ) from None
-            parsed[entry.key] = entry.value
-        limits = self._limits
-        values.check_count(len(parsed), limits, self._what)
-        return {
-            key: values.plain_value(key, value, limits, self._what, self._allow_non_finite)
-            for key, value in parsed.items()
-        }
+    def remember(self, key: Any, size: int, value: Any) -> None:
+        if size > MAX_REMEMBERED_BYTES:
+            return
+        if len(self) >= MAX_REMEMBERED:
+            self.clear()
+        self[key] = value
 
 
 _EVENT_KEY: Final = 1 << 3 | 2  # the tag bytes of fields 1 and 2, length-delimited
 _USER_ID: Final = 2 << 3 | 2
-
+_EVENTS: Final = bytes([pb.TrackStreamRequest.DESCRIPTOR.fields_by_name["events"].number << 3 | 2])
 _new = tuple.__new__  # what TrackInput(...) calls, without its Python-level __new__
 
 
-class EventReader:
-    """Raw TrackStream events -> `TrackInput`s, checked as the servicer checks a Track request
-    (event_key, then user_id, then the maps), with the errors the protobuf runtime and
-    `trackd.values` would raise."""
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
-    __slots__ = ("_attributes", "_limits", "_maps", "_tags")
+
+def _in_batch(raw: bytes) -> bytes:
+    """A TrackStreamRequest holding just this event: parsed at the depth the batch carried
+    it, so protobuf's nesting limit counts as it did for the whole batch."""
+    return _EVENTS + _varint(len(raw)) + raw
+
+
+class EventReader:
+    """Raw TrackStream events -> `TrackInput`s: what Track makes of the same event (the
+    generated parser, then `trackd.values`), with the same errors."""
+
+    __slots__ = ("_attributes", "_limits", "_tags", "_tails")
 
     def __init__(self, limits: values.Limits) -> None:
         self._limits = limits
-        self._attributes = MapDecoder(limits, "attribute")
-        self._tags = MapDecoder(limits, "tag", allow_non_finite=False)
-        # The bytes after user_id -> (attributes, tags), or None when that tail holds more
-        # than the maps (the event is then always parsed whole).
-        self._maps: dict[bytes, tuple[Mapping[str, AttributeValue], ...] | None] = {}
+        # The bytes after user_id -> (attributes, tags), or None when they hold more than
+        # the maps (the event is then always parsed whole).
+        self._tails = _Memory()
+        # A map's entries -> its dict, for events not split by hand.
+        self._attributes = _Memory()
+        self._tags = _Memory()
 
     def read(self, raw: bytes) -> TrackInput:
         # The hand split: field 1 with a one-byte length, then field 2 with a one- or
@@ -176,7 +165,7 @@ class EventReader:
                 end = start + length
                 if end <= size:
                     tail = raw[end:]
-                    maps = self._maps.get(tail, ())
+                    maps = self._tails.get(tail, ())
                     if maps is not None:
                         try:
                             key = raw[2:key_end].decode()
@@ -184,7 +173,14 @@ class EventReader:
                         except UnicodeDecodeError:
                             return self._parsed(raw)  # which says what is wrong
                         if not maps:
-                            return self._first_sight(raw, key, user_id, tail)
+                            event = self._parsed(raw)
+                            only_maps = _only_maps(tail)
+                            self._tails.remember(
+                                tail,
+                                len(tail),
+                                (event.attributes, event.tags) if only_maps else None,
+                            )
+                            return event
                         limits = self._limits
                         if 0 < len(key) <= limits.max_key_length and (
                             0 < len(user_id) <= limits.max_user_id_length
@@ -192,34 +188,59 @@ class EventReader:
                             return _new(TrackInput, (key, user_id, maps[0], maps[1]))
         return self._parsed(raw)
 
-    def _first_sight(self, raw: bytes, key: str, user_id: str, tail: bytes) -> TrackInput:
-        event = self._parsed(raw)
-        # Only a tail of nothing but maps can be remembered: a repeated event_key or user_id
-        # there would override the split's (the last one wins).
-        split = event.event_key == key and event.user_id == user_id
-        if len(self._maps) >= MAX_REMEMBERED:
-            self._maps.clear()
-        self._maps[tail] = (event.attributes, event.tags) if split else None
-        return event
-
     def _parsed(self, raw: bytes) -> TrackInput:
         try:
-            event = TrackRequestView.FromString(raw)
+            view = _EventView.FromString(_in_batch(raw)).events[0]
+        except DecodeError as error:
+            raise InvalidArgument(f"the event is not a valid protobuf message: {error}") from None
+        attribute_entries = tuple(view.attributes)
+        tag_entries = tuple(view.tags)
+        attributes = self._attributes.get(attribute_entries)
+        tags = self._tags.get(tag_entries)
+        if attributes is None or tags is None:
+            event = self._decoded(raw)
+            self._attributes.remember(
+                attribute_entries, sum(map(len, attribute_entries)), event.attributes
+            )
+            self._tags.remember(tag_entries, sum(map(len, tag_entries)), event.tags)
+            return event
+        limits = self._limits
+        return TrackInput(
+            values.require_key(view.event_key, "event_key", limits),
+            values.require_user_id(view.user_id, limits),
+            attributes,
+            tags,
+        )
+
+    def _decoded(self, raw: bytes) -> TrackInput:
+        """Exactly Track's reading of the event (servicer._track_input)."""
+        try:
+            event = pb.TrackStreamRequest.FromString(_in_batch(raw)).events[0]
         except DecodeError as error:
             raise InvalidArgument(f"the event is not a valid protobuf message: {error}") from None
         limits = self._limits
         return TrackInput(
             values.require_key(event.event_key, "event_key", limits),
             values.require_user_id(event.user_id, limits),
-            self._attributes(event.attributes),
-            self._tags(event.tags),
+            values.plain_map(event.attributes, limits, "attribute"),
+            values.plain_map(event.tags, limits, "tag", allow_non_finite=False),
         )
+
+
+def _only_maps(tail: bytes) -> bool:
+    """Whether the bytes after user_id hold no event_key or user_id of their own, not even an
+    empty one (the last occurrence wins, so one there would override the split's)."""
+    try:
+        found = _TailView.FromString(tail)
+    except DecodeError:
+        return False
+    return not (found.event_key or found.user_id)
 
 
 __all__ = [
     "MAX_REMEMBERED",
+    "MAX_REMEMBERED_BYTES",
     "EventReader",
-    "MapDecoder",
     "TrackRequestView",
     "TrackStreamRequestView",
 ]

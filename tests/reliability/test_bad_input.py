@@ -323,4 +323,4 @@ def test_an_undecodable_event_in_a_stream_batch_is_reported_by_its_index(daemon:
     assert [(a.sequence, a.code, a.accepted) for a in acks] == [(7, 0, 2), (8, 0, 1)]
     invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert [(e.index, e.code) for e in acks[0].errors] == [(1, invalid), (2, invalid)]
-    assert all("not a valid protobuf map" in e.message for e in acks[0].errors)
+    assert all("not a valid protobuf message" in e.message for e in acks[0].errors)

@@ -1,4 +1,4 @@
-"""trackd.wire: TrackStream batches read with raw maps give what the generated parser gives."""
+"""trackd.wire: a streamed event reads exactly as Track reads the same bytes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Value
 
 from trackd import values, wire
-from trackd.errors import InvalidArgument, ResourceExhausted, TrackdError
+from trackd.errors import ResourceExhausted, TrackdError
 from trackd.v1 import tracking_service_pb2 as pb
 
 LIMITS = values.Limits(max_entries=3, max_key_length=8, max_string_value_length=10)
@@ -29,34 +29,59 @@ def _event(attributes: dict[str, Value], tags: dict[str, Value] | None = None) -
     return event
 
 
-def _view(*events: pb.TrackRequest, sequence: int = 9) -> object:
-    data = pb.TrackStreamRequest(sequence=sequence, events=events).SerializeToString()
-    return wire.TrackStreamRequestView.FromString(data)
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
-def _both(entries: object, event: pb.TrackRequest, what: str, finite: bool) -> tuple[object, ...]:
-    """(decoder's answer, plain_map's answer), each a dict or the error's type and text."""
-    decoder = wire.MapDecoder(LIMITS, what, allow_non_finite=not finite)
-    answers: list[object] = []
-    for convert in (
-        lambda: decoder(entries),  # type: ignore[arg-type]
-        lambda: values.plain_map(
-            getattr(event, what + "s"), LIMITS, what, allow_non_finite=not finite
-        ),
-    ):
-        try:
-            answers.append(convert())
-        except TrackdError as error:
-            answers.append((type(error), str(error)))
-    return tuple(answers)
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _reference(raw: bytes, limits: values.Limits) -> object:
+    """What the stream made of the same bytes before trackd.wire: the generated parser on
+    the batch, then Track's checks (servicer._track_input); an error as (type, text), one
+    the parser raised as "undecodable"."""
+    try:
+        event = pb.TrackStreamRequest.FromString(_field(2, raw)).events[0]
+    except DecodeError:
+        return "undecodable"
+    try:
+        return (
+            values.require_key(event.event_key, "event_key", limits),
+            values.require_user_id(event.user_id, limits),
+            values.plain_map(event.attributes, limits, "attribute"),
+            values.plain_map(event.tags, limits, "tag", allow_non_finite=False),
+        )
+    except TrackdError as error:
+        return (type(error), str(error))
+
+
+def _read(reader: wire.EventReader, raw: bytes) -> object:
+    try:
+        return reader.read(raw)
+    except TrackdError as error:
+        if "not a valid protobuf message" in str(error):
+            return "undecodable"
+        return (type(error), str(error))
 
 
 def _comparable(answer: object) -> str:
-    if isinstance(answer, tuple) and len(answer) == 4:  # a TrackInput: sort its maps
-        return repr((*answer[:2], *(_comparable(m) for m in answer[2:])))
-    # Sorted: a map's order is the wire's or the runtime's, neither of them meaningful. And
-    # compared as text, because NaN is not equal to itself.
-    return repr(sorted(answer.items()) if isinstance(answer, dict) else answer)
+    # Maps sorted: their order is the wire's or the runtime's, neither meaningful. Compared
+    # as text, because NaN is not equal to itself.
+    if isinstance(answer, tuple) and len(answer) == 4:
+        return repr((*answer[:2], *(sorted(m.items()) for m in answer[2:])))
+    return repr(answer)
+
+
+def _same_as_track(reader: wire.EventReader, raw: bytes, limits: values.Limits) -> None:
+    expected = _comparable(_reference(raw, limits))
+    for _ in range(2):  # first sight, then remembered
+        assert _comparable(_read(reader, raw)) == expected
 
 
 MAPS = {
@@ -75,23 +100,24 @@ MAPS = {
 }
 
 
-@pytest.mark.parametrize("finite", [False, True], ids=["attributes", "tags"])
+@pytest.mark.parametrize("as_tags", [False, True], ids=["attributes", "tags"])
 @pytest.mark.parametrize("name", list(MAPS))
-def test_a_decoded_map_equals_plain_map_of_the_parsed_one(name: str, finite: bool) -> None:
-    what = "tag" if finite else "attribute"
-    event = _event(MAPS[name]) if what == "attribute" else _event({}, MAPS[name])
-    viewed = wire.TrackRequestView.FromString(event.SerializeToString())
-    decoded, expected = _both(getattr(viewed, what + "s"), event, what, finite)
-    assert _comparable(decoded) == _comparable(expected)
+def test_a_map_reads_as_track_reads_it(name: str, as_tags: bool) -> None:
+    event = _event({}, MAPS[name]) if as_tags else _event(MAPS[name])
+    raw = event.SerializeToString()
+    _same_as_track(wire.EventReader(LIMITS), raw, LIMITS)
+    maps_first = raw[raw.index(b"\x12") + 5 :] + raw[: raw.index(b"\x12") + 5]  # no hand split
+    _same_as_track(wire.EventReader(LIMITS), maps_first, LIMITS)
 
 
 def test_the_view_reads_every_field_of_a_batch() -> None:
     first = _event({"device": _value(string_value="iPad")}, {"revenue": _value(number_value=42)})
     second = pb.TrackRequest(event_key="buy", user_id="u-2")
-    view = _view(first, second, sequence=2**64 - 1)
-    assert view.sequence == 2**64 - 1  # type: ignore[attr-defined]
-    events = [wire.EventReader(LIMITS).read(raw) for raw in view.events]  # type: ignore[attr-defined]
-    assert events == [
+    data = pb.TrackStreamRequest(sequence=2**64 - 1, events=[first, second]).SerializeToString()
+    view = wire.TrackStreamRequestView.FromString(data)
+    assert view.sequence == 2**64 - 1
+    reader = wire.EventReader(LIMITS)
+    assert [reader.read(raw) for raw in view.events] == [
         ("signup", "u-1", {"device": "iPad"}, {"revenue": 42}),
         ("buy", "u-2", {}, {}),
     ]
@@ -114,39 +140,11 @@ def test_the_hand_split_knows_every_field_of_an_event() -> None:
     assert fields == {1: "event_key", 2: "user_id", 3: "attributes", 4: "tags"}
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _reference(raw: bytes, limits: values.Limits) -> object:
-    """What Track makes of the same bytes: the generated parser, then trackd.values."""
-    try:
-        event = pb.TrackRequest.FromString(raw)
-    except DecodeError:
-        return InvalidArgument
-    try:
-        return (
-            values.require_key(event.event_key, "event_key", limits),
-            values.require_user_id(event.user_id, limits),
-            values.plain_map(event.attributes, limits, "attribute"),
-            values.plain_map(event.tags, limits, "tag", allow_non_finite=False),
-        )
-    except TrackdError as error:
-        return (type(error), str(error))
-
-
 _DEVICE = _field(3, _field(1, b"device") + _field(2, _field(3, b"iPad")))
 _NAN_TAG = _field(4, _field(1, b"n") + _field(2, b"\x11" + struct.pack("<d", math.nan)))
 _CANONICAL = _field(1, b"signup") + _field(2, b"u-1") + _DEVICE
+_MANY = b"".join(_field(3, _field(1, b"k%d" % i) + _field(2, _field(3, b"x"))) for i in range(101))
+_BAD_TAG = _field(4, _field(1, b"\xc3\x28"))
 RAW_EVENTS = {
     "canonical": _CANONICAL,
     "same tail, other user": _field(1, b"signup") + _field(2, b"u-2") + _DEVICE,
@@ -171,25 +169,50 @@ RAW_EVENTS = {
     "truncated": _CANONICAL[:-2],
     "length past the end": _field(1, b"signup") + b"\x12\x7f" + b"u-1",
     "NaN tag": _field(1, b"signup") + _field(2, b"u-1") + _NAN_TAG,
+    # Entries the runtime leaves out of the map (into unknown fields), as upb does.
+    "entry with an unknown field": _field(1, b"signup")
+    + _field(2, b"u-1")
+    + _field(3, _field(1, b"k") + _field(2, _field(3, b"v")) + _field(9, b"z")),
+    "value with an unknown field": _field(1, b"signup")
+    + _field(2, b"u-1")
+    + _field(3, _field(1, b"k") + _field(2, _field(3, b"v") + _field(9, b"z"))),
+    "entry key of the wrong wire type": _field(1, b"signup")
+    + _field(2, b"u-1")
+    + _field(3, _field(1, b"k") + b"\x08\x01" + _field(2, _field(3, b"v"))),
+    # Undecodable beats every other error, as when the parser read the whole batch.
+    "too many attributes and an undecodable tag": _field(1, b"signup")
+    + _field(2, b"u-1")
+    + _MANY
+    + _BAD_TAG,
+    "empty key and an undecodable attribute": _field(1, b"") + _field(2, b"u-1") + _BAD_TAG,
 }
 
 
 @pytest.mark.parametrize("name", list(RAW_EVENTS))
 def test_a_raw_event_reads_as_track_reads_it(name: str) -> None:
-    limits = values.Limits()
-    reader = wire.EventReader(limits)
-    raw = RAW_EVENTS[name]
-    expected = _comparable(_reference(raw, limits))
-    for _ in range(2):  # first sight, then remembered
-        try:
-            got: object = reader.read(raw)
-        except TrackdError as error:
-            got = (
-                InvalidArgument
-                if "not a valid protobuf" in str(error)
-                else (type(error), str(error))
-            )
-        assert _comparable(got) == expected
+    _same_as_track(wire.EventReader(values.Limits()), RAW_EVENTS[name], values.Limits())
+
+
+def test_every_raw_event_reads_as_track_reads_it_after_all_the_others() -> None:
+    """One reader for all of them, twice over: what one event left in memory never changes
+    what another reads as."""
+    reader = wire.EventReader(values.Limits())
+    for _ in range(2):
+        for raw in RAW_EVENTS.values():
+            _same_as_track(reader, raw, values.Limits())
+
+
+@pytest.mark.parametrize("repeated", ["event_key", "user_id"])
+def test_a_tail_repeating_the_split_fields_is_never_split_by_hand(repeated: str) -> None:
+    """The tail repeats the first event's own value, so the split agrees with the parser for
+    it; an event with another prefix and the same tail must still read as the parser reads
+    it (the last occurrence wins)."""
+    again = _field(1, b"signup") if repeated == "event_key" else _field(2, b"u-1")
+    tail = again + _DEVICE
+    reader = wire.EventReader(values.Limits())
+    for prefix in (b"signup", b"u-1"), (b"buy", b"u-2"):
+        raw = _field(1, prefix[0]) + _field(2, prefix[1]) + tail
+        _same_as_track(reader, raw, values.Limits())
 
 
 def test_remembered_maps_serve_every_event_with_the_same_tail() -> None:
@@ -197,51 +220,32 @@ def test_remembered_maps_serve_every_event_with_the_same_tail() -> None:
     events = [
         reader.read(_field(1, b"signup") + _field(2, f"u-{n}".encode()) + _DEVICE) for n in range(3)
     ]
-    assert [e[1] for e in events] == ["u-0", "u-1", "u-2"]
-    assert all(e[2] == {"device": "iPad"} for e in events)
-    assert events[1][2] is events[0][2]  # decoded once
-    assert len(reader._maps) == 1  # one tail, split by hand for every event
-
-
-def test_a_repeated_key_keeps_its_last_value_as_the_parser_does() -> None:
-    entry = pb.TrackRequest.AttributesEntry
-    raw = [
-        entry(key="k", value=_value(string_value="first")).SerializeToString(),
-        entry(key="k", value=_value(string_value="last")).SerializeToString(),
-    ]
-    wire_bytes = b"".join(b"\x1a" + bytes([len(r)]) + r for r in raw)
-    parsed = pb.TrackRequest.FromString(wire_bytes)
-    assert wire.MapDecoder(LIMITS, "attribute")(raw) == values.plain_map(
-        parsed.attributes, LIMITS, "attribute"
-    )
-    assert wire.MapDecoder(LIMITS, "attribute")(raw) == {"k": "last"}
-
-
-def test_an_undecodable_entry_is_invalid_argument() -> None:
-    bad_utf8_key = b"\x0a\x02\xc3\x28"
-    with pytest.raises(InvalidArgument, match="not a valid protobuf map"):
-        wire.MapDecoder(LIMITS, "attribute")([bad_utf8_key])
+    assert [e.user_id for e in events] == ["u-0", "u-1", "u-2"]
+    assert all(e.attributes == {"device": "iPad"} for e in events)
+    assert events[1].attributes is events[0].attributes  # decoded once
+    assert len(reader._tails) == 1  # one tail, split by hand for every event
 
 
 def test_errors_are_raised_every_time_and_never_remembered() -> None:
-    decoder = wire.MapDecoder(LIMITS, "attribute")
-    raw = [
-        pb.TrackRequest.AttributesEntry(key=k, value=_value(string_value="x")).SerializeToString()
-        for k in "abcd"
-    ]
+    reader = wire.EventReader(LIMITS)
+    raw = _event({k: _value(string_value="x") for k in "abcd"}).SerializeToString()
     for _ in range(2):
-        with pytest.raises(ResourceExhausted):
-            decoder(raw)
+        assert _read(reader, raw) == (
+            ResourceExhausted,
+            "too many attributes: 4 (limit 3)",
+        )
+    assert not reader._tails and not reader._attributes
 
 
-def test_memory_is_bounded_and_answers_stay_right_past_it() -> None:
-    decoder = wire.MapDecoder(values.Limits(), "attribute")
-
-    def entries(n: int) -> list[bytes]:
-        value = _value(string_value=f"v{n}")
-        return [pb.TrackRequest.AttributesEntry(key="k", value=value).SerializeToString()]
-
+def test_memory_is_bounded_in_items_and_bytes_and_answers_stay_right_past_it() -> None:
+    reader = wire.EventReader(values.Limits())
     for n in range(wire.MAX_REMEMBERED + 10):
-        assert decoder(entries(n)) == {"k": f"v{n}"}
-    assert len(decoder._memory) <= wire.MAX_REMEMBERED
-    assert decoder(entries(0)) == {"k": "v0"}
+        device = _field(3, _field(1, b"device") + _field(2, _field(3, f"d{n}".encode())))
+        assert reader.read(_field(1, b"signup") + _field(2, b"u") + device).attributes == {
+            "device": f"d{n}"
+        }
+    assert len(reader._tails) <= wire.MAX_REMEMBERED
+    bulky = _CANONICAL + _field(9, b"x" * (wire.MAX_REMEMBERED_BYTES + 1))
+    before = len(reader._tails)
+    _same_as_track(reader, bulky, values.Limits())
+    assert len(reader._tails) == before  # a tail too long to remember is read afresh
