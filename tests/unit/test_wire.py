@@ -8,6 +8,8 @@ import struct
 import pytest
 from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Value
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trackd import values, wire
 from trackd.errors import ResourceExhausted, TrackdError
@@ -249,3 +251,53 @@ def test_memory_is_bounded_in_items_and_bytes_and_answers_stay_right_past_it() -
     before = len(reader._tails)
     _same_as_track(reader, bulky, values.Limits())
     assert len(reader._tails) == before  # a tail too long to remember is read afresh
+
+
+_TEXTS = [b"", b"a", b"u-1", b"signup", b"x" * 130, b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\x00"]
+_VALUES = [
+    _field(3, b"v"),
+    _field(3, b"\xff"),
+    b"\x11" + struct.pack("<d", math.nan),
+    b"\x11" + struct.pack("<d", 2.0**60),
+    b"\x20\x01",  # bool_value
+    b"\x08\x00",  # null_value
+    b"",  # no kind at all
+    _field(6, b""),  # an empty list
+    _field(9, b"z"),  # an unknown field
+    b"\x11\x00",  # truncated double
+]
+
+
+@st.composite
+def _raw_events(draw: st.DrawFn) -> bytes:
+    def entry() -> bytes:
+        parts = [
+            draw(st.sampled_from([b"", _field(1, draw(st.sampled_from(_TEXTS)))])),
+            draw(st.sampled_from([b"", _field(2, draw(st.sampled_from(_VALUES)))])),
+            draw(st.sampled_from([b"", _field(9, b"z"), b"\x08\x01"])),
+        ]
+        return b"".join(draw(st.permutations(parts)))
+
+    fields = [
+        _field(draw(st.sampled_from([1, 2, 3, 3, 4, 4, 9])), draw(st.sampled_from(_TEXTS)))
+        if draw(st.booleans())
+        else _field(draw(st.sampled_from([3, 4])), entry())
+        for _ in range(draw(st.integers(0, 4)))
+    ]
+    prefix = _field(1, draw(st.sampled_from(_TEXTS))) + _field(2, draw(st.sampled_from(_TEXTS)))
+    raw = draw(st.sampled_from([prefix, b""])) + b"".join(fields)
+    if raw and draw(st.booleans()):
+        raw = raw[: draw(st.integers(0, len(raw)))]
+    return raw
+
+
+@settings(max_examples=400, derandomize=True, database=None, deadline=None)
+@given(events=st.lists(_raw_events(), min_size=1, max_size=4), user=st.sampled_from(_TEXTS))
+def test_any_event_reads_as_track_reads_it(events: list[bytes], user: bytes) -> None:
+    """Each event twice, and again behind another user id (the same tail, split by hand if it
+    can be), through one reader: every answer is the parser's and Track's."""
+    limits = values.Limits(max_entries=3, max_key_length=6, max_user_id_length=100)
+    reader = wire.EventReader(limits)
+    for raw in events:
+        _same_as_track(reader, raw, limits)
+        _same_as_track(reader, _field(1, b"signup") + _field(2, user) + raw, limits)
