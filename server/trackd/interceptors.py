@@ -137,7 +137,6 @@ class RpcInterceptor:
         self._log_every = log_every
         self._sample_rate = sample_rate
         self._rng = rng
-        self._methods: dict[str, Method] = {}
         # Read by the metrics collector.
         self.open_streams = 0
         self.rejected_streams = 0

@@ -15,7 +15,7 @@ from trackd import errors, status, values, wire
 from trackd.decision.engine import Decision, Reason
 from trackd.interceptors import registered_handlers
 from trackd.live import Snapshot
-from trackd.tracking import Attributed, BatchItem, Tracker, TrackInput
+from trackd.tracking import Attributed, BatchItem, Tracker
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
@@ -75,15 +75,6 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             "reason": _REASONS[decision.reason],
         }
 
-    def _track_input(self, request: pb.TrackRequest) -> TrackInput:
-        limits = self._limits
-        return TrackInput(
-            values.require_key(request.event_key, "event_key", limits),
-            values.require_user_id(request.user_id, limits),
-            values.plain_map(request.attributes, limits, "attribute"),
-            values.plain_map(request.tags, limits, "tag", allow_non_finite=False),
-        )
-
     def _decision_input(
         self, request: pb.ActivateRequest | pb.GetVariationRequest
     ) -> tuple[str, str, dict[str, Any]]:
@@ -139,7 +130,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self, request: pb.TrackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TrackResponse:
         async def call() -> pb.TrackResponse:
-            tracked = await self._tracker.track(self._track_input(request))
+            tracked = await self._tracker.track(wire.track_input(request, self._limits))
             return pb.TrackResponse(
                 attributions=self._attributions(tracked.attributions),
                 uuid=tracked.uuid,
@@ -193,7 +184,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                     f" {self._max_stream_batch}; nothing in it was stored"
                 ),
             )
-        # `_track_input` unrolled for the batch's events, which arrive raw (trackd.wire).
+        # Each event read as Track reads its request, from the raw bytes (trackd.wire).
         items: list[BatchItem] = []
         read = self._stream_events.read
         for raw in events:

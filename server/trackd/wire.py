@@ -213,18 +213,23 @@ class EventReader:
         )
 
     def _decoded(self, raw: bytes) -> TrackInput:
-        """Exactly Track's reading of the event (servicer._track_input)."""
+        """Exactly Track's reading of the event, at the depth the batch carried it."""
         try:
             event = pb.TrackStreamRequest.FromString(_in_batch(raw)).events[0]
         except DecodeError as error:
             raise InvalidArgument(f"the event is not a valid protobuf message: {error}") from None
-        limits = self._limits
-        return TrackInput(
-            values.require_key(event.event_key, "event_key", limits),
-            values.require_user_id(event.user_id, limits),
-            values.plain_map(event.attributes, limits, "attribute"),
-            values.plain_map(event.tags, limits, "tag", allow_non_finite=False),
-        )
+        return track_input(event, self._limits)
+
+
+def track_input(event: pb.TrackRequest, limits: values.Limits) -> TrackInput:
+    """A parsed Track request (or streamed event) checked against the request limits: the
+    event key, then the user id, then the attributes and tags."""
+    return TrackInput(
+        values.require_key(event.event_key, "event_key", limits),
+        values.require_user_id(event.user_id, limits),
+        values.plain_map(event.attributes, limits, "attribute"),
+        values.plain_map(event.tags, limits, "tag", allow_non_finite=False),
+    )
 
 
 def _only_maps(tail: bytes) -> bool:
@@ -243,4 +248,5 @@ __all__ = [
     "EventReader",
     "TrackRequestView",
     "TrackStreamRequestView",
+    "track_input",
 ]

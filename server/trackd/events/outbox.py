@@ -531,7 +531,7 @@ class Outbox:
             return 0
         conn.execute(_ACK_ROWS, (rows,))
         conn.execute(_DELETE_DELIVERED, (rows, self._cursor))
-        if dead_letter is not None and acked:
+        if dead_letter is not None:
             conn.execute(
                 "INSERT INTO dead_letters (created_ms, status, reason, n, body)"
                 " VALUES (?, ?, ?, ?, ?)",

@@ -137,9 +137,8 @@ def _grow_index_digits(upto: int) -> list[str]:
 
 
 def _batch_prefix() -> str:
-    """The first 28 hex digits of a random version 4 UUID: 90 random bits."""
-    h = f"{random.getrandbits(128):032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:24]}"
+    """The first 28 characters of a random version 4 UUID: 90 random bits."""
+    return new_uuid()[:28]
 
 
 def uuids() -> Callable[[int], str]:
@@ -281,7 +280,7 @@ def conversions(config: ConfigLike, now_ms: int) -> ConversionBuilder:
     one snapshot, one timestamp and uuids from one draw, resolved once rather than per event
     (a TrackStream batch builds hundreds)."""
     context = context_of(config)
-    prefix = _batch_prefix()  # uuids as `uuids()` makes them, inlined
+    uuid_at = uuids()
     index = itertools.count()
     new = tuple.__new__  # what Conversion(...) calls, without its Python-level __new__
     # Visitor lists by the identity of the attributes mapping, which stream events share
@@ -307,9 +306,7 @@ def conversions(config: ConfigLike, now_ms: int) -> ConversionBuilder:
             (
                 CONVERSION,
                 context,
-                prefix + digits[i]
-                if (i := next(index)) < len(digits := _index_digits)
-                else prefix + _grow_index_digits(i + 1)[i],
+                uuid_at(next(index)),
                 now_ms,
                 user_id,
                 known[1],
