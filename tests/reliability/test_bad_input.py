@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tests.reliability.support import DATAFILE, record
 from tests.support.daemon import Process, spawn
+from tests.support.protowire import field as _field
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
@@ -256,18 +257,6 @@ def test_config_rpcs_take_no_input_and_answer(stub: pb_grpc.TrackingServiceStub)
 
 
 # -- requests that do not parse -----------------------------------------------------------------
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    def varint(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            byte, n = n & 0x7F, n >> 7
-            out.append(byte | (0x80 if n else 0))
-            if not n:
-                return bytes(out)
-
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def _deep_attribute(depth: int) -> bytes:

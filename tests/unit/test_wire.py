@@ -11,6 +11,7 @@ from google.protobuf.struct_pb2 import Value
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.protowire import field as _field
 from trackd import values, wire
 from trackd.errors import ResourceExhausted, TrackdError
 from trackd.v1 import tracking_service_pb2 as pb
@@ -31,34 +32,16 @@ def _event(attributes: dict[str, Value], tags: dict[str, Value] | None = None) -
     return event
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _reference(raw: bytes, limits: values.Limits) -> object:
     """What the stream made of the same bytes before trackd.wire: the generated parser on
-    the batch, then Track's checks (servicer._track_input); an error as (type, text), one
+    the batch, then Track's checks (wire.track_input); an error as (type, text), one
     the parser raised as "undecodable"."""
     try:
         event = pb.TrackStreamRequest.FromString(_field(2, raw)).events[0]
     except DecodeError:
         return "undecodable"
     try:
-        return (
-            values.require_key(event.event_key, "event_key", limits),
-            values.require_user_id(event.user_id, limits),
-            values.plain_map(event.attributes, limits, "attribute"),
-            values.plain_map(event.tags, limits, "tag", allow_non_finite=False),
-        )
+        return wire.track_input(event, limits)
     except TrackdError as error:
         return (type(error), str(error))
 
