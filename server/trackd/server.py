@@ -30,6 +30,7 @@ from trackd import heap, metrics, tls, values
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.store import ActivationStore
 from trackd.auth import Tokens
+from trackd.background import cancel_and_wait
 from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
 from trackd.events import records
@@ -351,8 +352,7 @@ async def _stop(settings: Settings, running: Running) -> None:
     # delivery attempt in what is left of it; the rest stays in the outbox.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.grace_period
-    for task in running.tasks:
-        task.cancel()
+    await asyncio.gather(*(cancel_and_wait(task) for task in running.tasks))
     if running.reloader is not None:
         running.reloader.close()
     if running.interceptor is not None:

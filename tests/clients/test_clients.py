@@ -73,6 +73,7 @@ def run_step(language: str, step: str, env: dict[str, str], timeout: float) -> s
     return result.stdout
 
 
+@pytest.mark.timeout(1500 + 600 + 60)  # its two steps carry their own timeouts
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_client_end_to_end(
     language: str, daemon: Process, reference: dict[str, str | None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -212,3 +213,28 @@ async def test_while_redis_is_down_results_do_not_wait_on_it_again(tmp_path: Pat
         await fleet.close()
         await outbox.close()
         await client.aclose()
+
+
+async def test_close_returns_even_if_a_publish_call_loses_the_cancel(
+    tmp_path: Path, redis: Redis
+) -> None:
+    # Seen in CI: during a Redis restart a cancelled script call returned normally, the
+    # publisher looped on, and close() (so the daemon's shutdown) waited forever.
+    async with replica(tmp_path / "a.sqlite3", redis) as (outbox, fleet):
+        publishing = asyncio.Event()
+
+        async def apply_losing_the_cancel(keys: list[str], args: list[object]) -> int:
+            publishing.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+            return 1
+
+        fleet._apply = apply_losing_the_cancel  # type: ignore[assignment]
+        await outbox.append(SCENARIO[0])
+        await eventually(publishing.is_set, within=10)
+        # In a task of its own: awaiting close() under a timeout would let the old close()
+        # swallow the timeout's cancellation too and look as if it had returned.
+        closing = asyncio.create_task(fleet.close())
+        done, _ = await asyncio.wait([closing], timeout=10)
+        assert closing in done
+        closing.result()

@@ -22,6 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 import structlog
 
 from trackd import lifeline
+from trackd.background import cancel_and_wait
 from trackd.events import payload
 from trackd.events.outbox import DeadLetter, Outbox, PendingRow
 from trackd.events.records import Context, Record
@@ -116,9 +117,7 @@ class Dispatcher:
         events that attempt delivered or dead-lettered."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._acking is not None:
             # Cancelled while the outbox recorded a delivery: let it land, so the counters
             # are final when stop() returns.

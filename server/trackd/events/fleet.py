@@ -23,7 +23,6 @@ remain the statistics of record; these are the operational view.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import math
@@ -37,6 +36,7 @@ import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
+from trackd.background import cancel_and_wait
 from trackd.errors import Unavailable
 from trackd.events import results as results_mod
 from trackd.events.outbox import Outbox
@@ -246,9 +246,7 @@ class FleetResults:
         """Stops publishing after one last attempt (within `last_attempt` seconds); what is
         left stays pending in SQLite for the next start."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self._conn is None:
             return  # never started
