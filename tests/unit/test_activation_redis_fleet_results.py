@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -238,3 +239,38 @@ async def test_close_returns_even_if_a_publish_call_loses_the_cancel(
         done, _ = await asyncio.wait([closing], timeout=10)
         assert closing in done
         closing.result()
+
+
+class SlowStatements:
+    """The publisher's SQLite connection, with each statement taking a while to run."""
+
+    def __init__(self, conn: sqlite3.Connection, order: list[str]) -> None:
+        self._conn = conn
+        self._order = order
+
+    def execute(self, sql: str, parameters: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        self._order.append("statement")
+        time.sleep(0.2)
+        cursor = self._conn.execute(sql, parameters)
+        self._order.append("statement done")
+        return cursor
+
+    def close(self) -> None:
+        self._order.append("close")
+        self._conn.close()
+
+
+async def test_close_waits_for_a_statement_its_cancelled_publish_left_running(
+    tmp_path: Path, redis: Redis
+) -> None:
+    # A cancelled `to_thread` leaves its thread on the connection; closing it under a
+    # running statement crashed the test process (SIGSEGV in CI-like runs).
+    order: list[str] = []
+    async with replica(tmp_path / "a.sqlite3", redis) as (_outbox, fleet):
+        assert fleet._conn is not None
+        fleet._conn = SlowStatements(fleet._conn, order)  # type: ignore[assignment]
+        await eventually(lambda: "statement" in order, within=10)
+        # No last attempt: nothing else waits for the statement to end.
+        await fleet.close(last_attempt=0)  # cancels the publisher while its statement runs
+    assert order[-1] == "close"
+    assert order.count("statement") == order.count("statement done")

@@ -27,6 +27,7 @@ import functools
 import json
 import math
 import sqlite3
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -199,6 +200,7 @@ class FleetResults:
         self._apply = client.register_script(_APPLY)
         self._query = client.register_script(_QUERY)
         self._conn: sqlite3.Connection | None = None
+        self._conn_lock = threading.Lock()  # one statement at a time, and none after close
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._published = 0  # the highest pending row id Redis has
@@ -256,9 +258,16 @@ class FleetResults:
             pass  # left pending for the next start
         except Exception:
             log.exception("fleet_results_publish_failed")
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await asyncio.to_thread(self._close_conn)
+
+    def _close_conn(self) -> None:
+        # Under the lock: a cancelled `to_thread` leaves its thread running on the connection
+        # (a publish that close() or the last attempt's timeout cut short), and closing the
+        # connection under a running statement crashes the process (seen: SIGSEGV).
+        with self._conn_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     async def _run(self) -> None:
         while True:
@@ -309,15 +318,17 @@ class FleetResults:
             return sent
 
     def _pending(self) -> list[tuple[int, str]]:
-        assert self._conn is not None
-        return self._conn.execute(
-            "SELECT id, body FROM fleet_pending WHERE id > ? ORDER BY id LIMIT ?",
-            (self._published, self._batch_rows),
-        ).fetchall()
+        with self._conn_lock:
+            assert self._conn is not None
+            return self._conn.execute(
+                "SELECT id, body FROM fleet_pending WHERE id > ? ORDER BY id LIMIT ?",
+                (self._published, self._batch_rows),
+            ).fetchall()
 
     def _delete(self, up_to: int) -> None:
-        assert self._conn is not None
-        self._conn.execute("DELETE FROM fleet_pending WHERE id <= ?", (up_to,))
+        with self._conn_lock:
+            assert self._conn is not None
+            self._conn.execute("DELETE FROM fleet_pending WHERE id <= ?", (up_to,))
 
     async def _redis(self, call: Any) -> Any:
         if self._outage.refuses_now():

@@ -275,11 +275,18 @@ class Outbox:
         self._closing = True
         await self._submit(_STOP)
         await asyncio.to_thread(self._thread.join)
-        if self._reader is not None:
-            self._reader.close()
+        await asyncio.to_thread(self._close_reader)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def _close_reader(self) -> None:
+        # Under the lock: a read whose caller was cancelled still runs in its thread, and
+        # closing the connection under a running statement crashes the process.
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     # --- the acknowledgement path ---------------------------------------------------------
 
