@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 
 from trackd.events.sinks import Delivery, Outcome
@@ -12,26 +13,28 @@ from trackd.events.sinks import Delivery, Outcome
 class FileSink:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._lock = asyncio.Lock()
+        # In the writing thread, not the event loop: a send cancelled at shutdown leaves its
+        # thread writing, and the last delivery attempt's line must not interleave with it.
+        self._lock = threading.Lock()
 
     def _append(self, line: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(line)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self._lock:  # lines never interleave
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(line)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     async def send(self, body: bytes) -> Delivery:
-        async with self._lock:  # lines never interleave
-            try:
-                await asyncio.to_thread(self._append, body + b"\n")
-            except OSError as error:
-                return Delivery(Outcome.RETRY, detail=f"{self.path}: {error}")
+        try:
+            await asyncio.to_thread(self._append, body + b"\n")
+        except OSError as error:
+            return Delivery(Outcome.RETRY, detail=f"{self.path}: {error}")
         return Delivery(Outcome.DELIVERED)
 
     async def aclose(self) -> None:
