@@ -352,7 +352,12 @@ async def _stop(settings: Settings, running: Running) -> None:
     # delivery attempt in what is left of it; the rest stays in the outbox.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.grace_period
-    await asyncio.gather(*(cancel_and_wait(task) for task in running.tasks))
+    # Each loop logs its own errors and goes on, but one that failed anyway must not cut the
+    # drain short (before 2026-12-03 these tasks were cancelled and never awaited).
+    stopped = (cancel_and_wait(task) for task in running.tasks)
+    for outcome in await asyncio.gather(*stopped, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.error("background_task_failed", error=f"{type(outcome).__name__}: {outcome}")
     if running.reloader is not None:
         running.reloader.close()
     if running.interceptor is not None:

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf.struct_pb2 import Value
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from structlog.testing import capture_logs
 
 from tests.support.daemon import Client, client_for, settings_for, spawn, trackd_command
 from tests.support.datafile_server import DatafileServer
@@ -251,3 +252,22 @@ def test_the_dockerfile_exposes_grpc_and_metrics_and_checks_health() -> None:
     assert "EXPOSE 50051 9090" in dockerfile
     assert 'CMD ["trackd", "health"]' in dockerfile
     assert "USER 10001" in dockerfile
+
+
+async def test_a_failed_background_task_does_not_cut_the_drain_short(tmp_path: Path) -> None:
+    # Nothing is due before shutdown (an hour's flush interval): only the drain's last
+    # delivery attempt can write the conversion.
+    settings = settings_for(tmp_path, datafile=DATAFILE, event_flush_interval=3600.0)
+
+    async def fails() -> None:
+        raise RuntimeError("a background loop broke")
+
+    with capture_logs() as logs:
+        async with client_for(settings) as client:
+            reply = await client.stub.Track(pb.TrackRequest(event_key="my_conversion", user_id="u"))
+            failed = asyncio.create_task(fails())
+            await asyncio.wait([failed])
+            client.daemon.tasks.append(failed)
+    assert reply.uuid in (tmp_path / "events.jsonl").read_text()
+    failures = [line for line in logs if line["event"] == "background_task_failed"]
+    assert [line["error"] for line in failures] == ["RuntimeError: a background loop broke"]
