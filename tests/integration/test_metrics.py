@@ -188,14 +188,15 @@ async def test_sampling_logs_rpcs_at_info(tmp_path: Path) -> None:
 async def test_errors_logged_inside_an_rpc_carry_its_request_id(tmp_path: Path) -> None:
     # The servicer's own log lines run inside the bound context.
     async with client_for(settings_for(tmp_path, log_level="debug")) as client:
-        with (
-            capture_logs(processors=[merge_contextvars]) as logs,
-            pytest.raises(grpc.aio.AioRpcError),
-        ):
-            await client.stub.Activate(
-                pb.ActivateRequest(experiment_key="", user_id="u"),
-                metadata=(("x-request-id", "abc"),),
-            )
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await client.stub.Activate(
+                    pb.ActivateRequest(experiment_key="", user_id="u"),
+                    metadata=(("x-request-id", "abc"),),
+                )
+            # An abort sends its status before the handler unwinds, so the client can see
+            # the error before the server has written the line: wait for it, still capturing.
+            await eventually(lambda: any(line["event"] == "rpc" for line in logs))
     [line] = [line for line in logs if line["event"] == "rpc"]
     assert (line["request_id"], line["code"]) == ("abc", "INVALID_ARGUMENT")
     json.dumps(line)  # renderable as a JSON line
