@@ -7,7 +7,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from tests.support.receiver import Receiver, Reply
 from tests.unit.test_outbox import _config, conversions, run_and_kill
 from trackd.events.dispatcher import Dispatcher
 from trackd.events.outbox import Outbox
-from trackd.events.sinks import open_sink
+from trackd.events.sinks import Delivery, open_sink
+from trackd.events.sinks.file import FileSink
 from trackd.events.sinks.http import retry_after_seconds
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
@@ -215,6 +216,67 @@ async def test_the_file_sink_appends_one_batch_per_line(outbox: Outbox, tmp_path
         for v in json.loads(line)["visitors"]
     ]
     assert uuids == [r.uuid for r in records]
+
+
+class CountingFileSink(FileSink):
+    """The real file sink, counting how many batches each write carried."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: list[int] = []
+
+    async def send_all(self, bodies: Sequence[bytes]) -> list[Delivery]:
+        self.writes.append(len(bodies))
+        return await super().send_all(bodies)
+
+
+async def test_a_backlog_goes_in_rounds_of_batches_sharing_one_write_and_one_ack(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    path = tmp_path / "events.jsonl"
+    records = [r for n in range(20) for r in conversions(25, f"row{n}-")]  # 500 events
+    for start in range(0, 500, 25):
+        await outbox.append(records[start : start + 25])
+    sink = CountingFileSink(path)
+    sender = Dispatcher(outbox, sink, batch_size=10, flush_interval=0.05, **FAST)
+    commits_before = (await outbox.stats()).commits
+    sender.start()
+    try:
+        await drained(outbox)
+    finally:
+        await sender.aclose()
+    lines = path.read_text().splitlines()
+    assert [len(json.loads(line)["visitors"]) for line in lines] == [10] * 50
+    uuids = [
+        v["snapshots"][0]["events"][0]["uuid"]
+        for line in lines
+        for v in json.loads(line)["visitors"]
+    ]
+    assert uuids == [r.uuid for r in records]  # in order, each once
+    assert sink.writes == [16, 16, 16, 2]
+    assert sender.batches_sent == 50
+    assert sender.delivered_events == 500
+    # One acknowledgement commit per round (4), not one per batch (50).
+    assert (await outbox.stats()).commits - commits_before <= 8
+
+
+async def test_a_failure_inside_a_round_acknowledges_the_batches_before_it(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    receiver.script(200, 200, 500)  # the third batch of the round fails once
+    records = conversions(60)
+    await outbox.append(records)
+    sender = dispatcher(outbox, receiver.url, batch_size=10)
+    sender.start()
+    try:
+        await receiver.wait_for_events(60)
+        await drained(outbox)
+    finally:
+        await sender.aclose()
+    assert [r.status for r in receiver.requests] == [200, 200, 500, 200, 200, 200, 200]
+    assert receiver.event_uuids == [r.uuid for r in records]  # nothing sent twice
+    assert sender.retries == 1
+    assert sender.delivered_events == 60
 
 
 async def test_batches_never_mix_revisions(outbox: Outbox, receiver: Receiver) -> None:

@@ -139,6 +139,13 @@ def encode_plain_batch(context: Context, plain: Sequence[tuple[Any, ...]]) -> by
     return encode_batch(context, from_plain(plain))
 
 
+def encode_plain_batches(
+    runs: Sequence[tuple[Context, Sequence[tuple[Any, ...]]]],
+) -> list[bytes]:
+    """`encode_plain_batch` of each run: a delivery round's batches in one worker call."""
+    return [encode_plain_batch(context, plain) for context, plain in runs]
+
+
 def encode(batch: Mapping[str, Any]) -> bytes:
     """The HTTP body / JSON line. NaN cannot occur (records reject it); refuse it anyway."""
     return json.dumps(batch, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
@@ -150,6 +157,7 @@ __all__ = [
     "encode",
     "encode_batch",
     "encode_plain_batch",
+    "encode_plain_batches",
     "event_batch",
     "split",
     "visitor",

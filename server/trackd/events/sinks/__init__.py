@@ -1,12 +1,13 @@
 """Where delivered Event API batches go: an http(s) endpoint or a JSON-lines file.
 
-A sink sends one encoded batch and classifies the outcome; the dispatcher decides what to
-do with it (retry with backoff, or dead-letter).
+A sink sends encoded batches and classifies each outcome; the dispatcher decides what to
+do with them (retry with backoff, or dead-letter).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +29,25 @@ class Delivery:
 class Sink(Protocol):
     async def send(self, body: bytes) -> Delivery: ...
 
+    async def send_all(self, bodies: Sequence[bytes]) -> list[Delivery]:
+        """Sends in order and stops after the first batch not delivered: one Delivery per
+        batch sent, so the ones after a failure are left out (and were not sent)."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+async def send_each(
+    send: Callable[[bytes], Awaitable[Delivery]], bodies: Sequence[bytes]
+) -> list[Delivery]:
+    """`Sink.send_all` for a sink that sends one batch at a time."""
+    deliveries: list[Delivery] = []
+    for body in bodies:
+        delivery = await send(body)
+        deliveries.append(delivery)
+        if delivery.outcome is not Outcome.DELIVERED:
+            break
+    return deliveries
 
 
 def open_sink(endpoint: str, *, timeout: float = 10.0, max_connections: int = 4) -> Sink:
@@ -47,4 +66,4 @@ def open_sink(endpoint: str, *, timeout: float = 10.0, max_connections: int = 4)
 sink_for = open_sink
 
 
-__all__ = ["Delivery", "Outcome", "Sink", "open_sink", "sink_for"]
+__all__ = ["Delivery", "Outcome", "Sink", "open_sink", "send_each", "sink_for"]

@@ -1,10 +1,13 @@
-"""The file sink: one Event API batch per line, fsynced before it counts as delivered."""
+"""The file sink: one Event API batch per line, fsynced before it counts as delivered.
+
+Batches sent together are written together and share one fsync."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from trackd.events.sinks import Delivery, Outcome
@@ -31,11 +34,15 @@ class FileSink:
                 os.close(fd)
 
     async def send(self, body: bytes) -> Delivery:
+        (delivery,) = await self.send_all([body])
+        return delivery
+
+    async def send_all(self, bodies: Sequence[bytes]) -> list[Delivery]:
         try:
-            await asyncio.to_thread(self._append, body + b"\n")
+            await asyncio.to_thread(self._append, b"".join(body + b"\n" for body in bodies))
         except OSError as error:
-            return Delivery(Outcome.RETRY, detail=f"{self.path}: {error}")
-        return Delivery(Outcome.DELIVERED)
+            return [Delivery(Outcome.RETRY, detail=f"{self.path}: {error}")]
+        return [Delivery(Outcome.DELIVERED)] * len(bodies)
 
     async def aclose(self) -> None:
         return None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Sequence
 
 import httpx
 
-from trackd.events.sinks import Delivery, Outcome
+from trackd.events.sinks import Delivery, Outcome, send_each
 
 _RETRY_STATUSES = frozenset({408, 429})
 _HEADERS = {"Content-Type": "application/json"}
@@ -66,6 +67,11 @@ class HttpSink:
         except httpx.HTTPError as error:
             return Delivery(Outcome.RETRY, detail=f"{type(error).__name__}: {error}")
         return classify(response)
+
+    async def send_all(self, bodies: Sequence[bytes]) -> list[Delivery]:
+        # One request at a time: what was delivered is always a prefix, so nothing after a
+        # failed batch goes out twice.
+        return await send_each(self.send, bodies)
 
     async def aclose(self) -> None:
         await self._client.aclose()
