@@ -34,7 +34,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     result = json.loads(done.stdout)
     assert result["machine"]["nproc"]
     reports = result["reports"]
-    assert set(reports) == {"grpc", "decisions", "activation", "startup", "scaling"}
+    assert set(reports) == {"grpc", "decisions", "activation", "startup", "scaling", "delivery"}
     for name, report in reports.items():
         assert "error" not in report, (name, report)
 
@@ -83,6 +83,13 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     else:
         assert scaling["reason"] and scaling["points"] == []
 
+    # 7: both ways of delivering, every event delivered, in batches of 100.
+    delivery = reports["delivery"]["rows"]
+    assert {row["round_batches"] for row in delivery} == {1, 16}
+    for row in delivery:
+        assert row["events_per_s"] > 0 and row["cpu_us_per_event"] > 0, row
+        assert row["batches"] == -(-row["events"] // 100), row
+
     # One dated section, a plot referenced from it.
     markdowns = list(tmp_path.glob("*.md"))
     plots = list(tmp_path.glob("*.png"))
@@ -90,7 +97,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     text = markdowns[0].read_text()
     assert text.count("## All scenarios") == 1
     assert f"]({plots[0].name})" in text
-    for heading in ("### 1-2.", "### 3.", "### 4.", "### 5.", "### 6."):
+    for heading in ("### 1-2.", "### 3.", "### 4.", "### 5.", "### 6.", "### 7."):
         assert heading in text
     if not scaling["available"]:
         assert "not available in this build" in text

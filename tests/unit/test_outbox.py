@@ -304,7 +304,7 @@ async def test_a_row_written_by_an_earlier_trackd_is_read_and_encoded(tmp_path: 
     async with Outbox(path) as outbox:
         assert outbox.undelivered == 2
         (row,) = await outbox.read(0, 10)
-    assert row.error is None
+    assert row.fmt == 1
     assert row.records == (
         records.Impression(
             0, context, "7d0c2c1a-1b2e-4f3a-8c5d-6e7f8a9b0c1d", 1_700_000_000_456, "u2",

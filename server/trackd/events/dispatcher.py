@@ -18,15 +18,14 @@ import random
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from itertools import islice
 
 import structlog
 
 from trackd import lifeline
 from trackd.background import cancel_and_wait
-from trackd.events import payload
+from trackd.events import rounds
 from trackd.events.outbox import DeadLetter, Outbox, PendingRow
-from trackd.events.records import Context, Record
+from trackd.events.rounds import Formed
 from trackd.events.sinks import Delivery, Outcome, Sink
 
 log = structlog.get_logger("trackd.events")
@@ -40,7 +39,7 @@ _READ_ROWS = 1024
 # One batch at a time, the fixed cost per batch (two fsyncs, three thread handoffs, an
 # encoder round trip) held delivery to about a quarter of the TrackStream acknowledgement
 # rate, and its CPU came out of that rate too.
-_ROUND_BATCHES = 16
+ROUND_BATCHES = 16
 
 
 # The encoder's niceness: building JSON for delivery is background work, and where cores are
@@ -64,18 +63,6 @@ class _Slot:
         self.sent = row.sent
 
 
-class _Batch:
-    __slots__ = ("body", "context", "dead_letter", "events", "progress", "records")
-
-    def __init__(self) -> None:
-        self.context: Context | None = None
-        self.records: list[Record] = []
-        self.progress: list[tuple[int, int]] = []
-        self.events = 0
-        self.dead_letter: DeadLetter | None = None
-        self.body = b""
-
-
 class Dispatcher:
     """`start()` runs the background delivery. At shutdown `stop(deadline=...)` stops it,
     makes one delivery attempt for what is left until the deadline and closes the sink
@@ -93,12 +80,14 @@ class Dispatcher:
         retry_after_max: float = 300.0,
         rng: random.Random | None = None,
         encode_in_process: bool = False,
+        round_batches: int = ROUND_BATCHES,
     ) -> None:
-        if batch_size < 1 or flush_interval <= 0:
-            raise ValueError("batch_size must be >= 1 and flush_interval > 0")
+        if batch_size < 1 or flush_interval <= 0 or round_batches < 1:
+            raise ValueError("batch_size and round_batches must be >= 1, flush_interval > 0")
         self._outbox = outbox
         self._sink = sink
         self.batch_size = batch_size
+        self.round_batches = round_batches
         self.flush_interval = flush_interval
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -213,7 +202,7 @@ class Dispatcher:
     # --- one batch ------------------------------------------------------------------------
 
     async def _fill(self) -> None:
-        wanted = self.batch_size * _ROUND_BATCHES
+        wanted = self.batch_size * self.round_batches
         while self._buffered < wanted:
             rows = await self._outbox.read(self._after_id, _READ_ROWS, wanted - self._buffered)
             if not rows:
@@ -229,93 +218,15 @@ class Dispatcher:
         self._after_id = 0
         self._buffered = 0
 
-    def _take_round(self) -> list[_Batch]:
-        """The next batches to deliver together: the first whatever its size, then more only
-        while a full batch is buffered (a partial one waits for its flush interval). An
-        undecodable row is a round of its own."""
-        batches: list[_Batch] = []
-        cursor = (0, self._slots[0].sent)
-        available = self._buffered
-        while cursor[0] < len(self._slots) and len(batches) < _ROUND_BATCHES:
-            undecodable = self._slots[cursor[0]].row.error is not None
-            if batches and (undecodable or available < self.batch_size):
-                break
-            batch, cursor = self._take(cursor)
-            batches.append(batch)
-            available -= batch.events
-            if undecodable:
-                break
-        return batches
-
-    def _take(self, cursor: tuple[int, int]) -> tuple[_Batch, tuple[int, int]]:
-        """The batch starting at `cursor` (slot position, event index in its row), and
-        where the next one starts."""
-        batch = _Batch()
-        position, index = cursor
-        front = self._slots[position].row
-        if front.error is not None:
-            batch.events = front.n - index
-            batch.progress.append((front.row_id, front.n))
-            batch.dead_letter = DeadLetter(
-                None, f"undecodable outbox row: {front.error}", batch.events, front.raw
-            )
-            return batch, self._cursor_at(position + 1)
-        for slot in islice(self._slots, position, None):
-            row = slot.row
-            if row.error is not None:
-                break
-            first = index
-            while index < row.n and len(batch.records) < self.batch_size:
-                record = row.records[index]
-                if batch.context is None:
-                    batch.context = record.context
-                elif record.context != batch.context:
-                    break
-                batch.records.append(record)
-                index += 1
-            if index > first:
-                batch.progress.append((row.row_id, index))
-            if index < row.n:
-                break
-            position += 1
-            index = self._cursor_at(position)[1]
-        batch.events = len(batch.records)
-        return batch, (position, index)
-
-    def _cursor_at(self, position: int) -> tuple[int, int]:
-        """The cursor at the first undelivered event of the slot at `position`."""
-        return (position, self._slots[position].sent if position < len(self._slots) else 0)
-
-    async def _encode(self, batches: list[_Batch]) -> None:
-        """Sets each batch's body, or its dead letter when it cannot be encoded."""
-        sendable = [batch for batch in batches if batch.dead_letter is None]
-        if not sendable:
-            return
-        runs = []
-        for batch in sendable:
-            assert batch.context is not None  # a batch that is sent holds an event
-            runs.append((batch.context, batch.records))
-        try:
-            bodies = await self._encoded(runs)
-        except (TypeError, ValueError) as error:
-            if len(sendable) > 1:
-                for batch in sendable:  # find the one that cannot be encoded
-                    await self._encode([batch])
-                return
-            (batch,) = sendable
-            batch.dead_letter = DeadLetter(
-                None,
-                f"cannot encode the batch: {error}",
-                batch.events,
-                repr(batch.records).encode(),
-            )
-            return
-        for batch, body in zip(sendable, bodies, strict=True):
-            batch.body = body
-
-    async def _encoded(self, runs: list[tuple[Context, list[Record]]]) -> list[bytes]:
+    async def _formed(self) -> list[Formed]:
+        """The next round's batches, formed from the buffered rows as stored."""
+        parts = [
+            (slot.row.row_id, slot.row.n, slot.sent, slot.row.fmt, slot.row.body)
+            for slot in self._slots
+        ]
+        args = (parts, self.batch_size, self.round_batches)
         if not self._encode_in_process:
-            return [payload.encode_batch(context, records) for context, records in runs]
+            return rounds.form_round(*args)
         if self._encoder is None:
             self._encoder = ProcessPoolExecutor(
                 max_workers=1,
@@ -324,14 +235,14 @@ class Dispatcher:
                 initializer=_start_encoder,
                 initargs=(os.getpid(),),
             )
-        loop = asyncio.get_running_loop()
-        plain = [(context, [tuple(r) for r in records]) for context, records in runs]
         try:
-            return await loop.run_in_executor(self._encoder, payload.encode_plain_batches, plain)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._encoder, rounds.form_round, *args
+            )
         except BrokenProcessPool:
             log.warning("event_encoder_restarted")
             self._close_encoder()
-            return [payload.encode_batch(context, records) for context, records in runs]
+            return rounds.form_round(*args)
 
     def _close_encoder(self) -> None:
         encoder, self._encoder = self._encoder, None
@@ -359,42 +270,37 @@ class Dispatcher:
         await self._fill()
         if not self._slots:
             return False
-        batches = self._take_round()
-        await self._encode(batches)
-        sendable = [batch for batch in batches if batch.dead_letter is None]
-        deliveries = iter(await self._sink.send_all([b.body for b in sendable]) if sendable else ())
-        delivered: list[_Batch] = []  # acknowledged together, in one outbox commit
-        for batch in batches:
-            if batch.dead_letter is None:
+        formed = await self._formed()
+        sendable = [batch.body for batch in formed if batch.error is None]
+        deliveries = iter(await self._sink.send_all(sendable) if sendable else ())
+        delivered: list[Formed] = []  # acknowledged together, in one outbox commit
+        for batch in formed:
+            letter = _unsendable(batch)
+            if letter is None:
                 delivery = next(deliveries, None)
                 if delivery is None:
                     break  # not sent: an earlier batch failed
                 if delivery.outcome is Outcome.RETRY:
                     await self._acknowledge(delivered)
                     delivered = []
-                    if not await self._retry(batch, delivery, retry=retry):
+                    settled = await self._retry(batch, delivery, retry=retry)
+                    if settled is None:
                         return False
-                    await self._acknowledge([batch])
+                    await self._acknowledge([batch], _refused(batch, settled))
                     break
-                self._reject_if_refused(batch, delivery)
-            if batch.dead_letter is None:
+                letter = _refused(batch, delivery)
+            if letter is None:
                 delivered.append(batch)
             else:
                 await self._acknowledge(delivered)
                 delivered = []
-                await self._acknowledge([batch])
+                await self._acknowledge([batch], letter)
         await self._acknowledge(delivered)
         return True
 
-    def _reject_if_refused(self, batch: _Batch, delivery: Delivery) -> None:
-        if delivery.outcome is Outcome.REJECTED:
-            batch.dead_letter = DeadLetter(
-                delivery.status, delivery.detail or "rejected", batch.events, batch.body
-            )
-
-    async def _retry(self, batch: _Batch, delivery: Delivery, *, retry: bool) -> bool:
-        """Sends `batch` again, with backoff, until it is delivered or refused; without
-        `retry`, gives up at once (False)."""
+    async def _retry(self, batch: Formed, delivery: Delivery, *, retry: bool) -> Delivery | None:
+        """Sends `batch` again, with backoff, until it is delivered or refused (that
+        delivery); without `retry`, gives up at once (None)."""
         attempt = 0
         while delivery.outcome is Outcome.RETRY:
             self.retries += 1
@@ -405,7 +311,7 @@ class Dispatcher:
                     detail=delivery.detail,
                     events=batch.events,
                 )
-                return False
+                return None
             delay = self._delay(attempt, delivery.retry_after)
             attempt += 1
             log.warning(
@@ -418,14 +324,14 @@ class Dispatcher:
             )
             await asyncio.sleep(delay)
             delivery = await self._sink.send(batch.body)
-        self._reject_if_refused(batch, delivery)
-        return True
+        return delivery
 
-    async def _acknowledge(self, batches: list[_Batch]) -> None:
+    async def _acknowledge(
+        self, batches: list[Formed], dead_letter: DeadLetter | None = None
+    ) -> None:
         """Records delivered batches (or one dead-lettered batch) in the outbox."""
         if not batches:
             return
-        dead_letter = batches[0].dead_letter
         # One (row, sent) per row: a row split over several batches ends where the last did.
         progress = list(dict(p for batch in batches for p in batch.progress).items())
         self._acking = acked_future = self._outbox.ack(progress, dead_letter)
@@ -449,6 +355,20 @@ class Dispatcher:
                 reason=dead_letter.reason,
                 events=acked,
             )
+
+
+def _unsendable(batch: Formed) -> DeadLetter | None:
+    """The dead letter of a batch that could not be formed or encoded."""
+    if batch.error is None:
+        return None
+    return DeadLetter(None, batch.error, batch.events, batch.body)
+
+
+def _refused(batch: Formed, delivery: Delivery) -> DeadLetter | None:
+    """The dead letter of a batch the endpoint refused."""
+    if delivery.outcome is not Outcome.REJECTED:
+        return None
+    return DeadLetter(delivery.status, delivery.detail or "rejected", batch.events, batch.body)
 
 
 __all__ = ["Dispatcher"]

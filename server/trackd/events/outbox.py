@@ -114,15 +114,20 @@ _STOP: Final = 3
 
 @dataclass(frozen=True, slots=True)
 class PendingRow:
-    """A committed row with undelivered events, as the dispatcher reads it."""
+    """A committed row with undelivered events, as stored: the dispatcher's encoder process
+    decodes it (`trackd.events.rounds`), so the daemon never does."""
 
     row_id: int
     created_ms: int
     n: int  # events in the row
     sent: int  # events of this row already delivered, from the start
-    records: tuple[Record, ...]  # all of the row's events; empty when undecodable
-    error: str | None = None  # why the row could not be decoded
-    raw: bytes = b""  # the stored body, kept only for an undecodable row
+    fmt: int
+    body: bytes
+
+    @property
+    def records(self) -> tuple[Record, ...]:
+        """All of the row's events, decoded (raises on an undecodable row)."""
+        return tuple(decode_rows(self.body, self.fmt))
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,15 +361,7 @@ class Outbox:
                     if max_events <= 0:
                         break
                 cursor.close()
-        pending = []
-        for row_id, created_ms, n, sent, fmt, body in rows:
-            try:
-                records = tuple(decode_rows(body, fmt))
-            except Exception as error:
-                pending.append(PendingRow(row_id, created_ms, n, sent, (), repr(error), body))
-                continue
-            pending.append(PendingRow(row_id, created_ms, n, sent, records))
-        return pending
+        return [PendingRow(*row) for row in rows]
 
     def ack(
         self, progress: Sequence[tuple[int, int]], dead_letter: DeadLetter | None = None

@@ -1,0 +1,87 @@
+"""Forming a delivery round from outbox rows as stored (what the encoder process runs)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.unit.test_outbox import _config, conversions
+from trackd.events import payload
+from trackd.events.records import ROW_FORMAT, Record, encode_rows
+from trackd.events.rounds import RowPart, form_round
+
+
+def row(row_id: int, events: list[Record], sent: int = 0) -> RowPart:
+    return (row_id, len(events), sent, ROW_FORMAT, encode_rows(events))
+
+
+def visitors(body: bytes) -> list[str]:
+    return [v["visitor_id"] for v in json.loads(body)["visitors"]]
+
+
+def test_full_batches_follow_the_first_and_a_partial_one_waits() -> None:
+    rows = [row(1, conversions(25, "a")), row(2, conversions(10, "b"), sent=2)]
+    formed = form_round(rows, batch_size=10, max_batches=16)
+    # 23 + 8 = 33 events: three full batches; the last 3 wait for their flush interval.
+    assert [f.events for f in formed] == [10, 10, 10]
+    assert [f.progress for f in formed] == [((1, 10),), ((1, 20),), ((1, 25), (2, 7))]
+    assert visitors(formed[2].body) == [
+        "a20",
+        "a21",
+        "a22",
+        "a23",
+        "a24",
+        "b2",
+        "b3",
+        "b4",
+        "b5",
+        "b6",
+    ]
+    assert all(f.error is None for f in formed)
+
+
+def test_the_first_batch_goes_whatever_its_size() -> None:
+    (formed,) = form_round([row(7, conversions(3), sent=1)], batch_size=10, max_batches=16)
+    assert (formed.progress, formed.events, visitors(formed.body)) == (((7, 3),), 2, ["u1", "u2"])
+
+
+def test_a_round_holds_at_most_max_batches() -> None:
+    formed = form_round([row(1, conversions(50))], batch_size=5, max_batches=3)
+    assert [f.progress for f in formed] == [((1, 5),), ((1, 10),), ((1, 15),)]
+
+
+def test_a_batch_never_mixes_contexts() -> None:
+    old, new = (
+        conversions(3, "o", _config(revision="7")),
+        conversions(3, "n", _config(revision="8")),
+    )
+    formed = form_round([row(1, old + new)], batch_size=2, max_batches=16)
+    assert [(json.loads(f.body)["revision"], f.events) for f in formed] == [
+        ("7", 2),
+        ("7", 1),
+        ("8", 2),
+    ]  # the last one ("8", 1) is partial and waits
+    assert formed[1].progress == ((1, 3),)
+
+
+def test_the_bytes_are_what_the_payload_module_makes() -> None:
+    events = conversions(4)
+    (formed,) = form_round([row(1, events)], batch_size=10, max_batches=16)
+    assert formed.body == payload.encode_batch(events[0].context, events)
+
+
+def test_an_undecodable_row_ends_the_batch_before_it_and_is_a_round_of_its_own() -> None:
+    broken: RowPart = (2, 2, 0, ROW_FORMAT, b"\x00\xff")
+    rows = [row(1, conversions(3)), broken, row(3, conversions(30))]
+    (first,) = form_round(rows, batch_size=10, max_batches=16)
+    assert (first.progress, first.error) == (((1, 3),), None)
+    (dead,) = form_round(rows[1:], batch_size=10, max_batches=16)
+    assert dead.progress == ((2, 2),)
+    assert (dead.events, dead.body) == (2, b"\x00\xff")
+    assert dead.error is not None and dead.error.startswith("undecodable outbox row")
+
+
+def test_a_row_holding_other_than_n_events_is_undecodable() -> None:
+    (_, _, sent, fmt, body) = row(4, conversions(3))
+    (dead,) = form_round([(4, 5, sent, fmt, body)], batch_size=10, max_batches=16)
+    assert dead.error == "undecodable outbox row: the row holds 3 events, not 5"
+    assert dead.progress == ((4, 5),)
