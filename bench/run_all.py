@@ -10,6 +10,7 @@ Scenarios, each a script of its own in bench/ run here as a subprocess with --js
   4. activation cache: memory per entry, latency under expiry bench_activation_cache.py
   5. start-up time and memory with 1 MB / 10 MB datafiles     bench_startup.py
   6. 1 vs 2 worker processes with the Redis activation store  bench_scaling.py
+  7. delivery of a backlog, one batch vs rounds of batches    bench_delivery.py
 
 The full run appends one section to bench/results/<YYYY-MM-DD>.md (never overwrites) and
 saves bench/results/<YYYY-MM-DD>-<HHMMSS>.png, referenced from it. --quick writes nothing
@@ -36,7 +37,7 @@ from bench_grpc import Point
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
-SCENARIOS = ("grpc", "decisions", "activation", "startup", "scaling")
+SCENARIOS = ("grpc", "decisions", "activation", "startup", "scaling", "delivery")
 GOALS = {
     "unary_ratio": 0.8,  # trackd/bare throughput
     "stream_500": 150_000,  # events/s acknowledged at 500 per batch
@@ -54,6 +55,7 @@ def command(scenario: str, quick: bool) -> list[str]:
         "activation": [py, str(BENCH / "bench_activation_cache.py"), *flag],
         "startup": [py, str(BENCH / "bench_startup.py"), "--json", *flag],
         "scaling": [py, str(BENCH / "bench_scaling.py"), "--json", *flag],
+        "delivery": [py, str(BENCH / "bench_delivery.py"), "--json", *flag],
     }[scenario]
 
 
@@ -459,6 +461,36 @@ def section_scaling(report: dict[str, Any]) -> list[str]:
     )
 
 
+def section_delivery(report: dict[str, Any]) -> list[str]:
+    lines = ["### 7. Delivery: draining a backlog, one batch at a time vs in rounds", ""]
+    if "error" in report:
+        return lines + _failed(report)
+    lines += [
+        "`bench/bench_delivery.py`: an outbox filled with TrackStream-shaped rows (500 events"
+        " each) or unary rows (one event each), drained by the dispatcher to the file sink"
+        " through its encoder process, as `trackd serve` runs it, with"
+        f" `--event-batch-size {report['batch_size']}`; `round_batches=1` delivers one batch"
+        " at a time (trackd before 2026-12-05), 16 is the default. CPU is the daemon"
+        " process's (user + sys, all threads), not the encoder's. Median of"
+        f" {report['repeats']} alternating runs.",
+        "",
+    ]
+    return lines + _table(
+        ["rows", "events", "batches per round", "events/s", "daemon CPU us/event"],
+        [
+            [
+                row["shape"],
+                f"{row['events']:,}",
+                str(row["round_batches"]),
+                f"{row['events_per_s']:,.0f}",
+                f"{row['cpu_us_per_event']:.2f}",
+            ]
+            for row in report["rows"]
+        ],
+        "|---|---:|---:|---:|---:|",
+    )
+
+
 def markdown(
     reports: dict[str, Any], info: dict[str, str], plot: Path | None, quick: bool, now: dt.datetime
 ) -> str:
@@ -490,6 +522,7 @@ def markdown(
         "activation": section_activation,
         "startup": section_startup,
         "scaling": section_scaling,
+        "delivery": section_delivery,
     }
     for name, report in reports.items():
         lines += renderers[name](report)

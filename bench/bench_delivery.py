@@ -1,0 +1,137 @@
+"""Delivery: how fast the dispatcher drains a backlog, one batch at a time vs in rounds.
+
+An outbox is filled with TrackStream-shaped rows (500 events each) or unary rows (one event
+each), then a Dispatcher with the file sink and the encoder process (as `trackd serve`
+runs it) delivers everything, side by side in one run:
+  - `round_batches=1`   one batch per round (trackd before 2026-12-05)
+  - `round_batches=16`  trackd's default: one read, one encoder call, one write and fsync,
+                        one acknowledgement commit per round
+Reported: events delivered per second and the daemon process's CPU per event (user + sys,
+all its threads; not the encoder process's, which runs at niceness 10), median of
+`--repeats` alternating runs.
+
+    .venv/bin/python bench/bench_delivery.py [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from trackd.datafile import parse_datafile
+from trackd.events import records
+from trackd.events.dispatcher import ROUND_BATCHES, Dispatcher
+from trackd.events.outbox import Outbox
+from trackd.events.sinks.file import FileSink
+from trackd.events.tags import parse_tags
+
+DATAFILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "datafile.json"
+DEVICES = ("iPhone", "Android", "iPad")
+AD_SOURCES = ("google", "facebook", "newsletter")
+
+
+def _cpu() -> float:
+    """This process's CPU seconds, user + sys, all threads (not the encoder process)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+async def fill(outbox: Outbox, events: int, per_row: int) -> None:
+    config = parse_datafile(DATAFILE.read_text())
+    event = config.events_by_key["my_conversion"]
+    tags = parse_tags({"revenue": 1299, "category": "shoes"})
+    attributes = [{"device": d, "ad_source": a} for d in DEVICES for a in AD_SOURCES]
+    attributed = (("40001", "42001"),)
+    for start in range(0, events, per_row):
+        build = records.conversions(config, int(time.time() * 1000))
+        await outbox.append(
+            [
+                build(event, f"u-{i}", attributes[i % 9], tags, attributed if i % 2 else ())
+                for i in range(start, min(events, start + per_row))
+            ]
+        )
+
+
+async def drain(events: int, per_row: int, round_batches: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="trackd-delivery-") as workdir:
+        async with Outbox(Path(workdir) / "outbox.sqlite3", max_events=10**9) as outbox:
+            await fill(outbox, events, per_row)
+            sink = FileSink(Path(workdir) / "events.jsonl")
+            dispatcher = Dispatcher(
+                outbox,
+                sink,
+                batch_size=100,
+                flush_interval=0.01,
+                encode_in_process=True,
+                round_batches=round_batches,
+            )
+            # Results are counted as rows are committed: let that finish before measuring.
+            config = parse_datafile(DATAFILE.read_text())
+            await outbox.results(config, config.experiments_by_key["ab_running"])
+            cpu_before = _cpu()
+            started = time.perf_counter()
+            dispatcher.start()
+            while outbox.undelivered > 0:  # noqa: ASYNC110 - a counter, polled: no event for it
+                await asyncio.sleep(0.005)
+            wall = time.perf_counter() - started
+            cpu_after = _cpu()
+            await dispatcher.aclose()
+            lines = (Path(workdir) / "events.jsonl").read_text().count("\n")
+    return {
+        "events_per_s": events / wall,
+        "cpu_us_per_event": 1e6 * (cpu_after - cpu_before) / events,
+        "wall_s": wall,
+        "lines": lines,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts (smoke run)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--repeats", type=int, default=3)
+    options = parser.parse_args(argv)
+    repeats = 1 if options.quick else options.repeats
+    shapes = {"TrackStream rows (500 events)": (500, 2_000 if options.quick else 200_000)}
+    shapes["unary rows (1 event)"] = (1, 500 if options.quick else 20_000)
+    rows = []
+    for shape, (per_row, events) in shapes.items():
+        samples: dict[int, list[dict[str, float]]] = {1: [], ROUND_BATCHES: []}
+        for _ in range(repeats):  # alternating, so drift hits both alike
+            for round_batches in samples:
+                samples[round_batches].append(asyncio.run(drain(events, per_row, round_batches)))
+        for round_batches, runs in samples.items():
+            rows.append(
+                {
+                    "shape": shape,
+                    "events": events,
+                    "round_batches": round_batches,
+                    "events_per_s": statistics.median(r["events_per_s"] for r in runs),
+                    "cpu_us_per_event": statistics.median(r["cpu_us_per_event"] for r in runs),
+                    "batches": runs[0]["lines"],
+                }
+            )
+    report = {"repeats": repeats, "batch_size": 100, "rows": rows}
+    if options.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for row in rows:
+            print(
+                f"{row['shape']:32} rounds of {row['round_batches']:2}: "
+                f"{row['events_per_s']:10,.0f} events/s"
+                f"  {row['cpu_us_per_event']:6.2f} us CPU/event",
+                file=sys.stderr,
+            )
+    return report
+
+
+if __name__ == "__main__":
+    main()
