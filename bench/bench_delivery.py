@@ -51,13 +51,11 @@ async def fill(outbox: Outbox, events: int, per_row: int) -> None:
     attributes = [{"device": d, "ad_source": a} for d in DEVICES for a in AD_SOURCES]
     attributed = (("40001", "42001"),)
     for start in range(0, events, per_row):
-        build = records.conversions(config, int(time.time() * 1000))
-        await outbox.append(
-            [
-                build(event, f"u-{i}", attributes[i % 9], tags, attributed if i % 2 else ())
-                for i in range(start, min(events, start + per_row))
-            ]
-        )
+        batch = records.ConversionColumns(config, int(time.time() * 1000))
+        for i in range(start, min(events, start + per_row)):
+            batch.add(event, f"u-{i}", attributes[i % 9], tags, attributed if i % 2 else ())
+        # A TrackStream batch's row (columns); a unary Track's row (one record).
+        await outbox.append(batch if per_row > 1 else batch.records())
 
 
 async def drain(events: int, per_row: int, round_batches: int) -> dict[str, float]:

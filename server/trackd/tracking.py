@@ -298,8 +298,8 @@ class Tracker:
         """Stores the valid events of a batch in one commit; invalid ones are reported by index.
 
         This is the TrackStream hot path: one activation-store call and one outbox commit
-        per batch, one clock read and one uuid draw, and no per-event objects beyond the
-        record itself.
+        per batch, one clock read and one uuid draw, and each event a row of references in
+        the batch's columns (`records.ConversionColumns`), not a record of its own.
         """
         config = self.live.config
         events = config.events_by_key
@@ -322,13 +322,13 @@ class Tracker:
             lives = await self._activations.live_for_users(lookups)
         except ActivationStoreUnavailable:
             lives, unknown = [{} for _ in valid], True
-        build = records.conversions(config, self._now_ms())
+        batch = records.ConversionColumns(config, self._now_ms())
         # Users of a batch share a handful of attribution sets: resolve each once.
         resolved: dict[tuple[tuple[str, str], ...], tuple[records.Attribution, ...]] = {}
         # Events of a stream batch share tag dicts (trackd.wire hands out one per distinct
         # map): parse each once, by identity, which is sound while `items` holds them all.
         parsed_tags: dict[int, ParsedTags] = {}
-        conversions: list[records.Conversion] = []
+        add = batch.add
         attributed = 0
         for (index, item, event), live in zip(valid, lives, strict=True):
             pairs: tuple[records.Attribution, ...] = ()
@@ -347,14 +347,14 @@ class Tracker:
                 except TrackdError as error:
                     errors.append((index, error))
                     continue
-            conversions.append(build(event, item.user_id, item.attributes, tags, pairs))
+            add(event, item.user_id, item.attributes, tags, pairs)
             attributed += bool(pairs)
-        if conversions:
-            await self._outbox.append(conversions)
+        if batch:
+            await self._outbox.append(batch)
             if unknown:
-                self.unattributed_tracks += len(conversions)
+                self.unattributed_tracks += len(batch)
         errors.sort(key=lambda pair: pair[0])
-        return BatchOutcome(len(conversions), attributed, tuple(errors), unknown)
+        return BatchOutcome(len(batch), attributed, tuple(errors), unknown)
 
     async def results(self, experiment_key: str) -> Results:
         """The fleet's results when replicas share Redis (this replica's own while Redis is

@@ -187,6 +187,44 @@ async def test_results_count_visitors_and_conversions_and_survive_a_restart(
         assert (got.converters if got else 0) == len(expected_converters[key])
 
 
+async def test_a_streamed_event_is_delivered_exactly_as_the_same_track_call(
+    tracked: Client, receiver: Receiver
+) -> None:
+    await activate(tracked, "ab_running", "dee", device="iPhone")
+
+    def event(user_id: str) -> pb.TrackRequest:
+        return pb.TrackRequest(
+            event_key="my_conversion",
+            user_id=user_id,
+            attributes=attrs(device="iPhone", ad_source="google"),
+            tags=attrs(revenue=4200.0, value=3.5, category="shoes"),
+        )
+
+    await tracked.stub.Track(event("dee"))
+
+    async def requests() -> AsyncIterator[pb.TrackStreamRequest]:
+        yield pb.TrackStreamRequest(sequence=1, events=[event("dee"), event("eve"), event("dee")])
+
+    [ack] = [ack async for ack in tracked.stub.TrackStream(requests())]
+    assert (ack.accepted, ack.attributed) == (3, 2)
+    await receiver.wait_for_events(5)  # the impression, the Track, the three streamed
+
+    def comparable(visitor: dict[str, Any]) -> dict[str, Any]:
+        [snapshot] = visitor["snapshots"]
+        [conversion] = snapshot["events"]
+        conversion = {k: v for k, v in conversion.items() if k not in ("uuid", "timestamp")}
+        return {**visitor, "snapshots": [{**snapshot, "events": [conversion]}]}
+
+    tracked_one, *streamed = receiver.visitors[1:]
+    assert [comparable(v) for v in streamed] == [
+        comparable(tracked_one),
+        {**comparable(tracked_one), "visitor_id": "eve"},
+        comparable(tracked_one),
+    ]
+    uuids = [v["snapshots"][0]["events"][0]["uuid"] for v in receiver.visitors]
+    assert len(set(uuids)) == 5
+
+
 async def test_a_stream_of_100_batches_is_acknowledged_batch_by_batch(tracked: Client) -> None:
     await activate(tracked, "ab_running", "s-0")
 

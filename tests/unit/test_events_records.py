@@ -126,17 +126,58 @@ def test_a_batchs_uuids_are_distinct_version_4_strings_past_any_table_size() -> 
     pattern = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
     config = _config()
     event = config.events_by_key["signup"]
-    build = records.conversions(config, 1)
-    batch = [build(event, "u", None, parse_tags(None), ()).uuid for _ in range(5_000)]
-    uuid_at = records.uuids()
-    other = [uuid_at(i) for i in (70_000, 3, 0)]
-    assert len(set(batch)) == 5_000 and len(set(other)) == 3
-    assert all(pattern.match(u) for u in batch + other)
-    assert len({u[:28] for u in batch}) == 1  # one draw per batch, another for the next
-    assert (
-        batch[0][:28]
-        != records.conversions(config, 1)(event, "u", None, parse_tags(None), ()).uuid[:28]
-    )
+
+    def batch(size: int) -> list[str]:
+        columns = records.ConversionColumns(config, 1)
+        for _ in range(size):
+            columns.add(event, "u", None, parse_tags(None), ())
+        return [record.uuid for record in columns.records()]
+
+    uuids = batch(70_001)  # past the index table's first size
+    assert len(set(uuids)) == 70_001
+    assert all(pattern.match(u) for u in uuids[:5_000] + uuids[-5:])
+    assert len({u[:28] for u in uuids}) == 1  # one draw per batch, another for the next
+    assert uuids[0][:28] != batch(1)[0][:28]
+
+
+def test_a_batch_as_columns_decodes_to_the_records_it_stands_for() -> None:
+    config = _config()
+    columns = records.ConversionColumns(config, 9)
+    tags = parse_tags({"revenue": 10, "value": 0.1, "note": None})
+    shared = {"device": "iPhone"}
+    columns.add(config.events_by_key["purchase"], "u1", shared, tags, (("40011", "42011"),))
+    columns.add(config.events_by_key["signup"], "u2", shared, parse_tags(None), ())
+    columns.add(config.events_by_key["purchase"], "u3", {"ad_source": 7}, tags, ())
+    fmt, body = records.encode_row(columns)
+    assert fmt == records.COLUMNS_FORMAT
+    expected = columns.records()
+    assert decode_rows(body, fmt) == expected
+    for record, (event, user, attributes, parsed, attributed) in zip(
+        expected,
+        [
+            ("purchase", "u1", shared, tags, (("40011", "42011"),)),
+            ("signup", "u2", shared, parse_tags(None), ()),
+            ("purchase", "u3", {"ad_source": 7}, tags, ()),
+        ],
+        strict=True,
+    ):
+        alone = records.conversion(
+            config, config.events_by_key[event], user, attributes, parsed, attributed, now_ms=9
+        )
+        assert record._replace(uuid="") == alone._replace(uuid="")
+    # Shared values are stored once: three events cost less than three one-event rows.
+    one = records.ConversionColumns(config, 9)
+    one.add(config.events_by_key["purchase"], "u1", shared, tags, (("40011", "42011"),))
+    assert len(body) < 2 * len(one.encode())
+
+
+def test_a_columns_row_with_uneven_columns_is_refused() -> None:
+    config = _config()
+    columns = records.ConversionColumns(config, 9)
+    columns.add(config.events_by_key["signup"], "u1", None, parse_tags(None), ())
+    columns.users.append("stray")
+    with pytest.raises(ValueError):
+        decode_rows(columns.encode(), records.COLUMNS_FORMAT)
 
 
 def test_rows_round_trip_records_exactly() -> None:

@@ -32,7 +32,7 @@ import structlog
 
 from trackd.errors import FailedPrecondition, OutboxFull, Unavailable
 from trackd.events import results as results_mod
-from trackd.events.records import ROW_FORMAT, Record, decode_rows, encode_rows
+from trackd.events.records import ConversionColumns, Record, decode_rows, encode_row
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 
 log = structlog.get_logger("trackd.events")
@@ -309,7 +309,7 @@ class Outbox:
         """An event set by the next commit that adds events."""
         return self._commit_event
 
-    async def append(self, records: Sequence[Record]) -> None:
+    async def append(self, records: Sequence[Record] | ConversionColumns) -> None:
         """Returns once every record is committed; raises OutboxFull (writing nothing) when
         they would take the outbox past `max_events`."""
         n = len(records)
@@ -319,10 +319,10 @@ class Outbox:
             raise Unavailable("the event outbox is closed")
         if self._reserved + n > self.max_events:
             raise OutboxFull(self.max_events)
-        body = encode_rows(records)
+        fmt, body = encode_row(records)
         future = self._loop.create_future()
         self._reserved += n
-        self._queue.put((_APPEND, future, body, n, int(self._clock() * 1000)))
+        self._queue.put((_APPEND, future, body, n, int(self._clock() * 1000), fmt))
         await future
 
     async def _submit(self, kind: int, *args: Any) -> Any:
@@ -484,10 +484,10 @@ class Outbox:
             conn.execute("BEGIN IMMEDIATE")
             for op in writes:
                 if op[0] == _APPEND:
-                    _, future, body, n, created_ms = op
+                    _, future, body, n, created_ms, fmt = op
                     cursor = conn.execute(
                         "INSERT INTO outbox (created_ms, n, fmt, body) VALUES (?, ?, ?, ?)",
-                        (created_ms, n, ROW_FORMAT, body),
+                        (created_ms, n, fmt, body),
                     )
                     max_id = cursor.lastrowid or max_id
                     appended += n
