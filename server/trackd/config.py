@@ -233,7 +233,15 @@ OPTIONS: tuple[Option, ...] = (
         "URL",
         "file://DATA_DIR/events.jsonl",
     ),
-    Option("event-batch-size", int, 100, "Most visitors in one delivered Event API batch.", "N"),
+    Option(
+        "event-batch-size",
+        int,
+        100,
+        "Most visitors in one delivered Event API batch. A backlog goes in rounds of up to 16"
+        " batches: one outbox read, one file write and fsync, one acknowledgement per round"
+        " (HTTP batches are still POSTed one at a time, in order).",
+        "N",
+    ),
     Option(
         "event-flush-interval",
         float,

@@ -332,8 +332,7 @@ class Dispatcher:
         """Records delivered batches (or one dead-lettered batch) in the outbox."""
         if not batches:
             return
-        # One (row, sent) per row: a row split over several batches ends where the last did.
-        progress = list(dict(p for batch in batches for p in batch.progress).items())
+        progress = [entry for batch in batches for entry in batch.progress]
         self._acking = acked_future = self._outbox.ack(progress, dead_letter)
         self._advance(progress)
         try:
