@@ -185,13 +185,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                 ),
             )
         # Each event read as Track reads its request, from the raw bytes (trackd.wire).
-        items: list[BatchItem] = []
-        read = self._stream_events.read
-        for raw in events:
-            try:
-                items.append(read(raw))
-            except errors.TrackdError as error:
-                items.append(error)
+        items: list[BatchItem] = self._stream_events.read_batch(events)
         try:
             outcome = await self._tracker.track_batch(items)
         except errors.TrackdError as error:

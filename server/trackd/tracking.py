@@ -68,6 +68,9 @@ class Attributed(NamedTuple):
     variation_key: str
 
 
+Attributes = Mapping[str, AttributeValue]
+
+
 class TrackInput(NamedTuple):
     """One conversion as the caller sent it (a NamedTuple: one is built per streamed event)."""
 
@@ -304,19 +307,22 @@ class Tracker:
         config = self.live.config
         events = config.events_by_key
         errors: list[tuple[int, TrackdError]] = []
-        valid: list[tuple[int, TrackInput, Event]] = []
+        # (index, event, user_id, attributes, tags) of each known event: unpacked once here,
+        # since reading a NamedTuple's fields by name costs more per event than unpacking.
+        valid: list[tuple[int, Event, str, Attributes, Attributes]] = []
         lookups: list[Lookup] = []
         for index, item in enumerate(items):
             if isinstance(item, TrackdError):
                 errors.append((index, item))
                 continue
-            event = events.get(item.event_key)
+            event_key, user_id, attributes, tags_map = item
+            event = events.get(event_key)
             if event is None:
-                errors.append((index, UnknownEvent(item.event_key)))
+                errors.append((index, UnknownEvent(event_key)))
             else:
-                valid.append((index, item, event))
+                valid.append((index, event, user_id, attributes, tags_map))
                 # An event that lists no experiments belongs to every experiment.
-                lookups.append((item.user_id, event.experiment_ids or None))
+                lookups.append((user_id, event.experiment_ids or None))
         unknown = False
         try:
             lives = await self._activations.live_for_users(lookups)
@@ -330,7 +336,7 @@ class Tracker:
         parsed_tags: dict[int, ParsedTags] = {}
         add = batch.add
         attributed = 0
-        for (index, item, event), live in zip(valid, lives, strict=True):
+        for (index, event, user_id, attributes, tags_map), live in zip(valid, lives, strict=True):
             pairs: tuple[records.Attribution, ...] = ()
             if live:
                 key = tuple(live.items())
@@ -340,15 +346,16 @@ class Tracker:
                         (a.experiment_id, a.variation_id) for a in self._attributions(config, live)
                     )
                 pairs = found
-            tags = parsed_tags.get(id(item.tags))
+            tags = parsed_tags.get(id(tags_map))
             if tags is None:
                 try:
-                    tags = parsed_tags[id(item.tags)] = parse_tags(item.tags)
+                    tags = parsed_tags[id(tags_map)] = parse_tags(tags_map)
                 except TrackdError as error:
                     errors.append((index, error))
                     continue
-            add(event, item.user_id, item.attributes, tags, pairs)
-            attributed += bool(pairs)
+            add(event, user_id, attributes, tags, pairs)
+            if pairs:
+                attributed += 1
         if batch:
             await self._outbox.append(batch)
             if unknown:

@@ -23,13 +23,14 @@ only ever parsed, never sent, and are not part of the API.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
 from trackd import values
-from trackd.errors import InvalidArgument
+from trackd.errors import InvalidArgument, TrackdError
 from trackd.tracking import TrackInput
 from trackd.v1 import tracking_service_pb2 as pb
 
@@ -151,42 +152,65 @@ class EventReader:
         self._tags = _Memory()
 
     def read(self, raw: bytes) -> TrackInput:
-        # The hand split: field 1 with a one-byte length, then field 2 with a one- or
-        # two-byte one; then the tail, looked up: () never seen, None not only maps.
-        size = len(raw)
-        if size > 3 and raw[0] == _EVENT_KEY and raw[1] < 0x80:
-            key_end = 2 + raw[1]
-            if key_end + 2 < size and raw[key_end] == _USER_ID:
-                start = key_end + 2
-                length = raw[key_end + 1]
-                if length >= 0x80:  # a longer varint than two bytes: no split
-                    length = (length & 0x7F) | raw[start] << 7 if raw[start] < 0x80 else size
-                    start += 1
-                end = start + length
-                if end <= size:
-                    tail = raw[end:]
-                    maps = self._tails.get(tail, ())
-                    if maps is not None:
-                        try:
-                            key = raw[2:key_end].decode()
-                            user_id = raw[start:end].decode()
-                        except UnicodeDecodeError:
-                            return self._parsed(raw)  # which says what is wrong
-                        if not maps:
-                            event = self._parsed(raw)
+        """One event; raises the TrackdError that Track would answer."""
+        (item,) = self.read_batch((raw,))
+        if isinstance(item, TrackdError):
+            raise item
+        return item
+
+    def read_batch(self, raws: Sequence[bytes]) -> list[TrackInput | TrackdError]:
+        """Each event of a batch, or the TrackdError that Track would answer for it. One loop
+        over the batch: this runs for every streamed event, where calls cost more than work."""
+        items: list[TrackInput | TrackdError] = []
+        append = items.append
+        remembered = self._tails.get
+        max_key = self._limits.max_key_length
+        max_user_id = self._limits.max_user_id_length
+        for raw in raws:
+            # The hand split: field 1 with a one-byte length, then field 2 with a one- or
+            # two-byte one; then the tail, looked up: () never seen, None not only maps.
+            size = len(raw)
+            if size > 3 and raw[0] == _EVENT_KEY and raw[1] < 0x80:
+                key_end = 2 + raw[1]
+                if key_end + 2 < size and raw[key_end] == _USER_ID:
+                    start = key_end + 2
+                    length = raw[key_end + 1]
+                    if length >= 0x80:  # a longer varint than two bytes: no split
+                        length = (length & 0x7F) | raw[start] << 7 if raw[start] < 0x80 else size
+                        start += 1
+                    end = start + length
+                    if end <= size:
+                        tail = raw[end:]
+                        maps = remembered(tail, ())
+                        if maps:
+                            try:
+                                key = raw[2:key_end].decode()
+                                user_id = raw[start:end].decode()
+                            except UnicodeDecodeError:
+                                pass  # parsed below, which says what is wrong
+                            else:
+                                if 0 < len(key) <= max_key and 0 < len(user_id) <= max_user_id:
+                                    append(_new(TrackInput, (key, user_id, maps[0], maps[1])))
+                                    continue
+                        elif maps is not None:  # never seen: parse, then remember
+                            try:
+                                event = self._parsed(raw)
+                            except TrackdError as error:
+                                append(error)
+                                continue
                             only_maps = _only_maps(tail)
                             self._tails.remember(
                                 tail,
                                 len(tail),
                                 (event.attributes, event.tags) if only_maps else None,
                             )
-                            return event
-                        limits = self._limits
-                        if 0 < len(key) <= limits.max_key_length and (
-                            0 < len(user_id) <= limits.max_user_id_length
-                        ):
-                            return _new(TrackInput, (key, user_id, maps[0], maps[1]))
-        return self._parsed(raw)
+                            append(event)
+                            continue
+            try:
+                append(self._parsed(raw))
+            except TrackdError as error:
+                append(error)
+        return items
 
     def _parsed(self, raw: bytes) -> TrackInput:
         try:
