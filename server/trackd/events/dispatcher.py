@@ -199,7 +199,7 @@ class Dispatcher:
                 async with asyncio.timeout(due - now):
                     await signal.wait()
 
-    # --- one batch ------------------------------------------------------------------------
+    # --- one round of batches -------------------------------------------------------------
 
     async def _fill(self) -> None:
         wanted = self.batch_size * self.round_batches

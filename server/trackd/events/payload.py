@@ -133,17 +133,9 @@ def encode_batch(context: Context, records: Sequence[Record]) -> bytes:
 
 
 def encode_plain_batch(context: Context, plain: Sequence[tuple[Any, ...]]) -> bytes:
-    """`encode_batch` of records sent to a worker process as plain tuples: the daemon pickles
-    a plain tuple in C, a NamedTuple through a Python-level __getnewargs__ (about 2.5 times
-    the cost, paid under the daemon's GIL)."""
+    """`encode_batch` of records as plain tuples, as a row decodes (`records.decode_plain`):
+    what the encoder process builds a delivery round from (`trackd.events.rounds`)."""
     return encode_batch(context, from_plain(plain))
-
-
-def encode_plain_batches(
-    runs: Sequence[tuple[Context, Sequence[tuple[Any, ...]]]],
-) -> list[bytes]:
-    """`encode_plain_batch` of each run: a delivery round's batches in one worker call."""
-    return [encode_plain_batch(context, plain) for context, plain in runs]
 
 
 def encode(batch: Mapping[str, Any]) -> bytes:
@@ -157,7 +149,6 @@ __all__ = [
     "encode",
     "encode_batch",
     "encode_plain_batch",
-    "encode_plain_batches",
     "event_batch",
     "split",
     "visitor",
