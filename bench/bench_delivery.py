@@ -1,7 +1,8 @@
 """Delivery: how fast the dispatcher drains a backlog, one batch at a time vs in rounds.
 
-An outbox is filled with TrackStream-shaped rows (500 events each) or unary rows (one event
-each), then a Dispatcher with the file sink and the encoder process (as `trackd serve`
+An outbox is filled with TrackStream-shaped rows (500 events each) or unary calls' events
+(one call at a time: a row each; 64 concurrent calls at a time: calls committed together
+share a row), then a Dispatcher with the file sink and the encoder process (as `trackd serve`
 runs it) delivers everything, side by side in one run:
   - `round_batches=1`   one batch per round (trackd before 2026-12-05)
   - `round_batches=16`  trackd's default: one read, one encoder call, one write and fsync,
@@ -44,24 +45,31 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime
 
 
-async def fill(outbox: Outbox, events: int, per_row: int) -> None:
+async def fill(outbox: Outbox, events: int, per_row: int, callers: int = 1) -> None:
+    """`events` in rows of `per_row` (a stream batch's columns) or, with `per_row` 1, as
+    unary calls' records from `callers` concurrent calls at a time (calls committed
+    together share a row, as under load)."""
     config = parse_datafile(DATAFILE.read_text())
     event = config.events_by_key["my_conversion"]
     tags = parse_tags({"revenue": 1299, "category": "shoes"})
     attributes = [{"device": d, "ad_source": a} for d in DEVICES for a in AD_SOURCES]
     attributed = (("40001", "42001"),)
+    appends = []
     for start in range(0, events, per_row):
         batch = records.ConversionColumns(config, int(time.time() * 1000))
         for i in range(start, min(events, start + per_row)):
             batch.add(event, f"u-{i}", attributes[i % 9], tags, attributed if i % 2 else ())
-        # A TrackStream batch's row (columns); a unary Track's row (one record).
-        await outbox.append(batch if per_row > 1 else batch.records())
+        # A TrackStream batch (columns); a unary Track's record.
+        appends.append(batch if per_row > 1 else batch.records())
+    for start in range(0, len(appends), callers):
+        await asyncio.gather(*(outbox.append(a) for a in appends[start : start + callers]))
 
 
-async def drain(events: int, per_row: int, round_batches: int) -> dict[str, float]:
+async def drain(events: int, per_row: int, callers: int, round_batches: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="trackd-delivery-") as workdir:
         async with Outbox(Path(workdir) / "outbox.sqlite3", max_events=10**9) as outbox:
-            await fill(outbox, events, per_row)
+            await fill(outbox, events, per_row, callers)
+            rows = len(await outbox.read(0, events))
             sink = FileSink(Path(workdir) / "events.jsonl")
             dispatcher = Dispatcher(
                 outbox,
@@ -88,6 +96,7 @@ async def drain(events: int, per_row: int, round_batches: int) -> dict[str, floa
         "cpu_us_per_event": 1e6 * (cpu_after - cpu_before) / events,
         "wall_s": wall,
         "lines": lines,
+        "rows": rows,
     }
 
 
@@ -98,14 +107,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=3)
     options = parser.parse_args(argv)
     repeats = 1 if options.quick else options.repeats
-    shapes = {"TrackStream rows (500 events)": (500, 2_000 if options.quick else 200_000)}
-    shapes["unary rows (1 event)"] = (1, 500 if options.quick else 20_000)
+    unary = 500 if options.quick else 20_000
+    shapes = {
+        "TrackStream rows (500 events)": (500, 2_000 if options.quick else 200_000, 1),
+        "unary calls, one at a time": (1, unary, 1),
+        "unary calls, 64 concurrent": (1, unary, 64),
+    }
     rows = []
-    for shape, (per_row, events) in shapes.items():
+    for shape, (per_row, events, callers) in shapes.items():
         samples: dict[int, list[dict[str, float]]] = {1: [], ROUND_BATCHES: []}
         for _ in range(repeats):  # alternating, so drift hits both alike
             for round_batches in samples:
-                samples[round_batches].append(asyncio.run(drain(events, per_row, round_batches)))
+                samples[round_batches].append(
+                    asyncio.run(drain(events, per_row, callers, round_batches))
+                )
         for round_batches, runs in samples.items():
             rows.append(
                 {
@@ -115,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "events_per_s": statistics.median(r["events_per_s"] for r in runs),
                     "cpu_us_per_event": statistics.median(r["cpu_us_per_event"] for r in runs),
                     "batches": runs[0]["lines"],
+                    "rows": runs[0]["rows"],
                 }
             )
     report = {"repeats": repeats, "batch_size": 100, "rows": rows}
@@ -123,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         for row in rows:
             print(
-                f"{row['shape']:32} rounds of {row['round_batches']:2}: "
+                f"{row['shape']:32} {row['rows']:7,} rows, rounds of {row['round_batches']:2}: "
                 f"{row['events_per_s']:10,.0f} events/s"
                 f"  {row['cpu_us_per_event']:6.2f} us CPU/event",
                 file=sys.stderr,

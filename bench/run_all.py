@@ -467,7 +467,9 @@ def section_delivery(report: dict[str, Any]) -> list[str]:
         return lines + _failed(report)
     lines += [
         "`bench/bench_delivery.py`: an outbox filled with TrackStream-shaped rows (500 events"
-        " each) or unary rows (one event each), drained by the dispatcher to the file sink"
+        " each) or with unary calls' events, appended one call at a time or 64 concurrent"
+        " calls at a time (calls committed together share a row since 2026-12-05), drained"
+        " by the dispatcher to the file sink"
         " through its encoder process, as `trackd serve` runs it, with"
         f" `--event-batch-size {report['batch_size']}`; `round_batches=1` delivers one batch"
         " at a time (trackd before 2026-12-05), 16 is the default. CPU is the daemon"
@@ -476,18 +478,19 @@ def section_delivery(report: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines + _table(
-        ["rows", "events", "batches per round", "events/s", "daemon CPU us/event"],
+        ["appended as", "events", "rows", "batches per round", "events/s", "daemon CPU us/event"],
         [
             [
                 row["shape"],
                 f"{row['events']:,}",
+                f"{row['rows']:,}",
                 str(row["round_batches"]),
                 f"{row['events_per_s']:,.0f}",
                 f"{row['cpu_us_per_event']:.2f}",
             ]
             for row in report["rows"]
         ],
-        "|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|",
     )
 
 

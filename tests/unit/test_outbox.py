@@ -65,9 +65,18 @@ async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
         batches = [conversions(5, user=f"b{i}-") for i in range(200)]
         await asyncio.gather(*(outbox.append(batch) for batch in batches))
         assert outbox.undelivered == 1000
-        # One row per append, but far fewer transactions than appends.
-        assert len(_rows(outbox.path)) == 200
-        assert outbox.commits - before < 100
+        # Far fewer transactions than appends, and the records of one transaction share
+        # its row, each append's records kept together and in their order.
+        commits = outbox.commits - before
+        assert commits < 100
+        rows = await outbox.read(0, 1000)
+        assert 1 <= len(rows) <= commits
+        assert sum(row.n for row in rows) == 1000
+        users = [record.user_id for row in rows for record in row.records]
+        assert sorted(users) == sorted(r.user_id for batch in batches for r in batch)
+        for batch in batches:
+            first = users.index(batch[0].user_id)
+            assert users[first : first + 5] == [r.user_id for r in batch]
 
 
 async def test_an_append_past_the_cap_raises_outbox_full_and_writes_nothing(
@@ -132,14 +141,20 @@ async def test_append_after_close_is_unavailable(tmp_path: Path) -> None:
 
 async def test_a_cancelled_append_is_still_committed_and_counted(tmp_path: Path) -> None:
     async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
-        task = asyncio.ensure_future(outbox.append(conversions(3)))
+        task = asyncio.ensure_future(outbox.append(conversions(3, user="cancelled-")))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await outbox.append(conversions(1))  # queued after it, so committed after it
+        await outbox.append(conversions(1, user="later-"))  # queued after it: stored after it
         assert outbox.undelivered == 4
-        assert [n for _, n, _ in _rows(outbox.path)] == [3, 1]
+        rows = await outbox.read(0, 10)
+        assert [record.user_id for row in rows for record in row.records] == [
+            "cancelled-0",
+            "cancelled-1",
+            "cancelled-2",
+            "later-0",
+        ]
 
 
 async def test_acks_are_idempotent_and_partial(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """The durable event outbox: SQLite in WAL mode, written by one thread with group commit.
 
-`append` serializes a batch of records into one compact row on the event loop, hands it
-to the writer thread and returns once the row is committed. The writer drains every
-waiting append (and dispatcher acknowledgement) into one transaction, commits once and
-wakes all the waiters with one callback: concurrent RPCs share a commit, and the event
-loop never touches the disk. When the queue is idle (and at least every quarter second
+`append` hands events to the writer thread and returns once they are committed: a
+TrackStream batch as its own compact row (its columns, serialized on the event loop), the
+records of unary calls to be serialized by the writer into one row shared by every call
+in the same transaction. The writer drains every waiting append (and dispatcher
+acknowledgement) into one transaction, commits once and wakes all the waiters with one
+callback: concurrent RPCs share a commit and a row, and the event loop never touches the
+disk. When the queue is idle (and at least every quarter second
 under load) the writer also feeds committed rows to the results counters
 (`trackd.events.results`), moving a persisted cursor in the same transaction.
 
@@ -106,10 +108,12 @@ _DELETE_DELIVERED: Final = (
     " AND sent >= n AND id <= ?"
 )
 
-_APPEND: Final = 0
+_APPEND: Final = 0  # an encoded row (a TrackStream batch's columns)
 _ACK: Final = 1
 _RESULTS: Final = 2
 _STOP: Final = 3
+_APPEND_RECORDS: Final = 4  # records (unary calls) that share their commit's row
+_APPENDS: Final = (_APPEND, _APPEND_RECORDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,10 +323,15 @@ class Outbox:
             raise Unavailable("the event outbox is closed")
         if self._reserved + n > self.max_events:
             raise OutboxFull(self.max_events)
-        fmt, body = encode_row(records)
         future = self._loop.create_future()
         self._reserved += n
-        self._queue.put((_APPEND, future, body, n, int(self._clock() * 1000), fmt))
+        created_ms = int(self._clock() * 1000)
+        if isinstance(records, ConversionColumns):
+            fmt, body = encode_row(records)
+            self._queue.put((_APPEND, future, body, n, created_ms, fmt))
+        else:
+            # Encoded by the writer, together with the other records of its transaction.
+            self._queue.put((_APPEND_RECORDS, future, records, n, created_ms))
         await future
 
     async def _submit(self, kind: int, *args: Any) -> Any:
@@ -352,8 +361,9 @@ class Outbox:
             if max_events is None:
                 rows = cursor.fetchall()
             else:
-                # Stepped one row at a time: a row holds one unary event or a whole stream
-                # batch, so enough rows for one delivery is known only while reading them.
+                # Stepped one row at a time: a row holds the unary events of one commit (one
+                # or hundreds) or a whole stream batch, so enough rows for one delivery is
+                # known only while reading them.
                 rows = []
                 for row in cursor:
                     rows.append(row)
@@ -452,7 +462,7 @@ class Outbox:
 
     def _process(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> Any:
         settlement = _Settlement()
-        writes = [op for op in ops if op[0] in (_APPEND, _ACK)]
+        writes = [op for op in ops if op[0] in (_APPEND, _APPEND_RECORDS, _ACK)]
         self._appended = 0
         if writes:
             self._write(conn, writes, settlement)
@@ -480,16 +490,24 @@ class Outbox:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         appended = delivered = dead = 0
         max_id = self._max_id
+        # The records of every unary call in this transaction go into one row: a row costs
+        # the writer an INSERT (and a GIL handoff), and the dispatcher, the results counter
+        # and the acknowledgements a row each again, however few events it holds.
+        shared: list[Record] = []
+        shared_since: int | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
             for op in writes:
-                if op[0] == _APPEND:
+                if op[0] == _APPEND_RECORDS:
+                    _, future, records, n, created_ms = op
+                    shared.extend(records)
+                    if shared_since is None:
+                        shared_since = created_ms
+                    appended += n
+                    done.append((future, None, None))
+                elif op[0] == _APPEND:
                     _, future, body, n, created_ms, fmt = op
-                    cursor = conn.execute(
-                        "INSERT INTO outbox (created_ms, n, fmt, body) VALUES (?, ?, ?, ?)",
-                        (created_ms, n, fmt, body),
-                    )
-                    max_id = cursor.lastrowid or max_id
+                    max_id = self._insert(conn, created_ms, n, fmt, body) or max_id
                     appended += n
                     done.append((future, None, None))
                 else:
@@ -500,13 +518,16 @@ class Outbox:
                     else:
                         dead += acked
                     done.append((future, acked, None))
+            if shared_since is not None:
+                fmt, body = encode_row(shared)
+                max_id = self._insert(conn, shared_since, len(shared), fmt, body) or max_id
             conn.execute("COMMIT")
         except Exception as error:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             log.exception("outbox_write_failed", operations=len(writes))
             failure = _unavailable(error)
-            settlement.failed += sum(op[3] for op in writes if op[0] == _APPEND)
+            settlement.failed += sum(op[3] for op in writes if op[0] in _APPENDS)
             settlement.futures.extend((op[1], None, failure) for op in writes)
             return
         self.commits += 1
@@ -518,14 +539,23 @@ class Outbox:
         settlement.dead_lettered += dead
         settlement.futures.extend(done)
 
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, created_ms: int, n: int, fmt: int, body: bytes) -> int:
+        cursor = conn.execute(
+            "INSERT INTO outbox (created_ms, n, fmt, body) VALUES (?, ?, ?, ?)",
+            (created_ms, n, fmt, body),
+        )
+        return cursor.lastrowid or 0
+
     def _apply_ack(
         self,
         conn: sqlite3.Connection,
         progress: Sequence[tuple[int, int]],
         dead_letter: DeadLetter | None,
     ) -> int:
-        # Set-based, three statements however many rows: a delivery of unary events acks a
-        # row per event, and each statement costs the writer a GIL handoff.
+        # Set-based, three statements however many rows: a delivery of unary events can
+        # ack a row per event (calls committed one at a time), and each statement costs
+        # the writer a GIL handoff.
         furthest: dict[int, int] = {}
         for row_id, sent in progress:
             furthest[row_id] = max(sent, furthest.get(row_id, 0))
