@@ -238,8 +238,16 @@ OPTIONS: tuple[Option, ...] = (
         int,
         100,
         "Most visitors in one delivered Event API batch. A backlog goes in rounds of up to 16"
-        " batches: one outbox read, one file write and fsync, one acknowledgement per round"
-        " (HTTP batches are still POSTed one at a time, in order).",
+        " batches: one outbox read, one file write and fsync (or the round's POSTs in"
+        " parallel), one acknowledgement per round.",
+        "N",
+    ),
+    Option(
+        "event-max-connections",
+        int,
+        4,
+        "Most HTTP connections to the event endpoint: most batches POSTed at once. They may"
+        " arrive in any order; a failed one is retried before later ones are acknowledged.",
         "N",
     ),
     Option(
@@ -355,6 +363,7 @@ class Settings:
     workers: int = 1
     event_endpoint: str = ""
     event_batch_size: int = 100
+    event_max_connections: int = 4
     event_flush_interval: float = 1.0
     outbox_max_events: int = 1_000_000
     max_message_bytes: int = 4 * 1024 * 1024

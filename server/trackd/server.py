@@ -223,7 +223,7 @@ async def _start(
         await fleet.start()
     dispatcher = Dispatcher(
         outbox,
-        open_sink(settings.resolved_event_endpoint),
+        open_sink(settings.resolved_event_endpoint, max_connections=settings.event_max_connections),
         batch_size=settings.event_batch_size,
         flush_interval=settings.event_flush_interval,
         encode_in_process=True,

@@ -332,3 +332,34 @@ async def test_server_errors_are_retried_until_delivered(tmp_path: Path) -> None
             await flaky.wait_for_events(1, within=30)
     assert flaky.event_uuids == [reply.uuid]
     assert [r.status for r in flaky.requests[:4]] == [500, 429, 502, 200]
+
+
+async def test_a_backlog_is_posted_over_several_connections_each_event_once(
+    tmp_path: Path,
+) -> None:
+    # A slow endpoint (logx is a round trip away): the daemon keeps --event-max-connections
+    # POSTs in flight instead of one, and every event arrives exactly once.
+    async with Receiver(default=Reply(200, delay=0.2)) as slow:
+        settings = settings_for(
+            tmp_path,
+            datafile=DATAFILE,
+            event_endpoint=slow.url,
+            event_batch_size=50,
+            event_max_connections=3,
+        )
+        async with client_for(settings) as client:
+
+            async def requests() -> AsyncIterator[pb.TrackStreamRequest]:
+                yield pb.TrackStreamRequest(
+                    sequence=1,
+                    events=[
+                        pb.TrackRequest(event_key="signup", user_id=f"p{n}") for n in range(400)
+                    ],
+                )
+
+            [ack] = [ack async for ack in client.stub.TrackStream(requests())]
+            assert (ack.accepted, list(ack.errors)) == (400, [])
+            await slow.wait_for_events(400, within=30)
+        assert sorted(v["visitor_id"] for v in slow.visitors) == sorted(f"p{n}" for n in range(400))
+        assert len(slow.event_uuids) == len(set(slow.event_uuids)) == 400
+        assert slow.max_in_flight == 3

@@ -6,6 +6,7 @@
         await receiver.wait_for_events(10)
         receiver.received   # parsed JSON bodies it answered with a 2xx, in order
         receiver.requests   # every request, with the status it got
+        receiver.max_in_flight  # most requests it held unanswered at once
 
 Scripted replies are used in order, one per request, then `default` answers.
 """
@@ -54,6 +55,8 @@ class Receiver:
         self._changed = asyncio.Condition()
         self._writers: set[asyncio.StreamWriter] = set()
         self.url = ""
+        self.in_flight = 0  # requests read and not yet answered
+        self.max_in_flight = 0
 
     def script(self, *replies: Reply | int) -> None:
         """Queues replies for the next requests, in order."""
@@ -118,8 +121,13 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
                 body = await self._read_body(reader, headers)
                 reply = self._script.popleft() if self._script else self.default
-                if reply.delay:
-                    await asyncio.sleep(reply.delay)
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    if reply.delay:
+                        await asyncio.sleep(reply.delay)
+                finally:
+                    self.in_flight -= 1
                 if reply.drop:
                     await self._record(Request(method, path, headers, body, None))
                     return

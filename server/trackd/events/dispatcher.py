@@ -1,4 +1,4 @@
-"""Delivers committed outbox events to the sink, at least once, in order.
+"""Delivers committed outbox events to the sink, at least once, acknowledged in order.
 
 A background task sends a batch as soon as `batch_size` events are waiting, or whatever is
 waiting once the oldest has waited `flush_interval` seconds. Network errors, 5xx, 408 and
@@ -6,6 +6,12 @@ waiting once the oldest has waited `flush_interval` seconds. Network errors, 5xx
 Retry-After header wins, capped); any other 4xx moves the batch to the dead-letter table.
 A batch is acknowledged in the outbox only after the sink accepted it, so a crash means a
 resend, never a loss; each event keeps its uuid, so duplicates are identifiable.
+
+The batches of a round may reach the endpoint in any order (the HTTP sink sends them
+concurrently), but are acknowledged in order: a failed batch is retried until it is
+delivered or refused before any batch after it is acknowledged. Without retries (the
+shutdown flush) the batches after a failed one stay in the outbox, so those the endpoint
+did accept are sent again after the restart: at least once.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import random
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
 
 import structlog
 
@@ -265,8 +272,9 @@ class Dispatcher:
         return ceiling / 2 + self._rng.random() * ceiling / 2
 
     async def _deliver_next(self, *, retry: bool) -> bool:
-        """Sends the next round of batches, in order; False if there was none, or (without
-        `retry`) one failed. Batches after a failed one go in the next round."""
+        """Sends the next round of batches and settles them in order; False if there was
+        none, or (without `retry`) one failed. Batches the sink did not send (after a failed
+        one) go in the next round."""
         await self._fill()
         if not self._slots:
             return False
@@ -286,8 +294,7 @@ class Dispatcher:
                     settled = await self._retry(batch, delivery, retry=retry)
                     if settled is None:
                         return False
-                    await self._acknowledge([batch], _refused(batch, settled))
-                    break
+                    delivery = settled
                 letter = _refused(batch, delivery)
             if letter is None:
                 delivered.append(batch)
@@ -334,18 +341,28 @@ class Dispatcher:
             return
         progress = [entry for batch in batches for entry in batch.progress]
         self._acking = acked_future = self._outbox.ack(progress, dead_letter)
+        # Counted when the outbox has recorded it, even if this task is cancelled meanwhile
+        # (a stop): the counters are final once the outbox is.
+        acked_future.add_done_callback(partial(self._count, len(batches), dead_letter))
         self._advance(progress)
         try:
-            acked = await asyncio.shield(acked_future)
+            await asyncio.shield(acked_future)
         except asyncio.CancelledError:
             raise
         except Exception:
             self._reset()  # the outbox still holds these events: they go again
             raise
         self._acking = None
+
+    def _count(
+        self, batches: int, dead_letter: DeadLetter | None, recorded: asyncio.Future[int]
+    ) -> None:
+        if recorded.cancelled() or recorded.exception() is not None:
+            return
+        acked = recorded.result()
         if dead_letter is None:
             self.delivered_events += acked
-            self.batches_sent += len(batches)
+            self.batches_sent += batches
         else:
             self.dead_lettered_events += acked
             log.error(

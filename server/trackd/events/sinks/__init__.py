@@ -7,7 +7,7 @@ do with them (retry with backoff, or dead-letter).
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,24 +30,12 @@ class Sink(Protocol):
     async def send(self, body: bytes) -> Delivery: ...
 
     async def send_all(self, bodies: Sequence[bytes]) -> list[Delivery]:
-        """Sends in order and stops after the first batch not delivered: one Delivery per
-        batch sent, so the ones after a failure are left out (and were not sent)."""
+        """One Delivery per batch sent, in the batches' order. A sink may send them all
+        (concurrently: the HTTP sink) or stop after the first batch not delivered (the
+        file sink), leaving out the ones after it, which were not sent."""
         ...
 
     async def aclose(self) -> None: ...
-
-
-async def send_each(
-    send: Callable[[bytes], Awaitable[Delivery]], bodies: Sequence[bytes]
-) -> list[Delivery]:
-    """`Sink.send_all` for a sink that sends one batch at a time."""
-    deliveries: list[Delivery] = []
-    for body in bodies:
-        delivery = await send(body)
-        deliveries.append(delivery)
-        if delivery.outcome is not Outcome.DELIVERED:
-            break
-    return deliveries
 
 
 def open_sink(endpoint: str, *, timeout: float = 10.0, max_connections: int = 4) -> Sink:
@@ -66,4 +54,4 @@ def open_sink(endpoint: str, *, timeout: float = 10.0, max_connections: int = 4)
 sink_for = open_sink
 
 
-__all__ = ["Delivery", "Outcome", "Sink", "open_sink", "send_each", "sink_for"]
+__all__ = ["Delivery", "Outcome", "Sink", "open_sink", "sink_for"]
