@@ -7,6 +7,9 @@ runs it) delivers everything, side by side in one run:
   - `round_batches=1`   one batch per round (trackd before 2026-12-05)
   - `round_batches=16`  trackd's default: one read, one encoder call, one write and fsync,
                         one acknowledgement commit per round
+Then TrackStream rows go to a local HTTP endpoint (tests.support.receiver) that answers each
+POST after HTTP_RTT_S, as logx would a round trip away, with 1, 4 and 8 connections: one
+POST at a time (trackd before 2026-12-05) against a round's batches in parallel.
 Reported: events delivered per second and the daemon process's CPU per event (user + sys,
 all its threads; not the encoder process's, which runs at niceness 10), median of
 `--repeats` alternating runs.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import statistics
@@ -27,16 +31,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+from tests.support.receiver import Receiver, Reply
 from trackd.datafile import parse_datafile
 from trackd.events import records
 from trackd.events.dispatcher import ROUND_BATCHES, Dispatcher
 from trackd.events.outbox import Outbox
+from trackd.events.sinks import Sink
 from trackd.events.sinks.file import FileSink
+from trackd.events.sinks.http import HttpSink
 from trackd.events.tags import parse_tags
 
 DATAFILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "datafile.json"
 DEVICES = ("iPhone", "Android", "iPad")
 AD_SOURCES = ("google", "facebook", "newsletter")
+
+
+# The endpoint's answer time in the HTTP part: about a round trip to logx.optimizely.com
+# from a nearby region. 1 connection is how trackd sent before 2026-12-05; 4 its default.
+HTTP_RTT_S = 0.02
+HTTP_CONNECTIONS = (1, 4, 8)
 
 
 def _cpu() -> float:
@@ -65,32 +79,51 @@ async def fill(outbox: Outbox, events: int, per_row: int, callers: int = 1) -> N
         await asyncio.gather(*(outbox.append(a) for a in appends[start : start + callers]))
 
 
-async def drain(events: int, per_row: int, callers: int, round_batches: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="trackd-delivery-") as workdir:
-        async with Outbox(Path(workdir) / "outbox.sqlite3", max_events=10**9) as outbox:
-            await fill(outbox, events, per_row, callers)
-            rows = len(await outbox.read(0, events))
-            sink = FileSink(Path(workdir) / "events.jsonl")
-            dispatcher = Dispatcher(
-                outbox,
-                sink,
-                batch_size=100,
-                flush_interval=0.01,
-                encode_in_process=True,
-                round_batches=round_batches,
-            )
-            # Results are counted as rows are committed: let that finish before measuring.
-            config = parse_datafile(DATAFILE.read_text())
-            await outbox.results(config, config.experiments_by_key["ab_running"])
-            cpu_before = _cpu()
-            started = time.perf_counter()
-            dispatcher.start()
-            while outbox.undelivered > 0:  # noqa: ASYNC110 - a counter, polled: no event for it
-                await asyncio.sleep(0.005)
-            wall = time.perf_counter() - started
-            cpu_after = _cpu()
-            await dispatcher.aclose()
-            lines = (Path(workdir) / "events.jsonl").read_text().count("\n")
+async def drain(
+    events: int,
+    per_row: int,
+    callers: int,
+    round_batches: int,
+    http: tuple[int, float] | None = None,
+) -> dict[str, float]:
+    """Delivers to the file sink, or with `http` = (connections, seconds) to a local HTTP
+    endpoint that answers each POST after that many seconds (a round trip to logx)."""
+    async with contextlib.AsyncExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trackd-delivery-")))
+        outbox = await stack.enter_async_context(
+            Outbox(workdir / "outbox.sqlite3", max_events=10**9)
+        )
+        await fill(outbox, events, per_row, callers)
+        rows = len(await outbox.read(0, events))
+        sink: Sink = FileSink(workdir / "events.jsonl")
+        receiver: Receiver | None = None
+        if http is not None:
+            connections, delay = http
+            receiver = await stack.enter_async_context(Receiver(default=Reply(200, delay=delay)))
+            sink = HttpSink(receiver.url, max_connections=connections)
+        dispatcher = Dispatcher(
+            outbox,
+            sink,
+            batch_size=100,
+            flush_interval=0.01,
+            encode_in_process=True,
+            round_batches=round_batches,
+        )
+        # Results are counted as rows are committed: let that finish before measuring.
+        config = parse_datafile(DATAFILE.read_text())
+        await outbox.results(config, config.experiments_by_key["ab_running"])
+        cpu_before = _cpu()
+        started = time.perf_counter()
+        dispatcher.start()
+        while outbox.undelivered > 0:  # noqa: ASYNC110 - a counter, polled: no event for it
+            await asyncio.sleep(0.005)
+        wall = time.perf_counter() - started
+        cpu_after = _cpu()
+        await dispatcher.aclose()
+        if receiver is None:
+            lines = (workdir / "events.jsonl").read_text().count("\n")
+        else:
+            lines = len(receiver.received)
     return {
         "events_per_s": events / wall,
         "cpu_us_per_event": 1e6 * (cpu_after - cpu_before) / events,
@@ -133,13 +166,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "rows": runs[0]["rows"],
                 }
             )
-    report = {"repeats": repeats, "batch_size": 100, "rows": rows}
+    # To an HTTP endpoint a round trip away: one POST at a time (trackd before 2026-12-05)
+    # against the round's batches in parallel over the pool's connections.
+    http_rows = []
+    http_events = 2_000 if options.quick else 20_000
+    http_samples: dict[int, list[dict[str, float]]] = {c: [] for c in HTTP_CONNECTIONS}
+    for _ in range(repeats):
+        for connections in http_samples:
+            http_samples[connections].append(
+                asyncio.run(
+                    drain(http_events, 500, 1, ROUND_BATCHES, http=(connections, HTTP_RTT_S))
+                )
+            )
+    for connections, runs in http_samples.items():
+        http_rows.append(
+            {
+                "connections": connections,
+                "rtt_ms": HTTP_RTT_S * 1000,
+                "events": http_events,
+                "events_per_s": statistics.median(r["events_per_s"] for r in runs),
+                "cpu_us_per_event": statistics.median(r["cpu_us_per_event"] for r in runs),
+                "batches": runs[0]["lines"],
+            }
+        )
+    report = {"repeats": repeats, "batch_size": 100, "rows": rows, "http": http_rows}
     if options.json:
         print(json.dumps(report, indent=2))
     else:
         for row in rows:
             print(
                 f"{row['shape']:32} {row['rows']:7,} rows, rounds of {row['round_batches']:2}: "
+                f"{row['events_per_s']:10,.0f} events/s"
+                f"  {row['cpu_us_per_event']:6.2f} us CPU/event",
+                file=sys.stderr,
+            )
+        for row in http_rows:
+            print(
+                f"HTTP, {row['rtt_ms']:.0f} ms round trip, {row['connections']} connections: "
                 f"{row['events_per_s']:10,.0f} events/s"
                 f"  {row['cpu_us_per_event']:6.2f} us CPU/event",
                 file=sys.stderr,
