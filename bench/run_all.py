@@ -477,20 +477,58 @@ def section_delivery(report: dict[str, Any]) -> list[str]:
         f" {report['repeats']} alternating runs.",
         "",
     ]
+    return (
+        lines
+        + _table(
+            [
+                "appended as",
+                "events",
+                "rows",
+                "batches per round",
+                "events/s",
+                "daemon CPU us/event",
+            ],
+            [
+                [
+                    row["shape"],
+                    f"{row['events']:,}",
+                    f"{row['rows']:,}",
+                    str(row["round_batches"]),
+                    f"{row['events_per_s']:,.0f}",
+                    f"{row['cpu_us_per_event']:.2f}",
+                ]
+                for row in report["rows"]
+            ],
+            "|---|---:|---:|---:|---:|---:|",
+        )
+        + _delivery_http(report.get("http", []))
+    )
+
+
+def _delivery_http(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [
+        "",
+        f"To an HTTP endpoint (a local receiver answering each POST after {rows[0]['rtt_ms']:.0f}"
+        " ms, as logx would a round trip away), TrackStream rows, rounds of 16 batches of 100:"
+        " 1 connection is one POST at a time (trackd before 2026-12-05), 4 the default"
+        " `--event-max-connections`.",
+        "",
+    ]
     return lines + _table(
-        ["appended as", "events", "rows", "batches per round", "events/s", "daemon CPU us/event"],
+        ["connections", "events", "batches", "events/s", "daemon CPU us/event"],
         [
             [
-                row["shape"],
+                str(row["connections"]),
                 f"{row['events']:,}",
-                f"{row['rows']:,}",
-                str(row["round_batches"]),
+                f"{row['batches']:,}",
                 f"{row['events_per_s']:,.0f}",
                 f"{row['cpu_us_per_event']:.2f}",
             ]
-            for row in report["rows"]
+            for row in rows
         ],
-        "|---|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|",
     )
 
 

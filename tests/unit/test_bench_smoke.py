@@ -89,6 +89,10 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     for row in delivery:
         assert row["events_per_s"] > 0 and row["cpu_us_per_event"] > 0, row
         assert row["batches"] == -(-row["events"] // 100), row
+    http = reports["delivery"]["http"]
+    assert [row["connections"] for row in http] == [1, 4, 8]
+    for row in http:
+        assert row["events_per_s"] > 0 and row["batches"] == -(-row["events"] // 100), row
 
     # One dated section, a plot referenced from it.
     markdowns = list(tmp_path.glob("*.md"))
