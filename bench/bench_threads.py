@@ -1,0 +1,123 @@
+"""Where a unary call's server CPU goes, thread by thread: trackd, bare and bare+durable.
+
+Each server is loaded in turn by ghz (unary Track or Activate, one connection, as
+`bench_grpc.py` does), and each of its threads' CPU time (user + sys, from
+/proc/PID/task/TID/stat) is read before and after; the threads are named by py-spy. Divided
+by the calls answered, that is each thread's CPU per call: the event loop's share is what
+the GIL serializes, the others (gRPC's poller, the outbox writer, delivery) run beside it.
+This explains the unary ratio of `bench_grpc.py`; it is not in `make bench`.
+
+    .venv/bin/python bench/bench_threads.py [--method Track] [--concurrency 64] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_grpc  # a sibling module, found through the path set just above
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """(kernel name, CPU seconds user + sys) of each thread of `pid`, by OS thread id."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        seconds[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / ticks)
+    return seconds
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread names by OS thread id (py-spy); empty when py-spy cannot attach."""
+    done = subprocess.run(
+        [str(PY_SPY), "dump", "--pid", str(pid), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return {}
+    return {t["os_thread_id"]: t["thread_name"] for t in json.loads(done.stdout)}
+
+
+def measure(server: bench_grpc.Server, ghz: str, method: str, concurrency: int) -> dict[str, Any]:
+    pid = server.popen.pid
+    names = thread_names(pid)
+    before = thread_cpu(pid)
+    point = bench_grpc.ghz_unary(ghz, server, method, concurrency, 5.0, f"threads-{server.name}")
+    after = thread_cpu(pid)
+    names |= thread_names(pid)
+    threads = []
+    for tid, (comm, cpu) in after.items():
+        used = cpu - before.get(tid, (comm, 0.0))[1]
+        if used > 0:
+            # Threads Python did not start (gRPC core's) keep their kernel name.
+            name = names.get(tid, f"{comm} (native)")
+            threads.append({"thread": name, "tid": tid, "us_per_call": 1e6 * used / point.ops})
+    threads.sort(key=lambda t: -t["us_per_call"])
+    return {
+        "target": server.name,
+        "calls_per_s": point.throughput,
+        "us_per_call": sum(t["us_per_call"] for t in threads),
+        "threads": threads,
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", choices=("Track", "Activate"), default="Track")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--json", action="store_true")
+    options = parser.parse_args(argv)
+    ghz = bench_grpc.find_ghz()
+    if ghz is None:
+        raise SystemExit(
+            f"ghz not found: go install github.com/bojand/ghz/cmd/ghz@{bench_grpc.GHZ_VERSION}"
+        )
+    reports: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-threads-") as tmp:
+        workdir = Path(tmp)
+        servers = [
+            bench_grpc.start_trackd(workdir),
+            bench_grpc.start_bare(workdir),
+            bench_grpc.start_bare(workdir, durable=True),
+        ]
+        try:
+            bench_grpc.activate_pool(servers, bench_grpc.POOL // 2)
+            reports = [
+                measure(server, ghz, options.method, options.concurrency) for server in servers
+            ]
+        finally:
+            for server in servers:
+                server.stop()
+    if options.json:
+        print(json.dumps(reports, indent=2))
+    else:
+        for report in reports:
+            print(
+                f"{report['target']}: {report['calls_per_s']:,.0f} {options.method}/s,"
+                f" {report['us_per_call']:.0f} us CPU per call"
+            )
+            for thread in report["threads"]:
+                if thread["us_per_call"] >= 1:
+                    print(f"    {thread['us_per_call']:7.1f} us  {thread['thread']}")
+    return reports
+
+
+if __name__ == "__main__":
+    main()
