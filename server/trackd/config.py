@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from trackd.events.endpoints import OPTIMIZELY
+
 LogFormat = Literal["auto", "json", "console"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -229,7 +231,9 @@ OPTIONS: tuple[Option, ...] = (
         "event-endpoint",
         str,
         "",
-        "Where events go: an http(s):// URL (POSTed Event API JSON) or file://PATH (JSON lines).",
+        "Where events go: an http(s):// URL (POSTed Event API JSON), `optimizely` (Optimizely's"
+        " Event API: https://logx.optimizely.com/v1/events, or eu.logx.optimizely.com for a"
+        " datafile whose region is EU, as the SDKs choose) or file://PATH (JSON lines).",
         "URL",
         "file://DATA_DIR/events.jsonl",
     ),
@@ -396,8 +400,13 @@ class Settings:
         if not 0.0 <= self.log_sample_rate <= 1.0:
             found.append(f"--log-sample-rate {self.log_sample_rate}: expected 0 to 1")
         endpoint = self.event_endpoint
-        if endpoint and not endpoint.startswith(("http://", "https://", "file://")):
-            found.append(f"--event-endpoint {endpoint!r}: expected http(s)://... or file://PATH")
+        if endpoint and not (
+            endpoint == OPTIMIZELY or endpoint.startswith(("http://", "https://", "file://"))
+        ):
+            found.append(
+                f"--event-endpoint {endpoint!r}: expected http(s)://..., {OPTIMIZELY} or"
+                " file://PATH"
+            )
         found.extend(self._datafile_problems())
         found.extend(self._tls_problems())
         found.extend(self._scale_out_problems())

@@ -38,7 +38,7 @@ from trackd.events.dispatcher import Dispatcher
 from trackd.events.fleet import FleetResults
 from trackd.events.outbox import Outbox
 from trackd.events.results import sqlite_problem
-from trackd.events.sinks import open_sink
+from trackd.events.sinks import Sink, open_sink
 from trackd.forced import ForcedVariations
 from trackd.interceptors import RpcInterceptor, add_intercepted, registered_handlers
 from trackd.live import LiveConfig
@@ -114,6 +114,19 @@ def open_activation_store(
     )
     fleet = FleetResults(shared.client, outbox_path(settings), prefix=settings.redis_key_prefix)
     return shared, fleet
+
+
+def event_sink(settings: Settings, live: LiveConfig) -> Sink:
+    """The sink of --event-endpoint; `optimizely` follows the live datafile's region."""
+
+    def region() -> str | None:
+        return live.config.region if live.loaded else None
+
+    return open_sink(
+        settings.resolved_event_endpoint,
+        max_connections=settings.event_max_connections,
+        region=region,
+    )
 
 
 def outbox_path(settings: Settings) -> Path:
@@ -221,14 +234,14 @@ async def _start(
     await outbox.open()
     if fleet is not None:
         await fleet.start()
+    live = LiveConfig(prepared.config)
     dispatcher = Dispatcher(
         outbox,
-        open_sink(settings.resolved_event_endpoint, max_connections=settings.event_max_connections),
+        event_sink(settings, live),
         batch_size=settings.event_batch_size,
         flush_interval=settings.event_flush_interval,
         encode_in_process=True,
     )
-    live = LiveConfig(prepared.config)
     tracker = Tracker(live, activations, ForcedVariations(), outbox, fleet=fleet)
     health_servicer = health_aio.HealthServicer()
 

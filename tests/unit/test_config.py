@@ -146,3 +146,12 @@ def test_the_readme_settings_table_is_generated_from_options() -> None:
     assert block.group(1).strip() == config.markdown_table(), (
         "README settings table is stale: regenerate it with `python -m trackd.config`"
     )
+
+
+def test_the_event_endpoint_is_a_url_optimizely_or_a_file() -> None:
+    for endpoint in ("http://127.0.0.1:9/v1/events", "optimizely", "file:///tmp/events.jsonl"):
+        assert settings_from({"event_endpoint": endpoint}, {}).event_endpoint == endpoint
+    (problem,) = problems_of({"event_endpoint": "logx.optimizely.com"})
+    assert problem == (
+        "--event-endpoint 'logx.optimizely.com': expected http(s)://..., optimizely or file://PATH"
+    )

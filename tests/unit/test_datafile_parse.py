@@ -210,3 +210,16 @@ def test_json_that_is_not_an_object_is_refused() -> None:
 
 def test_bytes_that_are_not_utf8_are_refused() -> None:
     assert refusal(b"\xff{}").startswith("not UTF-8: ")
+
+
+def test_region_is_read_as_the_sdks_read_it() -> None:
+    document = json.loads(EXAMPLE)
+    document.pop("region", None)
+    assert parse_datafile(json.dumps(document)).region == "US"
+    document["region"] = None
+    assert parse_datafile(json.dumps(document)).region == "US"
+    document["region"] = "EU"
+    assert parse_datafile(json.dumps(document)).region == "EU"
+    document["region"] = 3
+    with pytest.raises(DatafileError, match="'region' must be a string or null"):
+        parse_datafile(json.dumps(document))

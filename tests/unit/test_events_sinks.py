@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import socket
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 
 from tests.support.receiver import Receiver, Reply
+from trackd.config import Settings
+from trackd.datafile import parse_datafile
+from trackd.events.endpoints import event_api_url
 from trackd.events.sinks import Outcome, open_sink
 from trackd.events.sinks.file import FileSink
 from trackd.events.sinks.http import HttpSink
+from trackd.live import LiveConfig
+from trackd.server import event_sink
 
 
 @pytest.mark.parametrize(
@@ -100,3 +106,41 @@ async def test_an_unwritable_file_is_retried(tmp_path: Path) -> None:
 def test_an_unknown_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="expected"):
         open_sink("ftp://example.com")
+
+
+def test_the_event_api_host_follows_the_region_as_in_the_sdk() -> None:
+    assert event_api_url("US") == "https://logx.optimizely.com/v1/events"
+    assert event_api_url("EU") == "https://eu.logx.optimizely.com/v1/events"
+    assert event_api_url("eu") == "https://eu.logx.optimizely.com/v1/events"
+    assert event_api_url("APAC") == "https://logx.optimizely.com/v1/events"  # unknown: US
+
+
+async def test_the_optimizely_endpoint_follows_the_live_datafile(tmp_path: Path) -> None:
+    document = json.loads(files("trackd").joinpath("data/example_datafile.json").read_text())
+    live = LiveConfig(None)
+    sink = event_sink(Settings(data_dir=tmp_path, event_endpoint="optimizely"), live)
+    assert isinstance(sink, HttpSink)
+    try:
+        # No datafile yet: the region, so the host, is unknown; the batch waits, unsent.
+        assert sink.current_url() is None
+        delivery = await sink.send(b"{}")
+        assert (delivery.outcome, delivery.status) == (Outcome.RETRY, None)
+        live.swap(parse_datafile(json.dumps({**document, "region": "EU"})))
+        assert sink.current_url() == "https://eu.logx.optimizely.com/v1/events"
+        live.swap(parse_datafile(json.dumps({**document, "region": None})))
+        assert sink.current_url() == "https://logx.optimizely.com/v1/events"
+    finally:
+        await sink.aclose()
+
+
+async def test_an_http_sink_posts_where_its_url_function_says() -> None:
+    async with Receiver() as first, Receiver() as second:
+        target = [first.url]
+        sink = HttpSink(lambda: target[0])
+        try:
+            await sink.send(b'{"n":1}')
+            target[0] = second.url
+            await sink.send(b'{"n":2}')
+        finally:
+            await sink.aclose()
+    assert (first.received, second.received) == ([{"n": 1}], [{"n": 2}])

@@ -196,3 +196,5 @@ class ProjectConfig:
     """Experiment ids in datafile order: top-level experiments, then each group's."""
     sdk_key: str | None = None
     environment_key: str | None = None
+    region: str = "US"
+    """Where the project's data lives ("US" or "EU"): picks the Event API host."""

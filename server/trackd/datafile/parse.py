@@ -139,6 +139,8 @@ def _project_config(document: JsonObject, raw_json: str) -> ProjectConfig:
         experiment_ids=tuple(experiments_by_id),
         sdk_key=_optional(document, "sdkKey", str, "a string or null", None),
         environment_key=_optional(document, "environmentKey", str, "a string or null", None),
+        # As the SDKs read it: absent or null is "US".
+        region=_optional(document, "region", str, "a string or null", "US"),
     )
 
 

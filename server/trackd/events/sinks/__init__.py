@@ -7,9 +7,11 @@ do with them (retry with backoff, or dead-letter).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from trackd.events.endpoints import OPTIMIZELY, event_api_url
 
 
 class Outcome(enum.Enum):
@@ -38,8 +40,26 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
-def open_sink(endpoint: str, *, timeout: float = 10.0, max_connections: int = 4) -> Sink:
-    """`http(s)://...` posts JSON; `file://PATH` appends one JSON line per batch."""
+def open_sink(
+    endpoint: str,
+    *,
+    timeout: float = 10.0,
+    max_connections: int = 4,
+    region: Callable[[], str | None] | None = None,
+) -> Sink:
+    """`http(s)://...` posts JSON; `optimizely` posts to the Event API host of `region()`
+    (the loaded datafile's; None while there is none); `file://PATH` appends one JSON line
+    per batch."""
+    if endpoint == OPTIMIZELY:
+        if region is None:
+            raise ValueError("the optimizely event endpoint needs the datafile's region")
+        from trackd.events.sinks.http import HttpSink
+
+        def url() -> str | None:
+            current = region()
+            return None if current is None else event_api_url(current)
+
+        return HttpSink(url, timeout=timeout, max_connections=max_connections)
     if endpoint.startswith(("http://", "https://")):
         from trackd.events.sinks.http import HttpSink
 
@@ -48,7 +68,9 @@ def open_sink(endpoint: str, *, timeout: float = 10.0, max_connections: int = 4)
         from trackd.events.sinks.file import FileSink
 
         return FileSink(endpoint.removeprefix("file://"))
-    raise ValueError(f"event endpoint {endpoint!r}: expected http(s)://... or file://PATH")
+    raise ValueError(
+        f"event endpoint {endpoint!r}: expected http(s)://..., {OPTIMIZELY} or file://PATH"
+    )
 
 
 sink_for = open_sink

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
@@ -50,9 +50,12 @@ def classify(response: httpx.Response) -> Delivery:
 
 
 class HttpSink:
+    """POSTs to `url`, or to what `url()` gives at each request (None: not known yet, so the
+    batch waits and is retried, as for an unreachable endpoint)."""
+
     def __init__(
         self,
-        url: str,
+        url: str | Callable[[], str | None],
         *,
         timeout: float = 10.0,
         max_connections: int = 4,
@@ -70,9 +73,15 @@ class HttpSink:
             headers={"User-Agent": "trackd"},
         )
 
+    def current_url(self) -> str | None:
+        return self.url if isinstance(self.url, str) else self.url()
+
     async def send(self, body: bytes) -> Delivery:
+        url = self.current_url()
+        if url is None:
+            return Delivery(Outcome.RETRY, detail="the event endpoint is not known yet")
         try:
-            response = await self._client.post(self.url, content=body, headers=_HEADERS)
+            response = await self._client.post(url, content=body, headers=_HEADERS)
         except httpx.HTTPError as error:
             return Delivery(Outcome.RETRY, detail=f"{type(error).__name__}: {error}")
         return classify(response)
