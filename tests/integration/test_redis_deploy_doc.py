@@ -33,6 +33,7 @@ def test_the_manifest_runs_trackd_serve_with_valid_settings() -> None:
     assert settings.activation_store == "redis://redis:6379/0"
     assert settings.workers == 2
     assert settings.listen == "0.0.0.0:50051"
+    assert settings.event_endpoint == "optimizely"  # the Event API host of the SDK key's region
     assert settings.grace_period < 20  # within terminationGracePeriodSeconds
 
 
