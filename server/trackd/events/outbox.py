@@ -114,6 +114,7 @@ _RESULTS: Final = 2
 _STOP: Final = 3
 _APPEND_RECORDS: Final = 4  # records (unary calls) that share their commit's row
 _APPENDS: Final = (_APPEND, _APPEND_RECORDS)
+_WRITES: Final = (*_APPENDS, _ACK)  # what a write transaction carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,7 +463,7 @@ class Outbox:
 
     def _process(self, conn: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> Any:
         settlement = _Settlement()
-        writes = [op for op in ops if op[0] in (_APPEND, _APPEND_RECORDS, _ACK)]
+        writes = [op for op in ops if op[0] in _WRITES]
         self._appended = 0
         if writes:
             self._write(conn, writes, settlement)
