@@ -95,9 +95,11 @@ async def drain(
         )
         await fill(outbox, events, per_row, callers)
         rows = len(await outbox.read(0, events))
-        sink: Sink = FileSink(workdir / "events.jsonl")
+        sink: Sink
         receiver: Receiver | None = None
-        if http is not None:
+        if http is None:
+            sink = FileSink(workdir / "events.jsonl")
+        else:
             connections, delay = http
             receiver = await stack.enter_async_context(Receiver(default=Reply(200, delay=delay)))
             sink = HttpSink(receiver.url, max_connections=connections)
