@@ -56,71 +56,72 @@ namespace Trackd.V1 {
             "aW1lbnRfaWQYAyABKAkSFAoMdmFyaWF0aW9uX2lkGAQgASgJImgKDVRyYWNr",
             "UmVzcG9uc2USLAoMYXR0cmlidXRpb25zGAEgAygLMhYudHJhY2tkLnYxLkF0",
             "dHJpYnV0aW9uEgwKBHV1aWQYAiABKAkSGwoTYXR0cmlidXRpb25fdW5rbm93",
-            "bhgDIAEoCCJPChJUcmFja1N0cmVhbVJlcXVlc3QSEAoIc2VxdWVuY2UYASAB",
-            "KAQSJwoGZXZlbnRzGAIgAygLMhcudHJhY2tkLnYxLlRyYWNrUmVxdWVzdCI6",
-            "CgpFdmVudEVycm9yEg0KBWluZGV4GAEgASgNEgwKBGNvZGUYAiABKA0SDwoH",
-            "bWVzc2FnZRgDIAEoCSKwAQoTVHJhY2tTdHJlYW1SZXNwb25zZRIQCghzZXF1",
-            "ZW5jZRgBIAEoBBIQCghhY2NlcHRlZBgCIAEoDRIlCgZlcnJvcnMYAyADKAsy",
-            "FS50cmFja2QudjEuRXZlbnRFcnJvchISCgphdHRyaWJ1dGVkGAQgASgNEgwK",
-            "BGNvZGUYBSABKA0SDwoHbWVzc2FnZRgGIAEoCRIbChNhdHRyaWJ1dGlvbl91",
-            "bmtub3duGAcgASgIIjUKG0dldEV4cGVyaW1lbnRSZXN1bHRzUmVxdWVzdBIW",
-            "Cg5leHBlcmltZW50X2tleRgBIAEoCSJqCgxFdmVudFJlc3VsdHMSEQoJZXZl",
-            "bnRfa2V5GAEgASgJEhIKCmNvbnZlcnRlcnMYAiABKAQSEwoLY29udmVyc2lv",
-            "bnMYAyABKAQSDwoHcmV2ZW51ZRgEIAEoAxINCgV2YWx1ZRgFIAEoASJ6ChBW",
-            "YXJpYXRpb25SZXN1bHRzEhUKDXZhcmlhdGlvbl9rZXkYASABKAkSFAoMdmFy",
-            "aWF0aW9uX2lkGAIgASgJEhAKCHZpc2l0b3JzGAMgASgEEicKBmV2ZW50cxgE",
-            "IAMoCzIXLnRyYWNrZC52MS5FdmVudFJlc3VsdHMikgEKHEdldEV4cGVyaW1l",
-            "bnRSZXN1bHRzUmVzcG9uc2USFgoOZXhwZXJpbWVudF9rZXkYASABKAkSFQoN",
-            "ZXhwZXJpbWVudF9pZBgCIAEoCRIvCgp2YXJpYXRpb25zGAMgAygLMhsudHJh",
-            "Y2tkLnYxLlZhcmlhdGlvblJlc3VsdHMSEgoKZmxlZXRfd2lkZRgEIAEoCCJb",
-            "ChlTZXRGb3JjZWRWYXJpYXRpb25SZXF1ZXN0EhYKDmV4cGVyaW1lbnRfa2V5",
-            "GAEgASgJEg8KB3VzZXJfaWQYAiABKAkSFQoNdmFyaWF0aW9uX2tleRgDIAEo",
-            "CSIzChpTZXRGb3JjZWRWYXJpYXRpb25SZXNwb25zZRIVCg12YXJpYXRpb25f",
-            "a2V5GAEgASgJIkQKGUdldEZvcmNlZFZhcmlhdGlvblJlcXVlc3QSFgoOZXhw",
-            "ZXJpbWVudF9rZXkYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIzChpHZXRGb3Jj",
-            "ZWRWYXJpYXRpb25SZXNwb25zZRIVCg12YXJpYXRpb25fa2V5GAEgASgJIhIK",
-            "EEdldENvbmZpZ1JlcXVlc3QiJAoJVmFyaWF0aW9uEgoKAmlkGAEgASgJEgsK",
-            "A2tleRgCIAEoCSKUAQoKRXhwZXJpbWVudBIKCgJpZBgBIAEoCRILCgNrZXkY",
-            "AiABKAkSDgoGc3RhdHVzGAMgASgJEg8KB3J1bm5pbmcYBCABKAgSKAoKdmFy",
-            "aWF0aW9ucxgFIAMoCzIULnRyYWNrZC52MS5WYXJpYXRpb24SEAoIZ3JvdXBf",
-            "aWQYBiABKAkSEAoIbGF5ZXJfaWQYByABKAkiOAoFRXZlbnQSCgoCaWQYASAB",
-            "KAkSCwoDa2V5GAIgASgJEhYKDmV4cGVyaW1lbnRfaWRzGAMgAygJIiQKCUF0",
-            "dHJpYnV0ZRIKCgJpZBgBIAEoCRILCgNrZXkYAiABKAkijgIKEUdldENvbmZp",
-            "Z1Jlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgJEhIKCmFjY291bnRfaWQYAiAB",
-            "KAkSEgoKcHJvamVjdF9pZBgDIAEoCRIqCgtleHBlcmltZW50cxgEIAMoCzIV",
-            "LnRyYWNrZC52MS5FeHBlcmltZW50EiAKBmV2ZW50cxgFIAMoCzIQLnRyYWNr",
-            "ZC52MS5FdmVudBIoCgphdHRyaWJ1dGVzGAYgAygLMhQudHJhY2tkLnYxLkF0",
-            "dHJpYnV0ZRIYChBkYXRhZmlsZV92ZXJzaW9uGAcgASgJEi0KCWxvYWRlZF9h",
-            "dBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFAoSV2F0Y2hD",
-            "b25maWdSZXF1ZXN0IkMKE1dhdGNoQ29uZmlnUmVzcG9uc2USLAoGY29uZmln",
-            "GAEgASgLMhwudHJhY2tkLnYxLkdldENvbmZpZ1Jlc3BvbnNlKrwCCg5EZWNp",
-            "c2lvblJlYXNvbhIfChtERUNJU0lPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIc",
-            "ChhERUNJU0lPTl9SRUFTT05fQlVDS0VURUQQARIaChZERUNJU0lPTl9SRUFT",
-            "T05fRk9SQ0VEEAISHwobREVDSVNJT05fUkVBU09OX1dISVRFTElTVEVEEAMS",
-            "GgoWREVDSVNJT05fUkVBU09OX1NUSUNLWRAEEh8KG0RFQ0lTSU9OX1JFQVNP",
-            "Tl9OT1RfUlVOTklORxAFEiUKIURFQ0lTSU9OX1JFQVNPTl9BVURJRU5DRV9N",
-            "SVNNQVRDSBAGEiMKH0RFQ0lTSU9OX1JFQVNPTl9PVVRTSURFX1RSQUZGSUMQ",
-            "BxIlCiFERUNJU0lPTl9SRUFTT05fTk9UX0lOX0dST1VQX1NMT1QQCDL8BQoP",
-            "VHJhY2tpbmdTZXJ2aWNlEkMKCEFjdGl2YXRlEhoudHJhY2tkLnYxLkFjdGl2",
-            "YXRlUmVxdWVzdBobLnRyYWNrZC52MS5BY3RpdmF0ZVJlc3BvbnNlEk8KDEdl",
-            "dFZhcmlhdGlvbhIeLnRyYWNrZC52MS5HZXRWYXJpYXRpb25SZXF1ZXN0Gh8u",
-            "dHJhY2tkLnYxLkdldFZhcmlhdGlvblJlc3BvbnNlEjoKBVRyYWNrEhcudHJh",
-            "Y2tkLnYxLlRyYWNrUmVxdWVzdBoYLnRyYWNrZC52MS5UcmFja1Jlc3BvbnNl",
-            "ElAKC1RyYWNrU3RyZWFtEh0udHJhY2tkLnYxLlRyYWNrU3RyZWFtUmVxdWVz",
-            "dBoeLnRyYWNrZC52MS5UcmFja1N0cmVhbVJlc3BvbnNlKAEwARJnChRHZXRF",
-            "eHBlcmltZW50UmVzdWx0cxImLnRyYWNrZC52MS5HZXRFeHBlcmltZW50UmVz",
-            "dWx0c1JlcXVlc3QaJy50cmFja2QudjEuR2V0RXhwZXJpbWVudFJlc3VsdHNS",
-            "ZXNwb25zZRJhChJTZXRGb3JjZWRWYXJpYXRpb24SJC50cmFja2QudjEuU2V0",
-            "Rm9yY2VkVmFyaWF0aW9uUmVxdWVzdBolLnRyYWNrZC52MS5TZXRGb3JjZWRW",
-            "YXJpYXRpb25SZXNwb25zZRJhChJHZXRGb3JjZWRWYXJpYXRpb24SJC50cmFj",
-            "a2QudjEuR2V0Rm9yY2VkVmFyaWF0aW9uUmVxdWVzdBolLnRyYWNrZC52MS5H",
-            "ZXRGb3JjZWRWYXJpYXRpb25SZXNwb25zZRJGCglHZXRDb25maWcSGy50cmFj",
-            "a2QudjEuR2V0Q29uZmlnUmVxdWVzdBocLnRyYWNrZC52MS5HZXRDb25maWdS",
-            "ZXNwb25zZRJOCgtXYXRjaENvbmZpZxIdLnRyYWNrZC52MS5XYXRjaENvbmZp",
-            "Z1JlcXVlc3QaHi50cmFja2QudjEuV2F0Y2hDb25maWdSZXNwb25zZTABQnsK",
-            "DWRldi50cmFja2QudjFCFFRyYWNraW5nU2VydmljZVByb3RvUAFaOWdpdGh1",
-            "Yi5jb20vdHJhY2tkLWRldi90cmFja2QvY2xpZW50cy9nby90cmFja2R2MTt0",
-            "cmFja2R2MaoCCVRyYWNrZC5WMeoCClRyYWNrZDo6VjFiBnByb3RvMw=="));
+            "bhgDIAEoCCJkChJUcmFja1N0cmVhbVJlcXVlc3QSEAoIc2VxdWVuY2UYASAB",
+            "KAQSJwoGZXZlbnRzGAIgAygLMhcudHJhY2tkLnYxLlRyYWNrUmVxdWVzdBIT",
+            "Cgtwcm9kdWNlcl9pZBgDIAEoCSI6CgpFdmVudEVycm9yEg0KBWluZGV4GAEg",
+            "ASgNEgwKBGNvZGUYAiABKA0SDwoHbWVzc2FnZRgDIAEoCSLDAQoTVHJhY2tT",
+            "dHJlYW1SZXNwb25zZRIQCghzZXF1ZW5jZRgBIAEoBBIQCghhY2NlcHRlZBgC",
+            "IAEoDRIlCgZlcnJvcnMYAyADKAsyFS50cmFja2QudjEuRXZlbnRFcnJvchIS",
+            "CgphdHRyaWJ1dGVkGAQgASgNEgwKBGNvZGUYBSABKA0SDwoHbWVzc2FnZRgG",
+            "IAEoCRIbChNhdHRyaWJ1dGlvbl91bmtub3duGAcgASgIEhEKCWR1cGxpY2F0",
+            "ZRgIIAEoCCI1ChtHZXRFeHBlcmltZW50UmVzdWx0c1JlcXVlc3QSFgoOZXhw",
+            "ZXJpbWVudF9rZXkYASABKAkiagoMRXZlbnRSZXN1bHRzEhEKCWV2ZW50X2tl",
+            "eRgBIAEoCRISCgpjb252ZXJ0ZXJzGAIgASgEEhMKC2NvbnZlcnNpb25zGAMg",
+            "ASgEEg8KB3JldmVudWUYBCABKAMSDQoFdmFsdWUYBSABKAEiegoQVmFyaWF0",
+            "aW9uUmVzdWx0cxIVCg12YXJpYXRpb25fa2V5GAEgASgJEhQKDHZhcmlhdGlv",
+            "bl9pZBgCIAEoCRIQCgh2aXNpdG9ycxgDIAEoBBInCgZldmVudHMYBCADKAsy",
+            "Fy50cmFja2QudjEuRXZlbnRSZXN1bHRzIpIBChxHZXRFeHBlcmltZW50UmVz",
+            "dWx0c1Jlc3BvbnNlEhYKDmV4cGVyaW1lbnRfa2V5GAEgASgJEhUKDWV4cGVy",
+            "aW1lbnRfaWQYAiABKAkSLwoKdmFyaWF0aW9ucxgDIAMoCzIbLnRyYWNrZC52",
+            "MS5WYXJpYXRpb25SZXN1bHRzEhIKCmZsZWV0X3dpZGUYBCABKAgiWwoZU2V0",
+            "Rm9yY2VkVmFyaWF0aW9uUmVxdWVzdBIWCg5leHBlcmltZW50X2tleRgBIAEo",
+            "CRIPCgd1c2VyX2lkGAIgASgJEhUKDXZhcmlhdGlvbl9rZXkYAyABKAkiMwoa",
+            "U2V0Rm9yY2VkVmFyaWF0aW9uUmVzcG9uc2USFQoNdmFyaWF0aW9uX2tleRgB",
+            "IAEoCSJEChlHZXRGb3JjZWRWYXJpYXRpb25SZXF1ZXN0EhYKDmV4cGVyaW1l",
+            "bnRfa2V5GAEgASgJEg8KB3VzZXJfaWQYAiABKAkiMwoaR2V0Rm9yY2VkVmFy",
+            "aWF0aW9uUmVzcG9uc2USFQoNdmFyaWF0aW9uX2tleRgBIAEoCSISChBHZXRD",
+            "b25maWdSZXF1ZXN0IiQKCVZhcmlhdGlvbhIKCgJpZBgBIAEoCRILCgNrZXkY",
+            "AiABKAkilAEKCkV4cGVyaW1lbnQSCgoCaWQYASABKAkSCwoDa2V5GAIgASgJ",
+            "Eg4KBnN0YXR1cxgDIAEoCRIPCgdydW5uaW5nGAQgASgIEigKCnZhcmlhdGlv",
+            "bnMYBSADKAsyFC50cmFja2QudjEuVmFyaWF0aW9uEhAKCGdyb3VwX2lkGAYg",
+            "ASgJEhAKCGxheWVyX2lkGAcgASgJIjgKBUV2ZW50EgoKAmlkGAEgASgJEgsK",
+            "A2tleRgCIAEoCRIWCg5leHBlcmltZW50X2lkcxgDIAMoCSIkCglBdHRyaWJ1",
+            "dGUSCgoCaWQYASABKAkSCwoDa2V5GAIgASgJIo4CChFHZXRDb25maWdSZXNw",
+            "b25zZRIQCghyZXZpc2lvbhgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhIK",
+            "CnByb2plY3RfaWQYAyABKAkSKgoLZXhwZXJpbWVudHMYBCADKAsyFS50cmFj",
+            "a2QudjEuRXhwZXJpbWVudBIgCgZldmVudHMYBSADKAsyEC50cmFja2QudjEu",
+            "RXZlbnQSKAoKYXR0cmlidXRlcxgGIAMoCzIULnRyYWNrZC52MS5BdHRyaWJ1",
+            "dGUSGAoQZGF0YWZpbGVfdmVyc2lvbhgHIAEoCRItCglsb2FkZWRfYXQYCCAB",
+            "KAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhQKEldhdGNoQ29uZmln",
+            "UmVxdWVzdCJDChNXYXRjaENvbmZpZ1Jlc3BvbnNlEiwKBmNvbmZpZxgBIAEo",
+            "CzIcLnRyYWNrZC52MS5HZXRDb25maWdSZXNwb25zZSq8AgoORGVjaXNpb25S",
+            "ZWFzb24SHwobREVDSVNJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASHAoYREVD",
+            "SVNJT05fUkVBU09OX0JVQ0tFVEVEEAESGgoWREVDSVNJT05fUkVBU09OX0ZP",
+            "UkNFRBACEh8KG0RFQ0lTSU9OX1JFQVNPTl9XSElURUxJU1RFRBADEhoKFkRF",
+            "Q0lTSU9OX1JFQVNPTl9TVElDS1kQBBIfChtERUNJU0lPTl9SRUFTT05fTk9U",
+            "X1JVTk5JTkcQBRIlCiFERUNJU0lPTl9SRUFTT05fQVVESUVOQ0VfTUlTTUFU",
+            "Q0gQBhIjCh9ERUNJU0lPTl9SRUFTT05fT1VUU0lERV9UUkFGRklDEAcSJQoh",
+            "REVDSVNJT05fUkVBU09OX05PVF9JTl9HUk9VUF9TTE9UEAgy/AUKD1RyYWNr",
+            "aW5nU2VydmljZRJDCghBY3RpdmF0ZRIaLnRyYWNrZC52MS5BY3RpdmF0ZVJl",
+            "cXVlc3QaGy50cmFja2QudjEuQWN0aXZhdGVSZXNwb25zZRJPCgxHZXRWYXJp",
+            "YXRpb24SHi50cmFja2QudjEuR2V0VmFyaWF0aW9uUmVxdWVzdBofLnRyYWNr",
+            "ZC52MS5HZXRWYXJpYXRpb25SZXNwb25zZRI6CgVUcmFjaxIXLnRyYWNrZC52",
+            "MS5UcmFja1JlcXVlc3QaGC50cmFja2QudjEuVHJhY2tSZXNwb25zZRJQCgtU",
+            "cmFja1N0cmVhbRIdLnRyYWNrZC52MS5UcmFja1N0cmVhbVJlcXVlc3QaHi50",
+            "cmFja2QudjEuVHJhY2tTdHJlYW1SZXNwb25zZSgBMAESZwoUR2V0RXhwZXJp",
+            "bWVudFJlc3VsdHMSJi50cmFja2QudjEuR2V0RXhwZXJpbWVudFJlc3VsdHNS",
+            "ZXF1ZXN0GicudHJhY2tkLnYxLkdldEV4cGVyaW1lbnRSZXN1bHRzUmVzcG9u",
+            "c2USYQoSU2V0Rm9yY2VkVmFyaWF0aW9uEiQudHJhY2tkLnYxLlNldEZvcmNl",
+            "ZFZhcmlhdGlvblJlcXVlc3QaJS50cmFja2QudjEuU2V0Rm9yY2VkVmFyaWF0",
+            "aW9uUmVzcG9uc2USYQoSR2V0Rm9yY2VkVmFyaWF0aW9uEiQudHJhY2tkLnYx",
+            "LkdldEZvcmNlZFZhcmlhdGlvblJlcXVlc3QaJS50cmFja2QudjEuR2V0Rm9y",
+            "Y2VkVmFyaWF0aW9uUmVzcG9uc2USRgoJR2V0Q29uZmlnEhsudHJhY2tkLnYx",
+            "LkdldENvbmZpZ1JlcXVlc3QaHC50cmFja2QudjEuR2V0Q29uZmlnUmVzcG9u",
+            "c2USTgoLV2F0Y2hDb25maWcSHS50cmFja2QudjEuV2F0Y2hDb25maWdSZXF1",
+            "ZXN0Gh4udHJhY2tkLnYxLldhdGNoQ29uZmlnUmVzcG9uc2UwAUJ7Cg1kZXYu",
+            "dHJhY2tkLnYxQhRUcmFja2luZ1NlcnZpY2VQcm90b1ABWjlnaXRodWIuY29t",
+            "L3RyYWNrZC1kZXYvdHJhY2tkL2NsaWVudHMvZ28vdHJhY2tkdjE7dHJhY2tk",
+            "djGqAglUcmFja2QuVjHqAgpUcmFja2Q6OlYxYgZwcm90bzM="));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { global::Google.Protobuf.WellKnownTypes.StructReflection.Descriptor, global::Google.Protobuf.WellKnownTypes.TimestampReflection.Descriptor, },
           new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Trackd.V1.DecisionReason), }, null, new pbr::GeneratedClrTypeInfo[] {
@@ -131,9 +132,9 @@ namespace Trackd.V1 {
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackRequest), global::Trackd.V1.TrackRequest.Parser, new[]{ "EventKey", "UserId", "Attributes", "Tags" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, null, }),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.Attribution), global::Trackd.V1.Attribution.Parser, new[]{ "ExperimentKey", "VariationKey", "ExperimentId", "VariationId" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackResponse), global::Trackd.V1.TrackResponse.Parser, new[]{ "Attributions", "Uuid", "AttributionUnknown" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackStreamRequest), global::Trackd.V1.TrackStreamRequest.Parser, new[]{ "Sequence", "Events" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackStreamRequest), global::Trackd.V1.TrackStreamRequest.Parser, new[]{ "Sequence", "Events", "ProducerId" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.EventError), global::Trackd.V1.EventError.Parser, new[]{ "Index", "Code", "Message" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackStreamResponse), global::Trackd.V1.TrackStreamResponse.Parser, new[]{ "Sequence", "Accepted", "Errors", "Attributed", "Code", "Message", "AttributionUnknown" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.TrackStreamResponse), global::Trackd.V1.TrackStreamResponse.Parser, new[]{ "Sequence", "Accepted", "Errors", "Attributed", "Code", "Message", "AttributionUnknown", "Duplicate" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetExperimentResultsRequest), global::Trackd.V1.GetExperimentResultsRequest.Parser, new[]{ "ExperimentKey" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.EventResults), global::Trackd.V1.EventResults.Parser, new[]{ "EventKey", "Converters", "Conversions", "Revenue", "Value" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.VariationResults), global::Trackd.V1.VariationResults.Parser, new[]{ "VariationKey", "VariationId", "Visitors", "Events" }, null, null, null, null),
@@ -2482,6 +2483,16 @@ namespace Trackd.V1 {
 
   /// <summary>
   /// TrackStreamRequest is one batch of conversion events.
+  ///
+  /// Exactly-once producers: a producer that may resend a batch (because its
+  /// stream broke before the acknowledgement arrived) sets producer_id to a
+  /// value unique to it and stable across its reconnects, and gives every batch
+  /// a sequence it never reuses for different events. When a batch with the same
+  /// (producer_id, sequence) was already committed within the daemon's
+  /// --dedup-window, the daemon stores nothing and acknowledges it again with
+  /// duplicate set and the counts of the first commit. The resent batch must
+  /// carry the same events: the daemon does not compare them. Without
+  /// producer_id a resent batch is stored again.
   /// </summary>
   public sealed partial class TrackStreamRequest : pb::IMessage<TrackStreamRequest>
   #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
@@ -2519,6 +2530,7 @@ namespace Trackd.V1 {
     public TrackStreamRequest(TrackStreamRequest other) : this() {
       sequence_ = other.sequence_;
       events_ = other.events_.Clone();
+      producerId_ = other.producerId_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -2532,7 +2544,8 @@ namespace Trackd.V1 {
     public const int SequenceFieldNumber = 1;
     private ulong sequence_;
     /// <summary>
-    /// A number the client chooses, echoed in the acknowledgement.
+    /// A number the client chooses, echoed in the acknowledgement. With
+    /// producer_id it identifies the batch: never reuse it for other events.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -2557,6 +2570,23 @@ namespace Trackd.V1 {
       get { return events_; }
     }
 
+    /// <summary>Field number for the "producer_id" field.</summary>
+    public const int ProducerIdFieldNumber = 3;
+    private string producerId_ = "";
+    /// <summary>
+    /// Optional: the producer's identity for deduplicating resent batches
+    /// (at most 128 bytes; a UUID is a good choice). Empty disables
+    /// deduplication for this batch.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string ProducerId {
+      get { return producerId_; }
+      set {
+        producerId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -2574,6 +2604,7 @@ namespace Trackd.V1 {
       }
       if (Sequence != other.Sequence) return false;
       if(!events_.Equals(other.events_)) return false;
+      if (ProducerId != other.ProducerId) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -2583,6 +2614,7 @@ namespace Trackd.V1 {
       int hash = 1;
       if (Sequence != 0UL) hash ^= Sequence.GetHashCode();
       hash ^= events_.GetHashCode();
+      if (ProducerId.Length != 0) hash ^= ProducerId.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -2606,6 +2638,10 @@ namespace Trackd.V1 {
         output.WriteUInt64(Sequence);
       }
       events_.WriteTo(output, _repeated_events_codec);
+      if (ProducerId.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(ProducerId);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -2621,6 +2657,10 @@ namespace Trackd.V1 {
         output.WriteUInt64(Sequence);
       }
       events_.WriteTo(ref output, _repeated_events_codec);
+      if (ProducerId.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(ProducerId);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -2635,6 +2675,9 @@ namespace Trackd.V1 {
         size += 1 + pb::CodedOutputStream.ComputeUInt64Size(Sequence);
       }
       size += events_.CalculateSize(_repeated_events_codec);
+      if (ProducerId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(ProducerId);
+      }
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
       }
@@ -2651,6 +2694,9 @@ namespace Trackd.V1 {
         Sequence = other.Sequence;
       }
       events_.Add(other.events_);
+      if (other.ProducerId.Length != 0) {
+        ProducerId = other.ProducerId;
+      }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
 
@@ -2674,6 +2720,10 @@ namespace Trackd.V1 {
             events_.AddEntriesFrom(input, _repeated_events_codec);
             break;
           }
+          case 26: {
+            ProducerId = input.ReadString();
+            break;
+          }
         }
       }
     #endif
@@ -2695,6 +2745,10 @@ namespace Trackd.V1 {
           }
           case 18: {
             events_.AddEntriesFrom(ref input, _repeated_events_codec);
+            break;
+          }
+          case 26: {
+            ProducerId = input.ReadString();
             break;
           }
         }
@@ -3025,6 +3079,7 @@ namespace Trackd.V1 {
       code_ = other.code_;
       message_ = other.message_;
       attributionUnknown_ = other.attributionUnknown_;
+      duplicate_ = other.duplicate_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -3142,6 +3197,23 @@ namespace Trackd.V1 {
       }
     }
 
+    /// <summary>Field number for the "duplicate" field.</summary>
+    public const int DuplicateFieldNumber = 8;
+    private bool duplicate_;
+    /// <summary>
+    /// True when this (producer_id, sequence) had already been committed within
+    /// the dedup window: nothing was stored this time, and the counts are those
+    /// of the first commit.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Duplicate {
+      get { return duplicate_; }
+      set {
+        duplicate_ = value;
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -3164,6 +3236,7 @@ namespace Trackd.V1 {
       if (Code != other.Code) return false;
       if (Message != other.Message) return false;
       if (AttributionUnknown != other.AttributionUnknown) return false;
+      if (Duplicate != other.Duplicate) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -3178,6 +3251,7 @@ namespace Trackd.V1 {
       if (Code != 0) hash ^= Code.GetHashCode();
       if (Message.Length != 0) hash ^= Message.GetHashCode();
       if (AttributionUnknown != false) hash ^= AttributionUnknown.GetHashCode();
+      if (Duplicate != false) hash ^= Duplicate.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -3221,6 +3295,10 @@ namespace Trackd.V1 {
         output.WriteRawTag(56);
         output.WriteBool(AttributionUnknown);
       }
+      if (Duplicate != false) {
+        output.WriteRawTag(64);
+        output.WriteBool(Duplicate);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -3256,6 +3334,10 @@ namespace Trackd.V1 {
         output.WriteRawTag(56);
         output.WriteBool(AttributionUnknown);
       }
+      if (Duplicate != false) {
+        output.WriteRawTag(64);
+        output.WriteBool(Duplicate);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -3283,6 +3365,9 @@ namespace Trackd.V1 {
         size += 1 + pb::CodedOutputStream.ComputeStringSize(Message);
       }
       if (AttributionUnknown != false) {
+        size += 1 + 1;
+      }
+      if (Duplicate != false) {
         size += 1 + 1;
       }
       if (_unknownFields != null) {
@@ -3315,6 +3400,9 @@ namespace Trackd.V1 {
       }
       if (other.AttributionUnknown != false) {
         AttributionUnknown = other.AttributionUnknown;
+      }
+      if (other.Duplicate != false) {
+        Duplicate = other.Duplicate;
       }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
@@ -3359,6 +3447,10 @@ namespace Trackd.V1 {
             AttributionUnknown = input.ReadBool();
             break;
           }
+          case 64: {
+            Duplicate = input.ReadBool();
+            break;
+          }
         }
       }
     #endif
@@ -3400,6 +3492,10 @@ namespace Trackd.V1 {
           }
           case 56: {
             AttributionUnknown = input.ReadBool();
+            break;
+          }
+          case 64: {
+            Duplicate = input.ReadBool();
             break;
           }
         }

@@ -665,12 +665,27 @@ func (x *TrackResponse) GetAttributionUnknown() bool {
 }
 
 // TrackStreamRequest is one batch of conversion events.
+//
+// Exactly-once producers: a producer that may resend a batch (because its
+// stream broke before the acknowledgement arrived) sets producer_id to a
+// value unique to it and stable across its reconnects, and gives every batch
+// a sequence it never reuses for different events. When a batch with the same
+// (producer_id, sequence) was already committed within the daemon's
+// --dedup-window, the daemon stores nothing and acknowledges it again with
+// duplicate set and the counts of the first commit. The resent batch must
+// carry the same events: the daemon does not compare them. Without
+// producer_id a resent batch is stored again.
 type TrackStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// A number the client chooses, echoed in the acknowledgement.
+	// A number the client chooses, echoed in the acknowledgement. With
+	// producer_id it identifies the batch: never reuse it for other events.
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// The events of this batch.
-	Events        []*TrackRequest `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*TrackRequest `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// Optional: the producer's identity for deduplicating resent batches
+	// (at most 128 bytes; a UUID is a good choice). Empty disables
+	// deduplication for this batch.
+	ProducerId    string `protobuf:"bytes,3,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -717,6 +732,13 @@ func (x *TrackStreamRequest) GetEvents() []*TrackRequest {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *TrackStreamRequest) GetProducerId() string {
+	if x != nil {
+		return x.ProducerId
+	}
+	return ""
 }
 
 // EventError reports one event of a batch that was not stored.
@@ -806,8 +828,12 @@ type TrackStreamResponse struct {
 	// True when the shared activation store (Redis) could not be reached: the
 	// batch's events were stored without attributions.
 	AttributionUnknown bool `protobuf:"varint,7,opt,name=attribution_unknown,json=attributionUnknown,proto3" json:"attribution_unknown,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// True when this (producer_id, sequence) had already been committed within
+	// the dedup window: nothing was stored this time, and the counts are those
+	// of the first commit.
+	Duplicate     bool `protobuf:"varint,8,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TrackStreamResponse) Reset() {
@@ -885,6 +911,13 @@ func (x *TrackStreamResponse) GetMessage() string {
 func (x *TrackStreamResponse) GetAttributionUnknown() bool {
 	if x != nil {
 		return x.AttributionUnknown
+	}
+	return false
+}
+
+func (x *TrackStreamResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
 	}
 	return false
 }
@@ -1938,15 +1971,17 @@ const file_trackd_v1_tracking_service_proto_rawDesc = "" +
 	"\rTrackResponse\x12:\n" +
 	"\fattributions\x18\x01 \x03(\v2\x16.trackd.v1.AttributionR\fattributions\x12\x12\n" +
 	"\x04uuid\x18\x02 \x01(\tR\x04uuid\x12/\n" +
-	"\x13attribution_unknown\x18\x03 \x01(\bR\x12attributionUnknown\"a\n" +
+	"\x13attribution_unknown\x18\x03 \x01(\bR\x12attributionUnknown\"\x82\x01\n" +
 	"\x12TrackStreamRequest\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12/\n" +
-	"\x06events\x18\x02 \x03(\v2\x17.trackd.v1.TrackRequestR\x06events\"P\n" +
+	"\x06events\x18\x02 \x03(\v2\x17.trackd.v1.TrackRequestR\x06events\x12\x1f\n" +
+	"\vproducer_id\x18\x03 \x01(\tR\n" +
+	"producerId\"P\n" +
 	"\n" +
 	"EventError\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xfb\x01\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x99\x02\n" +
 	"\x13TrackStreamResponse\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x1a\n" +
 	"\baccepted\x18\x02 \x01(\rR\baccepted\x12-\n" +
@@ -1956,7 +1991,8 @@ const file_trackd_v1_tracking_service_proto_rawDesc = "" +
 	"attributed\x12\x12\n" +
 	"\x04code\x18\x05 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12/\n" +
-	"\x13attribution_unknown\x18\a \x01(\bR\x12attributionUnknown\"D\n" +
+	"\x13attribution_unknown\x18\a \x01(\bR\x12attributionUnknown\x12\x1c\n" +
+	"\tduplicate\x18\b \x01(\bR\tduplicate\"D\n" +
 	"\x1bGetExperimentResultsRequest\x12%\n" +
 	"\x0eexperiment_key\x18\x01 \x01(\tR\rexperimentKey\"\x9d\x01\n" +
 	"\fEventResults\x12\x1b\n" +

@@ -56,6 +56,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
     add_message "trackd.v1.TrackStreamRequest" do
       optional :sequence, :uint64, 1
       repeated :events, :message, 2, "trackd.v1.TrackRequest"
+      optional :producer_id, :string, 3
     end
     add_message "trackd.v1.EventError" do
       optional :index, :uint32, 1
@@ -70,6 +71,7 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       optional :code, :uint32, 5
       optional :message, :string, 6
       optional :attribution_unknown, :bool, 7
+      optional :duplicate, :bool, 8
     end
     add_message "trackd.v1.GetExperimentResultsRequest" do
       optional :experiment_key, :string, 1

@@ -151,12 +151,14 @@ class TrackResponse(_message.Message):
     def __init__(self, attributions: _Optional[_Iterable[_Union[Attribution, _Mapping]]] = ..., uuid: _Optional[str] = ..., attribution_unknown: _Optional[bool] = ...) -> None: ...
 
 class TrackStreamRequest(_message.Message):
-    __slots__ = ("sequence", "events")
+    __slots__ = ("sequence", "events", "producer_id")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_ID_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     events: _containers.RepeatedCompositeFieldContainer[TrackRequest]
-    def __init__(self, sequence: _Optional[int] = ..., events: _Optional[_Iterable[_Union[TrackRequest, _Mapping]]] = ...) -> None: ...
+    producer_id: str
+    def __init__(self, sequence: _Optional[int] = ..., events: _Optional[_Iterable[_Union[TrackRequest, _Mapping]]] = ..., producer_id: _Optional[str] = ...) -> None: ...
 
 class EventError(_message.Message):
     __slots__ = ("index", "code", "message")
@@ -169,7 +171,7 @@ class EventError(_message.Message):
     def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TrackStreamResponse(_message.Message):
-    __slots__ = ("sequence", "accepted", "errors", "attributed", "code", "message", "attribution_unknown")
+    __slots__ = ("sequence", "accepted", "errors", "attributed", "code", "message", "attribution_unknown", "duplicate")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +179,7 @@ class TrackStreamResponse(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTION_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     accepted: int
     errors: _containers.RepeatedCompositeFieldContainer[EventError]
@@ -184,7 +187,8 @@ class TrackStreamResponse(_message.Message):
     code: int
     message: str
     attribution_unknown: bool
-    def __init__(self, sequence: _Optional[int] = ..., accepted: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[EventError, _Mapping]]] = ..., attributed: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., attribution_unknown: _Optional[bool] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, sequence: _Optional[int] = ..., accepted: _Optional[int] = ..., errors: _Optional[_Iterable[_Union[EventError, _Mapping]]] = ..., attributed: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., attribution_unknown: _Optional[bool] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class GetExperimentResultsRequest(_message.Message):
     __slots__ = ("experiment_key",)
