@@ -1,71 +1,156 @@
-"""Bucketing: MurmurHash3 of bucketing id + parent id, as every Optimizely SDK computes it."""
+"""Bucketing as every Optimizely SDK computes it (MurmurHash3 of bucketing id + parent id,
+scaled to [0, 10000)), checked through decide(), the code that buckets."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from typing import Any
 
-from trackd.datafile.model import TrafficRange, first_match_table
-from trackd.decision.bucketing import bucket_value, bucketing_id, find_entity
+import pytest
+from optimizely.bucketer import Bucketer
+
+from trackd.datafile import ProjectConfig, parse_datafile
+from trackd.decision import Reason, decide
+
+PARENT = "1886780721"  # the parent id of Optimizely's published vectors
+
+# Buckets of `user + PARENT`: the published vectors' (ppid1 to ppid3), and the SDK's own
+# bucketer for the others, which the tests below use as known points.
+BUCKETS = {"ppid1": 5254, "ppid2": 4299, "ppid3": 5439, "ppid4": 8402, "ppid5": 5316}
+
+
+def variation(id_: str) -> dict[str, Any]:
+    return {"id": id_, "key": id_, "featureEnabled": False, "variables": []}
+
+
+def experiment(id_: str, ranges: list[tuple[int, str]], key: str = "") -> dict[str, Any]:
+    """A running experiment whose variations are the entity ids of `ranges` (their ids are
+    also their keys; "" is left out, as it names no variation)."""
+    ids = dict.fromkeys(entity for _, entity in ranges if entity)
+    return {
+        "id": id_,
+        "key": key or f"e{id_}",
+        "layerId": f"layer{id_}",
+        "status": "Running",
+        "audienceIds": [],
+        "forcedVariations": {},
+        "variations": [variation(v) for v in ids],
+        "trafficAllocation": [{"entityId": e, "endOfRange": end} for end, e in ranges],
+    }
+
+
+def datafile(
+    experiments: list[dict[str, Any]], groups: list[dict[str, Any]] | None = None
+) -> ProjectConfig:
+    return parse_datafile(
+        json.dumps(
+            {
+                "version": "4",
+                "accountId": "1",
+                "projectId": "2",
+                "revision": "3",
+                "experiments": experiments,
+                "groups": groups or [],
+                "events": [],
+                "audiences": [],
+                "attributes": [],
+            }
+        )
+    )
+
+
+def around(bucket: int) -> list[tuple[int, str]]:
+    """Ranges that put exactly `bucket` in variation "exact"."""
+    return [(bucket, "below"), (bucket + 1, "exact"), (10000, "above")]
+
+
+def decided(config: ProjectConfig, experiment_id: str, user: str, **attributes: Any) -> str | None:
+    decision = decide(config, config.experiments_by_id[experiment_id], user, attributes)
+    return decision.variation.key if decision.variation else None
 
 
 @pytest.mark.parametrize(
-    ("bucketing_key", "bucket"),
+    ("user", "parent_id", "bucket"),
     [
-        ("ppid11886780721", 5254),
-        ("ppid21886780721", 4299),
-        ("ppid31886780721", 5439),
-        ("ppid21886780722", 2434),
+        ("ppid1", "1886780721", 5254),
+        ("ppid2", "1886780721", 4299),
+        ("ppid3", "1886780721", 5439),
+        ("ppid2", "1886780722", 2434),
     ],
 )
-def test_published_bucketing_vectors(bucketing_key: str, bucket: int) -> None:
-    """The vectors from Optimizely's bucketing docs: key is bucketing id then parent id."""
-    assert bucket_value(bucketing_key) == bucket
+def test_published_bucketing_vectors_decide_the_variation(
+    user: str, parent_id: str, bucket: int
+) -> None:
+    """The vectors from Optimizely's bucketing docs: the key is bucketing id then parent id.
+    A range one bucket wide holds the vector's bucket, so one bucket off lands elsewhere."""
+    config = datafile([experiment(parent_id, around(bucket))])
+    assert decided(config, parent_id, user) == "exact"
 
 
-def test_bucket_values_stay_within_zero_to_ten_thousand() -> None:
-    buckets = [bucket_value(f"user{n}123") for n in range(5000)]
-    assert min(buckets) >= 0
-    assert max(buckets) < 10000
+@pytest.mark.parametrize(("user", "bucket"), [("ppid1", 5254), ("ppid3", 5439)])
+def test_published_bucketing_vectors_pick_the_group_slot(user: str, bucket: int) -> None:
+    """A mutually exclusive group hashes the user with the group id as the parent."""
+    inside = experiment("100", [(10000, "v")])
+    other = experiment("200", [(10000, "w")])
+    group = {
+        "id": PARENT,
+        "policy": "random",
+        "trafficAllocation": [
+            {"entityId": "200", "endOfRange": bucket},
+            {"entityId": "100", "endOfRange": bucket + 1},
+            {"entityId": "200", "endOfRange": 10000},
+        ],
+        "experiments": [inside, other],
+    }
+    config = datafile([], [group])
+    assert decided(config, "100", user) == "v"
+    assert decide(config, config.experiments_by_id["200"], user, {}).reason is (
+        Reason.NOT_IN_GROUP_SLOT
+    )
+
+
+def test_bucketing_id_attribute_replaces_the_user_id_only_when_it_is_a_string() -> None:
+    config = datafile([experiment(PARENT, around(BUCKETS["ppid1"]))])
+    assert decided(config, PARENT, "someone", **{"$opt_bucketing_id": "ppid1"}) == "exact"
+    for not_a_string in (7, 7.5, True, None):  # ignored, as the SDK does: the user id hashes
+        assert decided(config, PARENT, "ppid1", **{"$opt_bucketing_id": not_a_string}) == "exact"
+    # An empty string is still a string: it hashes, not the user id.
+    empty = datafile([experiment(PARENT, around(Bucketer()._generate_bucket_value(PARENT)))])
+    assert decided(empty, PARENT, "ppid1", **{"$opt_bucketing_id": ""}) == "exact"
 
 
 def test_non_ascii_bucketing_ids_hash_as_utf8() -> None:
-    # pymmh3 in the SDK encodes str with UTF-8 too; the parity suite checks this end to end.
-    assert 0 <= bucket_value("ユーザー42") < 10000
-
-
-def ranges(*pairs: tuple[int, str]) -> tuple[TrafficRange, ...]:
-    return tuple(TrafficRange(end, entity) for end, entity in pairs)
+    """pymmh3 in the SDK encodes str with UTF-8; the SDK's bucketer is the oracle here."""
+    user = "ユーザー42"
+    bucket = Bucketer()._generate_bucket_value(user + PARENT)
+    config = datafile([experiment(PARENT, around(bucket))])
+    assert decided(config, PARENT, user) == "exact"
 
 
 def test_first_range_ending_above_the_bucket_wins() -> None:
-    ends, ids = first_match_table(ranges((5000, "a"), (10000, "b")))
-    assert find_entity(ends, ids, 0) == "a"
-    assert find_entity(ends, ids, 4999) == "a"
-    assert find_entity(ends, ids, 5000) == "b"
-    assert find_entity(ends, ids, 9999) == "b"
+    # ppid2 is in bucket 4299, ppid1 in 5254: the range ending at 5254 holds 4299 only.
+    config = datafile([experiment(PARENT, [(5254, "a"), (10000, "b")])])
+    assert decided(config, PARENT, "ppid2") == "a"
+    assert decided(config, PARENT, "ppid1") == "b"
 
 
 def test_bucket_past_the_last_range_lands_nowhere() -> None:
-    ends, ids = first_match_table(ranges((3000, "a")))
-    assert find_entity(ends, ids, 3000) is None
-    assert find_entity((), (), 0) is None
+    config = datafile([experiment(PARENT, [(5254, "a")])])
+    assert decided(config, PARENT, "ppid2") == "a"
+    decision = decide(config, config.experiments_by_id[PARENT], "ppid1", {})
+    assert (decision.variation, decision.reason) == (None, Reason.OUTSIDE_TRAFFIC)
 
 
 def test_out_of_order_ranges_behave_as_a_first_match_scan() -> None:
-    ends, ids = first_match_table(ranges((8000, "late"), (2000, "shadowed"), (9000, "c")))
-    assert find_entity(ends, ids, 100) == "late"
-    assert find_entity(ends, ids, 8500) == "c"
-    assert "shadowed" not in ids
+    """The SDK scans the ranges in order: a range ending below an earlier one never wins."""
+    config = datafile([experiment(PARENT, [(5300, "late"), (5000, "shadowed"), (9000, "c")])])
+    assert decided(config, PARENT, "ppid2") == "late"  # 4299: "shadowed" would also hold it
+    assert decided(config, PARENT, "ppid5") == "c"  # 5316
+    assert decided(config, PARENT, "ppid4") == "c"  # 8402
 
 
 def test_empty_entity_id_is_kept_so_it_lands_nowhere() -> None:
-    ends, ids = first_match_table(ranges((5000, ""), (10000, "b")))
-    assert find_entity(ends, ids, 10) == ""
-
-
-def test_bucketing_id_attribute_is_used_only_when_it_is_a_string() -> None:
-    assert bucketing_id("user", {"$opt_bucketing_id": "household-7"}) == "household-7"
-    assert bucketing_id("user", {"$opt_bucketing_id": ""}) == ""
-    for not_a_string in (7, 7.5, True, None):
-        assert bucketing_id("user", {"$opt_bucketing_id": not_a_string}) == "user"
-    assert bucketing_id("user", {}) == "user"
+    config = datafile([experiment(PARENT, [(5000, ""), (10000, "b")])])
+    decision = decide(config, config.experiments_by_id[PARENT], "ppid2", {})
+    assert (decision.variation, decision.reason) == (None, Reason.OUTSIDE_TRAFFIC)
+    assert decided(config, PARENT, "ppid1") == "b"

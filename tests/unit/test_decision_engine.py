@@ -7,10 +7,10 @@ from importlib.resources import files
 from typing import Any
 
 import pytest
+from optimizely.bucketer import Bucketer
 
 from trackd.datafile import Experiment, ProjectConfig, parse_datafile
 from trackd.decision import Decision, Reason, decide
-from trackd.decision.bucketing import bucket_value
 
 EXAMPLE = files("trackd").joinpath("data/example_datafile.json").read_text()
 
@@ -25,10 +25,11 @@ def experiment(config: ProjectConfig, key: str) -> Experiment:
 
 
 def user_with_bucket(parent_id: str, low: int, high: int, prefix: str = "user") -> str:
-    """A user id whose bucket for `parent_id` falls in [low, high)."""
+    """A user id whose bucket for `parent_id` falls in [low, high), by the SDK's bucketer."""
+    bucketer = Bucketer()
     for n in range(100000):
         user_id = f"{prefix}{n}"
-        if low <= bucket_value(user_id + parent_id) < high:
+        if low <= bucketer._generate_bucket_value(user_id + parent_id) < high:
             return user_id
     raise AssertionError("no such user in range")
 

@@ -60,7 +60,7 @@ def decide(
         bucketing_id = user_id
     if experiment.is_exclusive:
         group = config.groups_by_id[experiment.group_id]  # type: ignore[index]
-        # bucketing.bucket_value(), inlined here and below: a call costs more than the math.
+        # The bucket, inlined here and below (see trackd.decision.bucketing).
         bucket = (
             mmh3.hash(bucketing_id + group.id, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE >> 32
         )
