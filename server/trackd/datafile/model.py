@@ -1,16 +1,19 @@
 """The parsed datafile: an immutable snapshot, indexed once so decisions only do lookups.
 
+It also holds what a decision says (`Reason`, `Decision`): every Decision an experiment can
+produce is built here at load, so deciding allocates nothing, and the decision package
+imports this module, never the other way round.
+
 Every mapping here is a plain dict typed as read-only `Mapping`: nothing mutates a snapshot
 after `parse_datafile` returns it, and a dict lookup is cheaper than a proxy's on the hot path.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from trackd.decision.outcome import Decision, Reason
 
 if TYPE_CHECKING:
     from trackd.decision.conditions import Condition
@@ -50,6 +53,33 @@ def first_match_table(
             ends.append(traffic_range.end_of_range)
             entity_ids.append(traffic_range.entity_id)
     return tuple(ends), tuple(entity_ids)
+
+
+class Reason(enum.Enum):
+    """The step of the SDK's order that chose a decision."""
+
+    BUCKETED = "bucketed"
+    FORCED = "forced"  # set through the SDK-style set_forced_variation API
+    WHITELISTED = "whitelisted"  # the experiment's forcedVariations in the datafile
+    STICKY = "sticky"  # a variation remembered from an earlier activation
+    NOT_RUNNING = "not_running"
+    AUDIENCE_MISMATCH = "audience_mismatch"
+    OUTSIDE_TRAFFIC = "outside_traffic"
+    NOT_IN_GROUP_SLOT = "not_in_group_slot"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Decision:
+    """What a decision says: the variation (or none) and why."""
+
+    experiment: Experiment
+    variation: Variation | None  # None: the user sees no variation of this experiment
+    reason: Reason
+
+    def __repr__(self) -> str:
+        # Keys only: the experiment's own repr spells out its whole configuration.
+        variation = self.variation.key if self.variation else None
+        return f"Decision({self.experiment.key!r}, {variation!r}, {self.reason.name})"
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import mmh3
 
+from trackd.datafile.model import AttributeValue, Decision, Experiment, ProjectConfig, Reason
 from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, HASH_SEED, MAX_TRAFFIC_VALUE
-from trackd.decision.outcome import Decision, Reason
-
-if TYPE_CHECKING:
-    from trackd.datafile.model import AttributeValue, Experiment, ProjectConfig
 
 __all__ = ["Decision", "Reason", "decide"]
 
