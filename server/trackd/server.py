@@ -252,7 +252,7 @@ async def _start(
     async def now_serving() -> None:
         await set_health(health_pb2.HealthCheckResponse.SERVING)
 
-    reloader = Reloader(live, tracker, on_first_load=now_serving)
+    reloader = Reloader(live, tracker.on_new_config, on_first_load=now_serving)
     if prepared.data is not None:
         reloader.prime(prepared.data)
     registry = CollectorRegistry(auto_describe=False) if settings.metrics_listen else None

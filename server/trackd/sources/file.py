@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from trackd.errors import DatafileError
-from trackd.sources import Reloader
+from trackd.sources.reloader import Reloader
 
 Identity = tuple[int, int, int, int]
 

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 
 from trackd import __version__
-from trackd.sources import Reloader
+from trackd.sources.reloader import Reloader
 
 FETCH_TIMEOUT = 10.0
 
