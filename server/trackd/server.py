@@ -53,11 +53,6 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TrackingService"].full_name
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
 
-def load_datafile(source: DatafileSource | None) -> tuple[ProjectConfig | None, bytes | None]:
-    """The datafile to start with (None when a URL will bring it), and its bytes."""
-    return initial_config(source)
-
-
 @dataclass(frozen=True)
 class Prepared:
     source: DatafileSource | None
@@ -73,7 +68,7 @@ def prepare(settings: Settings) -> Prepared:
     if problem:
         raise SettingsError([problem])
     source = open_source(settings)
-    config, data = load_datafile(source)
+    config, data = initial_config(source)
     credentials = tls.server_credentials(settings)
     tokens = Tokens.load(settings.auth_tokens) if settings.auth_tokens else None
     return Prepared(source, config, data, credentials, tokens)

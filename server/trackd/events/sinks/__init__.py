@@ -73,7 +73,4 @@ def open_sink(
     )
 
 
-sink_for = open_sink
-
-
-__all__ = ["Delivery", "Outcome", "Sink", "open_sink", "sink_for"]
+__all__ = ["Delivery", "Outcome", "Sink", "open_sink"]
