@@ -269,17 +269,17 @@ async def test_rpcs_are_answered_while_a_new_datafile_is_parsed(
     # the Activate could never be answered and the timeout below would fail the test.
     import threading
 
-    import trackd.sources
+    import trackd.sources.reloader
 
     release = threading.Event()
-    real_parse = trackd.sources.parse_datafile
+    real_parse = trackd.sources.reloader.parse_datafile
 
     def held_parse(data: bytes) -> Any:
         assert release.wait(timeout=10), "no RPC was answered while the datafile was parsed"
         return real_parse(data)
 
     async with client_for(settings_for(tmp_path, datafile=DATAFILE)) as client:
-        monkeypatch.setattr(trackd.sources, "parse_datafile", held_parse)  # after start-up
+        monkeypatch.setattr(trackd.sources.reloader, "parse_datafile", held_parse)  # after start-up
         reloader = client.daemon.reloader
         assert reloader is not None
         reload = asyncio.create_task(reloader.offer(datafile("202"), "test"))
