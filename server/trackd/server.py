@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import signal
 from collections.abc import AsyncIterator
@@ -169,7 +168,8 @@ def store_description(settings: Settings) -> str:
 
 @dataclass
 class Running:
-    """A started daemon: where it listens and the parts tests may look at."""
+    """A started daemon: where it listens and the parts tests may look at. Only the metrics
+    parts are None: when --metrics-listen is off."""
 
     port: int
     tracker: Tracker
@@ -177,13 +177,13 @@ class Running:
     dispatcher: Dispatcher
     server: grpc.aio.Server
     health: health_aio.HealthServicer
-    live: LiveConfig | None = None
-    reloader: Reloader | None = None
-    interceptor: RpcInterceptor | None = None
-    metrics_port: int | None = None
-    registry: CollectorRegistry | None = None
-    metrics_server: metrics.MetricsServer | None = None
-    tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    live: LiveConfig
+    reloader: Reloader
+    interceptor: RpcInterceptor
+    metrics_port: int | None
+    registry: CollectorRegistry | None
+    metrics_server: metrics.MetricsServer | None
+    tasks: list[asyncio.Task[None]]
 
 
 @contextlib.asynccontextmanager
@@ -338,19 +338,19 @@ async def _start(
             advice="set --tls-cert/--tls-key and --auth-tokens, or listen on 127.0.0.1",
         )
     return Running(
-        port,
-        tracker,
-        outbox,
-        dispatcher,
-        server,
-        health_servicer,
-        live,
-        reloader,
-        interceptor,
-        metrics_port,
-        registry,
-        metrics_server,
-        tasks,
+        port=port,
+        tracker=tracker,
+        outbox=outbox,
+        dispatcher=dispatcher,
+        server=server,
+        health=health_servicer,
+        live=live,
+        reloader=reloader,
+        interceptor=interceptor,
+        metrics_port=metrics_port,
+        registry=registry,
+        metrics_server=metrics_server,
+        tasks=tasks,
     )
 
 
@@ -366,10 +366,8 @@ async def _stop(settings: Settings, running: Running) -> None:
     for outcome in await asyncio.gather(*stopped, return_exceptions=True):
         if isinstance(outcome, Exception):
             log.error("background_task_failed", error=f"{type(outcome).__name__}: {outcome}")
-    if running.reloader is not None:
-        running.reloader.close()
-    if running.interceptor is not None:
-        running.interceptor.close()
+    running.reloader.close()
+    running.interceptor.close()
     await running.server.stop(settings.grace_period)
     if running.metrics_server is not None:
         await running.metrics_server.close()

@@ -140,7 +140,7 @@ async def test_concurrent_streams_beyond_the_cap_get_resource_exhausted(capped: 
     await stream.write(pb.TrackStreamRequest(sequence=1))
     await stream.read()
     interceptor = capped.daemon.interceptor
-    assert interceptor is not None and interceptor.open_streams == 2
+    assert interceptor.open_streams == 2
 
     for extra in (stub.WatchConfig(pb.WatchConfigRequest()), stub.TrackStream()):
         with pytest.raises(grpc.aio.AioRpcError) as refused:

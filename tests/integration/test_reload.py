@@ -104,7 +104,6 @@ async def test_a_corrupt_replacement_is_kept_out_while_serving_continues(tmp_pat
     path.write_bytes(datafile("400"))
     async with client_for(settings_for(tmp_path, datafile=path)) as client:
         reloader = client.daemon.reloader
-        assert reloader is not None
         with capture_logs() as logs:
             replace_atomically(path, b'{"version": "4", "revision": "broken"')
 
@@ -140,7 +139,6 @@ async def test_a_vanished_file_keeps_the_running_datafile(tmp_path: Path) -> Non
     path.write_bytes(datafile("500"))
     async with client_for(settings_for(tmp_path, datafile=path)) as client:
         reloader = client.daemon.reloader
-        assert reloader is not None
         path.unlink()
 
         async def noticed() -> bool:
@@ -195,7 +193,7 @@ async def test_url_polling_uses_etags_and_serves_a_new_datafile(tmp_path: Path) 
 
             await eventually(served, within=DEADLINE)
             reloader = client.daemon.reloader
-            assert reloader is not None and reloader.reloads == 2
+            assert reloader.reloads == 2
 
 
 async def test_from_a_url_health_is_not_serving_until_the_first_datafile(tmp_path: Path) -> None:
@@ -214,7 +212,7 @@ async def test_from_a_url_health_is_not_serving_until_the_first_datafile(tmp_pat
                 assert waiting.value.code() == grpc.StatusCode.UNAVAILABLE
                 assert "no datafile loaded yet" in (waiting.value.details() or "")
             reloader = client.daemon.reloader
-            assert reloader is not None and reloader.failures["fetch"] >= 1
+            assert reloader.failures["fetch"] >= 1
 
             cdn.publish(datafile("800"), '"v800"')
 
@@ -230,7 +228,6 @@ async def test_a_corrupt_datafile_at_the_url_is_rejected_once(tmp_path: Path) ->
         settings = settings_for(tmp_path, datafile_url=cdn.url, datafile_poll_interval=0.05)
         async with client_for(settings) as client:
             reloader = client.daemon.reloader
-            assert reloader is not None
 
             async def loaded() -> bool:
                 return reloader.reloads == 1
@@ -281,7 +278,6 @@ async def test_rpcs_are_answered_while_a_new_datafile_is_parsed(
     async with client_for(settings_for(tmp_path, datafile=DATAFILE)) as client:
         monkeypatch.setattr(trackd.sources.reloader, "parse_datafile", held_parse)  # after start-up
         reloader = client.daemon.reloader
-        assert reloader is not None
         reload = asyncio.create_task(reloader.offer(datafile("202"), "test"))
         async with asyncio.timeout(5):
             reply = await client.stub.GetConfig(pb.GetConfigRequest())

@@ -74,7 +74,6 @@ async def test_damaged_reloads_keep_the_live_config(tmp_path: Path) -> None:
     started = time.monotonic()
     async with client_for(settings_for(tmp_path, datafile=path)) as client:
         reloader = client.daemon.reloader
-        assert reloader is not None
         for n, (fault, content) in enumerate(FAULTS.items(), start=1):
             staged = path.with_name("staged.json")
             staged.write_bytes(content)
