@@ -108,7 +108,7 @@ async def drain(
             sink,
             batch_size=100,
             flush_interval=0.01,
-            encode_in_process=True,
+            encoder_process=True,
             round_batches=round_batches,
         )
         # Results are counted as rows are committed: let that finish before measuring.

@@ -235,7 +235,7 @@ async def _start(
         event_sink(settings, live),
         batch_size=settings.event_batch_size,
         flush_interval=settings.event_flush_interval,
-        encode_in_process=True,
+        encoder_process=True,
     )
     tracker = Tracker(live, activations, ForcedVariations(), outbox, fleet=fleet)
     health_servicer = health_aio.HealthServicer()

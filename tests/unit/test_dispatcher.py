@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -80,11 +81,13 @@ async def test_batches_encoded_in_a_worker_process_are_the_same_bytes(
 ) -> None:
     records = conversions(120)
     await outbox.append(records)
-    sender = dispatcher(outbox, receiver.url, batch_size=50, encode_in_process=True)
+    before = set(multiprocessing.active_children())
+    sender = dispatcher(outbox, receiver.url, batch_size=50, encoder_process=True)
     sender.start()
     try:
         await receiver.wait_for_events(120)
         await drained(outbox)
+        assert set(multiprocessing.active_children()) - before  # the encoder process
     finally:
         await sender.aclose()
     assert [len(batch["visitors"]) for batch in receiver.received] == [50, 50, 20]
@@ -93,6 +96,21 @@ async def test_batches_encoded_in_a_worker_process_are_the_same_bytes(
 
     context = records[0].context
     assert receiver.requests[0].body == payload.encode_batch(context, records[:50])
+
+
+async def test_batches_are_encoded_in_the_daemon_process_by_default(
+    outbox: Outbox, receiver: Receiver
+) -> None:
+    await outbox.append(conversions(10))
+    before = set(multiprocessing.active_children())
+    sender = dispatcher(outbox, receiver.url, batch_size=10)
+    sender.start()
+    try:
+        await receiver.wait_for_events(10)
+        await drained(outbox)
+        assert set(multiprocessing.active_children()) - before == set()
+    finally:
+        await sender.aclose()
 
 
 async def test_events_appended_while_running_are_delivered(

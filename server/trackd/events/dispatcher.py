@@ -86,7 +86,7 @@ class Dispatcher:
         backoff_max: float = 60.0,
         retry_after_max: float = 300.0,
         rng: random.Random | None = None,
-        encode_in_process: bool = False,
+        encoder_process: bool = False,
         round_batches: int = ROUND_BATCHES,
     ) -> None:
         if batch_size < 1 or flush_interval <= 0 or round_batches < 1:
@@ -101,9 +101,9 @@ class Dispatcher:
         self.retry_after_max = retry_after_max
         self._rng = rng or random.Random()
         # Building and JSON-encoding Event API batches costs about as much CPU per event as
-        # acknowledging it; in a worker process it runs on the other core instead of
-        # competing with the gRPC event loop for the GIL.
-        self._encode_in_process = encode_in_process
+        # acknowledging it; with `encoder_process` it runs in a separate (niced) process, on
+        # the other core, instead of competing with the gRPC event loop for the GIL.
+        self._encoder_process = encoder_process
         self._encoder: ProcessPoolExecutor | None = None
         self._slots: deque[_Slot] = deque()
         self._after_id = 0
@@ -232,7 +232,7 @@ class Dispatcher:
             for slot in self._slots
         ]
         args = (parts, self.batch_size, self.round_batches)
-        if not self._encode_in_process:
+        if not self._encoder_process:
             return rounds.form_round(*args)
         if self._encoder is None:
             self._encoder = ProcessPoolExecutor(
