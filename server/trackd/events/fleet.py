@@ -13,11 +13,11 @@ success) is counted once: at-least-once delivery, exactly-once effect per replic
 
 In Redis, per experiment: a hash `{prefix}r:{experiment_id}` of conversions (HINCRBY),
 revenue (HINCRBY) and value (HINCRBYFLOAT) per (variation, event), and per group a
-unique-users key. Unique users are HyperLogLogs by default: 12 KB per group whatever the
-traffic, idempotent (adding a user twice changes nothing, like the SQLite members table),
-with a standard error of 0.81% (exact in practice for small counts). `unique="set"` keeps
-exact Redis sets instead, at about 60-80 bytes per user per group. Optimizely's results
-remain the statistics of record; these are the operational view.
+unique-users key. Unique users are HyperLogLogs: 12 KB per group whatever the traffic,
+idempotent (adding a user twice changes nothing, like the SQLite members table), with a
+standard error of 0.81% (exact in practice for small counts); exact Redis sets would cost
+about 60-80 bytes per user per group. Optimizely's results remain the statistics of record;
+these are the operational view.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import structlog
 from redis import exceptions as redis_errors
@@ -52,8 +52,6 @@ from trackd.outage import Outage
 
 log = structlog.get_logger("trackd.events")
 
-Unique = Literal["hll", "set"]
-
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS fleet_pending (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the Redis-side cursor relies on it
@@ -71,7 +69,7 @@ _DOWN: Final = (
     asyncio.TimeoutError,
 )
 
-# KEYS: the cursors hash. ARGV: replica id, row id, body, prefix, unique mode ('hll'/'set').
+# KEYS: the cursors hash. ARGV: replica id, row id, body, prefix.
 # body: [[kind, experiment, variation, event, [users], conversions, revenue, value], ...]
 # Redis does not undo a script's earlier writes when a later one fails, so no write here may
 # fail on a value: integer sums saturate at the int64 bounds (as the SQLite counts clamp), and
@@ -79,8 +77,7 @@ _DOWN: Final = (
 _APPLY: Final = r"""
 local row = tonumber(ARGV[2])
 if row <= tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') then return 0 end
-local prefix, add = ARGV[4], 'PFADD'
-if ARGV[5] == 'set' then add = 'SADD' end
+local prefix = ARGV[4]
 local function add_int(hash, field, by)
   local r = redis.pcall('HINCRBY', hash, field, by)
   if type(r) == 'table' and r.err then
@@ -99,7 +96,7 @@ for _, g in ipairs(cjson.decode(ARGV[3])) do
   local ukey = prefix .. 'ru:' .. experiment .. '\31' .. variation .. '\31' .. kind
     .. '\31' .. event
   for i = 1, #users, 1000 do
-    redis.call(add, ukey, unpack(users, i, math.min(i + 999, #users)))
+    redis.call('PFADD', ukey, unpack(users, i, math.min(i + 999, #users)))
   end
   if kind == 0 then
     redis.call('HSETNX', hash, 'v\31' .. variation, '1')
@@ -114,15 +111,13 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: the experiment's hash. ARGV: prefix, experiment id, unique mode.
+# KEYS: the experiment's hash. ARGV: prefix, experiment id.
 # {{'v', variation, visitors}, {'e', variation, event, converters, conversions, revenue, value}}
 _QUERY: Final = r"""
 local prefix, experiment = ARGV[1], ARGV[2]
-local count = 'PFCOUNT'
-if ARGV[3] == 'set' then count = 'SCARD' end
 local function users(variation, kind, event)
   local key = prefix .. 'ru:' .. experiment .. '\31' .. variation .. '\31' .. kind .. '\31' .. event
-  return redis.call(count, key)
+  return redis.call('PFCOUNT', key)
 end
 local all = redis.call('HGETALL', KEYS[1])
 local fields = {}
@@ -183,17 +178,13 @@ class FleetResults:
         db_path: str | Path,
         *,
         prefix: str = "trackd:",
-        unique: Unique = "hll",
         publish_interval: float = 0.1,
         batch_rows: int = 64,
         retry_interval: float = 1.0,
     ) -> None:
-        if unique not in ("hll", "set"):
-            raise ValueError(f"unique must be 'hll' or 'set', got {unique!r}")
         self._client = client
         self._db_path = Path(db_path)
         self._prefix = prefix
-        self._unique = unique
         self._publish_interval = publish_interval
         self._batch_rows = batch_rows
         self._cursors_key = prefix + "rc"
@@ -290,13 +281,7 @@ class FleetResults:
                 if not rows:
                     break
                 for row_id, body in rows:
-                    args: list[str | int] = [
-                        self.replica_id,
-                        row_id,
-                        body,
-                        self._prefix,
-                        self._unique,
-                    ]
+                    args: list[str | int] = [self.replica_id, row_id, body, self._prefix]
                     try:
                         await self._redis(
                             functools.partial(self._apply, keys=[self._cursors_key], args=args)
@@ -349,7 +334,7 @@ class FleetResults:
         replies = await self._redis(
             lambda: self._query(
                 keys=[self._prefix + "r:" + experiment_id],
-                args=[self._prefix, experiment_id, self._unique],
+                args=[self._prefix, experiment_id],
             )
         )
         visitors: dict[str, int] = {}
@@ -383,4 +368,4 @@ class FleetResults:
         return results_mod.assemble(raw, config, experiment), True
 
 
-__all__ = ["FleetResults", "FleetUnavailable", "Unique", "encode"]
+__all__ = ["FleetResults", "FleetUnavailable", "encode"]
