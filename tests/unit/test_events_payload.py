@@ -1,4 +1,4 @@
-"""Event API batches: the SDK's shape, and never two contexts in one batch."""
+"""Event API batches: the SDK's shape (batches never mixing contexts: test_events_rounds)."""
 
 from __future__ import annotations
 
@@ -114,24 +114,6 @@ def test_batch_header_names_trackd_and_the_context() -> None:
         "anonymize_ip": True,
         "enrich_decisions": True,
     }
-
-
-def test_split_never_mixes_revisions_and_caps_visitors() -> None:
-    old, new = _config(revision="7"), _config(revision="8")
-    stream = [_impression(old, f"a{i}") for i in range(5)] + [
-        _impression(new, f"b{i}") for i in range(3)
-    ]
-    stream.append(_impression(old, "c"))
-    runs = list(payload.split(stream, max_visitors=2))
-    assert [(context[2], len(run)) for context, run in runs] == [
-        ("7", 2),
-        ("7", 2),
-        ("7", 1),
-        ("8", 2),
-        ("8", 1),
-        ("7", 1),
-    ]
-    assert [r for _, run in runs for r in run] == stream
 
 
 def test_encode_is_compact_utf8_json_and_refuses_nan() -> None:

@@ -63,6 +63,25 @@ def test_a_batch_never_mixes_contexts() -> None:
     assert formed[1].progress == ((1, 3),)
 
 
+def test_a_context_that_comes_back_starts_a_new_batch_and_the_order_is_kept() -> None:
+    """Batches are consecutive runs of one context, at most batch_size long: a revision that
+    returns after another is a batch of its own, never merged with its earlier events."""
+    old, new = _config(revision="7"), _config(revision="8")
+    events = conversions(5, "a", old) + conversions(3, "b", new) + conversions(1, "c", old)
+    formed = form_round([row(1, events)], batch_size=2, max_batches=16)
+    (rest,) = form_round([row(1, events, sent=8)], batch_size=2, max_batches=16)
+    batches = [*formed, rest]
+    assert [(json.loads(f.body)["revision"], f.events) for f in batches] == [
+        ("7", 2),
+        ("7", 2),
+        ("7", 1),
+        ("8", 2),
+        ("8", 1),
+        ("7", 1),
+    ]
+    assert [v for f in batches for v in visitors(f.body)] == [e.user_id for e in events]
+
+
 def test_the_bytes_are_what_the_payload_module_makes() -> None:
     events = conversions(4)
     (formed,) = form_round([row(1, events)], batch_size=10, max_batches=16)

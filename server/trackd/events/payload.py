@@ -4,13 +4,13 @@ Mirrors event/event_factory.py and event/payload.py: one visitor per event, impr
 a `campaign_activated` event with one decision, conversions with revenue/value/tags, and
 the SDK's cleaning (a None revenue, value, tags or decisions key is left out, wherever it
 appears). Only visitors sharing one context (account, project, revision, anonymize_ip) go
-in one batch.
+in one batch: `trackd.events.rounds` forms the batches.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import trackd
@@ -111,22 +111,6 @@ def event_batch(context: Context, records: Iterable[Record]) -> dict[str, Any]:
     }
 
 
-def split(records: Sequence[Record], max_visitors: int) -> Iterator[tuple[Context, list[Record]]]:
-    """Consecutive runs of one context, at most `max_visitors` long, in order."""
-    run: list[Record] = []
-    context: Context | None = None
-    for record in records:
-        if run and (record.context != context or len(run) >= max_visitors):
-            assert context is not None
-            yield context, run
-            run = []
-        context = record.context
-        run.append(record)
-    if run:
-        assert context is not None
-        yield context, run
-
-
 def encode_batch(context: Context, records: Sequence[Record]) -> bytes:
     """One delivery body; a module-level function so a worker process can run it."""
     return encode(event_batch(context, records))
@@ -150,6 +134,5 @@ __all__ = [
     "encode_batch",
     "encode_plain_batch",
     "event_batch",
-    "split",
     "visitor",
 ]
