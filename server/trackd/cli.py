@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
-
-from trackd import __version__, config, logs
-from trackd.errors import DatafileError
-
-EXIT_STARTUP_FAILURE = 2
+# None of these loads grpc: `trackd --help` stays quick (workers loads the server late).
+from trackd import __version__, config, logs, workers
 
 
 def _settings_epilog() -> str:
@@ -74,39 +69,12 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = config.settings_from(vars(args))
     except config.SettingsError as error:
-        for problem in error.problems:
-            print(f"trackd: {problem}", file=sys.stderr)
-        return EXIT_STARTUP_FAILURE
-    from trackd import server, workers  # imported late: `trackd --help` should not load grpc
-
-    if settings.workers > 1:  # each worker prepares and serves on its own
-        logs.configure(settings.log_level, settings.log_format)
-        workers.warn_about_stranded_outboxes(settings)
-        return workers.supervise(settings, settings.workers)
-
-    try:
-        prepared = server.prepare(settings)
-    except DatafileError as error:
-        print(f"trackd: datafile {error}", file=sys.stderr)
-        return EXIT_STARTUP_FAILURE
-    except config.SettingsError as error:
-        for problem in error.problems:
-            print(f"trackd: {problem}", file=sys.stderr)
-        return EXIT_STARTUP_FAILURE
+        return workers.startup_failed(error)
     logs.configure(settings.log_level, settings.log_format)
     workers.warn_about_stranded_outboxes(settings)
-
-    async def main() -> None:
-        await server.serve(settings, prepared)
-
-    try:
-        asyncio.run(main())
-    except OSError as error:
-        structlog.get_logger("trackd").error("startup_failed", error=str(error))
-        return EXIT_STARTUP_FAILURE
-    except asyncio.CancelledError:
-        return 1
-    return 0
+    if settings.workers > 1:  # each worker prepares and serves on its own
+        return workers.supervise(settings, settings.workers)
+    return workers.serve_one(settings)
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -158,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "health":
         return _health(args)
     parser.print_help()
-    return EXIT_STARTUP_FAILURE
+    return workers.EXIT_STARTUP_FAILURE
 
 
 if __name__ == "__main__":

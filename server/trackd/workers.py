@@ -33,11 +33,12 @@ from types import FrameType
 import structlog
 
 from trackd import lifeline
-from trackd.config import Settings
+from trackd.config import Settings, SettingsError
+from trackd.errors import DatafileError
 
 log = structlog.get_logger("trackd.workers")
 
-EXIT_STARTUP_FAILURE = 2
+EXIT_STARTUP_FAILURE = 2  # a setting or the datafile is wrong: restarting cannot help
 RESTART_DELAY_S = 1.0  # doubled per quick death in a row, up to RESTART_DELAY_MAX_S
 RESTART_DELAY_MAX_S = 30.0
 STABLE_AFTER_S = 60.0  # a worker that lived this long starts its backoff afresh
@@ -80,19 +81,25 @@ def warn_about_stranded_outboxes(settings: Settings) -> None:
         )
 
 
+def startup_failed(error: SettingsError | DatafileError) -> int:
+    """Tells a mistake in the settings or the datafile, one line each; the exit code."""
+    lines = error.problems if isinstance(error, SettingsError) else (f"datafile {error}",)
+    for line in lines:
+        print(f"trackd: {line}", file=sys.stderr)
+    return EXIT_STARTUP_FAILURE
+
+
 def serve_one(settings: Settings) -> int:
-    """What `trackd serve` does for one process; the worker's exit code."""
+    """`trackd serve` in one process: the whole daemon, or one of `--workers N`; the exit
+    code."""
     import asyncio
 
     from trackd import logs, server
-    from trackd.config import SettingsError
-    from trackd.errors import DatafileError
 
     try:
         prepared = server.prepare(settings)
     except (DatafileError, SettingsError) as error:
-        print(f"trackd: {error}", file=sys.stderr)
-        return EXIT_STARTUP_FAILURE
+        return startup_failed(error)
     logs.configure(settings.log_level, settings.log_format)
     try:
         asyncio.run(server.serve(settings, prepared))
@@ -171,7 +178,7 @@ def supervise(
                     continue
                 exitcode = process.exitcode
                 if stopping:
-                    if exitcode != 0:
+                    if exitcode != 0 and code == 0:  # a failed first start's 2 stays
                         code = 1
                     restart_at[index] = float("inf")  # done
                     continue
@@ -210,7 +217,9 @@ def supervise(
 
 
 __all__ = [
+    "EXIT_STARTUP_FAILURE",
     "serve_one",
+    "startup_failed",
     "stranded_outboxes",
     "supervise",
     "warn_about_stranded_outboxes",

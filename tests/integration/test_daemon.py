@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.support.daemon import spawn, trackd_command
+from tests.support.redis_server import free_port
 from trackd.config import OPTIONS
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
@@ -69,6 +70,44 @@ def test_a_missing_datafile_is_one_line_too(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "absent.json" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "flag"),
+    [
+        ("broken.json", "{not json", "--datafile"),
+        ("tokens.toml", 'a = ["nope"]\nb = []\n', "--auth-tokens"),  # two mistakes
+    ],
+)
+def test_a_bad_start_reads_the_same_with_one_process_or_workers(
+    tmp_path: Path, name: str, content: str, flag: str
+) -> None:
+    """`--workers N` starts each worker as `trackd serve` starts its one process: the same
+    lines on stderr (one per mistake) and exit code 2."""
+    path = tmp_path / name
+    path.write_text(content)
+    alone = run_trackd("serve", flag, str(path), "--data-dir", str(tmp_path / "one"))
+    assert alone.returncode == 2
+    lines = alone.stderr.strip().splitlines()
+    assert all(line.startswith("trackd: ") for line in lines), lines
+    workers = run_trackd(
+        "serve",
+        flag,
+        str(path),
+        "--data-dir",
+        str(tmp_path / "two"),
+        "--workers",
+        "2",
+        "--activation-store",
+        "redis://127.0.0.1:9/0",  # never reached: the workers stop before opening it
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--log-format",
+        "json",
+    )
+    assert workers.returncode == 2
+    told = [line for line in workers.stderr.splitlines() if line.startswith("trackd: ")]
+    assert told and set(told) == set(lines), workers.stderr
 
 
 def test_invalid_settings_are_reported_one_line_each(tmp_path: Path) -> None:
