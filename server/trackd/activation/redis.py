@@ -50,6 +50,7 @@ from trackd.activation.store import (
 )
 from trackd.errors import ActivationStoreUnavailable
 from trackd.outage import Outage
+from trackd.redis_down import REDIS_DOWN
 
 log = structlog.get_logger("trackd.activation")
 
@@ -57,18 +58,6 @@ T = TypeVar("T")
 
 DEFAULT_PREFIX: Final = "trackd:"
 _SEP: Final = "\x1f"  # between experiment and variation in the pairs set
-
-# Errors that mean "Redis cannot answer now", not "this code has a bug".
-_DOWN: Final = (
-    redis_errors.ConnectionError,  # refused, reset, pool exhausted, loading the dataset
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,  # a replica promoted late, or a failover in progress
-    redis_errors.OutOfMemoryError,  # maxmemory with noeviction
-    redis_errors.ClusterDownError,
-    redis_errors.TryAgainError,
-    OSError,
-    asyncio.TimeoutError,
-)
 
 # Lua helpers shared by the scripts. Redis 7 replicates a script's effects, so TIME may be
 # read before writing: expiry is Redis's clock, the same for every replica.
@@ -291,7 +280,7 @@ class RedisActivationStore:
             raise ActivationStoreUnavailable("the activation store (Redis) is unavailable")
         try:
             result = await operation()
-        except _DOWN as error:
+        except REDIS_DOWN as error:
             self.failures += 1
             if _pool_exhausted(error):
                 # Every pooled connection is busy: this process is overloaded, Redis is not

@@ -49,6 +49,7 @@ from trackd.events.results import (
     ResultsExperiment,
 )
 from trackd.outage import Outage
+from trackd.redis_down import REDIS_DOWN
 
 log = structlog.get_logger("trackd.events")
 
@@ -59,15 +60,6 @@ CREATE TABLE IF NOT EXISTS fleet_pending (
 );
 CREATE TABLE IF NOT EXISTS fleet_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-_DOWN: Final = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ReadOnlyError,
-    redis_errors.OutOfMemoryError,
-    OSError,
-    asyncio.TimeoutError,
-)
 
 # KEYS: the cursors hash. ARGV: replica id, row id, body, prefix.
 # body: [[kind, experiment, variation, event, [users], conversions, revenue, value], ...]
@@ -321,7 +313,7 @@ class FleetResults:
             raise FleetUnavailable("fleet results (Redis) are unavailable")
         try:
             result = await call()
-        except _DOWN as error:
+        except REDIS_DOWN as error:
             self.failures += 1
             self._outage.failed(error)
             raise FleetUnavailable(f"fleet results (Redis) are unavailable: {error}") from error
