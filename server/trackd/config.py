@@ -1,10 +1,16 @@
 """Every setting in one place: its type, default and help, read from flags, `TRACKD_*` env vars
 and a TOML file.
 
-`OPTIONS` is the single definition: the CLI builds its flags from it, the env lookup uses
-its names, the config file accepts its names, the README's settings table is generated from
-it, and `Settings` is validated once at start so a mistake is one clear line.
+A setting is a `Settings` field, which holds its type and its default (the only place a
+default is written: `default_of` reads it for everyone else), and an `Option` in `OPTIONS`,
+which holds its flag name, parser and help. The CLI builds its flags from OPTIONS, the env
+lookup uses its names, the config file accepts its names, the README's settings table is
+generated from it, and `Settings` is validated once at start so a mistake is one clear line.
 Precedence: flags > env > config file (`--config`) > defaults.
+
+A new setting: a field in `Settings` with its default, an `Option` in OPTIONS (same order,
+no default), a check in `Settings.problems` if it can be wrong, then the README table
+(`python -m trackd.config`). Tests keep the two lists and the README equal.
 """
 
 from __future__ import annotations
@@ -45,11 +51,11 @@ def _optional_path(text: str) -> Path | None:
 @dataclass(frozen=True, slots=True)
 class Option:
     """One setting: `name` is the flag (`--name`), the env var (`TRACKD_NAME`) and the key in
-    the config file; `shown` is how the README and `--help` show a default that is computed."""
+    the config file. Its default is the `Settings` field's; `shown` is how the README and
+    `--help` show a default that is computed."""
 
     name: str
     parse: Callable[[str], Any]
-    default: Any
     help: str
     metavar: str | None = None
     shown: str | None = None
@@ -70,23 +76,22 @@ class Option:
     def default_text(self) -> str:
         if self.shown is not None:
             return self.shown
-        if self.default in (None, ""):
+        default = default_of(self.field)
+        if default in (None, ""):
             return "(none)"
-        return str(self.default)
+        return str(default)
 
 
 OPTIONS: tuple[Option, ...] = (
     Option(
         "config",
         _optional_path,
-        None,
         "TOML file of settings, keyed by these flag names; flags and env vars win over it.",
         "PATH",
     ),
     Option(
         "datafile",
         _optional_path,
-        None,
         "Optimizely datafile (JSON), watched: a change, an atomic rename or a Kubernetes "
         "ConfigMap symlink swap is loaded within a second.",
         "PATH",
@@ -95,7 +100,6 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "datafile-url",
         str,
-        "",
         "Fetch the datafile from this http(s) URL and poll it (ETag / If-None-Match); health "
         "is NOT_SERVING until the first one loads.",
         "URL",
@@ -103,57 +107,49 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "sdk-key",
         str,
-        "",
         "Optimizely SDK key: shorthand for --datafile-url built from --datafile-url-template.",
         "KEY",
     ),
     Option(
         "datafile-url-template",
         str,
-        DEFAULT_URL_TEMPLATE,
         "URL of an SDK key's datafile; {sdk_key} is replaced by the key.",
         "URL",
     ),
     Option(
         "datafile-poll-interval",
         float,
-        60.0,
         "Seconds between polls of --datafile-url or --sdk-key.",
         "SECONDS",
     ),
     Option(
         "listen",
         str,
-        "127.0.0.1:50051",
         "gRPC listen address, HOST:PORT (port 0 picks one).",
         "HOST:PORT",
     ),
     Option(
         "data-dir",
         _path,
-        None,
         "Directory for the event outbox and results (SQLite).",
         "DIR",
         "$XDG_STATE_HOME/trackd",
     ),
-    Option("log-level", str, "info", "Log level: debug, info, warning, error."),
+    Option("log-level", str, "Log level: debug, info, warning, error."),
     Option(
         "log-format",
         str,
-        "auto",
         "Log format: json, console, or auto (console on a terminal, JSON lines otherwise).",
     ),
     Option(
         "log-sample-rate",
         float,
-        0.0,
         "Fraction (0 to 1) of RPCs logged at info, one line each; at debug every RPC is.",
         "FRACTION",
     ),
     Option(
         "metrics-listen",
         str,
-        "",
         "Serve Prometheus metrics at http://HOST:PORT/metrics; off when empty.",
         "HOST:PORT",
         "(off)",
@@ -161,22 +157,19 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "tls-cert",
         _optional_path,
-        None,
         "PEM certificate chain: serve gRPC over TLS (needs --tls-key).",
         "PATH",
     ),
-    Option("tls-key", _optional_path, None, "PEM private key of --tls-cert.", "PATH"),
+    Option("tls-key", _optional_path, "PEM private key of --tls-cert.", "PATH"),
     Option(
         "tls-client-ca",
         _optional_path,
-        None,
         "PEM CA bundle: require client certificates signed by it (mutual TLS).",
         "PATH",
     ),
     Option(
         "auth-tokens",
         _optional_path,
-        None,
         "TOML or JSON file mapping bearer tokens to scopes (decide, track, admin); when set, "
         "every TrackingService call needs `authorization: Bearer TOKEN`.",
         "PATH",
@@ -184,7 +177,6 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "activation-ttl",
         float,
-        86400.0,
         "Seconds an activation stays live after the user's last Activate; conversions are "
         "attributed only within it.",
         "SECONDS",
@@ -192,14 +184,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "activation-cache-size",
         int,
-        1_000_000,
         "Most (user, experiment) activations kept; the least recently activated go first.",
         "N",
     ),
     Option(
         "activation-store",
         str,
-        "memory",
         "Where activations live: memory (this process), or redis://HOST:PORT/DB (also "
         "rediss://, unix://) shared by every replica and worker; Redis's maxmemory bounds it.",
         "STORE",
@@ -207,7 +197,6 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "redis-key-prefix",
         str,
-        "trackd:",
         "Prefix of every Redis key trackd writes: deployments sharing one Redis database "
         "each need their own.",
         "PREFIX",
@@ -215,14 +204,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "redis-max-connections",
         int,
-        32,
         "Most connections to the Redis activation store per process.",
         "N",
     ),
     Option(
         "workers",
         int,
-        1,
         "Processes serving the same port (SO_REUSEPORT), each with its own outbox under "
         "DATA_DIR/worker-N; more than 1 needs a redis:// --activation-store.",
         "N",
@@ -230,7 +217,6 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "event-endpoint",
         str,
-        "",
         "Where events go: an http(s):// URL (POSTed Event API JSON), `optimizely` (Optimizely's"
         " Event API: https://logx.optimizely.com/v1/events, or eu.logx.optimizely.com for a"
         " datafile whose region is EU, as the SDKs choose) or file://PATH (JSON lines).",
@@ -240,7 +226,6 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "event-batch-size",
         int,
-        100,
         "Most visitors in one delivered Event API batch. A backlog goes in rounds of up to 16"
         " batches: one outbox read, one file write and fsync (or the round's POSTs in"
         " parallel), one acknowledgement per round.",
@@ -249,7 +234,6 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "event-max-connections",
         int,
-        4,
         "Most HTTP connections to the event endpoint: most batches POSTed at once. They may"
         " arrive in any order; a failed one is retried before later ones are acknowledged.",
         "N",
@@ -257,35 +241,30 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "event-flush-interval",
         float,
-        1.0,
         "Seconds between deliveries when a batch is not full.",
         "SECONDS",
     ),
     Option(
         "outbox-max-events",
         int,
-        1_000_000,
         "Most undelivered events kept on disk; beyond it Track answers RESOURCE_EXHAUSTED.",
         "N",
     ),
     Option(
         "max-message-bytes",
         int,
-        4 * 1024 * 1024,
         "Largest gRPC message accepted, in bytes (RESOURCE_EXHAUSTED beyond).",
         "BYTES",
     ),
     Option(
         "max-attributes",
         int,
-        100,
         "Most attributes (or tags) in one request (RESOURCE_EXHAUSTED beyond).",
         "N",
     ),
     Option(
         "max-key-length",
         int,
-        256,
         "Longest experiment key, event key, attribute or tag name, in characters "
         "(INVALID_ARGUMENT beyond).",
         "N",
@@ -293,28 +272,24 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max-user-id-length",
         int,
-        1024,
         "Longest user_id, in characters (INVALID_ARGUMENT beyond).",
         "N",
     ),
     Option(
         "max-string-value-length",
         int,
-        8192,
         "Longest string attribute or tag value, in characters (INVALID_ARGUMENT beyond).",
         "N",
     ),
     Option(
         "max-stream-batch",
         int,
-        10_000,
         "Most events in one TrackStream batch; a larger batch is answered INVALID_ARGUMENT.",
         "N",
     ),
     Option(
         "max-concurrent-streams",
         int,
-        256,
         "Most TrackStream and WatchConfig calls open at once across the daemon "
         "(RESOURCE_EXHAUSTED beyond).",
         "N",
@@ -322,7 +297,6 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "grace-period",
         float,
-        10.0,
         "Seconds SIGTERM waits for in-flight RPCs and a last delivery before exiting.",
         "SECONDS",
     ),
@@ -359,7 +333,7 @@ class Settings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     auth_tokens: Path | None = None
-    activation_ttl: float = 86400.0
+    activation_ttl: float = 86400.0  # one day after the last Activate
     activation_cache_size: int = 1_000_000
     activation_store: str = "memory"
     redis_key_prefix: str = "trackd:"
@@ -495,6 +469,20 @@ class Settings:
         if self.sdk_key:
             return self.datafile_url_template.replace(SDK_KEY_PLACEHOLDER, self.sdk_key)
         return self.datafile_url
+
+
+def default_of(name: str) -> Any:
+    """The default of the setting `name` (a `Settings` field), where other modules need it
+    as their own default."""
+    field = _SETTINGS_FIELDS[name]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+_SETTINGS_FIELDS: Mapping[str, dataclasses.Field[Any]] = {
+    field.name: field for field in dataclasses.fields(Settings)
+}
 
 
 class SettingsError(ValueError):

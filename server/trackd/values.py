@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from google.protobuf.struct_pb2 import Value
 
+from trackd.config import default_of
 from trackd.datafile.model import AttributeValue
 from trackd.errors import InvalidArgument, ResourceExhausted
 
@@ -20,12 +21,12 @@ _EXACT_INT_LIMIT = 2.0**53
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The documented per-request caps (see `trackd.config.OPTIONS`)."""
+    """The documented per-request caps; by default the settings' defaults (`trackd.config`)."""
 
-    max_entries: int = 100
-    max_key_length: int = 256
-    max_user_id_length: int = 1024
-    max_string_value_length: int = 8192
+    max_entries: int = default_of("max_attributes")
+    max_key_length: int = default_of("max_key_length")
+    max_user_id_length: int = default_of("max_user_id_length")
+    max_string_value_length: int = default_of("max_string_value_length")
 
 
 def plain_map(

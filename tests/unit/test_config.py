@@ -3,14 +3,19 @@ is one line naming the setting."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import inspect
 import re
 from pathlib import Path
 
 import pytest
 
-from trackd import config
+from trackd import config, values
+from trackd.activation.redis import DEFAULT_PREFIX
+from trackd.activation.store import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_SECONDS
 from trackd.config import OPTIONS, Settings, SettingsError, settings_from
+from trackd.events.fleet import FleetResults
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -21,13 +26,35 @@ def problems_of(flags: dict[str, str | None], env: dict[str, str] | None = None)
     return list(error.value.problems)
 
 
-def test_every_option_is_a_settings_field_with_the_same_default() -> None:
-    fields = {field.name: field for field in dataclasses.fields(Settings)}
-    assert set(fields) == {option.field for option in OPTIONS}
+def test_every_option_is_a_settings_field_in_the_same_order() -> None:
+    assert [option.field for option in OPTIONS] == [f.name for f in dataclasses.fields(Settings)]
+
+
+def test_every_default_shown_or_used_elsewhere_is_the_settings_default() -> None:
+    """Defaults are written once, on the Settings fields: --help, the request limits, the
+    activation stores and fleet results take theirs from there."""
+    defaults = Settings()
     for option in OPTIONS:
-        field = fields[option.field]
-        if field.default is not dataclasses.MISSING and option.default is not None:
-            assert field.default == option.default, option.name
+        assert config.default_of(option.field) == getattr(defaults, option.field), option.name
+    serve = argparse.ArgumentParser()
+    config.add_arguments(serve)
+    helps = {action.dest: action.help or "" for action in serve._actions}
+    for option in OPTIONS:
+        value = getattr(defaults, option.field)
+        if option.shown is None and value not in (None, ""):
+            assert f"; default {value}]" in helps[option.field], option.name
+    assert values.Limits() == values.Limits(
+        max_entries=defaults.max_attributes,
+        max_key_length=defaults.max_key_length,
+        max_user_id_length=defaults.max_user_id_length,
+        max_string_value_length=defaults.max_string_value_length,
+    )
+    assert (
+        defaults.activation_ttl,
+        defaults.activation_cache_size,
+    ) == (DEFAULT_TTL_SECONDS, DEFAULT_MAX_ENTRIES)
+    fleet_prefix = inspect.signature(FleetResults).parameters["prefix"].default
+    assert DEFAULT_PREFIX == fleet_prefix == defaults.redis_key_prefix
 
 
 def test_flags_beat_env_which_beats_the_file_which_beats_defaults(tmp_path: Path) -> None:

@@ -13,8 +13,11 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-DEFAULT_TTL_SECONDS = 86_400.0  # one day after the last Activate
-DEFAULT_MAX_ENTRIES = 1_000_000
+from trackd.config import default_of
+
+# The stores' defaults are the settings' (--activation-ttl, --activation-cache-size).
+DEFAULT_TTL_SECONDS: float = default_of("activation_ttl")
+DEFAULT_MAX_ENTRIES: int = default_of("activation_cache_size")
 
 Keep = Callable[[str, str], bool]
 """`keep(experiment_id, variation_id)`: False drops every activation of that pair."""

@@ -38,6 +38,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from trackd.background import cancel_and_wait
+from trackd.config import default_of
 from trackd.errors import Unavailable
 from trackd.events import results as results_mod
 from trackd.events.outbox import Outbox
@@ -169,7 +170,7 @@ class FleetResults:
         client: Redis,
         db_path: str | Path,
         *,
-        prefix: str = "trackd:",
+        prefix: str = default_of("redis_key_prefix"),
         publish_interval: float = 0.1,
         batch_rows: int = 64,
         retry_interval: float = 1.0,
