@@ -12,20 +12,21 @@ BUILD = "+"
 
 def is_pre_release(version: str) -> bool:
     """A "-" that comes before any "+": "1.0.0-beta" is, "1.0.0+build-7" is not."""
-    if PRE_RELEASE not in version:
-        return False
-    release_index = version.find(PRE_RELEASE)
-    build_index = version.find(BUILD)
-    return release_index < build_index or build_index < 0
+    return _comes_first(version, PRE_RELEASE, BUILD)
 
 
 def is_build(version: str) -> bool:
     """A "+" that comes before any "-"."""
-    if BUILD not in version:
+    return _comes_first(version, BUILD, PRE_RELEASE)
+
+
+def _comes_first(version: str, mark: str, other: str) -> bool:
+    """`mark` is in `version`, before any `other`."""
+    if mark not in version:
         return False
-    release_index = version.find(PRE_RELEASE)
-    build_index = version.find(BUILD)
-    return build_index < release_index or release_index < 0
+    mark_index = version.find(mark)
+    other_index = version.find(other)
+    return mark_index < other_index or other_index < 0
 
 
 def split_version(version: str) -> list[str] | None:
