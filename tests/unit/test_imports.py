@@ -87,3 +87,10 @@ def test_each_module_imports_alone_in_a_fresh_interpreter(name: str) -> None:
         [sys.executable, "-c", f"import {name}"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_command_line_loads_no_grpc_until_it_serves() -> None:
+    """`trackd --help` and a settings mistake answer at once: grpc is imported only to serve."""
+    check = "import sys, trackd.cli; sys.exit(any(m.startswith('grpc') for m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr or "trackd.cli imported grpc"
