@@ -15,7 +15,6 @@ from trackd_client import NotFoundError, TrackdError, to_value, to_value_map
 from trackd_client._values import from_value
 from trackd_client.errors import code_from_number, error_for
 
-
 VECTORS = json.loads((Path(__file__).parents[2] / "testdata" / "values.json").read_text())
 NATIVE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "2^53+1": 2**53 + 1}
 ERRORS = {"unsupported": TypeError, "inexact": ValueError}
