@@ -251,6 +251,15 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "dedup-window",
+        float,
+        86400.0,
+        "Seconds a TrackStream batch's (producer_id, sequence) is remembered after its commit,"
+        " in the outbox database: a resend within it is acknowledged again, marked duplicate,"
+        " and stores nothing. 0 turns deduplication off.",
+        "SECONDS",
+    ),
+    Option(
         "max-message-bytes",
         int,
         "Largest gRPC message accepted, in bytes (RESOURCE_EXHAUSTED beyond).",
@@ -344,6 +353,7 @@ class Settings:
     event_max_connections: int = 4
     event_flush_interval: float = 1.0
     outbox_max_events: int = 1_000_000
+    dedup_window: float = 86400.0
     max_message_bytes: int = 4 * 1024 * 1024
     max_attributes: int = 100
     max_key_length: int = 256
@@ -389,8 +399,11 @@ class Settings:
             for name in ("activation_ttl", "event_flush_interval", "datafile_poll_interval")
             if not getattr(self, name) > 0
         )
-        if self.grace_period < 0:
-            found.append("--grace-period: must not be negative")
+        found.extend(
+            f"--{name.replace('_', '-')}: must not be negative"
+            for name in ("grace_period", "dedup_window")
+            if getattr(self, name) < 0
+        )
         # Every integer setting is a count or a size: zero or less is always a mistake.
         found.extend(
             f"--{option.name}: must be at least 1"

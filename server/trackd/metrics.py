@@ -191,6 +191,12 @@ class DaemonCollector(Collector):
                 "Events the endpoint refused for good, all time.",
                 stats.dead_lettered_events,
             )
+            yield CounterMetricFamily(
+                "trackd_stream_batches_duplicate",
+                "TrackStream batches whose (producer_id, sequence) was already committed:"
+                " acknowledged again, nothing stored; since start.",
+                stats.duplicate_batches,
+            )
         for name, value, meaning in (
             ("events_delivered", dispatcher.delivered_events, "Events delivered since start."),
             ("delivery_batches", dispatcher.batches_sent, "Batches delivered since start."),

@@ -195,6 +195,7 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
     outbox = Outbox(
         outbox_path(settings),
         max_events=settings.outbox_max_events,
+        dedup_window=settings.dedup_window,
         results_observer=fleet.observe if fleet is not None else None,
     )
 

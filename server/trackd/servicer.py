@@ -184,10 +184,11 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                     f" {self._max_stream_batch}; nothing in it was stored"
                 ),
             )
-        # Each event read as Track reads its request, from the raw bytes (trackd.wire).
-        items: list[BatchItem] = self._stream_events.read_batch(events)
         try:
-            outcome = await self._tracker.track_batch(items)
+            key = wire.batch_key(batch)
+            # Each event read as Track reads its request, from the raw bytes (trackd.wire).
+            items: list[BatchItem] = self._stream_events.read_batch(events)
+            outcome = await self._tracker.track_batch(items, key)
         except errors.TrackdError as error:
             return pb.TrackStreamResponse(
                 sequence=sequence, code=status.number_for(error), message=str(error)
@@ -201,6 +202,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                 pb.EventError(index=index, code=status.number_for(error), message=str(error))
                 for index, error in outcome.errors
             ],
+            duplicate=outcome.duplicate,
         )
 
     async def GetExperimentResults(

@@ -12,13 +12,15 @@ logs the outage and its end, and recovery needs nothing from here.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import structlog
 
+from trackd import errors as error_types
 from trackd.activation.store import ActivationStore, Lookup
 from trackd.datafile.model import AttributeValue, Event, Experiment, ProjectConfig
 from trackd.decision.engine import Decision, Reason, decide
@@ -32,7 +34,7 @@ from trackd.errors import (
 )
 from trackd.events import records
 from trackd.events.fleet import FleetResults
-from trackd.events.outbox import Outbox
+from trackd.events.outbox import BatchKey, Outbox, Receipt
 from trackd.events.results import ExperimentResults
 from trackd.events.tags import ParsedTags, parse_tags
 from trackd.forced import ForcedVariations
@@ -87,12 +89,52 @@ class Tracked:
     attribution_unknown: bool = False
 
 
+# The error families a batch's per-event errors are remembered as, in a receipt: what
+# `trackd.status` maps to a code, so a duplicate's errors answer the same codes.
+_ERROR_FAMILIES: Final = {
+    family.__name__: family
+    for family in (
+        error_types.InvalidArgument,
+        error_types.NotFound,
+        error_types.ResourceExhausted,
+        error_types.FailedPrecondition,
+        error_types.Unavailable,
+    )
+}
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     accepted: int
     attributed: int
     errors: tuple[tuple[int, TrackdError], ...]
     attribution_unknown: bool = False
+    duplicate: bool = False  # a resent batch: these are the first commit's counts
+
+    def encoded(self) -> bytes:
+        """The outcome as a receipt's `ack`, for `decoded` to give back to a resend."""
+        errors = [[index, _family(error), str(error)] for index, error in self.errors]
+        answer = [self.accepted, self.attributed, self.attribution_unknown, errors]
+        return json.dumps(answer, separators=(",", ":")).encode()
+
+    @staticmethod
+    def decoded(ack: bytes) -> BatchOutcome:
+        """A resent batch's outcome: the first commit's, marked duplicate."""
+        accepted, attributed, unknown, errors = json.loads(ack)
+        return BatchOutcome(
+            accepted,
+            attributed,
+            tuple((index, _ERROR_FAMILIES[family](message)) for index, family, message in errors),
+            unknown,
+            duplicate=True,
+        )
+
+
+def _family(error: TrackdError) -> str:
+    for name, family in _ERROR_FAMILIES.items():
+        if isinstance(error, family):
+            return name
+    return error_types.InvalidArgument.__name__  # not raised per event today
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,8 +339,14 @@ class Tracker:
             self.unattributed_tracks += 1
         return Tracked(attributed, conversion.uuid, unknown)
 
-    async def track_batch(self, items: Sequence[BatchItem]) -> BatchOutcome:
+    async def track_batch(
+        self, items: Sequence[BatchItem], batch_key: BatchKey | None = None
+    ) -> BatchOutcome:
         """Stores the valid events of a batch in one commit; invalid ones are reported by index.
+
+        With a producer's `batch_key`, the outcome is committed with the events (even when none is
+        valid, so a resend gets the same answer); a key already committed within the dedup
+        window stores nothing and answers the first commit's outcome, marked duplicate.
 
         This is the TrackStream hot path: one activation-store call and one outbox commit
         per batch, one clock read and one uuid draw, and each event a row of references in
@@ -356,12 +404,17 @@ class Tracker:
             add(event, user_id, attributes, tags, pairs)
             if pairs:
                 attributed += 1
-        if batch:
-            await self._outbox.append(batch)
-            if unknown:
-                self.unattributed_tracks += len(batch)
         errors.sort(key=lambda pair: pair[0])
-        return BatchOutcome(len(batch), attributed, tuple(errors), unknown)
+        outcome = BatchOutcome(len(batch), attributed, tuple(errors), unknown)
+        if batch_key is not None:
+            first = await self._outbox.append(batch, Receipt(batch_key, outcome.encoded()))
+            if first is not None:
+                return BatchOutcome.decoded(first)
+        elif batch:
+            await self._outbox.append(batch)
+        if unknown:
+            self.unattributed_tracks += len(batch)
+        return outcome
 
     async def results(self, experiment_key: str) -> Results:
         """The fleet's results when replicas share Redis (this replica's own while Redis is

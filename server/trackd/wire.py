@@ -31,6 +31,7 @@ from google.protobuf.message import DecodeError
 
 from trackd import values
 from trackd.errors import InvalidArgument, TrackdError
+from trackd.events.outbox import BatchKey
 from trackd.tracking import TrackInput
 from trackd.v1 import tracking_service_pb2 as pb
 
@@ -256,6 +257,24 @@ def track_input(event: pb.TrackRequest, limits: values.Limits) -> TrackInput:
     )
 
 
+MAX_PRODUCER_ID_BYTES: Final = 128
+
+
+def batch_key(batch: Any) -> BatchKey | None:
+    """A TrackStream batch's `(producer_id, sequence)`, None without a producer_id; raises
+    InvalidArgument when producer_id is over MAX_PRODUCER_ID_BYTES (in UTF-8)."""
+    producer_id: str = batch.producer_id
+    if not producer_id:
+        return None
+    size = len(producer_id.encode())
+    if size > MAX_PRODUCER_ID_BYTES:
+        raise InvalidArgument(
+            f"producer_id is {size} bytes, over the limit of {MAX_PRODUCER_ID_BYTES};"
+            " nothing in the batch was stored"
+        )
+    return BatchKey(producer_id, batch.sequence)
+
+
 def _only_maps(tail: bytes) -> bool:
     """Whether the bytes after user_id hold no event_key or user_id of their own, not even an
     empty one (the last occurrence wins, so one there would override the split's)."""
@@ -267,10 +286,12 @@ def _only_maps(tail: bytes) -> bool:
 
 
 __all__ = [
+    "MAX_PRODUCER_ID_BYTES",
     "MAX_REMEMBERED",
     "MAX_REMEMBERED_BYTES",
     "EventReader",
     "TrackRequestView",
     "TrackStreamRequestView",
+    "batch_key",
     "track_input",
 ]

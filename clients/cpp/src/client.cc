@@ -49,6 +49,14 @@ void Client::PrepareContext(grpc::ClientContext* context) const {
 std::optional<std::string> Client::Activate(const std::string& experiment_key,
                                             const std::string& user_id,
                                             const Attributes& attributes) {
+  v1::ActivateResponse response = ActivateDetail(experiment_key, user_id, attributes);
+  if (response.variation_key().empty()) return std::nullopt;
+  return response.variation_key();
+}
+
+v1::ActivateResponse Client::ActivateDetail(const std::string& experiment_key,
+                                            const std::string& user_id,
+                                            const Attributes& attributes) {
   v1::ActivateRequest request;
   request.set_experiment_key(experiment_key);
   request.set_user_id(user_id);
@@ -58,12 +66,22 @@ std::optional<std::string> Client::Activate(const std::string& experiment_key,
   PrepareContext(&context);
   grpc::Status status = stub_->Activate(&context, request, &response);
   if (!status.ok()) throw Error(status);
-  if (response.variation_key().empty()) return std::nullopt;
-  return response.variation_key();
+  return response;
 }
 
 std::vector<Attribution> Client::Track(const std::string& event_key, const std::string& user_id,
                                        const Attributes& attributes, const Tags& tags) {
+  v1::TrackResponse response = TrackDetail(event_key, user_id, attributes, tags);
+  std::vector<Attribution> out;
+  out.reserve(static_cast<size_t>(response.attributions_size()));
+  for (const auto& a : response.attributions()) {
+    out.push_back({a.experiment_key(), a.variation_key(), a.experiment_id(), a.variation_id()});
+  }
+  return out;
+}
+
+v1::TrackResponse Client::TrackDetail(const std::string& event_key, const std::string& user_id,
+                                      const Attributes& attributes, const Tags& tags) {
   v1::TrackRequest request;
   request.set_event_key(event_key);
   request.set_user_id(user_id);
@@ -74,12 +92,7 @@ std::vector<Attribution> Client::Track(const std::string& event_key, const std::
   PrepareContext(&context);
   grpc::Status status = stub_->Track(&context, request, &response);
   if (!status.ok()) throw Error(status);
-  std::vector<Attribution> out;
-  out.reserve(static_cast<size_t>(response.attributions_size()));
-  for (const auto& a : response.attributions()) {
-    out.push_back({a.experiment_key(), a.variation_key(), a.experiment_id(), a.variation_id()});
-  }
-  return out;
+  return response;
 }
 
 }  // namespace trackd

@@ -105,6 +105,8 @@ func (c *Client) Activate(ctx context.Context, experimentKey, userID string, att
 }
 
 // ActivateDetail is Activate with trackd's whole answer (ids, reason, impression_recorded).
+// GetAttributionDegraded() is true when trackd could not reach its shared activation store
+// (Redis): the decision is exact, but the activation is not remembered for attribution.
 func (c *Client) ActivateDetail(ctx context.Context, experimentKey, userID string, attributes map[string]any) (*trackdv1.ActivateResponse, error) {
 	attrs, err := ToValueMap("attributes", attributes)
 	if err != nil {
@@ -145,15 +147,10 @@ type Attribution struct {
 
 // Track records a conversion event and returns the experiments it was attributed to (those
 // the user was activated in within trackd's TTL; possibly none). An event key that is not in
-// the datafile gives a NotFound status error.
+// the datafile gives a NotFound status error. No attributions may also mean trackd could
+// not reach its Redis: TrackDetail tells the two apart.
 func (c *Client) Track(ctx context.Context, eventKey, userID string, attributes, tags map[string]any) ([]Attribution, error) {
-	req, err := trackRequest(eventKey, userID, attributes, tags)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := c.withDeadline(ctx)
-	defer cancel()
-	resp, err := c.stub.Track(ctx, req)
+	resp, err := c.TrackDetail(ctx, eventKey, userID, attributes, tags)
 	if err != nil {
 		return nil, err
 	}
@@ -165,6 +162,19 @@ func (c *Client) Track(ctx context.Context, eventKey, userID string, attributes,
 		})
 	}
 	return out, nil
+}
+
+// TrackDetail is Track with trackd's whole answer (attributions, uuid). Its
+// GetAttributionUnknown() is true when trackd could not reach its shared activation store
+// (Redis): the conversion was recorded, but without attributions.
+func (c *Client) TrackDetail(ctx context.Context, eventKey, userID string, attributes, tags map[string]any) (*trackdv1.TrackResponse, error) {
+	req, err := trackRequest(eventKey, userID, attributes, tags)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	return c.stub.Track(ctx, req)
 }
 
 func trackRequest(eventKey, userID string, attributes, tags map[string]any) (*trackdv1.TrackRequest, error) {

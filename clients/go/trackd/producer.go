@@ -2,6 +2,7 @@ package trackd
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,9 @@ type ProducerConfig struct {
 	BackoffMax     time.Duration // longest wait between reopenings (5s)
 	// OnError, if set, is called from the producer's goroutine with each Rejection.
 	OnError func(Rejection)
+	// ProducerID is this producer's identity for trackd's deduplication of resent batches
+	// (at most 128 bytes; default a random UUID). Never run two producers with one id at once.
+	ProducerID string
 }
 
 // ProducerStats counts what a Producer did.
@@ -38,7 +42,11 @@ type ProducerStats struct {
 	Batches        int64 `json:"batches"`         // batches acknowledged
 	RetriedBatches int64 `json:"retried_batches"` // batch sends that were repeats
 	StreamFailures int64 `json:"stream_failures"` // streams that broke and were reopened
-	Pending        int64 `json:"pending"`         // events buffered or unacknowledged
+	// Resent batches trackd had already stored: acknowledged again, not stored again.
+	Duplicates int64 `json:"duplicates"`
+	// Events stored without attributions because trackd could not reach its Redis.
+	AttributionUnknown int64 `json:"attribution_unknown"`
+	Pending            int64 `json:"pending"` // events buffered or unacknowledged
 }
 
 // Rejection reports events trackd did not store: one event of a batch (Index >= 0), or a
@@ -51,9 +59,15 @@ type Rejection struct {
 
 // Producer sends events to TrackStream in batches from its own goroutine: a batch goes out
 // when BatchSize events are buffered or the oldest has waited FlushInterval, and counts as
-// delivered only when trackd acknowledges it (after storing it durably). When a stream
-// breaks, the unacknowledged batches are sent again on a new one, so delivery is at least
-// once. Safe for concurrent use.
+// delivered only when trackd acknowledges it (after storing it durably).
+//
+// Delivery is exactly once within trackd's dedup window: every batch carries the producer's
+// ProducerID and a sequence never reused (sequences start at the wall clock in microseconds,
+// so a producer restarted with the same id does not reuse one either). When a stream breaks,
+// the unacknowledged batches are sent again, in order, with the same id and sequence, on a
+// new stream (backoff BackoffInitial..BackoffMax, MaxAttempts sends per batch); a batch trackd
+// had stored before the break is acknowledged as a duplicate and not stored again
+// (Stats().Duplicates). Safe for concurrent use.
 type Producer struct {
 	stub trackdv1.TrackingServiceClient
 	cfg  ProducerConfig
@@ -110,15 +124,33 @@ func (c *Client) NewProducer(cfg ProducerConfig) *Producer {
 	if cfg.BackoffMax < cfg.BackoffInitial {
 		cfg.BackoffMax = max(5*time.Second, cfg.BackoffInitial)
 	}
+	if cfg.ProducerID == "" {
+		cfg.ProducerID = newUUID()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Producer{
 		stub: c.stub, cfg: cfg,
 		changed: make(chan struct{}), unacked: map[uint64]*batch{},
-		abort: make(chan struct{}), done: make(chan struct{}), ctx: ctx, cancel: cancel,
+		nextSeq: uint64(time.Now().UnixMicro()),
+		abort:   make(chan struct{}), done: make(chan struct{}), ctx: ctx, cancel: cancel,
 	}
 	go p.run()
 	return p
 }
+
+// newUUID is a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// ProducerID is the id every batch of this producer carries.
+func (p *Producer) ProducerID() string { return p.cfg.ProducerID }
 
 // broadcast wakes everyone waiting on a change; call with mu held.
 func (p *Producer) broadcast() {
@@ -438,7 +470,9 @@ func (p *Producer) cutReady() (*batch, <-chan struct{}, time.Time, bool) {
 		p.flushing = false
 	}
 	p.nextSeq++
-	b := &batch{req: &trackdv1.TrackStreamRequest{Sequence: p.nextSeq, Events: events}}
+	b := &batch{req: &trackdv1.TrackStreamRequest{
+		Sequence: p.nextSeq, Events: events, ProducerId: p.cfg.ProducerID,
+	}}
 	p.unacked[p.nextSeq] = b
 	p.broadcast() // room for blocked senders
 	return b, p.changed, time.Time{}, p.closing
@@ -464,6 +498,12 @@ func (p *Producer) settle(b *batch, resp *trackdv1.TrackStreamResponse) bool {
 		p.stats.Acked += int64(resp.GetAccepted())
 		p.stats.Rejected += int64(len(resp.GetErrors()))
 		p.stats.Batches++
+		if resp.GetDuplicate() { // the counts are the first commit's, whose ack was lost
+			p.stats.Duplicates++
+		}
+		if resp.GetAttributionUnknown() {
+			p.stats.AttributionUnknown += int64(resp.GetAccepted())
+		}
 		for _, e := range resp.GetErrors() {
 			var events []*trackdv1.TrackRequest
 			if int(e.GetIndex()) < len(b.req.Events) {

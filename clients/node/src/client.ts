@@ -4,6 +4,13 @@ import { loadTrackdProto } from './proto';
 import { toValueMap, type Attributes } from './values';
 import type { TrackingServiceClient } from './generated/trackd/v1/TrackingService';
 import type { TrackRequest } from './generated/trackd/v1/TrackRequest';
+import type { ActivateResponse__Output } from './generated/trackd/v1/ActivateResponse';
+import type { TrackResponse__Output } from './generated/trackd/v1/TrackResponse';
+
+/** Activate's whole answer (see the proto's ActivateResponse). */
+export type ActivateDetail = ActivateResponse__Output;
+/** Track's whole answer (see the proto's TrackResponse). */
+export type TrackDetail = TrackResponse__Output;
 
 /** Options of a {@link TrackdClient}. */
 export interface TrackdClientOptions {
@@ -65,19 +72,33 @@ export class TrackdClient {
     userId: string,
     attributes?: Attributes | null,
   ): Promise<string | null> {
+    const response = await this.activateDetail(experimentKey, userId, attributes);
+    return response.variationKey === '' ? null : response.variationKey;
+  }
+
+  /**
+   * Activate's whole answer: variation, ids, reason, impressionRecorded, revision, and
+   * `attributionDegraded`, true when trackd could not reach its shared activation store (Redis):
+   * the decision is exact, but the activation is not remembered for attribution.
+   */
+  async activateDetail(
+    experimentKey: string,
+    userId: string,
+    attributes?: Attributes | null,
+  ): Promise<ActivateDetail> {
     const request = { experimentKey, userId, attributes: toValueMap(attributes) };
-    const response = await new Promise<{ variationKey: string }>((resolve, reject) => {
+    return new Promise<ActivateDetail>((resolve, reject) => {
       this.raw.activate(request, this.callOptions(), (error, reply) =>
         error ? reject(TrackdError.from(error)) : resolve(reply!),
       );
     });
-    return response.variationKey === '' ? null : response.variationKey;
   }
 
   /**
    * Records a conversion event.
    *
-   * @returns the experiments it was attributed to (empty when none)
+   * @returns the experiments it was attributed to (empty when none, or when trackd could not
+   *     reach its Redis: {@link trackDetail} tells the two apart)
    */
   async track(
     eventKey: string,
@@ -85,18 +106,31 @@ export class TrackdClient {
     attributes?: Attributes | null,
     tags?: Attributes | null,
   ): Promise<Attribution[]> {
-    const request = trackRequest(eventKey, userId, attributes, tags);
-    const response = await new Promise<{ attributions: Attribution[] }>((resolve, reject) => {
-      this.raw.track(request, this.callOptions(), (error, reply) =>
-        error ? reject(TrackdError.from(error)) : resolve(reply!),
-      );
-    });
+    const response = await this.trackDetail(eventKey, userId, attributes, tags);
     return response.attributions.map(({ experimentKey, variationKey, experimentId, variationId }) => ({
       experimentKey,
       variationKey,
       experimentId,
       variationId,
     }));
+  }
+
+  /**
+   * Track's whole answer: attributions, uuid, and `attributionUnknown`, true when trackd could not
+   * reach its shared activation store (Redis): the conversion was recorded without attributions.
+   */
+  async trackDetail(
+    eventKey: string,
+    userId: string,
+    attributes?: Attributes | null,
+    tags?: Attributes | null,
+  ): Promise<TrackDetail> {
+    const request = trackRequest(eventKey, userId, attributes, tags);
+    return new Promise<TrackDetail>((resolve, reject) => {
+      this.raw.track(request, this.callOptions(), (error, reply) =>
+        error ? reject(TrackdError.from(error)) : resolve(reply!),
+      );
+    });
   }
 
   /** Closes the channel; calls in progress go on, new ones fail. */

@@ -1,5 +1,12 @@
 // @trackd/client: trackd's activate and track, for Node.
-export { TrackdClient, trackRequest, type TrackdClientOptions, type Attribution } from './client';
+export {
+  TrackdClient,
+  trackRequest,
+  type TrackdClientOptions,
+  type Attribution,
+  type ActivateDetail,
+  type TrackDetail,
+} from './client';
 export { TrackdError } from './errors';
 export { toValue, toValueMap, fromValue, type AttributeValue, type Attributes } from './values';
 export { loadTrackdProto, protoDir, LOADER_OPTIONS } from './proto';

@@ -8,10 +8,12 @@ export type AttributeValue = string | number | boolean | null;
 export type Attributes = Readonly<Record<string, AttributeValue | undefined>>;
 
 /**
- * Converts one value. Strings, finite numbers, booleans and null are accepted; a bigint is
- * accepted while a double holds it exactly. Anything else (objects, arrays, undefined, symbols,
- * functions) is a TypeError, NaN and Infinity a RangeError: a silently stringified object or a
- * rounded revenue would be counted wrongly, far from the call that caused it.
+ * Converts one value. Strings, numbers, booleans and null are accepted; a bigint is accepted
+ * while a double holds it exactly (else a RangeError). Anything else (objects, arrays,
+ * undefined, symbols, functions) is a TypeError: a silently stringified object or a rounded
+ * revenue would be counted wrongly, far from the call that caused it. NaN and Infinity pass
+ * through as every client does (clients/testdata/values.json): trackd accepts them as
+ * attributes and answers INVALID_ARGUMENT for them as tags.
  */
 export function toValue(value: unknown): Value {
   if (value === null) {
@@ -23,9 +25,6 @@ export function toValue(value: unknown): Value {
     case 'boolean':
       return { boolValue: value };
     case 'number':
-      if (!Number.isFinite(value)) {
-        throw new RangeError(`${value} is not a finite number`);
-      }
       return { numberValue: value };
     case 'bigint': {
       const limit = 2n ** 53n;

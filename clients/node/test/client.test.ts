@@ -21,12 +21,20 @@ before(async () => {
         return;
       }
       const inVariation = call.request.userId !== 'outsider';
-      callback(null, { variationKey: inVariation ? 'treatment' : '', experimentKey: call.request.experimentKey });
+      callback(null, {
+        variationKey: inVariation ? 'treatment' : '',
+        experimentKey: call.request.experimentKey,
+        attributionDegraded: call.request.userId === 'redis-down',
+      });
     },
     Track: (call: grpc.ServerUnaryCall<TrackRequest__Output, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       seen.track = call.request;
       if (call.request.eventKey === 'no_such_event') {
         callback({ code: status.NOT_FOUND, details: 'unknown event "no_such_event"' });
+        return;
+      }
+      if (call.request.userId === 'redis-down') {
+        callback(null, { attributions: [], uuid: 'u-2', attributionUnknown: true });
         return;
       }
       callback(null, {
@@ -95,4 +103,17 @@ test('an unreachable trackd rejects with UNAVAILABLE or DEADLINE_EXCEEDED', asyn
   } finally {
     nowhere.close();
   }
+});
+
+test('activateDetail carries attributionDegraded (trackd without its Redis)', async () => {
+  assert.equal((await client.activateDetail('ab_running', 'redis-down')).attributionDegraded, true);
+  assert.equal((await client.activateDetail('ab_running', 'user123')).attributionDegraded, false);
+});
+
+test('trackDetail carries attributionUnknown, so no attributions is not mistaken for none', async () => {
+  const detail = await client.trackDetail('my_conversion', 'redis-down', null, { revenue: 1 });
+  assert.equal(detail.attributionUnknown, true);
+  assert.equal(detail.uuid, 'u-2');
+  assert.deepEqual(detail.attributions, []);
+  assert.equal((await client.trackDetail('my_conversion', 'user123')).attributionUnknown, false);
 });

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -124,3 +125,79 @@ def test_events_refused_one_by_one_are_reported_not_retried(serve) -> None:  # t
     assert producer.stats.acked == 1 and producer.stats.rejected == 1
     assert rejected[0].event_index == 1 and rejected[0].events[0].user_id == "b"
     assert rejected[0].error.code is grpc.StatusCode.NOT_FOUND
+
+
+class DedupTracking(pb_grpc.TrackingServiceServicer):
+    """Dedups (producer_id, sequence) as trackd does; stores the first `lose_acks` batches, then
+    drops their streams before acknowledging them (the ack lost with the connection)."""
+
+    def __init__(self, lose_acks: int = 0, attribution_unknown: bool = False) -> None:
+        self.lose_acks = lose_acks
+        self.attribution_unknown = attribution_unknown
+        self.stored: list[str] = []
+        self.committed: dict[tuple[str, int], int] = {}
+        self.received: list[tuple[str, int, tuple[str, ...]]] = []
+        self.lock = threading.Lock()
+
+    def TrackStream(
+        self, request_iterator: Iterator[pb.TrackStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.TrackStreamResponse]:
+        for batch in request_iterator:
+            users = tuple(event.user_id for event in batch.events)
+            with self.lock:
+                self.received.append((batch.producer_id, batch.sequence, users))
+                key = (batch.producer_id, batch.sequence)
+                if batch.producer_id and key in self.committed:
+                    ack = pb.TrackStreamResponse(
+                        sequence=batch.sequence, accepted=self.committed[key], duplicate=True
+                    )
+                else:
+                    self.stored.extend(users)
+                    self.committed[key] = len(users)
+                    if self.lose_acks:
+                        self.lose_acks -= 1
+                        context.abort(grpc.StatusCode.UNAVAILABLE, "stored, then the link broke")
+                    ack = pb.TrackStreamResponse(sequence=batch.sequence, accepted=len(users))
+            ack.attribution_unknown = self.attribution_unknown
+            yield ack
+
+
+def test_a_batch_stored_before_a_stream_broke_is_resent_with_its_id_and_stored_once(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = DedupTracking(lose_acks=2)
+    with (
+        Client(serve(fake)) as client,
+        client.producer(batch_size=10, max_in_flight=1, backoff_initial=0.01) as producer,
+    ):
+        for n in range(100):
+            producer.send("signup", f"u{n}")
+    stats = producer.stats
+    assert sorted(fake.stored) == sorted(f"u{n}" for n in range(100))  # exactly once
+    assert (stats.acked, stats.duplicates, stats.stream_failures, stats.pending) == (100, 2, 2, 0)
+    assert uuid.UUID(producer.producer_id)
+    assert {pid for pid, _, _ in fake.received} == {producer.producer_id}
+    # The first batch was stored, its stream dropped, and the very same batch sent again.
+    first, resent = fake.received[0], fake.received[1]
+    assert first == resent
+    sequences = [seq for _, seq, _ in fake.received]
+    assert sorted(set(sequences)) == sorted(set(sequences), key=sequences.index)  # in order
+    assert len(set(sequences)) == 10  # one sequence per batch, never reused
+
+
+def test_a_named_producer_restarted_does_not_reuse_sequences(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = DedupTracking()
+    with Client(serve(fake)) as client:
+        for _ in range(2):  # the same producer_id, e.g. a restarted process
+            with client.producer(batch_size=5, producer_id="checkout-1") as producer:
+                for n in range(10):
+                    producer.send("signup", f"u{n}")
+            assert producer.stats.duplicates == 0
+    assert {pid for pid, _, _ in fake.received} == {"checkout-1"}
+    assert len(fake.stored) == 20  # the restarted producer's batches are not duplicates
+
+
+def test_acks_without_attribution_are_counted(serve) -> None:  # type: ignore[no-untyped-def]
+    fake = DedupTracking(attribution_unknown=True)
+    with Client(serve(fake)) as client, client.producer(batch_size=10) as producer:
+        for n in range(30):
+            producer.send("signup", f"u{n}")
+    assert producer.stats.attribution_unknown == 30

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -11,6 +14,46 @@ from google.protobuf.struct_pb2 import NULL_VALUE, Value
 from trackd_client import NotFoundError, TrackdError, to_value, to_value_map
 from trackd_client._values import from_value
 from trackd_client.errors import code_from_number, error_for
+
+VECTORS = json.loads((Path(__file__).parents[2] / "testdata" / "values.json").read_text())
+NATIVE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "2^53+1": 2**53 + 1}
+ERRORS = {"unsupported": TypeError, "inexact": ValueError}
+
+
+def expected_value(expect: dict[str, Any]) -> Value:
+    if expect["kind"] == "null_value":
+        return Value(null_value=NULL_VALUE)
+    if expect["kind"] == "number_value":
+        return Value(number_value=float(expect["value"]))  # float("NaN"), float("Infinity")
+    return Value(**{expect["kind"]: expect["value"]})
+
+
+def vector_cases() -> list[Any]:
+    cases = [pytest.param(v["input"], v, id=v["name"]) for v in VECTORS["values"]]
+    cases += [pytest.param(NATIVE[v["name"]], v, id=v["name"]) for v in VECTORS["native"]]
+    return cases
+
+
+@pytest.mark.parametrize(("plain", "vector"), vector_cases())
+@pytest.mark.parametrize("what", ["attributes", "tags"])
+def test_the_shared_value_vectors(plain: object, vector: dict[str, Any], what: str) -> None:
+    """clients/testdata/values.json: the conversion every client makes, attributes and tags."""
+    if "error" in vector:
+        with pytest.raises(ERRORS[vector["error"]]):
+            to_value_map({"k": plain}, what)  # type: ignore[dict-item]
+        return
+    got = to_value_map({"k": plain}, what)["k"]  # type: ignore[dict-item]
+    want = expected_value(vector["expect"])
+    assert got.WhichOneof("kind") == want.WhichOneof("kind")
+    if want.WhichOneof("kind") == "number_value" and math.isnan(want.number_value):
+        assert math.isnan(got.number_value)
+    else:
+        assert got == want
+
+
+def test_the_vectors_name_one_non_finite_rule_for_all_clients() -> None:
+    assert VECTORS["non_finite"]["attributes"] == VECTORS["non_finite"]["tags"] == "pass_through"
+    assert set(NATIVE) == {v["name"] for v in VECTORS["native"]}
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,13 @@ under load) the writer also feeds committed rows to the results counters
 
 A row is deleted only when every event in it is delivered (or dead-lettered) *and* the
 results cursor has passed it. Counters (`depth`, `stats()`) are kept on the event loop.
+
+Exactly-once producers: an append may carry a `Receipt`, a producer's `(producer_id,
+sequence)` with the acknowledgement it got. The writer claims the key in the same
+transaction as the batch's row, so a crash never leaves one without the other; a key already
+claimed within the dedup window (earlier, or earlier in the same transaction) stores nothing
+and gives back the first acknowledgement. Expired receipts are deleted by the writer inside
+a write transaction at most once a minute (no commit of their own).
 """
 
 from __future__ import annotations
@@ -76,6 +83,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     n INTEGER NOT NULL,
     body BLOB NOT NULL                -- the Event API batch as sent (or the raw row)
 );
+CREATE TABLE IF NOT EXISTS receipts (
+    producer_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,        -- the uint64 sequence as its signed 64-bit twin
+    committed_ms INTEGER NOT NULL,
+    ack BLOB NOT NULL,                -- the first commit's acknowledgement (opaque here)
+    PRIMARY KEY (producer_id, sequence)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS receipts_by_age ON receipts (committed_ms);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema_version', 1), ('results_cursor', 0);
 """
@@ -108,6 +123,19 @@ _DELETE_DELIVERED: Final = (
     " AND sent >= n AND id <= ?"
 )
 
+# Claims a producer's key, or (rowcount 0) finds it claimed within the window: a receipt
+# older than the window counts as absent and is taken over, so expiry never depends on
+# when the last sweep ran.
+_CLAIM: Final = (
+    "INSERT INTO receipts (producer_id, sequence, committed_ms, ack) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (producer_id, sequence) DO UPDATE"
+    " SET committed_ms = excluded.committed_ms, ack = excluded.ack"
+    " WHERE receipts.committed_ms <= ?"
+)
+_FIRST_ACK: Final = "SELECT ack FROM receipts WHERE producer_id = ? AND sequence = ?"
+_EXPIRE: Final = "DELETE FROM receipts WHERE committed_ms <= ?"
+_EXPIRE_EVERY_S: Final = 60.0
+
 _APPEND: Final = 0  # an encoded row (a TrackStream batch's columns)
 _ACK: Final = 1
 _RESULTS: Final = 2
@@ -115,6 +143,28 @@ _STOP: Final = 3
 _APPEND_RECORDS: Final = 4  # records (unary calls) that share their commit's row
 _APPENDS: Final = (_APPEND, _APPEND_RECORDS)
 _WRITES: Final = (*_APPENDS, _ACK)  # what a write transaction carries
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKey:
+    """A producer's name for one TrackStream batch; `sequence` is a uint64."""
+
+    producer_id: str
+    sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A batch's key and the acknowledgement it is given, stored with it; `ack` is opaque
+    to the outbox (the tracker encodes it)."""
+
+    key: BatchKey
+    ack: bytes
+
+
+def _signed(sequence: int) -> int:
+    """SQLite integers are signed 64-bit: a uint64 at or above 2**63 is stored as its twin."""
+    return sequence - (1 << 64) if sequence >= 1 << 63 else sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +212,18 @@ class OutboxStats:
     dead_lettered_events: int  # all time (the dead-letter table)
     delivered_events: int  # since open
     commits: int  # write transactions since open
+    duplicate_batches: int = 0  # appends whose receipt was already claimed, since open
 
 
 class _Settlement:
     """What one writer transaction did, applied to the loop-side counters in one callback."""
 
-    __slots__ = ("appended", "dead_lettered", "delivered", "failed", "futures")
+    __slots__ = ("appended", "dead_lettered", "delivered", "duplicates", "failed", "futures")
 
     def __init__(self) -> None:
         self.appended = 0
-        self.failed = 0
+        self.failed = 0  # events reserved but not stored: a failed write, or duplicates
+        self.duplicates = 0  # appends that stored nothing: their receipt was claimed
         self.delivered = 0
         self.dead_lettered = 0
         self.futures: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
@@ -189,9 +241,14 @@ class Outbox:
         synchronous: Synchronous = "FULL",
         clock: Callable[[], float] = time.time,
         results_observer: results_mod.CountedObserver | None = None,
+        dedup_window: float = 0.0,
     ) -> None:
+        """`dedup_window`: seconds a receipt is kept; 0 ignores receipts (stores none)."""
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
+        if dedup_window < 0:
+            raise ValueError("dedup_window must not be negative")
+        self._dedup_window_ms = int(dedup_window * 1000)
         self.path = Path(path)
         self.max_events = max_events
         self._synchronous = synchronous
@@ -211,7 +268,9 @@ class Outbox:
         self._committed = 0  # undelivered and committed: what the dispatcher can read
         self._delivered = 0
         self._dead_lettered = 0
+        self._duplicates = 0
         # Writer-thread state.
+        self._expired_at = 0.0  # clock() of the last sweep of expired receipts
         self.commits = 0
         self._cursor = 0
         self._max_id = 0
@@ -260,6 +319,8 @@ class Outbox:
         writer.execute(f"PRAGMA synchronous={self._synchronous}")
         writer.execute("PRAGMA busy_timeout=5000")
         writer.executescript(_SCHEMA)
+        if self._dedup_window_ms:
+            self._expire_receipts(writer)
         (depth,) = writer.execute(_UNDELIVERED).fetchone()
         (max_id,) = writer.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()
         (dead,) = writer.execute("SELECT COALESCE(SUM(n), 0) FROM dead_letters").fetchone()
@@ -314,12 +375,20 @@ class Outbox:
         """An event set by the next commit that adds events."""
         return self._commit_event
 
-    async def append(self, records: Sequence[Record] | ConversionColumns) -> None:
+    async def append(
+        self, records: Sequence[Record] | ConversionColumns, receipt: Receipt | None = None
+    ) -> bytes | None:
         """Returns once every record is committed; raises OutboxFull (writing nothing) when
-        they would take the outbox past `max_events`."""
+        they would take the outbox past `max_events`.
+
+        With a `receipt` (and a dedup window), its key is claimed in the same transaction,
+        even for no records; when the key was already claimed within the window nothing is
+        stored and the first receipt's `ack` is returned. Otherwise returns None."""
         n = len(records)
-        if n == 0:
-            return
+        if not self._dedup_window_ms:
+            receipt = None
+        if n == 0 and receipt is None:
+            return None
         if self._closing or self._loop is None:
             raise Unavailable("the event outbox is closed")
         if self._reserved + n > self.max_events:
@@ -327,13 +396,14 @@ class Outbox:
         future = self._loop.create_future()
         self._reserved += n
         created_ms = int(self._clock() * 1000)
-        if isinstance(records, ConversionColumns):
-            fmt, body = encode_row(records)
-            self._queue.put((_APPEND, future, body, n, created_ms, fmt))
+        if isinstance(records, ConversionColumns) or receipt is not None:
+            fmt, body = encode_row(records) if n else (0, b"")
+            self._queue.put((_APPEND, future, body, n, created_ms, fmt, receipt))
         else:
             # Encoded by the writer, together with the other records of its transaction.
             self._queue.put((_APPEND_RECORDS, future, records, n, created_ms))
-        await future
+        first: bytes | None = await future
+        return first
 
     async def _submit(self, kind: int, *args: Any) -> Any:
         if self._stopped or self._loop is None:
@@ -411,7 +481,14 @@ class Outbox:
 
         oldest_ms = await asyncio.to_thread(oldest)
         age = None if oldest_ms is None else max(0.0, self._clock() - oldest_ms / 1000)
-        return OutboxStats(self._reserved, age, self._dead_lettered, self._delivered, self.commits)
+        return OutboxStats(
+            self._reserved,
+            age,
+            self._dead_lettered,
+            self._delivered,
+            self.commits,
+            self._duplicates,
+        )
 
     # --- results --------------------------------------------------------------------------
 
@@ -489,7 +566,7 @@ class Outbox:
         self, conn: sqlite3.Connection, writes: list[tuple[Any, ...]], settlement: _Settlement
     ) -> None:
         done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        appended = delivered = dead = 0
+        appended = delivered = dead = duplicate_events = duplicates = 0
         max_id = self._max_id
         # The records of every unary call in this transaction go into one row: a row costs
         # the writer an INSERT (and a GIL handoff), and the dispatcher, the results counter
@@ -498,6 +575,8 @@ class Outbox:
         shared_since: int | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
+            if self._dedup_window_ms and self._clock() - self._expired_at >= _EXPIRE_EVERY_S:
+                self._expire_receipts(conn)
             for op in writes:
                 if op[0] == _APPEND_RECORDS:
                     _, future, records, n, created_ms = op
@@ -507,10 +586,15 @@ class Outbox:
                     appended += n
                     done.append((future, None, None))
                 elif op[0] == _APPEND:
-                    _, future, body, n, created_ms, fmt = op
-                    max_id = self._insert(conn, created_ms, n, fmt, body) or max_id
-                    appended += n
-                    done.append((future, None, None))
+                    _, future, body, n, created_ms, fmt, receipt = op
+                    first = None if receipt is None else self._claim(conn, receipt, created_ms)
+                    if first is not None:
+                        duplicates += 1
+                        duplicate_events += n
+                    elif n:
+                        max_id = self._insert(conn, created_ms, n, fmt, body) or max_id
+                        appended += n
+                    done.append((future, first, None))
                 else:
                     _, future, progress, dead_letter = op
                     acked = self._apply_ack(conn, progress, dead_letter)
@@ -536,6 +620,8 @@ class Outbox:
         self._appended = appended
         self._uncounted += appended
         settlement.appended += appended
+        settlement.failed += duplicate_events
+        settlement.duplicates += duplicates
         settlement.delivered += delivered
         settlement.dead_lettered += dead
         settlement.futures.extend(done)
@@ -547,6 +633,20 @@ class Outbox:
             (created_ms, n, fmt, body),
         )
         return cursor.lastrowid or 0
+
+    def _claim(self, conn: sqlite3.Connection, receipt: Receipt, now_ms: int) -> bytes | None:
+        """Claims the receipt's key (None), or returns the ack it was first claimed with."""
+        key = (receipt.key.producer_id, _signed(receipt.key.sequence))
+        cutoff = now_ms - self._dedup_window_ms
+        if conn.execute(_CLAIM, (*key, now_ms, receipt.ack, cutoff)).rowcount:
+            return None
+        (ack,) = conn.execute(_FIRST_ACK, key).fetchone()
+        return bytes(ack)
+
+    def _expire_receipts(self, conn: sqlite3.Connection) -> None:
+        now = self._clock()
+        conn.execute(_EXPIRE, (int(now * 1000) - self._dedup_window_ms,))
+        self._expired_at = now
 
     def _apply_ack(
         self,
@@ -644,6 +744,7 @@ class Outbox:
         self._committed += settlement.appended - settlement.delivered - settlement.dead_lettered
         self._delivered += settlement.delivered
         self._dead_lettered += settlement.dead_lettered
+        self._duplicates += settlement.duplicates
         for future, result, error in settlement.futures:
             if future.done():  # the caller was cancelled; its write still stands
                 continue
@@ -662,4 +763,12 @@ def _unavailable(error: BaseException) -> Unavailable:
     return failure
 
 
-__all__ = ["DeadLetter", "Outbox", "OutboxStats", "PendingRow", "StoredDeadLetter"]
+__all__ = [
+    "BatchKey",
+    "DeadLetter",
+    "Outbox",
+    "OutboxStats",
+    "PendingRow",
+    "Receipt",
+    "StoredDeadLetter",
+]

@@ -63,9 +63,24 @@ class Client {
                                       const std::string& user_id,
                                       const Attributes& attributes = {});
 
-  // Records a conversion event; returns the experiments it was attributed to.
+  // Activate's whole answer. attribution_degraded() is true when trackd could
+  // not reach its shared activation store (Redis): the decision is exact, but
+  // the activation is not remembered for attribution.
+  v1::ActivateResponse ActivateDetail(const std::string& experiment_key,
+                                      const std::string& user_id,
+                                      const Attributes& attributes = {});
+
+  // Records a conversion event; returns the experiments it was attributed to
+  // (empty when none, or when trackd could not reach its Redis: TrackDetail
+  // tells the two apart).
   std::vector<Attribution> Track(const std::string& event_key, const std::string& user_id,
                                  const Attributes& attributes = {}, const Tags& tags = {});
+
+  // Track's whole answer. attribution_unknown() is true when trackd could not
+  // reach its shared activation store (Redis): the conversion was recorded,
+  // but without attributions.
+  v1::TrackResponse TrackDetail(const std::string& event_key, const std::string& user_id,
+                                const Attributes& attributes = {}, const Tags& tags = {});
 
   // The generated stub, for the RPCs this wrapper does not cover.
   v1::TrackingService::Stub& stub() { return *stub_; }

@@ -22,9 +22,11 @@ const (
 )
 
 type producerReport struct {
-	Sent    int64 `json:"sent"`
-	Acked   int64 `json:"acked"`
-	Batches int64 `json:"batches"`
+	Sent           int64 `json:"sent"`
+	Acked          int64 `json:"acked"`
+	Batches        int64 `json:"batches"`
+	Duplicates     int64 `json:"duplicates"`
+	StreamFailures int64 `json:"stream_failures"`
 }
 
 type report struct {
@@ -86,7 +88,20 @@ func main() {
 	_, err = client.Track(ctx, "no_such_event", "u", map[string]any{"device": "iPhone"}, nil)
 	out.NotFound = status.Code(err) == codes.NotFound
 
-	producer := client.NewProducer(trackd.ProducerConfig{BatchSize: 500, FlushInterval: 200 * time.Millisecond})
+	// The producer on its own connection: the driver may route it through a proxy that breaks
+	// its stream after trackd stored batches whose acknowledgements it then loses.
+	producerAddress := os.Getenv("TRACKD_PRODUCER_ADDRESS")
+	if producerAddress == "" {
+		producerAddress = address
+	}
+	producerClient, err := trackd.New(producerAddress)
+	if err != nil {
+		log.Fatalf("producer client: %v", err)
+	}
+	defer producerClient.Close()
+	producer := producerClient.NewProducer(trackd.ProducerConfig{
+		BatchSize: 500, FlushInterval: 200 * time.Millisecond, BackoffInitial: 50 * time.Millisecond,
+	})
 	for n := range producerEvents {
 		userID := fmt.Sprintf("p-%s-%s-%d", language, runID, n)
 		if err := producer.Send(ctx, "signup", userID, map[string]any{"device": "iPhone"}, nil); err != nil {
@@ -100,7 +115,10 @@ func main() {
 		log.Printf("producer close: %v", err)
 	}
 	log.Printf("producer: %+v", stats)
-	out.Producer = producerReport{Sent: stats.Sent, Acked: stats.Acked, Batches: stats.Batches}
+	out.Producer = producerReport{
+		Sent: stats.Sent, Acked: stats.Acked, Batches: stats.Batches,
+		Duplicates: stats.Duplicates, StreamFailures: stats.StreamFailures,
+	}
 
 	line, err := json.Marshal(out)
 	if err != nil {

@@ -80,11 +80,23 @@ class AsyncClient:
         timeout: float | None = _UNSET,
     ) -> str | None:
         """The user's variation key (recording an impression), or None if in no variation."""
+        response = await self.activate_detail(experiment_key, user_id, attributes, timeout=timeout)
+        return variation_or_none(response.variation_key)
+
+    async def activate_detail(
+        self,
+        experiment_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> pb.ActivateResponse:
+        """Activate's whole answer, with attribution_degraded (see Client.activate_detail)."""
         request = pb.ActivateRequest(
             experiment_key=experiment_key, user_id=user_id, attributes=to_value_map(attributes)
         )
-        response = await self._call(self.stub.Activate, request, timeout)
-        return variation_or_none(response.variation_key)
+        response: pb.ActivateResponse = await self._call(self.stub.Activate, request, timeout)
+        return response
 
     async def get_variation(
         self,
@@ -110,14 +122,27 @@ class AsyncClient:
         timeout: float | None = _UNSET,
     ) -> list[Attribution]:
         """Records a conversion; returns the experiments it was attributed to (maybe none)."""
+        response = await self.track_detail(event_key, user_id, attributes, tags, timeout=timeout)
+        return [Attribution.from_proto(a) for a in response.attributions]
+
+    async def track_detail(
+        self,
+        event_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        tags: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> pb.TrackResponse:
+        """Track's whole answer, with attribution_unknown (see Client.track_detail)."""
         request = pb.TrackRequest(
             event_key=event_key,
             user_id=user_id,
             attributes=to_value_map(attributes),
             tags=to_value_map(tags, "tags"),
         )
-        response = await self._call(self.stub.Track, request, timeout)
-        return [Attribution.from_proto(a) for a in response.attributions]
+        response: pb.TrackResponse = await self._call(self.stub.Track, request, timeout)
+        return response
 
     async def get_config(self, *, timeout: float | None = _UNSET) -> pb.GetConfigResponse:
         response: pb.GetConfigResponse = await self._call(

@@ -112,7 +112,12 @@ class Client:
         *,
         timeout: float | None = _UNSET,
     ) -> pb.ActivateResponse:
-        """Activate's whole answer: variation, ids, reason, impression_recorded, revision."""
+        """Activate's whole answer: variation, ids, reason, impression_recorded, revision.
+
+        `attribution_degraded` is True when trackd could not reach its shared activation store
+        (Redis): the decision is still exact, but this activation is not remembered, so later
+        conversions will not be attributed to it.
+        """
         request = pb.ActivateRequest(
             experiment_key=experiment_key, user_id=user_id, attributes=to_value_map(attributes)
         )
@@ -145,7 +150,29 @@ class Client:
         *,
         timeout: float | None = _UNSET,
     ) -> list[Attribution]:
-        """Records a conversion; returns the experiments it was attributed to (maybe none)."""
+        """Records a conversion; returns the experiments it was attributed to (maybe none).
+
+        An empty list may also mean trackd could not reach its activation store: use
+        track_detail to tell the two apart (`attribution_unknown`).
+        """
+        response = self.track_detail(event_key, user_id, attributes, tags, timeout=timeout)
+        return [Attribution.from_proto(a) for a in response.attributions]
+
+    def track_detail(
+        self,
+        event_key: str,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        tags: Mapping[str, Scalar] | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> pb.TrackResponse:
+        """Track's whole answer: attributions, uuid and attribution_unknown.
+
+        `attribution_unknown` is True when trackd could not reach its shared activation store
+        (Redis): the conversion was recorded, but without attributions, so an empty
+        `attributions` does not mean the user was in no experiment.
+        """
         request = pb.TrackRequest(
             event_key=event_key,
             user_id=user_id,
@@ -153,7 +180,7 @@ class Client:
             tags=to_value_map(tags, "tags"),
         )
         response: pb.TrackResponse = self._call(self.stub.Track, request, timeout)
-        return [Attribution.from_proto(a) for a in response.attributions]
+        return response
 
     def producer(self, **kwargs: Any) -> Producer:
         """A batching TrackStream Producer on this client's channel (see trackd_client.Producer)."""

@@ -5,10 +5,13 @@
             producer.send("signup", user, {"device": "iPhone"})
     print(producer.stats)           # close() (on leaving the block) flushed and waited for acks
 
-Delivery is at least once: a batch whose acknowledgement was lost with its stream is sent
-again on a new stream, so after a network failure trackd may store some events twice.
-Events trackd refuses one by one (unknown event key, bad value) are counted in
-`stats.rejected` and reported to `on_error`; they are not retried.
+Delivery is exactly once within trackd's dedup window: the producer has an id (a random
+UUID unless the caller names one) and numbers its batches with sequences it never reuses;
+a batch whose acknowledgement was lost with its stream is sent again, with the same
+(producer_id, sequence), on a new stream, and trackd acknowledges a batch it already stored
+as a duplicate without storing it again (`stats.duplicates`). Events trackd refuses one by
+one (unknown event key, bad value) are counted in `stats.rejected` and reported to
+`on_error`; they are not retried.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -48,6 +52,8 @@ class ProducerStats:
     rejected: int = 0  # events trackd refused one by one (not retried)
     dropped: int = 0  # events of whole batches given up (over the batch limit, attempts used up)
     batches: int = 0  # batches acknowledged
+    duplicates: int = 0  # resent batches trackd had already stored (acknowledged, not stored again)
+    attribution_unknown: int = 0  # events stored without attributions: trackd's Redis unreachable
     retried_batches: int = 0  # batch sends that were repeats
     stream_failures: int = 0  # streams that broke and were reopened
     pending: int = 0  # events buffered or sent but not yet acknowledged
@@ -92,6 +98,9 @@ class Producer:
     (or raises ResourceExhaustedError when block=False). max_in_flight: batches sent ahead of
     their acks. max_attempts: sends of one batch before it is dropped (None: until close()'s
     timeout). on_error: called from the background thread with each Rejection.
+    producer_id: this producer's identity for trackd's deduplication of resent batches
+    (default: a random UUID). A caller who names it must not run two producers with the same
+    id at once.
     """
 
     def __init__(
@@ -106,6 +115,7 @@ class Producer:
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         on_error: Callable[[Rejection], None] | None = None,
+        producer_id: str | None = None,
     ) -> None:
         if batch_size < 1 or max_in_flight < 1 or max_buffered < batch_size:
             raise ValueError("need batch_size >= 1, max_in_flight >= 1, max_buffered >= batch_size")
@@ -120,11 +130,16 @@ class Producer:
         self.max_attempts = max_attempts
         self._backoff = (backoff_initial, backoff_max)
         self._on_error = on_error
+        self.producer_id = str(uuid.uuid4()) if producer_id is None else producer_id
+        if not 0 < len(self.producer_id.encode()) <= 128:
+            raise ValueError("producer_id must be 1 to 128 bytes")
 
         self._cond = threading.Condition()
         self._buffer: collections.deque[tuple[float, pb.TrackRequest]] = collections.deque()
         self._unacked: dict[int, _Batch] = {}
-        self._sequences = itertools.count(1)
+        # Sequences start at the wall clock in microseconds, so that a producer restarted with
+        # the same producer_id does not reuse one (trackd would take its batches for resends).
+        self._sequences = itertools.count(time.time_ns() // 1000)
         self._counters = _Counters()
         self._flushing = False
         self._closing = False
@@ -331,7 +346,10 @@ class Producer:
         if not self._buffer:
             self._flushing = False
         sequence = next(self._sequences)
-        batch = _Batch(sequence, pb.TrackStreamRequest(sequence=sequence, events=events), size)
+        request = pb.TrackStreamRequest(
+            sequence=sequence, events=events, producer_id=self.producer_id
+        )
+        batch = _Batch(sequence, request, size)
         self._unacked[sequence] = batch
         self._cond.notify_all()  # room in the buffer for blocked senders
         return batch
@@ -354,8 +372,13 @@ class Producer:
                     retry = True  # e.g. RESOURCE_EXHAUSTED: the outbox is full for now
             else:
                 del self._unacked[batch.sequence]
+                # A duplicate carries the counts of the first commit, whose ack was lost.
                 self._counters.add(
-                    acked=response.accepted, rejected=len(response.errors), batches=1
+                    acked=response.accepted,
+                    rejected=len(response.errors),
+                    batches=1,
+                    duplicates=int(response.duplicate),
+                    attribution_unknown=response.accepted if response.attribution_unknown else 0,
                 )
                 for item in response.errors:
                     error = error_for(code_from_number(item.code), item.message)

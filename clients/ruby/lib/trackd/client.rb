@@ -36,25 +36,41 @@ module Trackd
     # Decides the user's variation and records an impression. Returns the
     # variation key, or nil when the user is in no variation.
     def activate(experiment_key, user_id, attributes = {})
+      key = activate_detail(experiment_key, user_id, attributes).variation_key
+      key.empty? ? nil : key
+    end
+
+    # Activate's whole answer, a Trackd::V1::ActivateResponse. Its
+    # attribution_degraded is true when trackd could not reach its shared
+    # activation store (Redis): the decision is exact, but the activation is not
+    # remembered for attribution.
+    def activate_detail(experiment_key, user_id, attributes = {})
       request = Trackd::V1::ActivateRequest.new(
         experiment_key: experiment_key, user_id: user_id,
         attributes: Values.to_value_map(attributes)
       )
-      key = call(:activate, request).variation_key
-      key.empty? ? nil : key
+      call(:activate, request)
     end
 
     # Records a conversion event. Returns the Attributions: the experiments the
-    # user was activated in that the event was counted for.
+    # user was activated in that the event was counted for. An empty list may
+    # also mean trackd could not reach its Redis: #track_detail tells them apart.
     def track(event_key, user_id, attributes = {}, tags = {})
+      track_detail(event_key, user_id, attributes, tags).attributions.map do |a|
+        Attribution.new(experiment_key: a.experiment_key, variation_key: a.variation_key,
+                        experiment_id: a.experiment_id, variation_id: a.variation_id)
+      end
+    end
+
+    # Track's whole answer, a Trackd::V1::TrackResponse. Its attribution_unknown
+    # is true when trackd could not reach its shared activation store (Redis):
+    # the conversion was recorded, but without attributions.
+    def track_detail(event_key, user_id, attributes = {}, tags = {})
       request = Trackd::V1::TrackRequest.new(
         event_key: event_key, user_id: user_id,
         attributes: Values.to_value_map(attributes), tags: Values.to_value_map(tags)
       )
-      call(:track, request).attributions.map do |a|
-        Attribution.new(experiment_key: a.experiment_key, variation_key: a.variation_key,
-                        experiment_id: a.experiment_id, variation_id: a.variation_id)
-      end
+      call(:track, request)
     end
 
     # The generated stub, for the RPCs this wrapper does not cover.

@@ -20,7 +20,9 @@ module Trackd
       hash.each_with_object({}) { |(key, value), out| out[key.to_s] = to_value(value) }
     end
 
-    # nil, true/false, Integer, Float, String, Symbol, Array or Hash -> Value.
+    # nil, true/false, Integer, Float (NaN and infinities included), String or Symbol -> Value.
+    # An Array or a Hash is an ArgumentError before any call, as in every client
+    # (clients/testdata/values.json): trackd refuses lists and structs as attributes and tags.
     def to_value(obj)
       case obj
       when nil then Google::Protobuf::Value.new(null_value: :NULL_VALUE)
@@ -34,12 +36,6 @@ module Trackd
       when Float then Google::Protobuf::Value.new(number_value: obj)
       when String then Google::Protobuf::Value.new(string_value: obj)
       when Symbol then Google::Protobuf::Value.new(string_value: obj.to_s)
-      when Array
-        Google::Protobuf::Value.new(
-          list_value: Google::Protobuf::ListValue.new(values: obj.map { |v| to_value(v) })
-        )
-      when Hash
-        Google::Protobuf::Value.new(struct_value: Google::Protobuf::Struct.new(fields: to_value_map(obj)))
       else
         raise ArgumentError, "cannot convert #{obj.class} to google.protobuf.Value"
       end

@@ -14,6 +14,7 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.UUID;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -25,11 +26,17 @@ import java.util.concurrent.locks.ReentrantLock;
  *
  * <p>{@link #send} buffers an event; a batch goes out when {@code batchSize} events are buffered
  * or {@code flushInterval} has passed. trackd acknowledges each batch once its events are durably
- * stored. Batches not yet acknowledged when the stream fails are sent again on a new stream, with
- * exponential backoff, up to {@code maxAttempts} times (so delivery is at least once: a batch
- * stored just before the stream broke is stored twice). A whole batch rejected with
- * RESOURCE_EXHAUSTED or UNAVAILABLE is retried the same way; events trackd rejects one by one
- * (unknown event key, invalid tags) are counted as failed and not retried.
+ * stored.
+ *
+ * <p>Delivery is exactly once within trackd's dedup window: every batch carries the producer's
+ * {@link #producerId()} (a random UUID unless the builder names one) and a sequence never reused
+ * (sequences start at the wall clock in microseconds, so a producer restarted with the same id
+ * does not reuse one either). Batches not yet acknowledged when the stream fails are sent again,
+ * in order, with the same id and sequence, on a new stream, with exponential backoff, up to
+ * {@code maxAttempts} times; a batch trackd stored just before the stream broke is acknowledged
+ * again as a duplicate and not stored again ({@link Stats#duplicates()}). A whole batch rejected
+ * with RESOURCE_EXHAUSTED or UNAVAILABLE is retried the same way; events trackd rejects one by
+ * one (unknown event key, invalid tags) are counted as failed and not retried.
  *
  * <p>{@link #send} blocks while {@code maxPendingBatches} batches await acknowledgement, so a
  * producer faster than trackd is held back instead of buffering without bound. {@link #flush}
@@ -43,10 +50,23 @@ import java.util.concurrent.locks.ReentrantLock;
  * }</pre>
  */
 public final class TrackProducer implements AutoCloseable {
-  /** Counters of a producer, in events unless named otherwise. */
-  public record Stats(long sent, long acked, long failed, long batches, long retries) {}
+  /**
+   * Counters of a producer, in events unless named otherwise: {@code batches} acknowledged, batch
+   * {@code retries}, {@code duplicates} (resent batches trackd had already stored: acknowledged
+   * again, not stored again), {@code attributionUnknown} (events stored without attributions
+   * because trackd could not reach its Redis).
+   */
+  public record Stats(
+      long sent,
+      long acked,
+      long failed,
+      long batches,
+      long retries,
+      long duplicates,
+      long attributionUnknown) {}
 
   private final TrackingServiceGrpc.TrackingServiceStub stub;
+  private final String producerId;
   private final int batchSize;
   private final long flushIntervalNanos;
   private final int maxPendingBatches;
@@ -66,7 +86,7 @@ public final class TrackProducer implements AutoCloseable {
   private int generation;
   private boolean reconnectScheduled;
   private int streamFailures;
-  private long nextSequence = 1;
+  private long nextSequence = System.currentTimeMillis() * 1000;
   private boolean closed;
   private Status lastError;
   private long sent;
@@ -74,6 +94,8 @@ public final class TrackProducer implements AutoCloseable {
   private long failed;
   private long batches;
   private long retries;
+  private long duplicates;
+  private long attributionUnknown;
 
   private static final class Batch {
     final long sequence;
@@ -89,6 +111,8 @@ public final class TrackProducer implements AutoCloseable {
 
   private TrackProducer(Builder builder) {
     this.stub = TrackingServiceGrpc.newStub(builder.channel);
+    this.producerId =
+        builder.producerId != null ? builder.producerId : UUID.randomUUID().toString();
     this.batchSize = builder.batchSize;
     this.flushIntervalNanos = builder.flushInterval.toNanos();
     this.maxPendingBatches = builder.maxPendingBatches;
@@ -203,10 +227,15 @@ public final class TrackProducer implements AutoCloseable {
   public Stats stats() {
     lock.lock();
     try {
-      return new Stats(sent, acked, failed, batches, retries);
+      return new Stats(sent, acked, failed, batches, retries, duplicates, attributionUnknown);
     } finally {
       lock.unlock();
     }
+  }
+
+  /** The id every batch of this producer carries, for trackd's deduplication of resends. */
+  public String producerId() {
+    return producerId;
   }
 
   /** Events sent at least once. */
@@ -270,8 +299,9 @@ public final class TrackProducer implements AutoCloseable {
     for (Iterator<Batch> it = queued.iterator(); it.hasNext(); ) {
       Batch batch = it.next();
       if (batch.notBeforeNanos - now > 0) {
-        earliestLater = Math.min(earliestLater, batch.notBeforeNanos - now);
-        continue;
+        // Nothing overtakes a batch waiting to be resent: batches go out in sequence order.
+        earliestLater = batch.notBeforeNanos - now;
+        break;
       }
       it.remove();
       batch.attempts++;
@@ -282,6 +312,7 @@ public final class TrackProducer implements AutoCloseable {
       requests.onNext(
           TrackStreamRequest.newBuilder()
               .setSequence(batch.sequence)
+              .setProducerId(producerId)
               .addAllEvents(batch.events)
               .build());
     }
@@ -328,9 +359,16 @@ public final class TrackProducer implements AutoCloseable {
         failed += batch.events.size();
       }
     } else {
+      // A duplicate carries the counts of the first commit, whose acknowledgement was lost.
       acked += ack.getAccepted();
       failed += ack.getErrorsCount();
       batches++;
+      if (ack.getDuplicate()) {
+        duplicates++;
+      }
+      if (ack.getAttributionUnknown()) {
+        attributionUnknown += ack.getAccepted();
+      }
       if (ack.getErrorsCount() > 0) {
         lastError =
             Status.fromCodeValue(ack.getErrors(0).getCode())
@@ -421,6 +459,7 @@ public final class TrackProducer implements AutoCloseable {
     private int maxAttempts = 10;
     private Duration initialBackoff = Duration.ofMillis(100);
     private Duration maxBackoff = Duration.ofSeconds(5);
+    private String producerId;
 
     Builder(Channel channel) {
       this.channel = channel;
@@ -469,6 +508,19 @@ public final class TrackProducer implements AutoCloseable {
       }
       this.initialBackoff = initial;
       this.maxBackoff = max;
+      return this;
+    }
+
+    /**
+     * This producer's id for trackd's deduplication of resent batches (1 to 128 bytes). Default:
+     * a random UUID. Never run two producers with the same id at once.
+     */
+    public Builder producerId(String producerId) {
+      int bytes = producerId.getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
+      if (bytes < 1 || bytes > 128) {
+        throw new IllegalArgumentException("producerId must be 1 to 128 bytes");
+      }
+      this.producerId = producerId;
       return this;
     }
 

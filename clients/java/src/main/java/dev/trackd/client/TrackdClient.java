@@ -4,6 +4,7 @@ import dev.trackd.v1.ActivateRequest;
 import dev.trackd.v1.ActivateResponse;
 import dev.trackd.v1.Attribution;
 import dev.trackd.v1.TrackRequest;
+import dev.trackd.v1.TrackResponse;
 import dev.trackd.v1.TrackingServiceGrpc;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
@@ -57,16 +58,24 @@ public final class TrackdClient implements AutoCloseable {
    *     request, DEADLINE_EXCEEDED, UNAVAILABLE ...
    */
   public String activate(String experimentKey, String userId, Map<String, ?> attributes) {
-    ActivateResponse response =
-        withDeadline()
-            .activate(
-                ActivateRequest.newBuilder()
-                    .setExperimentKey(experimentKey)
-                    .setUserId(userId)
-                    .putAllAttributes(Values.toValueMap(attributes))
-                    .build());
-    String key = response.getVariationKey();
+    String key = activateDetail(experimentKey, userId, attributes).getVariationKey();
     return key.isEmpty() ? null : key;
+  }
+
+  /**
+   * Activate's whole answer: variation, ids, reason, impression_recorded, revision, and {@code
+   * getAttributionDegraded()}, true when trackd could not reach its shared activation store
+   * (Redis): the decision is exact, but the activation is not remembered for attribution.
+   */
+  public ActivateResponse activateDetail(
+      String experimentKey, String userId, Map<String, ?> attributes) {
+    return withDeadline()
+        .activate(
+            ActivateRequest.newBuilder()
+                .setExperimentKey(experimentKey)
+                .setUserId(userId)
+                .putAllAttributes(Values.toValueMap(attributes))
+                .build());
   }
 
   /** {@link #activate(String, String, Map)} with no attributes. */
@@ -78,13 +87,24 @@ public final class TrackdClient implements AutoCloseable {
    * Records a conversion event.
    *
    * @return the experiments (and variations) the conversion was attributed to; empty when the
-   *     user was activated in none of the event's experiments within the activation TTL
+   *     user was activated in none of the event's experiments within the activation TTL, or when
+   *     trackd could not reach its Redis ({@link #trackDetail} tells the two apart)
    * @throws StatusRuntimeException NOT_FOUND for an unknown event key, INVALID_ARGUMENT for bad
    *     tags, RESOURCE_EXHAUSTED when trackd's outbox is full ...
    */
   public List<Attribution> track(
       String eventKey, String userId, Map<String, ?> attributes, Map<String, ?> tags) {
-    return withDeadline().track(trackRequest(eventKey, userId, attributes, tags)).getAttributionsList();
+    return trackDetail(eventKey, userId, attributes, tags).getAttributionsList();
+  }
+
+  /**
+   * Track's whole answer: attributions, uuid, and {@code getAttributionUnknown()}, true when trackd
+   * could not reach its shared activation store (Redis): the conversion was recorded, but without
+   * attributions.
+   */
+  public TrackResponse trackDetail(
+      String eventKey, String userId, Map<String, ?> attributes, Map<String, ?> tags) {
+    return withDeadline().track(trackRequest(eventKey, userId, attributes, tags));
   }
 
   /** {@link #track(String, String, Map, Map)} with no tags. */

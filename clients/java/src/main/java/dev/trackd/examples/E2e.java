@@ -12,7 +12,9 @@ import java.util.Map;
 
 /**
  * The end-to-end program of docs/dev/clients-e2e.md: prints one JSON object on its last line.
- * Env: TRACKD_ADDRESS, E2E_RUN_ID.
+ * Env: TRACKD_ADDRESS, E2E_RUN_ID, and TRACKD_PRODUCER_ADDRESS for the producer (default
+ * TRACKD_ADDRESS): the driver may route it through a proxy that breaks its stream after trackd
+ * stored batches whose acknowledgements it then loses.
  */
 public final class E2e {
   private static final int USERS = 200;
@@ -24,6 +26,7 @@ public final class E2e {
     String address = System.getenv().getOrDefault("TRACKD_ADDRESS", "127.0.0.1:50051");
     String runId = System.getenv().getOrDefault("E2E_RUN_ID", "local");
     String user = "e2e-java-" + runId;
+    String producerAddress = System.getenv().getOrDefault("TRACKD_PRODUCER_ADDRESS", address);
 
     try (TrackdClient client = TrackdClient.builder().address(address).build()) {
       Map<String, String> variations = new LinkedHashMap<>();
@@ -51,13 +54,20 @@ public final class E2e {
         notFound = e.getStatus().getCode() == Status.Code.NOT_FOUND;
       }
 
-      TrackProducer producer = client.producer().batchSize(500).build();
+      TrackdClient producerClient = TrackdClient.builder().address(producerAddress).build();
+      TrackProducer producer =
+          producerClient
+              .producer()
+              .batchSize(500)
+              .backoff(java.time.Duration.ofMillis(50), java.time.Duration.ofSeconds(5))
+              .build();
       try {
         for (int n = 0; n < PRODUCER_EVENTS; n++) {
           producer.send("signup", "p-java-" + runId + "-" + n, Map.of("device", "iPhone"), null);
         }
       } finally {
         producer.close(); // flushes: every batch acknowledged or given up
+        producerClient.close();
       }
       TrackProducer.Stats stats = producer.stats();
 
@@ -79,7 +89,8 @@ public final class E2e {
       json.append(", \"acked\": ").append(stats.acked());
       json.append(", \"batches\": ").append(stats.batches());
       json.append(", \"failed\": ").append(stats.failed());
-      json.append(", \"retries\": ").append(stats.retries()).append("}}");
+      json.append(", \"retries\": ").append(stats.retries());
+      json.append(", \"duplicates\": ").append(stats.duplicates()).append("}}");
       System.out.println(json);
     }
   }

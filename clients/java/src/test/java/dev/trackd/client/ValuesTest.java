@@ -58,10 +58,12 @@ class ValuesTest {
   }
 
   @Test
-  void nonFiniteNumbersAreRejected() {
-    assertThrows(IllegalArgumentException.class, () -> Values.toValue(Double.NaN));
-    assertThrows(IllegalArgumentException.class, () -> Values.toValue(Double.POSITIVE_INFINITY));
-    assertThrows(IllegalArgumentException.class, () -> Values.toValue(Float.NEGATIVE_INFINITY));
+  void nonFiniteNumbersPassThroughForTrackdToJudge() {
+    assertTrue(Double.isNaN(Values.toValue(Double.NaN).getNumberValue()));
+    assertEquals(
+        Double.POSITIVE_INFINITY, Values.toValue(Double.POSITIVE_INFINITY).getNumberValue());
+    assertEquals(
+        Double.NEGATIVE_INFINITY, Values.toValue(Float.NEGATIVE_INFINITY).getNumberValue());
   }
 
   @Test
