@@ -253,7 +253,6 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "dedup-window",
         float,
-        86400.0,
         "Seconds a TrackStream batch's (producer_id, sequence) is remembered after its commit,"
         " in the outbox database: a resend within it is acknowledged again, marked duplicate,"
         " and stores nothing. 0 turns deduplication off.",
