@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.support.polling import eventually
 from trackd.activation import ActivationStore, Sticky
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.redis import RedisActivationStore
@@ -122,3 +123,15 @@ async def test_retain_drops_experiments_that_stopped_running(store: ActivationSt
     assert await store.live_for_user("u1") == {"e2": "v3"}
     assert await store.get("u2", "e1") is None
     assert (await store.stats()).dropped == 2
+
+
+async def test_entries_are_the_activations_held(store: ActivationStore) -> None:
+    """Activations, not users or keys: one user in three experiments is three."""
+    for experiment_id in ("e1", "e2", "e3"):
+        await store.put("u1", experiment_id, "v1")
+    await store.put("u2", "e1", "v2")
+
+    async def four() -> bool:  # a shared store may count in the background
+        return (await store.stats()).entries == 4
+
+    await eventually(four)

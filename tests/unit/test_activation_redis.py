@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer, redis_server
 from trackd.activation import ActivationStore, Sticky
 from trackd.activation.redis import ActivationStoreUnavailable, RedisActivationStore
@@ -202,7 +203,77 @@ async def test_stats_count_hits_and_misses(store: RedisActivationStore) -> None:
     await store.live_for_user("u1")
     await store.live_for_user("u2")
     stats = await store.stats()
-    assert (stats.hits, stats.misses, stats.entries) == (2, 2, 2)  # u1's hash, the pairs set
+    assert (stats.hits, stats.misses) == (2, 2)
+
+
+async def test_entries_count_only_this_deployments_activations(
+    shared_redis: RedisServer,
+) -> None:
+    """Not DBSIZE: the pairs set, the fleet results and other deployments' keys in the same
+    database are not activations of this one."""
+    store = RedisActivationStore.from_url(shared_redis.url, ttl=60.0)
+    await store.client.flushdb()
+    try:
+        await _three_activations_among_foreign_keys(store)
+
+        async def three_entries() -> bool:  # stats() counts in the background
+            return (await store.stats()).entries == 3
+
+        await eventually(three_entries)
+        assert await store.count_activations() == 3
+    finally:
+        await store.close()
+
+
+async def _three_activations_among_foreign_keys(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v2")
+    await store.put("u2", "e1", "v1")
+    client = store.client
+    await client.hset("trackd:r:e1", "v1\x1fc", 3)  # fleet results
+    await client.hset("trackd:rc", "replica", 7)
+    await client.hset("other:a:u9", mapping={"e1": "99999999999999 v1", "e2": "9 v2"})
+    await client.set("trackd-other:a:u8", "x")
+    await client.mset({f"foreign:{n}": "x" for n in range(2500)})  # several SCAN chunks
+    assert await client.dbsize() > 2500
+
+
+async def test_one_replica_counts_and_the_others_read_its_figure(
+    shared_redis: RedisServer,
+) -> None:
+    """The count is linear in the database, so the fleet runs one per interval, not one per
+    replica and scrape."""
+    first = RedisActivationStore.from_url(shared_redis.url, ttl=60.0)
+    second = RedisActivationStore.from_url(shared_redis.url, ttl=60.0)
+    try:
+        await first.client.flushdb()
+        await _three_activations_among_foreign_keys(first)
+        for replica in (first, second):
+
+            async def three_entries(replica: RedisActivationStore = replica) -> bool:
+                return (await replica.stats()).entries == 3
+
+            await eventually(three_entries)
+        assert (first.counts, second.counts) == (1, 0)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_entries_of_a_prefix_with_glob_characters_are_its_own(
+    shared_redis: RedisServer,
+) -> None:
+    odd = RedisActivationStore.from_url(shared_redis.url, ttl=60.0, prefix="t[1]*?:")
+    plain = RedisActivationStore.from_url(shared_redis.url, ttl=60.0, prefix="t1xy:")
+    try:
+        await odd.client.flushdb()
+        await odd.put("u1", "e1", "v1")
+        await plain.put("u1", "e1", "v1")
+        await plain.put("u2", "e1", "v1")
+        assert (await odd.count_activations(), await plain.count_activations()) == (1, 2)
+    finally:
+        await odd.close()
+        await plain.close()
 
 
 async def test_purge_expired_is_left_to_redis(store: RedisActivationStore) -> None:
