@@ -2,10 +2,15 @@
 
 Layout: one hash per user, `{prefix}a:{user_id}`, field = experiment id, value =
 `"{expiry_ms} {variation_id}"`, expiry in Redis server time (every replica reads the same
-clock). The key's own PEXPIRE is set to the TTL on every write, so a user's hash vanishes
-TTL after their last Activate, and Redis reclaims it without any scan of ours; an expired
-field inside a live hash is invisible (the scripts compare its expiry) and pruned by the
-next write to that hash. Why a hash per user rather than a key per (user, experiment): Track
+clock), negated when the activation is not sticky (`Held.sticky`). A sign rather than a
+third token: an older trackd sharing the Redis during a rolling upgrade reads such a value as
+expired instead of failing its script on it. Values written before the flag existed mark a
+non-sticky activation with a NUL before the variation id; they are read the same way.
+
+The key's own PEXPIRE is set to the TTL on every write, so a user's hash vanishes TTL after
+their last Activate, and Redis reclaims it without any scan of ours; an expired field inside
+a live hash is invisible (the scripts compare its expiry) and pruned by the next write to
+that hash. Why a hash per user rather than a key per (user, experiment): Track
 for an event that belongs to every experiment needs all of a user's activations, which is
 one HGETALL here and a SCAN or an index there; and a user's few experiments pack into one
 small listpack.
@@ -58,6 +63,7 @@ from redis.commands.core import AsyncScript
 from trackd.activation.store import (
     DEFAULT_TTL_SECONDS,
     ActivationStats,
+    Held,
     Keep,
     Lookup,
     Sticky,
@@ -71,6 +77,9 @@ T = TypeVar("T")
 
 DEFAULT_PREFIX: Final = "trackd:"
 _SEP: Final = "\x1f"  # between experiment and variation in the pairs set
+# Before `Held.sticky`, a non-sticky activation was its variation id behind a NUL, in the
+# hashes and in the pairs set; such values are still read (see _DECODE).
+_OLD_NOT_STICKY: Final = "\x00"
 
 # Errors that mean "Redis cannot answer now", not "this code has a bug".
 _DOWN: Final = (
@@ -84,18 +93,34 @@ _DOWN: Final = (
     asyncio.TimeoutError,
 )
 
+# A stored value as (expiry_ms, variation, sticky), or nil: shared by every script.
+_DECODE: Final = r"""
+local function decode(value)
+  if not value then return nil end
+  local sp = string.find(value, ' ', 1, true)
+  if sp == nil then return nil end
+  local expiry = tonumber(string.sub(value, 1, sp - 1))
+  if expiry == nil then return nil end
+  local variation = string.sub(value, sp + 1)
+  if expiry < 0 then return -expiry, variation, false end
+  if string.byte(variation, 1) == 0 then return expiry, string.sub(variation, 2), false end
+  return expiry, variation, true
+end
+"""
+
 # Lua helpers shared by the scripts. Redis 7 replicates a script's effects, so TIME may be
 # read before writing: expiry is Redis's clock, the same for every replica.
-_PRELUDE: Final = r"""
+_PRELUDE: Final = (
+    _DECODE
+    + r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function live(value)
-  if not value then return nil end
-  local sp = string.find(value, ' ', 1, true)
-  if sp == nil or tonumber(string.sub(value, 1, sp - 1)) <= now then return nil end
-  return string.sub(value, sp + 1)
+  local expiry, variation, sticky = decode(value)
+  if expiry == nil or expiry <= now then return nil end
+  return variation, sticky
 end
-local function write(key, pairs, experiment, variation, ttl)
+local function write(key, pairs, experiment, variation, sticky, ttl)
   local pruned = 0
   if redis.call('HLEN', key) > 1 then
     local all = redis.call('HGETALL', key)
@@ -106,42 +131,49 @@ local function write(key, pairs, experiment, variation, ttl)
       end
     end
   end
-  redis.call('HSET', key, experiment, string.format('%.0f', now + ttl) .. ' ' .. variation)
+  local expiry = string.format('%.0f', now + ttl)
+  if not sticky then expiry = '-' .. expiry end
+  redis.call('HSET', key, experiment, expiry .. ' ' .. variation)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
   redis.call('SADD', pairs, experiment .. '\31' .. variation)
   return pruned
 end
 """
+)
 
-# KEYS: user; ARGV: experiment. The live variation or nil; never writes.
+# KEYS: user; ARGV: experiment. {live variation, sticky (1/0)} or nil; never writes.
 _GET: Final = (
     _PRELUDE
     + r"""
-return live(redis.call('HGET', KEYS[1], ARGV[1]))
+local variation, sticky = live(redis.call('HGET', KEYS[1], ARGV[1]))
+if variation == nil then return nil end
+return {variation, sticky and 1 or 0}
 """
 )
 
-# KEYS: user, pairs; ARGV: experiment, variation, ttl_ms. Expired fields pruned.
+# KEYS: user, pairs; ARGV: experiment, variation, sticky ('1'/'0'), ttl_ms. Expired fields
+# pruned.
 _PUT: Final = (
     _PRELUDE
     + r"""
-return write(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]))
+return write(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3] == '1', tonumber(ARGV[4]))
 """
 )
 
 # KEYS: user, pairs; ARGV: experiment, candidate, has_candidate ('1'/'0'), ttl_ms.
-# {1, live variation} after refreshing it; {0, candidate} after storing it; {0} otherwise.
+# {1, live variation} after refreshing a sticky one; {0, candidate} after storing it;
+# {0} otherwise.
 _REFRESH_OR_PUT: Final = (
     _PRELUDE
     + r"""
 local ttl = tonumber(ARGV[4])
-local variation = live(redis.call('HGET', KEYS[1], ARGV[1]))
-if variation then
-  write(KEYS[1], KEYS[2], ARGV[1], variation, ttl)
+local variation, sticky = live(redis.call('HGET', KEYS[1], ARGV[1]))
+if variation and sticky then
+  write(KEYS[1], KEYS[2], ARGV[1], variation, true, ttl)
   return {1, variation}
 end
 if ARGV[3] == '1' then
-  write(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ttl)
+  write(KEYS[1], KEYS[2], ARGV[1], ARGV[2], true, ttl)
   return {0, ARGV[2]}
 end
 return {0}
@@ -186,14 +218,17 @@ return out
 )
 
 # KEYS: users; ARGV: dropped "experiment\31variation" pairs. How many fields were deleted.
-_RETAIN: Final = r"""
+_RETAIN: Final = (
+    _DECODE
+    + r"""
 local drop = {}
 for _, pair in ipairs(ARGV) do drop[pair] = true end
 local removed = 0
 for _, key in ipairs(KEYS) do
   local all = redis.call('HGETALL', key)
   for j = 1, #all, 2 do
-    if drop[all[j] .. '\31' .. all[j + 1]:match(' (.*)$')] then
+    local _, variation = decode(all[j + 1])
+    if variation and drop[all[j] .. '\31' .. variation] then
       redis.call('HDEL', key, all[j])
       removed = removed + 1
     end
@@ -201,6 +236,7 @@ for _, key in ipairs(KEYS) do
 end
 return removed
 """
+)
 
 
 # KEYS: users. How many fields (activations, expired ones not yet pruned included) they hold.
@@ -357,21 +393,21 @@ class RedisActivationStore:
             return False
         return True
 
-    async def get(self, user_id: str, experiment_id: str) -> str | None:
-        variation_id: str | None = await self._script(
-            self._get, [self._key(user_id)], [experiment_id]
-        )
-        if variation_id is None:
+    async def get(self, user_id: str, experiment_id: str) -> Held | None:
+        answer = await self._script(self._get, [self._key(user_id)], [experiment_id])
+        if answer is None:
             self._misses += 1
-        else:
-            self._hits += 1
-        return variation_id
+            return None
+        self._hits += 1
+        return Held(answer[0], answer[1] == 1)
 
-    async def put(self, user_id: str, experiment_id: str, variation_id: str) -> None:
+    async def put(
+        self, user_id: str, experiment_id: str, variation_id: str, *, sticky: bool = True
+    ) -> None:
         pruned = await self._script(
             self._put,
             [self._key(user_id), self._pairs_key],
-            [experiment_id, variation_id, self._ttl_ms],
+            [experiment_id, variation_id, "1" if sticky else "0", self._ttl_ms],
         )
         self._expiries += int(pruned)
 
@@ -430,18 +466,21 @@ class RedisActivationStore:
         async def members() -> set[str]:
             return {str(pair) for pair in await self._client.smembers(self._pairs_key)}
 
-        pairs = await self._call(members)
-        dropped = []
-        for pair in pairs:
-            experiment_id, _, variation_id = pair.partition(_SEP)
+        members_held = await self._call(members)
+        dropped: set[str] = set()  # as _RETAIN decodes them: no NUL
+        dropped_members = []
+        for member in members_held:
+            experiment_id, _, variation_id = member.partition(_SEP)
+            variation_id = variation_id.removeprefix(_OLD_NOT_STICKY)
             if not keep(experiment_id, variation_id):
-                dropped.append(pair)
+                dropped.add(experiment_id + _SEP + variation_id)
+                dropped_members.append(member)
         if not dropped:
             return 0
         removed = 0
         async for keys in self._user_keys():
-            removed += int(await self._script(self._retain, keys, dropped))
-        await self._call(lambda: self._client.srem(self._pairs_key, *dropped))
+            removed += int(await self._script(self._retain, keys, sorted(dropped)))
+        await self._call(lambda: self._client.srem(self._pairs_key, *dropped_members))
         self._dropped += removed
         log.info("activations_dropped", pairs=len(dropped), activations=removed)
         return removed
