@@ -10,11 +10,14 @@ import grpc
 import pytest
 
 import trackd
+from tests.support.daemon import client_for, settings_for
 from trackd import status
 from trackd.errors import BatchTooLarge, NoDatafileYet, TrackdError
 from trackd.live import LiveConfig
+from trackd.v1 import tracking_service_pb2 as pb
 
 SERVER = Path(trackd.__file__).parent
+DATAFILE = Path(__file__).parent.parent / "data" / "datafile.json"
 
 
 def test_reading_a_live_config_before_any_datafile_is_unavailable_like_the_guard() -> None:
@@ -78,3 +81,19 @@ def test_the_status_lint_sees_an_inline_status() -> None:
         "    await status.abort(context, error)\n"
     )
     assert len(_status_makers(ast.parse(source))) == 5
+
+
+async def test_an_unexpected_error_in_a_handler_is_internal_with_nothing_of_it_shown(
+    tmp_path: Path,
+) -> None:
+    """The one status not mapped from a domain error: INTERNAL, through `status` too."""
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("secret detail")
+
+    async with client_for(settings_for(tmp_path, datafile=DATAFILE)) as client:
+        client.daemon.tracker.activate = broken  # type: ignore[method-assign]
+        with pytest.raises(grpc.aio.AioRpcError) as failed:
+            await client.stub.Activate(pb.ActivateRequest(experiment_key="ab_running", user_id="u"))
+    assert failed.value.code() == grpc.StatusCode.INTERNAL
+    assert failed.value.details() == "internal error; see the daemon's log"
