@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 import pytest
@@ -88,11 +89,11 @@ async def test_an_unexpected_error_in_a_handler_is_internal_with_nothing_of_it_s
 ) -> None:
     """The one status not mapped from a domain error: INTERNAL, through `status` too."""
 
-    async def broken(*args: object) -> None:
+    async def broken(*args: object) -> NoReturn:
         raise RuntimeError("secret detail")
 
     async with client_for(settings_for(tmp_path, datafile=DATAFILE)) as client:
-        client.daemon.tracker.activate = broken  # type: ignore[method-assign]
+        client.daemon.tracker.activate = broken  # type: ignore[method-assign,assignment]
         with pytest.raises(grpc.aio.AioRpcError) as failed:
             await client.stub.Activate(pb.ActivateRequest(experiment_key="ab_running", user_id="u"))
     assert failed.value.code() == grpc.StatusCode.INTERNAL
