@@ -20,7 +20,8 @@ class ResourceExhausted(TrackdError):
 
 
 class FailedPrecondition(TrackdError):
-    """The daemon is not in a state to answer: no datafile loaded yet."""
+    """The daemon's state forbids the operation: the outbox is held by another process.
+    (No datafile loaded yet is `NoDatafileYet`, UNAVAILABLE: it passes, so callers retry.)"""
 
 
 class Unavailable(TrackdError):
@@ -36,6 +37,9 @@ class PermissionDenied(TrackdError):
 
 
 class NoDatafileYet(Unavailable):
+    """A URL source has not delivered its first datafile: UNAVAILABLE, the code clients
+    retry on, since waiting is all it takes."""
+
     def __init__(self) -> None:
         super().__init__("no datafile loaded yet; retry when health reports SERVING")
 
@@ -45,6 +49,13 @@ class TooManyStreams(ResourceExhausted):
         super().__init__(
             f"{open_streams} TrackStream/WatchConfig calls are open, the limit"
             " (--max-concurrent-streams); retry later"
+        )
+
+
+class BatchTooLarge(InvalidArgument):
+    def __init__(self, events: int, limit: int) -> None:
+        super().__init__(
+            f"batch of {events} events is over the limit of {limit}; nothing in it was stored"
         )
 
 

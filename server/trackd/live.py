@@ -1,7 +1,8 @@
 """The live datafile: an immutable snapshot swapped atomically, so readers never lock.
 
 A daemon that fetches its datafile from a URL starts with none: until the first `swap`,
-`loaded` is false and reading the snapshot raises FailedPrecondition.
+`loaded` is false and reading the snapshot raises NoDatafileYet (UNAVAILABLE), the same
+error the interceptor answers with before a handler runs.
 """
 
 from __future__ import annotations
@@ -12,18 +13,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from trackd.datafile.model import ProjectConfig
-from trackd.errors import FailedPrecondition
+from trackd.errors import NoDatafileYet
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     config: ProjectConfig
     loaded_at: float  # wall-clock seconds, for GetConfig
-
-
-class NotLoaded(FailedPrecondition):
-    def __init__(self) -> None:
-        super().__init__("no datafile loaded yet; retry once the daemon reports SERVING")
 
 
 class LiveConfig:
@@ -43,7 +39,7 @@ class LiveConfig:
     @property
     def snapshot(self) -> Snapshot:
         if self._snapshot is None:
-            raise NotLoaded
+            raise NoDatafileYet
         return self._snapshot
 
     @property

@@ -51,7 +51,7 @@ async def _answer(
         raise
     except Exception:
         log.exception("rpc_failed")
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the daemon's log")
+        await status.abort_internal(context)
     raise AssertionError("unreachable: context.abort raises")
 
 
@@ -176,13 +176,9 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         sequence = batch.sequence
         events = batch.events
         if len(events) > self._max_stream_batch:
+            too_large = errors.BatchTooLarge(len(events), self._max_stream_batch)
             return pb.TrackStreamResponse(
-                sequence=sequence,
-                code=grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                message=(
-                    f"batch of {len(events)} events is over the limit of"
-                    f" {self._max_stream_batch}; nothing in it was stored"
-                ),
+                sequence=sequence, code=status.number_for(too_large), message=str(too_large)
             )
         try:
             key = wire.batch_key(batch)

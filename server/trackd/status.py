@@ -33,6 +33,13 @@ async def abort(context: grpc.aio.ServicerContext[Any, Any], error: errors.Track
     raise AssertionError("unreachable: context.abort raises")
 
 
+async def abort_internal(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    """Ends the call for an unexpected error: INTERNAL, with nothing of the error (it is
+    logged, not shown to the caller)."""
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the daemon's log")
+    raise AssertionError("unreachable: context.abort raises")
+
+
 def number_for(error: errors.TrackdError) -> int:
     """The numeric code, as TrackStream reports per-event errors."""
     value: tuple[int, str] = code_for(error).value

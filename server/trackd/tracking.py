@@ -16,12 +16,12 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 import structlog
 
 from trackd import errors as error_types
-from trackd.activation.store import ActivationStore, Lookup
+from trackd.activation.store import ActivationStore, Held, Lookup
 from trackd.datafile.model import AttributeValue, Event, Experiment, ProjectConfig
 from trackd.decision.engine import Decision, Reason, decide
 from trackd.errors import (
@@ -33,26 +33,46 @@ from trackd.errors import (
     UnknownVariation,
 )
 from trackd.events import records
-from trackd.events.fleet import FleetResults
-from trackd.events.outbox import BatchKey, Outbox, Receipt
-from trackd.events.results import ExperimentResults
+from trackd.events.outbox import BatchKey, Receipt
+from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 from trackd.events.tags import ParsedTags, parse_tags
 from trackd.forced import ForcedVariations
 from trackd.live import LiveConfig
 
 log = structlog.get_logger("trackd.tracking")
 
-# Marks a remembered variation that attributes conversions but is not sticky: a forced or
-# whitelisted decision, which the Optimizely SDK never saves to its user profile, so once the
+# Decisions remembered as activations that attribute conversions but are not sticky: the
+# Optimizely SDK never saves a forced or whitelisted decision to its user profile, so once the
 # forcing ends the user is decided afresh instead of staying in the forced variation.
-_NOT_STICKY = "\x00"
+_NOT_STICKY_REASONS = frozenset({Reason.FORCED, Reason.WHITELISTED})
 
 
-def _remembered(decision: Decision) -> str:
-    assert decision.variation is not None
-    if decision.reason in (Reason.FORCED, Reason.WHITELISTED):
-        return _NOT_STICKY + decision.variation.id
-    return decision.variation.id
+class EventLog(Protocol):
+    """Where Tracker commits its records, durably, and counts this daemon's results: the
+    `Outbox` (an in-memory one in Tracker's unit tests)."""
+
+    async def append(
+        self,
+        records: Sequence[records.Record] | records.ConversionColumns,
+        receipt: Receipt | None = None,
+    ) -> bytes | None:
+        """Returns once every record is committed; raises OutboxFull, writing nothing. With a
+        producer's `receipt`, returns the first commit's answer when its key was already
+        committed within the dedup window (storing nothing), else None."""
+        ...
+
+    async def results(
+        self, config: ResultsConfig, experiment: ResultsExperiment
+    ) -> ExperimentResults: ...
+
+
+class SharedResults(Protocol):
+    """Every replica's results, `FleetResults` over Redis: `(results, True)`, or this
+    replica's own from `outbox` and False while they cannot be read."""
+
+    async def results(
+        self, outbox: EventLog, config: ProjectConfig, experiment: Experiment
+    ) -> tuple[ExperimentResults, bool]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +173,9 @@ class Tracker:
         live: LiveConfig,
         activations: ActivationStore,
         forced: ForcedVariations,
-        outbox: Outbox,
+        outbox: EventLog,
         clock: Callable[[], float] = time.time,
-        fleet: FleetResults | None = None,
+        fleet: SharedResults | None = None,
     ) -> None:
         self.live = live
         self._activations = activations
@@ -180,11 +200,10 @@ class Tracker:
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
         try:
-            sticky = await self._activations.get(user_id, experiment.id)
+            held = await self._activations.get(user_id, experiment.id)
         except ActivationStoreUnavailable:
-            sticky = None
-        if sticky is not None and sticky.startswith(_NOT_STICKY):
-            sticky = None
+            held = None
+        sticky = held.variation_id if held is not None and held.sticky else None
         decision = decide(
             config,
             experiment,
@@ -238,7 +257,12 @@ class Tracker:
             return Activation(decision, False, config.revision, degraded)
         if not degraded:
             try:
-                await self._activations.put(user_id, experiment.id, _remembered(decision))
+                await self._activations.put(
+                    user_id,
+                    experiment.id,
+                    variation.id,
+                    sticky=decision.reason not in _NOT_STICKY_REASONS,
+                )
             except ActivationStoreUnavailable:
                 degraded = True
         self.degraded_activations += degraded
@@ -256,16 +280,17 @@ class Tracker:
         """The decision given the user's live activation, and whether it repeats it (then the
         activation's expiry is refreshed here and there is no impression)."""
         store = self._activations
-        if fresh.reason in (Reason.FORCED, Reason.WHITELISTED):
+        if fresh.reason in _NOT_STICKY_REASONS:
             # They beat the cache; the same forcing as the live one is a repeat.
-            remembered = _remembered(fresh)
-            if await store.get(user_id, experiment.id) != remembered:
+            assert fresh.variation is not None
+            forced = fresh.variation.id
+            if await store.get(user_id, experiment.id) != Held(forced, sticky=False):
                 return fresh, False
-            await store.put(user_id, experiment.id, remembered)
+            await store.put(user_id, experiment.id, forced, sticky=False)
             return fresh, True
-        # Sticky beats audiences and traffic: refresh a live activation, store nothing else.
+        # Sticky beats audiences and traffic: refresh a live sticky activation, store nothing.
         held = await store.refresh_or_put(user_id, experiment.id, None)
-        if not held.sticky or held.variation_id is None or held.variation_id[:1] == _NOT_STICKY:
+        if not held.sticky or held.variation_id is None:
             return fresh, False
         sticky = decide(
             config,
@@ -294,7 +319,7 @@ class Tracker:
             experiment = experiments.get(experiment_id)
             if experiment is None or not experiment.is_running:
                 continue  # stopped: its activations are being dropped, perhaps late
-            variation = experiment.variations_by_id.get(variation_id.removeprefix(_NOT_STICKY))
+            variation = experiment.variations_by_id.get(variation_id)
             if variation is not None:
                 found.append(Attributed(experiment.id, experiment.key, variation.id, variation.key))
         return tuple(found)
@@ -452,7 +477,6 @@ class Tracker:
 
         def exists(experiment_id: str, variation_id: str) -> bool:
             experiment = config.experiments_by_id.get(experiment_id)
-            variation_id = variation_id.removeprefix(_NOT_STICKY)
             return experiment is not None and variation_id in experiment.variations_by_id
 
         def live(experiment_id: str, variation_id: str) -> bool:
@@ -470,8 +494,10 @@ __all__ = [
     "Attributed",
     "BatchItem",
     "BatchOutcome",
+    "EventLog",
     "Reason",
     "Results",
+    "SharedResults",
     "TrackInput",
     "Tracked",
     "Tracker",

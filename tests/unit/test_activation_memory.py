@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from trackd.activation import ActivationStats, ActivationStore, MemoryActivationStore, Sticky
+from trackd.activation import ActivationStats, ActivationStore, Held, MemoryActivationStore, Sticky
 from trackd.activation.memory import default_shards
 
 
@@ -56,7 +56,7 @@ async def test_activation_is_returned_within_the_ttl(clock: FakeClock) -> None:
     store = make(clock)
     await store.put("u1", "e1", "v1")
     clock.advance(9.999)
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
 
 
 async def test_activation_expires_once_the_ttl_has_passed(clock: FakeClock) -> None:
@@ -73,7 +73,7 @@ async def test_put_refreshes_the_expiry_to_ttl_after_the_last_put(clock: FakeClo
     clock.advance(8)
     await store.put("u1", "e1", "v1")
     clock.advance(8)
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
     clock.advance(2)
     assert await store.get("u1", "e1") is None
 
@@ -83,7 +83,7 @@ async def test_get_never_refreshes_the_expiry(clock: FakeClock) -> None:
     await store.put("u1", "e1", "v1")
     for _ in range(9):
         clock.advance(1)
-        assert await store.get("u1", "e1") == "v1"
+        assert await store.get("u1", "e1") == Held("v1", True)
         assert await store.live_for_user("u1", ["e1"]) == {"e1": "v1"}
     clock.advance(1)
     assert await store.get("u1", "e1") is None
@@ -105,7 +105,7 @@ async def test_refresh_or_put_keeps_the_live_variation_and_refreshes_it(clock: F
     clock.advance(9)
     assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v1", True)
     clock.advance(9)
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
 
 
 async def test_refresh_or_put_decides_afresh_after_expiry(clock: FakeClock) -> None:
@@ -113,7 +113,7 @@ async def test_refresh_or_put_decides_afresh_after_expiry(clock: FakeClock) -> N
     await store.put("u1", "e1", "v1")
     clock.advance(10)
     assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v2", False)
-    assert await store.get("u1", "e1") == "v2"
+    assert await store.get("u1", "e1") == Held("v2", True)
 
 
 async def test_least_recently_activated_entry_is_evicted_at_the_cap(clock: FakeClock) -> None:
@@ -124,7 +124,7 @@ async def test_least_recently_activated_entry_is_evicted_at_the_cap(clock: FakeC
     await store.put("u1", "e1", "v1")  # u1 is now the most recent
     await store.put("u4", "e1", "v1")
     assert await store.get("u2", "e1") is None
-    assert [await store.get(u, "e1") for u in ("u1", "u3", "u4")] == ["v1", "v1", "v1"]
+    assert [await store.get(u, "e1") for u in ("u1", "u3", "u4")] == [Held("v1", True)] * 3
     stats = await store.stats()
     assert (stats.entries, stats.evictions) == (3, 1)
 
@@ -133,7 +133,7 @@ async def test_reads_do_not_protect_an_entry_from_eviction(clock: FakeClock) -> 
     store = make(clock, max_entries=2)
     await store.put("u1", "e1", "v1")
     await store.put("u2", "e1", "v1")
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
     await store.put("u3", "e1", "v1")
     assert await store.get("u1", "e1") is None
 
@@ -144,7 +144,7 @@ async def test_refresh_or_put_hit_protects_an_entry_from_eviction(clock: FakeClo
     await store.put("u2", "e1", "v1")
     await store.refresh_or_put("u1", "e1", None)
     await store.put("u3", "e1", "v1")
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
     assert await store.get("u2", "e1") is None
 
 
@@ -213,7 +213,7 @@ async def test_calls_during_retain_see_dropped_entries_gone_and_keep_lru_order(
     for i, user in enumerate(order):
         await store.put(f"y{i}", "keep", "v1")
         assert await store.get(user, "keep") is None
-        assert all([await store.get(later, "keep") == "v1" for later in order[i + 1 :]])
+        assert all([await store.get(later, "keep") == Held("v1", True) for later in order[i + 1 :]])
 
 
 async def test_calls_reclaim_expired_entries_a_bounded_number_at_a_time(
@@ -284,7 +284,7 @@ async def test_close_empties_the_store(clock: FakeClock) -> None:
 async def test_default_clock_is_monotonic_time() -> None:
     store = MemoryActivationStore(ttl=3600)
     await store.put("u1", "e1", "v1")
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
     assert store.ttl == 3600
 
 
@@ -303,7 +303,9 @@ async def test_sharded_store_is_sticky_expires_and_attributes(clock: FakeClock) 
         await store.put(f"u{i}", f"e{i % 3}", f"v{i % 2}")
     clock.advance(5)
     await store.put("u0", "e0", "v0")  # refreshed
-    assert all([await store.get(f"u{i}", f"e{i % 3}") == f"v{i % 2}" for i in range(300)])
+    assert all(
+        [await store.get(f"u{i}", f"e{i % 3}") == Held(f"v{i % 2}", True) for i in range(300)]
+    )
     assert await store.live_for_users([("u4", None), ("u5", ["e2", "e0"])]) == [
         {"e1": "v0"},
         {"e2": "v1"},
@@ -320,7 +322,7 @@ async def test_sharded_store_stays_at_the_cap_and_keeps_the_latest(clock: FakeCl
     store = MemoryActivationStore(ttl=10, max_entries=50, clock=clock, shards=8)
     for i in range(500):
         await store.put(f"u{i}", "e1", "v1")
-        assert await store.get(f"u{i}", "e1") == "v1"
+        assert await store.get(f"u{i}", "e1") == Held("v1", True)
     assert len(store) == 50
     stats = await store.stats()
     assert (stats.entries, stats.evictions) == (50, 450)
@@ -342,5 +344,5 @@ async def test_sharded_retain_reclaims_in_chunks_while_calls_go_on(clock: FakeCl
     assert await retaining == 100
     assert turns >= 200 // 5 - 1
     assert len(store) == 100 + turns
-    assert all([await store.get(f"u{i}", "keep") == "v1" for i in range(1, 200, 2)])
-    assert all([await store.get(f"n{t}", "keep") == "v1" for t in range(1, turns + 1)])
+    assert all([await store.get(f"u{i}", "keep") == Held("v1", True) for i in range(1, 200, 2)])
+    assert all([await store.get(f"n{t}", "keep") == Held("v1", True) for t in range(1, turns + 1)])

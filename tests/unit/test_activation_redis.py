@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.polling import eventually
 from tests.support.redis_server import RedisServer, redis_server
-from trackd.activation import ActivationStore, Sticky
+from trackd.activation import ActivationStore, Held, Sticky
 from trackd.activation.redis import ActivationStoreUnavailable, RedisActivationStore
 
 TTL = 0.4
@@ -48,7 +49,7 @@ async def test_activation_is_sticky_within_the_ttl_and_expires_after(
     store: RedisActivationStore,
 ) -> None:
     await store.put("u1", "e1", "v1")
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
     assert await store.live_for_user("u1") == {"e1": "v1"}
     await asyncio.sleep(TTL + 0.1)
     assert await store.get("u1", "e1") is None
@@ -70,7 +71,7 @@ async def test_put_refreshes_the_expiry_and_get_never_does(store: RedisActivatio
     await asyncio.sleep(TTL * 0.6)
     await store.put("u1", "e1", "v1")
     await asyncio.sleep(TTL * 0.6)  # past the first put's expiry, within the second's
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
     await asyncio.sleep(TTL * 0.6)  # the get did not extend it
     assert await store.get("u1", "e1") is None
 
@@ -90,14 +91,14 @@ async def test_refresh_or_put_keeps_the_live_variation_and_refreshes_it(
     await asyncio.sleep(TTL * 0.6)
     assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v1", True)
     await asyncio.sleep(TTL * 0.6)
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
 
 
 async def test_refresh_or_put_decides_afresh_after_expiry(store: RedisActivationStore) -> None:
     await store.put("u1", "e1", "v1")
     await asyncio.sleep(TTL + 0.1)
     assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v2", False)
-    assert await store.get("u1", "e1") == "v2"
+    assert await store.get("u1", "e1") == Held("v2", True)
 
 
 async def test_a_write_prunes_fields_that_expired_inside_a_live_hash(
@@ -144,7 +145,7 @@ async def test_a_restarted_redis_forgets_scripts_and_the_store_reloads_them(
 ) -> None:
     await store.put("u1", "e1", "v1")
     await store.client.script_flush()
-    assert await store.get("u1", "e1") == "v1"
+    assert await store.get("u1", "e1") == Held("v1", True)
     await store.client.script_flush()
     store._batch_keys = 1  # force the pipelined path
     assert await store.live_for_users([("u1", None), ("u2", None)]) == [{"e1": "v1"}, {}]
@@ -202,7 +203,77 @@ async def test_stats_count_hits_and_misses(store: RedisActivationStore) -> None:
     await store.live_for_user("u1")
     await store.live_for_user("u2")
     stats = await store.stats()
-    assert (stats.hits, stats.misses, stats.entries) == (2, 2, 2)  # u1's hash, the pairs set
+    assert (stats.hits, stats.misses) == (2, 2)
+
+
+async def test_entries_count_only_this_deployments_activations(
+    shared_redis: RedisServer,
+) -> None:
+    """Not DBSIZE: the pairs set, the fleet results and other deployments' keys in the same
+    database are not activations of this one."""
+    store = RedisActivationStore.from_url(shared_redis.url, ttl=60.0)
+    await store.client.flushdb()
+    try:
+        await _three_activations_among_foreign_keys(store)
+
+        async def three_entries() -> bool:  # stats() counts in the background
+            return (await store.stats()).entries == 3
+
+        await eventually(three_entries)
+        assert await store.count_activations() == 3
+    finally:
+        await store.close()
+
+
+async def _three_activations_among_foreign_keys(store: RedisActivationStore) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v2")
+    await store.put("u2", "e1", "v1")
+    client = store.client
+    await client.hset("trackd:r:e1", "v1\x1fc", 3)  # fleet results
+    await client.hset("trackd:rc", "replica", 7)
+    await client.hset("other:a:u9", mapping={"e1": "99999999999999 v1", "e2": "9 v2"})
+    await client.set("trackd-other:a:u8", "x")
+    await client.mset({f"foreign:{n}": "x" for n in range(2500)})  # several SCAN chunks
+    assert await client.dbsize() > 2500
+
+
+async def test_one_replica_counts_and_the_others_read_its_figure(
+    shared_redis: RedisServer,
+) -> None:
+    """The count is linear in the database, so the fleet runs one per interval, not one per
+    replica and scrape."""
+    first = RedisActivationStore.from_url(shared_redis.url, ttl=60.0)
+    second = RedisActivationStore.from_url(shared_redis.url, ttl=60.0)
+    try:
+        await first.client.flushdb()
+        await _three_activations_among_foreign_keys(first)
+        for replica in (first, second):
+
+            async def three_entries(replica: RedisActivationStore = replica) -> bool:
+                return (await replica.stats()).entries == 3
+
+            await eventually(three_entries)
+        assert (first.counts, second.counts) == (1, 0)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_entries_of_a_prefix_with_glob_characters_are_its_own(
+    shared_redis: RedisServer,
+) -> None:
+    odd = RedisActivationStore.from_url(shared_redis.url, ttl=60.0, prefix="t[1]*?:")
+    plain = RedisActivationStore.from_url(shared_redis.url, ttl=60.0, prefix="t1xy:")
+    try:
+        await odd.client.flushdb()
+        await odd.put("u1", "e1", "v1")
+        await plain.put("u1", "e1", "v1")
+        await plain.put("u2", "e1", "v1")
+        assert (await odd.count_activations(), await plain.count_activations()) == (1, 2)
+    finally:
+        await odd.close()
+        await plain.close()
 
 
 async def test_purge_expired_is_left_to_redis(store: RedisActivationStore) -> None:
@@ -231,7 +302,7 @@ async def test_an_unreachable_redis_is_reported_fast_and_recovery_is_automatic(
             await asyncio.sleep(0.25)
             await store.put("u1", "e1", "v1")
             assert store.available
-            assert await store.get("u1", "e1") == "v1"
+            assert await store.get("u1", "e1") == Held("v1", True)
         finally:
             down.stop()
     finally:
@@ -250,7 +321,7 @@ async def test_a_redis_restart_breaks_no_call_after_it_is_back(tmp_path: Path) -
             await asyncio.sleep(0.15)
             # Pooled connections broke with the restart; the store reconnects and the
             # append-only file brought the activation back.
-            assert await store.get("u1", "e1") == "v1"
+            assert await store.get("u1", "e1") == Held("v1", True)
             assert await store.live_for_users([("u1", None)]) == [{"e1": "v1"}]
         finally:
             await store.close()
@@ -290,6 +361,76 @@ async def test_a_busy_pool_fails_one_call_and_does_not_count_as_redis_down(
         assert store.available and store.busy == 1 and store.outages == 0
         await holder
         await store.put("u1", "e1", "v1")  # at once: no fast-fail window was opened
-        assert await store.get("u1", "e1") == "v1"
+        assert await store.get("u1", "e1") == Held("v1", True)
+    finally:
+        await store.close()
+
+
+async def _redis_ms(client: Redis) -> int:
+    seconds, micros = await client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def test_values_written_before_the_sticky_flag_still_read(
+    shared_redis: RedisServer,
+) -> None:
+    """An older trackd marked a forced activation by a NUL before its variation id, in the
+    user's hash and in the pairs set: it still reads as not sticky, by its plain id."""
+    store = RedisActivationStore.from_url(shared_redis.url, ttl=60.0)
+    client = store.client
+    try:
+        await client.flushdb()
+        expiry = await _redis_ms(client) + 60_000
+        await client.hset("trackd:a:u1", mapping={"e1": f"{expiry} \x00v1", "e2": f"{expiry} v2"})
+        await client.pexpire("trackd:a:u1", 60_000)
+        await client.sadd("trackd:pairs", "e1\x1f\x00v1", "e2\x1fv2")
+
+        assert await store.get("u1", "e1") == Held("v1", sticky=False)
+        assert await store.get("u1", "e2") == Held("v2", sticky=True)
+        assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}
+        assert await store.refresh_or_put("u1", "e1", None) == Sticky(None, False)
+        assert await store.refresh_or_put("u1", "e2", None) == Sticky("v2", True)
+
+        seen: list[tuple[str, str]] = []
+
+        def keep(experiment_id: str, variation_id: str) -> bool:
+            seen.append((experiment_id, variation_id))
+            return experiment_id != "e1"
+
+        assert await store.retain(keep) == 1
+        assert sorted(seen) == [("e1", "v1"), ("e2", "v2")]
+        assert await store.get("u1", "e1") is None
+        assert await client.smembers("trackd:pairs") == {"e2\x1fv2"}
+    finally:
+        await store.close()
+
+
+# The GET script of the trackd before the sticky flag, as a replica not yet upgraded runs it.
+_OLD_GET = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function live(value)
+  if not value then return nil end
+  local sp = string.find(value, ' ', 1, true)
+  if sp == nil or tonumber(string.sub(value, 1, sp - 1)) <= now then return nil end
+  return string.sub(value, sp + 1)
+end
+return live(redis.call('HGET', KEYS[1], ARGV[1]))
+"""
+
+
+async def test_an_older_replica_reads_a_new_non_sticky_value_as_expired_not_as_an_error(
+    shared_redis: RedisServer,
+) -> None:
+    """During a rolling upgrade both versions share the hashes: the old scripts must not
+    fail on what the new ones write."""
+    store = RedisActivationStore.from_url(shared_redis.url, ttl=60.0)
+    try:
+        await store.client.flushdb()
+        await store.put("u1", "e1", "forced", sticky=False)
+        await store.put("u1", "e2", "bucketed")
+        old_get = store.client.register_script(_OLD_GET)
+        assert await old_get(keys=["trackd:a:u1"], args=["e1"]) is None
+        assert await old_get(keys=["trackd:a:u1"], args=["e2"]) == "bucketed"
     finally:
         await store.close()

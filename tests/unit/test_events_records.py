@@ -6,6 +6,7 @@ import copy
 import json
 import pickle
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -122,22 +123,64 @@ def test_uuids_are_random_version_4_strings() -> None:
     assert all(pattern.match(u) for u in uuids)
 
 
-def test_a_batchs_uuids_are_distinct_version_4_strings_past_any_table_size() -> None:
-    pattern = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+def _is_random_uuid(text: str) -> bool:
+    """An RFC 4122 version 4 UUID in its canonical lower-case form, as the SDKs send."""
+    parsed = uuid.UUID(text)
+    return str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def _batch_uuids(config: ProjectConfig, size: int) -> list[str]:
+    event = config.events_by_key["signup"]
+    columns = records.ConversionColumns(config, 1)
+    for _ in range(size):
+        columns.add(event, "u", None, parse_tags(None), ())
+    return [record.uuid for record in columns.records()]
+
+
+def test_a_batchs_uuids_are_distinct_random_version_4_uuids() -> None:
+    """Each uuid of a TrackStream batch is as random as uuid4's: no prefix shared within a
+    batch, no suffix shared by the same index of two batches."""
+    config = _config()
+    uuids = _batch_uuids(config, 70_001)
+    assert len(set(uuids)) == 70_001
+    assert all(_is_random_uuid(u) for u in uuids)
+    assert len({u[:28] for u in uuids}) == 70_001
+    again = _batch_uuids(config, 3)
+    assert [u[-8:] for u in again] != [u[-8:] for u in uuids[:3]]
+
+
+def test_a_track_uuid_looks_like_an_sdk_uuid_not_a_fixed_suffix() -> None:
+    """Track's conversion is a batch of one: its uuid must not end in `00000000` (or any
+    digits shared by every Track)."""
     config = _config()
     event = config.events_by_key["signup"]
+    uuids = [
+        records.conversion(config, event, "u", None, None, [], now_ms=1).uuid for _ in range(50)
+    ]
+    assert all(_is_random_uuid(u) for u in uuids)
+    assert len({u[-8:] for u in uuids}) == 50
 
-    def batch(size: int) -> list[str]:
-        columns = records.ConversionColumns(config, 1)
-        for _ in range(size):
-            columns.add(event, "u", None, parse_tags(None), ())
-        return [record.uuid for record in columns.records()]
 
-    uuids = batch(70_001)  # past the index table's first size
-    assert len(set(uuids)) == 70_001
-    assert all(pattern.match(u) for u in uuids[:5_000] + uuids[-5:])
-    assert len({u[:28] for u in uuids}) == 1  # one draw per batch, another for the next
-    assert uuids[0][:28] != batch(1)[0][:28]
+def test_batch_uuids_are_the_same_for_the_same_seed() -> None:
+    """A row is decoded again at every delivery attempt: redelivery must repeat the uuids."""
+    text = records.batch_uuids(12345, 4)
+    assert text == records.batch_uuids(12345, 4)
+    assert records.batch_uuids(12345, 3) == text[: 3 * 36]
+    assert text != records.batch_uuids(12346, 4)
+
+
+def test_a_columns_row_written_with_a_uuid_prefix_keeps_its_uuids() -> None:
+    """Rows from before per-event uuids hold a 28-character prefix where the seed is now;
+    they decode to the uuids they were acknowledged with."""
+    config = _config()
+    columns = records.ConversionColumns(config, 9)
+    columns.add(config.events_by_key["signup"], "u1", None, parse_tags(None), ())
+    columns.add(config.events_by_key["signup"], "u2", None, parse_tags(None), ())
+    prefix = "0f1e2d3c-4b5a-4968-8776-5544"
+    old = list(columns._columns())
+    old[2] = prefix
+    decoded = decode_rows(pickle.dumps(tuple(old), protocol=5), records.COLUMNS_FORMAT)
+    assert [r.uuid for r in decoded] == [prefix + "00000000", prefix + "9e3779b1"]
 
 
 def test_a_batch_as_columns_decodes_to_the_records_it_stands_for() -> None:

@@ -17,10 +17,12 @@ func IsInvalidArgument(err error) bool { return status.Code(err) == codes.Invali
 // IsResourceExhausted: trackd's outbox is full or a request limit was reached; retry later.
 func IsResourceExhausted(err error) bool { return status.Code(err) == codes.ResourceExhausted }
 
-// IsFailedPrecondition: trackd has no usable datafile yet.
+// IsFailedPrecondition: trackd's state forbids the call (not a missing datafile: that is
+// Unavailable).
 func IsFailedPrecondition(err error) bool { return status.Code(err) == codes.FailedPrecondition }
 
-// IsUnavailable: trackd cannot be reached or is shutting down; safe to retry.
+// IsUnavailable: trackd cannot be reached, is shutting down, or has no datafile loaded yet;
+// safe to retry.
 func IsUnavailable(err error) bool { return status.Code(err) == codes.Unavailable }
 
 // IsDeadlineExceeded: the call's deadline passed before trackd answered.

@@ -3,8 +3,12 @@
 Layout, chosen for memory per entry at a million entries:
 - key: one string, `user_id + "\\x1f" + experiment code` (a short decimal code interned per
   experiment id), so no tuple and no separate user_id string is kept;
-- value: one int, `expiry_ms << 24 | pair code`, where the pair code interns
-  (experiment_id, variation_id) and `expiry_ms` counts milliseconds from the store's creation.
+- value: one int, `expiry_ms << 25 | not_sticky << 24 | pair code`, where the pair code
+  interns (experiment_id, variation_id), `not_sticky` is the activation's `sticky` flag
+  inverted (a forced or whitelisted one), and `expiry_ms` counts milliseconds from the
+  store's creation. The flag is one bit of the int already held, not a field of its own:
+  no memory per entry, and the lookups that ignore it (attribution) mask and shift by
+  constants as before.
 
 The TTL is one constant and every write moves its key to the end, so a dict's order is both
 least-recently-activated order and expiry order: expired entries sit at the front and are
@@ -35,6 +39,7 @@ from trackd.activation.store import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_TTL_SECONDS,
     ActivationStats,
+    Held,
     Keep,
     Lookup,
     Sticky,
@@ -44,6 +49,8 @@ _SEP = "\x1f"  # ASCII unit separator; the code after the last one is never ambi
 _CODE_BITS = 24
 _CODE_LIMIT = 1 << _CODE_BITS
 _CODE_MASK = _CODE_LIMIT - 1
+_NOT_STICKY = _CODE_LIMIT  # the bit above the pair code
+_EXPIRY_SHIFT = _CODE_BITS + 1
 _SHARD_ENTRIES = 16_384  # a resize of an OrderedDict this size takes a few ms
 _MAX_SHARDS = 4096
 
@@ -143,20 +150,28 @@ class MemoryActivationStore:
 
     # -- the interface ---------------------------------------------------------------------
 
-    async def get(self, user_id: str, experiment_id: str) -> str | None:
+    async def get(self, user_id: str, experiment_id: str) -> Held | None:
         now = self._now_ms()
         self._sweep_next(now)
-        variation_id = self._lookup_one(user_id, experiment_id, now)
-        if variation_id is None:
-            self._misses += 1
-        else:
-            self._hits += 1
-        return variation_id
+        experiment = self._experiments.get(experiment_id)
+        if experiment is not None:
+            key = user_id + experiment.suffix
+            shard = self._shards[hash(key) & self._mask]
+            packed = _find(shard, key)
+            if packed is not None:
+                variation_id = self._live(shard, key, packed, now)
+                if variation_id is not None:
+                    self._hits += 1
+                    return Held(variation_id, not packed & _NOT_STICKY)
+        self._misses += 1
+        return None
 
-    async def put(self, user_id: str, experiment_id: str, variation_id: str) -> None:
+    async def put(
+        self, user_id: str, experiment_id: str, variation_id: str, *, sticky: bool = True
+    ) -> None:
         now = self._now_ms()
         self._sweep_next(now)
-        self._write(user_id, experiment_id, variation_id, now)
+        self._write(user_id, experiment_id, variation_id, now, 0 if sticky else _NOT_STICKY)
 
     async def refresh_or_put(
         self, user_id: str, experiment_id: str, variation_id: str | None
@@ -168,16 +183,18 @@ class MemoryActivationStore:
             key = user_id + experiment.suffix
             shard = self._shards[hash(key) & self._mask]
             packed = _find(shard, key)
-            if packed is not None:
+            if packed is not None and not packed & _NOT_STICKY:
                 live = self._live(shard, key, packed, now)
                 if live is not None:
                     self._hits += 1
-                    _store(shard, key, (now + self._ttl_ms) << _CODE_BITS | (packed & _CODE_MASK))
+                    _store(
+                        shard, key, (now + self._ttl_ms) << _EXPIRY_SHIFT | (packed & _CODE_MASK)
+                    )
                     return Sticky(live, True)
         self._misses += 1
         if variation_id is None:
             return Sticky(None, False)
-        self._write(user_id, experiment_id, variation_id, now)
+        self._write(user_id, experiment_id, variation_id, now, 0)
         return Sticky(variation_id, False)
 
     async def live_for_user(
@@ -212,7 +229,7 @@ class MemoryActivationStore:
                 if packed is None:
                     continue
                 pair = pairs[packed & _CODE_MASK]
-                if pair is not None and packed >> _CODE_BITS > now:
+                if pair is not None and packed >> _EXPIRY_SHIFT > now:
                     found[experiment_id] = pair[1]
                 else:
                     self._live(shard, key, packed, now)  # dead: removes it
@@ -298,8 +315,8 @@ class MemoryActivationStore:
                 packed = held[key]
                 code = packed & _CODE_MASK
                 if pairs[code] is not None:
-                    if packed >> _CODE_BITS > now:
-                        shard.front_expiry = packed >> _CODE_BITS
+                    if packed >> _EXPIRY_SHIFT > now:
+                        shard.front_expiry = packed >> _EXPIRY_SHIFT
                         self._held -= removed
                         return removed
                     self._expiries += 1
@@ -313,7 +330,7 @@ class MemoryActivationStore:
         """The variation of a held entry if live; a dead one is removed."""
         code = packed & _CODE_MASK
         pair = self._pairs[code]
-        if pair is not None and packed >> _CODE_BITS > now:
+        if pair is not None and packed >> _EXPIRY_SHIFT > now:
             return pair[1]
         if pair is not None:
             self._expiries += 1
@@ -351,7 +368,9 @@ class MemoryActivationStore:
             self._misses += 1
         return found
 
-    def _write(self, user_id: str, experiment_id: str, variation_id: str, now: int) -> None:
+    def _write(
+        self, user_id: str, experiment_id: str, variation_id: str, now: int, not_sticky: int
+    ) -> None:
         experiment = self._experiments.get(experiment_id)
         if experiment is None:
             experiment = _Experiment(f"{_SEP}{self._next_experiment_code}")
@@ -363,7 +382,7 @@ class MemoryActivationStore:
             experiment.codes[variation_id] = code
         key = user_id + experiment.suffix
         shard = self._shards[hash(key) & self._mask]
-        packed = (now + self._ttl_ms) << _CODE_BITS | code
+        packed = (now + self._ttl_ms) << _EXPIRY_SHIFT | not_sticky | code
         old = _find(shard, key)
         if old is None:
             if self._held >= self._max_entries:
@@ -372,7 +391,7 @@ class MemoryActivationStore:
             self._held += 1
         else:
             old_code = old & _CODE_MASK
-            if self._pairs[old_code] is not None and old >> _CODE_BITS <= now:
+            if self._pairs[old_code] is not None and old >> _EXPIRY_SHIFT <= now:
                 self._expiries += 1
             self._counts[old_code] -= 1
             _store(shard, key, packed)
@@ -390,7 +409,7 @@ class MemoryActivationStore:
         self._held -= 1
         if self._pairs[code] is None:
             return
-        if packed >> _CODE_BITS <= now:
+        if packed >> _EXPIRY_SHIFT <= now:
             self._expiries += 1
         else:
             self._evictions += 1

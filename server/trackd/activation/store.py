@@ -1,8 +1,11 @@
 """The activation store interface: which variation a user was activated in, and until when.
 
-An activation is `(user_id, experiment_id) -> variation_id`, live until `ttl` seconds after
-the last Activate that wrote or refreshed it. Activate reads it for stickiness, Track reads it
-for attribution, GetVariation reads it without writing. Every method is async and every call
+An activation is `(user_id, experiment_id) -> (variation_id, sticky)`, live until `ttl`
+seconds after the last Activate that wrote or refreshed it. Activate reads it for stickiness,
+Track reads it for attribution, GetVariation reads it without writing. `sticky` is False for a
+forced or whitelisted decision: the Optimizely SDK never saves those to its user profile, so
+such an activation attributes conversions but does not keep the user in its variation once
+the forcing ends. Every method is async and every call
 that serves one RPC is one method, so a networked implementation (Redis) answers each in a
 single round trip.
 """
@@ -26,9 +29,16 @@ Lookup = tuple[str, Collection[str] | None]
 """`(user_id, experiment_ids)`; `None` means every experiment."""
 
 
+class Held(NamedTuple):
+    """A live activation, as `get` returns it (a NamedTuple: cheap to build per call)."""
+
+    variation_id: str
+    sticky: bool  # False: forced or whitelisted, attributes conversions only
+
+
 class Sticky(NamedTuple):
-    """What `refresh_or_put` left live: the variation (None if nothing) and whether it was
-    already live before the call (the user sticks: no second impression)."""
+    """What `refresh_or_put` left live: the variation (None if nothing) and whether a sticky
+    activation was already live before the call (the user sticks: no second impression)."""
 
     variation_id: str | None
     sticky: bool
@@ -58,27 +68,30 @@ class ActivationStore(Protocol):
     """Live activations keyed by (user_id, experiment_id), each expiring `ttl` seconds after
     the last write for that key. Reads never extend the expiry."""
 
-    async def get(self, user_id: str, experiment_id: str) -> str | None:
-        """The live variation of `user_id` in `experiment_id`, or None. Never refreshes."""
+    async def get(self, user_id: str, experiment_id: str) -> Held | None:
+        """The live activation of `user_id` in `experiment_id`, or None. Never refreshes."""
         ...
 
-    async def put(self, user_id: str, experiment_id: str, variation_id: str) -> None:
-        """Store the activation, replacing any variation held, expiring `ttl` from now."""
+    async def put(
+        self, user_id: str, experiment_id: str, variation_id: str, *, sticky: bool = True
+    ) -> None:
+        """Store the activation, replacing any held, expiring `ttl` from now."""
         ...
 
     async def refresh_or_put(
         self, user_id: str, experiment_id: str, variation_id: str | None
     ) -> Sticky:
-        """Activate in one step: if a live activation exists, refresh its expiry and return
-        its variation with `sticky=True` (`variation_id` is ignored); otherwise store
-        `variation_id` (when not None) and return it with `sticky=False`."""
+        """Activate in one step: if a live sticky activation exists, refresh its expiry and
+        return its variation with `sticky=True` (`variation_id` is ignored); otherwise store
+        `variation_id` as sticky (when not None, replacing a live activation that is not
+        sticky) and return it with `sticky=False`."""
         ...
 
     async def live_for_user(
         self, user_id: str, experiment_ids: Collection[str] | None = None
     ) -> dict[str, str]:
-        """`{experiment_id: variation_id}` of the user's live activations among
-        `experiment_ids` (None: in every experiment). Never refreshes."""
+        """`{experiment_id: variation_id}` of the user's live activations, sticky or not,
+        among `experiment_ids` (None: in every experiment). Never refreshes."""
         ...
 
     async def live_for_users(self, lookups: Sequence[Lookup]) -> list[dict[str, str]]:

@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import structlog
 from redis import exceptions as redis_errors
@@ -41,7 +41,6 @@ from trackd.background import cancel_and_wait
 from trackd.config import default_of
 from trackd.errors import Unavailable
 from trackd.events import results as results_mod
-from trackd.events.outbox import Outbox
 from trackd.events.results import (
     ExperimentResults,
     Group,
@@ -53,6 +52,15 @@ from trackd.outage import Outage
 from trackd.redis_down import REDIS_DOWN
 
 log = structlog.get_logger("trackd.events")
+
+
+class LocalResults(Protocol):
+    """This replica's own results: the `Outbox` (or any event log that counts them)."""
+
+    async def results(
+        self, config: ResultsConfig, experiment: ResultsExperiment
+    ) -> ExperimentResults: ...
+
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS fleet_pending (
@@ -346,7 +354,7 @@ class FleetResults:
         return RawCounts(visitors, events)
 
     async def results(
-        self, outbox: Outbox, config: ResultsConfig, experiment: ResultsExperiment
+        self, outbox: LocalResults, config: ResultsConfig, experiment: ResultsExperiment
     ) -> tuple[ExperimentResults, bool]:
         """The fleet's results and True; this replica's own results and False when Redis is
         unavailable. Includes every event this replica committed before the call."""

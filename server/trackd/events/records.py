@@ -8,6 +8,7 @@ NamedTuples of plain values: the outbox stores a batch of them as one compact ro
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import pickle
@@ -116,9 +117,9 @@ def forget_snapshots() -> None:
     _attribute_lists.clear()
 
 
-# The last 8 hex digits of a batch's index-th uuid: an odd multiplier is a bijection
-# modulo 2**32, so they stay distinct while looking random rather than counting up. Made
-# once, on demand, so a batch pays a list index and a concatenation per uuid.
+# Rows written before uuids were drawn per event hold a 28-character prefix instead of a
+# seed: their i-th uuid is the prefix and these 8 hex digits (an odd multiplier is a
+# bijection modulo 2**32), and must stay the uuids they were acknowledged with.
 _INDEX_BITS: Final = 32
 _SCATTER: Final = 0x9E3779B1
 _index_digits: list[str] = []
@@ -135,16 +136,35 @@ def _grow_index_digits(upto: int) -> list[str]:
     return _index_digits
 
 
-def _batch_prefix() -> str:
-    """The first 28 characters of a random version 4 UUID: 90 random bits.
+_VARIANT: Final = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
 
-    A batch's uuids are this prefix and `_index_digits[i]` for its i-th event: one draw from
-    the `random` module (seeded from os.urandom, reseeded after fork) per batch instead of
-    one per event. Uuids only need to be unique, not unguessable (two batches collide only
-    if all 90 bits do), and a list lookup is several times cheaper than uuid4() or
-    formatting per event.
+
+def batch_uuids(seed: int, count: int) -> str:
+    """`count` version 4 UUIDs, 36 characters each, concatenated: the same for the same seed.
+
+    A batch stores one 128-bit seed drawn when it is built, and its uuids are expanded from
+    it (SHAKE-128) wherever the row is read: as random-looking as uuid4's, 122 pseudo-random
+    bits each, and nothing per event in the row. Formatting is done on the whole batch at
+    once with strided bytearray writes (the dashes, the version and the variant digits), then
+    each uuid is one slice. Measured on 2 busy shared cores: alone (timeit, wall time), 0.4 us
+    per event at 1000 events against 0.15 us for the prefix-and-index scheme it replaces and
+    6 us for `str(uuid.uuid4())`; in context (CPU time), decoding a 1000-event row stayed at
+    0.55 us per event and building Track's one conversion at 10.7 us, both within the noise.
     """
-    return new_uuid()[:28]
+    text = hashlib.shake_128(seed.to_bytes(16, "little")).hexdigest(18 * count)
+    buf = bytearray(text, "ascii")
+    dashes = b"-" * count
+    for at in (8, 13, 18, 23):
+        buf[at::36] = dashes
+    buf[14::36] = b"4" * count  # version 4
+    buf[19::36] = buf[19::36].translate(_VARIANT)  # RFC 4122 variant: 8, 9, a or b
+    return buf.decode("ascii")
+
+
+def _batch_seed() -> int:
+    """128 bits from the `random` module (seeded from os.urandom, reseeded after fork):
+    uuids need to be unique, not unguessable."""
+    return random.getrandbits(128)
 
 
 def new_uuid() -> str:
@@ -264,7 +284,7 @@ class ConversionColumns:
     """A batch of conversions from one snapshot at one timestamp, kept as columns: what a
     TrackStream batch commits as one outbox row (`COLUMNS_FORMAT`).
 
-    The context, the timestamp and the uuids' first 90 random bits are stored once, and each
+    The context, the timestamp and the seed of the uuids (`batch_uuids`) are stored once, and each
     event as five references into values its batch shares (event, visitor attributes, tags,
     attributions) plus its user id: a third of the bytes of a list of record tuples, and a
     quarter of the CPU to build and pickle. `records()` and `decode_plain` expand them into
@@ -279,16 +299,16 @@ class ConversionColumns:
         "context",
         "events",
         "now_ms",
-        "prefix",
         "tags",
         "users",
+        "uuid_seed",
     )
 
     def __init__(self, config: ConfigLike, now_ms: int) -> None:
         self._config = config
         self.context = context_of(config)
         self.now_ms = now_ms
-        self.prefix = _batch_prefix()
+        self.uuid_seed = _batch_seed()
         self.events: list[tuple[str, str]] = []  # (event id, event key)
         self.users: list[str] = []
         self.attributes: list[tuple[VisitorAttribute, ...]] = []
@@ -339,7 +359,7 @@ class ConversionColumns:
         return (
             self.context,
             self.now_ms,
-            self.prefix,
+            self.uuid_seed,
             self.events,
             self.users,
             self.attributes,
@@ -350,14 +370,20 @@ class ConversionColumns:
 
 def _expand(columns: Any) -> list[tuple[Any, ...]]:
     """The plain conversion tuples a `ConversionColumns` stands for."""
-    context, now_ms, prefix, events, users, attributes, tags, attributions = columns
+    context, now_ms, seed, events, users, attributes, tags, attributions = columns
     count = len(users)
-    digits = _index_digits if count <= len(_index_digits) else _grow_index_digits(count)
+    uuids: Sequence[str]
+    if isinstance(seed, str):  # a row from before seeds: the seed slot held a uuid prefix
+        digits = _index_digits if count <= len(_index_digits) else _grow_index_digits(count)
+        uuids = [seed + digits[index] for index in range(count)]
+    else:
+        text = batch_uuids(seed, count)
+        uuids = [text[at : at + 36] for at in range(0, 36 * count, 36)]
     return [
         (
             CONVERSION,
             context,
-            prefix + digits[index],
+            uuids[index],
             now_ms,
             user_id,
             attribute_list,
@@ -441,6 +467,7 @@ __all__ = [
     "Impression",
     "Record",
     "VisitorAttribute",
+    "batch_uuids",
     "context_of",
     "conversion",
     "decode_plain",

@@ -47,13 +47,15 @@ class ResourceExhaustedError(TrackdError):
 
 
 class FailedPreconditionError(TrackdError):
-    """FAILED_PRECONDITION: trackd has no usable datafile yet."""
+    """FAILED_PRECONDITION: trackd's state forbids the call (a missing datafile is
+    UNAVAILABLE)."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class UnavailableError(TrackdError):
-    """UNAVAILABLE: trackd cannot be reached or is shutting down; safe to retry."""
+    """UNAVAILABLE: trackd cannot be reached, is shutting down, or has no datafile loaded
+    yet; safe to retry."""
 
     code = grpc.StatusCode.UNAVAILABLE
 
