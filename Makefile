@@ -76,7 +76,7 @@ test: lint typecheck buf proto-check test-unit test-reliability test-clients
 # bench/results/<date>.md. ghz is the unary load generator when installed.
 bench: $(STAMP)
 	command -v ghz >/dev/null || go install github.com/bojand/ghz/cmd/ghz@v0.120.0 || true
-	PATH="$$(go env GOPATH 2>/dev/null)/bin:$$PATH" $(PY) bench/run_all.py
+	PATH="$$(go env GOPATH 2>/dev/null)/bin:$$PATH" $(PY) -m bench.run_all
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache
