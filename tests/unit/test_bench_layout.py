@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import bench
 from bench import bench_grpc, bench_startup, harness
 
@@ -29,6 +31,7 @@ def test_the_benchmarks_read_proc_and_start_servers_through_the_harness() -> Non
     assert bench_grpc.start_trackd is harness.start_trackd
 
 
+@pytest.mark.slow
 def test_the_fast_selection_leaves_out_the_benchmark_smoke_runs() -> None:
     done = subprocess.run(
         [
