@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,22 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from bench import loadgen
-from bench.harness import Server, start_bare, start_trackd
+from bench.harness import Server, start_bare, start_trackd, stat_cpu_seconds
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """(kernel name, CPU seconds user + sys) of each thread of `pid`, by OS thread id."""
-    ticks = os.sysconf("SC_CLK_TCK")
     seconds: dict[int, tuple[str, float]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            seconds[int(task.name)] = (comm, stat_cpu_seconds(task / "stat"))
         except OSError:
             continue  # the thread ended meanwhile
-        seconds[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / ticks)
     return seconds
 
 

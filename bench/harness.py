@@ -32,10 +32,16 @@ SERVICE = "trackd.v1.TrackingService"
 # --- /proc readers ---------------------------------------------------------------------
 
 
+def stat_cpu_seconds(stat: Path) -> float:
+    """User + system CPU from a /proc stat file: a process's, or one thread's (task/TID)."""
+    # After the command name's closing parenthesis (which may hold spaces): utime, stime.
+    fields = stat.read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of `pid` (all its threads), from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
 
 
 def peak_rss_mb(pid: int) -> float:

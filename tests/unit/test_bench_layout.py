@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bench
-from bench import bench_grpc, bench_startup, harness
+from bench import bench_grpc, bench_startup, bench_threads, harness
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +28,7 @@ def test_importing_every_benchmark_leaves_sys_path_alone() -> None:
 def test_the_benchmarks_read_proc_and_start_servers_through_the_harness() -> None:
     assert bench_startup.cpu_seconds is harness.cpu_seconds
     assert bench_startup.peak_rss_mb is harness.peak_rss_mb
+    assert bench_threads.stat_cpu_seconds is harness.stat_cpu_seconds
     assert bench_grpc.start_trackd is harness.start_trackd
 
 
