@@ -6,20 +6,26 @@ BUF := tools/node_modules/.bin/buf
 PROTO := proto/trackd/v1/tracking_service.proto
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run proto proto-check lint typecheck buf test test-unit test-reliability \
-	reliability-report test-clients bench clean
+.PHONY: help venv run proto proto-check lint typecheck buf test test-fast test-unit \
+	test-reliability reliability-report test-clients bench clean
 
 help:
 	@echo "make run    - create .venv, install trackd, serve the bundled example datafile"
-	@echo "make test   - lint, types, buf lint, stub check, unit + integration + parity tests"
+	@echo "make test   - lint, types, buf lint, stub check, unit + integration + parity,"
+	@echo "              reliability and every client's tests, the benchmarks' smoke runs"
+	@echo "make test-fast - unit + integration + parity without the slow and bench tests"
 	@echo "make proto  - regenerate the Python stubs from proto/"
 	@echo "make bench  - run the benchmarks (not part of make test)"
 
+# pip's own lines (Collecting ..., Installing ...) are the progress of a first install,
+# which downloads 1-2 minutes' worth of packages.
 $(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing trackd with its dev tools (a first run: 1-2 minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
+	@echo "==> installed; later runs skip this step until pyproject.toml changes"
 
 venv: $(STAMP)
 
@@ -72,11 +78,16 @@ reliability-report: $(STAMP)
 
 test: lint typecheck buf proto-check test-unit test-reliability test-clients
 
+# What a developer runs between edits: no slow or timing-dependent tests, no benchmark smoke
+# runs (`make test` still runs them all).
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not slow and not bench"
+
 # The full benchmarks (minutes; not part of make test). Results are appended to
 # bench/results/<date>.md. ghz is the unary load generator when installed.
 bench: $(STAMP)
 	command -v ghz >/dev/null || go install github.com/bojand/ghz/cmd/ghz@v0.120.0 || true
-	PATH="$$(go env GOPATH 2>/dev/null)/bin:$$PATH" $(PY) bench/run_all.py
+	PATH="$$(go env GOPATH 2>/dev/null)/bin:$$PATH" $(PY) -m bench.run_all
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -1,7 +1,7 @@
 """Benchmark of the in-memory activation store (no thresholds: it reports figures).
 
-    .venv/bin/python bench/bench_activation_cache.py           # full: 100k and 1M entries
-    .venv/bin/python bench/bench_activation_cache.py --quick   # tiny counts, a smoke run
+    .venv/bin/python -m bench.bench_activation_cache           # full: 100k and 1M entries
+    .venv/bin/python -m bench.bench_activation_cache --quick   # tiny counts, a smoke run
 
 Memory per entry is measured in a fresh subprocess per size, two ways: tracemalloc (bytes
 the store's Python allocations hold, exact) and RSS delta (what the OS sees, includes

@@ -6,7 +6,7 @@ Three figures per decision, on the bundled example datafile and the same users:
   - SDK activate()              (decision + impression event, no-op event dispatcher)
 Also the cost of loading the datafile in each. No thresholds: it reports, it does not judge.
 
-    .venv/bin/python bench/bench_decisions.py [--quick] [--json]
+    .venv/bin/python -m bench.bench_decisions [--quick] [--json]
 """
 
 from __future__ import annotations

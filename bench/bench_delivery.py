@@ -14,7 +14,7 @@ Reported: events delivered per second and the daemon process's CPU per event (us
 all its threads; not the encoder process's, which runs at niceness 10), median of
 `--repeats` alternating runs.
 
-    .venv/bin/python bench/bench_delivery.py [--quick] [--json]
+    .venv/bin/python -m bench.bench_delivery [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
+from bench.harness import DATAFILE
 from tests.support.receiver import Receiver, Reply
 from trackd.datafile import parse_datafile
 from trackd.events import records
@@ -42,7 +42,6 @@ from trackd.events.sinks.file import FileSink
 from trackd.events.sinks.http import HttpSink
 from trackd.events.tags import parse_tags
 
-DATAFILE = Path(__file__).resolve().parent.parent / "tests" / "data" / "datafile.json"
 DEVICES = ("iPhone", "Android", "iPad")
 AD_SOURCES = ("google", "facebook", "newsletter")
 

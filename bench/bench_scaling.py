@@ -11,7 +11,7 @@ connections, so that the kernel spreads them over the workers. Reported per poin
 bench_grpc.py: throughput, p50/p99, CPU and peak RSS summed over trackd's process tree, and
 redis-server's CPU beside it.
 
-    .venv/bin/python bench/bench_scaling.py [--quick] [--json]
+    .venv/bin/python -m bench.bench_scaling [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_grpc
-from bench_grpc import DATAFILE, Point, Server, serve_command, trackd_command
+from bench.harness import DATAFILE, Point, Server, serve_command, settle, trackd_command
+from bench.loadgen import POOL, activate_pool, find_ghz, ghz_unary, python_unary
 
 WORKERS = (1, 2)
 CONNECTIONS = 4  # >= workers: SO_REUSEPORT balances connections, not requests
@@ -146,7 +145,7 @@ def measure(quick: bool, loadgen: str = "auto") -> dict[str, Any]:
         return {"scenario": "scaling", "available": False, "reason": reason, "points": []}
     duration = 0.5 if quick else 5.0
     concurrency = 16 if quick else 64
-    ghz = bench_grpc.find_ghz() if loadgen != "python" else None
+    ghz = find_ghz() if loadgen != "python" else None
     run_id = f"s{os.getpid()}-{int(time.time())}"
     points: list[Point] = []
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as tmp:
@@ -156,17 +155,17 @@ def measure(quick: bool, loadgen: str = "auto") -> dict[str, Any]:
             for workers in WORKERS:
                 server = start_workers(workdir, workers, redis.port)
                 try:
-                    bench_grpc.activate_pool([server], 50 if quick else bench_grpc.POOL // 2)
+                    activate_pool([server], 50 if quick else POOL // 2)
                     for method in ("Activate", "Track"):
-                        bench_grpc.settle(server, 0.0 if quick else 30.0)
+                        settle(server, 0.0 if quick else 30.0)
                         redis_cpu0, t0 = redis.cpu_seconds(), time.perf_counter()
                         tag = f"{run_id}-{workers}-{method}"
                         if ghz is not None:
-                            point = bench_grpc.ghz_unary(
+                            point = ghz_unary(
                                 ghz, server, method, concurrency, duration, tag, CONNECTIONS
                             )
                         else:
-                            point = bench_grpc.python_unary(
+                            point = python_unary(
                                 server,
                                 method,
                                 concurrency,

@@ -13,7 +13,7 @@ grpcio, stubs) and datafiles of each size made by bench/gen_datafile.py:
              inline (as it once did), and optimizely-sdk's constructor on the same text
              (what an embedding service pays).
 
-    .venv/bin/python bench/bench_startup.py [--quick] [--json]
+    .venv/bin/python -m bench.bench_startup [--quick] [--json]
 
 No thresholds: it reports, it does not judge.
 """
@@ -21,11 +21,9 @@ No thresholds: it reports, it does not judge.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import logging
-import os
 import resource
 import statistics
 import subprocess
@@ -40,61 +38,26 @@ from typing import Any
 
 import grpc
 
+from bench import gen_datafile
+from bench.harness import cpu_seconds, peak_rss_mb, serve_command, wait_started
 from trackd.datafile import parse_datafile
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_grpc
-import gen_datafile
-
 MB = 1 << 20
-
-
-def _proc_fields(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = _proc_fields(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _started_port(log_path: Path) -> int | None:
-    for line in log_path.read_text(errors="replace").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            entry = json.loads(line)
-            if isinstance(entry, dict) and entry.get("event") == "started":
-                return int(entry["port"])
-    return None
 
 
 def start_once(datafile: Path, workdir: Path, activate_key: str) -> dict[str, float]:
     """One daemon: exec -> `started` -> first Activate answered; then SIGTERM."""
     data_dir = Path(tempfile.mkdtemp(dir=workdir))
     log_path = data_dir / "log.jsonl"
-    command = bench_grpc.serve_command(data_dir, datafile)
+    command = serve_command(data_dir, datafile)
     with log_path.open("wb") as log_file:
         t0 = time.perf_counter()
         popen = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        port = None
-        deadline = t0 + 120
-        while port is None:
-            port = _started_port(log_path)
-            if popen.poll() is not None:
-                raise RuntimeError(f"trackd exited early:\n{log_path.read_text()}")
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"trackd did not start:\n{log_path.read_text()}")
-            if port is None:
-                time.sleep(0.005)
+        # Polled every 5 ms: the time to `started` is one of the figures.
+        port = wait_started(popen, log_path, "trackd", limit=120, poll=0.005)
         started = time.perf_counter() - t0
         cpu_started = cpu_seconds(popen.pid)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

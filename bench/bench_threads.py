@@ -7,38 +7,34 @@ by the calls answered, that is each thread's CPU per call: the event loop's shar
 the GIL serializes, the others (gRPC's poller, the outbox writer, delivery) run beside it.
 This explains the unary ratio of `bench_grpc.py`; it is not in `make bench`.
 
-    .venv/bin/python bench/bench_threads.py [--method Track] [--concurrency 64] [--json]
+    .venv/bin/python -m bench.bench_threads [--method Track] [--concurrency 64] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_grpc  # a sibling module, found through the path set just above
+from bench import loadgen
+from bench.harness import Server, start_bare, start_trackd, stat_cpu_seconds
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """(kernel name, CPU seconds user + sys) of each thread of `pid`, by OS thread id."""
-    ticks = os.sysconf("SC_CLK_TCK")
     seconds: dict[int, tuple[str, float]] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            seconds[int(task.name)] = (comm, stat_cpu_seconds(task / "stat"))
         except OSError:
             continue  # the thread ended meanwhile
-        seconds[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / ticks)
     return seconds
 
 
@@ -55,11 +51,11 @@ def thread_names(pid: int) -> dict[int, str]:
     return {t["os_thread_id"]: t["thread_name"] for t in json.loads(done.stdout)}
 
 
-def measure(server: bench_grpc.Server, ghz: str, method: str, concurrency: int) -> dict[str, Any]:
+def measure(server: Server, ghz: str, method: str, concurrency: int) -> dict[str, Any]:
     pid = server.popen.pid
     names = thread_names(pid)
     before = thread_cpu(pid)
-    point = bench_grpc.ghz_unary(ghz, server, method, concurrency, 5.0, f"threads-{server.name}")
+    point = loadgen.ghz_unary(ghz, server, method, concurrency, 5.0, f"threads-{server.name}")
     after = thread_cpu(pid)
     names |= thread_names(pid)
     threads = []
@@ -84,21 +80,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--json", action="store_true")
     options = parser.parse_args(argv)
-    ghz = bench_grpc.find_ghz()
+    ghz = loadgen.find_ghz()
     if ghz is None:
         raise SystemExit(
-            f"ghz not found: go install github.com/bojand/ghz/cmd/ghz@{bench_grpc.GHZ_VERSION}"
+            f"ghz not found: go install github.com/bojand/ghz/cmd/ghz@{loadgen.GHZ_VERSION}"
         )
     reports: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-threads-") as tmp:
         workdir = Path(tmp)
         servers = [
-            bench_grpc.start_trackd(workdir),
-            bench_grpc.start_bare(workdir),
-            bench_grpc.start_bare(workdir, durable=True),
+            start_trackd(workdir),
+            start_bare(workdir),
+            start_bare(workdir, durable=True),
         ]
         try:
-            bench_grpc.activate_pool(servers, bench_grpc.POOL // 2)
+            loadgen.activate_pool(servers, loadgen.POOL // 2)
             reports = [
                 measure(server, ghz, options.method, options.concurrency) for server in servers
             ]

@@ -6,7 +6,7 @@ with exact/substring/numeric matches, running, paused and audience-targeted expe
 with 2-4 variations and whitelists, one mutually exclusive group, and conversion events
 naming several experiments. The unit count is grown until the file reaches the target.
 
-    .venv/bin/python bench/gen_datafile.py 10MB -o /tmp/big.json
+    .venv/bin/python -m bench.gen_datafile 10MB -o /tmp/big.json
 
 Every experiment key is `exp_<unit>_<n>`; `exp_0_0` is running with no audience, so a
 client can Activate it whatever the size.

@@ -1,9 +1,11 @@
 """Every benchmark of issue 6 in one run: one dated results section and one plot.
 
-    .venv/bin/python bench/run_all.py            # full (minutes): what `make bench` runs
-    .venv/bin/python bench/run_all.py --quick    # tiny counts, seconds: the smoke run
+    .venv/bin/python -m bench.run_all            # full (minutes): what `make bench` runs
+    .venv/bin/python -m bench.run_all --quick    # tiny counts, seconds: the smoke run
 
-Scenarios, each a script of its own in bench/ run here as a subprocess with --json:
+Every benchmark is a module of the `bench` package, run from the repository root with `-m`
+(shared pieces in bench/harness.py and bench/loadgen.py). Scenarios, each a module of its
+own run here as a subprocess with --json:
   1. unary Activate/Track, trackd vs a bare grpc.aio server   bench_grpc.py (--profile)
   2. TrackStream events/s by batch size, trackd vs bare       bench_grpc.py
   3. in-process decisions, trackd vs optimizely-sdk           bench_decisions.py
@@ -30,9 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_grpc
-from bench_grpc import Point
+from bench.harness import Point, machine, point_tables, profile_tables
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -47,15 +47,15 @@ GOALS = {
 
 def command(scenario: str, quick: bool) -> list[str]:
     flag = ["--quick"] if quick else []
-    py = sys.executable
+    py = [sys.executable, "-m"]  # run from ROOT, like this module: `bench` is a package there
     return {
-        "grpc": [py, str(BENCH / "bench_grpc.py"), "--json", "--no-write", *flag]
+        "grpc": [*py, "bench.bench_grpc", "--json", "--no-write", *flag]
         + ([] if quick else ["--profile"]),
-        "decisions": [py, str(BENCH / "bench_decisions.py"), "--json", *flag],
-        "activation": [py, str(BENCH / "bench_activation_cache.py"), *flag],
-        "startup": [py, str(BENCH / "bench_startup.py"), "--json", *flag],
-        "scaling": [py, str(BENCH / "bench_scaling.py"), "--json", *flag],
-        "delivery": [py, str(BENCH / "bench_delivery.py"), "--json", *flag],
+        "decisions": [*py, "bench.bench_decisions", "--json", *flag],
+        "activation": [*py, "bench.bench_activation_cache", *flag],
+        "startup": [*py, "bench.bench_startup", "--json", *flag],
+        "scaling": [*py, "bench.bench_scaling", "--json", *flag],
+        "delivery": [*py, "bench.bench_delivery", "--json", *flag],
     }[scenario]
 
 
@@ -202,8 +202,8 @@ def section_grpc(report: dict[str, Any]) -> list[str]:
         " Duration is per point.",
         "",
     ]
-    lines += bench_grpc.point_tables([Point(**p) for p in report["points"]], "####")
-    lines += bench_grpc.profile_tables(report.get("profiles", []), "####")
+    lines += point_tables([Point(**p) for p in report["points"]], "####")
+    lines += profile_tables(report.get("profiles", []), "####")
     return lines
 
 
@@ -456,7 +456,7 @@ def section_scaling(report: dict[str, Any]) -> list[str]:
         " summed over trackd's process tree; redis-server's CPU is in the notes.",
         "",
     ]
-    return lines + bench_grpc.point_tables(
+    return lines + point_tables(
         [Point(**p) for p in report["points"]], "####", ratio_label="vs 1 worker"
     )
 
@@ -774,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     args = parser.parse_args(argv)
 
-    info = bench_grpc.machine()
+    info = machine()
     reports = {name: run_scenario(name, args.quick) for name in args.only}
     info["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     now = dt.datetime.now().astimezone()

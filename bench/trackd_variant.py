@@ -1,6 +1,6 @@
 """`trackd serve` with experimental knobs, to measure a change before making it.
 
-    .venv/bin/python bench/trackd_variant.py KNOBS serve [trackd serve options]
+    .venv/bin/python -m bench.trackd_variant KNOBS serve [trackd serve options]
 
 KNOBS is a comma-separated list of:
   sync-normal  the outbox's SQLite in WAL mode with synchronous=NORMAL instead of FULL:

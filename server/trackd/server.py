@@ -34,6 +34,7 @@ from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
 from trackd.events import records
 from trackd.events.dispatcher import Dispatcher
+from trackd.events.endpoints import OPTIMIZELY, event_api_url
 from trackd.events.fleet import FleetResults
 from trackd.events.outbox import Outbox
 from trackd.events.results import sqlite_problem
@@ -125,6 +126,19 @@ def event_sink(settings: Settings, live: LiveConfig) -> Sink:
 
 def outbox_path(settings: Settings) -> Path:
     return settings.data_dir / "outbox.sqlite3"
+
+
+def events_destination(settings: Settings, live: LiveConfig) -> str:
+    """Where delivered events go, for the start-up line: a file as an absolute path (a
+    relative --data-dir is the working directory's), an endpoint as the URL POSTed to."""
+    endpoint = settings.resolved_event_endpoint
+    if endpoint.startswith("file://"):
+        return f"file://{Path(endpoint.removeprefix('file://')).resolve()}"
+    if endpoint == OPTIMIZELY:
+        if live.loaded:
+            return event_api_url(live.config.region)
+        return f"{OPTIMIZELY} (the Event API host of the datafile's region, once loaded)"
+    return endpoint
 
 
 def is_loopback(host: str) -> bool:
@@ -316,9 +330,10 @@ async def _start(
         port=port,
         revision=live.config.revision if live.loaded else None,
         datafile=prepared.source.description if prepared.source else "bundled example",
-        data_dir=str(settings.data_dir),
+        data_dir=str(settings.data_dir.resolve()),
+        outbox=str(outbox_path(settings).resolve()),
         activation_store=store_description(settings),
-        event_endpoint=settings.resolved_event_endpoint,
+        event_endpoint=events_destination(settings, live),
         tls=prepared.credentials is not None,
         mutual_tls=settings.tls_client_ca is not None,
         auth=prepared.tokens is not None,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import pytest
 
 from tests.integration.test_decisions_api import DATAFILE
 from tests.support.daemon import spawn
@@ -16,6 +17,7 @@ from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 
+@pytest.mark.slow
 async def test_every_acknowledged_event_is_delivered_after_sigkill_and_restart(
     tmp_path: Path,
 ) -> None:

@@ -162,6 +162,7 @@ async def test_concurrent_streams_beyond_the_cap_get_resource_exhausted(capped: 
 # -- lifecycle ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigterm_exits_0_with_a_url_source_metrics_and_an_open_watch(tmp_path: Path) -> None:
     loop = asyncio.new_event_loop()
     cdn = DatafileServer(DATAFILE.read_bytes(), etag='"1"')
@@ -225,6 +226,7 @@ def test_which_listen_hosts_count_as_loopback(host: str, loopback: bool) -> None
     assert is_loopback(host) is loopback
 
 
+@pytest.mark.slow
 def test_loopback_without_tls_or_auth_starts_without_a_warning(tmp_path: Path) -> None:
     with spawn(tmp_path) as process:
         assert process.stop() == 0

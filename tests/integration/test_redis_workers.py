@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 
 from tests.integration.test_decisions_api import DATAFILE, attrs
 from tests.support.daemon import spawn, trackd_command
@@ -31,6 +32,7 @@ def test_workers_without_a_shared_store_are_refused(tmp_path: Path) -> None:
     assert "--workers 2: needs a shared --activation-store" in done.stderr
 
 
+@pytest.mark.slow
 def test_two_workers_share_the_port_and_the_activations(tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis") as redis:
         port = free_port()

@@ -108,6 +108,7 @@ def run_health(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_trackd_health_speaks_tls_and_mutual_tls(tmp_path: Path, certs: Certificates) -> None:
     server = ("--tls-cert", str(certs.server.cert), "--tls-key", str(certs.server.key))
     mutual = ("--tls-client-ca", str(certs.ca.cert_path))

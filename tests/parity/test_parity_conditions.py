@@ -131,6 +131,7 @@ def test_semver_condition_matches_sdk_on_generated_versions(
     )
 
 
+@pytest.mark.slow
 @PARITY
 @given(target=versions, user_version=versions)
 def test_semver_compare_orders_versions_as_the_sdk(target: str, user_version: str) -> None:
@@ -157,6 +158,7 @@ trees = st.recursive(
 )
 
 
+@pytest.mark.slow
 @PARITY
 @given(tree=trees)
 def test_condition_tree_uses_the_sdk_three_valued_logic(tree: Any) -> None:

@@ -7,12 +7,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_activation_cache.py"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.bench
 
 
 def test_activation_benchmark_quick_run_reports_every_figure() -> None:
     out = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "bench.bench_activation_cache", "--quick"],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     report = json.loads(out.stdout)
     assert set(report["bytes_per_entry"]) == {

@@ -1,7 +1,9 @@
-"""RedisActivationStore against a real redis-shared_redis: the memory store's semantics, shared.
+"""RedisActivationStore against a real redis-server: the memory store's semantics, shared.
 
-TTLs are real time here (Redis expires keys on its own clock), so they are a few hundred
-milliseconds and the waits straddle them with margin.
+Expiry is Redis's clock (TIME inside the scripts), which a test cannot set. So no test
+straddles a TTL with sleeps: what must stay live is written by a store whose TTL outlives
+any test (LONG_TTL), what must expire is written with a short one (TTL) and waited for as
+a condition, and a refresh is read from the expiry stamp the scripts keep in each field.
 """
 
 from __future__ import annotations
@@ -18,25 +20,62 @@ from tests.support.redis_server import RedisServer, redis_server
 from trackd.activation import ActivationStore, Held, Sticky
 from trackd.activation.redis import ActivationStoreUnavailable, RedisActivationStore
 
-TTL = 0.4
+TTL = 0.4  # for what a test waits to see expire
+LONG_TTL = 3600.0  # for what a test needs live, however slow the machine
 
 
 @pytest.fixture
 async def store(shared_redis: RedisServer) -> AsyncIterator[RedisActivationStore]:
-    made = RedisActivationStore.from_url(shared_redis.url, ttl=TTL)
+    made = make(shared_redis)
     await made.client.flushdb()
     yield made
     await made.close()
 
 
+@pytest.fixture
+async def short(shared_redis: RedisServer) -> AsyncIterator[RedisActivationStore]:
+    """A store on the same Redis whose activations expire within TTL."""
+    made = make(shared_redis, ttl=TTL)
+    yield made
+    await made.close()
+
+
 def make(shared_redis: RedisServer, **kwargs: float) -> RedisActivationStore:
-    return RedisActivationStore.from_url(shared_redis.url, **{"ttl": TTL, **kwargs})  # type: ignore[arg-type]
+    return RedisActivationStore.from_url(shared_redis.url, **{"ttl": LONG_TTL, **kwargs})  # type: ignore[arg-type]
+
+
+async def expiry_stamp(store: RedisActivationStore, user_id: str, experiment_id: str) -> int:
+    """The Redis time (ms) at which the stored activation expires: the field's first word."""
+    value = await store.client.hget(f"trackd:a:{user_id}", experiment_id)
+    return int(value.split(" ", 1)[0])
+
+
+async def redis_ms(store: RedisActivationStore) -> int:
+    seconds, micros = await store.client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def expired(store: RedisActivationStore, user_id: str, experiment_id: str) -> None:
+    async def gone() -> bool:
+        return await store.get(user_id, experiment_id) is None
+
+    await eventually(gone, within=TTL + 30)
+
+
+async def later_than(store: RedisActivationStore, stamp: int, by_ms: int) -> None:
+    """Waits until Redis's clock is `by_ms` past the write that set `stamp`."""
+    written = stamp - round(store.ttl * 1000)
+
+    async def passed() -> bool:
+        return await redis_ms(store) >= written + by_ms
+
+    await eventually(passed)
 
 
 def test_redis_store_satisfies_the_interface(shared_redis: RedisServer) -> None:
     store: ActivationStore = make(shared_redis)
     assert isinstance(store, RedisActivationStore)
-    assert store.ttl == TTL
+    assert store.ttl == LONG_TTL
 
 
 @pytest.mark.parametrize("kwargs", [{"ttl": 0}, {"ttl": -1.0}, {"batch_keys": 0}])
@@ -46,34 +85,42 @@ def test_invalid_settings_are_rejected(shared_redis: RedisServer, kwargs: dict[s
 
 
 async def test_activation_is_sticky_within_the_ttl_and_expires_after(
-    store: RedisActivationStore,
+    store: RedisActivationStore, short: RedisActivationStore
 ) -> None:
     await store.put("u1", "e1", "v1")
     assert await store.get("u1", "e1") == Held("v1", True)
     assert await store.live_for_user("u1") == {"e1": "v1"}
-    await asyncio.sleep(TTL + 0.1)
-    assert await store.get("u1", "e1") is None
-    assert await store.live_for_user("u1") == {}
+    await short.put("u2", "e1", "v1")
+    stamp = await expiry_stamp(short, "u2", "e1")
+    await expired(short, "u2", "e1")
+    assert await redis_ms(short) >= stamp  # not before its TTL
+    assert await short.live_for_user("u2") == {}
 
 
 async def test_redis_itself_removes_a_user_once_every_activation_expired(
-    store: RedisActivationStore,
+    store: RedisActivationStore, short: RedisActivationStore
 ) -> None:
     await store.put("u1", "e1", "v1")
     ttl_ms = await store.client.pttl("trackd:a:u1")
-    assert 0 < ttl_ms <= TTL * 1000
-    await asyncio.sleep(TTL + 0.1)
-    assert await store.client.exists("trackd:a:u1") == 0
+    assert 0 < ttl_ms <= LONG_TTL * 1000
+    await short.put("u2", "e1", "v1")
+
+    async def removed() -> bool:
+        return await short.client.exists("trackd:a:u2") == 0
+
+    await eventually(removed, within=TTL + 30)
 
 
 async def test_put_refreshes_the_expiry_and_get_never_does(store: RedisActivationStore) -> None:
     await store.put("u1", "e1", "v1")
-    await asyncio.sleep(TTL * 0.6)
+    first = await expiry_stamp(store, "u1", "e1")
+    await later_than(store, first, by_ms=20)
     await store.put("u1", "e1", "v1")
-    await asyncio.sleep(TTL * 0.6)  # past the first put's expiry, within the second's
+    second = await expiry_stamp(store, "u1", "e1")
+    assert second >= first + 20
+    await later_than(store, second, by_ms=20)
     assert await store.get("u1", "e1") == Held("v1", True)
-    await asyncio.sleep(TTL * 0.6)  # the get did not extend it
-    assert await store.get("u1", "e1") is None
+    assert await expiry_stamp(store, "u1", "e1") == second
 
 
 async def test_any_user_id_and_variation_id_round_trips(store: RedisActivationStore) -> None:
@@ -88,39 +135,40 @@ async def test_refresh_or_put_keeps_the_live_variation_and_refreshes_it(
     store: RedisActivationStore,
 ) -> None:
     await store.put("u1", "e1", "v1")
-    await asyncio.sleep(TTL * 0.6)
+    first = await expiry_stamp(store, "u1", "e1")
+    await later_than(store, first, by_ms=20)
     assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v1", True)
-    await asyncio.sleep(TTL * 0.6)
+    assert await expiry_stamp(store, "u1", "e1") >= first + 20
     assert await store.get("u1", "e1") == Held("v1", True)
 
 
-async def test_refresh_or_put_decides_afresh_after_expiry(store: RedisActivationStore) -> None:
-    await store.put("u1", "e1", "v1")
-    await asyncio.sleep(TTL + 0.1)
+async def test_refresh_or_put_decides_afresh_after_expiry(
+    store: RedisActivationStore, short: RedisActivationStore
+) -> None:
+    await short.put("u1", "e1", "v1")
+    await expired(short, "u1", "e1")
     assert await store.refresh_or_put("u1", "e1", "v2") == Sticky("v2", False)
     assert await store.get("u1", "e1") == Held("v2", True)
 
 
 async def test_a_write_prunes_fields_that_expired_inside_a_live_hash(
-    shared_redis: RedisServer, store: RedisActivationStore
+    store: RedisActivationStore, short: RedisActivationStore
 ) -> None:
-    await store.put("u1", "e1", "v1")
-    await asyncio.sleep(TTL * 0.6)
-    await store.put("u1", "e2", "v2")
-    await asyncio.sleep(TTL * 0.6)  # e1 expired; the hash lives on for e2
+    await short.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v2")  # the hash now lives LONG_TTL
+    await expired(short, "u1", "e1")
     await store.put("u1", "e3", "v3")
     assert await store.client.hkeys("trackd:a:u1") == ["e2", "e3"]
     assert (await store.stats()).expiries == 1
 
 
 async def test_live_for_user_skips_an_expired_experiment_of_a_live_user(
-    store: RedisActivationStore,
+    store: RedisActivationStore, short: RedisActivationStore
 ) -> None:
-    await store.put("u1", "e1", "v1")
-    await asyncio.sleep(TTL * 0.6)
+    await short.put("u1", "e1", "v1")
     await store.put("u1", "e2", "v2")
-    assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}
-    await asyncio.sleep(TTL * 0.6)
+    assert await store.client.hkeys("trackd:a:u1") == ["e1", "e2"]
+    await expired(short, "u1", "e1")
     assert await store.live_for_user("u1", None) == {"e2": "v2"}
     assert await store.live_for_user("u1", ["e1", "e2"]) == {"e2": "v2"}
 
@@ -128,7 +176,7 @@ async def test_live_for_user_skips_an_expired_experiment_of_a_live_user(
 async def test_a_large_batch_is_answered_in_chunks_of_one_pipeline(
     shared_redis: RedisServer,
 ) -> None:
-    store = RedisActivationStore.from_url(shared_redis.url, ttl=TTL, batch_keys=7)
+    store = make(shared_redis, batch_keys=7)
     try:
         await store.client.flushdb()
         for i in range(0, 100, 3):
@@ -160,7 +208,7 @@ async def test_retain_deletes_a_user_left_with_no_activation(store: RedisActivat
 
 
 async def test_retain_scans_many_users_in_chunks(shared_redis: RedisServer) -> None:
-    store = RedisActivationStore.from_url(shared_redis.url, ttl=30, scan_count=10)
+    store = RedisActivationStore.from_url(shared_redis.url, ttl=LONG_TTL, scan_count=10)
     try:
         await store.client.flushdb()
         for i in range(300):
@@ -186,8 +234,8 @@ async def test_two_stores_on_one_redis_share_activations(shared_redis: RedisServ
 
 
 async def test_a_prefix_keeps_two_deployments_apart(shared_redis: RedisServer) -> None:
-    a = RedisActivationStore.from_url(shared_redis.url, ttl=TTL, prefix="one:")
-    b = RedisActivationStore.from_url(shared_redis.url, ttl=TTL, prefix="two:")
+    a = RedisActivationStore.from_url(shared_redis.url, ttl=LONG_TTL, prefix="one:")
+    b = RedisActivationStore.from_url(shared_redis.url, ttl=LONG_TTL, prefix="two:")
     try:
         await a.put("u1", "e1", "v1")
         assert await b.get("u1", "e1") is None
@@ -280,26 +328,27 @@ async def test_purge_expired_is_left_to_redis(store: RedisActivationStore) -> No
     assert await store.purge_expired() == 0
 
 
-async def test_an_unreachable_redis_is_reported_fast_and_recovery_is_automatic(
+async def test_an_unreachable_redis_is_refused_without_trying_until_the_retry_interval(
     tmp_path: Path,
 ) -> None:
+    now = [0.0]  # the store's clock, moved by hand: the retry window is not waited out
     down = RedisServer(tmp_path / "redis")
-    store = RedisActivationStore.from_url(down.url, ttl=TTL, retry_interval=0.2)
+    store = RedisActivationStore.from_url(
+        down.url, ttl=LONG_TTL, retry_interval=1.0, clock=lambda: now[0]
+    )
     try:
         with pytest.raises(ActivationStoreUnavailable):
             await store.get("u1", "e1")
         assert not store.available
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for _ in range(100):  # within retry_interval: refused without a connection attempt
-            with pytest.raises(ActivationStoreUnavailable):
-                await store.live_for_user("u1")
-        assert loop.time() - started < 0.2
-        assert (store.failures, store.outages) == (101, 1)
-        assert (await store.stats()).entries == 0  # stats never raise
         down.start()
         try:
-            await asyncio.sleep(0.25)
+            # Redis answers again, so only a refusal without a connection attempt fails these.
+            for _ in range(100):
+                with pytest.raises(ActivationStoreUnavailable):
+                    await store.live_for_user("u1")
+            assert (store.failures, store.outages) == (101, 1)
+            assert (await store.stats()).entries == 0  # stats never raise
+            now[0] += 1.0
             await store.put("u1", "e1", "v1")
             assert store.available
             assert await store.get("u1", "e1") == Held("v1", True)
@@ -311,14 +360,17 @@ async def test_an_unreachable_redis_is_reported_fast_and_recovery_is_automatic(
 
 async def test_a_redis_restart_breaks_no_call_after_it_is_back(tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis", persist=True) as shared_redis:
-        store = RedisActivationStore.from_url(shared_redis.url, ttl=30, retry_interval=0.1)
+        now = [0.0]
+        store = RedisActivationStore.from_url(
+            shared_redis.url, ttl=LONG_TTL, retry_interval=1.0, clock=lambda: now[0]
+        )
         try:
             await store.put("u1", "e1", "v1")
             shared_redis.stop()
             with pytest.raises(ActivationStoreUnavailable):
                 await store.get("u1", "e1")
-            shared_redis.start()
-            await asyncio.sleep(0.15)
+            shared_redis.start()  # returns once it answers PING
+            now[0] += 1.0  # past the retry window
             # Pooled connections broke with the restart; the store reconnects and the
             # append-only file brought the activation back.
             assert await store.get("u1", "e1") == Held("v1", True)
@@ -335,7 +387,7 @@ def test_unavailable_is_a_trackd_unavailable_error() -> None:
 
 async def test_the_pool_is_bounded(shared_redis: RedisServer) -> None:
     observer = Redis.from_url(shared_redis.url)
-    store = RedisActivationStore.from_url(shared_redis.url, ttl=TTL, max_connections=2)
+    store = make(shared_redis, max_connections=2)
     try:
         before = len(await observer.client_list())
         await asyncio.gather(*(store.put(f"u{i}", "e1", "v1") for i in range(50)))
@@ -349,26 +401,26 @@ async def test_the_pool_is_bounded(shared_redis: RedisServer) -> None:
 async def test_a_busy_pool_fails_one_call_and_does_not_count_as_redis_down(
     shared_redis: RedisServer,
 ) -> None:
-    store = RedisActivationStore.from_url(
-        shared_redis.url, ttl=TTL, max_connections=1, pool_timeout=0.05
-    )
+    observer = Redis.from_url(shared_redis.url)
+    store = make(shared_redis, max_connections=1, pool_timeout=0.05)
     try:
-        # BLPOP holds the only connection for 0.3 s.
-        holder = asyncio.create_task(store.client.blpop(["trackd-test:nothing"], timeout=0.3))
-        await asyncio.sleep(0.05)
+        # BLPOP holds the only connection until the observer pushes to its list.
+        holder = asyncio.create_task(store.client.blpop(["trackd-test:nothing"], timeout=60))
+
+        async def holding() -> bool:
+            return int((await observer.info("clients"))["blocked_clients"]) == 1
+
+        await eventually(holding)
         with pytest.raises(ActivationStoreUnavailable, match="busy"):
             await store.get("u1", "e1")
         assert store.available and store.busy == 1 and store.outages == 0
+        await observer.lpush("trackd-test:nothing", "release")
         await holder
         await store.put("u1", "e1", "v1")  # at once: no fast-fail window was opened
         assert await store.get("u1", "e1") == Held("v1", True)
     finally:
         await store.close()
-
-
-async def _redis_ms(client: Redis) -> int:
-    seconds, micros = await client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+        await observer.aclose()
 
 
 async def test_values_written_before_the_sticky_flag_still_read(
@@ -380,7 +432,7 @@ async def test_values_written_before_the_sticky_flag_still_read(
     client = store.client
     try:
         await client.flushdb()
-        expiry = await _redis_ms(client) + 60_000
+        expiry = await redis_ms(store) + 60_000
         await client.hset("trackd:a:u1", mapping={"e1": f"{expiry} \x00v1", "e2": f"{expiry} v2"})
         await client.pexpire("trackd:a:u1", 60_000)
         await client.sadd("trackd:pairs", "e1\x1f\x00v1", "e2\x1fv2")

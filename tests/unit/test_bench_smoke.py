@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.bench
 
 
 def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
@@ -18,7 +22,8 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     done = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "bench" / "run_all.py"),
+            "-m",
+            "bench.run_all",
             "--quick",
             "--json",
             "--results-dir",

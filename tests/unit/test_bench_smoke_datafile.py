@@ -3,30 +3,18 @@ decide alike, at least as large as asked."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-from pathlib import Path
-from types import ModuleType
 
 from optimizely import optimizely
 from optimizely.logger import NoOpLogger
 
+from bench import gen_datafile
 from trackd.datafile import parse_datafile
 from trackd.decision import decide
 
-GENERATOR = Path(__file__).resolve().parents[2] / "bench" / "gen_datafile.py"
-
-
-def load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_datafile", GENERATOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_generated_datafile_reaches_its_size_and_both_engines_agree_on_it() -> None:
-    generator = load_generator()
+    generator = gen_datafile
     text = generator.generate(60_000)
     assert 60_000 <= len(text) < 80_000
     assert generator.generate(60_000) == text  # deterministic
@@ -53,7 +41,7 @@ def test_generated_datafile_reaches_its_size_and_both_engines_agree_on_it() -> N
 
 
 def test_parse_size_reads_units() -> None:
-    generator = load_generator()
+    generator = gen_datafile
     assert generator.parse_size("10MB") == 10 << 20
     assert generator.parse_size("200kb") == 200 << 10
     assert generator.parse_size("1234") == 1234

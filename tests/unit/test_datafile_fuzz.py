@@ -6,6 +6,7 @@ import json
 from importlib.resources import files
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,6 +50,7 @@ def damaged(document: Any, path: tuple[Any, ...], replacement: Any, delete: bool
     return document
 
 
+@pytest.mark.slow
 @settings(max_examples=400, derandomize=True, database=None, deadline=None)
 @given(
     edits=st.lists(

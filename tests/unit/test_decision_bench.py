@@ -7,13 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_decisions.py"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.bench
 
 
 def test_decision_benchmark_quick_run_reports_every_figure() -> None:
     out = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--json"],
+        [sys.executable, "-m", "bench.bench_decisions", "--quick", "--json"],
         check=True,
+        cwd=ROOT,
         capture_output=True,
         text=True,
     )

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from trackd.datafile import parse_datafile
 from trackd.events import records
 from trackd.events.outbox import Outbox, Synchronous
@@ -95,6 +97,7 @@ def run(quick: bool) -> dict[str, Any]:
     return report
 
 
+@pytest.mark.bench
 def test_outbox_benchmark_quick_run_reports_every_figure() -> None:
     report = run(quick=True)
     assert len(report) == 16

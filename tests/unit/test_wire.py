@@ -274,6 +274,7 @@ def _raw_events(draw: st.DrawFn) -> bytes:
     return raw
 
 
+@pytest.mark.slow
 @settings(max_examples=400, derandomize=True, database=None, deadline=None)
 @given(events=st.lists(_raw_events(), min_size=1, max_size=4), user=st.sampled_from(_TEXTS))
 def test_any_event_reads_as_track_reads_it(events: list[bytes], user: bytes) -> None:
