@@ -56,3 +56,37 @@ def test_the_event_encoder_ends_when_the_daemon_is_sigkilled(tmp_path: Path) -> 
         while time.monotonic() < deadline and any(alive(pid) for pid in children):
             time.sleep(0.1)
         assert not any(alive(pid) for pid in children), children
+
+
+def test_a_sigkilled_daemon_leaves_no_child_and_no_leak_warning(tmp_path: Path) -> None:
+    """Its encoder and multiprocessing's resource tracker end with it, and nothing is left for
+    the tracker to clean up: no "leaked semaphore objects" in its log or the next one's."""
+    args = ("--datafile", str(DATAFILE), "--event-flush-interval", "0.05")
+    with spawn(tmp_path, *args) as daemon:
+        with grpc.insecure_channel(f"127.0.0.1:{daemon.port}") as channel:
+            stub = pb_grpc.TrackingServiceStub(channel)
+            stub.Track(pb.TrackRequest(event_key="signup", user_id="u1"), timeout=10)
+        deadline = time.monotonic() + 30
+        children: set[int] = set()
+        while time.monotonic() < deadline and not children:  # delivery starts the encoder
+            children = children_of(daemon.popen.pid)
+            time.sleep(0.05)
+        assert children, "the daemon started no encoder process"
+        time.sleep(0.2)  # the encoder's own start-up done, so all its children are counted
+        children |= children_of(daemon.popen.pid)
+        daemon.popen.send_signal(signal.SIGKILL)
+        daemon.popen.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(alive(pid) for pid in children):
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in children), children
+        killed_log = daemon.log_path.read_text()
+    assert "leaked" not in killed_log, killed_log
+
+    with spawn(tmp_path, *args) as restarted:
+        with grpc.insecure_channel(f"127.0.0.1:{restarted.port}") as channel:
+            stub = pb_grpc.TrackingServiceStub(channel)
+            stub.Track(pb.TrackRequest(event_key="signup", user_id="u2"), timeout=10)
+        assert restarted.stop() == 0
+        restarted_log = restarted.log_path.read_text()
+    assert "leaked" not in restarted_log, restarted_log
