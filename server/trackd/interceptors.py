@@ -14,6 +14,7 @@ the wrapper reads the metadata itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -225,7 +226,12 @@ class RpcInterceptor:
         method: Method,
         request: Any,
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> AsyncIterator[Any]:
+    ) -> None:
+        """Writes the replies with `context.write` rather than being an async generator: grpc
+        drops a cancelled call's generator where it yielded, and its `finally` then ran later,
+        from a task the event loop made to close it, in another context. Resetting the log
+        context's tokens there raised ValueError ("created in a different Context"), and the
+        stream slot stayed taken until then. As a coroutine it all runs in the call's task."""
         started = time.perf_counter()
         denial, request_id = self._admit(method, context)
         bound = structlog.contextvars.bind_contextvars(
@@ -250,8 +256,9 @@ class RpcInterceptor:
             if method.name == "WatchConfig" and method.guarded:
                 replies = self._until_closed(replies)
             if hasattr(replies, "__aiter__"):
-                async for reply in replies:
-                    yield reply
+                async with contextlib.aclosing(replies):  # closed here, in this task
+                    async for reply in replies:
+                        await context.write(reply)
             else:  # a handler that writes with context.write() and returns None
                 await replies
         except BaseException as caught:

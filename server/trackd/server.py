@@ -19,10 +19,6 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
-
-# `aio` is defined when grpc.aio imports, so the stubs do not see it.
-from grpc_reflection.v1alpha.reflection import aio as reflection_aio  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry
 
 from trackd import heap, metrics, tls, values
@@ -42,6 +38,7 @@ from trackd.events.sinks import Sink, open_sink
 from trackd.forced import ForcedVariations
 from trackd.interceptors import RpcInterceptor, add_intercepted, registered_handlers
 from trackd.live import LiveConfig
+from trackd.reflection import reflection_services
 from trackd.servicer import TrackingServicer, handlers
 from trackd.sources import DatafileSource, Reloader, initial_config, open_source
 from trackd.tracking import Tracker
@@ -281,19 +278,12 @@ async def _start(
         max_user_id_length=settings.max_user_id_length,
         max_string_value_length=settings.max_string_value_length,
     )
-    reflected = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
     services = [
         *handlers(TrackingServicer(tracker, limits, settings.max_stream_batch)),
         *registered_handlers(
             partial(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
         ),
-        # What reflection.enable_server_reflection adds to a grpc.aio server.
-        *registered_handlers(
-            partial(
-                reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
-                reflection_aio.ReflectionServicer(reflected),  # type: ignore[attr-defined]
-            )
-        ),
+        *reflection_services((SERVICE_NAME, health.SERVICE_NAME)),
     ]
     add_intercepted(server, interceptor, services)
     port = listen(server, settings.listen, prepared.credentials)

@@ -8,12 +8,23 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.bench
+
+
+def error_text(point: dict[str, Any]) -> str:
+    """A failed point as a reader needs it: where, how many, and the errors' own words
+    (ghz's error distribution, in the point's notes)."""
+    notes = "\n  ".join(point["notes"]) or "(no error text recorded)"
+    return (
+        f"{point['scenario']} against {point['target']} at concurrency {point['concurrency']}:"
+        f" {point['errors']} errors ({point['loadgen']}):\n  {notes}"
+    )
 
 
 def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
@@ -52,7 +63,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     for point in points:
         assert point["throughput"] > 0, point
         assert point["events"] > 0, point
-        assert point["errors"] == 0, point
+        assert point["errors"] == 0, error_text(point)
         assert point["peak_rss_mb"] > 0, point
         if point["target"] == "trackd":
             assert point["ratio"] is not None and point["ratio"] > 0, point

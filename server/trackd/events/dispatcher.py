@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-import os
 import random
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 
 import structlog
 
-from trackd import lifeline
 from trackd.background import cancel_and_wait
 from trackd.events import rounds
+from trackd.events.encoder import EncoderGone, EncoderProcess
 from trackd.events.outbox import DeadLetter, Outbox, PendingRow
 from trackd.events.rounds import Formed
 from trackd.events.sinks import Delivery, Outcome, Sink
@@ -47,17 +43,6 @@ _READ_ROWS = 1024
 # encoder round trip) held delivery to about a quarter of the TrackStream acknowledgement
 # rate, and its CPU came out of that rate too.
 ROUND_BATCHES = 16
-
-
-# The encoder's niceness: building JSON for delivery is background work, and where cores are
-# few it must not take CPU from acknowledging events (it catches up when they are spare).
-ENCODER_NICENESS = 10
-
-
-def _start_encoder(parent: int) -> None:
-    """First thing in the encoder process."""
-    lifeline.exit_with_parent(parent)  # a SIGKILLed daemon leaves no encoder behind
-    os.nice(ENCODER_NICENESS)
 
 
 class _Slot:
@@ -104,7 +89,7 @@ class Dispatcher:
         # acknowledging it; with `encoder_process` it runs in a separate (niced) process, on
         # the other core, instead of competing with the gRPC event loop for the GIL.
         self._encoder_process = encoder_process
-        self._encoder: ProcessPoolExecutor | None = None
+        self._encoder: EncoderProcess | None = None
         self._slots: deque[_Slot] = deque()
         self._after_id = 0
         self._buffered = 0
@@ -235,18 +220,10 @@ class Dispatcher:
         if not self._encoder_process:
             return rounds.form_round(*args)
         if self._encoder is None:
-            self._encoder = ProcessPoolExecutor(
-                max_workers=1,
-                # spawn, never fork: a forked copy of a process running gRPC threads is unsafe.
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_encoder,
-                initargs=(os.getpid(),),
-            )
+            self._encoder = EncoderProcess()
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._encoder, rounds.form_round, *args
-            )
-        except BrokenProcessPool:
+            return await self._encoder.form_round(*args)
+        except EncoderGone:
             log.warning("event_encoder_restarted")
             self._close_encoder()
             return rounds.form_round(*args)
@@ -254,7 +231,7 @@ class Dispatcher:
     def _close_encoder(self) -> None:
         encoder, self._encoder = self._encoder, None
         if encoder is not None:
-            encoder.shutdown(wait=False, cancel_futures=True)
+            encoder.close()
 
     def _advance(self, progress: list[tuple[int, int]]) -> None:
         for row_id, sent in progress:
