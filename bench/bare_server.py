@@ -35,7 +35,7 @@ import grpc
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
-# Same as trackd.server.grpc_options with the default settings.
+# Same as trackd.rpc.endpoint.grpc_options with the default settings.
 OPTIONS = [
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.max_send_message_length", 4 * 1024 * 1024),

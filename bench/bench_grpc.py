@@ -118,7 +118,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("SQLite commit (outbox writer)", ("sqlite", "outbox.py:_write", "outbox.py:_run")),
     ("pickling / row encoding", ("pickle", "encode_rows", "_pickle")),
     ("Value conversion", ("values.py",)),
-    ("stream event reading (trackd.wire)", ("wire.py",)),
+    ("stream event reading (trackd.rpc.wire)", ("wire.py",)),
     ("record building / uuid", ("records.py", "uuid", "tags.py")),
     ("attribution lookups", ("activation/", "tracking.py")),
     ("decision (bucketing, audiences)", ("decision/",)),

@@ -78,44 +78,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from trackd.rpc import healthcheck  # imported late: `trackd --help` should not load grpc
 
-    from trackd import tls
-
-    use_tls = args.tls or any((args.tls_ca, args.tls_cert, args.tls_server_name))
-    try:
-        credentials = (
-            tls.channel_credentials(
-                Path(args.tls_ca) if args.tls_ca else None,
-                Path(args.tls_cert) if args.tls_cert else None,
-                Path(args.tls_key) if args.tls_key else None,
-            )
-            if use_tls
-            else None
-        )
-    except config.SettingsError as error:
-        print(f"trackd health: {error}", file=sys.stderr)
-        return 1
-    options = []
-    if args.tls_server_name:
-        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
-    channel = (
-        grpc.secure_channel(args.address, credentials, options=options)
-        if credentials is not None
-        else grpc.insecure_channel(args.address)
+    return healthcheck.check(
+        args.address,
+        timeout=args.timeout,
+        use_tls=bool(args.tls or any((args.tls_ca, args.tls_cert, args.tls_server_name))),
+        ca=Path(args.tls_ca) if args.tls_ca else None,
+        cert=Path(args.tls_cert) if args.tls_cert else None,
+        key=Path(args.tls_key) if args.tls_key else None,
+        server_name=args.tls_server_name,
     )
-    with channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=args.timeout
-            )
-        except grpc.RpcError as error:
-            print(f"trackd health: {error.code().name}: {error.details()}", file=sys.stderr)
-            return 1
-    name = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    print(name)
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Domain errors raised by plain code; `trackd.status` maps each family to one gRPC code."""
+"""Domain errors raised by plain code; `trackd.rpc.status` maps each family to one gRPC code."""
 
 from __future__ import annotations
 

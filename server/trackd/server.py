@@ -12,19 +12,14 @@ import ipaddress
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
-import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry
 
-from trackd import heap, metrics, tls, values
+from trackd import heap, metrics
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.store import ActivationStore
-from trackd.auth import Tokens
 from trackd.background import cancel_and_wait
 from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
@@ -36,17 +31,15 @@ from trackd.events.outbox import Outbox
 from trackd.events.results import sqlite_problem
 from trackd.events.sinks import Sink, open_sink
 from trackd.forced import ForcedVariations
-from trackd.interceptors import RpcInterceptor, add_intercepted, registered_handlers
 from trackd.live import LiveConfig
-from trackd.reflection import reflection_services
-from trackd.servicer import TrackingServicer, handlers
+from trackd.rpc import tls
+from trackd.rpc.auth import Tokens
+from trackd.rpc.endpoint import Endpoint, open_endpoint
 from trackd.sources import DatafileSource, Reloader, initial_config, open_source
 from trackd.tracking import Tracker
-from trackd.v1 import tracking_service_pb2 as pb
 
 log = structlog.get_logger("trackd")
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TrackingService"].full_name
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
 
@@ -55,7 +48,7 @@ class Prepared:
     source: DatafileSource | None
     config: ProjectConfig | None
     data: bytes | None
-    credentials: grpc.ServerCredentials | None
+    credentials: tls.ServerCredentials | None
     tokens: Tokens | None
 
 
@@ -69,21 +62,6 @@ def prepare(settings: Settings) -> Prepared:
     credentials = tls.server_credentials(settings)
     tokens = Tokens.load(settings.auth_tokens) if settings.auth_tokens else None
     return Prepared(source, config, data, credentials, tokens)
-
-
-def grpc_options(settings: Settings) -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        # Producers that idle between bursts keep their streams: allow client pings every
-        # 10 s even with no call in flight, instead of answering them with GOAWAY.
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.max_ping_strikes", 0),
-        # `--workers N` processes share the port; otherwise a second daemon on the same port
-        # must fail to start rather than silently split the traffic.
-        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
-    ]
 
 
 def open_activation_store(
@@ -186,11 +164,9 @@ class Running:
     tracker: Tracker
     outbox: Outbox
     dispatcher: Dispatcher
-    server: grpc.aio.Server
-    health: health_aio.HealthServicer
+    endpoint: Endpoint
     live: LiveConfig
     reloader: Reloader
-    interceptor: RpcInterceptor
     metrics_port: int | None
     registry: CollectorRegistry | None
     metrics_server: metrics.MetricsServer | None
@@ -250,48 +226,30 @@ async def _start(
         encoder_process=True,
     )
     tracker = Tracker(live, activations, ForcedVariations(), outbox, fleet=fleet)
-    health_servicer = health_aio.HealthServicer()
-
-    async def set_health(status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, status)
+    registry = CollectorRegistry(auto_describe=False) if settings.metrics_listen else None
+    endpoint = open_endpoint(
+        settings,
+        tracker,
+        live,
+        prepared.credentials,
+        prepared.tokens,
+        metrics.RpcMetrics(registry) if registry else None,
+    )
 
     async def now_serving() -> None:
-        await set_health(health_pb2.HealthCheckResponse.SERVING)
+        await endpoint.set_serving(True)
 
     reloader = Reloader(live, tracker.on_new_config, on_first_load=now_serving)
     if prepared.data is not None:
         reloader.prime(prepared.data)
-    registry = CollectorRegistry(auto_describe=False) if settings.metrics_listen else None
-    interceptor = RpcInterceptor(
-        live=live,
-        tokens=prepared.tokens,
-        max_streams=settings.max_concurrent_streams,
-        observer=metrics.RpcMetrics(registry) if registry else None,
-        log_every=settings.log_level == "debug",
-        sample_rate=settings.log_sample_rate,
-    )
-    server = grpc.aio.server(options=grpc_options(settings))
-    limits = values.Limits(
-        max_entries=settings.max_attributes,
-        max_key_length=settings.max_key_length,
-        max_user_id_length=settings.max_user_id_length,
-        max_string_value_length=settings.max_string_value_length,
-    )
-    services = [
-        *handlers(TrackingServicer(tracker, limits, settings.max_stream_batch)),
-        *registered_handlers(
-            partial(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
-        ),
-        *reflection_services((SERVICE_NAME, health.SERVICE_NAME)),
-    ]
-    add_intercepted(server, interceptor, services)
-    port = listen(server, settings.listen, prepared.credentials)
+    port = endpoint.port
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None
     if registry is not None:
         collector = metrics.DaemonCollector(
-            metrics.Parts(live, activations, outbox, dispatcher, reloader, interceptor, tracker)
+            metrics.Parts(
+                live, activations, outbox, dispatcher, reloader, endpoint.interceptor, tracker
+            )
         )
         registry.register(collector)
         metrics_server = metrics.MetricsServer(registry, collector.refresh)
@@ -301,18 +259,14 @@ async def _start(
             raise OSError(
                 f"cannot listen on {settings.metrics_listen} for metrics: {error.strerror}"
             ) from error
-    await server.start()
+    await endpoint.start()
     dispatcher.start()
     tasks = [asyncio.create_task(purge_expired(activations), name="trackd-purge")]
     if prepared.source is not None:
         tasks.append(
             asyncio.create_task(watch_source(prepared.source, reloader), name="trackd-datafile")
         )
-    await set_health(
-        health_pb2.HealthCheckResponse.SERVING
-        if live.loaded
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
+    await endpoint.set_serving(live.loaded)
     host = settings.listen.rpartition(":")[0]
     log.info(
         "started",
@@ -348,11 +302,9 @@ async def _start(
         tracker=tracker,
         outbox=outbox,
         dispatcher=dispatcher,
-        server=server,
-        health=health_servicer,
+        endpoint=endpoint,
         live=live,
         reloader=reloader,
-        interceptor=interceptor,
         metrics_port=metrics_port,
         registry=registry,
         metrics_server=metrics_server,
@@ -361,7 +313,7 @@ async def _start(
 
 
 async def _stop(settings: Settings, running: Running) -> None:
-    await running.health.enter_graceful_shutdown()
+    await running.endpoint.begin_shutdown()
     # Stop accepting, let in-flight RPCs finish within the grace period, then make one last
     # delivery attempt in what is left of it; the rest stays in the outbox.
     loop = asyncio.get_running_loop()
@@ -373,27 +325,10 @@ async def _stop(settings: Settings, running: Running) -> None:
         if isinstance(outcome, Exception):
             log.error("background_task_failed", error=f"{type(outcome).__name__}: {outcome}")
     running.reloader.close()
-    running.interceptor.close()
-    await running.server.stop(settings.grace_period)
+    await running.endpoint.stop(settings.grace_period)
     if running.metrics_server is not None:
         await running.metrics_server.close()
     await running.dispatcher.stop(deadline=deadline)
-
-
-def listen(
-    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None
-) -> int:
-    """Binds the gRPC port; OSError (exit code 2) when it cannot."""
-    try:
-        if credentials is not None:
-            port = server.add_secure_port(address, credentials)
-        else:
-            port = server.add_insecure_port(address)
-    except RuntimeError as error:  # recent grpcio raises where older versions returned 0
-        raise OSError(f"cannot listen on {address}: {error}") from error
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    return port
 
 
 async def serve(settings: Settings, prepared: Prepared | None = None) -> None:

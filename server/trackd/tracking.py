@@ -110,7 +110,7 @@ class Tracked:
 
 
 # The error families a batch's per-event errors are remembered as, in a receipt: what
-# `trackd.status` maps to a code, so a duplicate's errors answer the same codes.
+# `trackd.rpc.status` maps to a code, so a duplicate's errors answer the same codes.
 _ERROR_FAMILIES: Final = {
     family.__name__: family
     for family in (
@@ -404,7 +404,7 @@ class Tracker:
         batch = records.ConversionColumns(config, self._now_ms())
         # Users of a batch share a handful of attribution sets: resolve each once.
         resolved: dict[tuple[tuple[str, str], ...], tuple[records.Attribution, ...]] = {}
-        # Events of a stream batch share tag dicts (trackd.wire hands out one per distinct
+        # Events of a stream batch share tag dicts (trackd.rpc.wire hands out one per distinct
         # map): parse each once, by identity, which is sound while `items` holds them all.
         parsed_tags: dict[int, ParsedTags] = {}
         add = batch.add

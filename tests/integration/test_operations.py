@@ -139,7 +139,7 @@ async def test_concurrent_streams_beyond_the_cap_get_resource_exhausted(capped: 
     stream = stub.TrackStream()
     await stream.write(pb.TrackStreamRequest(sequence=1))
     await stream.read()
-    interceptor = capped.daemon.interceptor
+    interceptor = capped.daemon.endpoint.interceptor
     assert interceptor.open_streams == 2
 
     for extra in (stub.WatchConfig(pb.WatchConfigRequest()), stub.TrackStream()):

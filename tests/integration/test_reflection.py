@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from tests.integration.test_daemon import DATAFILE, grpcurl
 from tests.support.daemon import Process, spawn
-from trackd.reflection import v1_file
+from trackd.rpc.reflection import v1_file
 
 # Each symbol, and the service or message (package.Name) its file must declare.
 SYMBOLS = {

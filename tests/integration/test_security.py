@@ -284,8 +284,7 @@ async def test_tokens_and_scopes_are_enforced_on_every_rpc(
                 s.name for s in listed.list_services_response.service
             }
             await reflection.done_writing()
-        assert d.interceptor is not None
-        assert d.interceptor.auth_failures["out_of_scope"] > 0
+        assert d.endpoint.interceptor.auth_failures["out_of_scope"] > 0
 
 
 async def test_a_wrong_scope_names_the_scope_needed(tmp_path: Path, tokens_file: Path) -> None:

@@ -37,7 +37,7 @@ async def test_cancelling_track_streams_logs_no_error(
     try:
         with capture_logs() as logs, caplog.at_level(logging.WARNING):
             async with client_for(settings_for(tmp_path)) as client:
-                interceptor = client.daemon.interceptor
+                interceptor = client.daemon.endpoint.interceptor
                 assert interceptor is not None
                 for round_ in range(10):
                     call = client.stub.TrackStream(batches_then_wait(round_ * 100))

@@ -295,7 +295,7 @@ def test_an_undecodable_stream_batch_is_invalid_argument(daemon: Process) -> Non
 
 
 def test_an_undecodable_event_in_a_stream_batch_is_reported_by_its_index(daemon: Process) -> None:
-    """Map entries of streamed events are decoded one event at a time (trackd.wire), so an
+    """Map entries of streamed events are decoded one event at a time (trackd.rpc.wire), so an
     attribute the protobuf runtime cannot read rejects its event, not the batch or the stream."""
     good = _field(1, b"signup") + _field(2, b"u1") + _field(4, _field(1, b"plan"))
     bad_utf8 = _field(1, b"signup") + _field(2, b"u2") + _field(3, _field(1, b"\xc3\x28"))

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from trackd import config, values
+from trackd import config
 from trackd.activation.redis import DEFAULT_PREFIX
 from trackd.activation.store import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_SECONDS
 from trackd.config import OPTIONS, Settings, SettingsError, settings_from
 from trackd.events.fleet import FleetResults
+from trackd.rpc import values
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from trackd.interceptors import registered_handlers
+from trackd.rpc.interceptors import registered_handlers
 
 
 def test_a_registration_without_named_methods_is_refused_at_start() -> None:

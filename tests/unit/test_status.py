@@ -1,4 +1,4 @@
-"""Domain errors become gRPC status codes in one place, `trackd.status`, and "no datafile
+"""Domain errors become gRPC status codes in one place, `trackd.rpc.status`, and "no datafile
 yet" is one error with one code wherever it is raised."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 
 import trackd
 from tests.support.daemon import client_for, settings_for
-from trackd import status
 from trackd.errors import BatchTooLarge, NoDatafileYet, TrackdError
 from trackd.live import LiveConfig
+from trackd.rpc import status
 from trackd.v1 import tracking_service_pb2 as pb
 
 SERVER = Path(trackd.__file__).parent

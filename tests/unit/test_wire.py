@@ -1,4 +1,4 @@
-"""trackd.wire: a streamed event reads exactly as Track reads the same bytes."""
+"""trackd.rpc.wire: a streamed event reads exactly as Track reads the same bytes."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.protowire import field as _field
-from trackd import values, wire
 from trackd.errors import ResourceExhausted, TrackdError
+from trackd.rpc import values, wire
 from trackd.v1 import tracking_service_pb2 as pb
 
 LIMITS = values.Limits(max_entries=3, max_key_length=8, max_string_value_length=10)
@@ -33,7 +33,7 @@ def _event(attributes: dict[str, Value], tags: dict[str, Value] | None = None) -
 
 
 def _reference(raw: bytes, limits: values.Limits) -> object:
-    """What the stream made of the same bytes before trackd.wire: the generated parser on
+    """What the stream made of the same bytes before trackd.rpc.wire: the generated parser on
     the batch, then Track's checks (wire.track_input); an error as (type, text), one
     the parser raised as "undecodable"."""
     try:

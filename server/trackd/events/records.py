@@ -315,7 +315,7 @@ class ConversionColumns:
         self.tags: list[tuple[int | None, float | None, Mapping[str, TagValue]]] = []
         self.attributions: list[tuple[Attribution, ...]] = []
         # Plain values by the identity of what they came from: stream events share their
-        # event, attribute and tag objects (trackd.wire). Each source is held beside its
+        # event, attribute and tag objects (trackd.rpc.wire). Each source is held beside its
         # value, so its id cannot be reused while the batch lives.
         self._by_identity: dict[int, tuple[object, Any]] = {}
 

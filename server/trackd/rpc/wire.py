@@ -13,7 +13,7 @@ same device, country, plan and tags over and over), so:
   map's entries are looked up in the same way;
 - anything seen for the first time is read by the generated parser, at the depth the batch
   carried it, and checked as Track checks a request: what is remembered is exactly what the
-  parser and `trackd.values` made of those bytes, errors are never remembered, and a tail
+  parser and `trackd.rpc.values` made of those bytes, errors are never remembered, and a tail
   that holds more than maps (a repeated event_key or user_id) is never split by hand.
 
 The views are built at import from the generated descriptors, so they cannot drift from
@@ -29,9 +29,9 @@ from typing import Any, Final
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from trackd import values
 from trackd.errors import InvalidArgument, TrackdError
 from trackd.events.outbox import BatchKey
+from trackd.rpc import values
 from trackd.tracking import TrackInput
 from trackd.v1 import tracking_service_pb2 as pb
 
@@ -139,7 +139,7 @@ def _in_batch(raw: bytes) -> bytes:
 
 class EventReader:
     """Raw TrackStream events -> `TrackInput`s: what Track makes of the same event (the
-    generated parser, then `trackd.values`), with the same errors."""
+    generated parser, then `trackd.rpc.values`), with the same errors."""
 
     __slots__ = ("_attributes", "_limits", "_tags", "_tails")
 

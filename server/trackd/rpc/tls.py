@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import TypeAlias
 
 import grpc
 
 from trackd.config import Settings, SettingsError
+
+# What the daemon hands from `prepare` to the endpoint, named here so it need not import grpc.
+ServerCredentials: TypeAlias = grpc.ServerCredentials
 
 
 def _read(flag: str, path: Path) -> bytes:

@@ -11,10 +11,11 @@ import grpc
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from trackd import errors, status, values, wire
+from trackd import errors
 from trackd.decision.engine import Decision, Reason
-from trackd.interceptors import registered_handlers
 from trackd.live import Snapshot
+from trackd.rpc import status, values, wire
+from trackd.rpc.interceptors import registered_handlers
 from trackd.tracking import Attributed, BatchItem, Tracker
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
@@ -60,7 +61,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self._tracker = tracker
         self._limits = limits
         self._max_stream_batch = max_stream_batch
-        # TrackStream events arrive raw (trackd.wire): each distinct map is decoded once.
+        # TrackStream events arrive raw (trackd.rpc.wire): each distinct map is decoded once.
         self._stream_events = wire.EventReader(limits)
 
     # -- translation helpers -------------------------------------------------------------
@@ -182,7 +183,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             )
         try:
             key = wire.batch_key(batch)
-            # Each event read as Track reads its request, from the raw bytes (trackd.wire).
+            # Each event read as Track reads its request, from the raw bytes (trackd.rpc.wire).
             items: list[BatchItem] = self._stream_events.read_batch(events)
             outcome = await self._tracker.track_batch(items, key)
         except errors.TrackdError as error:

@@ -28,8 +28,6 @@ import grpc
 import structlog
 from google.protobuf.message import DecodeError
 
-from trackd import status
-from trackd.auth import Tokens, Verdict, scope_for
 from trackd.errors import (
     NoDatafileYet,
     PermissionDenied,
@@ -39,6 +37,8 @@ from trackd.errors import (
     UndecodableRequest,
 )
 from trackd.live import LiveConfig
+from trackd.rpc import status
+from trackd.rpc.auth import Tokens, Verdict, scope_for
 
 log = structlog.get_logger("trackd.rpc")
 
