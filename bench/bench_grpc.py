@@ -115,7 +115,7 @@ def profile_under_load(
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("disk sync wait (fsync/fdatasync)", ("fdatasync", "fsync (")),
     ("garbage collector", ("gc_collect",)),
-    ("SQLite commit (outbox writer)", ("sqlite", "outbox.py:_write", "outbox.py:_run")),
+    ("SQLite commit (outbox writer)", ("sqlite", "outbox/writer.py")),
     ("pickling / row encoding", ("pickle", "encode_rows", "_pickle")),
     ("Value conversion", ("values.py",)),
     ("stream event reading (trackd.rpc.wire)", ("wire.py",)),

@@ -150,3 +150,15 @@ def test_dedup_window_is_a_setting_that_must_not_be_negative() -> None:
     assert settings_from({}, {"TRACKD_DEDUP_WINDOW": "90"}).dedup_window == 90.0
     with pytest.raises(SettingsError, match="--dedup-window: must not be negative"):
         settings_from({"dedup_window": "-1"}, {})
+
+
+async def test_the_writer_sweeps_expired_receipts_inside_its_writes(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    clock = Clock()
+    async with Outbox(path, dedup_window=60.0, clock=clock) as outbox:
+        await outbox.append(conversions(1), receipt(1))
+        await outbox.append(conversions(1), receipt(2))
+        assert receipts(path) == [("p-1", 1), ("p-1", 2)]
+        clock.now += 61.0  # past the window, and a minute since the last sweep
+        await outbox.append(conversions(1))  # any write: no receipt of its own
+        assert receipts(path) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from tests.unit.test_outbox import run_and_kill
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.events import records
 from trackd.events.outbox import Outbox
+from trackd.events.outbox.writer import Writer
 from trackd.events.records import Record
 from trackd.events.results import EventResults, ExperimentResults, VariationResults
 from trackd.events.tags import parse_tags
@@ -115,7 +117,7 @@ async def test_a_delivered_row_is_kept_until_results_have_counted_it(
 ) -> None:
     path = tmp_path / "outbox.sqlite3"
     # Hold the results consumer back, as if the writer never went idle.
-    monkeypatch.setattr(Outbox, "_results_step", lambda self, conn, max_events: False)
+    monkeypatch.setattr(Writer, "_results_step", lambda self, max_events: False)
     async with Outbox(path) as outbox:
         await outbox.append(SCENARIO[0])
         (row,) = await outbox.read(0, 10)
@@ -169,3 +171,31 @@ async def test_user_ids_that_differ_after_a_nul_are_distinct_visitors(tmp_path: 
         await outbox.append([impression("a\x00b", A), impression("a\x00c", A), impression("a", A)])
         results = await outbox.results(CONFIG, EXPERIMENT)
         assert [v.visitors for v in results.variations] == [3, 0]
+
+
+async def test_under_load_that_never_idles_results_are_counted_within_a_quarter_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counters (and fleet-wide results published from them) trail commits by a bounded
+    time, not by a number of events: load that never lets the writer idle, far below
+    100,000 events, still gets counted."""
+    from trackd.events.outbox import writer
+
+    monkeypatch.setattr(writer, "_IDLE_S", 3600.0)  # the writer never counts for being idle
+    counted = threading.Event()  # set on the writer thread
+    appended = 0
+
+    def observe(conn: sqlite3.Connection, *counts: Any) -> None:
+        counted.set()
+
+    async with Outbox(tmp_path / "outbox.sqlite3", results_observer=observe) as outbox:
+
+        async def append_until_counted() -> None:
+            nonlocal appended
+            while not counted.is_set() and appended < 60_000:
+                await outbox.append([impression(f"load-{appended}", A)] * 10)
+                appended += 10
+
+        await asyncio.gather(*(append_until_counted() for _ in range(8)))
+        assert counted.is_set(), f"{appended} events committed, none counted"
+        assert appended < 60_000
