@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -15,11 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def dry_run(target: str, venv: Path) -> list[str]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    # Under `make test` this runs inside make: without the outer make's variables the inner
+    # one neither prints "Entering directory" lines nor inherits its flags.
+    outer = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    env = {name: value for name, value in os.environ.items() if name not in outer}
     done = subprocess.run(
         ["make", "-n", f"VENV={venv}", target],
         capture_output=True,
         text=True,
         cwd=ROOT,
+        env=env,
         check=True,
     )
     return done.stdout.splitlines()
