@@ -342,6 +342,46 @@ func (p *Producer) session() error {
 	}()
 
 	var inFlight []*batch
+	// acked settles the oldest batch in flight with its acknowledgement; true when the
+	// batch is to be sent again (the daemon refused it whole for now).
+	acked := func(resp *trackdv1.TrackStreamResponse) (*batch, bool, error) {
+		if len(inFlight) == 0 {
+			return nil, false, fmt.Errorf("unexpected ack for sequence %d", resp.GetSequence())
+		}
+		b := inFlight[0]
+		inFlight = inFlight[1:]
+		if resp.GetSequence() != b.req.GetSequence() {
+			return nil, false, fmt.Errorf("ack for sequence %d, expected %d", resp.GetSequence(), b.req.GetSequence())
+		}
+		return b, p.settle(b, resp), nil
+	}
+	// sendFailed: a failed Send reports io.EOF, and the stream's real status is what the
+	// receiving goroutine reads next. Recv must not be called here as well: two goroutines
+	// in Recv on one stream is a data race, and this one could block for good (seen as a
+	// hung TestProducerResendsUnacknowledgedBatchesAfterAStreamFailure). Acknowledgements
+	// that arrive before the status still settle their batches; one to be sent again stays
+	// unacknowledged and goes with the next stream.
+	sendFailed := func(err error) error {
+		if err != io.EOF {
+			return err
+		}
+		for {
+			select {
+			case r := <-acks:
+				if r.err == io.EOF {
+					return err
+				}
+				if r.err != nil {
+					return r.err
+				}
+				if _, _, aerr := acked(r.resp); aerr != nil {
+					return aerr
+				}
+			case <-p.abort:
+				return errAborted
+			}
+		}
+	}
 	transmit := func(b *batch) error {
 		p.mu.Lock()
 		if b.attempts > 0 {
@@ -368,7 +408,7 @@ func (p *Producer) session() error {
 	p.mu.Unlock()
 	for _, b := range resend {
 		if err := transmit(b); err != nil {
-			return recvError(stream, err)
+			return sendFailed(err)
 		}
 	}
 
@@ -387,7 +427,7 @@ func (p *Producer) session() error {
 				break
 			}
 			if err := transmit(b); err != nil {
-				return recvError(stream, err)
+				return sendFailed(err)
 			}
 		}
 		if len(inFlight) == 0 && closing {
@@ -413,20 +453,16 @@ func (p *Producer) session() error {
 				}
 				return r.err
 			}
-			if len(inFlight) == 0 {
-				return fmt.Errorf("unexpected ack for sequence %d", r.resp.GetSequence())
+			b, again, err := acked(r.resp)
+			if err != nil {
+				return err
 			}
-			b := inFlight[0]
-			inFlight = inFlight[1:]
-			if r.resp.GetSequence() != b.req.GetSequence() {
-				return fmt.Errorf("ack for sequence %d, expected %d", r.resp.GetSequence(), b.req.GetSequence())
-			}
-			if p.settle(b, r.resp) {
+			if again {
 				if !p.sleep(p.cfg.BackoffInitial) {
 					return errAborted
 				}
 				if err := transmit(b); err != nil {
-					return recvError(stream, err)
+					return sendFailed(err)
 				}
 			}
 		case <-wake:
@@ -435,16 +471,6 @@ func (p *Producer) session() error {
 			return errAborted
 		}
 	}
-}
-
-// recvError: a failed Send reports io.EOF; the stream's real status comes from Recv.
-func recvError(stream trackdv1.TrackingService_TrackStreamClient, err error) error {
-	if err == io.EOF {
-		if _, rerr := stream.Recv(); rerr != nil && rerr != io.EOF {
-			return rerr
-		}
-	}
-	return err
 }
 
 // cutReady cuts a batch when BatchSize events are buffered, the oldest is due, or the
