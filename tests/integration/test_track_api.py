@@ -70,14 +70,21 @@ async def test_attribution_follows_the_events_experiment_ids(tracked: Client) ->
 
 
 async def test_attribution_and_stickiness_end_with_the_ttl(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, datafile=DATAFILE, activation_ttl=0.2)
+    # A TTL long enough that the Track right after Activate is inside it on a slow machine;
+    # its end is then waited for as a condition (a Track never extends an activation).
+    settings = settings_for(tmp_path, datafile=DATAFILE, activation_ttl=1.0)
     async with client_for(settings) as client:
+        asked = asyncio.get_running_loop().time()  # the activation is stored after this
         await activate(client, "ab_running", "cat")
         inside = await client.stub.Track(pb.TrackRequest(event_key="my_conversion", user_id="cat"))
         assert len(inside.attributions) == 1
-        await asyncio.sleep(0.4)
-        outside = await client.stub.Track(pb.TrackRequest(event_key="my_conversion", user_id="cat"))
-        assert keys(outside) == set()
+
+        async def expired() -> bool:
+            track = pb.TrackRequest(event_key="my_conversion", user_id="cat")
+            return keys(await client.stub.Track(track)) == set()
+
+        await eventually(expired)
+        assert asyncio.get_running_loop().time() - asked >= 1.0  # not before the TTL
         again = await client.stub.Activate(
             pb.ActivateRequest(experiment_key="ab_running", user_id="cat")
         )
