@@ -121,3 +121,59 @@ def test_encode_is_compact_utf8_json_and_refuses_nan() -> None:
     assert body == '{"visitor_id":"ü","n":1}'.encode()
     with pytest.raises(ValueError, match="JSON compliant"):
         payload.encode({"v": float("nan")})
+
+
+def test_a_flag_decision_sends_its_flag_rule_type_and_enabled_in_the_metadata() -> None:
+    record = _impression(_config())._replace(
+        experiment_id="81001",
+        experiment_key="pro_rule",
+        campaign_id="81009",
+        variation_id="82001",
+        variation_key="on",
+        flag_key="checkout",
+        rule_type=records.RULE_TYPE_ROLLOUT,
+        enabled=False,
+    )
+    (snapshot,) = payload.visitor(record)["snapshots"]
+    assert snapshot["events"][0]["entity_id"] == "81009"
+    assert snapshot["decisions"] == [
+        {
+            "campaign_id": "81009",
+            "experiment_id": "81001",
+            "variation_id": "82001",
+            "metadata": {
+                "flag_key": "checkout",
+                "rule_key": "pro_rule",
+                "rule_type": "rollout",
+                "variation_key": "on",
+                "enabled": False,
+            },
+        }
+    ]
+
+
+def test_a_decision_without_rule_or_variation_sends_empty_ids_and_a_null_variation() -> None:
+    record = _impression(_config())._replace(
+        experiment_id="",
+        experiment_key="",
+        campaign_id="",
+        variation_id="",
+        variation_key="",
+        flag_key="checkout",
+        rule_type=records.RULE_TYPE_ROLLOUT,
+        enabled=False,
+    )
+    (snapshot,) = payload.visitor(record)["snapshots"]
+    assert snapshot["events"][0]["entity_id"] == ""
+    assert snapshot["decisions"][0] == {
+        "campaign_id": "",
+        "experiment_id": "",
+        "variation_id": None,
+        "metadata": {
+            "flag_key": "checkout",
+            "rule_key": "",
+            "rule_type": "rollout",
+            "variation_key": "",
+            "enabled": False,
+        },
+    }

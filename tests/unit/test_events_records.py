@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import pickle
@@ -266,3 +267,72 @@ def test_equal_string_attributes_share_one_list_and_other_values_are_never_confu
     assert records.visitor_attributes(config, {"device": ["x"]}) == (  # type: ignore[dict-item]
         ("$opt_bot_filtering", "$opt_bot_filtering", False),
     )
+
+
+# One ROW_FORMAT row (an Activate impression, then a Track conversion) exactly as the version
+# before flag decisions wrote it: its impression tuple has eleven fields.
+_ROW_BEFORE_FLAGS = base64.b64decode(
+    "gAWVPgEAAAAAAABdlCgoSwAojAUxMjAwMZSMBTEyMDAylIwBN5SIdJSMJDBmMGUwZDBjLTBiMGEtNDkwOC04NzA2"
+    "LTA1MDQwMzAyMDEwMJSKBnto5c+LAYwCdTGUjAUyMDAwMZSMBmRldmljZZSMBmlQaG9uZZSHlIwSJG9wdF9ib3Rf"
+    "ZmlsdGVyaW5nlGgLiYeUhpSMBTQwMDAxlIwKYWJfcnVubmluZ5SMBTQxMDAxlIwFNDIwMDKUjAt2YXJpYXRpb25f"
+    "YpR0lChLAWgEjCQxZjBlMGQwYy0wYjBhLTQ5MDgtODcwNi0wNTA0MDMwMjAxMDGUigbIaeXPiwGMAnUylGgLaAuJ"
+    "h5SFlIwFNjAwMDOUjAhwdXJjaGFzZZRLKk59lIwHcmV2ZW51ZZRLKnOMBTQwMDAxlIwFNDIwMDKUhpSFlHSUZS4="
+)
+
+
+def test_a_row_written_before_flag_decisions_decodes_to_activates_impression() -> None:
+    assert len(records.decode_plain(_ROW_BEFORE_FLAGS)[0]) == 11
+    impression, conversion = decode_rows(_ROW_BEFORE_FLAGS)
+    assert isinstance(impression, Impression) and isinstance(conversion, Conversion)
+    # What Activate builds today for the same decision, uuid and time.
+    expected = _impression(_config(), {"device": "iPhone"})._replace(
+        uuid="0f0e0d0c-0b0a-4908-8706-050403020100"
+    )
+    assert impression == expected
+    assert (impression.flag_key, impression.rule_type, impression.enabled) == (
+        "",
+        "experiment",
+        True,
+    )
+    assert (conversion.user_id, conversion.revenue, conversion.attributions) == (
+        "u2",
+        42,
+        (("40001", "42002"),),
+    )
+
+
+def _decision_impression(config: ProjectConfig) -> Impression:
+    return _impression(config)._replace(
+        experiment_id="81001",
+        experiment_key="pro_rule",
+        campaign_id="81009",
+        variation_id="",
+        variation_key="",
+        flag_key="checkout",
+        rule_type=records.RULE_TYPE_ROLLOUT,
+        enabled=False,
+    )
+
+
+def test_a_flag_decision_impression_round_trips_through_a_row_with_older_ones() -> None:
+    config = _config()
+    batch = [_impression(config), _decision_impression(config), _impression(config)]
+    decoded = decode_rows(encode_rows(batch))
+    assert decoded == batch
+    assert [(r.flag_key, r.rule_type, r.enabled) for r in decoded if isinstance(r, Impression)] == [
+        ("", "experiment", True),
+        ("checkout", "rollout", False),
+        ("", "experiment", True),
+    ]
+    old = records.decode_plain(_ROW_BEFORE_FLAGS)
+    mixed = pickle.dumps(old + [tuple(r) for r in batch], protocol=5)
+    assert decode_rows(mixed)[2:] == batch
+
+
+def test_an_impression_of_an_unknown_length_is_refused() -> None:
+    config = _config()
+    short = pickle.dumps([tuple(_impression(config))[:10]], protocol=5)
+    long = pickle.dumps([(*_impression(config), "extra")], protocol=5)
+    for body in (short, long):
+        with pytest.raises(TypeError):
+            decode_rows(body)

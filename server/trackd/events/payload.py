@@ -1,7 +1,8 @@
 """Optimizely Event API batches, built as optimizely-sdk 5.7 builds them.
 
-Mirrors event/event_factory.py and event/payload.py: one visitor per event, impressions as
-a `campaign_activated` event with one decision, conversions with revenue/value/tags, and
+Mirrors event/event_factory.py and event/payload.py: one visitor per event, impressions
+(Activate's and flag decisions') as a `campaign_activated` event with one decision and its
+metadata, conversions with revenue/value/tags, and
 the SDK's cleaning (a None revenue, value, tags or decisions key is left out, wherever it
 appears). Only visitors sharing one context (account, project, revision, anonymize_ip) go
 in one batch: `trackd.events.rounds` forms the batches.
@@ -19,7 +20,6 @@ from trackd.events.tags import TagValue
 
 CLIENT_NAME: Final = "trackd"
 ACTIVATE_EVENT_KEY: Final = "campaign_activated"
-RULE_TYPE_EXPERIMENT: Final = "experiment"
 _DROPPED_WHEN_NONE: Final = frozenset({"revenue", "value", "tags", "decisions"})
 
 
@@ -57,12 +57,14 @@ def _impression_snapshot(record: Impression) -> dict[str, Any]:
                 "campaign_id": record.campaign_id,
                 "experiment_id": record.experiment_id,
                 "variation_id": _variation_id(record.variation_id),
+                # payload.Metadata; its cmab_uuid is never set (CMAB rules are not decided
+                # by trackd: their decisions are errors, which send nothing).
                 "metadata": {
-                    "flag_key": "",
+                    "flag_key": record.flag_key,
                     "rule_key": record.experiment_key,
-                    "rule_type": RULE_TYPE_EXPERIMENT,
+                    "rule_type": record.rule_type,
                     "variation_key": record.variation_key,
-                    "enabled": True,  # Optimizely.activate sends enabled=True
+                    "enabled": record.enabled,
                 },
             }
         ],

@@ -67,18 +67,36 @@ class ConfigLike(Protocol):
     def attributes_by_key(self) -> Mapping[str, _Identified]: ...
 
 
+# The decision's `rule_type` in an impression's metadata: optimizely-sdk's DecisionSources.
+RULE_TYPE_EXPERIMENT: Final = "experiment"  # Activate
+RULE_TYPE_FEATURE_TEST: Final = "feature-test"
+RULE_TYPE_ROLLOUT: Final = "rollout"
+RULE_TYPE_HOLDOUT: Final = "holdout"
+
+
 class Impression(NamedTuple):
+    """A decision event: Activate's, or a flag decision's (`trackd.events.decisions`).
+
+    The last three fields were added for flag decisions, after the others. Their defaults
+    are what Activate sends (optimizely-sdk's activate: no flag, rule type "experiment",
+    enabled), so Activate builds its record as before and a stored row written before they
+    existed (eleven fields) decodes to the same payload (`from_plain`).
+    """
+
     kind: int  # IMPRESSION
     context: Context
     uuid: str
     timestamp: int  # ms since the epoch
     user_id: str
     attributes: tuple[VisitorAttribute, ...]
-    experiment_id: str
-    experiment_key: str
+    experiment_id: str  # the rule's id (experiment, delivery rule or holdout), or ""
+    experiment_key: str  # the metadata's rule_key: the rule's key, or ""
     campaign_id: str  # the layer id, or the experiment id when the layer id is empty
     variation_id: str
     variation_key: str
+    flag_key: str = ""
+    rule_type: str = RULE_TYPE_EXPERIMENT
+    enabled: bool = True
 
 
 class Conversion(NamedTuple):
@@ -442,12 +460,19 @@ def decode_rows(body: bytes, fmt: int = ROW_FORMAT) -> list[Record]:
     return from_plain(decode_plain(body, fmt))
 
 
+_IMPRESSION_FIELDS: Final = len(Impression._fields)
+
+
 def from_plain(plain: Sequence[tuple[Any, ...]]) -> list[Record]:
-    """Records from plain tuples (fields in Impression/Conversion order)."""
+    """Records from plain tuples (fields in Impression/Conversion order). An impression
+    stored before the flag fields existed is shorter: it takes their (Activate's) defaults."""
     decoded: list[Record] = []
     for item in plain:
         if item[0] == IMPRESSION:
-            decoded.append(Impression._make(item))
+            if len(item) == _IMPRESSION_FIELDS:
+                decoded.append(Impression._make(item))
+            else:
+                decoded.append(Impression(*item))
         elif item[0] == CONVERSION:
             decoded.append(Conversion._make(item))
         else:
@@ -459,6 +484,10 @@ __all__ = [
     "COLUMNS_FORMAT",
     "CONVERSION",
     "IMPRESSION",
+    "RULE_TYPE_EXPERIMENT",
+    "RULE_TYPE_FEATURE_TEST",
+    "RULE_TYPE_HOLDOUT",
+    "RULE_TYPE_ROLLOUT",
     "Attribution",
     "ConfigLike",
     "Context",
