@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import sqlite3
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from tests.unit.test_outbox import run_and_kill
 from trackd.datafile import ProjectConfig, parse_datafile
-from trackd.events import records
+from trackd.events import records, results
 from trackd.events.outbox import Outbox
 from trackd.events.outbox.writer import Writer
 from trackd.events.records import Record
@@ -199,3 +200,28 @@ async def test_under_load_that_never_idles_results_are_counted_within_a_quarter_
         await asyncio.gather(*(append_until_counted() for _ in range(8)))
         assert counted.is_set(), f"{appended} events committed, none counted"
         assert appended < 60_000
+
+
+def test_only_ab_test_impressions_are_counted_as_visitors() -> None:
+    """Activate's and feature tests' impressions count; rollouts' and holdouts' decision
+    events have no results and are never attributed, so they add no members."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(results.SCHEMA)
+
+    def flag(user: str, rule_type: str, experiment_id: str) -> Record:
+        record = impression(user, A)
+        assert isinstance(record, records.Impression)
+        return record._replace(experiment_id=experiment_id, flag_key="f", rule_type=rule_type)
+
+    row = [
+        flag("u1", records.RULE_TYPE_FEATURE_TEST, "40001"),
+        flag("u2", records.RULE_TYPE_ROLLOUT, "81001"),
+        flag("u3", records.RULE_TYPE_ROLLOUT, ""),
+        flag("u4", records.RULE_TYPE_HOLDOUT, "90001"),
+    ]
+    fmt, body = records.encode_row(row)
+    # An Activate impression as the version before flags stored it: eleven fields.
+    old = pickle.dumps([tuple(impression("u5", A))[:11]], protocol=5)
+    assert results.Counter().consume(conn, [(1, fmt, body), (2, records.ROW_FORMAT, old)]) == 5
+    assert results.query(conn, "40001").visitors == {"42001": 2}
+    assert conn.execute("SELECT COUNT(*) FROM results_members").fetchone() == (2,)

@@ -18,7 +18,14 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from trackd.events.records import IMPRESSION, Conversion, Impression, decode_plain
+from trackd.events.records import (
+    IMPRESSION,
+    RULE_TYPE_EXPERIMENT,
+    RULE_TYPE_FEATURE_TEST,
+    Conversion,
+    Impression,
+    decode_plain,
+)
 
 log = structlog.get_logger("trackd.events")
 
@@ -110,6 +117,11 @@ _KIND = Impression._fields.index("kind")
 _USER = Impression._fields.index("user_id")
 _I_EXPERIMENT = Impression._fields.index("experiment_id")
 _I_VARIATION = Impression._fields.index("variation_id")
+_I_RULE_TYPE = Impression._fields.index("rule_type")  # absent from rows older than flags
+# Impressions of A/B tests, the only ones results are asked about and conversions attributed
+# to. Rollouts' and holdouts' decision events (with sendFlagDecisions, one for each flag of
+# every decide) would only add members no query reads.
+_COUNTED_RULE_TYPES: Final = frozenset({RULE_TYPE_EXPERIMENT, RULE_TYPE_FEATURE_TEST})
 _C_EVENT_KEY = Conversion._fields.index("event_key")
 _C_REVENUE = Conversion._fields.index("revenue")
 _C_VALUE = Conversion._fields.index("value")
@@ -180,6 +192,11 @@ class Counter:
             seen += len(plain)
             for record in plain:
                 if record[_KIND] == IMPRESSION:
+                    if (
+                        len(record) > _I_RULE_TYPE
+                        and record[_I_RULE_TYPE] not in _COUNTED_RULE_TYPES
+                    ):
+                        continue
                     key = (record[_I_EXPERIMENT], record[_I_VARIATION], _VISITORS, "")
                     users = members.get(key)
                     if users is None:
