@@ -125,6 +125,13 @@ def _base() -> dict[str, Any]:
                 [5000, 10000],
                 ["30001"],
             ),
+            _rule(  # a feature rollout: the SDK adds its flag's "Everyone Else" variation
+                "40003",
+                "fr_test",
+                [_variation("42004", "fr_on", True)],
+                [5000],
+                type="fr",
+            ),
             _rule(
                 "40002",
                 "td_test",
@@ -155,6 +162,7 @@ def _base() -> dict[str, Any]:
             _flag("70004", "miss_flag", [], "80003"),
             _flag("70005", "td_flag", ["40002"], ""),
             _flag("70006", "grouped_flag", ["40005"], "80004"),
+            _flag("70007", "fr_flag", ["40003"], "80005"),
         ],
         "rollouts": [
             {
@@ -204,6 +212,14 @@ def _base() -> dict[str, Any]:
                     _rule("81008", "everyone_else_4", [_variation("82008", "e", False)], [10000]),
                 ],
             },
+            {
+                "id": "80005",
+                "experiments": [
+                    _rule(
+                        "81009", "everyone_else_5", [_variation("82009", "fr_else", True)], [10000]
+                    ),
+                ],
+            },
         ],
     }
 
@@ -222,8 +238,11 @@ def _with_holdouts(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _variant(send: bool | None, bot: bool | None, holdouts: bool) -> dict[str, Any]:
+def _variant(
+    send: bool | None, bot: bool | None, holdouts: bool, anonymize_ip: bool = True
+) -> dict[str, Any]:
     document = _base()
+    document["anonymizeIP"] = anonymize_ip
     for key, value in (("sendFlagDecisions", send), ("botFiltering", bot)):
         if value is not None:
             document[key] = value
@@ -234,7 +253,7 @@ DATAFILES = {
     "send_true_bot_true_holdouts": _variant(True, True, True),
     "send_false_bot_false_holdouts": _variant(False, False, True),
     "send_absent_bot_absent": _variant(None, None, False),
-    "send_true_bot_false": _variant(True, False, False),
+    "send_true_bot_false_ip_kept": _variant(True, False, False, anonymize_ip=False),
 }
 
 ATTRIBUTE_SETS: dict[str, dict[str, Any]] = {
@@ -508,6 +527,8 @@ def test_the_cases_compared_include_every_kind_of_decision_event() -> None:
     assert ("ab_flag", "feature-test") in kinds
     assert ("td_flag", "feature-test") in kinds
     assert ("grouped_flag", "feature-test") in kinds
+    assert ("fr_flag", "feature-test", "fr_test", True, "fr_on") in seen
+    assert ("fr_flag", "feature-test", "fr_test", True, "fr_else") in seen  # the added one
     assert ("ab_flag", "feature-test", "flag_test", False, "off_var") in seen  # not enabled
     assert ("rollout_flag", "rollout", "iphone_half", True, "half_on") in seen
     assert ("rollout_flag", "rollout", "everyone_else_2", True, "all_on") in seen
