@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from trackd.events.records import (
     IMPRESSION,
@@ -36,7 +36,7 @@ from trackd.events.records import (
 )
 
 # The decision sources that send an event whatever `sendFlagDecisions` says.
-_ALWAYS_SENT = frozenset({RULE_TYPE_FEATURE_TEST, RULE_TYPE_HOLDOUT})
+_ALWAYS_SENT: Final = frozenset({RULE_TYPE_FEATURE_TEST, RULE_TYPE_HOLDOUT})
 
 
 class FlagEventConfig(ConfigLike, Protocol):

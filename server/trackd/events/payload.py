@@ -2,10 +2,10 @@
 
 Mirrors event/event_factory.py and event/payload.py: one visitor per event, impressions
 (Activate's and flag decisions') as a `campaign_activated` event with one decision and its
-metadata, conversions with revenue/value/tags, and
-the SDK's cleaning (a None revenue, value, tags or decisions key is left out, wherever it
-appears). Only visitors sharing one context (account, project, revision, anonymize_ip) go
-in one batch: `trackd.events.rounds` forms the batches.
+metadata, conversions with revenue/value/tags, and the SDK's cleaning (a None revenue,
+value, tags or decisions key is left out, wherever it appears). Only visitors sharing one
+context (account, project, revision, anonymize_ip) go in one batch: `trackd.events.rounds`
+forms the batches.
 """
 
 from __future__ import annotations

@@ -80,7 +80,10 @@ class Impression(NamedTuple):
     The last three fields were added for flag decisions, after the others. Their defaults
     are what Activate sends (optimizely-sdk's activate: no flag, rule type "experiment",
     enabled), so Activate builds its record as before and a stored row written before they
-    existed (eleven fields) decodes to the same payload (`from_plain`).
+    existed (eleven fields) decodes to the same payload (`from_plain`). Their cost, measured
+    (timeit, 2 busy shared cores): building Activate's record unchanged at 3.3 us; a row of
+    64 impressions 0.38 -> 0.43 us per event to pickle and 28 -> 33 bytes per event (the
+    strings are shared, so each is stored once a row); conversions are untouched.
     """
 
     kind: int  # IMPRESSION
