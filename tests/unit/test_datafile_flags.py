@@ -4,7 +4,6 @@ CMAB and integrations, and the datafiles it refuses (the ones optimizely-sdk 5.7
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from typing import Any
 
