@@ -193,3 +193,12 @@ def test_datafiles_the_sdk_refuses_are_refused_with_a_reason(
     change(document)
     with pytest.raises(DatafileError, match=re.escape(reason)):
         parse(document)
+
+
+def test_a_feature_test_id_shared_with_a_delivery_rule_names_the_rule_as_in_the_sdk() -> None:
+    # The SDK's experiment_id_map takes rollout rules after top-level experiments, so a rule
+    # with the id of a top-level experiment replaces it wherever a flag names that id.
+    document = flags_document()
+    document["rollouts"][0]["experiments"][0]["id"] = "exp_checkout"
+    checkout = parse(document).flags_by_key["checkout"]
+    assert checkout.experiments[0].key == "iphone_rule"

@@ -103,8 +103,12 @@ def parse_flags(
         if everyone_else is None:
             continue
         for experiment_id in strings(flag_object, "experimentIds", where):
-            experiment = experiments.get(experiment_id)
-            if experiment is not None and experiment.type == FEATURE_ROLLOUT_TYPE:
+            experiment = _sdk_experiment(experiment_id, experiments, rollout_rules)
+            if (
+                experiment is not None
+                and experiment is experiments.get(experiment_id)
+                and experiment.type == FEATURE_ROLLOUT_TYPE
+            ):
                 experiments[experiment_id] = _with_everyone_else(experiment, everyone_else)
 
     usages = _variable_usages([*experiments.values(), *rollout_rules.values()])
@@ -115,7 +119,7 @@ def parse_flags(
     for where, flag_object in raw_flags:
         tests: list[Experiment] = []
         for experiment_id in strings(flag_object, "experimentIds", where):
-            test = experiments.get(experiment_id) or rollout_rules.get(experiment_id)
+            test = _sdk_experiment(experiment_id, experiments, rollout_rules)
             if test is None:
                 raise DatafileError(
                     f"{where} names experiment {experiment_id!r}, which is not there"
@@ -158,6 +162,19 @@ def parse_flags(
         holdouts_by_rule_id=holdouts_by_rule_id,
         integrations=_integrations(document),
     )
+
+
+def _sdk_experiment(
+    experiment_id: str,
+    experiments: Mapping[str, Experiment],
+    rollout_rules: Mapping[str, Experiment],
+) -> Experiment | None:
+    """What the SDK's experiment_id_map holds for an id: a rollout rule replaces a top-level
+    experiment of the same id, and a group's experiment replaces both."""
+    experiment = experiments.get(experiment_id)
+    if experiment is not None and experiment.group_id is not None:
+        return experiment
+    return rollout_rules.get(experiment_id, experiment)
 
 
 def _list(document: JsonObject, key: str) -> list[object]:
