@@ -148,6 +148,7 @@ def parse_flags(
                     key: typed_value(None, variable.type)
                     for key, (variable, _) in variables.items()
                 },
+                holdouts=holdouts,
             )
         )
     flag_by_experiment_id = {rule.id: flag for flag in flags for rule in flag.experiments}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -248,6 +248,65 @@ class Holdout:
         return self.rule.key
 
 
+class RuleType(enum.Enum):
+    """What decided a flag: the SDK's decision source, as decision events carry it."""
+
+    FEATURE_TEST = "feature-test"
+    ROLLOUT = "rollout"
+    HOLDOUT = "holdout"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldoutHit:
+    holdout: Holdout
+    variation: Variation
+
+
+@dataclass(frozen=True, slots=True)
+class FlagDecision:
+    """One flag's decision, field for field what the SDK's OptimizelyDecision says."""
+
+    flag_key: str
+    enabled: bool
+    variation: Variation | None
+    rule: Experiment | None
+    """The deciding rule: a feature test, a delivery rule or a holdout's; None for a forced
+    decision on the whole flag, for no decision and for errors."""
+    rule_type: RuleType | None
+    """None only with `error`."""
+    variables: Mapping[str, object]
+    """Key -> typed value (json ones parsed); shared between decisions: read, never mutate."""
+    reasons: tuple[str, ...] = ()
+    error: str | None = None
+    """Why no decision could be made: an unknown flag key, an unreachable CMAB service."""
+    bypassed_holdout: HoldoutHit | None = None
+    """A global holdout with excludeTargetedDeliveries that bucketed the user; the SDK sends its
+    impression as well as the decision's own."""
+
+    @property
+    def variation_key(self) -> str | None:
+        return None if self.variation is None else self.variation.key
+
+    @property
+    def rule_key(self) -> str | None:
+        return None if self.rule is None else self.rule.key
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FlagOutcomes:
+    """The flag's decisions without reasons, built at load: rule id -> variation id -> decision.
+
+    Building a FlagDecision costs more than the rest of a typical rule's decision (frozen
+    dataclasses set each field through object.__setattr__), so the common ones are made once.
+    """
+
+    off: FlagDecision
+    """No rule decided: off, with the default variables, reported as a rollout decision."""
+    feature_tests: Mapping[str, Mapping[str, FlagDecision]]
+    rollout_rules: Mapping[str, Mapping[str, FlagDecision]]
+    holdouts: Mapping[str, Mapping[str, FlagDecision]]
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class FeatureFlag:
     id: str
@@ -265,11 +324,58 @@ class FeatureFlag:
     """Key -> typed value per enabled variation id (the flag's and the holdouts')."""
     unknown_variation_variables: Mapping[str, object]
     """What the SDK returns for an enabled variation whose id no experiment declares."""
+    holdouts: InitVar[tuple[Holdout, ...]]
+    """Every holdout that may decide the flag: its outcomes are built too."""
+
+    outcomes: FlagOutcomes = field(init=False, repr=False)
+
+    def __post_init__(self, holdouts: tuple[Holdout, ...]) -> None:
+        def each_variation(rule: Experiment, rule_type: RuleType) -> dict[str, FlagDecision]:
+            return {
+                variation.id: self.decision(rule, variation, rule_type)
+                for variation in rule.variations_by_id.values()
+            }
+
+        rules = self.rollout.rules if self.rollout else ()
+        outcomes = FlagOutcomes(
+            off=self.decision(None, None, RuleType.ROLLOUT),
+            feature_tests={
+                test.id: each_variation(test, RuleType.FEATURE_TEST) for test in self.experiments
+            },
+            rollout_rules={rule.id: each_variation(rule, RuleType.ROLLOUT) for rule in rules},
+            holdouts={
+                holdout.id: each_variation(holdout.rule, RuleType.HOLDOUT) for holdout in holdouts
+            },
+        )
+        object.__setattr__(self, "outcomes", outcomes)
 
     def variables_for(self, variation: Variation | None, enabled: bool) -> Mapping[str, object]:
         if not enabled or variation is None:
             return self.default_variables
         return self.variables_by_variation_id.get(variation.id, self.unknown_variation_variables)
+
+    def decision(
+        self,
+        rule: Experiment | None,
+        variation: Variation | None,
+        rule_type: RuleType,
+        *,
+        exclude_variables: bool = False,
+        reasons: tuple[str, ...] = (),
+        bypassed_holdout: HoldoutHit | None = None,
+    ) -> FlagDecision:
+        """A decision of this flag: on when the variation is, variables as the SDK gives them."""
+        enabled = variation is not None and variation.feature_enabled
+        return FlagDecision(
+            flag_key=self.key,
+            enabled=enabled,
+            variation=variation,
+            rule=rule,
+            rule_type=rule_type,
+            variables={} if exclude_variables else self.variables_for(variation, enabled),
+            reasons=reasons,
+            bypassed_holdout=bypassed_holdout,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,20 +24,31 @@ from __future__ import annotations
 import enum
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
 
 from trackd.datafile.model import (
     AttributeValue,
     Experiment,
     FeatureFlag,
+    FlagDecision,
     Holdout,
+    HoldoutHit,
     ProjectConfig,
     Reason,
+    RuleType,
     Variation,
 )
-from trackd.decision.audience import qualifies
 from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, bucket
 from trackd.decision.engine import decide
+
+__all__ = [
+    "DecideOption",
+    "FlagDecision",
+    "HoldoutHit",
+    "RuleType",
+    "decide_all",
+    "decide_for_keys",
+    "unknown_flag",
+]
 
 TARGETED_DELIVERY_TYPE = "td"  # the only feature tests tried past a bypassed holdout
 
@@ -56,50 +67,6 @@ class DecideOption(enum.Enum):
     IGNORE_USER_PROFILE_SERVICE = "IGNORE_USER_PROFILE_SERVICE"
     INCLUDE_REASONS = "INCLUDE_REASONS"
     EXCLUDE_VARIABLES = "EXCLUDE_VARIABLES"
-
-
-class RuleType(enum.Enum):
-    """The SDK's decision source, as decision events carry it."""
-
-    FEATURE_TEST = "feature-test"
-    ROLLOUT = "rollout"
-    HOLDOUT = "holdout"
-
-
-@dataclass(frozen=True, slots=True)
-class HoldoutHit:
-    holdout: Holdout
-    variation: Variation
-
-
-@dataclass(frozen=True, slots=True)
-class FlagDecision:
-    """One flag's decision, field for field what the SDK's OptimizelyDecision says."""
-
-    flag_key: str
-    enabled: bool
-    variation: Variation | None
-    rule: Experiment | None
-    """The deciding rule: a feature test, a delivery rule or a holdout's; None for a forced
-    decision on the whole flag, for no decision and for errors."""
-    rule_type: RuleType | None
-    """None only with `error`."""
-    variables: Mapping[str, object]
-    """Key -> typed value (json ones parsed); shared between decisions: read, never mutate."""
-    reasons: tuple[str, ...] = ()
-    error: str | None = None
-    """Why no decision could be made: an unknown flag key, an unreachable CMAB service."""
-    bypassed_holdout: HoldoutHit | None = None
-    """A global holdout with excludeTargetedDeliveries that bucketed the user; the SDK sends its
-    impression as well as the decision's own."""
-
-    @property
-    def variation_key(self) -> str | None:
-        return None if self.variation is None else self.variation.key
-
-    @property
-    def rule_key(self) -> str | None:
-        return None if self.rule is None else self.rule.key
 
 
 def decide_all(
@@ -197,28 +164,15 @@ def _decide(
     reasons: list[str] | None,
     exclude_variables: bool,
 ) -> FlagDecision:
-    def decided(
-        rule: Experiment | None,
-        variation: Variation | None,
-        rule_type: RuleType,
-        bypassed: HoldoutHit | None = None,
-    ) -> FlagDecision:
-        enabled = variation is not None and variation.feature_enabled
-        return FlagDecision(
-            flag_key=flag.key,
-            enabled=enabled,
-            variation=variation,
-            rule=rule,
-            rule_type=rule_type,
-            variables={} if exclude_variables else flag.variables_for(variation, enabled),
-            reasons=() if reasons is None else tuple(reasons),
-            bypassed_holdout=bypassed,
-        )
+    # Decisions without reasons, bypassed holdout or excluded variables were built at load
+    # (flag.outcomes); `plain` says this call may return those.
+    plain = reasons is None and not exclude_variables
+    outcomes = flag.outcomes
 
     if forced_decisions:
         variation = _forced(flag, None, forced_decisions, user_id, reasons)
         if variation is not None:
-            return decided(None, variation, RuleType.FEATURE_TEST)
+            return _new(flag, reasons, exclude_variables, None, variation, RuleType.FEATURE_TEST)
 
     bypassed: HoldoutHit | None = None
     for holdout in config.global_holdouts:
@@ -231,20 +185,49 @@ def _decide(
                 f"for feature flag '{flag.key}'."
             )
         if not holdout.exclude_targeted_deliveries:
-            return decided(holdout.rule, hit.variation, RuleType.HOLDOUT)
+            if plain:
+                built = _built(outcomes.holdouts, holdout.rule, hit.variation)
+                if built is not None:
+                    return built
+            return _new(
+                flag, reasons, exclude_variables, holdout.rule, hit.variation, RuleType.HOLDOUT
+            )
         bypassed = hit
+        plain = False
         break
 
+    local_holdouts = config.holdouts_by_rule_id
     for experiment in flag.experiments:
         if bypassed is not None and experiment.type != TARGETED_DELIVERY_TYPE:
             continue
         if forced_decisions:
             variation = _forced(flag, experiment.key, forced_decisions, user_id, reasons)
             if variation is not None:
-                return decided(experiment, variation, RuleType.FEATURE_TEST, bypassed)
-        hit = _local_holdout_hit(config, experiment, user_id, attributes, reasons)
-        if hit is not None:
-            return decided(hit.holdout.rule, hit.variation, RuleType.HOLDOUT)
+                return _new(
+                    flag,
+                    reasons,
+                    exclude_variables,
+                    experiment,
+                    variation,
+                    RuleType.FEATURE_TEST,
+                    bypassed,
+                )
+        if local_holdouts and experiment.id in local_holdouts:
+            hit = _local_holdout_hit(config, experiment, user_id, attributes, reasons)
+            if hit is not None:
+                # As in the SDK, a local holdout's decision does not carry a bypassed one.
+                if reasons is None and not exclude_variables:
+                    built = _built(outcomes.holdouts, hit.holdout.rule, hit.variation)
+                    if built is not None:
+                        return built
+                return _new(
+                    flag,
+                    reasons,
+                    exclude_variables,
+                    hit.holdout.rule,
+                    hit.variation,
+                    RuleType.HOLDOUT,
+                )
         decision = decide(
             config,
             experiment,
@@ -261,13 +244,26 @@ def _decide(
             if bucket(bucketing_id, experiment.id) < cmab.traffic_allocation:
                 return _cmab_unreachable(flag, experiment, reasons)
             continue
-        if decision.variation is not None:
+        variation = decision.variation
+        if variation is not None:
             if reasons is not None:
                 reasons.append(
-                    f'User "{user_id}" is in variation "{decision.variation.key}" of experiment '
+                    f'User "{user_id}" is in variation "{variation.key}" of experiment '
                     f"{experiment.key} ({decision.reason.value})."
                 )
-            return decided(experiment, decision.variation, RuleType.FEATURE_TEST, bypassed)
+            if plain:
+                built = _built(outcomes.feature_tests, experiment, variation)
+                if built is not None:
+                    return built
+            return _new(
+                flag,
+                reasons,
+                exclude_variables,
+                experiment,
+                variation,
+                RuleType.FEATURE_TEST,
+                bypassed,
+            )
         if reasons is not None:
             reasons.append(
                 f'User "{user_id}" is in no variation of experiment "{experiment.key}" '
@@ -276,7 +272,11 @@ def _decide(
 
     rollout = flag.rollout
     if rollout is None:
-        return decided(None, None, RuleType.ROLLOUT, bypassed)
+        return (
+            outcomes.off
+            if plain
+            else _new(flag, reasons, exclude_variables, None, None, RuleType.ROLLOUT, bypassed)
+        )
     rules = rollout.rules
     last = len(rules) - 1
     index = 0
@@ -285,31 +285,92 @@ def _decide(
         if forced_decisions:
             variation = _forced(flag, rule.key, forced_decisions, user_id, reasons)
             if variation is not None:
-                return decided(rule, variation, RuleType.ROLLOUT, bypassed)
-        hit = _local_holdout_hit(config, rule, user_id, attributes, reasons)
-        if hit is not None:
-            return decided(hit.holdout.rule, hit.variation, RuleType.HOLDOUT, bypassed)
-        name = "Everyone Else" if index == last else str(index + 1)
-        if qualifies(rule.audience_conditions, attributes):
+                return _new(
+                    flag, reasons, exclude_variables, rule, variation, RuleType.ROLLOUT, bypassed
+                )
+        if local_holdouts and rule.id in local_holdouts:
+            hit = _local_holdout_hit(config, rule, user_id, attributes, reasons)
+            if hit is not None:
+                if plain:
+                    built = _built(outcomes.holdouts, hit.holdout.rule, hit.variation)
+                    if built is not None:
+                        return built
+                return _new(
+                    flag,
+                    reasons,
+                    exclude_variables,
+                    hit.holdout.rule,
+                    hit.variation,
+                    RuleType.HOLDOUT,
+                    bypassed,
+                )
+        conditions = rule.audience_conditions
+        if conditions is None or conditions.evaluate(attributes) is True:
             variation = _bucketed(rule, bucketing_id)
             if variation is not None:
                 if reasons is not None:
-                    reasons.append(f'User "{user_id}" bucketed into a targeting rule {name}.')
-                return decided(rule, variation, RuleType.ROLLOUT, bypassed)
+                    reasons.append(f'User "{user_id}" bucketed into a {_rule_name(index, last)}.')
+                if plain:
+                    built = _built(outcomes.rollout_rules, rule, variation)
+                    if built is not None:
+                        return built
+                return _new(
+                    flag, reasons, exclude_variables, rule, variation, RuleType.ROLLOUT, bypassed
+                )
             if index != last:
                 if reasons is not None:
                     reasons.append(
-                        f'User "{user_id}" not bucketed into a targeting rule {name}. '
+                        f'User "{user_id}" not bucketed into a {_rule_name(index, last)}. '
                         'Checking "Everyone Else" rule now.'
                     )
                 index = last
                 continue
         elif reasons is not None:
             reasons.append(
-                f'User "{user_id}" does not meet audience conditions for targeting rule {name}.'
+                f'User "{user_id}" does not meet audience conditions for {_rule_name(index, last)}.'
             )
         index += 1
-    return decided(None, None, RuleType.ROLLOUT, bypassed)
+    return (
+        outcomes.off
+        if plain
+        else _new(flag, reasons, exclude_variables, None, None, RuleType.ROLLOUT, bypassed)
+    )
+
+
+def _new(
+    flag: FeatureFlag,
+    reasons: list[str] | None,
+    exclude_variables: bool,
+    rule: Experiment | None,
+    variation: Variation | None,
+    rule_type: RuleType,
+    bypassed: HoldoutHit | None = None,
+) -> FlagDecision:
+    """A decision built for this call: one with reasons, a bypassed holdout, no variables."""
+    return flag.decision(
+        rule,
+        variation,
+        rule_type,
+        exclude_variables=exclude_variables,
+        reasons=() if reasons is None else tuple(reasons),
+        bypassed_holdout=bypassed,
+    )
+
+
+def _rule_name(index: int, last: int) -> str:
+    return "targeting rule " + ("Everyone Else" if index == last else str(index + 1))
+
+
+def _built(
+    table: Mapping[str, Mapping[str, FlagDecision]], rule: Experiment, variation: Variation
+) -> FlagDecision | None:
+    """The decision built at load for this rule and variation, if it is that one (ids may
+    repeat across a datafile's rules)."""
+    by_variation = table.get(rule.id)
+    decision = None if by_variation is None else by_variation.get(variation.id)
+    if decision is None or decision.rule is not rule or decision.variation is not variation:
+        return None
+    return decision
 
 
 def _forced(
@@ -366,7 +427,7 @@ def _local_holdout_hit(
     attributes: Mapping[str, AttributeValue],
     reasons: list[str] | None,
 ) -> HoldoutHit | None:
-    for holdout in config.holdouts_by_rule_id.get(rule.id, ()):
+    for holdout in config.holdouts_by_rule_id[rule.id]:
         hit = _holdout_hit(config, holdout, user_id, attributes, reasons)
         if hit is not None:
             if reasons is not None:
