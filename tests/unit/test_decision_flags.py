@@ -216,3 +216,15 @@ def test_reasons_are_given_only_with_include_reasons() -> None:
         "and user (user1) in the forced decision map."
     )
     assert any("treatment" in reason for reason in decision.reasons)
+
+
+def test_decisions_without_reasons_are_the_ones_built_at_load() -> None:
+    config = parse(flags_document())
+    flag = config.flags_by_key["checkout"]
+    decision = checkout(config, IPHONE)
+    assert decision is flag.outcomes.rollout_rules["rule_iphone"]["var_on"]
+    excluded = checkout(config, IPHONE, options={DecideOption.EXCLUDE_VARIABLES})
+    assert excluded is flag.outcomes_without_variables.rollout_rules["rule_iphone"]["var_on"]
+    with_reasons = checkout(config, IPHONE, options={DecideOption.INCLUDE_REASONS})
+    assert with_reasons is not decision
+    assert summary(with_reasons) == summary(decision)

@@ -328,17 +328,27 @@ class FeatureFlag:
     """Every holdout that may decide the flag: its outcomes are built too."""
 
     outcomes: FlagOutcomes = field(init=False, repr=False)
+    outcomes_without_variables: FlagOutcomes = field(init=False, repr=False)
+    """The same with EXCLUDE_VARIABLES."""
 
     def __post_init__(self, holdouts: tuple[Holdout, ...]) -> None:
+        object.__setattr__(self, "outcomes", self._outcomes(holdouts, exclude_variables=False))
+        object.__setattr__(
+            self, "outcomes_without_variables", self._outcomes(holdouts, exclude_variables=True)
+        )
+
+    def _outcomes(self, holdouts: tuple[Holdout, ...], *, exclude_variables: bool) -> FlagOutcomes:
         def each_variation(rule: Experiment, rule_type: RuleType) -> dict[str, FlagDecision]:
             return {
-                variation.id: self.decision(rule, variation, rule_type)
+                variation.id: self.decision(
+                    rule, variation, rule_type, exclude_variables=exclude_variables
+                )
                 for variation in rule.variations_by_id.values()
             }
 
         rules = self.rollout.rules if self.rollout else ()
-        outcomes = FlagOutcomes(
-            off=self.decision(None, None, RuleType.ROLLOUT),
+        return FlagOutcomes(
+            off=self.decision(None, None, RuleType.ROLLOUT, exclude_variables=exclude_variables),
             feature_tests={
                 test.id: each_variation(test, RuleType.FEATURE_TEST) for test in self.experiments
             },
@@ -347,7 +357,6 @@ class FeatureFlag:
                 holdout.id: each_variation(holdout.rule, RuleType.HOLDOUT) for holdout in holdouts
             },
         )
-        object.__setattr__(self, "outcomes", outcomes)
 
     def variables_for(self, variation: Variation | None, enabled: bool) -> Mapping[str, object]:
         if not enabled or variation is None:

@@ -38,6 +38,7 @@ from trackd.datafile.model import (
     Variation,
 )
 from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, bucket
+from trackd.decision.conditions import Condition
 from trackd.decision.engine import decide
 
 __all__ = [
@@ -115,6 +116,10 @@ def decide_for_keys(
     bucketing_id = attributes.get(BUCKETING_ID_ATTRIBUTE)
     if not isinstance(bucketing_id, str):
         bucketing_id = user_id
+    # One user, one set of attributes: an audience's answer holds for every flag of the call.
+    # Delivery rules with one audience share its compiled condition, so this saves most
+    # evaluations on projects whose flags target the same audiences.
+    audience_results: dict[Condition, bool] = {}
     decisions = []
     for key in dict.fromkeys(flag_keys):
         flag = config.flags_by_key.get(key)
@@ -133,6 +138,7 @@ def decide_for_keys(
             sticky_variation,
             reasons,
             exclude_variables,
+            audience_results,
         )
         if enabled_only and not decision.enabled and decision.error is None:
             continue
@@ -163,11 +169,12 @@ def _decide(
     sticky_variation: VariationLookup | None,
     reasons: list[str] | None,
     exclude_variables: bool,
+    audience_results: dict[Condition, bool],
 ) -> FlagDecision:
     # Decisions without reasons, bypassed holdout or excluded variables were built at load
     # (flag.outcomes); `plain` says this call may return those.
-    plain = reasons is None and not exclude_variables
-    outcomes = flag.outcomes
+    plain = reasons is None
+    outcomes = flag.outcomes_without_variables if exclude_variables else flag.outcomes
 
     if forced_decisions:
         variation = _forced(flag, None, forced_decisions, user_id, reasons)
@@ -216,7 +223,7 @@ def _decide(
             hit = _local_holdout_hit(config, experiment, user_id, attributes, reasons)
             if hit is not None:
                 # As in the SDK, a local holdout's decision does not carry a bypassed one.
-                if reasons is None and not exclude_variables:
+                if reasons is None:
                     built = _built(outcomes.holdouts, hit.holdout.rule, hit.variation)
                     if built is not None:
                         return built
@@ -305,7 +312,12 @@ def _decide(
                     bypassed,
                 )
         conditions = rule.audience_conditions
-        if conditions is None or conditions.evaluate(attributes) is True:
+        qualified: bool | None = True
+        if conditions is not None:
+            qualified = audience_results.get(conditions)
+            if qualified is None:
+                qualified = audience_results[conditions] = conditions.evaluate(attributes) is True
+        if qualified:
             variation = _bucketed(rule, bucketing_id)
             if variation is not None:
                 if reasons is not None:
