@@ -184,6 +184,10 @@ def test_feature_rollout_experiments_gain_the_everyone_else_variation() -> None:
             "missing required key",
         ),
         (lambda d: d.update(sendFlagDecisions="yes"), "'sendFlagDecisions' must be a boolean"),
+        (
+            lambda d: d["experiments"][0]["variations"][1].update(variables=5),
+            "'experiments[0].variations[1].variables' must be an array, got integer",
+        ),
     ],
 )
 def test_datafiles_the_sdk_refuses_are_refused_with_a_reason(
@@ -202,3 +206,10 @@ def test_a_feature_test_id_shared_with_a_delivery_rule_names_the_rule_as_in_the_
     document["rollouts"][0]["experiments"][0]["id"] = "exp_checkout"
     checkout = parse(document).flags_by_key["checkout"]
     assert checkout.experiments[0].key == "iphone_rule"
+
+
+def test_a_falsy_variables_value_is_no_variables_as_in_the_sdk() -> None:
+    document = flags_document()
+    document["experiments"][0]["variations"][1]["variables"] = 0
+    treatment = parse(document).experiments_by_id["exp_checkout"].variations_by_key["treatment"]
+    assert treatment.variable_usages == ()

@@ -62,7 +62,13 @@ def parse_variations(parent: JsonObject, where: str) -> list[Variation]:
         variation_where = f"{where}.variations[{index}]"
         variation_object = json_object(variation_item, variation_where)
         usages = []
-        for position, usage_item in enumerate(variation_object.get("variables") or ()):
+        # As the SDK's Variation: a missing or empty (falsy) `variables` is no variables.
+        usage_items = (
+            array(variation_object, "variables", variation_where)
+            if variation_object.get("variables")
+            else []
+        )
+        for position, usage_item in enumerate(usage_items):
             usage_where = f"{variation_where}.variables[{position}]"
             usage_object = json_object(usage_item, usage_where)
             usages.append(
