@@ -213,3 +213,13 @@ def test_a_falsy_variables_value_is_no_variables_as_in_the_sdk() -> None:
     document["experiments"][0]["variations"][1]["variables"] = 0
     treatment = parse(document).experiments_by_id["exp_checkout"].variations_by_key["treatment"]
     assert treatment.variable_usages == ()
+
+
+def test_of_flags_with_one_key_the_last_is_kept_and_owns_its_experiments() -> None:
+    document = flags_document()
+    duplicate = {**document["featureFlags"][0], "id": "flag_3", "experimentIds": []}
+    document["featureFlags"].append(duplicate)
+    config = parse(document)
+    assert config.flag_keys == ("checkout", "empty")
+    assert config.flags_by_key["checkout"].id == "flag_3"
+    assert "exp_checkout" not in config.flag_by_experiment_id

@@ -151,10 +151,14 @@ def parse_flags(
                 holdouts=holdouts,
             )
         )
-    flag_by_experiment_id = {rule.id: flag for flag in flags for rule in flag.experiments}
+    flags_by_key = {flag.key: flag for flag in flags}
+    # Over the flags the key index kept (of duplicate keys, the last), as the SDK's map.
+    flag_by_experiment_id = {
+        rule.id: flag for flag in flags_by_key.values() for rule in flag.experiments
+    }
     return ParsedFlags(
         flags=tuple(flags),
-        flags_by_key={flag.key: flag for flag in flags},
+        flags_by_key=flags_by_key,
         rollouts_by_id=rollouts_by_id,
         flag_by_experiment_id=flag_by_experiment_id,
         experiments_by_id=experiments,
