@@ -41,6 +41,8 @@ class DecideCall:
     flag_keys: list[str] | None  # None: decide_all
     forced: dict[tuple[str, str | None], str] = field(default_factory=dict)
     profile: dict[str, str] = field(default_factory=dict)  # experiment id -> variation id
+    # Through the SDK's set_forced_variation: experiment key -> variation key.
+    forced_variations: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -248,6 +250,8 @@ class FlagsGenerator(DatafileGenerator):
                     call.profile[rule["id"]] = (
                         r.choice(rule["variations"])["id"] if r.random() < 0.85 else "stale"
                     )
+                if rule["id"] in flag["experimentIds"] and r.random() < 0.05:
+                    call.forced_variations[rule["key"]] = r.choice(rule["variations"])["key"]
         return call
 
     @staticmethod

@@ -80,6 +80,8 @@ def sdk_decisions(
             for experiment_id, variation_id in call.profile.items()
         },
     }
+    for experiment_key, variation_key in call.forced_variations.items():
+        assert sdk.set_forced_variation(experiment_key, call.user_id, variation_key)
     options = [*call.options, OptimizelyDecideOption.DISABLE_DECISION_EVENT]
     try:
         if call.flag_keys is None:
@@ -88,6 +90,8 @@ def sdk_decisions(
             decisions = user.decide_for_keys(call.flag_keys, options)
     finally:
         profiles.profile = None
+        for experiment_key in call.forced_variations:
+            sdk.set_forced_variation(experiment_key, call.user_id, None)
     return {
         key: (d.variation_key, d.enabled, d.rule_key, d.variables) for key, d in decisions.items()
     }
@@ -96,6 +100,10 @@ def sdk_decisions(
 def our_decisions(config: ProjectConfig, call: DecideCall) -> list[FlagDecision]:
     options = {DecideOption(option) for option in call.options}
     lookup = call.profile.get
+    forced_variation_ids = {}
+    for experiment_key, variation_key in call.forced_variations.items():
+        experiment = config.experiments_by_key[experiment_key]
+        forced_variation_ids[experiment.id] = experiment.variations_by_key[variation_key].id
     if call.flag_keys is None:
         return decide_all(
             config,
@@ -103,6 +111,7 @@ def our_decisions(config: ProjectConfig, call: DecideCall) -> list[FlagDecision]
             call.attributes,
             options,
             forced_decisions=call.forced,
+            forced_variation=forced_variation_ids.get,
             sticky_variation=lookup,
         )
     return decide_for_keys(
@@ -112,6 +121,7 @@ def our_decisions(config: ProjectConfig, call: DecideCall) -> list[FlagDecision]
         call.attributes,
         options,
         forced_decisions=call.forced,
+        forced_variation=forced_variation_ids.get,
         sticky_variation=lookup,
     )
 
