@@ -133,12 +133,12 @@ def decide_for_keys(
             user_id,
             bucketing_id,
             attributes,
-            forced_decisions,
-            forced_variation,
-            sticky_variation,
-            reasons,
-            exclude_variables,
-            audience_results,
+            forced_decisions=forced_decisions,
+            forced_variation=forced_variation,
+            sticky_variation=sticky_variation,
+            reasons=reasons,
+            exclude_variables=exclude_variables,
+            audience_results=audience_results,
         )
         if enabled_only and not decision.enabled and decision.error is None:
             continue
@@ -164,6 +164,7 @@ def _decide(
     user_id: str,
     bucketing_id: str,
     attributes: Mapping[str, AttributeValue],
+    *,
     forced_decisions: ForcedDecisions,
     forced_variation: VariationLookup | None,
     sticky_variation: VariationLookup | None,
