@@ -237,9 +237,11 @@ class DatafileGenerator:
                 experiment["audienceConditions"] = self.tree(lambda: r.choice(pool), 3)
         return experiment
 
-    def datafile(self) -> dict[str, Any]:
+    def datafile(self, version: str | None = None) -> dict[str, Any]:
+        """A random datafile; `version` fixes its version (else drawn, as before)."""
         r = self.random
-        version = r.choice(("2", "3", "4"))
+        if version is None:
+            version = r.choice(("2", "3", "4"))
         self.blank_key_used = False
         self.condition_values = {}
         audiences = []

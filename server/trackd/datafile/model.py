@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,6 +28,10 @@ RANDOM_GROUP_POLICY = "random"  # the only group policy that makes experiments e
 class Variation:
     id: str
     key: str
+    feature_enabled: bool = False
+    """`featureEnabled`, read for its truth as the SDK does; a flag is on only when this is."""
+    variable_usages: tuple[tuple[str, object], ...] = ()
+    """(variable id, value as written) per entry of the variation's `variables`, in order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,9 @@ class Experiment:
     group_id: str | None
     group_policy: str | None
     audience_ids: tuple[str, ...] = ()
+    type: str | None = None
+    """The experiment's `type` ("ab", "mab", "cmab", "td", "fr"), None when absent."""
+    cmab: Cmab | None = None
 
     # Derived once from the fields above; not constructor arguments.
     whitelist: Mapping[str, Variation] = field(init=False, repr=False)
@@ -171,6 +178,15 @@ class Experiment:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Cmab:
+    """An experiment's `cmab`: its variation comes from Optimizely's prediction service."""
+
+    attribute_ids: tuple[str, ...]
+    traffic_allocation: int
+    """Buckets below this are in the experiment (the SDK buckets against this one end)."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Group:
     id: str
@@ -185,6 +201,197 @@ class Group:
         ends, entity_ids = first_match_table(self.traffic_allocation)
         object.__setattr__(self, "slot_ends", ends)
         object.__setattr__(self, "slot_experiment_ids", entity_ids)
+
+
+class VariableType:
+    BOOLEAN = "boolean"
+    DOUBLE = "double"
+    INTEGER = "integer"
+    JSON = "json"
+    STRING = "string"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Variable:
+    """A flag variable; `type` is "json" for the older string type with subType "json"."""
+
+    id: str
+    key: str
+    type: str
+    default_value: object
+    """The default, already of the variable's type (None where the SDK cannot cast it)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Rollout:
+    """Delivery rules in order; the last is "Everyone Else"."""
+
+    id: str
+    rules: tuple[Experiment, ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Holdout:
+    """A holdout, decided as an experiment with no whitelist and no group (see flags.py)."""
+
+    rule: Experiment
+    included_rules: tuple[str, ...] | None
+    """Rule ids a local holdout applies to; None for a global one (the `holdouts` section)."""
+    exclude_targeted_deliveries: bool
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+    @property
+    def key(self) -> str:
+        return self.rule.key
+
+
+class RuleType(enum.Enum):
+    """What decided a flag: the SDK's decision source, as decision events carry it."""
+
+    FEATURE_TEST = "feature-test"
+    ROLLOUT = "rollout"
+    HOLDOUT = "holdout"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldoutHit:
+    holdout: Holdout
+    variation: Variation
+
+
+@dataclass(frozen=True, slots=True)
+class FlagDecision:
+    """One flag's decision, field for field what the SDK's OptimizelyDecision says."""
+
+    flag_key: str
+    enabled: bool
+    variation: Variation | None
+    rule: Experiment | None
+    """The deciding rule: a feature test, a delivery rule or a holdout's; None for a forced
+    decision on the whole flag, for no decision and for errors."""
+    rule_type: RuleType | None
+    """None only with `error`."""
+    variables: Mapping[str, object]
+    """Key -> typed value (json ones parsed); shared between decisions: read, never mutate."""
+    reasons: tuple[str, ...] = ()
+    error: str | None = None
+    """Why no decision could be made: an unknown flag key, an unreachable CMAB service."""
+    bypassed_holdout: HoldoutHit | None = None
+    """A global holdout with excludeTargetedDeliveries that bucketed the user; the SDK sends its
+    impression as well as the decision's own."""
+
+    @property
+    def variation_key(self) -> str | None:
+        return None if self.variation is None else self.variation.key
+
+    @property
+    def rule_key(self) -> str | None:
+        return None if self.rule is None else self.rule.key
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FlagOutcomes:
+    """The flag's decisions without reasons, built at load: rule id -> variation id -> decision.
+
+    Building a FlagDecision costs more than the rest of a typical rule's decision (frozen
+    dataclasses set each field through object.__setattr__), so the common ones are made once.
+    """
+
+    off: FlagDecision
+    """No rule decided: off, with the default variables, reported as a rollout decision."""
+    feature_tests: Mapping[str, Mapping[str, FlagDecision]]
+    rollout_rules: Mapping[str, Mapping[str, FlagDecision]]
+    holdouts: Mapping[str, Mapping[str, FlagDecision]]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FeatureFlag:
+    id: str
+    key: str
+    experiments: tuple[Experiment, ...]
+    """The feature-test rules, in `experimentIds` order."""
+    rollout: Rollout | None
+    variables: tuple[Variable, ...]
+    """Declared variables; with duplicate keys the last wins, in the first one's place."""
+    variations_by_key: Mapping[str, Variation]
+    """Every variation of the flag's rules, the first of a key winning (forced decisions)."""
+    default_variables: Mapping[str, object]
+    """Key -> typed value when the flag is off (or the variation is not enabled)."""
+    variables_by_variation_id: Mapping[str, Mapping[str, object]]
+    """Key -> typed value per enabled variation id (the flag's and the holdouts')."""
+    unknown_variation_variables: Mapping[str, object]
+    """What the SDK returns for an enabled variation whose id no experiment declares."""
+    holdouts: InitVar[tuple[Holdout, ...]]
+    """Every holdout that may decide the flag: its outcomes are built too."""
+
+    outcomes: FlagOutcomes = field(init=False, repr=False)
+    outcomes_without_variables: FlagOutcomes = field(init=False, repr=False)
+    """The same with EXCLUDE_VARIABLES."""
+
+    def __post_init__(self, holdouts: tuple[Holdout, ...]) -> None:
+        object.__setattr__(self, "outcomes", self._outcomes(holdouts, exclude_variables=False))
+        object.__setattr__(
+            self, "outcomes_without_variables", self._outcomes(holdouts, exclude_variables=True)
+        )
+
+    def _outcomes(self, holdouts: tuple[Holdout, ...], *, exclude_variables: bool) -> FlagOutcomes:
+        def each_variation(rule: Experiment, rule_type: RuleType) -> dict[str, FlagDecision]:
+            return {
+                variation.id: self.decision(
+                    rule, variation, rule_type, exclude_variables=exclude_variables
+                )
+                for variation in rule.variations_by_id.values()
+            }
+
+        rules = self.rollout.rules if self.rollout else ()
+        return FlagOutcomes(
+            off=self.decision(None, None, RuleType.ROLLOUT, exclude_variables=exclude_variables),
+            feature_tests={
+                test.id: each_variation(test, RuleType.FEATURE_TEST) for test in self.experiments
+            },
+            rollout_rules={rule.id: each_variation(rule, RuleType.ROLLOUT) for rule in rules},
+            holdouts={
+                holdout.id: each_variation(holdout.rule, RuleType.HOLDOUT) for holdout in holdouts
+            },
+        )
+
+    def variables_for(self, variation: Variation | None, enabled: bool) -> Mapping[str, object]:
+        if not enabled or variation is None:
+            return self.default_variables
+        return self.variables_by_variation_id.get(variation.id, self.unknown_variation_variables)
+
+    def decision(
+        self,
+        rule: Experiment | None,
+        variation: Variation | None,
+        rule_type: RuleType,
+        *,
+        exclude_variables: bool = False,
+        reasons: tuple[str, ...] = (),
+        bypassed_holdout: HoldoutHit | None = None,
+    ) -> FlagDecision:
+        """A decision of this flag: on when the variation is, variables as the SDK gives them."""
+        enabled = variation is not None and variation.feature_enabled
+        return FlagDecision(
+            flag_key=self.key,
+            enabled=enabled,
+            variation=variation,
+            rule=rule,
+            rule_type=rule_type,
+            variables={} if exclude_variables else self.variables_for(variation, enabled),
+            reasons=reasons,
+            bypassed_holdout=bypassed_holdout,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    key: str
+    host: str | None
+    public_key: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +435,17 @@ class ProjectConfig:
     environment_key: str | None = None
     region: str = "US"
     """Where the project's data lives ("US" or "EU"): picks the Event API host."""
+    flags_by_key: Mapping[str, FeatureFlag] = field(default_factory=dict)
+    flag_keys: tuple[str, ...] = ()
+    """Flag keys in datafile order, each once: what decide_all decides."""
+    rollouts_by_id: Mapping[str, Rollout] = field(default_factory=dict)
+    flag_by_experiment_id: Mapping[str, FeatureFlag] = field(default_factory=dict)
+    """Feature-test rule id -> its flag (the SDK's experiment_feature_map; the last flag wins)."""
+    holdouts: tuple[Holdout, ...] = ()
+    """Every holdout parsed, running or not, global first."""
+    global_holdouts: tuple[Holdout, ...] = ()
+    """Running global holdouts, in order: tried before any rule of every flag."""
+    holdouts_by_rule_id: Mapping[str, tuple[Holdout, ...]] = field(default_factory=dict)
+    """Running local holdouts per rule id they include, in datafile order."""
+    send_flag_decisions: bool = False
+    integrations: tuple[Integration, ...] = ()

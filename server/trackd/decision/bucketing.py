@@ -1,13 +1,20 @@
 """Optimizely bucketing: MurmurHash3 of bucketing id + parent id, scaled to [0, 10000).
 
-`decide()` computes `mmh3.hash(bucketing_id + parent_id, HASH_SEED, signed=False) *
-MAX_TRAFFIC_VALUE >> 32` inline (a call costs more than the math). The SDK computes
-floor(hash / 2**32 * 10000) in floats; every step of that is exact in a double (the product
-is a multiple of 2**-28 below 2**14), so the integer arithmetic agrees.
+`bucket()` computes it; `decide()` inlines the same expression (a call costs more than the
+math there). The SDK computes floor(hash / 2**32 * 10000) in floats; every step of that is
+exact in a double (the product is a multiple of 2**-28 below 2**14), so the integer
+arithmetic agrees.
 """
 
 from __future__ import annotations
 
+import mmh3
+
 HASH_SEED = 1
 MAX_TRAFFIC_VALUE = 10000
 BUCKETING_ID_ATTRIBUTE = "$opt_bucketing_id"  # used instead of the user id when a str
+
+
+def bucket(bucketing_id: str, parent_id: str) -> int:
+    """The bucket in [0, 10000) of `bucketing_id` within the experiment or group `parent_id`."""
+    return mmh3.hash(bucketing_id + parent_id, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE >> 32
