@@ -17,7 +17,6 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from optimizely.optimizely_user_context import OptimizelyUserContext
 
 import trackd
 from tests.support.oracle import CapturingDispatcher
-from trackd.datafile import parse_datafile
+from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.events import payload
 from trackd.events.decisions import DecidedRule, decision_impressions
 from trackd.events.records import AttributeValue, Impression
@@ -285,31 +284,10 @@ FORCED = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class _FlagConfig:
-    """What decision events read from a datafile. `sendFlagDecisions` is read here because
-    the datafile model for flags is being built elsewhere; the rest is trackd's parse."""
-
-    account_id: str
-    project_id: str
-    revision: str
-    anonymize_ip: bool
-    bot_filtering: bool | None
-    attributes_by_key: Mapping[str, Any]
-    send_flag_decisions: bool
-
-
-def _config(document: dict[str, Any]) -> _FlagConfig:
+def _config(document: dict[str, Any]) -> ProjectConfig:
     config = parse_datafile(json.dumps(document))
-    return _FlagConfig(
-        config.account_id,
-        config.project_id,
-        config.revision,
-        config.anonymize_ip,
-        config.bot_filtering,
-        config.attributes_by_key,
-        bool(document.get("sendFlagDecisions", False)),
-    )
+    assert config.send_flag_decisions is bool(document.get("sendFlagDecisions", False))
+    return config
 
 
 def _decided(decision: Decision) -> DecidedRule:
@@ -380,7 +358,7 @@ def _uuid_and_timestamp(params: dict[str, Any]) -> Iterator[tuple[str, int]]:
 
 def _compare(
     sdk: _SdkDecisions,
-    config: _FlagConfig,
+    config: ProjectConfig,
     flag_key: str,
     user: str,
     attributes: Mapping[str, AttributeValue],
