@@ -43,8 +43,13 @@ def test_example_datafile_parses_with_its_project_identity() -> None:
     assert config.anonymize_ip is True
     assert config.bot_filtering is False
     assert config.raw_json == EXAMPLE
-    assert set(config.events_by_key) == {"my_conversion", "add_to_cart", "purchase"}
-    assert set(config.attributes_by_key) == {"device", "ad_source"}
+    assert set(config.events_by_key) == {
+        "my_conversion",
+        "add_to_cart",
+        "purchase",
+        "checkout_completed",
+    }
+    assert set(config.attributes_by_key) == {"device", "ad_source", "beta_user", "country"}
 
 
 def test_bytes_are_accepted_and_kept_as_text() -> None:
@@ -65,6 +70,7 @@ def test_experiment_ids_keep_datafile_order_top_level_first() -> None:
     assert parse_datafile(EXAMPLE).experiment_ids == (
         "10390977673",
         "10420810910",
+        "10430000001",  # checkout_ab, the checkout_redesign flag's A/B test
         "10417730432",
         "10418551353",
     )
