@@ -10,6 +10,9 @@ naming several experiments. The unit count is grown until the file reaches the t
 
 Every experiment key is `exp_<unit>_<n>`; `exp_0_0` is running with no audience, so a
 client can Activate it whatever the size.
+
+`build_flags(n)` makes the Decide benchmark's datafile instead: n feature flags, each with an
+A/B test, two targeted delivery rules, "Everyone Else" and a variable of every type.
 """
 
 from __future__ import annotations
@@ -181,6 +184,152 @@ def generate(target_bytes: int) -> str:
         units += max(1, int((target_bytes - len(text)) / per_unit))
         text = build(units)
     return text
+
+
+# --- flags: the Decide benchmark's datafile -------------------------------------------------
+
+FLAG_AUDIENCES: list[dict[str, Any]] = [
+    {
+        "id": "flag_ios",
+        "name": "iOS",
+        "conditions": [
+            "and",
+            {"name": "device", "type": "custom_attribute", "match": "exact", "value": "iPhone"},
+        ],
+    },
+    {
+        "id": "flag_adult",
+        "name": "adults",
+        "conditions": [
+            "and",
+            ["or", {"name": "age", "type": "custom_attribute", "match": "ge", "value": 18}],
+        ],
+    },
+    {
+        "id": "flag_new_app",
+        "name": "new app",
+        "conditions": [
+            "and",
+            {
+                "name": "app_version",
+                "type": "custom_attribute",
+                "match": "semver_ge",
+                "value": "2.1.0",
+            },
+        ],
+    },
+    {
+        "id": "flag_us_pro",
+        "name": "US pro plan",
+        "conditions": [
+            "and",
+            {"name": "country", "type": "custom_attribute", "match": "exact", "value": "US"},
+            {"name": "plan", "type": "custom_attribute", "match": "substring", "value": "pro"},
+        ],
+    },
+]
+FLAG_ATTRIBUTES = ("device", "age", "app_version", "country", "plan")
+# (key, type, default, treatment's value): one variable of each type per flag.
+FLAG_VARIABLES = (
+    ("enabled_banner", "boolean", "false", "true"),
+    ("max_items", "integer", "10", "25"),
+    ("discount", "double", "0.0", "0.15"),
+    ("headline", "string", "Checkout", "Check out in one step"),
+    ("layout", "json", '{"columns": 1}', '{"columns": 2, "steps": ["cart", "pay"]}'),
+)
+
+
+def _flag_variation(f: int, suffix: str, key: str, on: bool, values: list[str]) -> dict[str, Any]:
+    return {
+        "id": f"fv{f}_{suffix}",
+        "key": key,
+        "featureEnabled": on,
+        "variables": [{"id": f"var{f}_{n}", "value": value} for n, value in enumerate(values)],
+    }
+
+
+def _flag_rule(
+    rule_id: str, key: str, variation: dict[str, Any], end: int, audiences: list[str]
+) -> dict[str, Any]:
+    return {
+        "id": rule_id,
+        "key": key,
+        "status": "Running",
+        "layerId": rule_id,
+        "variations": [variation],
+        "trafficAllocation": [{"entityId": variation["id"], "endOfRange": end}],
+        "audienceIds": audiences,
+        "audienceConditions": ["or", *audiences] if audiences else [],
+        "forcedVariations": {},
+    }
+
+
+def flag(f: int) -> dict[str, list[dict[str, Any]]]:
+    """Flag `flag_<f>`: an A/B test (`ab_<f>`, control/treatment, half the traffic; every
+    other one targeted), two targeted delivery rules and "Everyone Else", 5 variables."""
+    defaults = [default for _, _, default, _ in FLAG_VARIABLES]
+    treated = [value for _, _, _, value in FLAG_VARIABLES]
+    audience_ids = [a["id"] for a in FLAG_AUDIENCES]
+    targeted = [audience_ids[f % 4], audience_ids[(f + 1) % 4]] if f % 2 else []
+    ab = _flag_rule(
+        f"ab{f}", f"ab_{f}", _flag_variation(f, "c", "control", True, defaults), 2500, targeted
+    )
+    treatment = _flag_variation(f, "t", "treatment", True, treated)
+    ab["variations"].append(treatment)
+    ab["trafficAllocation"].append({"entityId": treatment["id"], "endOfRange": 5000})
+    on = _flag_variation(f, "on", "on", True, treated)
+    off = _flag_variation(f, "off", "off", False, defaults)
+    rules = [
+        _flag_rule(f"dr{f}_1", f"delivery_{f}_1", on, 3000, [audience_ids[(f + 2) % 4]]),
+        _flag_rule(f"dr{f}_2", f"delivery_{f}_2", on, 6000, [audience_ids[(f + 3) % 4]]),
+        _flag_rule(f"ee{f}", f"everyone_else_{f}", off, 10000, []),
+    ]
+    variables = [
+        {"id": f"var{f}_{n}", "key": key, "type": kind, "defaultValue": default}
+        for n, (key, kind, default, _) in enumerate(FLAG_VARIABLES)
+    ]
+    return {
+        "experiments": [ab],
+        "rollouts": [{"id": f"ro{f}", "experiments": rules}],
+        "featureFlags": [
+            {
+                "id": f"flag{f}",
+                "key": f"flag_{f}",
+                "experimentIds": [ab["id"]],
+                "rolloutId": f"ro{f}",
+                "variables": variables,
+            }
+        ],
+    }
+
+
+def build_flags(flag_count: int) -> str:
+    """A version 4 datafile of `flag_count` flags (see `flag`), as a current project serves it."""
+    document: dict[str, Any] = {
+        "version": "4",
+        "accountId": "12001",
+        "projectId": "12003",
+        "revision": str(flag_count),
+        "anonymizeIP": True,
+        "botFiltering": False,
+        "sdkKey": "bench-flags",
+        "environmentKey": "production",
+        "sendFlagDecisions": True,
+        "attributes": [{"id": f"fa{n}", "key": key} for n, key in enumerate(FLAG_ATTRIBUTES)],
+        "audiences": [],
+        "typedAudiences": FLAG_AUDIENCES,
+        "experiments": [],
+        "groups": [],
+        "events": [{"id": "fe0", "key": "purchase", "experimentIds": []}],
+        "rollouts": [],
+        "featureFlags": [],
+        "integrations": [],
+    }
+    for f in range(flag_count):
+        for key, items in flag(f).items():
+            document[key].extend(items)
+    document["events"][0]["experimentIds"] = [e["id"] for e in document["experiments"]]
+    return json.dumps(document)
 
 
 def parse_size(text: str) -> int:

@@ -40,6 +40,32 @@ def test_generated_datafile_reaches_its_size_and_both_engines_agree_on_it() -> N
         sdk.close()
 
 
+def test_flags_datafile_has_the_decide_benchmarks_shape_and_the_sdk_accepts_it() -> None:
+    text = gen_datafile.build_flags(50)
+    assert gen_datafile.build_flags(50) == text  # deterministic
+    config = parse_datafile(text)
+    assert len(config.flags_by_key) == 50
+    for flag in config.flags_by_key.values():
+        assert [len(test.variations_by_key) for test in flag.experiments] == [2]
+        assert flag.rollout is not None
+        rules = flag.rollout.rules
+        assert [bool(rule.audience_ids) for rule in rules] == [True, True, False]
+        assert sorted(v.type for v in flag.variables) == [
+            "boolean",
+            "double",
+            "integer",
+            "json",
+            "string",
+        ]
+    logging.getLogger("optimizely").setLevel(logging.CRITICAL + 1)
+    sdk = optimizely.Optimizely(text, logger=NoOpLogger())
+    try:
+        assert sdk.is_valid
+        assert len(sdk.create_user_context("user-1", {}).decide_all()) == 50
+    finally:
+        sdk.close()
+
+
 def test_parse_size_reads_units() -> None:
     generator = gen_datafile
     assert generator.parse_size("10MB") == 10 << 20
