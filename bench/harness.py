@@ -9,6 +9,7 @@ The benchmarks are modules of the `bench` package, run from the repository root:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto" / "trackd" / "v1" / "tracking_service.proto"
 DATAFILE = ROOT / "tests" / "data" / "datafile.json"
 SERVICE = "trackd.v1.TrackingService"
+RESULTS = ROOT / "bench" / "results"
 
 
 # --- /proc readers ---------------------------------------------------------------------
@@ -387,3 +389,16 @@ def profile_tables(profiles: list[dict[str, Any]], level: str) -> list[str]:
             "",
         ]
     return lines
+
+
+def append_results(results_dir: Path, now: dt.datetime, text: str) -> Path:
+    """Append `text` to results_dir/<YYYY-MM-DD>.md (never overwrites), titling a new file."""
+    today = now.date().isoformat()
+    path = results_dir / f"{today}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a") as out:
+        if new:
+            out.write(f"# Benchmark results, {today}\n\n")
+        out.write(text + "\n")
+    return path

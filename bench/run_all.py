@@ -13,6 +13,7 @@ own run here as a subprocess with --json:
   5. start-up time and memory with 1 MB / 10 MB datafiles     bench_startup.py
   6. 1 vs 2 worker processes with the Redis activation store  bench_scaling.py
   7. delivery of a backlog, one batch vs rounds of batches    bench_delivery.py
+  8. in-process Decide of a 50-flag datafile, trackd vs SDK   bench_decide.py
 
 The full run appends one section to bench/results/<YYYY-MM-DD>.md (never overwrites) and
 saves bench/results/<YYYY-MM-DD>-<HHMMSS>.png, referenced from it. --quick writes nothing
@@ -32,16 +33,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Point, machine, point_tables, profile_tables
+from bench import bench_decide
+from bench.harness import Point, append_results, machine, point_tables, profile_tables
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
-SCENARIOS = ("grpc", "decisions", "activation", "startup", "scaling", "delivery")
+SCENARIOS = ("grpc", "decisions", "activation", "startup", "scaling", "delivery", "decide")
 GOALS = {
     "unary_ratio": 0.8,  # trackd/bare throughput
     "stream_500": 150_000,  # events/s acknowledged at 500 per batch
     "decisions": 5.0,  # SDK get_variation time / trackd decide time
+    "decide_us_per_flag": 3.0,  # trackd in-process decide_all CPU per flag
 }
 
 
@@ -56,6 +59,7 @@ def command(scenario: str, quick: bool) -> list[str]:
         "startup": [*py, "bench.bench_startup", "--json", *flag],
         "scaling": [*py, "bench.bench_scaling", "--json", *flag],
         "delivery": [*py, "bench.bench_delivery", "--json", *flag],
+        "decide": [*py, "bench.bench_decide", "--json", "--no-write", *flag],
     }[scenario]
 
 
@@ -135,6 +139,29 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _met(faster >= GOALS["decisions"]),
             )
         )
+    decide = reports.get("decide", {})
+    if "trackd" in decide:
+        per_flag = decide["trackd"]["cpu_us_per_flag"]
+        rows += [
+            (
+                f"Decide in-process, {decide['flags']} flags: trackd CPU per flag",
+                f"{per_flag:.2f} us",
+                f"<= {GOALS['decide_us_per_flag']:.0f} us",
+                _met(per_flag <= GOALS["decide_us_per_flag"]),
+            ),
+            (
+                "Decide in-process: SDK decide_all CPU per user / trackd's",
+                f"{decide['sdk_over_trackd_cpu']:.1f}x",
+                "(the >= 10x goal is for the Decide RPC)",
+                "",
+            ),
+            (
+                "Decide in-process: disagreements with the SDK",
+                f"{decide['disagreements']} of {decide['compared']:,}",
+                "0",
+                _met(decide["disagreements"] == 0),
+            ),
+        ]
     startup = reports.get("startup", {})
     rows.extend(
         (
@@ -531,6 +558,12 @@ def _delivery_http(rows: list[dict[str, Any]]) -> list[str]:
     )
 
 
+def section_decide(report: dict[str, Any]) -> list[str]:
+    if "error" in report:
+        return ["### 8. Decide, in-process: trackd vs optimizely-sdk", "", *_failed(report)]
+    return bench_decide.section(report, "### 8.")
+
+
 def markdown(
     reports: dict[str, Any], info: dict[str, str], plot: Path | None, quick: bool, now: dt.datetime
 ) -> str:
@@ -563,6 +596,7 @@ def markdown(
         "startup": section_startup,
         "scaling": section_scaling,
         "delivery": section_delivery,
+        "decide": section_decide,
     }
     for name, report in reports.items():
         lines += renderers[name](report)
@@ -752,15 +786,6 @@ def _wrap(text: str, width: int = 48) -> str:
 # --- main --------------------------------------------------------------------------------
 
 
-def append(path: Path, text: str, today: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a") as out:
-        if new:
-            out.write(f"# Benchmark results, {today}\n\n")
-        out.write(text + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny counts, seconds: a smoke run")
@@ -785,8 +810,9 @@ def main(argv: list[str] | None = None) -> int:
         plot = results_dir / f"{today}-{now.strftime('%H%M%S')}.png"
         results_dir.mkdir(parents=True, exist_ok=True)
         draw(reports, info, plot, f"trackd benchmarks, {now.strftime('%Y-%m-%d %H:%M')}")
-        markdown_path = results_dir / f"{today}.md"
-        append(markdown_path, markdown(reports, info, plot, args.quick, now), today)
+        markdown_path = append_results(
+            results_dir, now, markdown(reports, info, plot, args.quick, now)
+        )
         print(f"appended to {markdown_path}; plot {plot}", file=sys.stderr)
     if args.json:
         print(json.dumps({"machine": info, "reports": reports}, indent=2))

@@ -47,6 +47,7 @@ def test_the_fast_selection_leaves_out_the_benchmark_smoke_runs() -> None:
             "not slow and not bench",
             "tests/unit/test_bench_smoke.py",
             "tests/unit/test_decision_bench.py",
+            "tests/unit/test_decide_bench.py",
             "tests/unit/test_bench_smoke_datafile.py",
         ],
         capture_output=True,
@@ -59,4 +60,5 @@ def test_the_fast_selection_leaves_out_the_benchmark_smoke_runs() -> None:
     assert "test_bench_smoke_datafile.py::" in collected  # a unit test of the generator: fast
     assert "test_bench_smoke.py::" not in collected
     assert "test_decision_bench.py::" not in collected
-    assert "2 deselected" in collected
+    assert "test_decide_bench.py::" not in collected
+    assert "3 deselected" in collected

@@ -50,7 +50,15 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     result = json.loads(done.stdout)
     assert result["machine"]["nproc"]
     reports = result["reports"]
-    assert set(reports) == {"grpc", "decisions", "activation", "startup", "scaling", "delivery"}
+    assert set(reports) == {
+        "grpc",
+        "decisions",
+        "activation",
+        "startup",
+        "scaling",
+        "delivery",
+        "decide",
+    }
     for name, report in reports.items():
         assert "error" not in report, (name, report)
 
@@ -110,6 +118,12 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     for row in http:
         assert row["events_per_s"] > 0 and row["batches"] == -(-row["events"] // 100), row
 
+    # 8: Decide in-process, both engines agreeing on every flag for every user.
+    decide = reports["decide"]
+    assert decide["compared"] == decide["flags"] * decide["users"] > 0
+    assert decide["disagreements"] == 0, decide["disagreement_examples"]
+    assert decide["trackd"]["cpu_us_per_flag"] > 0 and decide["sdk"]["cpu_us_per_flag"] > 0
+
     # One dated section, a plot referenced from it.
     markdowns = list(tmp_path.glob("*.md"))
     plots = list(tmp_path.glob("*.png"))
@@ -117,7 +131,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     text = markdowns[0].read_text()
     assert text.count("## All scenarios") == 1
     assert f"]({plots[0].name})" in text
-    for heading in ("### 1-2.", "### 3.", "### 4.", "### 5.", "### 6.", "### 7."):
+    for heading in ("### 1-2.", "### 3.", "### 4.", "### 5.", "### 6.", "### 7.", "### 8."):
         assert heading in text
     if not scaling["available"]:
         assert "not available in this build" in text
