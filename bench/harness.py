@@ -396,9 +396,11 @@ def append_results(results_dir: Path, now: dt.datetime, text: str) -> Path:
     today = now.date().isoformat()
     path = results_dir / f"{today}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
+    before = path.read_text() if path.exists() else None
     with path.open("a") as out:
-        if new:
+        if before is None:
             out.write(f"# Benchmark results, {today}\n\n")
+        elif not before.endswith("\n\n"):  # a hand-written section may end without a gap
+            out.write("\n" if before.endswith("\n") else "\n\n")
         out.write(text + "\n")
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import pkgutil
 import subprocess
@@ -62,3 +63,14 @@ def test_the_fast_selection_leaves_out_the_benchmark_smoke_runs() -> None:
     assert "test_decision_bench.py::" not in collected
     assert "test_decide_bench.py::" not in collected
     assert "3 deselected" in collected
+
+
+def test_a_results_section_is_appended_after_a_blank_line_under_one_title(tmp_path: Path) -> None:
+    now = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
+    path = harness.append_results(tmp_path, now, "## first")
+    assert path == tmp_path / "2026-12-07.md"
+    path.write_text(path.read_text() + "hand-written, no final newline")
+    harness.append_results(tmp_path, now, "## second")
+    assert path.read_text() == (
+        "# Benchmark results, 2026-12-07\n\n## first\nhand-written, no final newline\n\n## second\n"
+    )
