@@ -497,10 +497,14 @@ class Tracker:
             repeat = live == Held(variation.id, sticky=False)
             return _Remembered(experiment.id, variation.id, False, repeat)
         if ignore_profile:
-            # The SDK neither reads nor saves the profile: remembered for attribution only,
-            # and a live activation of this variation (sticky or not) is left as it is.
+            # The SDK neither reads nor saves the profile: a live activation of this variation
+            # is a repeat; a sticky one of another variation stays the user's (the SDK's
+            # profile still holds it), so this decision is sent but not remembered; else it
+            # is remembered for attribution only, not sticky.
             if live is not None and live.variation_id == variation.id:
                 return _Remembered(experiment.id, variation.id, live.sticky, True)
+            if live is not None and live.sticky:
+                return None
             return _Remembered(experiment.id, variation.id, False, False)
         return _Remembered(experiment.id, variation.id, True, reason is Reason.STICKY)
 

@@ -248,8 +248,8 @@ async def test_a_sticky_decision_outlives_a_traffic_change_unless_the_profile_is
         )
         assert fresh.decisions[0].variation_key == "control"
         assert fresh.decisions[0].impression_recorded
-        # Ignoring the profile reads nothing and makes no one sticky.
-        assert (await decide(client, "u2")).decisions[0].variation_key == "control"
+        # Nor does it save the profile: the user still sticks to treatment.
+        assert await variation_of(client, "u1", CHECKOUT) == "treatment"
 
 
 async def test_rollout_decisions_are_never_attributed_and_sent_only_with_send_flag_decisions(
