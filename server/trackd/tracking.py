@@ -451,9 +451,17 @@ class Tracker:
                 for experiment in flag.experiments
             )
         )
+        if not experiment_ids:
+            return {}
+        # One call finds the few live ones (none for a new user); only those are read again
+        # for their stickiness, which live_for_user does not say.
         store = self._activations
-        found = await asyncio.gather(*(store.get(user_id, eid) for eid in experiment_ids))
-        return {eid: h for eid, h in zip(experiment_ids, found, strict=True) if h is not None}
+        live = await store.live_for_user(user_id, experiment_ids)
+        if not live:
+            return {}
+        ids = list(live)
+        found = await asyncio.gather(*(store.get(user_id, eid) for eid in ids))
+        return {eid: held for eid, held in zip(ids, found, strict=True) if held is not None}
 
     def _remembered(
         self,
