@@ -135,3 +135,16 @@ async def test_disable_decision_event_commits_and_remembers_nothing(parts: Parts
     await parts.decide("u1", options=[DecideOption.DISABLE_DECISION_EVENT])
     assert parts.log.appends == 0
     assert await parts.store.live_for_user("u1") == {}
+
+
+async def test_enabled_flags_only_still_sends_the_events_of_the_flags_it_leaves_out() -> None:
+    """As the SDK: every flag is decided and its event sent, then disabled ones are dropped."""
+    document = copy.deepcopy(DOCUMENT)
+    document["sendFlagDecisions"] = True
+    parts = Parts(document)
+    decided = await parts.tracker.decide("u1", {}, (), [DecideOption.ENABLED_FLAGS_ONLY])
+    assert [d.decision.flag_key for d in decided.decisions] == [CHECKOUT]
+    assert [(i.flag_key, i.enabled) for i in parts.log.impressions] == [
+        (CHECKOUT, True),
+        ("free_shipping", False),
+    ]
