@@ -443,3 +443,18 @@ async def test_a_decides_delivered_event_is_the_sdks_field_for_field(
                         event.pop("uuid")
                         event.pop("timestamp")
         assert ours == theirs
+
+
+async def test_with_the_redis_store_unreachable_decide_goes_on_and_sends_at_least_once(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    async with await _client(
+        tmp_path, receiver, activation_store="redis://127.0.0.1:9/0"
+    ) as client:
+        for _ in range(2):  # nothing can be remembered: each decide sends its event
+            reply = await decide(client, "u1", (CHECKOUT,))
+            assert reply.decisions[0].variation_key == "treatment"
+            assert reply.decisions[0].impression_recorded
+        tracked = await client.stub.Track(pb.TrackRequest(event_key="purchase", user_id="u1"))
+        assert tracked.attribution_unknown and not tracked.attributions
+        await receiver.wait_for_events(3)
