@@ -86,45 +86,96 @@ namespace Trackd.V1 {
             "bnMYBSADKAsyFC50cmFja2QudjEuVmFyaWF0aW9uEhAKCGdyb3VwX2lkGAYg",
             "ASgJEhAKCGxheWVyX2lkGAcgASgJIjgKBUV2ZW50EgoKAmlkGAEgASgJEgsK",
             "A2tleRgCIAEoCRIWCg5leHBlcmltZW50X2lkcxgDIAMoCSIkCglBdHRyaWJ1",
-            "dGUSCgoCaWQYASABKAkSCwoDa2V5GAIgASgJIo4CChFHZXRDb25maWdSZXNw",
+            "dGUSCgoCaWQYASABKAkSCwoDa2V5GAIgASgJIq4CChFHZXRDb25maWdSZXNw",
             "b25zZRIQCghyZXZpc2lvbhgBIAEoCRISCgphY2NvdW50X2lkGAIgASgJEhIK",
             "CnByb2plY3RfaWQYAyABKAkSKgoLZXhwZXJpbWVudHMYBCADKAsyFS50cmFj",
             "a2QudjEuRXhwZXJpbWVudBIgCgZldmVudHMYBSADKAsyEC50cmFja2QudjEu",
             "RXZlbnQSKAoKYXR0cmlidXRlcxgGIAMoCzIULnRyYWNrZC52MS5BdHRyaWJ1",
             "dGUSGAoQZGF0YWZpbGVfdmVyc2lvbhgHIAEoCRItCglsb2FkZWRfYXQYCCAB",
-            "KAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhQKEldhdGNoQ29uZmln",
-            "UmVxdWVzdCJDChNXYXRjaENvbmZpZ1Jlc3BvbnNlEiwKBmNvbmZpZxgBIAEo",
-            "CzIcLnRyYWNrZC52MS5HZXRDb25maWdSZXNwb25zZSq8AgoORGVjaXNpb25S",
-            "ZWFzb24SHwobREVDSVNJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASHAoYREVD",
-            "SVNJT05fUkVBU09OX0JVQ0tFVEVEEAESGgoWREVDSVNJT05fUkVBU09OX0ZP",
-            "UkNFRBACEh8KG0RFQ0lTSU9OX1JFQVNPTl9XSElURUxJU1RFRBADEhoKFkRF",
-            "Q0lTSU9OX1JFQVNPTl9TVElDS1kQBBIfChtERUNJU0lPTl9SRUFTT05fTk9U",
-            "X1JVTk5JTkcQBRIlCiFERUNJU0lPTl9SRUFTT05fQVVESUVOQ0VfTUlTTUFU",
-            "Q0gQBhIjCh9ERUNJU0lPTl9SRUFTT05fT1VUU0lERV9UUkFGRklDEAcSJQoh",
-            "REVDSVNJT05fUkVBU09OX05PVF9JTl9HUk9VUF9TTE9UEAgy/AUKD1RyYWNr",
-            "aW5nU2VydmljZRJDCghBY3RpdmF0ZRIaLnRyYWNrZC52MS5BY3RpdmF0ZVJl",
-            "cXVlc3QaGy50cmFja2QudjEuQWN0aXZhdGVSZXNwb25zZRJPCgxHZXRWYXJp",
-            "YXRpb24SHi50cmFja2QudjEuR2V0VmFyaWF0aW9uUmVxdWVzdBofLnRyYWNr",
-            "ZC52MS5HZXRWYXJpYXRpb25SZXNwb25zZRI6CgVUcmFjaxIXLnRyYWNrZC52",
-            "MS5UcmFja1JlcXVlc3QaGC50cmFja2QudjEuVHJhY2tSZXNwb25zZRJQCgtU",
-            "cmFja1N0cmVhbRIdLnRyYWNrZC52MS5UcmFja1N0cmVhbVJlcXVlc3QaHi50",
-            "cmFja2QudjEuVHJhY2tTdHJlYW1SZXNwb25zZSgBMAESZwoUR2V0RXhwZXJp",
-            "bWVudFJlc3VsdHMSJi50cmFja2QudjEuR2V0RXhwZXJpbWVudFJlc3VsdHNS",
-            "ZXF1ZXN0GicudHJhY2tkLnYxLkdldEV4cGVyaW1lbnRSZXN1bHRzUmVzcG9u",
-            "c2USYQoSU2V0Rm9yY2VkVmFyaWF0aW9uEiQudHJhY2tkLnYxLlNldEZvcmNl",
-            "ZFZhcmlhdGlvblJlcXVlc3QaJS50cmFja2QudjEuU2V0Rm9yY2VkVmFyaWF0",
-            "aW9uUmVzcG9uc2USYQoSR2V0Rm9yY2VkVmFyaWF0aW9uEiQudHJhY2tkLnYx",
-            "LkdldEZvcmNlZFZhcmlhdGlvblJlcXVlc3QaJS50cmFja2QudjEuR2V0Rm9y",
-            "Y2VkVmFyaWF0aW9uUmVzcG9uc2USRgoJR2V0Q29uZmlnEhsudHJhY2tkLnYx",
-            "LkdldENvbmZpZ1JlcXVlc3QaHC50cmFja2QudjEuR2V0Q29uZmlnUmVzcG9u",
-            "c2USTgoLV2F0Y2hDb25maWcSHS50cmFja2QudjEuV2F0Y2hDb25maWdSZXF1",
-            "ZXN0Gh4udHJhY2tkLnYxLldhdGNoQ29uZmlnUmVzcG9uc2UwAUJ7Cg1kZXYu",
-            "dHJhY2tkLnYxQhRUcmFja2luZ1NlcnZpY2VQcm90b1ABWjlnaXRodWIuY29t",
-            "L3RyYWNrZC1kZXYvdHJhY2tkL2NsaWVudHMvZ28vdHJhY2tkdjE7dHJhY2tk",
-            "djGqAglUcmFja2QuVjHqAgpUcmFja2Q6OlYxYgZwcm90bzM="));
+            "KAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh4KBWZsYWdzGAkgAygL",
+            "Mg8udHJhY2tkLnYxLkZsYWciFAoSV2F0Y2hDb25maWdSZXF1ZXN0IkMKE1dh",
+            "dGNoQ29uZmlnUmVzcG9uc2USLAoGY29uZmlnGAEgASgLMhwudHJhY2tkLnYx",
+            "LkdldENvbmZpZ1Jlc3BvbnNlIuYBCg1EZWNpZGVSZXF1ZXN0Eg8KB3VzZXJf",
+            "aWQYASABKAkSPAoKYXR0cmlidXRlcxgCIAMoCzIoLnRyYWNrZC52MS5EZWNp",
+            "ZGVSZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRIRCglmbGFnX2tleXMYAyADKAkS",
+            "KAoHb3B0aW9ucxgEIAMoDjIXLnRyYWNrZC52MS5EZWNpZGVPcHRpb24aSQoP",
+            "QXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIW",
+            "Lmdvb2dsZS5wcm90b2J1Zi5WYWx1ZToCOAEi6wEKDEZsYWdEZWNpc2lvbhIQ",
+            "CghmbGFnX2tleRgBIAEoCRIPCgdlbmFibGVkGAIgASgIEhUKDXZhcmlhdGlv",
+            "bl9rZXkYAyABKAkSEAoIcnVsZV9rZXkYBCABKAkSJgoJcnVsZV90eXBlGAUg",
+            "ASgOMhMudHJhY2tkLnYxLlJ1bGVUeXBlEioKCXZhcmlhYmxlcxgGIAEoCzIX",
+            "Lmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHcmVhc29ucxgHIAMoCRIbChNp",
+            "bXByZXNzaW9uX3JlY29yZGVkGAggASgIEg0KBWVycm9yGAkgASgJIk4KDkRl",
+            "Y2lkZVJlc3BvbnNlEioKCWRlY2lzaW9ucxgBIAMoCzIXLnRyYWNrZC52MS5G",
+            "bGFnRGVjaXNpb24SEAoIcmV2aXNpb24YAiABKAkiZgoYU2V0Rm9yY2VkRGVj",
+            "aXNpb25SZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEAoIZmxhZ19rZXkYAiAB",
+            "KAkSEAoIcnVsZV9rZXkYAyABKAkSFQoNdmFyaWF0aW9uX2tleRgEIAEoCSIb",
+            "ChlTZXRGb3JjZWREZWNpc2lvblJlc3BvbnNlIk8KGEdldEZvcmNlZERlY2lz",
+            "aW9uUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhAKCGZsYWdfa2V5GAIgASgJ",
+            "EhAKCHJ1bGVfa2V5GAMgASgJIjIKGUdldEZvcmNlZERlY2lzaW9uUmVzcG9u",
+            "c2USFQoNdmFyaWF0aW9uX2tleRgBIAEoCSJSChtSZW1vdmVGb3JjZWREZWNp",
+            "c2lvblJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIQCghmbGFnX2tleRgCIAEo",
+            "CRIQCghydWxlX2tleRgDIAEoCSIvChxSZW1vdmVGb3JjZWREZWNpc2lvblJl",
+            "c3BvbnNlEg8KB3JlbW92ZWQYASABKAgiMgofUmVtb3ZlQWxsRm9yY2VkRGVj",
+            "aXNpb25zUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIjMKIFJlbW92ZUFsbEZv",
+            "cmNlZERlY2lzaW9uc1Jlc3BvbnNlEg8KB3JlbW92ZWQYASABKA0iZAoMRmxh",
+            "Z1ZhcmlhYmxlEgoKAmlkGAEgASgJEgsKA2tleRgCIAEoCRIMCgR0eXBlGAMg",
+            "ASgJEi0KDWRlZmF1bHRfdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYu",
+            "VmFsdWUicAoIRmxhZ1J1bGUSCgoCaWQYASABKAkSCwoDa2V5GAIgASgJEiEK",
+            "BHR5cGUYAyABKA4yEy50cmFja2QudjEuUnVsZVR5cGUSKAoKdmFyaWF0aW9u",
+            "cxgEIAMoCzIULnRyYWNrZC52MS5WYXJpYXRpb24ibwoERmxhZxIKCgJpZBgB",
+            "IAEoCRILCgNrZXkYAiABKAkSIgoFcnVsZXMYAyADKAsyEy50cmFja2QudjEu",
+            "RmxhZ1J1bGUSKgoJdmFyaWFibGVzGAQgAygLMhcudHJhY2tkLnYxLkZsYWdW",
+            "YXJpYWJsZSq8AgoORGVjaXNpb25SZWFzb24SHwobREVDSVNJT05fUkVBU09O",
+            "X1VOU1BFQ0lGSUVEEAASHAoYREVDSVNJT05fUkVBU09OX0JVQ0tFVEVEEAES",
+            "GgoWREVDSVNJT05fUkVBU09OX0ZPUkNFRBACEh8KG0RFQ0lTSU9OX1JFQVNP",
+            "Tl9XSElURUxJU1RFRBADEhoKFkRFQ0lTSU9OX1JFQVNPTl9TVElDS1kQBBIf",
+            "ChtERUNJU0lPTl9SRUFTT05fTk9UX1JVTk5JTkcQBRIlCiFERUNJU0lPTl9S",
+            "RUFTT05fQVVESUVOQ0VfTUlTTUFUQ0gQBhIjCh9ERUNJU0lPTl9SRUFTT05f",
+            "T1VUU0lERV9UUkFGRklDEAcSJQohREVDSVNJT05fUkVBU09OX05PVF9JTl9H",
+            "Uk9VUF9TTE9UEAgq9AEKDERlY2lkZU9wdGlvbhIdChlERUNJREVfT1BUSU9O",
+            "X1VOU1BFQ0lGSUVEEAASKAokREVDSURFX09QVElPTl9ESVNBQkxFX0RFQ0lT",
+            "SU9OX0VWRU5UEAESJAogREVDSURFX09QVElPTl9FTkFCTEVEX0ZMQUdTX09O",
+            "TFkQAhItCilERUNJREVfT1BUSU9OX0lHTk9SRV9VU0VSX1BST0ZJTEVfU0VS",
+            "VklDRRADEiEKHURFQ0lERV9PUFRJT05fSU5DTFVERV9SRUFTT05TEAQSIwof",
+            "REVDSURFX09QVElPTl9FWENMVURFX1ZBUklBQkxFUxAFKokBCghSdWxlVHlw",
+            "ZRIZChVSVUxFX1RZUEVfVU5TUEVDSUZJRUQQABIYChRSVUxFX1RZUEVfRVhQ",
+            "RVJJTUVOVBABEhoKFlJVTEVfVFlQRV9GRUFUVVJFX1RFU1QQAhIVChFSVUxF",
+            "X1RZUEVfUk9MTE9VVBADEhUKEVJVTEVfVFlQRV9IT0xET1VUEAQy2QkKD1Ry",
+            "YWNraW5nU2VydmljZRJDCghBY3RpdmF0ZRIaLnRyYWNrZC52MS5BY3RpdmF0",
+            "ZVJlcXVlc3QaGy50cmFja2QudjEuQWN0aXZhdGVSZXNwb25zZRJPCgxHZXRW",
+            "YXJpYXRpb24SHi50cmFja2QudjEuR2V0VmFyaWF0aW9uUmVxdWVzdBofLnRy",
+            "YWNrZC52MS5HZXRWYXJpYXRpb25SZXNwb25zZRI6CgVUcmFjaxIXLnRyYWNr",
+            "ZC52MS5UcmFja1JlcXVlc3QaGC50cmFja2QudjEuVHJhY2tSZXNwb25zZRJQ",
+            "CgtUcmFja1N0cmVhbRIdLnRyYWNrZC52MS5UcmFja1N0cmVhbVJlcXVlc3Qa",
+            "Hi50cmFja2QudjEuVHJhY2tTdHJlYW1SZXNwb25zZSgBMAESZwoUR2V0RXhw",
+            "ZXJpbWVudFJlc3VsdHMSJi50cmFja2QudjEuR2V0RXhwZXJpbWVudFJlc3Vs",
+            "dHNSZXF1ZXN0GicudHJhY2tkLnYxLkdldEV4cGVyaW1lbnRSZXN1bHRzUmVz",
+            "cG9uc2USYQoSU2V0Rm9yY2VkVmFyaWF0aW9uEiQudHJhY2tkLnYxLlNldEZv",
+            "cmNlZFZhcmlhdGlvblJlcXVlc3QaJS50cmFja2QudjEuU2V0Rm9yY2VkVmFy",
+            "aWF0aW9uUmVzcG9uc2USYQoSR2V0Rm9yY2VkVmFyaWF0aW9uEiQudHJhY2tk",
+            "LnYxLkdldEZvcmNlZFZhcmlhdGlvblJlcXVlc3QaJS50cmFja2QudjEuR2V0",
+            "Rm9yY2VkVmFyaWF0aW9uUmVzcG9uc2USRgoJR2V0Q29uZmlnEhsudHJhY2tk",
+            "LnYxLkdldENvbmZpZ1JlcXVlc3QaHC50cmFja2QudjEuR2V0Q29uZmlnUmVz",
+            "cG9uc2USTgoLV2F0Y2hDb25maWcSHS50cmFja2QudjEuV2F0Y2hDb25maWdS",
+            "ZXF1ZXN0Gh4udHJhY2tkLnYxLldhdGNoQ29uZmlnUmVzcG9uc2UwARI9CgZE",
+            "ZWNpZGUSGC50cmFja2QudjEuRGVjaWRlUmVxdWVzdBoZLnRyYWNrZC52MS5E",
+            "ZWNpZGVSZXNwb25zZRJeChFTZXRGb3JjZWREZWNpc2lvbhIjLnRyYWNrZC52",
+            "MS5TZXRGb3JjZWREZWNpc2lvblJlcXVlc3QaJC50cmFja2QudjEuU2V0Rm9y",
+            "Y2VkRGVjaXNpb25SZXNwb25zZRJeChFHZXRGb3JjZWREZWNpc2lvbhIjLnRy",
+            "YWNrZC52MS5HZXRGb3JjZWREZWNpc2lvblJlcXVlc3QaJC50cmFja2QudjEu",
+            "R2V0Rm9yY2VkRGVjaXNpb25SZXNwb25zZRJnChRSZW1vdmVGb3JjZWREZWNp",
+            "c2lvbhImLnRyYWNrZC52MS5SZW1vdmVGb3JjZWREZWNpc2lvblJlcXVlc3Qa",
+            "Jy50cmFja2QudjEuUmVtb3ZlRm9yY2VkRGVjaXNpb25SZXNwb25zZRJzChhS",
+            "ZW1vdmVBbGxGb3JjZWREZWNpc2lvbnMSKi50cmFja2QudjEuUmVtb3ZlQWxs",
+            "Rm9yY2VkRGVjaXNpb25zUmVxdWVzdBorLnRyYWNrZC52MS5SZW1vdmVBbGxG",
+            "b3JjZWREZWNpc2lvbnNSZXNwb25zZUJ7Cg1kZXYudHJhY2tkLnYxQhRUcmFj",
+            "a2luZ1NlcnZpY2VQcm90b1ABWjlnaXRodWIuY29tL3RyYWNrZC1kZXYvdHJh",
+            "Y2tkL2NsaWVudHMvZ28vdHJhY2tkdjE7dHJhY2tkdjGqAglUcmFja2QuVjHq",
+            "AgpUcmFja2Q6OlYxYgZwcm90bzM="));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { global::Google.Protobuf.WellKnownTypes.StructReflection.Descriptor, global::Google.Protobuf.WellKnownTypes.TimestampReflection.Descriptor, },
-          new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Trackd.V1.DecisionReason), }, null, new pbr::GeneratedClrTypeInfo[] {
+          new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Trackd.V1.DecisionReason), typeof(global::Trackd.V1.DecideOption), typeof(global::Trackd.V1.RuleType), }, null, new pbr::GeneratedClrTypeInfo[] {
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.ActivateRequest), global::Trackd.V1.ActivateRequest.Parser, new[]{ "ExperimentKey", "UserId", "Attributes" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.ActivateResponse), global::Trackd.V1.ActivateResponse.Parser, new[]{ "VariationKey", "ExperimentId", "VariationId", "Reason", "ExperimentKey", "ImpressionRecorded", "Revision", "AttributionDegraded" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetVariationRequest), global::Trackd.V1.GetVariationRequest.Parser, new[]{ "ExperimentKey", "UserId", "Attributes" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
@@ -148,9 +199,23 @@ namespace Trackd.V1 {
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.Experiment), global::Trackd.V1.Experiment.Parser, new[]{ "Id", "Key", "Status", "Running", "Variations", "GroupId", "LayerId" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.Event), global::Trackd.V1.Event.Parser, new[]{ "Id", "Key", "ExperimentIds" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.Attribute), global::Trackd.V1.Attribute.Parser, new[]{ "Id", "Key" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetConfigResponse), global::Trackd.V1.GetConfigResponse.Parser, new[]{ "Revision", "AccountId", "ProjectId", "Experiments", "Events", "Attributes", "DatafileVersion", "LoadedAt" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetConfigResponse), global::Trackd.V1.GetConfigResponse.Parser, new[]{ "Revision", "AccountId", "ProjectId", "Experiments", "Events", "Attributes", "DatafileVersion", "LoadedAt", "Flags" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.WatchConfigRequest), global::Trackd.V1.WatchConfigRequest.Parser, null, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.WatchConfigResponse), global::Trackd.V1.WatchConfigResponse.Parser, new[]{ "Config" }, null, null, null, null)
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.WatchConfigResponse), global::Trackd.V1.WatchConfigResponse.Parser, new[]{ "Config" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.DecideRequest), global::Trackd.V1.DecideRequest.Parser, new[]{ "UserId", "Attributes", "FlagKeys", "Options" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.FlagDecision), global::Trackd.V1.FlagDecision.Parser, new[]{ "FlagKey", "Enabled", "VariationKey", "RuleKey", "RuleType", "Variables", "Reasons", "ImpressionRecorded", "Error" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.DecideResponse), global::Trackd.V1.DecideResponse.Parser, new[]{ "Decisions", "Revision" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.SetForcedDecisionRequest), global::Trackd.V1.SetForcedDecisionRequest.Parser, new[]{ "UserId", "FlagKey", "RuleKey", "VariationKey" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.SetForcedDecisionResponse), global::Trackd.V1.SetForcedDecisionResponse.Parser, null, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetForcedDecisionRequest), global::Trackd.V1.GetForcedDecisionRequest.Parser, new[]{ "UserId", "FlagKey", "RuleKey" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.GetForcedDecisionResponse), global::Trackd.V1.GetForcedDecisionResponse.Parser, new[]{ "VariationKey" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.RemoveForcedDecisionRequest), global::Trackd.V1.RemoveForcedDecisionRequest.Parser, new[]{ "UserId", "FlagKey", "RuleKey" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.RemoveForcedDecisionResponse), global::Trackd.V1.RemoveForcedDecisionResponse.Parser, new[]{ "Removed" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.RemoveAllForcedDecisionsRequest), global::Trackd.V1.RemoveAllForcedDecisionsRequest.Parser, new[]{ "UserId" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.RemoveAllForcedDecisionsResponse), global::Trackd.V1.RemoveAllForcedDecisionsResponse.Parser, new[]{ "Removed" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.FlagVariable), global::Trackd.V1.FlagVariable.Parser, new[]{ "Id", "Key", "Type", "DefaultValue" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.FlagRule), global::Trackd.V1.FlagRule.Parser, new[]{ "Id", "Key", "Type", "Variations" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Trackd.V1.Flag), global::Trackd.V1.Flag.Parser, new[]{ "Id", "Key", "Rules", "Variables" }, null, null, null, null)
           }));
     }
     #endregion
@@ -198,6 +263,62 @@ namespace Trackd.V1 {
     /// experiment (or to none).
     /// </summary>
     [pbr::OriginalName("DECISION_REASON_NOT_IN_GROUP_SLOT")] NotInGroupSlot = 8,
+  }
+
+  /// <summary>
+  /// DecideOption changes what Decide does, as the SDK's OptimizelyDecideOption.
+  /// </summary>
+  public enum DecideOption {
+    /// <summary>
+    /// Not set; ignored.
+    /// </summary>
+    [pbr::OriginalName("DECIDE_OPTION_UNSPECIFIED")] Unspecified = 0,
+    /// <summary>
+    /// Record no decision event and remember no activation.
+    /// </summary>
+    [pbr::OriginalName("DECIDE_OPTION_DISABLE_DECISION_EVENT")] DisableDecisionEvent = 1,
+    /// <summary>
+    /// Return only the flags that are enabled for the user.
+    /// </summary>
+    [pbr::OriginalName("DECIDE_OPTION_ENABLED_FLAGS_ONLY")] EnabledFlagsOnly = 2,
+    /// <summary>
+    /// Ignore stickiness from the activation cache (the SDK's user profile).
+    /// </summary>
+    [pbr::OriginalName("DECIDE_OPTION_IGNORE_USER_PROFILE_SERVICE")] IgnoreUserProfileService = 3,
+    /// <summary>
+    /// Fill FlagDecision.reasons.
+    /// </summary>
+    [pbr::OriginalName("DECIDE_OPTION_INCLUDE_REASONS")] IncludeReasons = 4,
+    /// <summary>
+    /// Leave FlagDecision.variables empty.
+    /// </summary>
+    [pbr::OriginalName("DECIDE_OPTION_EXCLUDE_VARIABLES")] ExcludeVariables = 5,
+  }
+
+  /// <summary>
+  /// RuleType is the kind of rule that decided a flag: the SDK's decision source.
+  /// </summary>
+  public enum RuleType {
+    /// <summary>
+    /// No rule decided the flag (the flag is off for the user).
+    /// </summary>
+    [pbr::OriginalName("RULE_TYPE_UNSPECIFIED")] Unspecified = 0,
+    /// <summary>
+    /// A legacy experiment ("experiment").
+    /// </summary>
+    [pbr::OriginalName("RULE_TYPE_EXPERIMENT")] Experiment = 1,
+    /// <summary>
+    /// An A/B test of the flag ("feature-test").
+    /// </summary>
+    [pbr::OriginalName("RULE_TYPE_FEATURE_TEST")] FeatureTest = 2,
+    /// <summary>
+    /// A delivery rule of the flag's rollout ("rollout").
+    /// </summary>
+    [pbr::OriginalName("RULE_TYPE_ROLLOUT")] Rollout = 3,
+    /// <summary>
+    /// A holdout ("holdout").
+    /// </summary>
+    [pbr::OriginalName("RULE_TYPE_HOLDOUT")] Holdout = 4,
   }
 
   #endregion
@@ -6922,6 +7043,7 @@ namespace Trackd.V1 {
       attributes_ = other.attributes_.Clone();
       datafileVersion_ = other.datafileVersion_;
       loadedAt_ = other.loadedAt_ != null ? other.loadedAt_.Clone() : null;
+      flags_ = other.flags_.Clone();
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -7048,6 +7170,20 @@ namespace Trackd.V1 {
       }
     }
 
+    /// <summary>Field number for the "flags" field.</summary>
+    public const int FlagsFieldNumber = 9;
+    private static readonly pb::FieldCodec<global::Trackd.V1.Flag> _repeated_flags_codec
+        = pb::FieldCodec.ForMessage(74, global::Trackd.V1.Flag.Parser);
+    private readonly pbc::RepeatedField<global::Trackd.V1.Flag> flags_ = new pbc::RepeatedField<global::Trackd.V1.Flag>();
+    /// <summary>
+    /// The feature flags, with their rules and variables.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Trackd.V1.Flag> Flags {
+      get { return flags_; }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -7071,6 +7207,7 @@ namespace Trackd.V1 {
       if(!attributes_.Equals(other.attributes_)) return false;
       if (DatafileVersion != other.DatafileVersion) return false;
       if (!object.Equals(LoadedAt, other.LoadedAt)) return false;
+      if(!flags_.Equals(other.flags_)) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -7086,6 +7223,7 @@ namespace Trackd.V1 {
       hash ^= attributes_.GetHashCode();
       if (DatafileVersion.Length != 0) hash ^= DatafileVersion.GetHashCode();
       if (loadedAt_ != null) hash ^= LoadedAt.GetHashCode();
+      hash ^= flags_.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -7127,6 +7265,7 @@ namespace Trackd.V1 {
         output.WriteRawTag(66);
         output.WriteMessage(LoadedAt);
       }
+      flags_.WriteTo(output, _repeated_flags_codec);
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -7160,6 +7299,7 @@ namespace Trackd.V1 {
         output.WriteRawTag(66);
         output.WriteMessage(LoadedAt);
       }
+      flags_.WriteTo(ref output, _repeated_flags_codec);
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -7188,6 +7328,7 @@ namespace Trackd.V1 {
       if (loadedAt_ != null) {
         size += 1 + pb::CodedOutputStream.ComputeMessageSize(LoadedAt);
       }
+      size += flags_.CalculateSize(_repeated_flags_codec);
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
       }
@@ -7221,6 +7362,7 @@ namespace Trackd.V1 {
         }
         LoadedAt.MergeFrom(other.LoadedAt);
       }
+      flags_.Add(other.flags_);
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
 
@@ -7271,6 +7413,10 @@ namespace Trackd.V1 {
             input.ReadMessage(LoadedAt);
             break;
           }
+          case 74: {
+            flags_.AddEntriesFrom(input, _repeated_flags_codec);
+            break;
+          }
         }
       }
     #endif
@@ -7319,6 +7465,10 @@ namespace Trackd.V1 {
               LoadedAt = new global::Google.Protobuf.WellKnownTypes.Timestamp();
             }
             input.ReadMessage(LoadedAt);
+            break;
+          }
+          case 74: {
+            flags_.AddEntriesFrom(ref input, _repeated_flags_codec);
             break;
           }
         }
@@ -7678,6 +7828,3751 @@ namespace Trackd.V1 {
               Config = new global::Trackd.V1.GetConfigResponse();
             }
             input.ReadMessage(Config);
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// DecideRequest asks for a user's decisions for some or every flag.
+  /// </summary>
+  public sealed partial class DecideRequest : pb::IMessage<DecideRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<DecideRequest> _parser = new pb::MessageParser<DecideRequest>(() => new DecideRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<DecideRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[26]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DecideRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DecideRequest(DecideRequest other) : this() {
+      userId_ = other.userId_;
+      attributes_ = other.attributes_.Clone();
+      flagKeys_ = other.flagKeys_.Clone();
+      options_ = other.options_.Clone();
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DecideRequest Clone() {
+      return new DecideRequest(this);
+    }
+
+    /// <summary>Field number for the "user_id" field.</summary>
+    public const int UserIdFieldNumber = 1;
+    private string userId_ = "";
+    /// <summary>
+    /// The user's id; must not be empty.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string UserId {
+      get { return userId_; }
+      set {
+        userId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "attributes" field.</summary>
+    public const int AttributesFieldNumber = 2;
+    private static readonly pbc::MapField<string, global::Google.Protobuf.WellKnownTypes.Value>.Codec _map_attributes_codec
+        = new pbc::MapField<string, global::Google.Protobuf.WellKnownTypes.Value>.Codec(pb::FieldCodec.ForString(10, ""), pb::FieldCodec.ForMessage(18, global::Google.Protobuf.WellKnownTypes.Value.Parser), 18);
+    private readonly pbc::MapField<string, global::Google.Protobuf.WellKnownTypes.Value> attributes_ = new pbc::MapField<string, global::Google.Protobuf.WellKnownTypes.Value>();
+    /// <summary>
+    /// The user's attributes: strings, numbers, booleans or null.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::MapField<string, global::Google.Protobuf.WellKnownTypes.Value> Attributes {
+      get { return attributes_; }
+    }
+
+    /// <summary>Field number for the "flag_keys" field.</summary>
+    public const int FlagKeysFieldNumber = 3;
+    private static readonly pb::FieldCodec<string> _repeated_flagKeys_codec
+        = pb::FieldCodec.ForString(26);
+    private readonly pbc::RepeatedField<string> flagKeys_ = new pbc::RepeatedField<string>();
+    /// <summary>
+    /// The flags to decide, in the order wanted; empty decides every flag.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<string> FlagKeys {
+      get { return flagKeys_; }
+    }
+
+    /// <summary>Field number for the "options" field.</summary>
+    public const int OptionsFieldNumber = 4;
+    private static readonly pb::FieldCodec<global::Trackd.V1.DecideOption> _repeated_options_codec
+        = pb::FieldCodec.ForEnum(34, x => (int) x, x => (global::Trackd.V1.DecideOption) x);
+    private readonly pbc::RepeatedField<global::Trackd.V1.DecideOption> options_ = new pbc::RepeatedField<global::Trackd.V1.DecideOption>();
+    /// <summary>
+    /// Options for this call, added to the daemon's --default-decide-options.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Trackd.V1.DecideOption> Options {
+      get { return options_; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as DecideRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(DecideRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (UserId != other.UserId) return false;
+      if (!Attributes.Equals(other.Attributes)) return false;
+      if(!flagKeys_.Equals(other.flagKeys_)) return false;
+      if(!options_.Equals(other.options_)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (UserId.Length != 0) hash ^= UserId.GetHashCode();
+      hash ^= Attributes.GetHashCode();
+      hash ^= flagKeys_.GetHashCode();
+      hash ^= options_.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      attributes_.WriteTo(output, _map_attributes_codec);
+      flagKeys_.WriteTo(output, _repeated_flagKeys_codec);
+      options_.WriteTo(output, _repeated_options_codec);
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      attributes_.WriteTo(ref output, _map_attributes_codec);
+      flagKeys_.WriteTo(ref output, _repeated_flagKeys_codec);
+      options_.WriteTo(ref output, _repeated_options_codec);
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (UserId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(UserId);
+      }
+      size += attributes_.CalculateSize(_map_attributes_codec);
+      size += flagKeys_.CalculateSize(_repeated_flagKeys_codec);
+      size += options_.CalculateSize(_repeated_options_codec);
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(DecideRequest other) {
+      if (other == null) {
+        return;
+      }
+      if (other.UserId.Length != 0) {
+        UserId = other.UserId;
+      }
+      attributes_.Add(other.attributes_);
+      flagKeys_.Add(other.flagKeys_);
+      options_.Add(other.options_);
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+          case 18: {
+            attributes_.AddEntriesFrom(input, _map_attributes_codec);
+            break;
+          }
+          case 26: {
+            flagKeys_.AddEntriesFrom(input, _repeated_flagKeys_codec);
+            break;
+          }
+          case 34:
+          case 32: {
+            options_.AddEntriesFrom(input, _repeated_options_codec);
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+          case 18: {
+            attributes_.AddEntriesFrom(ref input, _map_attributes_codec);
+            break;
+          }
+          case 26: {
+            flagKeys_.AddEntriesFrom(ref input, _repeated_flagKeys_codec);
+            break;
+          }
+          case 34:
+          case 32: {
+            options_.AddEntriesFrom(ref input, _repeated_options_codec);
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// FlagDecision is one flag's decision for the user.
+  /// </summary>
+  public sealed partial class FlagDecision : pb::IMessage<FlagDecision>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<FlagDecision> _parser = new pb::MessageParser<FlagDecision>(() => new FlagDecision());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<FlagDecision> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[27]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagDecision() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagDecision(FlagDecision other) : this() {
+      flagKey_ = other.flagKey_;
+      enabled_ = other.enabled_;
+      variationKey_ = other.variationKey_;
+      ruleKey_ = other.ruleKey_;
+      ruleType_ = other.ruleType_;
+      variables_ = other.variables_ != null ? other.variables_.Clone() : null;
+      reasons_ = other.reasons_.Clone();
+      impressionRecorded_ = other.impressionRecorded_;
+      error_ = other.error_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagDecision Clone() {
+      return new FlagDecision(this);
+    }
+
+    /// <summary>Field number for the "flag_key" field.</summary>
+    public const int FlagKeyFieldNumber = 1;
+    private string flagKey_ = "";
+    /// <summary>
+    /// The flag's key.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string FlagKey {
+      get { return flagKey_; }
+      set {
+        flagKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "enabled" field.</summary>
+    public const int EnabledFieldNumber = 2;
+    private bool enabled_;
+    /// <summary>
+    /// Whether the flag is on for the user.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Enabled {
+      get { return enabled_; }
+      set {
+        enabled_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "variation_key" field.</summary>
+    public const int VariationKeyFieldNumber = 3;
+    private string variationKey_ = "";
+    /// <summary>
+    /// The variation decided, empty when none.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string VariationKey {
+      get { return variationKey_; }
+      set {
+        variationKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "rule_key" field.</summary>
+    public const int RuleKeyFieldNumber = 4;
+    private string ruleKey_ = "";
+    /// <summary>
+    /// The key of the rule that decided, empty when none.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string RuleKey {
+      get { return ruleKey_; }
+      set {
+        ruleKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "rule_type" field.</summary>
+    public const int RuleTypeFieldNumber = 5;
+    private global::Trackd.V1.RuleType ruleType_ = global::Trackd.V1.RuleType.Unspecified;
+    /// <summary>
+    /// The kind of rule that decided.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Trackd.V1.RuleType RuleType {
+      get { return ruleType_; }
+      set {
+        ruleType_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "variables" field.</summary>
+    public const int VariablesFieldNumber = 6;
+    private global::Google.Protobuf.WellKnownTypes.Struct variables_;
+    /// <summary>
+    /// The flag's variables, each of its declared type (json ones as objects);
+    /// empty with DECIDE_OPTION_EXCLUDE_VARIABLES.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Google.Protobuf.WellKnownTypes.Struct Variables {
+      get { return variables_; }
+      set {
+        variables_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "reasons" field.</summary>
+    public const int ReasonsFieldNumber = 7;
+    private static readonly pb::FieldCodec<string> _repeated_reasons_codec
+        = pb::FieldCodec.ForString(58);
+    private readonly pbc::RepeatedField<string> reasons_ = new pbc::RepeatedField<string>();
+    /// <summary>
+    /// Why, step by step; only with DECIDE_OPTION_INCLUDE_REASONS.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<string> Reasons {
+      get { return reasons_; }
+    }
+
+    /// <summary>Field number for the "impression_recorded" field.</summary>
+    public const int ImpressionRecordedFieldNumber = 8;
+    private bool impressionRecorded_;
+    /// <summary>
+    /// Whether this call recorded a decision event.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool ImpressionRecorded {
+      get { return impressionRecorded_; }
+      set {
+        impressionRecorded_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "error" field.</summary>
+    public const int ErrorFieldNumber = 9;
+    private string error_ = "";
+    /// <summary>
+    /// Set, with enabled false, when the flag could not be decided (an unknown
+    /// flag key): the call itself still succeeds.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Error {
+      get { return error_; }
+      set {
+        error_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as FlagDecision);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(FlagDecision other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (FlagKey != other.FlagKey) return false;
+      if (Enabled != other.Enabled) return false;
+      if (VariationKey != other.VariationKey) return false;
+      if (RuleKey != other.RuleKey) return false;
+      if (RuleType != other.RuleType) return false;
+      if (!object.Equals(Variables, other.Variables)) return false;
+      if(!reasons_.Equals(other.reasons_)) return false;
+      if (ImpressionRecorded != other.ImpressionRecorded) return false;
+      if (Error != other.Error) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (FlagKey.Length != 0) hash ^= FlagKey.GetHashCode();
+      if (Enabled != false) hash ^= Enabled.GetHashCode();
+      if (VariationKey.Length != 0) hash ^= VariationKey.GetHashCode();
+      if (RuleKey.Length != 0) hash ^= RuleKey.GetHashCode();
+      if (RuleType != global::Trackd.V1.RuleType.Unspecified) hash ^= RuleType.GetHashCode();
+      if (variables_ != null) hash ^= Variables.GetHashCode();
+      hash ^= reasons_.GetHashCode();
+      if (ImpressionRecorded != false) hash ^= ImpressionRecorded.GetHashCode();
+      if (Error.Length != 0) hash ^= Error.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (FlagKey.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(FlagKey);
+      }
+      if (Enabled != false) {
+        output.WriteRawTag(16);
+        output.WriteBool(Enabled);
+      }
+      if (VariationKey.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(VariationKey);
+      }
+      if (RuleKey.Length != 0) {
+        output.WriteRawTag(34);
+        output.WriteString(RuleKey);
+      }
+      if (RuleType != global::Trackd.V1.RuleType.Unspecified) {
+        output.WriteRawTag(40);
+        output.WriteEnum((int) RuleType);
+      }
+      if (variables_ != null) {
+        output.WriteRawTag(50);
+        output.WriteMessage(Variables);
+      }
+      reasons_.WriteTo(output, _repeated_reasons_codec);
+      if (ImpressionRecorded != false) {
+        output.WriteRawTag(64);
+        output.WriteBool(ImpressionRecorded);
+      }
+      if (Error.Length != 0) {
+        output.WriteRawTag(74);
+        output.WriteString(Error);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (FlagKey.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(FlagKey);
+      }
+      if (Enabled != false) {
+        output.WriteRawTag(16);
+        output.WriteBool(Enabled);
+      }
+      if (VariationKey.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(VariationKey);
+      }
+      if (RuleKey.Length != 0) {
+        output.WriteRawTag(34);
+        output.WriteString(RuleKey);
+      }
+      if (RuleType != global::Trackd.V1.RuleType.Unspecified) {
+        output.WriteRawTag(40);
+        output.WriteEnum((int) RuleType);
+      }
+      if (variables_ != null) {
+        output.WriteRawTag(50);
+        output.WriteMessage(Variables);
+      }
+      reasons_.WriteTo(ref output, _repeated_reasons_codec);
+      if (ImpressionRecorded != false) {
+        output.WriteRawTag(64);
+        output.WriteBool(ImpressionRecorded);
+      }
+      if (Error.Length != 0) {
+        output.WriteRawTag(74);
+        output.WriteString(Error);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (FlagKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(FlagKey);
+      }
+      if (Enabled != false) {
+        size += 1 + 1;
+      }
+      if (VariationKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(VariationKey);
+      }
+      if (RuleKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(RuleKey);
+      }
+      if (RuleType != global::Trackd.V1.RuleType.Unspecified) {
+        size += 1 + pb::CodedOutputStream.ComputeEnumSize((int) RuleType);
+      }
+      if (variables_ != null) {
+        size += 1 + pb::CodedOutputStream.ComputeMessageSize(Variables);
+      }
+      size += reasons_.CalculateSize(_repeated_reasons_codec);
+      if (ImpressionRecorded != false) {
+        size += 1 + 1;
+      }
+      if (Error.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Error);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(FlagDecision other) {
+      if (other == null) {
+        return;
+      }
+      if (other.FlagKey.Length != 0) {
+        FlagKey = other.FlagKey;
+      }
+      if (other.Enabled != false) {
+        Enabled = other.Enabled;
+      }
+      if (other.VariationKey.Length != 0) {
+        VariationKey = other.VariationKey;
+      }
+      if (other.RuleKey.Length != 0) {
+        RuleKey = other.RuleKey;
+      }
+      if (other.RuleType != global::Trackd.V1.RuleType.Unspecified) {
+        RuleType = other.RuleType;
+      }
+      if (other.variables_ != null) {
+        if (variables_ == null) {
+          Variables = new global::Google.Protobuf.WellKnownTypes.Struct();
+        }
+        Variables.MergeFrom(other.Variables);
+      }
+      reasons_.Add(other.reasons_);
+      if (other.ImpressionRecorded != false) {
+        ImpressionRecorded = other.ImpressionRecorded;
+      }
+      if (other.Error.Length != 0) {
+        Error = other.Error;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            FlagKey = input.ReadString();
+            break;
+          }
+          case 16: {
+            Enabled = input.ReadBool();
+            break;
+          }
+          case 26: {
+            VariationKey = input.ReadString();
+            break;
+          }
+          case 34: {
+            RuleKey = input.ReadString();
+            break;
+          }
+          case 40: {
+            RuleType = (global::Trackd.V1.RuleType) input.ReadEnum();
+            break;
+          }
+          case 50: {
+            if (variables_ == null) {
+              Variables = new global::Google.Protobuf.WellKnownTypes.Struct();
+            }
+            input.ReadMessage(Variables);
+            break;
+          }
+          case 58: {
+            reasons_.AddEntriesFrom(input, _repeated_reasons_codec);
+            break;
+          }
+          case 64: {
+            ImpressionRecorded = input.ReadBool();
+            break;
+          }
+          case 74: {
+            Error = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            FlagKey = input.ReadString();
+            break;
+          }
+          case 16: {
+            Enabled = input.ReadBool();
+            break;
+          }
+          case 26: {
+            VariationKey = input.ReadString();
+            break;
+          }
+          case 34: {
+            RuleKey = input.ReadString();
+            break;
+          }
+          case 40: {
+            RuleType = (global::Trackd.V1.RuleType) input.ReadEnum();
+            break;
+          }
+          case 50: {
+            if (variables_ == null) {
+              Variables = new global::Google.Protobuf.WellKnownTypes.Struct();
+            }
+            input.ReadMessage(Variables);
+            break;
+          }
+          case 58: {
+            reasons_.AddEntriesFrom(ref input, _repeated_reasons_codec);
+            break;
+          }
+          case 64: {
+            ImpressionRecorded = input.ReadBool();
+            break;
+          }
+          case 74: {
+            Error = input.ReadString();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// DecideResponse holds one decision per flag: in request order, or in
+  /// datafile order when every flag was asked for.
+  /// </summary>
+  public sealed partial class DecideResponse : pb::IMessage<DecideResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<DecideResponse> _parser = new pb::MessageParser<DecideResponse>(() => new DecideResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<DecideResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[28]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DecideResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DecideResponse(DecideResponse other) : this() {
+      decisions_ = other.decisions_.Clone();
+      revision_ = other.revision_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DecideResponse Clone() {
+      return new DecideResponse(this);
+    }
+
+    /// <summary>Field number for the "decisions" field.</summary>
+    public const int DecisionsFieldNumber = 1;
+    private static readonly pb::FieldCodec<global::Trackd.V1.FlagDecision> _repeated_decisions_codec
+        = pb::FieldCodec.ForMessage(10, global::Trackd.V1.FlagDecision.Parser);
+    private readonly pbc::RepeatedField<global::Trackd.V1.FlagDecision> decisions_ = new pbc::RepeatedField<global::Trackd.V1.FlagDecision>();
+    /// <summary>
+    /// The decisions.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Trackd.V1.FlagDecision> Decisions {
+      get { return decisions_; }
+    }
+
+    /// <summary>Field number for the "revision" field.</summary>
+    public const int RevisionFieldNumber = 2;
+    private string revision_ = "";
+    /// <summary>
+    /// The datafile revision the decisions were made on.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Revision {
+      get { return revision_; }
+      set {
+        revision_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as DecideResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(DecideResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if(!decisions_.Equals(other.decisions_)) return false;
+      if (Revision != other.Revision) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      hash ^= decisions_.GetHashCode();
+      if (Revision.Length != 0) hash ^= Revision.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      decisions_.WriteTo(output, _repeated_decisions_codec);
+      if (Revision.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Revision);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      decisions_.WriteTo(ref output, _repeated_decisions_codec);
+      if (Revision.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Revision);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      size += decisions_.CalculateSize(_repeated_decisions_codec);
+      if (Revision.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Revision);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(DecideResponse other) {
+      if (other == null) {
+        return;
+      }
+      decisions_.Add(other.decisions_);
+      if (other.Revision.Length != 0) {
+        Revision = other.Revision;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            decisions_.AddEntriesFrom(input, _repeated_decisions_codec);
+            break;
+          }
+          case 18: {
+            Revision = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            decisions_.AddEntriesFrom(ref input, _repeated_decisions_codec);
+            break;
+          }
+          case 18: {
+            Revision = input.ReadString();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// SetForcedDecisionRequest forces a variation for a flag, or for one rule.
+  /// </summary>
+  public sealed partial class SetForcedDecisionRequest : pb::IMessage<SetForcedDecisionRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<SetForcedDecisionRequest> _parser = new pb::MessageParser<SetForcedDecisionRequest>(() => new SetForcedDecisionRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<SetForcedDecisionRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[29]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SetForcedDecisionRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SetForcedDecisionRequest(SetForcedDecisionRequest other) : this() {
+      userId_ = other.userId_;
+      flagKey_ = other.flagKey_;
+      ruleKey_ = other.ruleKey_;
+      variationKey_ = other.variationKey_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SetForcedDecisionRequest Clone() {
+      return new SetForcedDecisionRequest(this);
+    }
+
+    /// <summary>Field number for the "user_id" field.</summary>
+    public const int UserIdFieldNumber = 1;
+    private string userId_ = "";
+    /// <summary>
+    /// The user's id.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string UserId {
+      get { return userId_; }
+      set {
+        userId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "flag_key" field.</summary>
+    public const int FlagKeyFieldNumber = 2;
+    private string flagKey_ = "";
+    /// <summary>
+    /// The flag's key.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string FlagKey {
+      get { return flagKey_; }
+      set {
+        flagKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "rule_key" field.</summary>
+    public const int RuleKeyFieldNumber = 3;
+    private string ruleKey_ = "";
+    /// <summary>
+    /// The rule's key; empty forces the whole flag.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string RuleKey {
+      get { return ruleKey_; }
+      set {
+        ruleKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "variation_key" field.</summary>
+    public const int VariationKeyFieldNumber = 4;
+    private string variationKey_ = "";
+    /// <summary>
+    /// The variation to force.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string VariationKey {
+      get { return variationKey_; }
+      set {
+        variationKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as SetForcedDecisionRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(SetForcedDecisionRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (UserId != other.UserId) return false;
+      if (FlagKey != other.FlagKey) return false;
+      if (RuleKey != other.RuleKey) return false;
+      if (VariationKey != other.VariationKey) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (UserId.Length != 0) hash ^= UserId.GetHashCode();
+      if (FlagKey.Length != 0) hash ^= FlagKey.GetHashCode();
+      if (RuleKey.Length != 0) hash ^= RuleKey.GetHashCode();
+      if (VariationKey.Length != 0) hash ^= VariationKey.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(RuleKey);
+      }
+      if (VariationKey.Length != 0) {
+        output.WriteRawTag(34);
+        output.WriteString(VariationKey);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(RuleKey);
+      }
+      if (VariationKey.Length != 0) {
+        output.WriteRawTag(34);
+        output.WriteString(VariationKey);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (UserId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(RuleKey);
+      }
+      if (VariationKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(VariationKey);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(SetForcedDecisionRequest other) {
+      if (other == null) {
+        return;
+      }
+      if (other.UserId.Length != 0) {
+        UserId = other.UserId;
+      }
+      if (other.FlagKey.Length != 0) {
+        FlagKey = other.FlagKey;
+      }
+      if (other.RuleKey.Length != 0) {
+        RuleKey = other.RuleKey;
+      }
+      if (other.VariationKey.Length != 0) {
+        VariationKey = other.VariationKey;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+          case 18: {
+            FlagKey = input.ReadString();
+            break;
+          }
+          case 26: {
+            RuleKey = input.ReadString();
+            break;
+          }
+          case 34: {
+            VariationKey = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+          case 18: {
+            FlagKey = input.ReadString();
+            break;
+          }
+          case 26: {
+            RuleKey = input.ReadString();
+            break;
+          }
+          case 34: {
+            VariationKey = input.ReadString();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// SetForcedDecisionResponse confirms a forced decision.
+  /// </summary>
+  public sealed partial class SetForcedDecisionResponse : pb::IMessage<SetForcedDecisionResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<SetForcedDecisionResponse> _parser = new pb::MessageParser<SetForcedDecisionResponse>(() => new SetForcedDecisionResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<SetForcedDecisionResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[30]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SetForcedDecisionResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SetForcedDecisionResponse(SetForcedDecisionResponse other) : this() {
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SetForcedDecisionResponse Clone() {
+      return new SetForcedDecisionResponse(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as SetForcedDecisionResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(SetForcedDecisionResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(SetForcedDecisionResponse other) {
+      if (other == null) {
+        return;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// GetForcedDecisionRequest names a forced decision.
+  /// </summary>
+  public sealed partial class GetForcedDecisionRequest : pb::IMessage<GetForcedDecisionRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<GetForcedDecisionRequest> _parser = new pb::MessageParser<GetForcedDecisionRequest>(() => new GetForcedDecisionRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<GetForcedDecisionRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[31]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public GetForcedDecisionRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public GetForcedDecisionRequest(GetForcedDecisionRequest other) : this() {
+      userId_ = other.userId_;
+      flagKey_ = other.flagKey_;
+      ruleKey_ = other.ruleKey_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public GetForcedDecisionRequest Clone() {
+      return new GetForcedDecisionRequest(this);
+    }
+
+    /// <summary>Field number for the "user_id" field.</summary>
+    public const int UserIdFieldNumber = 1;
+    private string userId_ = "";
+    /// <summary>
+    /// The user's id.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string UserId {
+      get { return userId_; }
+      set {
+        userId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "flag_key" field.</summary>
+    public const int FlagKeyFieldNumber = 2;
+    private string flagKey_ = "";
+    /// <summary>
+    /// The flag's key.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string FlagKey {
+      get { return flagKey_; }
+      set {
+        flagKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "rule_key" field.</summary>
+    public const int RuleKeyFieldNumber = 3;
+    private string ruleKey_ = "";
+    /// <summary>
+    /// The rule's key; empty for the whole flag.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string RuleKey {
+      get { return ruleKey_; }
+      set {
+        ruleKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as GetForcedDecisionRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(GetForcedDecisionRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (UserId != other.UserId) return false;
+      if (FlagKey != other.FlagKey) return false;
+      if (RuleKey != other.RuleKey) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (UserId.Length != 0) hash ^= UserId.GetHashCode();
+      if (FlagKey.Length != 0) hash ^= FlagKey.GetHashCode();
+      if (RuleKey.Length != 0) hash ^= RuleKey.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(RuleKey);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(RuleKey);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (UserId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(RuleKey);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(GetForcedDecisionRequest other) {
+      if (other == null) {
+        return;
+      }
+      if (other.UserId.Length != 0) {
+        UserId = other.UserId;
+      }
+      if (other.FlagKey.Length != 0) {
+        FlagKey = other.FlagKey;
+      }
+      if (other.RuleKey.Length != 0) {
+        RuleKey = other.RuleKey;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+          case 18: {
+            FlagKey = input.ReadString();
+            break;
+          }
+          case 26: {
+            RuleKey = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+          case 18: {
+            FlagKey = input.ReadString();
+            break;
+          }
+          case 26: {
+            RuleKey = input.ReadString();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// GetForcedDecisionResponse holds the forced variation.
+  /// </summary>
+  public sealed partial class GetForcedDecisionResponse : pb::IMessage<GetForcedDecisionResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<GetForcedDecisionResponse> _parser = new pb::MessageParser<GetForcedDecisionResponse>(() => new GetForcedDecisionResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<GetForcedDecisionResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[32]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public GetForcedDecisionResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public GetForcedDecisionResponse(GetForcedDecisionResponse other) : this() {
+      variationKey_ = other.variationKey_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public GetForcedDecisionResponse Clone() {
+      return new GetForcedDecisionResponse(this);
+    }
+
+    /// <summary>Field number for the "variation_key" field.</summary>
+    public const int VariationKeyFieldNumber = 1;
+    private string variationKey_ = "";
+    /// <summary>
+    /// The forced variation's key, empty when none is forced.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string VariationKey {
+      get { return variationKey_; }
+      set {
+        variationKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as GetForcedDecisionResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(GetForcedDecisionResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (VariationKey != other.VariationKey) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (VariationKey.Length != 0) hash ^= VariationKey.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (VariationKey.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(VariationKey);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (VariationKey.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(VariationKey);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (VariationKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(VariationKey);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(GetForcedDecisionResponse other) {
+      if (other == null) {
+        return;
+      }
+      if (other.VariationKey.Length != 0) {
+        VariationKey = other.VariationKey;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            VariationKey = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            VariationKey = input.ReadString();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// RemoveForcedDecisionRequest names the forced decision to remove.
+  /// </summary>
+  public sealed partial class RemoveForcedDecisionRequest : pb::IMessage<RemoveForcedDecisionRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<RemoveForcedDecisionRequest> _parser = new pb::MessageParser<RemoveForcedDecisionRequest>(() => new RemoveForcedDecisionRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<RemoveForcedDecisionRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[33]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveForcedDecisionRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveForcedDecisionRequest(RemoveForcedDecisionRequest other) : this() {
+      userId_ = other.userId_;
+      flagKey_ = other.flagKey_;
+      ruleKey_ = other.ruleKey_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveForcedDecisionRequest Clone() {
+      return new RemoveForcedDecisionRequest(this);
+    }
+
+    /// <summary>Field number for the "user_id" field.</summary>
+    public const int UserIdFieldNumber = 1;
+    private string userId_ = "";
+    /// <summary>
+    /// The user's id.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string UserId {
+      get { return userId_; }
+      set {
+        userId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "flag_key" field.</summary>
+    public const int FlagKeyFieldNumber = 2;
+    private string flagKey_ = "";
+    /// <summary>
+    /// The flag's key.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string FlagKey {
+      get { return flagKey_; }
+      set {
+        flagKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "rule_key" field.</summary>
+    public const int RuleKeyFieldNumber = 3;
+    private string ruleKey_ = "";
+    /// <summary>
+    /// The rule's key; empty for the whole flag.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string RuleKey {
+      get { return ruleKey_; }
+      set {
+        ruleKey_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as RemoveForcedDecisionRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(RemoveForcedDecisionRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (UserId != other.UserId) return false;
+      if (FlagKey != other.FlagKey) return false;
+      if (RuleKey != other.RuleKey) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (UserId.Length != 0) hash ^= UserId.GetHashCode();
+      if (FlagKey.Length != 0) hash ^= FlagKey.GetHashCode();
+      if (RuleKey.Length != 0) hash ^= RuleKey.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(RuleKey);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(RuleKey);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (UserId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(UserId);
+      }
+      if (FlagKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(FlagKey);
+      }
+      if (RuleKey.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(RuleKey);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(RemoveForcedDecisionRequest other) {
+      if (other == null) {
+        return;
+      }
+      if (other.UserId.Length != 0) {
+        UserId = other.UserId;
+      }
+      if (other.FlagKey.Length != 0) {
+        FlagKey = other.FlagKey;
+      }
+      if (other.RuleKey.Length != 0) {
+        RuleKey = other.RuleKey;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+          case 18: {
+            FlagKey = input.ReadString();
+            break;
+          }
+          case 26: {
+            RuleKey = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+          case 18: {
+            FlagKey = input.ReadString();
+            break;
+          }
+          case 26: {
+            RuleKey = input.ReadString();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// RemoveForcedDecisionResponse says whether there was one to remove.
+  /// </summary>
+  public sealed partial class RemoveForcedDecisionResponse : pb::IMessage<RemoveForcedDecisionResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<RemoveForcedDecisionResponse> _parser = new pb::MessageParser<RemoveForcedDecisionResponse>(() => new RemoveForcedDecisionResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<RemoveForcedDecisionResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[34]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveForcedDecisionResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveForcedDecisionResponse(RemoveForcedDecisionResponse other) : this() {
+      removed_ = other.removed_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveForcedDecisionResponse Clone() {
+      return new RemoveForcedDecisionResponse(this);
+    }
+
+    /// <summary>Field number for the "removed" field.</summary>
+    public const int RemovedFieldNumber = 1;
+    private bool removed_;
+    /// <summary>
+    /// True when a forced decision was removed.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Removed {
+      get { return removed_; }
+      set {
+        removed_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as RemoveForcedDecisionResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(RemoveForcedDecisionResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Removed != other.Removed) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Removed != false) hash ^= Removed.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Removed != false) {
+        output.WriteRawTag(8);
+        output.WriteBool(Removed);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Removed != false) {
+        output.WriteRawTag(8);
+        output.WriteBool(Removed);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Removed != false) {
+        size += 1 + 1;
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(RemoveForcedDecisionResponse other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Removed != false) {
+        Removed = other.Removed;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 8: {
+            Removed = input.ReadBool();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 8: {
+            Removed = input.ReadBool();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// RemoveAllForcedDecisionsRequest names the user.
+  /// </summary>
+  public sealed partial class RemoveAllForcedDecisionsRequest : pb::IMessage<RemoveAllForcedDecisionsRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<RemoveAllForcedDecisionsRequest> _parser = new pb::MessageParser<RemoveAllForcedDecisionsRequest>(() => new RemoveAllForcedDecisionsRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<RemoveAllForcedDecisionsRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[35]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveAllForcedDecisionsRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveAllForcedDecisionsRequest(RemoveAllForcedDecisionsRequest other) : this() {
+      userId_ = other.userId_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveAllForcedDecisionsRequest Clone() {
+      return new RemoveAllForcedDecisionsRequest(this);
+    }
+
+    /// <summary>Field number for the "user_id" field.</summary>
+    public const int UserIdFieldNumber = 1;
+    private string userId_ = "";
+    /// <summary>
+    /// The user's id.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string UserId {
+      get { return userId_; }
+      set {
+        userId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as RemoveAllForcedDecisionsRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(RemoveAllForcedDecisionsRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (UserId != other.UserId) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (UserId.Length != 0) hash ^= UserId.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (UserId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(UserId);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (UserId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(UserId);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(RemoveAllForcedDecisionsRequest other) {
+      if (other == null) {
+        return;
+      }
+      if (other.UserId.Length != 0) {
+        UserId = other.UserId;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            UserId = input.ReadString();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// RemoveAllForcedDecisionsResponse says how many were removed.
+  /// </summary>
+  public sealed partial class RemoveAllForcedDecisionsResponse : pb::IMessage<RemoveAllForcedDecisionsResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<RemoveAllForcedDecisionsResponse> _parser = new pb::MessageParser<RemoveAllForcedDecisionsResponse>(() => new RemoveAllForcedDecisionsResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<RemoveAllForcedDecisionsResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[36]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveAllForcedDecisionsResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveAllForcedDecisionsResponse(RemoveAllForcedDecisionsResponse other) : this() {
+      removed_ = other.removed_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RemoveAllForcedDecisionsResponse Clone() {
+      return new RemoveAllForcedDecisionsResponse(this);
+    }
+
+    /// <summary>Field number for the "removed" field.</summary>
+    public const int RemovedFieldNumber = 1;
+    private uint removed_;
+    /// <summary>
+    /// How many forced decisions were removed.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public uint Removed {
+      get { return removed_; }
+      set {
+        removed_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as RemoveAllForcedDecisionsResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(RemoveAllForcedDecisionsResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Removed != other.Removed) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Removed != 0) hash ^= Removed.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Removed != 0) {
+        output.WriteRawTag(8);
+        output.WriteUInt32(Removed);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Removed != 0) {
+        output.WriteRawTag(8);
+        output.WriteUInt32(Removed);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Removed != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt32Size(Removed);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(RemoveAllForcedDecisionsResponse other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Removed != 0) {
+        Removed = other.Removed;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 8: {
+            Removed = input.ReadUInt32();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 8: {
+            Removed = input.ReadUInt32();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// FlagVariable describes one variable of a flag.
+  /// </summary>
+  public sealed partial class FlagVariable : pb::IMessage<FlagVariable>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<FlagVariable> _parser = new pb::MessageParser<FlagVariable>(() => new FlagVariable());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<FlagVariable> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[37]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagVariable() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagVariable(FlagVariable other) : this() {
+      id_ = other.id_;
+      key_ = other.key_;
+      type_ = other.type_;
+      defaultValue_ = other.defaultValue_ != null ? other.defaultValue_.Clone() : null;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagVariable Clone() {
+      return new FlagVariable(this);
+    }
+
+    /// <summary>Field number for the "id" field.</summary>
+    public const int IdFieldNumber = 1;
+    private string id_ = "";
+    /// <summary>
+    /// The variable's id.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Id {
+      get { return id_; }
+      set {
+        id_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "key" field.</summary>
+    public const int KeyFieldNumber = 2;
+    private string key_ = "";
+    /// <summary>
+    /// The variable's key.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Key {
+      get { return key_; }
+      set {
+        key_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "type" field.</summary>
+    public const int TypeFieldNumber = 3;
+    private string type_ = "";
+    /// <summary>
+    /// Its type: "boolean", "integer", "double", "string" or "json".
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Type {
+      get { return type_; }
+      set {
+        type_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "default_value" field.</summary>
+    public const int DefaultValueFieldNumber = 4;
+    private global::Google.Protobuf.WellKnownTypes.Value defaultValue_;
+    /// <summary>
+    /// Its default value, of that type.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Google.Protobuf.WellKnownTypes.Value DefaultValue {
+      get { return defaultValue_; }
+      set {
+        defaultValue_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as FlagVariable);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(FlagVariable other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Id != other.Id) return false;
+      if (Key != other.Key) return false;
+      if (Type != other.Type) return false;
+      if (!object.Equals(DefaultValue, other.DefaultValue)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Id.Length != 0) hash ^= Id.GetHashCode();
+      if (Key.Length != 0) hash ^= Key.GetHashCode();
+      if (Type.Length != 0) hash ^= Type.GetHashCode();
+      if (defaultValue_ != null) hash ^= DefaultValue.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Id.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Id);
+      }
+      if (Key.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Key);
+      }
+      if (Type.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(Type);
+      }
+      if (defaultValue_ != null) {
+        output.WriteRawTag(34);
+        output.WriteMessage(DefaultValue);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Id.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Id);
+      }
+      if (Key.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Key);
+      }
+      if (Type.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(Type);
+      }
+      if (defaultValue_ != null) {
+        output.WriteRawTag(34);
+        output.WriteMessage(DefaultValue);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Id.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Id);
+      }
+      if (Key.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Key);
+      }
+      if (Type.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Type);
+      }
+      if (defaultValue_ != null) {
+        size += 1 + pb::CodedOutputStream.ComputeMessageSize(DefaultValue);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(FlagVariable other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Id.Length != 0) {
+        Id = other.Id;
+      }
+      if (other.Key.Length != 0) {
+        Key = other.Key;
+      }
+      if (other.Type.Length != 0) {
+        Type = other.Type;
+      }
+      if (other.defaultValue_ != null) {
+        if (defaultValue_ == null) {
+          DefaultValue = new global::Google.Protobuf.WellKnownTypes.Value();
+        }
+        DefaultValue.MergeFrom(other.DefaultValue);
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Id = input.ReadString();
+            break;
+          }
+          case 18: {
+            Key = input.ReadString();
+            break;
+          }
+          case 26: {
+            Type = input.ReadString();
+            break;
+          }
+          case 34: {
+            if (defaultValue_ == null) {
+              DefaultValue = new global::Google.Protobuf.WellKnownTypes.Value();
+            }
+            input.ReadMessage(DefaultValue);
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Id = input.ReadString();
+            break;
+          }
+          case 18: {
+            Key = input.ReadString();
+            break;
+          }
+          case 26: {
+            Type = input.ReadString();
+            break;
+          }
+          case 34: {
+            if (defaultValue_ == null) {
+              DefaultValue = new global::Google.Protobuf.WellKnownTypes.Value();
+            }
+            input.ReadMessage(DefaultValue);
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// FlagRule describes one rule of a flag, in decision order.
+  /// </summary>
+  public sealed partial class FlagRule : pb::IMessage<FlagRule>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<FlagRule> _parser = new pb::MessageParser<FlagRule>(() => new FlagRule());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<FlagRule> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[38]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagRule() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagRule(FlagRule other) : this() {
+      id_ = other.id_;
+      key_ = other.key_;
+      type_ = other.type_;
+      variations_ = other.variations_.Clone();
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public FlagRule Clone() {
+      return new FlagRule(this);
+    }
+
+    /// <summary>Field number for the "id" field.</summary>
+    public const int IdFieldNumber = 1;
+    private string id_ = "";
+    /// <summary>
+    /// The rule's id.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Id {
+      get { return id_; }
+      set {
+        id_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "key" field.</summary>
+    public const int KeyFieldNumber = 2;
+    private string key_ = "";
+    /// <summary>
+    /// The rule's key.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Key {
+      get { return key_; }
+      set {
+        key_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "type" field.</summary>
+    public const int TypeFieldNumber = 3;
+    private global::Trackd.V1.RuleType type_ = global::Trackd.V1.RuleType.Unspecified;
+    /// <summary>
+    /// A feature test or a delivery rule.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Trackd.V1.RuleType Type {
+      get { return type_; }
+      set {
+        type_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "variations" field.</summary>
+    public const int VariationsFieldNumber = 4;
+    private static readonly pb::FieldCodec<global::Trackd.V1.Variation> _repeated_variations_codec
+        = pb::FieldCodec.ForMessage(34, global::Trackd.V1.Variation.Parser);
+    private readonly pbc::RepeatedField<global::Trackd.V1.Variation> variations_ = new pbc::RepeatedField<global::Trackd.V1.Variation>();
+    /// <summary>
+    /// The rule's variations.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Trackd.V1.Variation> Variations {
+      get { return variations_; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as FlagRule);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(FlagRule other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Id != other.Id) return false;
+      if (Key != other.Key) return false;
+      if (Type != other.Type) return false;
+      if(!variations_.Equals(other.variations_)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Id.Length != 0) hash ^= Id.GetHashCode();
+      if (Key.Length != 0) hash ^= Key.GetHashCode();
+      if (Type != global::Trackd.V1.RuleType.Unspecified) hash ^= Type.GetHashCode();
+      hash ^= variations_.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Id.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Id);
+      }
+      if (Key.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Key);
+      }
+      if (Type != global::Trackd.V1.RuleType.Unspecified) {
+        output.WriteRawTag(24);
+        output.WriteEnum((int) Type);
+      }
+      variations_.WriteTo(output, _repeated_variations_codec);
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Id.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Id);
+      }
+      if (Key.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Key);
+      }
+      if (Type != global::Trackd.V1.RuleType.Unspecified) {
+        output.WriteRawTag(24);
+        output.WriteEnum((int) Type);
+      }
+      variations_.WriteTo(ref output, _repeated_variations_codec);
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Id.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Id);
+      }
+      if (Key.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Key);
+      }
+      if (Type != global::Trackd.V1.RuleType.Unspecified) {
+        size += 1 + pb::CodedOutputStream.ComputeEnumSize((int) Type);
+      }
+      size += variations_.CalculateSize(_repeated_variations_codec);
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(FlagRule other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Id.Length != 0) {
+        Id = other.Id;
+      }
+      if (other.Key.Length != 0) {
+        Key = other.Key;
+      }
+      if (other.Type != global::Trackd.V1.RuleType.Unspecified) {
+        Type = other.Type;
+      }
+      variations_.Add(other.variations_);
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Id = input.ReadString();
+            break;
+          }
+          case 18: {
+            Key = input.ReadString();
+            break;
+          }
+          case 24: {
+            Type = (global::Trackd.V1.RuleType) input.ReadEnum();
+            break;
+          }
+          case 34: {
+            variations_.AddEntriesFrom(input, _repeated_variations_codec);
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Id = input.ReadString();
+            break;
+          }
+          case 18: {
+            Key = input.ReadString();
+            break;
+          }
+          case 24: {
+            Type = (global::Trackd.V1.RuleType) input.ReadEnum();
+            break;
+          }
+          case 34: {
+            variations_.AddEntriesFrom(ref input, _repeated_variations_codec);
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// Flag describes one feature flag of the datafile.
+  /// </summary>
+  public sealed partial class Flag : pb::IMessage<Flag>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<Flag> _parser = new pb::MessageParser<Flag>(() => new Flag());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<Flag> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Trackd.V1.TrackingServiceReflection.Descriptor.MessageTypes[39]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public Flag() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public Flag(Flag other) : this() {
+      id_ = other.id_;
+      key_ = other.key_;
+      rules_ = other.rules_.Clone();
+      variables_ = other.variables_.Clone();
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public Flag Clone() {
+      return new Flag(this);
+    }
+
+    /// <summary>Field number for the "id" field.</summary>
+    public const int IdFieldNumber = 1;
+    private string id_ = "";
+    /// <summary>
+    /// The flag's id.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Id {
+      get { return id_; }
+      set {
+        id_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "key" field.</summary>
+    public const int KeyFieldNumber = 2;
+    private string key_ = "";
+    /// <summary>
+    /// The flag's key.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Key {
+      get { return key_; }
+      set {
+        key_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "rules" field.</summary>
+    public const int RulesFieldNumber = 3;
+    private static readonly pb::FieldCodec<global::Trackd.V1.FlagRule> _repeated_rules_codec
+        = pb::FieldCodec.ForMessage(26, global::Trackd.V1.FlagRule.Parser);
+    private readonly pbc::RepeatedField<global::Trackd.V1.FlagRule> rules_ = new pbc::RepeatedField<global::Trackd.V1.FlagRule>();
+    /// <summary>
+    /// Its feature tests, then its delivery rules, in decision order.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Trackd.V1.FlagRule> Rules {
+      get { return rules_; }
+    }
+
+    /// <summary>Field number for the "variables" field.</summary>
+    public const int VariablesFieldNumber = 4;
+    private static readonly pb::FieldCodec<global::Trackd.V1.FlagVariable> _repeated_variables_codec
+        = pb::FieldCodec.ForMessage(34, global::Trackd.V1.FlagVariable.Parser);
+    private readonly pbc::RepeatedField<global::Trackd.V1.FlagVariable> variables_ = new pbc::RepeatedField<global::Trackd.V1.FlagVariable>();
+    /// <summary>
+    /// Its variables.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Trackd.V1.FlagVariable> Variables {
+      get { return variables_; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as Flag);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(Flag other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Id != other.Id) return false;
+      if (Key != other.Key) return false;
+      if(!rules_.Equals(other.rules_)) return false;
+      if(!variables_.Equals(other.variables_)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Id.Length != 0) hash ^= Id.GetHashCode();
+      if (Key.Length != 0) hash ^= Key.GetHashCode();
+      hash ^= rules_.GetHashCode();
+      hash ^= variables_.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Id.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Id);
+      }
+      if (Key.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Key);
+      }
+      rules_.WriteTo(output, _repeated_rules_codec);
+      variables_.WriteTo(output, _repeated_variables_codec);
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Id.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Id);
+      }
+      if (Key.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Key);
+      }
+      rules_.WriteTo(ref output, _repeated_rules_codec);
+      variables_.WriteTo(ref output, _repeated_variables_codec);
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Id.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Id);
+      }
+      if (Key.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Key);
+      }
+      size += rules_.CalculateSize(_repeated_rules_codec);
+      size += variables_.CalculateSize(_repeated_variables_codec);
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(Flag other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Id.Length != 0) {
+        Id = other.Id;
+      }
+      if (other.Key.Length != 0) {
+        Key = other.Key;
+      }
+      rules_.Add(other.rules_);
+      variables_.Add(other.variables_);
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Id = input.ReadString();
+            break;
+          }
+          case 18: {
+            Key = input.ReadString();
+            break;
+          }
+          case 26: {
+            rules_.AddEntriesFrom(input, _repeated_rules_codec);
+            break;
+          }
+          case 34: {
+            variables_.AddEntriesFrom(input, _repeated_variables_codec);
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Id = input.ReadString();
+            break;
+          }
+          case 18: {
+            Key = input.ReadString();
+            break;
+          }
+          case 26: {
+            rules_.AddEntriesFrom(ref input, _repeated_rules_codec);
+            break;
+          }
+          case 34: {
+            variables_.AddEntriesFrom(ref input, _repeated_variables_codec);
             break;
           }
         }

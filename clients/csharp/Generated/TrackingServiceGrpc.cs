@@ -19,6 +19,11 @@
 // Attributes and tags are maps of google.protobuf.Value so that JSON clients
 // (grpcurl, gRPC-Web, transcoding) write them naturally:
 // {"attributes": {"device": "iPhone", "age": 31}}.
+//
+// Decide decides feature flags (Optimizely Feature Experimentation) exactly as
+// optimizely-sdk's user_context.decide does: holdouts, feature tests, delivery
+// rules and typed variables. A decision for a feature test is remembered like
+// an activation, so Track attributes conversions to it.
 #pragma warning disable 0414, 1591, 8981
 #region Designer generated code
 
@@ -101,6 +106,26 @@ namespace Trackd.V1 {
     static readonly grpc::Marshaller<global::Trackd.V1.WatchConfigRequest> __Marshaller_trackd_v1_WatchConfigRequest = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.WatchConfigRequest.Parser));
     [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
     static readonly grpc::Marshaller<global::Trackd.V1.WatchConfigResponse> __Marshaller_trackd_v1_WatchConfigResponse = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.WatchConfigResponse.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.DecideRequest> __Marshaller_trackd_v1_DecideRequest = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.DecideRequest.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.DecideResponse> __Marshaller_trackd_v1_DecideResponse = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.DecideResponse.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.SetForcedDecisionRequest> __Marshaller_trackd_v1_SetForcedDecisionRequest = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.SetForcedDecisionRequest.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.SetForcedDecisionResponse> __Marshaller_trackd_v1_SetForcedDecisionResponse = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.SetForcedDecisionResponse.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.GetForcedDecisionRequest> __Marshaller_trackd_v1_GetForcedDecisionRequest = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.GetForcedDecisionRequest.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.GetForcedDecisionResponse> __Marshaller_trackd_v1_GetForcedDecisionResponse = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.GetForcedDecisionResponse.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.RemoveForcedDecisionRequest> __Marshaller_trackd_v1_RemoveForcedDecisionRequest = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.RemoveForcedDecisionRequest.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.RemoveForcedDecisionResponse> __Marshaller_trackd_v1_RemoveForcedDecisionResponse = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.RemoveForcedDecisionResponse.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.RemoveAllForcedDecisionsRequest> __Marshaller_trackd_v1_RemoveAllForcedDecisionsRequest = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.RemoveAllForcedDecisionsRequest.Parser));
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Marshaller<global::Trackd.V1.RemoveAllForcedDecisionsResponse> __Marshaller_trackd_v1_RemoveAllForcedDecisionsResponse = grpc::Marshallers.Create(__Helper_SerializeMessage, context => __Helper_DeserializeMessage(context, global::Trackd.V1.RemoveAllForcedDecisionsResponse.Parser));
 
     [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
     static readonly grpc::Method<global::Trackd.V1.ActivateRequest, global::Trackd.V1.ActivateResponse> __Method_Activate = new grpc::Method<global::Trackd.V1.ActivateRequest, global::Trackd.V1.ActivateResponse>(
@@ -173,6 +198,46 @@ namespace Trackd.V1 {
         "WatchConfig",
         __Marshaller_trackd_v1_WatchConfigRequest,
         __Marshaller_trackd_v1_WatchConfigResponse);
+
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Method<global::Trackd.V1.DecideRequest, global::Trackd.V1.DecideResponse> __Method_Decide = new grpc::Method<global::Trackd.V1.DecideRequest, global::Trackd.V1.DecideResponse>(
+        grpc::MethodType.Unary,
+        __ServiceName,
+        "Decide",
+        __Marshaller_trackd_v1_DecideRequest,
+        __Marshaller_trackd_v1_DecideResponse);
+
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Method<global::Trackd.V1.SetForcedDecisionRequest, global::Trackd.V1.SetForcedDecisionResponse> __Method_SetForcedDecision = new grpc::Method<global::Trackd.V1.SetForcedDecisionRequest, global::Trackd.V1.SetForcedDecisionResponse>(
+        grpc::MethodType.Unary,
+        __ServiceName,
+        "SetForcedDecision",
+        __Marshaller_trackd_v1_SetForcedDecisionRequest,
+        __Marshaller_trackd_v1_SetForcedDecisionResponse);
+
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Method<global::Trackd.V1.GetForcedDecisionRequest, global::Trackd.V1.GetForcedDecisionResponse> __Method_GetForcedDecision = new grpc::Method<global::Trackd.V1.GetForcedDecisionRequest, global::Trackd.V1.GetForcedDecisionResponse>(
+        grpc::MethodType.Unary,
+        __ServiceName,
+        "GetForcedDecision",
+        __Marshaller_trackd_v1_GetForcedDecisionRequest,
+        __Marshaller_trackd_v1_GetForcedDecisionResponse);
+
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Method<global::Trackd.V1.RemoveForcedDecisionRequest, global::Trackd.V1.RemoveForcedDecisionResponse> __Method_RemoveForcedDecision = new grpc::Method<global::Trackd.V1.RemoveForcedDecisionRequest, global::Trackd.V1.RemoveForcedDecisionResponse>(
+        grpc::MethodType.Unary,
+        __ServiceName,
+        "RemoveForcedDecision",
+        __Marshaller_trackd_v1_RemoveForcedDecisionRequest,
+        __Marshaller_trackd_v1_RemoveForcedDecisionResponse);
+
+    [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+    static readonly grpc::Method<global::Trackd.V1.RemoveAllForcedDecisionsRequest, global::Trackd.V1.RemoveAllForcedDecisionsResponse> __Method_RemoveAllForcedDecisions = new grpc::Method<global::Trackd.V1.RemoveAllForcedDecisionsRequest, global::Trackd.V1.RemoveAllForcedDecisionsResponse>(
+        grpc::MethodType.Unary,
+        __ServiceName,
+        "RemoveAllForcedDecisions",
+        __Marshaller_trackd_v1_RemoveAllForcedDecisionsRequest,
+        __Marshaller_trackd_v1_RemoveAllForcedDecisionsResponse);
 
     /// <summary>Service descriptor</summary>
     public static global::Google.Protobuf.Reflection.ServiceDescriptor Descriptor
@@ -299,6 +364,69 @@ namespace Trackd.V1 {
       /// <returns>A task indicating completion of the handler.</returns>
       [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
       public virtual global::System.Threading.Tasks.Task WatchConfig(global::Trackd.V1.WatchConfigRequest request, grpc::IServerStreamWriter<global::Trackd.V1.WatchConfigResponse> responseStream, grpc::ServerCallContext context)
+      {
+        throw new grpc::RpcException(new grpc::Status(grpc::StatusCode.Unimplemented, ""));
+      }
+
+      /// <summary>
+      /// Decide decides feature flags for a user, as optimizely-sdk's decide,
+      /// decide_for_keys (flag_keys given) and decide_all (flag_keys empty) do.
+      /// </summary>
+      /// <param name="request">The request received from the client.</param>
+      /// <param name="context">The context of the server-side call handler being invoked.</param>
+      /// <returns>The response to send back to the client (wrapped by a task).</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::System.Threading.Tasks.Task<global::Trackd.V1.DecideResponse> Decide(global::Trackd.V1.DecideRequest request, grpc::ServerCallContext context)
+      {
+        throw new grpc::RpcException(new grpc::Status(grpc::StatusCode.Unimplemented, ""));
+      }
+
+      /// <summary>
+      /// SetForcedDecision forces a flag's decision for a user, for the whole flag
+      /// (rule_key empty) or for one of its rules, as the SDK's
+      /// user_context.set_forced_decision does.
+      /// </summary>
+      /// <param name="request">The request received from the client.</param>
+      /// <param name="context">The context of the server-side call handler being invoked.</param>
+      /// <returns>The response to send back to the client (wrapped by a task).</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::System.Threading.Tasks.Task<global::Trackd.V1.SetForcedDecisionResponse> SetForcedDecision(global::Trackd.V1.SetForcedDecisionRequest request, grpc::ServerCallContext context)
+      {
+        throw new grpc::RpcException(new grpc::Status(grpc::StatusCode.Unimplemented, ""));
+      }
+
+      /// <summary>
+      /// GetForcedDecision returns the variation forced for a flag (and rule).
+      /// </summary>
+      /// <param name="request">The request received from the client.</param>
+      /// <param name="context">The context of the server-side call handler being invoked.</param>
+      /// <returns>The response to send back to the client (wrapped by a task).</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::System.Threading.Tasks.Task<global::Trackd.V1.GetForcedDecisionResponse> GetForcedDecision(global::Trackd.V1.GetForcedDecisionRequest request, grpc::ServerCallContext context)
+      {
+        throw new grpc::RpcException(new grpc::Status(grpc::StatusCode.Unimplemented, ""));
+      }
+
+      /// <summary>
+      /// RemoveForcedDecision removes one forced decision.
+      /// </summary>
+      /// <param name="request">The request received from the client.</param>
+      /// <param name="context">The context of the server-side call handler being invoked.</param>
+      /// <returns>The response to send back to the client (wrapped by a task).</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::System.Threading.Tasks.Task<global::Trackd.V1.RemoveForcedDecisionResponse> RemoveForcedDecision(global::Trackd.V1.RemoveForcedDecisionRequest request, grpc::ServerCallContext context)
+      {
+        throw new grpc::RpcException(new grpc::Status(grpc::StatusCode.Unimplemented, ""));
+      }
+
+      /// <summary>
+      /// RemoveAllForcedDecisions removes every forced decision of a user.
+      /// </summary>
+      /// <param name="request">The request received from the client.</param>
+      /// <param name="context">The context of the server-side call handler being invoked.</param>
+      /// <returns>The response to send back to the client (wrapped by a task).</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::System.Threading.Tasks.Task<global::Trackd.V1.RemoveAllForcedDecisionsResponse> RemoveAllForcedDecisions(global::Trackd.V1.RemoveAllForcedDecisionsRequest request, grpc::ServerCallContext context)
       {
         throw new grpc::RpcException(new grpc::Status(grpc::StatusCode.Unimplemented, ""));
       }
@@ -744,6 +872,258 @@ namespace Trackd.V1 {
       {
         return CallInvoker.AsyncServerStreamingCall(__Method_WatchConfig, null, options, request);
       }
+      /// <summary>
+      /// Decide decides feature flags for a user, as optimizely-sdk's decide,
+      /// decide_for_keys (flag_keys given) and decide_all (flag_keys empty) do.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.DecideResponse Decide(global::Trackd.V1.DecideRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return Decide(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// Decide decides feature flags for a user, as optimizely-sdk's decide,
+      /// decide_for_keys (flag_keys given) and decide_all (flag_keys empty) do.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.DecideResponse Decide(global::Trackd.V1.DecideRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.BlockingUnaryCall(__Method_Decide, null, options, request);
+      }
+      /// <summary>
+      /// Decide decides feature flags for a user, as optimizely-sdk's decide,
+      /// decide_for_keys (flag_keys given) and decide_all (flag_keys empty) do.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.DecideResponse> DecideAsync(global::Trackd.V1.DecideRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return DecideAsync(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// Decide decides feature flags for a user, as optimizely-sdk's decide,
+      /// decide_for_keys (flag_keys given) and decide_all (flag_keys empty) do.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.DecideResponse> DecideAsync(global::Trackd.V1.DecideRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.AsyncUnaryCall(__Method_Decide, null, options, request);
+      }
+      /// <summary>
+      /// SetForcedDecision forces a flag's decision for a user, for the whole flag
+      /// (rule_key empty) or for one of its rules, as the SDK's
+      /// user_context.set_forced_decision does.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.SetForcedDecisionResponse SetForcedDecision(global::Trackd.V1.SetForcedDecisionRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return SetForcedDecision(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// SetForcedDecision forces a flag's decision for a user, for the whole flag
+      /// (rule_key empty) or for one of its rules, as the SDK's
+      /// user_context.set_forced_decision does.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.SetForcedDecisionResponse SetForcedDecision(global::Trackd.V1.SetForcedDecisionRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.BlockingUnaryCall(__Method_SetForcedDecision, null, options, request);
+      }
+      /// <summary>
+      /// SetForcedDecision forces a flag's decision for a user, for the whole flag
+      /// (rule_key empty) or for one of its rules, as the SDK's
+      /// user_context.set_forced_decision does.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.SetForcedDecisionResponse> SetForcedDecisionAsync(global::Trackd.V1.SetForcedDecisionRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return SetForcedDecisionAsync(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// SetForcedDecision forces a flag's decision for a user, for the whole flag
+      /// (rule_key empty) or for one of its rules, as the SDK's
+      /// user_context.set_forced_decision does.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.SetForcedDecisionResponse> SetForcedDecisionAsync(global::Trackd.V1.SetForcedDecisionRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.AsyncUnaryCall(__Method_SetForcedDecision, null, options, request);
+      }
+      /// <summary>
+      /// GetForcedDecision returns the variation forced for a flag (and rule).
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.GetForcedDecisionResponse GetForcedDecision(global::Trackd.V1.GetForcedDecisionRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return GetForcedDecision(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// GetForcedDecision returns the variation forced for a flag (and rule).
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.GetForcedDecisionResponse GetForcedDecision(global::Trackd.V1.GetForcedDecisionRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.BlockingUnaryCall(__Method_GetForcedDecision, null, options, request);
+      }
+      /// <summary>
+      /// GetForcedDecision returns the variation forced for a flag (and rule).
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.GetForcedDecisionResponse> GetForcedDecisionAsync(global::Trackd.V1.GetForcedDecisionRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return GetForcedDecisionAsync(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// GetForcedDecision returns the variation forced for a flag (and rule).
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.GetForcedDecisionResponse> GetForcedDecisionAsync(global::Trackd.V1.GetForcedDecisionRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.AsyncUnaryCall(__Method_GetForcedDecision, null, options, request);
+      }
+      /// <summary>
+      /// RemoveForcedDecision removes one forced decision.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.RemoveForcedDecisionResponse RemoveForcedDecision(global::Trackd.V1.RemoveForcedDecisionRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return RemoveForcedDecision(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// RemoveForcedDecision removes one forced decision.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.RemoveForcedDecisionResponse RemoveForcedDecision(global::Trackd.V1.RemoveForcedDecisionRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.BlockingUnaryCall(__Method_RemoveForcedDecision, null, options, request);
+      }
+      /// <summary>
+      /// RemoveForcedDecision removes one forced decision.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.RemoveForcedDecisionResponse> RemoveForcedDecisionAsync(global::Trackd.V1.RemoveForcedDecisionRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return RemoveForcedDecisionAsync(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// RemoveForcedDecision removes one forced decision.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.RemoveForcedDecisionResponse> RemoveForcedDecisionAsync(global::Trackd.V1.RemoveForcedDecisionRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.AsyncUnaryCall(__Method_RemoveForcedDecision, null, options, request);
+      }
+      /// <summary>
+      /// RemoveAllForcedDecisions removes every forced decision of a user.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.RemoveAllForcedDecisionsResponse RemoveAllForcedDecisions(global::Trackd.V1.RemoveAllForcedDecisionsRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return RemoveAllForcedDecisions(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// RemoveAllForcedDecisions removes every forced decision of a user.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The response received from the server.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual global::Trackd.V1.RemoveAllForcedDecisionsResponse RemoveAllForcedDecisions(global::Trackd.V1.RemoveAllForcedDecisionsRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.BlockingUnaryCall(__Method_RemoveAllForcedDecisions, null, options, request);
+      }
+      /// <summary>
+      /// RemoveAllForcedDecisions removes every forced decision of a user.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="headers">The initial metadata to send with the call. This parameter is optional.</param>
+      /// <param name="deadline">An optional deadline for the call. The call will be cancelled if deadline is hit.</param>
+      /// <param name="cancellationToken">An optional token for canceling the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.RemoveAllForcedDecisionsResponse> RemoveAllForcedDecisionsAsync(global::Trackd.V1.RemoveAllForcedDecisionsRequest request, grpc::Metadata headers = null, global::System.DateTime? deadline = null, global::System.Threading.CancellationToken cancellationToken = default(global::System.Threading.CancellationToken))
+      {
+        return RemoveAllForcedDecisionsAsync(request, new grpc::CallOptions(headers, deadline, cancellationToken));
+      }
+      /// <summary>
+      /// RemoveAllForcedDecisions removes every forced decision of a user.
+      /// </summary>
+      /// <param name="request">The request to send to the server.</param>
+      /// <param name="options">The options for the call.</param>
+      /// <returns>The call object.</returns>
+      [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
+      public virtual grpc::AsyncUnaryCall<global::Trackd.V1.RemoveAllForcedDecisionsResponse> RemoveAllForcedDecisionsAsync(global::Trackd.V1.RemoveAllForcedDecisionsRequest request, grpc::CallOptions options)
+      {
+        return CallInvoker.AsyncUnaryCall(__Method_RemoveAllForcedDecisions, null, options, request);
+      }
       /// <summary>Creates a new instance of client from given <c>ClientBaseConfiguration</c>.</summary>
       [global::System.CodeDom.Compiler.GeneratedCode("grpc_csharp_plugin", null)]
       protected override TrackingServiceClient NewInstance(ClientBaseConfiguration configuration)
@@ -766,7 +1146,12 @@ namespace Trackd.V1 {
           .AddMethod(__Method_SetForcedVariation, serviceImpl.SetForcedVariation)
           .AddMethod(__Method_GetForcedVariation, serviceImpl.GetForcedVariation)
           .AddMethod(__Method_GetConfig, serviceImpl.GetConfig)
-          .AddMethod(__Method_WatchConfig, serviceImpl.WatchConfig).Build();
+          .AddMethod(__Method_WatchConfig, serviceImpl.WatchConfig)
+          .AddMethod(__Method_Decide, serviceImpl.Decide)
+          .AddMethod(__Method_SetForcedDecision, serviceImpl.SetForcedDecision)
+          .AddMethod(__Method_GetForcedDecision, serviceImpl.GetForcedDecision)
+          .AddMethod(__Method_RemoveForcedDecision, serviceImpl.RemoveForcedDecision)
+          .AddMethod(__Method_RemoveAllForcedDecisions, serviceImpl.RemoveAllForcedDecisions).Build();
     }
 
     /// <summary>Register service method with a service binder with or without implementation. Useful when customizing the service binding logic.
@@ -785,6 +1170,11 @@ namespace Trackd.V1 {
       serviceBinder.AddMethod(__Method_GetForcedVariation, serviceImpl == null ? null : new grpc::UnaryServerMethod<global::Trackd.V1.GetForcedVariationRequest, global::Trackd.V1.GetForcedVariationResponse>(serviceImpl.GetForcedVariation));
       serviceBinder.AddMethod(__Method_GetConfig, serviceImpl == null ? null : new grpc::UnaryServerMethod<global::Trackd.V1.GetConfigRequest, global::Trackd.V1.GetConfigResponse>(serviceImpl.GetConfig));
       serviceBinder.AddMethod(__Method_WatchConfig, serviceImpl == null ? null : new grpc::ServerStreamingServerMethod<global::Trackd.V1.WatchConfigRequest, global::Trackd.V1.WatchConfigResponse>(serviceImpl.WatchConfig));
+      serviceBinder.AddMethod(__Method_Decide, serviceImpl == null ? null : new grpc::UnaryServerMethod<global::Trackd.V1.DecideRequest, global::Trackd.V1.DecideResponse>(serviceImpl.Decide));
+      serviceBinder.AddMethod(__Method_SetForcedDecision, serviceImpl == null ? null : new grpc::UnaryServerMethod<global::Trackd.V1.SetForcedDecisionRequest, global::Trackd.V1.SetForcedDecisionResponse>(serviceImpl.SetForcedDecision));
+      serviceBinder.AddMethod(__Method_GetForcedDecision, serviceImpl == null ? null : new grpc::UnaryServerMethod<global::Trackd.V1.GetForcedDecisionRequest, global::Trackd.V1.GetForcedDecisionResponse>(serviceImpl.GetForcedDecision));
+      serviceBinder.AddMethod(__Method_RemoveForcedDecision, serviceImpl == null ? null : new grpc::UnaryServerMethod<global::Trackd.V1.RemoveForcedDecisionRequest, global::Trackd.V1.RemoveForcedDecisionResponse>(serviceImpl.RemoveForcedDecision));
+      serviceBinder.AddMethod(__Method_RemoveAllForcedDecisions, serviceImpl == null ? null : new grpc::UnaryServerMethod<global::Trackd.V1.RemoveAllForcedDecisionsRequest, global::Trackd.V1.RemoveAllForcedDecisionsResponse>(serviceImpl.RemoveAllForcedDecisions));
     }
 
   }

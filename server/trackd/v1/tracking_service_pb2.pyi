@@ -22,6 +22,23 @@ class DecisionReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_REASON_AUDIENCE_MISMATCH: _ClassVar[DecisionReason]
     DECISION_REASON_OUTSIDE_TRAFFIC: _ClassVar[DecisionReason]
     DECISION_REASON_NOT_IN_GROUP_SLOT: _ClassVar[DecisionReason]
+
+class DecideOption(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECIDE_OPTION_UNSPECIFIED: _ClassVar[DecideOption]
+    DECIDE_OPTION_DISABLE_DECISION_EVENT: _ClassVar[DecideOption]
+    DECIDE_OPTION_ENABLED_FLAGS_ONLY: _ClassVar[DecideOption]
+    DECIDE_OPTION_IGNORE_USER_PROFILE_SERVICE: _ClassVar[DecideOption]
+    DECIDE_OPTION_INCLUDE_REASONS: _ClassVar[DecideOption]
+    DECIDE_OPTION_EXCLUDE_VARIABLES: _ClassVar[DecideOption]
+
+class RuleType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RULE_TYPE_UNSPECIFIED: _ClassVar[RuleType]
+    RULE_TYPE_EXPERIMENT: _ClassVar[RuleType]
+    RULE_TYPE_FEATURE_TEST: _ClassVar[RuleType]
+    RULE_TYPE_ROLLOUT: _ClassVar[RuleType]
+    RULE_TYPE_HOLDOUT: _ClassVar[RuleType]
 DECISION_REASON_UNSPECIFIED: DecisionReason
 DECISION_REASON_BUCKETED: DecisionReason
 DECISION_REASON_FORCED: DecisionReason
@@ -31,6 +48,17 @@ DECISION_REASON_NOT_RUNNING: DecisionReason
 DECISION_REASON_AUDIENCE_MISMATCH: DecisionReason
 DECISION_REASON_OUTSIDE_TRAFFIC: DecisionReason
 DECISION_REASON_NOT_IN_GROUP_SLOT: DecisionReason
+DECIDE_OPTION_UNSPECIFIED: DecideOption
+DECIDE_OPTION_DISABLE_DECISION_EVENT: DecideOption
+DECIDE_OPTION_ENABLED_FLAGS_ONLY: DecideOption
+DECIDE_OPTION_IGNORE_USER_PROFILE_SERVICE: DecideOption
+DECIDE_OPTION_INCLUDE_REASONS: DecideOption
+DECIDE_OPTION_EXCLUDE_VARIABLES: DecideOption
+RULE_TYPE_UNSPECIFIED: RuleType
+RULE_TYPE_EXPERIMENT: RuleType
+RULE_TYPE_FEATURE_TEST: RuleType
+RULE_TYPE_ROLLOUT: RuleType
+RULE_TYPE_HOLDOUT: RuleType
 
 class ActivateRequest(_message.Message):
     __slots__ = ("experiment_key", "user_id", "attributes")
@@ -313,7 +341,7 @@ class Attribute(_message.Message):
     def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class GetConfigResponse(_message.Message):
-    __slots__ = ("revision", "account_id", "project_id", "experiments", "events", "attributes", "datafile_version", "loaded_at")
+    __slots__ = ("revision", "account_id", "project_id", "experiments", "events", "attributes", "datafile_version", "loaded_at", "flags")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -322,6 +350,7 @@ class GetConfigResponse(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     DATAFILE_VERSION_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
     revision: str
     account_id: str
     project_id: str
@@ -330,7 +359,8 @@ class GetConfigResponse(_message.Message):
     attributes: _containers.RepeatedCompositeFieldContainer[Attribute]
     datafile_version: str
     loaded_at: _timestamp_pb2.Timestamp
-    def __init__(self, revision: _Optional[str] = ..., account_id: _Optional[str] = ..., project_id: _Optional[str] = ..., experiments: _Optional[_Iterable[_Union[Experiment, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., attributes: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ..., datafile_version: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    flags: _containers.RepeatedCompositeFieldContainer[Flag]
+    def __init__(self, revision: _Optional[str] = ..., account_id: _Optional[str] = ..., project_id: _Optional[str] = ..., experiments: _Optional[_Iterable[_Union[Experiment, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., attributes: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ..., datafile_version: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., flags: _Optional[_Iterable[_Union[Flag, _Mapping]]] = ...) -> None: ...
 
 class WatchConfigRequest(_message.Message):
     __slots__ = ()
@@ -341,3 +371,148 @@ class WatchConfigResponse(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     config: GetConfigResponse
     def __init__(self, config: _Optional[_Union[GetConfigResponse, _Mapping]] = ...) -> None: ...
+
+class DecideRequest(_message.Message):
+    __slots__ = ("user_id", "attributes", "flag_keys", "options")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _struct_pb2.Value
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    FLAG_KEYS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    attributes: _containers.MessageMap[str, _struct_pb2.Value]
+    flag_keys: _containers.RepeatedScalarFieldContainer[str]
+    options: _containers.RepeatedScalarFieldContainer[DecideOption]
+    def __init__(self, user_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., flag_keys: _Optional[_Iterable[str]] = ..., options: _Optional[_Iterable[_Union[DecideOption, str]]] = ...) -> None: ...
+
+class FlagDecision(_message.Message):
+    __slots__ = ("flag_key", "enabled", "variation_key", "rule_key", "rule_type", "variables", "reasons", "impression_recorded", "error")
+    FLAG_KEY_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    VARIATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    RULE_KEY_FIELD_NUMBER: _ClassVar[int]
+    RULE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSION_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    flag_key: str
+    enabled: bool
+    variation_key: str
+    rule_key: str
+    rule_type: RuleType
+    variables: _struct_pb2.Struct
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    impression_recorded: bool
+    error: str
+    def __init__(self, flag_key: _Optional[str] = ..., enabled: _Optional[bool] = ..., variation_key: _Optional[str] = ..., rule_key: _Optional[str] = ..., rule_type: _Optional[_Union[RuleType, str]] = ..., variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., reasons: _Optional[_Iterable[str]] = ..., impression_recorded: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class DecideResponse(_message.Message):
+    __slots__ = ("decisions", "revision")
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[FlagDecision]
+    revision: str
+    def __init__(self, decisions: _Optional[_Iterable[_Union[FlagDecision, _Mapping]]] = ..., revision: _Optional[str] = ...) -> None: ...
+
+class SetForcedDecisionRequest(_message.Message):
+    __slots__ = ("user_id", "flag_key", "rule_key", "variation_key")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    FLAG_KEY_FIELD_NUMBER: _ClassVar[int]
+    RULE_KEY_FIELD_NUMBER: _ClassVar[int]
+    VARIATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    flag_key: str
+    rule_key: str
+    variation_key: str
+    def __init__(self, user_id: _Optional[str] = ..., flag_key: _Optional[str] = ..., rule_key: _Optional[str] = ..., variation_key: _Optional[str] = ...) -> None: ...
+
+class SetForcedDecisionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetForcedDecisionRequest(_message.Message):
+    __slots__ = ("user_id", "flag_key", "rule_key")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    FLAG_KEY_FIELD_NUMBER: _ClassVar[int]
+    RULE_KEY_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    flag_key: str
+    rule_key: str
+    def __init__(self, user_id: _Optional[str] = ..., flag_key: _Optional[str] = ..., rule_key: _Optional[str] = ...) -> None: ...
+
+class GetForcedDecisionResponse(_message.Message):
+    __slots__ = ("variation_key",)
+    VARIATION_KEY_FIELD_NUMBER: _ClassVar[int]
+    variation_key: str
+    def __init__(self, variation_key: _Optional[str] = ...) -> None: ...
+
+class RemoveForcedDecisionRequest(_message.Message):
+    __slots__ = ("user_id", "flag_key", "rule_key")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    FLAG_KEY_FIELD_NUMBER: _ClassVar[int]
+    RULE_KEY_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    flag_key: str
+    rule_key: str
+    def __init__(self, user_id: _Optional[str] = ..., flag_key: _Optional[str] = ..., rule_key: _Optional[str] = ...) -> None: ...
+
+class RemoveForcedDecisionResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
+
+class RemoveAllForcedDecisionsRequest(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    def __init__(self, user_id: _Optional[str] = ...) -> None: ...
+
+class RemoveAllForcedDecisionsResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: int
+    def __init__(self, removed: _Optional[int] = ...) -> None: ...
+
+class FlagVariable(_message.Message):
+    __slots__ = ("id", "key", "type", "default_value")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    key: str
+    type: str
+    default_value: _struct_pb2.Value
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., type: _Optional[str] = ..., default_value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
+class FlagRule(_message.Message):
+    __slots__ = ("id", "key", "type", "variations")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VARIATIONS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    key: str
+    type: RuleType
+    variations: _containers.RepeatedCompositeFieldContainer[Variation]
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., type: _Optional[_Union[RuleType, str]] = ..., variations: _Optional[_Iterable[_Union[Variation, _Mapping]]] = ...) -> None: ...
+
+class Flag(_message.Message):
+    __slots__ = ("id", "key", "rules", "variables")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    key: str
+    rules: _containers.RepeatedCompositeFieldContainer[FlagRule]
+    variables: _containers.RepeatedCompositeFieldContainer[FlagVariable]
+    def __init__(self, id: _Optional[str] = ..., key: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[FlagRule, _Mapping]]] = ..., variables: _Optional[_Iterable[_Union[FlagVariable, _Mapping]]] = ...) -> None: ...

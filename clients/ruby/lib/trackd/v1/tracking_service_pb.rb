@@ -143,11 +143,81 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       repeated :attributes, :message, 6, "trackd.v1.Attribute"
       optional :datafile_version, :string, 7
       optional :loaded_at, :message, 8, "google.protobuf.Timestamp"
+      repeated :flags, :message, 9, "trackd.v1.Flag"
     end
     add_message "trackd.v1.WatchConfigRequest" do
     end
     add_message "trackd.v1.WatchConfigResponse" do
       optional :config, :message, 1, "trackd.v1.GetConfigResponse"
+    end
+    add_message "trackd.v1.DecideRequest" do
+      optional :user_id, :string, 1
+      map :attributes, :string, :message, 2, "google.protobuf.Value"
+      repeated :flag_keys, :string, 3
+      repeated :options, :enum, 4, "trackd.v1.DecideOption"
+    end
+    add_message "trackd.v1.FlagDecision" do
+      optional :flag_key, :string, 1
+      optional :enabled, :bool, 2
+      optional :variation_key, :string, 3
+      optional :rule_key, :string, 4
+      optional :rule_type, :enum, 5, "trackd.v1.RuleType"
+      optional :variables, :message, 6, "google.protobuf.Struct"
+      repeated :reasons, :string, 7
+      optional :impression_recorded, :bool, 8
+      optional :error, :string, 9
+    end
+    add_message "trackd.v1.DecideResponse" do
+      repeated :decisions, :message, 1, "trackd.v1.FlagDecision"
+      optional :revision, :string, 2
+    end
+    add_message "trackd.v1.SetForcedDecisionRequest" do
+      optional :user_id, :string, 1
+      optional :flag_key, :string, 2
+      optional :rule_key, :string, 3
+      optional :variation_key, :string, 4
+    end
+    add_message "trackd.v1.SetForcedDecisionResponse" do
+    end
+    add_message "trackd.v1.GetForcedDecisionRequest" do
+      optional :user_id, :string, 1
+      optional :flag_key, :string, 2
+      optional :rule_key, :string, 3
+    end
+    add_message "trackd.v1.GetForcedDecisionResponse" do
+      optional :variation_key, :string, 1
+    end
+    add_message "trackd.v1.RemoveForcedDecisionRequest" do
+      optional :user_id, :string, 1
+      optional :flag_key, :string, 2
+      optional :rule_key, :string, 3
+    end
+    add_message "trackd.v1.RemoveForcedDecisionResponse" do
+      optional :removed, :bool, 1
+    end
+    add_message "trackd.v1.RemoveAllForcedDecisionsRequest" do
+      optional :user_id, :string, 1
+    end
+    add_message "trackd.v1.RemoveAllForcedDecisionsResponse" do
+      optional :removed, :uint32, 1
+    end
+    add_message "trackd.v1.FlagVariable" do
+      optional :id, :string, 1
+      optional :key, :string, 2
+      optional :type, :string, 3
+      optional :default_value, :message, 4, "google.protobuf.Value"
+    end
+    add_message "trackd.v1.FlagRule" do
+      optional :id, :string, 1
+      optional :key, :string, 2
+      optional :type, :enum, 3, "trackd.v1.RuleType"
+      repeated :variations, :message, 4, "trackd.v1.Variation"
+    end
+    add_message "trackd.v1.Flag" do
+      optional :id, :string, 1
+      optional :key, :string, 2
+      repeated :rules, :message, 3, "trackd.v1.FlagRule"
+      repeated :variables, :message, 4, "trackd.v1.FlagVariable"
     end
     add_enum "trackd.v1.DecisionReason" do
       value :DECISION_REASON_UNSPECIFIED, 0
@@ -159,6 +229,21 @@ Google::Protobuf::DescriptorPool.generated_pool.build do
       value :DECISION_REASON_AUDIENCE_MISMATCH, 6
       value :DECISION_REASON_OUTSIDE_TRAFFIC, 7
       value :DECISION_REASON_NOT_IN_GROUP_SLOT, 8
+    end
+    add_enum "trackd.v1.DecideOption" do
+      value :DECIDE_OPTION_UNSPECIFIED, 0
+      value :DECIDE_OPTION_DISABLE_DECISION_EVENT, 1
+      value :DECIDE_OPTION_ENABLED_FLAGS_ONLY, 2
+      value :DECIDE_OPTION_IGNORE_USER_PROFILE_SERVICE, 3
+      value :DECIDE_OPTION_INCLUDE_REASONS, 4
+      value :DECIDE_OPTION_EXCLUDE_VARIABLES, 5
+    end
+    add_enum "trackd.v1.RuleType" do
+      value :RULE_TYPE_UNSPECIFIED, 0
+      value :RULE_TYPE_EXPERIMENT, 1
+      value :RULE_TYPE_FEATURE_TEST, 2
+      value :RULE_TYPE_ROLLOUT, 3
+      value :RULE_TYPE_HOLDOUT, 4
     end
   end
 end
@@ -191,6 +276,22 @@ module Trackd
     GetConfigResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.GetConfigResponse").msgclass
     WatchConfigRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.WatchConfigRequest").msgclass
     WatchConfigResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.WatchConfigResponse").msgclass
+    DecideRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.DecideRequest").msgclass
+    FlagDecision = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.FlagDecision").msgclass
+    DecideResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.DecideResponse").msgclass
+    SetForcedDecisionRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.SetForcedDecisionRequest").msgclass
+    SetForcedDecisionResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.SetForcedDecisionResponse").msgclass
+    GetForcedDecisionRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.GetForcedDecisionRequest").msgclass
+    GetForcedDecisionResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.GetForcedDecisionResponse").msgclass
+    RemoveForcedDecisionRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.RemoveForcedDecisionRequest").msgclass
+    RemoveForcedDecisionResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.RemoveForcedDecisionResponse").msgclass
+    RemoveAllForcedDecisionsRequest = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.RemoveAllForcedDecisionsRequest").msgclass
+    RemoveAllForcedDecisionsResponse = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.RemoveAllForcedDecisionsResponse").msgclass
+    FlagVariable = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.FlagVariable").msgclass
+    FlagRule = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.FlagRule").msgclass
+    Flag = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.Flag").msgclass
     DecisionReason = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.DecisionReason").enummodule
+    DecideOption = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.DecideOption").enummodule
+    RuleType = ::Google::Protobuf::DescriptorPool.generated_pool.lookup("trackd.v1.RuleType").enummodule
   end
 end

@@ -17,6 +17,11 @@
 # Attributes and tags are maps of google.protobuf.Value so that JSON clients
 # (grpcurl, gRPC-Web, transcoding) write them naturally:
 # {"attributes": {"device": "iPhone", "age": 31}}.
+#
+# Decide decides feature flags (Optimizely Feature Experimentation) exactly as
+# optimizely-sdk's user_context.decide does: holdouts, feature tests, delivery
+# rules and typed variables. A decision for a feature test is remembered like
+# an activation, so Track attributes conversions to it.
 
 require 'grpc'
 require 'trackd/v1/tracking_service_pb'
@@ -60,6 +65,19 @@ module Trackd
         # WatchConfig sends the live configuration now and again after every
         # datafile change, for clients that cache it.
         rpc :WatchConfig, ::Trackd::V1::WatchConfigRequest, stream(::Trackd::V1::WatchConfigResponse)
+        # Decide decides feature flags for a user, as optimizely-sdk's decide,
+        # decide_for_keys (flag_keys given) and decide_all (flag_keys empty) do.
+        rpc :Decide, ::Trackd::V1::DecideRequest, ::Trackd::V1::DecideResponse
+        # SetForcedDecision forces a flag's decision for a user, for the whole flag
+        # (rule_key empty) or for one of its rules, as the SDK's
+        # user_context.set_forced_decision does.
+        rpc :SetForcedDecision, ::Trackd::V1::SetForcedDecisionRequest, ::Trackd::V1::SetForcedDecisionResponse
+        # GetForcedDecision returns the variation forced for a flag (and rule).
+        rpc :GetForcedDecision, ::Trackd::V1::GetForcedDecisionRequest, ::Trackd::V1::GetForcedDecisionResponse
+        # RemoveForcedDecision removes one forced decision.
+        rpc :RemoveForcedDecision, ::Trackd::V1::RemoveForcedDecisionRequest, ::Trackd::V1::RemoveForcedDecisionResponse
+        # RemoveAllForcedDecisions removes every forced decision of a user.
+        rpc :RemoveAllForcedDecisions, ::Trackd::V1::RemoveAllForcedDecisionsRequest, ::Trackd::V1::RemoveAllForcedDecisionsResponse
       end
 
       Stub = Service.rpc_stub_class

@@ -80,6 +80,31 @@ class TrackingServiceStub:
                 request_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.WatchConfigRequest.SerializeToString,
                 response_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.WatchConfigResponse.FromString,
                 _registered_method=True)
+        self.Decide = channel.unary_unary(
+                '/trackd.v1.TrackingService/Decide',
+                request_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.DecideRequest.SerializeToString,
+                response_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.DecideResponse.FromString,
+                _registered_method=True)
+        self.SetForcedDecision = channel.unary_unary(
+                '/trackd.v1.TrackingService/SetForcedDecision',
+                request_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.SetForcedDecisionRequest.SerializeToString,
+                response_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.SetForcedDecisionResponse.FromString,
+                _registered_method=True)
+        self.GetForcedDecision = channel.unary_unary(
+                '/trackd.v1.TrackingService/GetForcedDecision',
+                request_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.GetForcedDecisionRequest.SerializeToString,
+                response_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.GetForcedDecisionResponse.FromString,
+                _registered_method=True)
+        self.RemoveForcedDecision = channel.unary_unary(
+                '/trackd.v1.TrackingService/RemoveForcedDecision',
+                request_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveForcedDecisionRequest.SerializeToString,
+                response_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveForcedDecisionResponse.FromString,
+                _registered_method=True)
+        self.RemoveAllForcedDecisions = channel.unary_unary(
+                '/trackd.v1.TrackingService/RemoveAllForcedDecisions',
+                request_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveAllForcedDecisionsRequest.SerializeToString,
+                response_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveAllForcedDecisionsResponse.FromString,
+                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -158,6 +183,44 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Decide(self, request, context):
+        """Decide decides feature flags for a user, as optimizely-sdk's decide,
+        decide_for_keys (flag_keys given) and decide_all (flag_keys empty) do.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetForcedDecision(self, request, context):
+        """SetForcedDecision forces a flag's decision for a user, for the whole flag
+        (rule_key empty) or for one of its rules, as the SDK's
+        user_context.set_forced_decision does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetForcedDecision(self, request, context):
+        """GetForcedDecision returns the variation forced for a flag (and rule).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveForcedDecision(self, request, context):
+        """RemoveForcedDecision removes one forced decision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveAllForcedDecisions(self, request, context):
+        """RemoveAllForcedDecisions removes every forced decision of a user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +268,31 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.WatchConfig,
                     request_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.WatchConfigRequest.FromString,
                     response_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.WatchConfigResponse.SerializeToString,
+            ),
+            'Decide': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decide,
+                    request_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.DecideRequest.FromString,
+                    response_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.DecideResponse.SerializeToString,
+            ),
+            'SetForcedDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetForcedDecision,
+                    request_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.SetForcedDecisionRequest.FromString,
+                    response_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.SetForcedDecisionResponse.SerializeToString,
+            ),
+            'GetForcedDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetForcedDecision,
+                    request_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.GetForcedDecisionRequest.FromString,
+                    response_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.GetForcedDecisionResponse.SerializeToString,
+            ),
+            'RemoveForcedDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveForcedDecision,
+                    request_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveForcedDecisionRequest.FromString,
+                    response_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveForcedDecisionResponse.SerializeToString,
+            ),
+            'RemoveAllForcedDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveAllForcedDecisions,
+                    request_deserializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveAllForcedDecisionsRequest.FromString,
+                    response_serializer=trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveAllForcedDecisionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,6 +539,141 @@ class TrackingService:
             '/trackd.v1.TrackingService/WatchConfig',
             trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.WatchConfigRequest.SerializeToString,
             trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.WatchConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decide(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.v1.TrackingService/Decide',
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.DecideRequest.SerializeToString,
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetForcedDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.v1.TrackingService/SetForcedDecision',
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.SetForcedDecisionRequest.SerializeToString,
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.SetForcedDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetForcedDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.v1.TrackingService/GetForcedDecision',
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.GetForcedDecisionRequest.SerializeToString,
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.GetForcedDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveForcedDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.v1.TrackingService/RemoveForcedDecision',
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveForcedDecisionRequest.SerializeToString,
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveForcedDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveAllForcedDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.v1.TrackingService/RemoveAllForcedDecisions',
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveAllForcedDecisionsRequest.SerializeToString,
+            trackd__client_dot___proto_dot_v1_dot_tracking__service__pb2.RemoveAllForcedDecisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
