@@ -38,5 +38,18 @@ def test_decide_benchmark_quick_run_agrees_with_the_sdk_and_reports_every_figure
     text = "\n".join(bench_decide.section(report, "### 8."))
     assert text.startswith("### 8. Decide, in-process")
     assert "**0 disagreements**" in text
-    assert "when the Decide RPC lands" in text
+    assert "Decide over gRPC: one call for every flag" in text
+    passes = report["grpc"]
+    assert list(passes) == [
+        "new users (decision events)",
+        "same users again (sticky, no events)",
+        "DISABLE_DECISION_EVENT",
+    ]
+    for name, row in passes.items():
+        assert row["calls"] == report["users"], (name, row)
+        assert row["daemon_cpu_us_per_user"] > 0 and row["calls_per_s"] > 0, (name, row)
+        assert report["sdk_over_daemon_cpu"][name] > 0
+    # Every flag of a new user is decided afresh: its feature tests send their events.
+    assert passes["new users (decision events)"]["impressions"] > 0
+    assert passes["DISABLE_DECISION_EVENT"]["impressions"] == 0
     assert "TODO" not in text

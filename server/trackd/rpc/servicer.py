@@ -12,11 +12,12 @@ import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackd import errors
-from trackd.datafile.model import FeatureFlag, FlagDecision, RuleType
+from trackd.datafile.model import FeatureFlag
 from trackd.decision.engine import Decision, Reason
 from trackd.decision.flags import DecideOption
 from trackd.live import Snapshot
 from trackd.rpc import status, values, wire
+from trackd.rpc.decisions import DecideEncoder
 from trackd.rpc.interceptors import registered_handlers
 from trackd.tracking import Attributed, BatchItem, Tracker
 from trackd.v1 import tracking_service_pb2 as pb
@@ -41,13 +42,6 @@ _DECIDE_OPTIONS = {
     pb.DECIDE_OPTION_IGNORE_USER_PROFILE_SERVICE: DecideOption.IGNORE_USER_PROFILE_SERVICE,
     pb.DECIDE_OPTION_INCLUDE_REASONS: DecideOption.INCLUDE_REASONS,
     pb.DECIDE_OPTION_EXCLUDE_VARIABLES: DecideOption.EXCLUDE_VARIABLES,
-}
-
-_RULE_TYPES = {
-    None: pb.RULE_TYPE_UNSPECIFIED,  # an error decision
-    RuleType.FEATURE_TEST: pb.RULE_TYPE_FEATURE_TEST,
-    RuleType.ROLLOUT: pb.RULE_TYPE_ROLLOUT,
-    RuleType.HOLDOUT: pb.RULE_TYPE_HOLDOUT,
 }
 
 Reply = TypeVar("Reply")
@@ -80,6 +74,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self._max_stream_batch = max_stream_batch
         # TrackStream events arrive raw (trackd.rpc.wire): each distinct map is decoded once.
         self._stream_events = wire.EventReader(limits)
+        self._decide_encoder = DecideEncoder()
 
     # -- translation helpers -------------------------------------------------------------
 
@@ -126,20 +121,6 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                 raise errors.InvalidArgument(f"unknown decide option {number}")
             chosen.add(option)
         return chosen
-
-    @staticmethod
-    def _flag_decision(decision: FlagDecision, impression_recorded: bool) -> pb.FlagDecision:
-        return pb.FlagDecision(
-            flag_key=decision.flag_key,
-            enabled=decision.enabled,
-            variation_key=decision.variation_key or "",
-            rule_key=decision.rule_key or "",
-            rule_type=_RULE_TYPES[decision.rule_type],
-            variables=values.json_struct(decision.variables),
-            reasons=decision.reasons,
-            impression_recorded=impression_recorded,
-            error=decision.error or "",
-        )
 
     def _forced_decision_input(
         self,
@@ -326,12 +307,9 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             decided = await self._tracker.decide(
                 user_id, attributes, list(request.flag_keys), self._decide_options(request)
             )
-            return pb.DecideResponse(
-                decisions=[
-                    self._flag_decision(d.decision, d.impression_recorded)
-                    for d in decided.decisions
-                ],
-                revision=decided.revision,
+            return self._decide_encoder.response(
+                ((d.decision, d.impression_recorded) for d in decided.decisions),
+                decided.revision,
             )
 
         return await _answer(context, call)

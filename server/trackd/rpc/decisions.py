@@ -1,0 +1,98 @@
+"""Decide's response as bytes: each flag decision's `FlagDecision` serialized once.
+
+Building a 50-flag DecideResponse message by message cost ~900 us (each decision's variables
+go through `Struct.update`, ~18 us a decision), five times trackd's whole decision for those
+flags. The decisions themselves are mostly built once per datafile (`FeatureFlag.outcomes`)
+and shared, so their serialized form is kept beside them; a response is then those bytes
+framed as field 1, parsed back in ~40 us. Per call only `impression_recorded` differs, and
+appending a field to a message's bytes sets it (protobuf merges concatenated messages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from trackd.datafile.model import FlagDecision, RuleType
+from trackd.rpc import values
+from trackd.v1 import tracking_service_pb2 as pb
+
+RULE_TYPES: Final = {
+    None: pb.RULE_TYPE_UNSPECIFIED,  # an error decision
+    RuleType.FEATURE_TEST: pb.RULE_TYPE_FEATURE_TEST,
+    RuleType.ROLLOUT: pb.RULE_TYPE_ROLLOUT,
+    RuleType.HOLDOUT: pb.RULE_TYPE_HOLDOUT,
+}
+
+_LENGTH_DELIMITED: Final = 2
+_VARINT: Final = 0
+_DECISIONS: Final = pb.DecideResponse.DESCRIPTOR.fields_by_name["decisions"].number
+_REVISION: Final = pb.DecideResponse.DESCRIPTOR.fields_by_name["revision"].number
+_RECORDED: Final = pb.FlagDecision.DESCRIPTOR.fields_by_name["impression_recorded"].number
+_DECISION_TAG: Final = bytes([_DECISIONS << 3 | _LENGTH_DELIMITED])
+_REVISION_TAG: Final = bytes([_REVISION << 3 | _LENGTH_DELIMITED])
+_RECORDED_TRUE: Final = bytes([_RECORDED << 3 | _VARINT, 1])
+
+# Decisions built per call (forced ones, errors) pass through the cache too; bounded so a
+# stream of them cannot grow it without end. A datafile's shared decisions refill it at once.
+_CACHE_LIMIT: Final = 65_536
+
+
+def flag_decision(decision: FlagDecision, impression_recorded: bool) -> pb.FlagDecision:
+    """The message of one decision (what `DecideEncoder` serializes, and its reference)."""
+    return pb.FlagDecision(
+        flag_key=decision.flag_key,
+        enabled=decision.enabled,
+        variation_key=decision.variation_key or "",
+        rule_key=decision.rule_key or "",
+        rule_type=RULE_TYPES[decision.rule_type],
+        variables=values.json_struct(decision.variables),
+        reasons=decision.reasons,
+        impression_recorded=impression_recorded,
+        error=decision.error or "",
+    )
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class DecideEncoder:
+    def __init__(self) -> None:
+        # id -> (the decision, its bytes): holding the decision keeps its id from being reused.
+        self._serialized: dict[int, tuple[FlagDecision, bytes]] = {}
+
+    def _body(self, decision: FlagDecision) -> bytes:
+        if decision.reasons:  # built for this call alone
+            return flag_decision(decision, False).SerializeToString()
+        held = self._serialized.get(id(decision))
+        if held is not None and held[0] is decision:
+            return held[1]
+        body = flag_decision(decision, False).SerializeToString()
+        if len(self._serialized) >= _CACHE_LIMIT:
+            self._serialized.clear()
+        self._serialized[id(decision)] = (decision, body)
+        return body
+
+    def response(
+        self, decisions: Iterable[tuple[FlagDecision, bool]], revision: str
+    ) -> pb.DecideResponse:
+        """The DecideResponse of (decision, impression_recorded) pairs, in order."""
+        out = bytearray()
+        for decision, recorded in decisions:
+            body = self._body(decision)
+            if recorded:
+                body += _RECORDED_TRUE
+            out += _DECISION_TAG
+            out += _varint(len(body))
+            out += body
+        encoded = revision.encode()
+        out += _REVISION_TAG
+        out += _varint(len(encoded))
+        out += encoded
+        return pb.DecideResponse.FromString(bytes(out))
