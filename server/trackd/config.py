@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from trackd.decision.flags import DecideOption
 from trackd.events.endpoints import OPTIMIZELY
 
 LogFormat = Literal["auto", "json", "console"]
@@ -32,6 +33,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 SDK_KEY_PLACEHOLDER = "{sdk_key}"
 DEFAULT_URL_TEMPLATE = "https://cdn.optimizely.com/datafiles/{sdk_key}.json"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+DECIDE_OPTION_NAMES = tuple(option.value for option in DecideOption)
 
 
 def default_data_dir() -> Path:
@@ -46,6 +48,11 @@ def _path(text: str) -> Path:
 
 def _optional_path(text: str) -> Path | None:
     return _path(text) if text else None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list, e.g. `INCLUDE_REASONS,EXCLUDE_VARIABLES`."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +266,15 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "default-decide-options",
+        _names,
+        "Decide options added to every Decide call, comma-separated, as the SDKs' default decide"
+        f" options: {', '.join(DECIDE_OPTION_NAMES)} (the DecideOption names without their"
+        " DECIDE_OPTION_ prefix, which are the SDK's strings).",
+        "OPTIONS",
+        "(none)",
+    ),
+    Option(
         "max-message-bytes",
         int,
         "Largest gRPC message accepted, in bytes (RESOURCE_EXHAUSTED beyond).",
@@ -353,6 +369,7 @@ class Settings:
     event_flush_interval: float = 1.0
     outbox_max_events: int = 1_000_000
     dedup_window: float = 86400.0
+    default_decide_options: tuple[str, ...] = ()
     max_message_bytes: int = 4 * 1024 * 1024
     max_attributes: int = 100
     max_key_length: int = 256
@@ -390,6 +407,11 @@ class Settings:
                 f"--event-endpoint {endpoint!r}: expected http(s)://..., {OPTIMIZELY} or"
                 " file://PATH"
             )
+        found.extend(
+            f"--default-decide-options {name!r}: expected any of {', '.join(DECIDE_OPTION_NAMES)}"
+            for name in self.default_decide_options
+            if name not in DECIDE_OPTION_NAMES
+        )
         found.extend(self._datafile_problems())
         found.extend(self._tls_problems())
         found.extend(self._scale_out_problems())
@@ -470,6 +492,11 @@ class Settings:
     def shared_activations(self) -> bool:
         """True when activations live in Redis, shared beyond this process."""
         return self.activation_store.startswith(REDIS_SCHEMES)
+
+    @property
+    def decide_options(self) -> tuple[DecideOption, ...]:
+        """--default-decide-options as the decision engine's options."""
+        return tuple(DecideOption(name) for name in self.default_decide_options)
 
     @property
     def resolved_event_endpoint(self) -> str:

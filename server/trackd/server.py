@@ -225,7 +225,14 @@ async def _start(
         flush_interval=settings.event_flush_interval,
         encoder_process=True,
     )
-    tracker = Tracker(live, activations, ForcedVariations(), outbox, fleet=fleet)
+    tracker = Tracker(
+        live,
+        activations,
+        ForcedVariations(),
+        outbox,
+        fleet=fleet,
+        default_decide_options=settings.decide_options,
+    )
     registry = CollectorRegistry(auto_describe=False) if settings.metrics_listen else None
     endpoint = open_endpoint(
         settings,

@@ -1,4 +1,4 @@
-"""Activate and Track as domain operations: decide, remember, record, attribute.
+"""Activate, Decide and Track as domain operations: decide, remember, record, attribute.
 
 The data flows one way: request -> decision (pure, on a config snapshot) -> activation
 store -> event record -> outbox. Nothing here knows about gRPC.
@@ -12,9 +12,10 @@ logs the outage and its end, and recovery needs nothing from here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
@@ -22,8 +23,17 @@ import structlog
 
 from trackd import errors as error_types
 from trackd.activation.store import ActivationStore, Held, Lookup
-from trackd.datafile.model import AttributeValue, Event, Experiment, ProjectConfig
+from trackd.datafile.model import (
+    AttributeValue,
+    Event,
+    Experiment,
+    FeatureFlag,
+    FlagDecision,
+    ProjectConfig,
+    RuleType,
+)
 from trackd.decision.engine import Decision, Reason, decide
+from trackd.decision.flags import DecideOption, decide_for_keys
 from trackd.errors import (
     ActivationStoreUnavailable,
     OutboxFull,
@@ -33,10 +43,12 @@ from trackd.errors import (
     UnknownVariation,
 )
 from trackd.events import records
+from trackd.events.decisions import DecidedRule, decision_impressions
 from trackd.events.outbox import BatchKey, Receipt
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 from trackd.events.tags import ParsedTags, parse_tags
 from trackd.forced import ForcedVariations
+from trackd.forced_decisions import ForcedDecisions
 from trackd.live import LiveConfig
 
 log = structlog.get_logger("trackd.tracking")
@@ -81,6 +93,32 @@ class Activation:
     impression_recorded: bool
     revision: str
     attribution_degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """One flag's decision, and whether this call committed its decision event(s)."""
+
+    decision: FlagDecision
+    impression_recorded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    decisions: tuple[Decided, ...]
+    revision: str
+    attribution_degraded: bool = False  # the activation store was unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    """What a feature-test decision does to the activation cache once its events are
+    committed (or, for a repeat, instead of any event)."""
+
+    experiment_id: str
+    variation_id: str
+    sticky: bool
+    repeat: bool  # the live activation already says this: refresh it, send nothing
 
 
 class Attributed(NamedTuple):
@@ -176,10 +214,14 @@ class Tracker:
         outbox: EventLog,
         clock: Callable[[], float] = time.time,
         fleet: SharedResults | None = None,
+        forced_decisions: ForcedDecisions | None = None,
+        default_decide_options: Collection[DecideOption] = (),
     ) -> None:
         self.live = live
         self._activations = activations
         self._forced = forced
+        self._forced_decisions = forced_decisions or ForcedDecisions()
+        self._default_decide_options = frozenset(default_decide_options)
         self._outbox = outbox
         self._clock = clock
         self._fleet = fleet
@@ -302,6 +344,193 @@ class Tracker:
         )
         # Not STICKY: the held variation left the datafile before `retain` caught up.
         return (sticky, True) if sticky.reason is Reason.STICKY else (fresh, False)
+
+    async def decide(
+        self,
+        user_id: str,
+        attributes: Mapping[str, AttributeValue],
+        flag_keys: Sequence[str],
+        options: Collection[DecideOption] = (),
+    ) -> Decisions:
+        """Decides flags as the SDK's decide_for_keys (decide_all when `flag_keys` is empty),
+        with the daemon's default options added, and records their decision events.
+
+        A feature test's decision is remembered as Activate remembers one (trackd's
+        activation cache is the SDK's user profile): its events are committed first, then the
+        activation; deciding the same rule and variation again within the TTL refreshes the
+        activation and sends nothing. Forced decisions, forced variations, whitelists and
+        IGNORE_USER_PROFILE_SERVICE decisions are remembered not sticky (the SDK saves none of
+        them to the profile). Rollouts and holdouts are never remembered, so never attributed;
+        their events go out on every decide that sends them. Every event of the call is one
+        outbox commit.
+        """
+        config = self.live.config
+        chosen = self._default_decide_options.union(options)
+        forced = self._forced_decisions.for_user(user_id)
+        degraded = False
+        try:
+            held = await self._held(config, user_id, flag_keys)
+        except ActivationStoreUnavailable:
+            # Decided as for a user with no activation; events go out at least once.
+            held, degraded = {}, True
+
+        def sticky(experiment_id: str) -> str | None:
+            found = held.get(experiment_id)
+            return found.variation_id if found is not None and found.sticky else None
+
+        def forced_variation(experiment_id: str) -> str | None:
+            return self._forced.get(user_id, experiment_id)
+
+        # decide_all is decide_for_keys over every flag in datafile order.
+        decided = decide_for_keys(
+            config,
+            flag_keys or config.flag_keys,
+            user_id,
+            attributes,
+            chosen,
+            forced_decisions=forced,
+            forced_variation=forced_variation,
+            sticky_variation=sticky,
+        )
+        if DecideOption.DISABLE_DECISION_EVENT in chosen:
+            return Decisions(tuple(Decided(d, False) for d in decided), config.revision, degraded)
+
+        ignore_profile = DecideOption.IGNORE_USER_PROFILE_SERVICE in chosen
+        now_ms = self._now_ms()
+        impressions: list[records.Record] = []
+        sending: list[bool] = []
+        remembered: list[_Remembered] = []
+        for decision in decided:
+            flag = config.flags_by_key.get(decision.flag_key)
+            if flag is None or decision.error is not None:
+                sending.append(False)
+                continue
+            memory = self._remembered(
+                config, flag, decision, user_id, attributes, forced, held, ignore_profile
+            )
+            if memory is not None:
+                remembered.append(memory)
+                if memory.repeat:
+                    sending.append(False)
+                    continue
+            found = _impressions(config, flag, decision, user_id, attributes, now_ms)
+            impressions.extend(found)
+            sending.append(bool(found))
+        recorded = bool(impressions)
+        if impressions:
+            try:
+                await self._outbox.append(impressions)
+            except OutboxFull:
+                # As Activate: decisions flow on, nothing new is remembered, so the next
+                # decide tries the events again.
+                log.warning("decision_events_dropped_outbox_full", count=len(impressions))
+                recorded = False
+                remembered = [memory for memory in remembered if memory.repeat]
+        if not degraded:
+            degraded = await self._remember(user_id, remembered)
+        self.degraded_activations += degraded
+        return Decisions(
+            tuple(
+                Decided(decision, recorded and sent)
+                for decision, sent in zip(decided, sending, strict=True)
+            ),
+            config.revision,
+            degraded,
+        )
+
+    async def _held(
+        self, config: ProjectConfig, user_id: str, flag_keys: Sequence[str]
+    ) -> dict[str, Held]:
+        """The user's live activations in the feature tests of the flags asked for."""
+        flags = config.flags_by_key
+        experiment_ids = list(
+            dict.fromkeys(
+                experiment.id
+                for key in (flag_keys or config.flag_keys)
+                if (flag := flags.get(key)) is not None
+                for experiment in flag.experiments
+            )
+        )
+        store = self._activations
+        found = await asyncio.gather(*(store.get(user_id, eid) for eid in experiment_ids))
+        return {eid: h for eid, h in zip(experiment_ids, found, strict=True) if h is not None}
+
+    def _remembered(
+        self,
+        config: ProjectConfig,
+        flag: FeatureFlag,
+        decision: FlagDecision,
+        user_id: str,
+        attributes: Mapping[str, AttributeValue],
+        forced: Mapping[tuple[str, str | None], str],
+        held: Mapping[str, Held],
+        ignore_profile: bool,
+    ) -> _Remembered | None:
+        """What a feature test's decision does to the activation cache; None for anything
+        else (rollouts, holdouts, a flag-only forced decision, no variation)."""
+        experiment, variation = decision.rule, decision.variation
+        if (
+            decision.rule_type is not RuleType.FEATURE_TEST
+            or experiment is None
+            or variation is None
+            or variation.id not in experiment.variations_by_id
+        ):
+            return None
+        live = held.get(experiment.id)
+        forced_key = forced.get((flag.key, experiment.key))
+        if forced_key is not None and flag.variations_by_key.get(forced_key) is variation:
+            reason = Reason.FORCED  # a forced decision: never saved to the SDK's user profile
+        else:
+            # The engine's own reason for this rule: forced variation, whitelist, sticky...
+            reason = decide(
+                config,
+                experiment,
+                user_id,
+                attributes,
+                forced_variation_id=self._forced.get(user_id, experiment.id),
+                sticky_variation_id=(
+                    None if ignore_profile or live is None or not live.sticky else live.variation_id
+                ),
+            ).reason
+        if reason in _NOT_STICKY_REASONS:
+            # As Activate: the same forcing as the live activation is a repeat.
+            repeat = live == Held(variation.id, sticky=False)
+            return _Remembered(experiment.id, variation.id, False, repeat)
+        if ignore_profile:
+            # The SDK neither reads nor saves the profile: remembered for attribution only,
+            # and a live activation of this variation (sticky or not) is left as it is.
+            if live is not None and live.variation_id == variation.id:
+                return _Remembered(experiment.id, variation.id, live.sticky, True)
+            return _Remembered(experiment.id, variation.id, False, False)
+        return _Remembered(experiment.id, variation.id, True, reason is Reason.STICKY)
+
+    async def _remember(self, user_id: str, remembered: Sequence[_Remembered]) -> bool:
+        """Stores (or refreshes) the activations; True when the store could not be reached."""
+        store = self._activations
+        try:
+            for memory in remembered:
+                await store.put(
+                    user_id, memory.experiment_id, memory.variation_id, sticky=memory.sticky
+                )
+        except ActivationStoreUnavailable:
+            return True
+        return False
+
+    def set_forced_decision(
+        self, user_id: str, flag_key: str, rule_key: str | None, variation_key: str
+    ) -> None:
+        """As the SDK's set_forced_decision: kept whatever the datafile says, ignored when
+        deciding while it names no variation of the flag."""
+        self._forced_decisions.set(user_id, flag_key, rule_key, variation_key)
+
+    def get_forced_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> str | None:
+        return self._forced_decisions.get(user_id, flag_key, rule_key)
+
+    def remove_forced_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> bool:
+        return self._forced_decisions.remove(user_id, flag_key, rule_key)
+
+    def remove_all_forced_decisions(self, user_id: str) -> int:
+        return self._forced_decisions.remove_all(user_id)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -489,11 +718,70 @@ class Tracker:
         return await self._activations.retain(live)
 
 
+def _impressions(
+    config: ProjectConfig,
+    flag: FeatureFlag,
+    decision: FlagDecision,
+    user_id: str,
+    attributes: Mapping[str, AttributeValue],
+    now_ms: int,
+) -> tuple[records.Impression, ...]:
+    bypassed = decision.bypassed_holdout
+    return decision_impressions(
+        config,
+        flag.key,
+        _decided_rule(flag, decision),
+        user_id,
+        attributes,
+        now_ms=now_ms,
+        bypassed_holdout=None
+        if bypassed is None
+        else DecidedRule(
+            RuleType.HOLDOUT.value,
+            bypassed.holdout.id,
+            bypassed.holdout.key,
+            variation_id=bypassed.variation.id,
+            variation_key=bypassed.variation.key,
+            enabled=bypassed.variation.feature_enabled,
+        ),
+    )
+
+
+def _decided_rule(flag: FeatureFlag, decision: FlagDecision) -> DecidedRule:
+    """A decision as the plain values its events name (see DecidedRule.variation_key)."""
+    rule, variation = decision.rule, decision.variation
+    assert decision.rule_type is not None  # only errors have none
+    variation_key = ""
+    if variation is not None:
+        variation_key = variation.key
+        if decision.rule_type is not RuleType.HOLDOUT:
+            rules = (*flag.experiments, *(flag.rollout.rules if flag.rollout else ()))
+            variation_key = next(
+                (
+                    found.key
+                    for each in rules
+                    if (found := each.variations_by_id.get(variation.id)) is not None
+                ),
+                variation.key,
+            )
+    return DecidedRule(
+        decision.rule_type.value,
+        rule.id if rule else "",
+        rule.key if rule else "",
+        rule.layer_id if rule else "",
+        variation.id if variation else "",
+        variation_key,
+        variation is not None and variation.feature_enabled,
+    )
+
+
 __all__ = [
     "Activation",
     "Attributed",
     "BatchItem",
     "BatchOutcome",
+    "Decided",
+    "Decisions",
     "EventLog",
     "Reason",
     "Results",

@@ -27,9 +27,15 @@ METHOD_SCOPES: Mapping[str, str] = {
     "GetConfig": "decide",
     "WatchConfig": "decide",
     "GetExperimentResults": "decide",
+    "Decide": "decide",
+    "GetForcedDecision": "decide",
     "Track": "track",
     "TrackStream": "track",
     "SetForcedVariation": "admin",
+    # Forced decisions are forced variations for flags: the same scopes.
+    "SetForcedDecision": "admin",
+    "RemoveForcedDecision": "admin",
+    "RemoveAllForcedDecisions": "admin",
 }
 
 

@@ -12,7 +12,9 @@ import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from trackd import errors
+from trackd.datafile.model import FeatureFlag, FlagDecision, RuleType
 from trackd.decision.engine import Decision, Reason
+from trackd.decision.flags import DecideOption
 from trackd.live import Snapshot
 from trackd.rpc import status, values, wire
 from trackd.rpc.interceptors import registered_handlers
@@ -31,6 +33,21 @@ _REASONS = {
     Reason.AUDIENCE_MISMATCH: pb.DECISION_REASON_AUDIENCE_MISMATCH,
     Reason.OUTSIDE_TRAFFIC: pb.DECISION_REASON_OUTSIDE_TRAFFIC,
     Reason.NOT_IN_GROUP_SLOT: pb.DECISION_REASON_NOT_IN_GROUP_SLOT,
+}
+
+_DECIDE_OPTIONS = {
+    pb.DECIDE_OPTION_DISABLE_DECISION_EVENT: DecideOption.DISABLE_DECISION_EVENT,
+    pb.DECIDE_OPTION_ENABLED_FLAGS_ONLY: DecideOption.ENABLED_FLAGS_ONLY,
+    pb.DECIDE_OPTION_IGNORE_USER_PROFILE_SERVICE: DecideOption.IGNORE_USER_PROFILE_SERVICE,
+    pb.DECIDE_OPTION_INCLUDE_REASONS: DecideOption.INCLUDE_REASONS,
+    pb.DECIDE_OPTION_EXCLUDE_VARIABLES: DecideOption.EXCLUDE_VARIABLES,
+}
+
+_RULE_TYPES = {
+    None: pb.RULE_TYPE_UNSPECIFIED,  # an error decision
+    RuleType.FEATURE_TEST: pb.RULE_TYPE_FEATURE_TEST,
+    RuleType.ROLLOUT: pb.RULE_TYPE_ROLLOUT,
+    RuleType.HOLDOUT: pb.RULE_TYPE_HOLDOUT,
 }
 
 Reply = TypeVar("Reply")
@@ -97,6 +114,49 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
             )
             for a in attributed
         ]
+
+    @staticmethod
+    def _decide_options(request: pb.DecideRequest) -> set[DecideOption]:
+        chosen = set()
+        for number in request.options:
+            if number == pb.DECIDE_OPTION_UNSPECIFIED:
+                continue
+            option = _DECIDE_OPTIONS.get(number)
+            if option is None:
+                raise errors.InvalidArgument(f"unknown decide option {number}")
+            chosen.add(option)
+        return chosen
+
+    @staticmethod
+    def _flag_decision(decision: FlagDecision, impression_recorded: bool) -> pb.FlagDecision:
+        return pb.FlagDecision(
+            flag_key=decision.flag_key,
+            enabled=decision.enabled,
+            variation_key=decision.variation_key or "",
+            rule_key=decision.rule_key or "",
+            rule_type=_RULE_TYPES[decision.rule_type],
+            variables=values.json_struct(decision.variables),
+            reasons=decision.reasons,
+            impression_recorded=impression_recorded,
+            error=decision.error or "",
+        )
+
+    def _forced_decision_input(
+        self,
+        request: pb.GetForcedDecisionRequest
+        | pb.SetForcedDecisionRequest
+        | pb.RemoveForcedDecisionRequest,
+    ) -> tuple[str, str, str | None]:
+        """(user id, flag key, rule key or None for the whole flag)."""
+        limits = self._limits
+        rule_key = request.rule_key
+        if rule_key:
+            values.require_key(rule_key, "rule_key", limits)
+        return (
+            values.require_user_id(request.user_id, limits),
+            values.require_key(request.flag_key, "flag_key", limits),
+            rule_key or None,
+        )
 
     # -- RPCs ----------------------------------------------------------------------------
 
@@ -257,6 +317,66 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
 
         return await _answer(context, call)
 
+    async def Decide(
+        self, request: pb.DecideRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DecideResponse:
+        async def call() -> pb.DecideResponse:
+            user_id = values.require_user_id(request.user_id, self._limits)
+            attributes = values.plain_map(request.attributes, self._limits, "attribute")
+            decided = await self._tracker.decide(
+                user_id, attributes, list(request.flag_keys), self._decide_options(request)
+            )
+            return pb.DecideResponse(
+                decisions=[
+                    self._flag_decision(d.decision, d.impression_recorded)
+                    for d in decided.decisions
+                ],
+                revision=decided.revision,
+            )
+
+        return await _answer(context, call)
+
+    async def SetForcedDecision(
+        self, request: pb.SetForcedDecisionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SetForcedDecisionResponse:
+        async def call() -> pb.SetForcedDecisionResponse:
+            user_id, flag_key, rule_key = self._forced_decision_input(request)
+            self._tracker.set_forced_decision(user_id, flag_key, rule_key, request.variation_key)
+            return pb.SetForcedDecisionResponse()
+
+        return await _answer(context, call)
+
+    async def GetForcedDecision(
+        self, request: pb.GetForcedDecisionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetForcedDecisionResponse:
+        async def call() -> pb.GetForcedDecisionResponse:
+            forced = self._tracker.get_forced_decision(*self._forced_decision_input(request))
+            return pb.GetForcedDecisionResponse(variation_key=forced or "")
+
+        return await _answer(context, call)
+
+    async def RemoveForcedDecision(
+        self, request: pb.RemoveForcedDecisionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RemoveForcedDecisionResponse:
+        async def call() -> pb.RemoveForcedDecisionResponse:
+            removed = self._tracker.remove_forced_decision(*self._forced_decision_input(request))
+            return pb.RemoveForcedDecisionResponse(removed=removed)
+
+        return await _answer(context, call)
+
+    async def RemoveAllForcedDecisions(
+        self,
+        request: pb.RemoveAllForcedDecisionsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> pb.RemoveAllForcedDecisionsResponse:
+        async def call() -> pb.RemoveAllForcedDecisionsResponse:
+            user_id = values.require_user_id(request.user_id, self._limits)
+            return pb.RemoveAllForcedDecisionsResponse(
+                removed=self._tracker.remove_all_forced_decisions(user_id)
+            )
+
+        return await _answer(context, call)
+
     async def GetConfig(
         self, request: pb.GetConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetConfigResponse:
@@ -309,4 +429,31 @@ def config_message(snapshot: Snapshot) -> pb.GetConfigResponse:
             for e in config.events_by_key.values()
         ],
         attributes=[pb.Attribute(id=a.id, key=a.key) for a in config.attributes_by_key.values()],
+        flags=[_flag_message(config.flags_by_key[key]) for key in config.flag_keys],
+    )
+
+
+def _flag_message(flag: FeatureFlag) -> pb.Flag:
+    """A flag with its rules in decision order: feature tests, then delivery rules."""
+    rules = [(test, pb.RULE_TYPE_FEATURE_TEST) for test in flag.experiments]
+    if flag.rollout is not None:
+        rules.extend((rule, pb.RULE_TYPE_ROLLOUT) for rule in flag.rollout.rules)
+    return pb.Flag(
+        id=flag.id,
+        key=flag.key,
+        rules=[
+            pb.FlagRule(
+                id=rule.id,
+                key=rule.key,
+                type=rule_type,
+                variations=[pb.Variation(id=v.id, key=v.key) for v in rule.variations],
+            )
+            for rule, rule_type in rules
+        ],
+        variables=[
+            pb.FlagVariable(
+                id=v.id, key=v.key, type=v.type, default_value=values.json_value(v.default_value)
+            )
+            for v in flag.variables
+        ],
     )

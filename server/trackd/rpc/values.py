@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
-from google.protobuf.struct_pb2 import Value
+from google.protobuf import json_format
+from google.protobuf.struct_pb2 import Struct, Value
 
 from trackd.config import default_of
 from trackd.datafile.model import AttributeValue
@@ -91,3 +93,17 @@ def require_user_id(value: str, limits: Limits) -> str:
     if len(value) > limits.max_user_id_length:
         raise InvalidArgument(f"user_id is longer than {limits.max_user_id_length} characters")
     return value
+
+
+def json_value(value: object) -> Value:
+    """A JSON-shaped Python value (a flag variable's: typed, json ones parsed) as a Value."""
+    # The stubs type ParseDict's input as a dict; a Value's may be any JSON value.
+    return json_format.ParseDict(cast(Any, value), Value())
+
+
+def json_struct(values: Mapping[str, object]) -> Struct:
+    """Flag variables by key as a Struct, each value of its type (integers as numbers)."""
+    struct = Struct()
+    if values:
+        struct.update(cast(Any, values))  # JSON-shaped: what Struct holds
+    return struct
