@@ -217,12 +217,22 @@ def test_forced_decisions_set_get_remove(address: str) -> None:
 
 
 def test_the_async_client_decides_too(address: str) -> None:
-    async def calls() -> tuple[Decision, list[str]]:
+    async def calls() -> tuple[Decision, list[str], list[object]]:
         async with AsyncClient(address) as client:
             one = await client.decide("u1", "checkout", {"device": "iPhone"})
             every = await client.decide_all("u1")
-            return one, list(every)
+            await client.set_forced_decision("u1", "checkout", "control")
+            await client.set_forced_decision("u1", "checkout", "control", rule_key="checkout_test")
+            forced: list[object] = [
+                await client.get_forced_decision("u1", "checkout"),
+                (await client.decide("u1", "checkout")).variation_key,
+                await client.remove_forced_decision("u1", "checkout"),
+                await client.remove_forced_decision("u1", "checkout"),
+                await client.remove_all_forced_decisions("u1"),
+            ]
+            return one, list(every), forced
 
-    one, keys = asyncio.run(calls())
+    one, keys, forced = asyncio.run(calls())
     assert one.get_json("config")["tags"] == ["a", "b"] and one.rule_type == "feature-test"
     assert keys == ["checkout", "banner"]
+    assert forced == ["control", "control", True, False, 1]

@@ -161,6 +161,61 @@ class AsyncClient:
         request = decide_request(user_id, [], attributes, options)
         return decisions_by_key(await self._call(self.stub.Decide, request, timeout))
 
+    async def set_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        variation_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> None:
+        """Forces the flag's variation for the user (see Client.set_forced_decision)."""
+        request = pb.SetForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or "", variation_key=variation_key
+        )
+        await self._call(self.stub.SetForcedDecision, request, timeout)
+
+    async def get_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> str | None:
+        """The variation key forced for the flag (or rule), None when none is."""
+        request = pb.GetForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or ""
+        )
+        response = await self._call(self.stub.GetForcedDecision, request, timeout)
+        return variation_or_none(response.variation_key)
+
+    async def remove_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> bool:
+        """Removes one forced decision; True when there was one."""
+        request = pb.RemoveForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or ""
+        )
+        response = await self._call(self.stub.RemoveForcedDecision, request, timeout)
+        removed: bool = response.removed
+        return removed
+
+    async def remove_all_forced_decisions(
+        self, user_id: str, *, timeout: float | None = _UNSET
+    ) -> int:
+        """Removes every forced decision of the user; returns how many there were."""
+        request = pb.RemoveAllForcedDecisionsRequest(user_id=user_id)
+        response = await self._call(self.stub.RemoveAllForcedDecisions, request, timeout)
+        removed: int = response.removed
+        return removed
+
     async def track(
         self,
         event_key: str,
