@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, NamedTuple, Protocol
 
@@ -358,9 +358,10 @@ class Tracker:
         A feature test's decision is remembered as Activate remembers one (trackd's
         activation cache is the SDK's user profile): its events are committed first, then the
         activation; deciding the same rule and variation again within the TTL refreshes the
-        activation and sends nothing. Forced decisions, forced variations, whitelists and
-        IGNORE_USER_PROFILE_SERVICE decisions are remembered not sticky (the SDK saves none of
-        them to the profile). Rollouts and holdouts are never remembered, so never attributed;
+        activation and sends nothing (a bypassed holdout's event included). Forced decisions,
+        forced variations and whitelists are remembered not sticky, and with
+        IGNORE_USER_PROFILE_SERVICE nothing sticky is read or written (the SDK saves none of
+        them to its profile). Rollouts and holdouts are never remembered, so never attributed;
         their events go out on every decide that sends them. Every event of the call is one
         outbox commit.
         """
@@ -381,19 +382,23 @@ class Tracker:
         def forced_variation(experiment_id: str) -> str | None:
             return self._forced.get(user_id, experiment_id)
 
-        # decide_all is decide_for_keys over every flag in datafile order.
+        # decide_all is decide_for_keys over every flag in datafile order. The SDK sends the
+        # events of the disabled flags ENABLED_FLAGS_ONLY leaves out, so it is applied here,
+        # after the events, rather than by the engine.
+        enabled_only = DecideOption.ENABLED_FLAGS_ONLY in chosen
         decided = decide_for_keys(
             config,
             flag_keys or config.flag_keys,
             user_id,
             attributes,
-            chosen,
+            chosen - {DecideOption.ENABLED_FLAGS_ONLY},
             forced_decisions=forced,
             forced_variation=forced_variation,
             sticky_variation=sticky,
         )
         if DecideOption.DISABLE_DECISION_EVENT in chosen:
-            return Decisions(tuple(Decided(d, False) for d in decided), config.revision, degraded)
+            quiet = (Decided(d, False) for d in decided)
+            return Decisions(_shown(quiet, enabled_only), config.revision, degraded)
 
         ignore_profile = DecideOption.IGNORE_USER_PROFILE_SERVICE in chosen
         now_ms = self._now_ms()
@@ -429,14 +434,11 @@ class Tracker:
         if not degraded:
             degraded = await self._remember(user_id, remembered)
         self.degraded_activations += degraded
-        return Decisions(
-            tuple(
-                Decided(decision, recorded and sent)
-                for decision, sent in zip(decided, sending, strict=True)
-            ),
-            config.revision,
-            degraded,
+        answers = (
+            Decided(decision, recorded and sent)
+            for decision, sent in zip(decided, sending, strict=True)
         )
+        return Decisions(_shown(answers, enabled_only), config.revision, degraded)
 
     async def _held(
         self, config: ProjectConfig, user_id: str, flag_keys: Sequence[str]
@@ -451,9 +453,17 @@ class Tracker:
                 for experiment in flag.experiments
             )
         )
+        if not experiment_ids:
+            return {}
+        # One call finds the few live ones (none for a new user); only those are read again
+        # for their stickiness, which live_for_user does not say.
         store = self._activations
-        found = await asyncio.gather(*(store.get(user_id, eid) for eid in experiment_ids))
-        return {eid: h for eid, h in zip(experiment_ids, found, strict=True) if h is not None}
+        live = await store.live_for_user(user_id, experiment_ids)
+        if not live:
+            return {}
+        ids = list(live)
+        found = await asyncio.gather(*(store.get(user_id, eid) for eid in ids))
+        return {eid: held for eid, held in zip(ids, found, strict=True) if held is not None}
 
     def _remembered(
         self,
@@ -497,10 +507,14 @@ class Tracker:
             repeat = live == Held(variation.id, sticky=False)
             return _Remembered(experiment.id, variation.id, False, repeat)
         if ignore_profile:
-            # The SDK neither reads nor saves the profile: remembered for attribution only,
-            # and a live activation of this variation (sticky or not) is left as it is.
+            # The SDK neither reads nor saves the profile: a live activation of this variation
+            # is a repeat; a sticky one of another variation stays the user's (the SDK's
+            # profile still holds it), so this decision is sent but not remembered; else it
+            # is remembered for attribution only, not sticky.
             if live is not None and live.variation_id == variation.id:
                 return _Remembered(experiment.id, variation.id, live.sticky, True)
+            if live is not None and live.sticky:
+                return None
             return _Remembered(experiment.id, variation.id, False, False)
         return _Remembered(experiment.id, variation.id, True, reason is Reason.STICKY)
 
@@ -716,6 +730,14 @@ class Tracker:
 
         self._forced.retain(exists)
         return await self._activations.retain(live)
+
+
+def _shown(decided: Iterable[Decided], enabled_only: bool) -> tuple[Decided, ...]:
+    """The decisions answered: with ENABLED_FLAGS_ONLY, the enabled ones and the errors (as
+    the SDK's decide_for_keys, and trackd.decision.flags without that option)."""
+    if not enabled_only:
+        return tuple(decided)
+    return tuple(d for d in decided if d.decision.enabled or d.decision.error is not None)
 
 
 def _impressions(

@@ -25,7 +25,7 @@ from tests.support.oracle import sdk_client
 ROOT = Path(__file__).resolve().parents[2]
 # tests/data/datafile.json with two flags added (e2e_checkout: feature test "checkout_test" on
 # iPhone users, variables of every type; e2e_banner: a rollout), so Decide is exercised live.
-DATAFILE = ROOT / "tests" / "data" / "flags_datafile.json"
+DATAFILE = ROOT / "tests" / "data" / "clients_datafile.json"
 MISSING_TOOLCHAIN = 77
 USERS = [f"user-{n}" for n in range(200)]
 DECIDE_USERS = USERS[:50]

@@ -37,6 +37,11 @@ def test_readme_shows_a_grpcurl_call_for_every_rpc() -> None:
             "SetForcedVariation",
             "GetForcedVariation",
             "GetConfig",
+            "Decide",
+            "SetForcedDecision",
+            "GetForcedDecision",
+            "RemoveForcedDecision",
+            "RemoveAllForcedDecisions",
         )
     }
     assert rpcs | {"list", service, "grpc.health.v1.Health/Check"} <= targets
@@ -64,6 +69,14 @@ def test_every_readme_grpcurl_command_works(tmp_path: Path) -> None:
     assert ack["accepted"] == 1
     forced = json.loads(outputs["trackd.v1.TrackingService/GetForcedVariation"])
     assert forced["variation_key"] == "one_page_checkout"
+    # The last Decide: two flags of the bundled example datafile, with reasons.
+    decided = json.loads(outputs["trackd.v1.TrackingService/Decide"])["decisions"]
+    assert [d["flag_key"] for d in decided] == ["checkout_redesign", "free_shipping"]
+    assert not any("error" in d for d in decided), decided
+    assert all(d["reasons"] for d in decided)
+    forced_decision = json.loads(outputs["trackd.v1.TrackingService/GetForcedDecision"])
+    assert forced_decision["variation_key"] == "treatment"
+    assert json.loads(outputs["trackd.v1.TrackingService/RemoveForcedDecision"])["removed"]
     config = json.loads(outputs["trackd.v1.TrackingService/GetConfig"])
     assert config["revision"]
     assert json.loads(outputs["grpc.health.v1.Health/Check"])["status"] == "SERVING"

@@ -239,6 +239,27 @@ RPCS: dict[str, tuple[str, Call]] = {
             ),
         ),
     ),
+    "Decide": ("decide", _rpc("Decide", pb.DecideRequest(user_id="u"))),
+    # Forced decisions take the scopes of forced variations.
+    "GetForcedDecision": (
+        "decide",
+        _rpc("GetForcedDecision", pb.GetForcedDecisionRequest(user_id="qa", flag_key="f")),
+    ),
+    "SetForcedDecision": (
+        "admin",
+        _rpc(
+            "SetForcedDecision",
+            pb.SetForcedDecisionRequest(user_id="qa", flag_key="f", variation_key="on"),
+        ),
+    ),
+    "RemoveForcedDecision": (
+        "admin",
+        _rpc("RemoveForcedDecision", pb.RemoveForcedDecisionRequest(user_id="qa", flag_key="f")),
+    ),
+    "RemoveAllForcedDecisions": (
+        "admin",
+        _rpc("RemoveAllForcedDecisions", pb.RemoveAllForcedDecisionsRequest(user_id="qa")),
+    ),
 }
 
 

@@ -15,6 +15,7 @@ from trackd import config
 from trackd.activation.redis import DEFAULT_PREFIX
 from trackd.activation.store import DEFAULT_MAX_ENTRIES, DEFAULT_TTL_SECONDS
 from trackd.config import OPTIONS, Settings, SettingsError, settings_from
+from trackd.decision.flags import DecideOption
 from trackd.events.fleet import FleetResults
 from trackd.rpc import values
 
@@ -182,4 +183,21 @@ def test_the_event_endpoint_is_a_url_optimizely_or_a_file() -> None:
     (problem,) = problems_of({"event_endpoint": "logx.optimizely.com"})
     assert problem == (
         "--event-endpoint 'logx.optimizely.com': expected http(s)://..., optimizely or file://PATH"
+    )
+
+
+def test_default_decide_options_are_the_sdks_option_names_comma_separated() -> None:
+    settings = settings_from({"default_decide_options": "INCLUDE_REASONS, EXCLUDE_VARIABLES"}, {})
+    assert settings.decide_options == (DecideOption.INCLUDE_REASONS, DecideOption.EXCLUDE_VARIABLES)
+    from_env = settings_from({}, {"TRACKD_DEFAULT_DECIDE_OPTIONS": "DISABLE_DECISION_EVENT"})
+    assert from_env.decide_options == (DecideOption.DISABLE_DECISION_EVENT,)
+    assert settings_from({}, {}).decide_options == ()
+    with pytest.raises(SettingsError) as bad:
+        settings_from(
+            {"default_decide_options": "INCLUDE_REASONS,DECIDE_OPTION_EXCLUDE_VARIABLES"}, {}
+        )
+    assert bad.value.problems == (
+        "--default-decide-options 'DECIDE_OPTION_EXCLUDE_VARIABLES': expected any of"
+        " DISABLE_DECISION_EVENT, ENABLED_FLAGS_ONLY, IGNORE_USER_PROFILE_SERVICE,"
+        " INCLUDE_REASONS, EXCLUDE_VARIABLES",
     )
