@@ -66,7 +66,10 @@ class FlagTracking(pb_grpc.TrackingServiceServicer):
         decisions = [
             known.get(key, pb.FlagDecision(flag_key=key, error=f"no flag {key!r}")) for key in keys
         ]
-        if pb.DECIDE_OPTION_ENABLED_FLAGS_ONLY in request.options:
+        if (
+            pb.DECIDE_OPTION_ENABLED_FLAGS_ONLY in request.options
+            or request.user_id == "enabled-only-by-default"
+        ):
             decisions = [d for d in decisions if d.enabled]
         return pb.DecideResponse(decisions=decisions, revision="7")
 
@@ -174,7 +177,10 @@ def test_decide_all_and_for_keys_keep_trackds_order_and_errors(
         every = client.decide_all("u1")
         some = client.decide_for_keys("u1", ["banner", "nope", "checkout"])
         enabled = client.decide_all("u1", options=[DecideOption.ENABLED_FLAGS_ONLY])
-        dropped = client.decide("u1", "banner", options=[DecideOption.ENABLED_FLAGS_ONLY])
+        # As the SDK's decide: one flag always answers, ENABLED_FLAGS_ONLY is not sent.
+        banner = client.decide("u1", "banner", options=[DecideOption.ENABLED_FLAGS_ONLY])
+        # A daemon whose --default-decide-options drop disabled flags leaves out the answer.
+        dropped = client.decide("enabled-only-by-default", "banner")
         assert client.decide_for_keys("u1", []) == {}
     assert list(every) == ["checkout", "banner"]
     assert every["banner"].rule_type == "rollout" and every["banner"].enabled is False
@@ -182,12 +188,18 @@ def test_decide_all_and_for_keys_keep_trackds_order_and_errors(
     assert some["nope"].error == "no flag 'nope'" and some["nope"].enabled is False
     assert some["nope"].variation_key is None and some["nope"].rule_type is None
     assert list(enabled) == ["checkout"]
+    assert (banner.enabled, banner.variation_key, banner.rule_key) == (
+        False,
+        "off",
+        "everyone_else",
+    )
     assert dropped == Decision.dropped("banner")
-    assert [list(r.flag_keys) for r in service.requests] == [
-        [],
-        ["banner", "nope", "checkout"],
-        [],
-        ["banner"],
+    assert [(list(r.flag_keys), list(r.options)) for r in service.requests] == [
+        ([], []),
+        (["banner", "nope", "checkout"], []),
+        ([], [pb.DECIDE_OPTION_ENABLED_FLAGS_ONLY]),
+        (["banner"], []),
+        (["banner"], []),
     ]
 
 

@@ -158,6 +158,11 @@ def decide_request(
     )
 
 
+def single_flag_options(options: Iterable[DecideOption]) -> list[DecideOption]:
+    """decide's options: the SDK's decide drops ENABLED_FLAGS_ONLY, so one flag always answers."""
+    return [o for o in map(DecideOption, options) if o is not DecideOption.ENABLED_FLAGS_ONLY]
+
+
 def decisions_by_key(response: pb.DecideResponse) -> dict[str, Decision]:
     """flag key -> Decision, in trackd's order (request order, or datafile order for all)."""
     return {d.flag_key: Decision.from_proto(d) for d in response.decisions}

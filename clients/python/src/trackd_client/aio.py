@@ -21,6 +21,7 @@ from trackd_client._types import (
     Decision,
     decide_request,
     decisions_by_key,
+    single_flag_options,
     variation_or_none,
 )
 from trackd_client._values import Scalar, to_value_map
@@ -130,7 +131,7 @@ class AsyncClient:
     ) -> Decision:
         """One flag's Decision (see Client.decide)."""
         decisions = await self.decide_for_keys(
-            user_id, [flag_key], attributes, options, timeout=timeout
+            user_id, [flag_key], attributes, single_flag_options(options), timeout=timeout
         )
         return decisions.get(flag_key) or Decision.dropped(flag_key)
 

@@ -16,6 +16,7 @@ from trackd_client._types import (
     Decision,
     decide_request,
     decisions_by_key,
+    single_flag_options,
     variation_or_none,
 )
 from trackd_client._values import Scalar, to_value_map
@@ -159,10 +160,13 @@ class Client:
     ) -> Decision:
         """One flag's Decision, as the SDKs' user_context.decide(flag_key).
 
-        An unknown flag key does not raise: the Decision carries `error`, enabled False. With
-        ENABLED_FLAGS_ONLY a disabled flag comes back as a bare disabled Decision.
+        An unknown flag key does not raise: the Decision carries `error`, enabled False. As the
+        SDK's decide, it ignores ENABLED_FLAGS_ONLY; should trackd's --default-decide-options
+        drop the disabled flag anyway, a bare disabled Decision stands in for it.
         """
-        decisions = self.decide_for_keys(user_id, [flag_key], attributes, options, timeout=timeout)
+        decisions = self.decide_for_keys(
+            user_id, [flag_key], attributes, single_flag_options(options), timeout=timeout
+        )
         return decisions.get(flag_key) or Decision.dropped(flag_key)
 
     def decide_for_keys(
