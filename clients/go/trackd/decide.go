@@ -172,10 +172,17 @@ func (d Decision) GetJSON(key string) (map[string]any, error) {
 }
 
 // Decide decides one flag for the user, as the SDKs' userContext.Decide(flagKey). An unknown
-// flag key is no error: the Decision carries Error. With EnabledFlagsOnly a disabled flag
-// comes back as a bare disabled Decision.
+// flag key is no error: the Decision carries Error. As the SDKs' Decide, it ignores
+// EnabledFlagsOnly: one flag always gets its decision (should trackd's
+// --default-decide-options drop a disabled flag anyway, a bare disabled Decision stands in).
 func (c *Client) Decide(ctx context.Context, userID, flagKey string, attributes map[string]any, opts ...DecideOption) (Decision, error) {
-	decisions, err := c.DecideForKeys(ctx, userID, []string{flagKey}, attributes, opts...)
+	single := make([]DecideOption, 0, len(opts))
+	for _, o := range opts {
+		if o != EnabledFlagsOnly {
+			single = append(single, o)
+		}
+	}
+	decisions, err := c.DecideForKeys(ctx, userID, []string{flagKey}, attributes, single...)
 	if err != nil {
 		return Decision{}, err
 	}

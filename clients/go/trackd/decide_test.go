@@ -56,7 +56,7 @@ func (f *flagTracking) Decide(_ context.Context, req *trackdv1.DecideRequest) (*
 	if len(keys) == 0 {
 		keys = []string{"checkout", "banner"}
 	}
-	enabledOnly := false
+	enabledOnly := req.GetUserId() == "enabled-only-by-default" // as a daemon's default options
 	for _, o := range req.GetOptions() {
 		enabledOnly = enabledOnly || o == EnabledFlagsOnly
 	}
@@ -220,15 +220,23 @@ func TestDecideAllAndForKeysKeepTrackdsOrderAndErrors(t *testing.T) {
 	if got := keysOf(c.DecideAll(ctx, "u1", nil, EnabledFlagsOnly)); !reflect.DeepEqual(got, []string{"checkout"}) {
 		t.Errorf("DecideAll(EnabledFlagsOnly) = %v", got)
 	}
-	dropped, err := c.Decide(ctx, "u1", "banner", nil, EnabledFlagsOnly)
+	// As the SDKs' Decide: one flag always answers, EnabledFlagsOnly is not sent.
+	banner, err := c.Decide(ctx, "u1", "banner", nil, EnabledFlagsOnly)
+	if err != nil || banner.Enabled || banner.VariationKey != "off" || banner.RuleKey != "everyone_else" {
+		t.Errorf("Decide(EnabledFlagsOnly) of a disabled flag = %+v, %v", banner, err)
+	}
+	if opts := f.requests[len(f.requests)-1].GetOptions(); len(opts) != 0 {
+		t.Errorf("Decide sent options %v", opts)
+	}
+	dropped, err := c.Decide(ctx, "enabled-only-by-default", "banner", nil)
 	if err != nil || dropped.FlagKey != "banner" || dropped.Enabled || dropped.VariationKey != "" {
-		t.Errorf("Decide(EnabledFlagsOnly) of a disabled flag = %+v, %v", dropped, err)
+		t.Errorf("Decide of a flag the daemon left out = %+v, %v", dropped, err)
 	}
 	if none, err := c.DecideForKeys(ctx, "u1", nil, nil); none != nil || err != nil {
 		t.Errorf("DecideForKeys(no keys) = %v, %v", none, err)
 	}
-	if len(f.requests) != 4 {
-		t.Errorf("%d requests, want 4 (no keys sends none)", len(f.requests))
+	if len(f.requests) != 5 {
+		t.Errorf("%d requests, want 5 (no keys sends none)", len(f.requests))
 	}
 }
 
