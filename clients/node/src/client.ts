@@ -137,8 +137,9 @@ export class TrackdClient {
 
   /**
    * Decides one flag, as the SDK's `userContext.decide(flagKey)`. An unknown flag key does not
-   * reject: the Decision carries `error`. With ENABLED_FLAGS_ONLY a disabled flag comes back as a
-   * bare disabled Decision.
+   * reject: the Decision carries `error`. As the SDK's decide, it ignores ENABLED_FLAGS_ONLY: one
+   * flag always gets its decision (should trackd's --default-decide-options drop a disabled flag
+   * anyway, a bare disabled Decision stands in).
    */
   async decide(
     userId: string,
@@ -146,7 +147,8 @@ export class TrackdClient {
     attributes?: Attributes | null,
     options: readonly DecideOption[] = [],
   ): Promise<Decision> {
-    const decisions = await this.decideForKeys(userId, [flagKey], attributes, options);
+    const single = options.filter((o) => o !== 'ENABLED_FLAGS_ONLY');
+    const decisions = await this.decideForKeys(userId, [flagKey], attributes, single);
     return decisions[flagKey] ?? Decision.dropped(flagKey);
   }
 

@@ -61,7 +61,8 @@ before(async () => {
       };
       const keys = request.flagKeys.length ? request.flagKeys : ['checkout', 'banner'];
       let decisions = keys.map((k) => known[k] ?? { flagKey: k, error: `no flag ${k}` });
-      if (request.options.includes('DECIDE_OPTION_ENABLED_FLAGS_ONLY' as never)) {
+      // 'enabled-only-by-default' plays a daemon whose default options hold ENABLED_FLAGS_ONLY.
+      if (request.options.includes('DECIDE_OPTION_ENABLED_FLAGS_ONLY' as never) || request.userId === 'enabled-only-by-default') {
         decisions = decisions.filter((d) => (d as { enabled?: boolean }).enabled);
       }
       callback(null, { decisions, revision: '7' });
@@ -148,9 +149,15 @@ test('decideAll and decideForKeys keep trackd order, and unknown keys carry an e
   assert.equal(some.nope.enabled, false);
   assert.equal(some.nope.variationKey, null);
   assert.deepEqual(Object.keys(await client.decideAll('u1', null, [DecideOption.ENABLED_FLAGS_ONLY])), ['checkout']);
-  assert.deepEqual(await client.decide('u1', 'banner', null, [DecideOption.ENABLED_FLAGS_ONLY]), Decision.dropped('banner'));
+  // As the SDK's decide: one flag always answers, ENABLED_FLAGS_ONLY is not sent.
+  const banner = await client.decide('u1', 'banner', null, [DecideOption.ENABLED_FLAGS_ONLY]);
+  assert.deepEqual([banner.enabled, banner.variationKey, banner.ruleKey], [false, 'off', 'everyone_else']);
+  assert.deepEqual(await client.decide('enabled-only-by-default', 'banner'), Decision.dropped('banner'));
   assert.deepEqual(await client.decideForKeys('u1', []), {});
-  assert.deepEqual(requests.map((r) => r.flagKeys), [[], ['banner', 'nope', 'checkout'], [], ['banner']]);
+  assert.deepEqual(
+    requests.map((r) => [r.flagKeys, r.options]),
+    [[[], []], [['banner', 'nope', 'checkout'], []], [[], ['DECIDE_OPTION_ENABLED_FLAGS_ONLY']], [['banner'], []], [['banner'], []]],
+  );
 });
 
 test('errors: status codes from trackd, TypeErrors before any call', async () => {
