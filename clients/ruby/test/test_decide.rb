@@ -33,7 +33,10 @@ class FlagTracking < Trackd::V1::TrackingService::Service
     }
     keys = request.flag_keys.empty? ? known.keys : request.flag_keys.to_a
     decisions = keys.map { |k| known[k] || Trackd::V1::FlagDecision.new(flag_key: k, error: "no flag #{k}") }
-    decisions = decisions.select(&:enabled) if request.options.include?(:DECIDE_OPTION_ENABLED_FLAGS_ONLY)
+    # 'enabled-only-by-default' plays a daemon whose default options hold ENABLED_FLAGS_ONLY.
+    if request.options.include?(:DECIDE_OPTION_ENABLED_FLAGS_ONLY) || request.user_id == 'enabled-only-by-default'
+      decisions = decisions.select(&:enabled)
+    end
     Trackd::V1::DecideResponse.new(decisions: decisions, revision: '7')
   end
 
@@ -119,9 +122,14 @@ class TestDecide < Minitest::Test
     assert_equal 'rollout', some['banner'].rule_type
     assert_equal ['no flag nope', false, nil], [some['nope'].error, some['nope'].enabled, some['nope'].variation_key]
     assert_equal ['checkout'], @client.decide_all('u1', {}, [:ENABLED_FLAGS_ONLY]).keys
-    assert_equal Trackd::Decision.dropped('banner'), @client.decide('u1', 'banner', {}, [:ENABLED_FLAGS_ONLY])
+    # As the SDK's decide: one flag always answers, ENABLED_FLAGS_ONLY is not sent.
+    banner = @client.decide('u1', 'banner', {}, [:ENABLED_FLAGS_ONLY])
+    assert_equal [false, 'off', 'everyone_else'], [banner.enabled, banner.variation_key, banner.rule_key]
+    assert_equal Trackd::Decision.dropped('banner'), @client.decide('enabled-only-by-default', 'banner')
     assert_equal({}, @client.decide_for_keys('u1', []))
-    assert_equal [[], %w[banner nope checkout], [], ['banner']], FlagTracking.requests.map { |r| r.flag_keys.to_a }
+    assert_equal [[[], []], [%w[banner nope checkout], []], [[], [:DECIDE_OPTION_ENABLED_FLAGS_ONLY]],
+                  [['banner'], []], [['banner'], []]],
+                 FlagTracking.requests.map { |r| [r.flag_keys.to_a, r.options.to_a] }
   end
 
   def test_errors_raise_the_clients_errors

@@ -76,10 +76,12 @@ module Trackd
 
     # Decides one flag, as the SDK's user_context.decide(flag_key): a
     # Trackd::Decision. An unknown flag key raises nothing: the Decision carries
-    # #error. With ENABLED_FLAGS_ONLY a disabled flag comes back as a bare
-    # disabled Decision.
+    # #error. As the SDK's decide, it ignores ENABLED_FLAGS_ONLY: one flag always
+    # gets its decision (should trackd's --default-decide-options drop a
+    # disabled flag anyway, a bare disabled Decision stands in).
     def decide(user_id, flag_key, attributes = {}, options = [])
-      decide_for_keys(user_id, [flag_key], attributes, options)[flag_key] ||
+      single = options.reject { |o| o.to_s == DecideOption::ENABLED_FLAGS_ONLY.to_s }
+      decide_for_keys(user_id, [flag_key], attributes, single)[flag_key] ||
         Decision.dropped(flag_key)
     end
 
