@@ -126,12 +126,17 @@ public final class TrackdClient implements AutoCloseable {
 
   /**
    * Decides one flag, as the SDK's {@code userContext.decide(flagKey)}. An unknown flag key is no
-   * exception: the Decision carries {@link Decision#getError()}. With ENABLED_FLAGS_ONLY a disabled
-   * flag comes back as a bare disabled Decision.
+   * exception: the Decision carries {@link Decision#getError()}. As the SDK's decide, it ignores
+   * ENABLED_FLAGS_ONLY: one flag always gets its decision (should trackd's
+   * --default-decide-options drop a disabled flag anyway, a bare disabled Decision stands in).
    */
   public Decision decide(
       String userId, String flagKey, Map<String, ?> attributes, DecideOption... options) {
-    Decision decision = decideForKeys(userId, List.of(flagKey), attributes, options).get(flagKey);
+    DecideOption[] single =
+        java.util.Arrays.stream(options)
+            .filter(o -> o != DecideOption.ENABLED_FLAGS_ONLY)
+            .toArray(DecideOption[]::new);
+    Decision decision = decideForKeys(userId, List.of(flagKey), attributes, single).get(flagKey);
     return decision != null ? decision : Decision.dropped(flagKey);
   }
 

@@ -120,8 +120,10 @@ class DecideTest {
               .build());
       List<String> keys =
           request.getFlagKeysList().isEmpty() ? new ArrayList<>(known.keySet()) : request.getFlagKeysList();
+      // "enabled-only-by-default" plays a daemon whose default options hold ENABLED_FLAGS_ONLY.
       boolean enabledOnly =
-          request.getOptionsList().contains(dev.trackd.v1.DecideOption.DECIDE_OPTION_ENABLED_FLAGS_ONLY);
+          request.getOptionsList().contains(dev.trackd.v1.DecideOption.DECIDE_OPTION_ENABLED_FLAGS_ONLY)
+              || request.getUserId().equals("enabled-only-by-default");
       DecideResponse.Builder response = DecideResponse.newBuilder().setRevision("7");
       for (String key : keys) {
         FlagDecision d =
@@ -251,11 +253,17 @@ class DecideTest {
     assertEquals(
         List.of("checkout"),
         new ArrayList<>(client.decideAll("u1", null, DecideOption.ENABLED_FLAGS_ONLY).keySet()));
-    assertEquals(Decision.dropped("banner"), client.decide("u1", "banner", null, DecideOption.ENABLED_FLAGS_ONLY));
+    // As the SDK's decide: one flag always answers, ENABLED_FLAGS_ONLY is not sent.
+    Decision banner = client.decide("u1", "banner", null, DecideOption.ENABLED_FLAGS_ONLY);
+    assertEquals(List.of(false, "off", "everyone_else"), List.of(banner.isEnabled(), banner.getVariationKey(), banner.getRuleKey()));
+    assertEquals(List.of(), service.requests.get(service.requests.size() - 1).getOptionsList());
+    assertEquals(Decision.dropped("banner"), client.decide("enabled-only-by-default", "banner", null));
     assertEquals(Map.of(), client.decideForKeys("u1", List.of(), null));
     List<List<String>> sent = new ArrayList<>();
     service.requests.forEach(r -> sent.add(r.getFlagKeysList()));
-    assertEquals(List.of(List.of(), List.of("banner", "nope", "checkout"), List.of(), List.of("banner")), sent);
+    assertEquals(
+        List.of(List.of(), List.of("banner", "nope", "checkout"), List.of(), List.of("banner"), List.of("banner")),
+        sent);
   }
 
   @Test
