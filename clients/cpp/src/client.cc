@@ -109,7 +109,11 @@ Response Client::Call(grpc::Status (v1::TrackingService::Stub::*method)(grpc::Cl
 
 Decision Client::Decide(const std::string& user_id, const std::string& flag_key,
                         const Attributes& attributes, const std::vector<DecideOption>& options) {
-  for (Decision& d : DecideForKeys(user_id, {flag_key}, attributes, options)) {
+  std::vector<DecideOption> single;
+  for (DecideOption option : options) {
+    if (option != kEnabledFlagsOnly) single.push_back(option);
+  }
+  for (Decision& d : DecideForKeys(user_id, {flag_key}, attributes, single)) {
     if (d.flag_key == flag_key) return std::move(d);
   }
   Decision dropped;

@@ -77,7 +77,8 @@ class FlagTracking final : public trackd::v1::TrackingService::Service {
     banner.set_rule_type(trackd::v1::RULE_TYPE_ROLLOUT);
     std::vector<std::string> keys(request->flag_keys().begin(), request->flag_keys().end());
     if (keys.empty()) keys = {"checkout", "banner"};
-    bool enabled_only = std::find(request->options().begin(), request->options().end(),
+    // "enabled-only-by-default" plays a daemon whose default options hold ENABLED_FLAGS_ONLY.
+    bool enabled_only = request->user_id() == "enabled-only-by-default" || std::find(request->options().begin(), request->options().end(),
                                   trackd::v1::DECIDE_OPTION_ENABLED_FLAGS_ONLY) !=
                         request->options().end();
     for (const auto& key : keys) {
@@ -215,11 +216,17 @@ int main() {
   Check(KeysOf(client.DecideAll("u1", {}, {trackd::kEnabledFlagsOnly})) ==
             std::vector<std::string>{"checkout"},
         "DecideAll enabled only");
-  auto dropped = client.Decide("u1", "banner", {}, {trackd::kEnabledFlagsOnly});
+  // As the SDK's decide: one flag always answers, kEnabledFlagsOnly is not sent.
+  auto banner = client.Decide("u1", "banner", {}, {trackd::kEnabledFlagsOnly});
+  Check(!banner.enabled && banner.variation_key == std::optional<std::string>("off") &&
+            banner.rule_key == std::optional<std::string>("everyone_else"),
+        "Decide with kEnabledFlagsOnly of a disabled flag");
+  Check(service.requests.back().options_size() == 0, "Decide does not send kEnabledFlagsOnly");
+  auto dropped = client.Decide("enabled-only-by-default", "banner");
   Check(dropped.flag_key == "banner" && !dropped.enabled && !dropped.variation_key,
-        "Decide of a dropped flag");
+        "Decide of a flag the daemon left out");
   Check(client.DecideForKeys("u1", {}).empty(), "DecideForKeys of no keys");
-  Check(service.requests.size() == 4, "no keys sends no request");
+  Check(service.requests.size() == 5, "no keys sends no request");
 
   // Errors.
   auto code = grpc::StatusCode::OK;

@@ -84,8 +84,10 @@ class Client {
                                 const Attributes& attributes = {}, const Tags& tags = {});
 
   // Decides one flag, as the SDK's user_context.decide(flag_key). An unknown
-  // flag key throws nothing: the Decision carries error. With kEnabledFlagsOnly
-  // a disabled flag comes back as a bare disabled Decision.
+  // flag key throws nothing: the Decision carries error. As the SDK's decide,
+  // it ignores kEnabledFlagsOnly: one flag always gets its decision (should
+  // trackd's --default-decide-options drop a disabled flag anyway, a bare
+  // disabled Decision stands in).
   Decision Decide(const std::string& user_id, const std::string& flag_key,
                   const Attributes& attributes = {},
                   const std::vector<DecideOption>& options = {});
