@@ -94,6 +94,8 @@ def check_decide(report: dict[str, Any], reference: dict[str, list[Any]]) -> Non
     # get after set; remove, remove again, remove_all after setting a flag and a rule
     assert report["forced"] == ["treatment", True, False, 2]
     assert report["attributed"] == ["checkout_test"]
+    # DISABLE_DECISION_EVENT recorded none; the plain decide into the A/B test recorded one.
+    assert report["impressions"] == [False, True]
 
 
 def run_step(language: str, step: str, env: dict[str, str], timeout: float) -> str:

@@ -53,6 +53,7 @@ std::string DecideReport(trackd::Client& client, const std::string& run_id) {
   const std::vector<trackd::DecideOption> quiet = {trackd::kDisableDecisionEvent};
   std::ostringstream out;
   out << "{\"decisions\":{";
+  bool quiet_recorded = false;
   for (int n = 0; n < 50; ++n) {
     const std::string user = "user-" + std::to_string(n);
     trackd::Decision d =
@@ -60,6 +61,7 @@ std::string DecideReport(trackd::Client& client, const std::string& run_id) {
     out << (n ? "," : "") << JsonString(user) << ":[" << Bool(d.enabled) << ","
         << OptionalJson(d.variation_key) << "," << OptionalJson(d.rule_key) << ","
         << OptionalJson(d.rule_type) << "]";
+    quiet_recorded = quiet_recorded || d.impression_recorded;
   }
   out << "},\"all\":[";
   auto every = client.DecideAll("user-1", {{"device", "iPhone"}}, quiet);
@@ -95,13 +97,13 @@ std::string DecideReport(trackd::Client& client, const std::string& run_id) {
   out << ",\"unknown_flag_error\":" << Bool(unknown.error.has_value() && !unknown.enabled);
 
   const std::string user = "e2e-cpp-" + run_id + "-flag";
-  client.Decide(user, "e2e_checkout", {{"device", "iPhone"}});
+  bool recorded = client.Decide(user, "e2e_checkout", {{"device", "iPhone"}}).impression_recorded;
   auto attributions = client.Track("checkout_conversion", user, {{"device", "iPhone"}});
   out << ",\"attributed\":[";
   for (size_t i = 0; i < attributions.size(); ++i) {
     out << (i ? "," : "") << JsonString(attributions[i].experiment_key);
   }
-  out << "]}";
+  out << "],\"impressions\":[" << Bool(quiet_recorded) << "," << Bool(recorded) << "]}";
   return out.str();
 }
 

@@ -6,10 +6,12 @@ import { DecideOption, TrackdClient, TrackdError, VariableTypeError, status } fr
 async function decideReport(client: TrackdClient, runId: string): Promise<object> {
   const quiet = [DecideOption.DISABLE_DECISION_EVENT];
   const decisions: Record<string, unknown[]> = {};
+  let quietRecorded = false;
   for (let n = 0; n < 50; n++) {
     const device = n % 3 ? 'iPhone' : 'Android';
     const d = await client.decide(`user-${n}`, 'e2e_checkout', { device }, quiet);
     decisions[`user-${n}`] = [d.enabled, d.variationKey, d.ruleKey, d.ruleType];
+    quietRecorded = quietRecorded || d.impressionRecorded;
   }
   const every = await client.decideAll('user-1', { device: 'iPhone' }, quiet);
 
@@ -41,7 +43,7 @@ async function decideReport(client: TrackdClient, runId: string): Promise<object
 
   const unknown = await client.decide(forcedUser, 'no_such_flag');
   const user = `e2e-node-${runId}-flag`;
-  await client.decide(user, 'e2e_checkout', { device: 'iPhone' });
+  const recorded = (await client.decide(user, 'e2e_checkout', { device: 'iPhone' })).impressionRecorded;
   const attributions = await client.track('checkout_conversion', user, { device: 'iPhone' });
   return {
     decisions,
@@ -51,6 +53,7 @@ async function decideReport(client: TrackdClient, runId: string): Promise<object
     unknown_flag_error: Boolean(unknown.error) && !unknown.enabled,
     forced,
     attributed: attributions.map((a) => a.experimentKey),
+    impressions: [quietRecorded, recorded],
   };
 }
 

@@ -17,11 +17,13 @@ def decide_report(client: Client, run_id: str) -> dict[str, Any]:
     """The decide part of the report (docs/dev/clients-e2e.md)."""
     quiet = [DecideOption.DISABLE_DECISION_EVENT]
     decisions = {}
+    quiet_recorded = False
     for n in range(50):
         d = client.decide(
             f"user-{n}", "e2e_checkout", {"device": "iPhone" if n % 3 else "Android"}, quiet
         )
         decisions[f"user-{n}"] = [d.enabled, d.variation_key, d.rule_key, d.rule_type]
+        quiet_recorded = quiet_recorded or d.impression_recorded
     every = client.decide_all("user-1", {"device": "iPhone"}, quiet)
 
     forced_user = f"forced-{LANGUAGE}-{run_id}"
@@ -50,7 +52,7 @@ def decide_report(client: Client, run_id: str) -> dict[str, Any]:
 
     unknown = client.decide(forced_user, "no_such_flag")
     user = f"e2e-{LANGUAGE}-{run_id}-flag"
-    client.decide(user, "e2e_checkout", {"device": "iPhone"})
+    recorded = client.decide(user, "e2e_checkout", {"device": "iPhone"}).impression_recorded
     attributions = client.track("checkout_conversion", user, {"device": "iPhone"})
     return {
         "decisions": decisions,
@@ -60,6 +62,7 @@ def decide_report(client: Client, run_id: str) -> dict[str, Any]:
         "unknown_flag_error": bool(unknown.error) and not unknown.enabled,
         "forced": forced,
         "attributed": [a.experiment_key for a in attributions],
+        "impressions": [quiet_recorded, recorded],
     }
 
 

@@ -30,9 +30,11 @@ end
 # The decide part of the report (docs/dev/clients-e2e.md).
 quiet = [Trackd::DecideOption::DISABLE_DECISION_EVENT]
 decisions = {}
+quiet_recorded = false
 50.times do |n|
   d = client.decide("user-#{n}", 'e2e_checkout', { 'device' => (n % 3).zero? ? 'Android' : 'iPhone' }, quiet)
   decisions["user-#{n}"] = [d.enabled, d.variation_key, d.rule_key, d.rule_type]
+  quiet_recorded ||= d.impression_recorded
 end
 every = client.decide_all('user-1', { 'device' => 'iPhone' }, quiet)
 
@@ -60,12 +62,12 @@ forced << client.remove_all_forced_decisions(forced_user)
 
 unknown = client.decide(forced_user, 'no_such_flag')
 flag_user = "e2e-ruby-#{run_id}-flag"
-client.decide(flag_user, 'e2e_checkout', { 'device' => 'iPhone' })
+recorded = client.decide(flag_user, 'e2e_checkout', { 'device' => 'iPhone' }).impression_recorded
 flag_attributions = client.track('checkout_conversion', flag_user, { 'device' => 'iPhone' })
 decide = {
   decisions: decisions, all: every.keys, variables: variables, type_error: type_error,
   unknown_flag_error: !unknown.error.nil? && !unknown.enabled, forced: forced,
-  attributed: flag_attributions.map(&:experiment_key)
+  attributed: flag_attributions.map(&:experiment_key), impressions: [quiet_recorded, recorded]
 }
 client.close
 

@@ -17,6 +17,7 @@ type decideReport struct {
 	UnknownFlagError bool             `json:"unknown_flag_error"`
 	Forced           []any            `json:"forced"`
 	Attributed       []string         `json:"attributed"`
+	Impressions      []bool           `json:"impressions"`
 }
 
 func orNil(s string) any {
@@ -28,6 +29,7 @@ func orNil(s string) any {
 
 func decide(ctx context.Context, client *trackd.Client, runID string) (decideReport, error) {
 	out := decideReport{Decisions: map[string][]any{}, All: []string{}, Attributed: []string{}}
+	quietRecorded := false
 	for n := range 50 {
 		device := "Android"
 		if n%3 != 0 {
@@ -39,6 +41,7 @@ func decide(ctx context.Context, client *trackd.Client, runID string) (decideRep
 			return out, err
 		}
 		out.Decisions[user] = []any{d.Enabled, orNil(d.VariationKey), orNil(d.RuleKey), orNil(string(d.RuleType))}
+		quietRecorded = quietRecorded || d.ImpressionRecorded
 	}
 	every, err := client.DecideAll(ctx, "user-1", map[string]any{"device": "iPhone"}, trackd.DisableDecisionEvent)
 	if err != nil {
@@ -101,9 +104,11 @@ func decide(ctx context.Context, client *trackd.Client, runID string) (decideRep
 	out.UnknownFlagError = unknown.Error != "" && !unknown.Enabled
 
 	user := fmt.Sprintf("e2e-%s-%s-flag", language, runID)
-	if _, err := client.Decide(ctx, user, "e2e_checkout", map[string]any{"device": "iPhone"}); err != nil {
+	recorded, err := client.Decide(ctx, user, "e2e_checkout", map[string]any{"device": "iPhone"})
+	if err != nil {
 		return out, err
 	}
+	out.Impressions = []bool{quietRecorded, recorded.ImpressionRecorded}
 	attributions, err := client.Track(ctx, "checkout_conversion", user, map[string]any{"device": "iPhone"}, nil)
 	if err != nil {
 		return out, err

@@ -105,12 +105,14 @@ public final class E2e {
   private static Map<String, Object> decideReport(TrackdClient client, String runId) {
     DecideOption quiet = DecideOption.DISABLE_DECISION_EVENT;
     Map<String, Object> decisions = new LinkedHashMap<>();
+    boolean quietRecorded = false;
     for (int n = 0; n < 50; n++) {
       String device = n % 3 != 0 ? "iPhone" : "Android";
       Decision d = client.decide("user-" + n, "e2e_checkout", Map.of("device", device), quiet);
       decisions.put(
           "user-" + n,
           java.util.Arrays.asList(d.isEnabled(), d.getVariationKey(), d.getRuleKey(), d.getRuleType()));
+      quietRecorded = quietRecorded || d.isImpressionRecorded();
     }
     Map<String, Decision> every = client.decideAll("user-1", Map.of("device", "iPhone"), quiet);
 
@@ -139,7 +141,7 @@ public final class E2e {
 
     Decision unknown = client.decide(forcedUser, "no_such_flag", null);
     String user = "e2e-java-" + runId + "-flag";
-    client.decide(user, "e2e_checkout", Map.of("device", "iPhone"));
+    boolean recorded = client.decide(user, "e2e_checkout", Map.of("device", "iPhone")).isImpressionRecorded();
     List<Object> attributed = new ArrayList<>();
     for (Attribution a : client.track("checkout_conversion", user, Map.of("device", "iPhone"))) {
       attributed.add(a.getExperimentKey());
@@ -152,6 +154,7 @@ public final class E2e {
     out.put("unknown_flag_error", unknown.getError() != null && !unknown.isEnabled());
     out.put("forced", forced);
     out.put("attributed", attributed);
+    out.put("impressions", List.of(quietRecorded, recorded));
     return out;
   }
 
