@@ -23,9 +23,12 @@ from tests.support.daemon import Process, spawn
 from tests.support.oracle import sdk_client
 
 ROOT = Path(__file__).resolve().parents[2]
-DATAFILE = ROOT / "tests" / "data" / "datafile.json"
+# tests/data/datafile.json with two flags added (e2e_checkout: feature test "checkout_test" on
+# iPhone users, variables of every type; e2e_banner: a rollout), so Decide is exercised live.
+DATAFILE = ROOT / "tests" / "data" / "clients_datafile.json"
 MISSING_TOOLCHAIN = 77
 USERS = [f"user-{n}" for n in range(200)]
+DECIDE_USERS = USERS[:50]
 PRODUCERS = {"python", "go", "java"}
 LANGUAGES = ["python", "go", "java", "node", "ruby", "cpp"]
 
@@ -49,6 +52,50 @@ def reference() -> dict[str, str | None]:
         user: sdk.get_variation("ab_iphone", user, {"device": device_of(n)})
         for n, user in enumerate(USERS)
     }
+
+
+@pytest.fixture(scope="module")
+def flag_reference() -> dict[str, list[Any]]:
+    """What optimizely-sdk decides for e2e_checkout: [enabled, variation, rule key, rule type]."""
+    from optimizely.decision.optimizely_decide_option import OptimizelyDecideOption
+
+    sdk = sdk_client(DATAFILE.read_text())
+    out: dict[str, list[Any]] = {}
+    for n, user in enumerate(DECIDE_USERS):
+        context = sdk.create_user_context(user, {"device": device_of(n)})
+        d = context.decide("e2e_checkout", [OptimizelyDecideOption.DISABLE_DECISION_EVENT])
+        rule_type = "feature-test" if d.rule_key == "checkout_test" else "rollout"
+        out[user] = [d.enabled, d.variation_key, d.rule_key, rule_type]
+    return out
+
+
+TREATMENT_VARIABLES = {
+    "show_banner": True,
+    "max_items": 7,
+    "discount": 1.25,
+    "title": "Fast checkout",
+    "layout": {"columns": 2, "tags": ["a"]},
+}
+
+
+def check_decide(report: dict[str, Any], reference: dict[str, list[Any]]) -> None:
+    """The `decide` part of an e2e report (docs/dev/clients-e2e.md)."""
+    assert report["decisions"] == reference, "flag decisions differ from optimizely-sdk's"
+    assert {tuple(d[:3]) for d in reference.values()} >= {
+        (True, "treatment", "checkout_test"),
+        (False, "control", "checkout_test"),
+        (False, "off", "checkout_everyone_else"),
+    }  # a real mix: both variations of the feature test, and the rollout
+    assert report["all"] == ["e2e_checkout", "e2e_banner"]
+    assert report["variables"] == TREATMENT_VARIABLES
+    assert isinstance(report["variables"]["max_items"], int)
+    assert report["type_error"] is True
+    assert report["unknown_flag_error"] is True
+    # get after set; remove, remove again, remove_all after setting a flag and a rule
+    assert report["forced"] == ["treatment", True, False, 2]
+    assert report["attributed"] == ["checkout_test"]
+    # DISABLE_DECISION_EVENT recorded none; the plain decide into the A/B test recorded one.
+    assert report["impressions"] == [False, True]
 
 
 def run_step(language: str, step: str, env: dict[str, str], timeout: float) -> str:
@@ -79,7 +126,10 @@ def run_step(language: str, step: str, env: dict[str, str], timeout: float) -> s
 @pytest.mark.timeout(1500 + 600 + 60)  # its two steps carry their own timeouts
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_client_end_to_end(
-    language: str, daemon: Process, reference: dict[str, str | None]
+    language: str,
+    daemon: Process,
+    reference: dict[str, str | None],
+    flag_reference: dict[str, list[Any]],
 ) -> None:
     run_id = uuid.uuid4().hex[:8]
     env = {"TRACKD_ADDRESS": f"127.0.0.1:{daemon.port}", "E2E_RUN_ID": run_id}
@@ -99,6 +149,7 @@ def test_client_end_to_end(
     assert sum(v is not None for v in reference.values()) > 50  # a real mix, not all null
     assert report["attributed"] == ["ab_running"]
     assert report["not_found"] is True
+    check_decide(report["decide"], flag_reference)
     if language in PRODUCERS:
         producer = report["producer"]
         assert producer["sent"] == 10_000

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "trackd/client.h"
 
@@ -39,6 +40,71 @@ std::string Env(const char* name) {
     std::exit(2);
   }
   return v;
+}
+
+std::string OptionalJson(const std::optional<std::string>& s) {
+  return s ? JsonString(*s) : "null";
+}
+
+std::string Bool(bool b) { return b ? "true" : "false"; }
+
+// The decide part of the report (docs/dev/clients-e2e.md).
+std::string DecideReport(trackd::Client& client, const std::string& run_id) {
+  const std::vector<trackd::DecideOption> quiet = {trackd::kDisableDecisionEvent};
+  std::ostringstream out;
+  out << "{\"decisions\":{";
+  bool quiet_recorded = false;
+  for (int n = 0; n < 50; ++n) {
+    const std::string user = "user-" + std::to_string(n);
+    trackd::Decision d =
+        client.Decide(user, "e2e_checkout", {{"device", n % 3 ? "iPhone" : "Android"}}, quiet);
+    out << (n ? "," : "") << JsonString(user) << ":[" << Bool(d.enabled) << ","
+        << OptionalJson(d.variation_key) << "," << OptionalJson(d.rule_key) << ","
+        << OptionalJson(d.rule_type) << "]";
+    quiet_recorded = quiet_recorded || d.impression_recorded;
+  }
+  out << "},\"all\":[";
+  auto every = client.DecideAll("user-1", {{"device", "iPhone"}}, quiet);
+  for (size_t i = 0; i < every.size(); ++i) out << (i ? "," : "") << JsonString(every[i].flag_key);
+  out << "]";
+
+  const std::string forced_user = "forced-cpp-" + run_id;
+  client.SetForcedDecision(forced_user, "e2e_checkout", "treatment");
+  trackd::Decision t = client.Decide(forced_user, "e2e_checkout", {}, quiet);
+  out << ",\"variables\":{\"show_banner\":" << Bool(t.GetBoolean("show_banner"))
+      << ",\"max_items\":" << t.GetInteger("max_items")
+      << ",\"discount\":" << t.GetDouble("discount")
+      << ",\"title\":" << JsonString(t.GetString("title"))
+      << ",\"layout\":" << t.GetJsonString("layout") << "}";
+  bool type_error = false;
+  try {
+    t.GetInteger("title");
+  } catch (const trackd::VariableTypeError&) {
+    type_error = true;
+  }
+  out << ",\"type_error\":" << Bool(type_error);
+
+  auto got = client.GetForcedDecision(forced_user, "e2e_checkout");
+  bool removed = client.RemoveForcedDecision(forced_user, "e2e_checkout");
+  bool again = client.RemoveForcedDecision(forced_user, "e2e_checkout");
+  client.SetForcedDecision(forced_user, "e2e_checkout", "control");
+  client.SetForcedDecision(forced_user, "e2e_checkout", "control", "checkout_test");
+  std::uint32_t all = client.RemoveAllForcedDecisions(forced_user);
+  out << ",\"forced\":[" << OptionalJson(got) << "," << Bool(removed) << "," << Bool(again) << ","
+      << all << "]";
+
+  trackd::Decision unknown = client.Decide(forced_user, "no_such_flag");
+  out << ",\"unknown_flag_error\":" << Bool(unknown.error.has_value() && !unknown.enabled);
+
+  const std::string user = "e2e-cpp-" + run_id + "-flag";
+  bool recorded = client.Decide(user, "e2e_checkout", {{"device", "iPhone"}}).impression_recorded;
+  auto attributions = client.Track("checkout_conversion", user, {{"device", "iPhone"}});
+  out << ",\"attributed\":[";
+  for (size_t i = 0; i < attributions.size(); ++i) {
+    out << (i ? "," : "") << JsonString(attributions[i].experiment_key);
+  }
+  out << "],\"impressions\":[" << Bool(quiet_recorded) << "," << Bool(recorded) << "]}";
+  return out.str();
 }
 
 }  // namespace
@@ -76,9 +142,12 @@ int main() {
       not_found = e.code() == grpc::StatusCode::NOT_FOUND;
     }
 
+    const std::string decide = DecideReport(client, run_id);
+
     std::cout << "{\"language\":\"cpp\",\"variations\":" << variations.str()
               << ",\"attributed\":" << attributed.str()
-              << ",\"not_found\":" << (not_found ? "true" : "false") << ",\"producer\":null}"
+              << ",\"not_found\":" << (not_found ? "true" : "false") << ",\"decide\":" << decide
+              << ",\"producer\":null}"
               << std::endl;
   } catch (const trackd::Error& e) {
     std::cerr << "trackd e2e failed: " << e.what() << "\n";

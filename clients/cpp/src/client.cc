@@ -95,4 +95,96 @@ v1::TrackResponse Client::TrackDetail(const std::string& event_key, const std::s
   return response;
 }
 
+template <typename Request, typename Response>
+Response Client::Call(grpc::Status (v1::TrackingService::Stub::*method)(grpc::ClientContext*,
+                                                                        const Request&, Response*),
+                      const Request& request) {
+  Response response;
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  grpc::Status status = ((*stub_).*method)(&context, request, &response);
+  if (!status.ok()) throw Error(status);
+  return response;
+}
+
+Decision Client::Decide(const std::string& user_id, const std::string& flag_key,
+                        const Attributes& attributes, const std::vector<DecideOption>& options) {
+  std::vector<DecideOption> single;
+  for (DecideOption option : options) {
+    if (option != kEnabledFlagsOnly) single.push_back(option);
+  }
+  for (Decision& d : DecideForKeys(user_id, {flag_key}, attributes, single)) {
+    if (d.flag_key == flag_key) return std::move(d);
+  }
+  Decision dropped;
+  dropped.flag_key = flag_key;
+  return dropped;
+}
+
+std::vector<Decision> Client::DecideForKeys(const std::string& user_id,
+                                            const std::vector<std::string>& flag_keys,
+                                            const Attributes& attributes,
+                                            const std::vector<DecideOption>& options) {
+  if (flag_keys.empty()) return {};  // trackd reads no keys as every flag
+  return DecideRequest(user_id, flag_keys, attributes, options);
+}
+
+std::vector<Decision> Client::DecideAll(const std::string& user_id, const Attributes& attributes,
+                                        const std::vector<DecideOption>& options) {
+  return DecideRequest(user_id, {}, attributes, options);
+}
+
+std::vector<Decision> Client::DecideRequest(const std::string& user_id,
+                                            const std::vector<std::string>& flag_keys,
+                                            const Attributes& attributes,
+                                            const std::vector<DecideOption>& options) {
+  v1::DecideRequest request;
+  request.set_user_id(user_id);
+  ToProtoMap(attributes, request.mutable_attributes());
+  for (const auto& key : flag_keys) request.add_flag_keys(key);
+  for (DecideOption option : options) request.add_options(option);
+  v1::DecideResponse response = Call(&v1::TrackingService::Stub::Decide, request);
+  std::vector<Decision> out;
+  out.reserve(static_cast<size_t>(response.decisions_size()));
+  for (const auto& d : response.decisions()) out.push_back(Decision::FromProto(d));
+  return out;
+}
+
+void Client::SetForcedDecision(const std::string& user_id, const std::string& flag_key,
+                               const std::string& variation_key, const std::string& rule_key) {
+  v1::SetForcedDecisionRequest request;
+  request.set_user_id(user_id);
+  request.set_flag_key(flag_key);
+  request.set_rule_key(rule_key);
+  request.set_variation_key(variation_key);
+  Call(&v1::TrackingService::Stub::SetForcedDecision, request);
+}
+
+std::optional<std::string> Client::GetForcedDecision(const std::string& user_id,
+                                                     const std::string& flag_key,
+                                                     const std::string& rule_key) {
+  v1::GetForcedDecisionRequest request;
+  request.set_user_id(user_id);
+  request.set_flag_key(flag_key);
+  request.set_rule_key(rule_key);
+  std::string key = Call(&v1::TrackingService::Stub::GetForcedDecision, request).variation_key();
+  if (key.empty()) return std::nullopt;
+  return key;
+}
+
+bool Client::RemoveForcedDecision(const std::string& user_id, const std::string& flag_key,
+                                  const std::string& rule_key) {
+  v1::RemoveForcedDecisionRequest request;
+  request.set_user_id(user_id);
+  request.set_flag_key(flag_key);
+  request.set_rule_key(rule_key);
+  return Call(&v1::TrackingService::Stub::RemoveForcedDecision, request).removed();
+}
+
+std::uint32_t Client::RemoveAllForcedDecisions(const std::string& user_id) {
+  v1::RemoveAllForcedDecisionsRequest request;
+  request.set_user_id(user_id);
+  return Call(&v1::TrackingService::Stub::RemoveAllForcedDecisions, request).removed();
+}
+
 }  // namespace trackd

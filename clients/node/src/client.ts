@@ -6,6 +6,8 @@ import type { TrackingServiceClient } from './generated/trackd/v1/TrackingServic
 import type { TrackRequest } from './generated/trackd/v1/TrackRequest';
 import type { ActivateResponse__Output } from './generated/trackd/v1/ActivateResponse';
 import type { TrackResponse__Output } from './generated/trackd/v1/TrackResponse';
+import type { DecideResponse__Output } from './generated/trackd/v1/DecideResponse';
+import { Decision, decideOptionName, type DecideOption, type DecisionContext } from './decide';
 
 /** Activate's whole answer (see the proto's ActivateResponse). */
 export type ActivateDetail = ActivateResponse__Output;
@@ -129,6 +131,111 @@ export class TrackdClient {
     return new Promise<TrackDetail>((resolve, reject) => {
       this.raw.track(request, this.callOptions(), (error, reply) =>
         error ? reject(TrackdError.from(error)) : resolve(reply!),
+      );
+    });
+  }
+
+  /**
+   * Decides one flag, as the SDK's `userContext.decide(flagKey)`. An unknown flag key does not
+   * reject: the Decision carries `error`. As the SDK's decide, it ignores ENABLED_FLAGS_ONLY: one
+   * flag always gets its decision (should trackd's --default-decide-options drop a disabled flag
+   * anyway, a bare disabled Decision stands in).
+   */
+  async decide(
+    userId: string,
+    flagKey: string,
+    attributes?: Attributes | null,
+    options: readonly DecideOption[] = [],
+  ): Promise<Decision> {
+    const single = options.filter((o) => o !== 'ENABLED_FLAGS_ONLY');
+    const decisions = await this.decideForKeys(userId, [flagKey], attributes, single);
+    return decisions[flagKey] ?? Decision.dropped(flagKey);
+  }
+
+  /** flag key -> Decision for these flags, in their order (ENABLED_FLAGS_ONLY drops disabled). */
+  async decideForKeys(
+    userId: string,
+    flagKeys: readonly string[],
+    attributes?: Attributes | null,
+    options: readonly DecideOption[] = [],
+  ): Promise<Record<string, Decision>> {
+    if (flagKeys.length === 0) {
+      return {}; // trackd reads no keys as every flag: decideAll says so explicitly
+    }
+    return this.decideRequest(userId, flagKeys, attributes, options);
+  }
+
+  /** flag key -> Decision for every flag of trackd's datafile, in its order. */
+  async decideAll(
+    userId: string,
+    attributes?: Attributes | null,
+    options: readonly DecideOption[] = [],
+  ): Promise<Record<string, Decision>> {
+    return this.decideRequest(userId, [], attributes, options);
+  }
+
+  private async decideRequest(
+    userId: string,
+    flagKeys: readonly string[],
+    attributes: Attributes | null | undefined,
+    options: readonly DecideOption[],
+  ): Promise<Record<string, Decision>> {
+    const request = {
+      userId,
+      attributes: toValueMap(attributes),
+      flagKeys: [...flagKeys],
+      options: options.map(decideOptionName),
+    };
+    const response = await this.unary<DecideResponse__Output>('decide', request);
+    return Object.fromEntries(response.decisions.map((d) => [d.flagKey, Decision.fromProto(d)]));
+  }
+
+  /** Forces the flag's (or one rule's, with `ruleKey`) variation for the user. */
+  async setForcedDecision(
+    userId: string,
+    context: DecisionContext,
+    decision: { variationKey: string },
+  ): Promise<void> {
+    await this.unary('setForcedDecision', {
+      userId,
+      flagKey: context.flagKey,
+      ruleKey: context.ruleKey ?? '',
+      variationKey: decision.variationKey,
+    });
+  }
+
+  /** The variation key forced for the flag (or rule), null when none is. */
+  async getForcedDecision(userId: string, context: DecisionContext): Promise<string | null> {
+    const response = await this.unary<{ variationKey: string }>('getForcedDecision', {
+      userId,
+      flagKey: context.flagKey,
+      ruleKey: context.ruleKey ?? '',
+    });
+    return response.variationKey || null;
+  }
+
+  /** Removes one forced decision; true when there was one. */
+  async removeForcedDecision(userId: string, context: DecisionContext): Promise<boolean> {
+    const response = await this.unary<{ removed: boolean }>('removeForcedDecision', {
+      userId,
+      flagKey: context.flagKey,
+      ruleKey: context.ruleKey ?? '',
+    });
+    return response.removed;
+  }
+
+  /** Removes every forced decision of the user; resolves to how many there were. */
+  async removeAllForcedDecisions(userId: string): Promise<number> {
+    const response = await this.unary<{ removed: number }>('removeAllForcedDecisions', { userId });
+    return response.removed;
+  }
+
+  /** One unary call of the generated client, by its method name. */
+  private unary<T>(method: string, request: object): Promise<T> {
+    const call = (this.raw as unknown as Record<string, Function>)[method];
+    return new Promise<T>((resolve, reject) => {
+      call.call(this.raw, request, this.callOptions(), (error: grpc.ServiceError | null, reply: T) =>
+        error ? reject(TrackdError.from(error)) : resolve(reply),
       );
     });
   }

@@ -8,6 +8,13 @@ export {
   type TrackDetail,
 } from './client';
 export { TrackdError } from './errors';
+export {
+  Decision,
+  DecideOption,
+  VariableTypeError,
+  type RuleType,
+  type DecisionContext,
+} from './decide';
 export { toValue, toValueMap, fromValue, type AttributeValue, type Attributes } from './values';
 export { loadTrackdProto, protoDir, LOADER_OPTIONS } from './proto';
 /** gRPC status codes, for `err.code === status.NOT_FOUND`. */

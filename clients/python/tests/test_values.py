@@ -9,10 +9,10 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.struct_pb2 import NULL_VALUE, Value
+from google.protobuf.struct_pb2 import NULL_VALUE, Struct, Value
 
 from trackd_client import NotFoundError, TrackdError, to_value, to_value_map
-from trackd_client._values import from_value
+from trackd_client._values import from_struct, from_value
 from trackd_client.errors import code_from_number, error_for
 
 VECTORS = json.loads((Path(__file__).parents[2] / "testdata" / "values.json").read_text())
@@ -131,3 +131,13 @@ def test_status_codes_map_to_the_error_hierarchy() -> None:
     assert error.code is grpc.StatusCode.NOT_FOUND
     other = error_for(grpc.StatusCode.ABORTED, "why")
     assert type(other) is TrackdError and other.code is grpc.StatusCode.ABORTED
+
+
+def test_from_struct_reads_json_variables_as_lists_and_dicts() -> None:
+    struct = Struct()
+    struct.update({"n": 2, "f": 1.5, "obj": {"list": [1, "a", True, None], "inner": {}}})
+    assert from_struct(struct) == {
+        "n": 2,
+        "f": 1.5,
+        "obj": {"list": [1, "a", True, None], "inner": {}},
+    }

@@ -20,6 +20,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "trackd/v1/tracking_service.grpc.pb.h"
+#include "trackd/decision.h"
 #include "trackd/values.h"
 
 namespace trackd {
@@ -82,11 +83,57 @@ class Client {
   v1::TrackResponse TrackDetail(const std::string& event_key, const std::string& user_id,
                                 const Attributes& attributes = {}, const Tags& tags = {});
 
+  // Decides one flag, as the SDK's user_context.decide(flag_key). An unknown
+  // flag key throws nothing: the Decision carries error. As the SDK's decide,
+  // it ignores kEnabledFlagsOnly: one flag always gets its decision (should
+  // trackd's --default-decide-options drop a disabled flag anyway, a bare
+  // disabled Decision stands in).
+  Decision Decide(const std::string& user_id, const std::string& flag_key,
+                  const Attributes& attributes = {},
+                  const std::vector<DecideOption>& options = {});
+
+  // These flags' Decisions, in their order (kEnabledFlagsOnly drops disabled
+  // ones). No keys decide nothing (DecideAll decides every flag).
+  std::vector<Decision> DecideForKeys(const std::string& user_id,
+                                      const std::vector<std::string>& flag_keys,
+                                      const Attributes& attributes = {},
+                                      const std::vector<DecideOption>& options = {});
+
+  // Every flag of trackd's datafile, in its order.
+  std::vector<Decision> DecideAll(const std::string& user_id, const Attributes& attributes = {},
+                                  const std::vector<DecideOption>& options = {});
+
+  // Forces the flag's variation for the user: for one rule, or (rule_key "")
+  // for the whole flag.
+  void SetForcedDecision(const std::string& user_id, const std::string& flag_key,
+                         const std::string& variation_key, const std::string& rule_key = "");
+
+  // The variation forced for the flag (or rule); std::nullopt when none is.
+  std::optional<std::string> GetForcedDecision(const std::string& user_id,
+                                               const std::string& flag_key,
+                                               const std::string& rule_key = "");
+
+  // Removes one forced decision; true when there was one.
+  bool RemoveForcedDecision(const std::string& user_id, const std::string& flag_key,
+                            const std::string& rule_key = "");
+
+  // Removes every forced decision of the user; returns how many there were.
+  std::uint32_t RemoveAllForcedDecisions(const std::string& user_id);
+
   // The generated stub, for the RPCs this wrapper does not cover.
   v1::TrackingService::Stub& stub() { return *stub_; }
 
  private:
   void PrepareContext(grpc::ClientContext* context) const;
+  std::vector<Decision> DecideRequest(const std::string& user_id,
+                                      const std::vector<std::string>& flag_keys,
+                                      const Attributes& attributes,
+                                      const std::vector<DecideOption>& options);
+  // One unary call of the stub with the client's deadline; throws Error on failure.
+  template <typename Request, typename Response>
+  Response Call(grpc::Status (v1::TrackingService::Stub::*method)(grpc::ClientContext*,
+                                                                  const Request&, Response*),
+                const Request& request);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::TrackingService::Stub> stub_;

@@ -34,6 +34,7 @@ type report struct {
 	Variations map[string]*string `json:"variations"`
 	Attributed []string           `json:"attributed"`
 	NotFound   bool               `json:"not_found"`
+	Decide     decideReport       `json:"decide"`
 	Producer   producerReport     `json:"producer"`
 }
 
@@ -87,6 +88,10 @@ func main() {
 
 	_, err = client.Track(ctx, "no_such_event", "u", map[string]any{"device": "iPhone"}, nil)
 	out.NotFound = status.Code(err) == codes.NotFound
+
+	if out.Decide, err = decide(ctx, client, runID); err != nil {
+		log.Fatalf("decide: %v", err)
+	}
 
 	// The producer on its own connection: the driver may route it through a proxy that breaks
 	// its stream after trackd stored batches whose acknowledgements it then loses.

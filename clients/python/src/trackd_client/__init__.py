@@ -7,7 +7,7 @@ with Client("127.0.0.1:50051") as client:
     client.track("my_conversion", "user123", {"device": "iPhone"}, {"revenue": 4200})
 """
 
-from trackd_client._types import Attribution
+from trackd_client._types import Attribution, DecideOption, Decision, VariableTypeError
 from trackd_client._values import Scalar, to_value, to_value_map
 from trackd_client.client import DEFAULT_TIMEOUT, Client
 from trackd_client.errors import (
@@ -29,6 +29,8 @@ __all__ = [
     "CancelledError",
     "Client",
     "DeadlineExceededError",
+    "DecideOption",
+    "Decision",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
@@ -40,6 +42,7 @@ __all__ = [
     "Scalar",
     "TrackdError",
     "UnavailableError",
+    "VariableTypeError",
     "to_value",
     "to_value_map",
 ]

@@ -7,11 +7,15 @@ daemon with INVALID_ARGUMENT, so they are refused here, before the network, with
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from google.protobuf.struct_pb2 import NULL_VALUE, Value
+from google.protobuf.struct_pb2 import NULL_VALUE, Struct, Value
 
 Scalar = str | int | float | bool | None
 """What an attribute or tag value may be."""
+
+Json = Any
+"""A value read back from trackd: a Scalar, or a list or dict of them (a json variable)."""
 
 # A protobuf number is a double: larger integers would silently change value.
 _EXACT_INT_LIMIT = 2**53
@@ -54,8 +58,11 @@ def to_value_map(values: Mapping[str, Scalar] | None, what: str = "attributes") 
     return out
 
 
-def from_value(value: Value) -> Scalar:
-    """The inverse of to_value, for reading values back (whole numbers become int)."""
+def from_value(value: Value) -> Json:
+    """The inverse of to_value, for reading values back (whole numbers become int).
+
+    Lists and structs (a flag's json variables) become lists and dicts, converted likewise.
+    """
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value
@@ -68,4 +75,13 @@ def from_value(value: Value) -> Scalar:
         return number
     if kind in (None, "null_value"):
         return None
+    if kind == "list_value":
+        return [from_value(item) for item in value.list_value.values]
+    if kind == "struct_value":
+        return from_struct(value.struct_value)
     raise TypeError(f"unsupported Value kind {kind}")
+
+
+def from_struct(struct: Struct) -> dict[str, Json]:
+    """A google.protobuf.Struct (a decision's variables) as a plain dict."""
+    return {key: from_value(value) for key, value in struct.fields.items()}

@@ -6,7 +6,7 @@ async with AsyncClient("127.0.0.1:50051") as client:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -15,7 +15,15 @@ import grpc.aio
 
 from trackd_client._proto.v1 import tracking_service_pb2 as pb
 from trackd_client._proto.v1 import tracking_service_pb2_grpc as pb_grpc
-from trackd_client._types import Attribution, variation_or_none
+from trackd_client._types import (
+    Attribution,
+    DecideOption,
+    Decision,
+    decide_request,
+    decisions_by_key,
+    single_flag_options,
+    variation_or_none,
+)
 from trackd_client._values import Scalar, to_value_map
 from trackd_client.client import DEFAULT_TIMEOUT
 from trackd_client.errors import from_rpc_error
@@ -111,6 +119,103 @@ class AsyncClient:
         )
         response = await self._call(self.stub.GetVariation, request, timeout)
         return variation_or_none(response.variation_key)
+
+    async def decide(
+        self,
+        user_id: str,
+        flag_key: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        options: Iterable[DecideOption] = (),
+        *,
+        timeout: float | None = _UNSET,
+    ) -> Decision:
+        """One flag's Decision (see Client.decide)."""
+        decisions = await self.decide_for_keys(
+            user_id, [flag_key], attributes, single_flag_options(options), timeout=timeout
+        )
+        return decisions.get(flag_key) or Decision.dropped(flag_key)
+
+    async def decide_for_keys(
+        self,
+        user_id: str,
+        flag_keys: Sequence[str],
+        attributes: Mapping[str, Scalar] | None = None,
+        options: Iterable[DecideOption] = (),
+        *,
+        timeout: float | None = _UNSET,
+    ) -> dict[str, Decision]:
+        """flag key -> Decision for these flags (see Client.decide_for_keys)."""
+        if not flag_keys:
+            return {}  # trackd reads no keys as every flag: decide_all says so explicitly
+        request = decide_request(user_id, flag_keys, attributes, options)
+        return decisions_by_key(await self._call(self.stub.Decide, request, timeout))
+
+    async def decide_all(
+        self,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        options: Iterable[DecideOption] = (),
+        *,
+        timeout: float | None = _UNSET,
+    ) -> dict[str, Decision]:
+        """flag key -> Decision for every flag of the datafile, in its order."""
+        request = decide_request(user_id, [], attributes, options)
+        return decisions_by_key(await self._call(self.stub.Decide, request, timeout))
+
+    async def set_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        variation_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> None:
+        """Forces the flag's variation for the user (see Client.set_forced_decision)."""
+        request = pb.SetForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or "", variation_key=variation_key
+        )
+        await self._call(self.stub.SetForcedDecision, request, timeout)
+
+    async def get_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> str | None:
+        """The variation key forced for the flag (or rule), None when none is."""
+        request = pb.GetForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or ""
+        )
+        response = await self._call(self.stub.GetForcedDecision, request, timeout)
+        return variation_or_none(response.variation_key)
+
+    async def remove_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> bool:
+        """Removes one forced decision; True when there was one."""
+        request = pb.RemoveForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or ""
+        )
+        response = await self._call(self.stub.RemoveForcedDecision, request, timeout)
+        removed: bool = response.removed
+        return removed
+
+    async def remove_all_forced_decisions(
+        self, user_id: str, *, timeout: float | None = _UNSET
+    ) -> int:
+        """Removes every forced decision of the user; returns how many there were."""
+        request = pb.RemoveAllForcedDecisionsRequest(user_id=user_id)
+        response = await self._call(self.stub.RemoveAllForcedDecisions, request, timeout)
+        removed: int = response.removed
+        return removed
 
     async def track(
         self,

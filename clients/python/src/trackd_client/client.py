@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +10,15 @@ import grpc
 
 from trackd_client._proto.v1 import tracking_service_pb2 as pb
 from trackd_client._proto.v1 import tracking_service_pb2_grpc as pb_grpc
-from trackd_client._types import Attribution, variation_or_none
+from trackd_client._types import (
+    Attribution,
+    DecideOption,
+    Decision,
+    decide_request,
+    decisions_by_key,
+    single_flag_options,
+    variation_or_none,
+)
 from trackd_client._values import Scalar, to_value_map
 from trackd_client.errors import from_rpc_error
 
@@ -138,6 +146,108 @@ class Client:
         )
         response: pb.GetVariationResponse = self._call(self.stub.GetVariation, request, timeout)
         return variation_or_none(response.variation_key)
+
+    # -- feature flags ------------------------------------------------------------------
+
+    def decide(
+        self,
+        user_id: str,
+        flag_key: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        options: Iterable[DecideOption] = (),
+        *,
+        timeout: float | None = _UNSET,
+    ) -> Decision:
+        """One flag's Decision, as the SDKs' user_context.decide(flag_key).
+
+        An unknown flag key does not raise: the Decision carries `error`, enabled False. As the
+        SDK's decide, it ignores ENABLED_FLAGS_ONLY; should trackd's --default-decide-options
+        drop the disabled flag anyway, a bare disabled Decision stands in for it.
+        """
+        decisions = self.decide_for_keys(
+            user_id, [flag_key], attributes, single_flag_options(options), timeout=timeout
+        )
+        return decisions.get(flag_key) or Decision.dropped(flag_key)
+
+    def decide_for_keys(
+        self,
+        user_id: str,
+        flag_keys: Sequence[str],
+        attributes: Mapping[str, Scalar] | None = None,
+        options: Iterable[DecideOption] = (),
+        *,
+        timeout: float | None = _UNSET,
+    ) -> dict[str, Decision]:
+        """flag key -> Decision for these flags, in order (ENABLED_FLAGS_ONLY drops disabled)."""
+        if not flag_keys:
+            return {}  # trackd reads no keys as every flag: decide_all says so explicitly
+        return self._decide(decide_request(user_id, flag_keys, attributes, options), timeout)
+
+    def decide_all(
+        self,
+        user_id: str,
+        attributes: Mapping[str, Scalar] | None = None,
+        options: Iterable[DecideOption] = (),
+        *,
+        timeout: float | None = _UNSET,
+    ) -> dict[str, Decision]:
+        """flag key -> Decision for every flag of the datafile, in its order."""
+        return self._decide(decide_request(user_id, [], attributes, options), timeout)
+
+    def _decide(self, request: pb.DecideRequest, timeout: float | None) -> dict[str, Decision]:
+        return decisions_by_key(self._call(self.stub.Decide, request, timeout))
+
+    def set_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        variation_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> None:
+        """Forces the flag's variation for the user: for one rule, or (no rule_key) the flag."""
+        request = pb.SetForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or "", variation_key=variation_key
+        )
+        self._call(self.stub.SetForcedDecision, request, timeout)
+
+    def get_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> str | None:
+        """The variation key forced for the flag (or rule), None when none is."""
+        request = pb.GetForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or ""
+        )
+        return variation_or_none(
+            self._call(self.stub.GetForcedDecision, request, timeout).variation_key
+        )
+
+    def remove_forced_decision(
+        self,
+        user_id: str,
+        flag_key: str,
+        rule_key: str | None = None,
+        *,
+        timeout: float | None = _UNSET,
+    ) -> bool:
+        """Removes one forced decision; True when there was one."""
+        request = pb.RemoveForcedDecisionRequest(
+            user_id=user_id, flag_key=flag_key, rule_key=rule_key or ""
+        )
+        removed: bool = self._call(self.stub.RemoveForcedDecision, request, timeout).removed
+        return removed
+
+    def remove_all_forced_decisions(self, user_id: str, *, timeout: float | None = _UNSET) -> int:
+        """Removes every forced decision of the user; returns how many there were."""
+        request = pb.RemoveAllForcedDecisionsRequest(user_id=user_id)
+        removed: int = self._call(self.stub.RemoveAllForcedDecisions, request, timeout).removed
+        return removed
 
     # -- conversions --------------------------------------------------------------------
 

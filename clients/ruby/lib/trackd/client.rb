@@ -4,6 +4,7 @@ require 'grpc'
 require 'trackd/v1/tracking_service_services_pb'
 require 'trackd/values'
 require 'trackd/errors'
+require 'trackd/decision'
 
 module Trackd
   # An experiment a conversion was counted for, as answered by #track.
@@ -73,6 +74,61 @@ module Trackd
       call(:track, request)
     end
 
+    # Decides one flag, as the SDK's user_context.decide(flag_key): a
+    # Trackd::Decision. An unknown flag key raises nothing: the Decision carries
+    # #error. As the SDK's decide, it ignores ENABLED_FLAGS_ONLY: one flag always
+    # gets its decision (should trackd's --default-decide-options drop a
+    # disabled flag anyway, a bare disabled Decision stands in).
+    def decide(user_id, flag_key, attributes = {}, options = [])
+      single = options.reject { |o| o.to_s == DecideOption::ENABLED_FLAGS_ONLY.to_s }
+      decide_for_keys(user_id, [flag_key], attributes, single)[flag_key] ||
+        Decision.dropped(flag_key)
+    end
+
+    # { flag key => Decision } for these flags, in their order (ENABLED_FLAGS_ONLY
+    # drops disabled ones).
+    def decide_for_keys(user_id, flag_keys, attributes = {}, options = [])
+      return {} if flag_keys.empty? # trackd reads no keys as every flag
+
+      decide_request(user_id, flag_keys, attributes, options)
+    end
+
+    # { flag key => Decision } for every flag of trackd's datafile, in its order.
+    def decide_all(user_id, attributes = {}, options = [])
+      decide_request(user_id, [], attributes, options)
+    end
+
+    # Forces the flag's variation for the user: for one rule with rule_key, else
+    # for the whole flag.
+    def set_forced_decision(user_id, flag_key, variation_key, rule_key: nil)
+      call(:set_forced_decision, Trackd::V1::SetForcedDecisionRequest.new(
+                                   user_id: user_id, flag_key: flag_key, rule_key: rule_key.to_s,
+                                   variation_key: variation_key
+                                 ))
+      nil
+    end
+
+    # The variation key forced for the flag (or rule), nil when none is.
+    def get_forced_decision(user_id, flag_key, rule_key: nil)
+      key = call(:get_forced_decision, Trackd::V1::GetForcedDecisionRequest.new(
+                                         user_id: user_id, flag_key: flag_key, rule_key: rule_key.to_s
+                                       )).variation_key
+      key.empty? ? nil : key
+    end
+
+    # Removes one forced decision; true when there was one.
+    def remove_forced_decision(user_id, flag_key, rule_key: nil)
+      call(:remove_forced_decision, Trackd::V1::RemoveForcedDecisionRequest.new(
+                                      user_id: user_id, flag_key: flag_key, rule_key: rule_key.to_s
+                                    )).removed
+    end
+
+    # Removes every forced decision of the user; returns how many there were.
+    def remove_all_forced_decisions(user_id)
+      call(:remove_all_forced_decisions,
+           Trackd::V1::RemoveAllForcedDecisionsRequest.new(user_id: user_id)).removed
+    end
+
     # The generated stub, for the RPCs this wrapper does not cover.
     attr_reader :stub
 
@@ -82,6 +138,14 @@ module Trackd
     end
 
     private
+
+    def decide_request(user_id, flag_keys, attributes, options)
+      request = Trackd::V1::DecideRequest.new(
+        user_id: user_id, attributes: Values.to_value_map(attributes), flag_keys: flag_keys.to_a,
+        options: options.map { |o| DecideOption.to_proto(o) }
+      )
+      call(:decide, request).decisions.to_h { |d| [d.flag_key, Decision.from_proto(d)] }
+    end
 
     def call(method, request)
       @stub.public_send(method, request, deadline: Time.now + @timeout)

@@ -3,6 +3,12 @@ package dev.trackd.client;
 import dev.trackd.v1.ActivateRequest;
 import dev.trackd.v1.ActivateResponse;
 import dev.trackd.v1.Attribution;
+import dev.trackd.v1.DecideRequest;
+import dev.trackd.v1.FlagDecision;
+import dev.trackd.v1.GetForcedDecisionRequest;
+import dev.trackd.v1.RemoveAllForcedDecisionsRequest;
+import dev.trackd.v1.RemoveForcedDecisionRequest;
+import dev.trackd.v1.SetForcedDecisionRequest;
 import dev.trackd.v1.TrackRequest;
 import dev.trackd.v1.TrackResponse;
 import dev.trackd.v1.TrackingServiceGrpc;
@@ -10,6 +16,7 @@ import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.StatusRuntimeException;
 import java.time.Duration;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -115,6 +122,102 @@ public final class TrackdClient implements AutoCloseable {
   /** {@link #track(String, String, Map, Map)} with no attributes and no tags. */
   public List<Attribution> track(String eventKey, String userId) {
     return track(eventKey, userId, null, null);
+  }
+
+  /**
+   * Decides one flag, as the SDK's {@code userContext.decide(flagKey)}. An unknown flag key is no
+   * exception: the Decision carries {@link Decision#getError()}. As the SDK's decide, it ignores
+   * ENABLED_FLAGS_ONLY: one flag always gets its decision (should trackd's
+   * --default-decide-options drop a disabled flag anyway, a bare disabled Decision stands in).
+   */
+  public Decision decide(
+      String userId, String flagKey, Map<String, ?> attributes, DecideOption... options) {
+    DecideOption[] single =
+        java.util.Arrays.stream(options)
+            .filter(o -> o != DecideOption.ENABLED_FLAGS_ONLY)
+            .toArray(DecideOption[]::new);
+    Decision decision = decideForKeys(userId, List.of(flagKey), attributes, single).get(flagKey);
+    return decision != null ? decision : Decision.dropped(flagKey);
+  }
+
+  /**
+   * Flag key to Decision for these flags, in their order (ENABLED_FLAGS_ONLY drops disabled ones).
+   */
+  public Map<String, Decision> decideForKeys(
+      String userId, List<String> flagKeys, Map<String, ?> attributes, DecideOption... options) {
+    if (flagKeys.isEmpty()) {
+      return Map.of(); // trackd reads no keys as every flag: decideAll says so explicitly
+    }
+    return decideRequest(userId, flagKeys, attributes, options);
+  }
+
+  /** Flag key to Decision for every flag of trackd's datafile, in its order. */
+  public Map<String, Decision> decideAll(
+      String userId, Map<String, ?> attributes, DecideOption... options) {
+    return decideRequest(userId, List.of(), attributes, options);
+  }
+
+  private Map<String, Decision> decideRequest(
+      String userId, List<String> flagKeys, Map<String, ?> attributes, DecideOption... options) {
+    DecideRequest.Builder request =
+        DecideRequest.newBuilder()
+            .setUserId(userId)
+            .putAllAttributes(Values.toValueMap(attributes))
+            .addAllFlagKeys(flagKeys);
+    for (DecideOption option : options) {
+      request.addOptions(option.toProto());
+    }
+    Map<String, Decision> out = new LinkedHashMap<>();
+    for (FlagDecision d : withDeadline().decide(request.build()).getDecisionsList()) {
+      out.put(d.getFlagKey(), Decision.fromProto(d));
+    }
+    return out;
+  }
+
+  /** Forces the flag's variation for the user: for one rule, or (ruleKey null) the whole flag. */
+  public void setForcedDecision(String userId, String flagKey, String ruleKey, String variationKey) {
+    withDeadline()
+        .setForcedDecision(
+            SetForcedDecisionRequest.newBuilder()
+                .setUserId(userId)
+                .setFlagKey(flagKey)
+                .setRuleKey(ruleKey == null ? "" : ruleKey)
+                .setVariationKey(variationKey)
+                .build());
+  }
+
+  /** The variation key forced for the flag (ruleKey null) or rule; null when none is. */
+  public String getForcedDecision(String userId, String flagKey, String ruleKey) {
+    String key =
+        withDeadline()
+            .getForcedDecision(
+                GetForcedDecisionRequest.newBuilder()
+                    .setUserId(userId)
+                    .setFlagKey(flagKey)
+                    .setRuleKey(ruleKey == null ? "" : ruleKey)
+                    .build())
+            .getVariationKey();
+    return key.isEmpty() ? null : key;
+  }
+
+  /** Removes one forced decision; true when there was one. */
+  public boolean removeForcedDecision(String userId, String flagKey, String ruleKey) {
+    return withDeadline()
+        .removeForcedDecision(
+            RemoveForcedDecisionRequest.newBuilder()
+                .setUserId(userId)
+                .setFlagKey(flagKey)
+                .setRuleKey(ruleKey == null ? "" : ruleKey)
+                .build())
+        .getRemoved();
+  }
+
+  /** Removes every forced decision of the user; returns how many there were. */
+  public int removeAllForcedDecisions(String userId) {
+    return withDeadline()
+        .removeAllForcedDecisions(
+            RemoveAllForcedDecisionsRequest.newBuilder().setUserId(userId).build())
+        .getRemoved();
   }
 
   /** A batching producer on this client's channel: see {@link TrackProducer}. */

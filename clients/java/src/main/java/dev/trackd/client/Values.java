@@ -1,10 +1,13 @@
 package dev.trackd.client;
 
 import com.google.protobuf.NullValue;
+import com.google.protobuf.Struct;
 import com.google.protobuf.Value;
 import java.math.BigInteger;
+import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 
 /**
@@ -85,5 +88,44 @@ public final class Values {
       return n.doubleValue();
     }
     return number.doubleValue();
+  }
+
+  /**
+   * Converts a value trackd sends back (a flag's variables) to a plain one: String, Boolean, null,
+   * Long for whole numbers a double holds exactly, Double otherwise, and (json variables) List
+   * and Map of the same.
+   */
+  public static Object fromValue(Value value) {
+    switch (value.getKindCase()) {
+      case STRING_VALUE:
+        return value.getStringValue();
+      case BOOL_VALUE:
+        return value.getBoolValue();
+      case NUMBER_VALUE:
+        double n = value.getNumberValue();
+        if (n == Math.rint(n) && Math.abs(n) <= MAX_EXACT) {
+          return (long) n;
+        }
+        return n;
+      case LIST_VALUE:
+        List<Object> list = new ArrayList<>();
+        for (Value item : value.getListValue().getValuesList()) {
+          list.add(fromValue(item));
+        }
+        return Collections.unmodifiableList(list);
+      case STRUCT_VALUE:
+        return fromStruct(value.getStructValue());
+      default:
+        return null;
+    }
+  }
+
+  /** A Struct as an unmodifiable Map of {@link #fromValue} values. */
+  public static Map<String, Object> fromStruct(Struct struct) {
+    Map<String, Object> out = new LinkedHashMap<>();
+    for (Map.Entry<String, Value> entry : struct.getFieldsMap().entrySet()) {
+      out.put(entry.getKey(), fromValue(entry.getValue()));
+    }
+    return Collections.unmodifiableMap(out);
   }
 }

@@ -1,6 +1,9 @@
 package dev.trackd.examples;
 
+import dev.trackd.client.DecideOption;
+import dev.trackd.client.Decision;
 import dev.trackd.client.TrackProducer;
+import dev.trackd.client.VariableTypeException;
 import dev.trackd.client.TrackdClient;
 import dev.trackd.v1.Attribution;
 import io.grpc.Status;
@@ -54,6 +57,8 @@ public final class E2e {
         notFound = e.getStatus().getCode() == Status.Code.NOT_FOUND;
       }
 
+      Map<String, Object> decide = decideReport(client, runId);
+
       TrackdClient producerClient = TrackdClient.builder().address(producerAddress).build();
       TrackProducer producer =
           producerClient
@@ -85,6 +90,7 @@ public final class E2e {
         sep = ", ";
       }
       json.append("], \"not_found\": ").append(notFound);
+      json.append(", \"decide\": ").append(toJson(decide));
       json.append(", \"producer\": {\"sent\": ").append(stats.sent());
       json.append(", \"acked\": ").append(stats.acked());
       json.append(", \"batches\": ").append(stats.batches());
@@ -93,6 +99,89 @@ public final class E2e {
       json.append(", \"duplicates\": ").append(stats.duplicates()).append("}}");
       System.out.println(json);
     }
+  }
+
+  /** The decide part of the report (docs/dev/clients-e2e.md). */
+  private static Map<String, Object> decideReport(TrackdClient client, String runId) {
+    DecideOption quiet = DecideOption.DISABLE_DECISION_EVENT;
+    Map<String, Object> decisions = new LinkedHashMap<>();
+    boolean quietRecorded = false;
+    for (int n = 0; n < 50; n++) {
+      String device = n % 3 != 0 ? "iPhone" : "Android";
+      Decision d = client.decide("user-" + n, "e2e_checkout", Map.of("device", device), quiet);
+      decisions.put(
+          "user-" + n,
+          java.util.Arrays.asList(d.isEnabled(), d.getVariationKey(), d.getRuleKey(), d.getRuleType()));
+      quietRecorded = quietRecorded || d.isImpressionRecorded();
+    }
+    Map<String, Decision> every = client.decideAll("user-1", Map.of("device", "iPhone"), quiet);
+
+    String forcedUser = "forced-java-" + runId;
+    client.setForcedDecision(forcedUser, "e2e_checkout", null, "treatment");
+    Decision t = client.decide(forcedUser, "e2e_checkout", Map.of(), quiet);
+    Map<String, Object> variables = new LinkedHashMap<>();
+    variables.put("show_banner", t.getBoolean("show_banner"));
+    variables.put("max_items", t.getInteger("max_items"));
+    variables.put("discount", t.getDouble("discount"));
+    variables.put("title", t.getString("title"));
+    variables.put("layout", t.getJson("layout"));
+    boolean typeError = false;
+    try {
+      t.getInteger("title");
+    } catch (VariableTypeException e) {
+      typeError = true;
+    }
+    List<Object> forced = new ArrayList<>();
+    forced.add(client.getForcedDecision(forcedUser, "e2e_checkout", null));
+    forced.add(client.removeForcedDecision(forcedUser, "e2e_checkout", null));
+    forced.add(client.removeForcedDecision(forcedUser, "e2e_checkout", null));
+    client.setForcedDecision(forcedUser, "e2e_checkout", null, "control");
+    client.setForcedDecision(forcedUser, "e2e_checkout", "checkout_test", "control");
+    forced.add(client.removeAllForcedDecisions(forcedUser));
+
+    Decision unknown = client.decide(forcedUser, "no_such_flag", null);
+    String user = "e2e-java-" + runId + "-flag";
+    boolean recorded = client.decide(user, "e2e_checkout", Map.of("device", "iPhone")).isImpressionRecorded();
+    List<Object> attributed = new ArrayList<>();
+    for (Attribution a : client.track("checkout_conversion", user, Map.of("device", "iPhone"))) {
+      attributed.add(a.getExperimentKey());
+    }
+    Map<String, Object> out = new LinkedHashMap<>();
+    out.put("decisions", decisions);
+    out.put("all", new ArrayList<Object>(every.keySet()));
+    out.put("variables", variables);
+    out.put("type_error", typeError);
+    out.put("unknown_flag_error", unknown.getError() != null && !unknown.isEnabled());
+    out.put("forced", forced);
+    out.put("attributed", attributed);
+    out.put("impressions", List.of(quietRecorded, recorded));
+    return out;
+  }
+
+  /** JSON of Maps, Lists, Strings, Numbers, Booleans and null. */
+  private static String toJson(Object value) {
+    if (value instanceof Map) {
+      StringBuilder out = new StringBuilder("{");
+      String sep = "";
+      for (Map.Entry<?, ?> entry : ((Map<?, ?>) value).entrySet()) {
+        out.append(sep).append(quote((String) entry.getKey())).append(": ").append(toJson(entry.getValue()));
+        sep = ", ";
+      }
+      return out.append('}').toString();
+    }
+    if (value instanceof List) {
+      StringBuilder out = new StringBuilder("[");
+      String sep = "";
+      for (Object item : (List<?>) value) {
+        out.append(sep).append(toJson(item));
+        sep = ", ";
+      }
+      return out.append(']').toString();
+    }
+    if (value instanceof String || value == null) {
+      return quote((String) value);
+    }
+    return String.valueOf(value); // Long, Integer, Double, Boolean
   }
 
   /** A JSON string (or null); keys and values here are plain ASCII identifiers. */
