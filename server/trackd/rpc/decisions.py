@@ -15,6 +15,7 @@ from typing import Final
 
 from trackd.datafile.model import FlagDecision, RuleType
 from trackd.rpc import values
+from trackd.rpc.wire import varint
 from trackd.v1 import tracking_service_pb2 as pb
 
 RULE_TYPES: Final = {
@@ -53,15 +54,6 @@ def flag_decision(decision: FlagDecision, impression_recorded: bool) -> pb.FlagD
     )
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 class DecideEncoder:
     def __init__(self) -> None:
         # id -> (the decision, its bytes): holding the decision keeps its id from being reused.
@@ -89,10 +81,10 @@ class DecideEncoder:
             if recorded:
                 body += _RECORDED_TRUE
             out += _DECISION_TAG
-            out += _varint(len(body))
+            out += varint(len(body))
             out += body
         encoded = revision.encode()
         out += _REVISION_TAG
-        out += _varint(len(encoded))
+        out += varint(len(encoded))
         out += encoded
         return pb.DecideResponse.FromString(bytes(out))

@@ -122,7 +122,8 @@ _EVENTS: Final = bytes([pb.TrackStreamRequest.DESCRIPTOR.fields_by_name["events"
 _new = tuple.__new__  # what TrackInput(...) calls, without its Python-level __new__
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """`n` as a protobuf base-128 varint (a length prefix, for messages framed by hand)."""
     out = bytearray()
     while n >= 0x80:
         out.append(n & 0x7F | 0x80)
@@ -134,7 +135,7 @@ def _varint(n: int) -> bytes:
 def _in_batch(raw: bytes) -> bytes:
     """A TrackStreamRequest holding just this event: parsed at the depth the batch carried
     it, so protobuf's nesting limit counts as it did for the whole batch."""
-    return _EVENTS + _varint(len(raw)) + raw
+    return _EVENTS + varint(len(raw)) + raw
 
 
 class EventReader:
