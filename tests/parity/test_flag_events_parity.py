@@ -27,12 +27,15 @@ from optimizely.decision.optimizely_decide_option import OptimizelyDecideOption
 from optimizely.event.event_processor import ForwardingEventProcessor
 from optimizely.helpers.sdk_settings import OptimizelySdkSettings
 from optimizely.logger import NoOpLogger
-from optimizely.optimizely_user_context import OptimizelyUserContext
 
 from tests.parity.flags_generator import DecideCall, FlagCase, FlagsGenerator
 from tests.parity.test_flag_payload_parity import _ours, _theirs, _uuid_and_timestamp
 from tests.parity.test_parity_decisions import is_known_sdk_crash
-from tests.parity.test_parity_flags import UnreachableCmabService
+from tests.parity.test_parity_flags import (
+    UnreachableCmabService,
+    forced_variation_ids,
+    sdk_decide,
+)
 from tests.parity.test_parity_flags import quiet_sdk as quiet_sdk  # autouse: the SDK's logging
 from tests.support.oracle import CapturingDispatcher
 from trackd.activation import MemoryActivationStore
@@ -78,36 +81,16 @@ def sdk_events(
     sdk: optimizely.Optimizely, dispatched: CapturingDispatcher, call: DecideCall, quiet: bool
 ) -> list[dict[str, Any]]:
     """The payloads the SDK dispatches for the call."""
-    user = sdk.create_user_context(call.user_id, call.attributes)
-    assert user is not None
-    for (flag_key, rule_key), variation_key in call.forced.items():
-        user.set_forced_decision(
-            OptimizelyUserContext.OptimizelyDecisionContext(flag_key, rule_key),
-            OptimizelyUserContext.OptimizelyForcedDecision(variation_key),
-        )
-    for experiment_key, variation_key in call.forced_variations.items():
-        assert sdk.set_forced_variation(experiment_key, call.user_id, variation_key)
-    options = [*call.options, *([OptimizelyDecideOption.DISABLE_DECISION_EVENT] * quiet)]
     before = len(dispatched.events)
-    try:
-        if call.flag_keys is None:
-            user.decide_all(options)
-        else:
-            user.decide_for_keys(call.flag_keys, options)
-    finally:
-        for experiment_key in call.forced_variations:
-            sdk.set_forced_variation(experiment_key, call.user_id, None)
+    sdk_decide(sdk, call, [OptimizelyDecideOption.DISABLE_DECISION_EVENT] * quiet)
     return [event.params for event in dispatched.events[before:]]
 
 
 def our_impressions(config: ProjectConfig, call: DecideCall, quiet: bool) -> list[Impression]:
     """What Tracker.decide records for the call, from a fresh activation store."""
     forced_variations = ForcedVariations()
-    for experiment_key, variation_key in call.forced_variations.items():
-        experiment = config.experiments_by_key[experiment_key]
-        forced_variations.set(
-            call.user_id, experiment.id, experiment.variations_by_key[variation_key].id
-        )
+    for experiment_id, variation_id in forced_variation_ids(config, call).items():
+        forced_variations.set(call.user_id, experiment_id, variation_id)
     forced_decisions = ForcedDecisions()
     for (flag_key, rule_key), variation_key in call.forced.items():
         forced_decisions.set(call.user_id, flag_key, rule_key, variation_key)
@@ -162,7 +145,10 @@ def compare_case(
             ours = our_impressions(config, call, quiet)
             counts["calls"] += 1
             counts["calls_quiet" if quiet else "calls_sending"] += 1
-            counts["flag_decisions"] += len(call.flag_keys or config.flag_keys)
+            # Every flag of the datafile decided, those ENABLED_FLAGS_ONLY leaves out included
+            # (their events are compared too); unknown keys, which send nothing, are not.
+            decided = call.flag_keys or config.flag_keys
+            counts["flag_decisions"] += sum(key in config.flags_by_key for key in decided)
             counts["events"] += len(theirs)
             problems = []
             if len(ours) != len(theirs):
