@@ -63,9 +63,12 @@ class UnreachableCmabService:
         raise ConnectionError("CMAB prediction service unreachable")
 
 
-def sdk_decisions(
-    sdk: optimizely.Optimizely, profiles: ProfileService, call: DecideCall
-) -> dict[str, tuple[Any, ...]]:
+def sdk_decide(
+    sdk: optimizely.Optimizely, call: DecideCall, more_options: list[str]
+) -> dict[str, Any]:
+    """The SDK's decide_all or decide_for_keys for the call, with its forced decisions and
+    forced variations (the latter cleared afterwards: they are the client's, not the user
+    context's), the call's options and `more_options`."""
     user = sdk.create_user_context(call.user_id, call.attributes)
     assert user is not None
     for (flag_key, rule_key), variation_key in call.forced.items():
@@ -73,6 +76,30 @@ def sdk_decisions(
             OptimizelyUserContext.OptimizelyDecisionContext(flag_key, rule_key),
             OptimizelyUserContext.OptimizelyForcedDecision(variation_key),
         )
+    for experiment_key, variation_key in call.forced_variations.items():
+        assert sdk.set_forced_variation(experiment_key, call.user_id, variation_key)
+    options = [*call.options, *more_options]
+    try:
+        if call.flag_keys is None:
+            return user.decide_all(options)
+        return user.decide_for_keys(call.flag_keys, options)
+    finally:
+        for experiment_key in call.forced_variations:
+            sdk.set_forced_variation(experiment_key, call.user_id, None)
+
+
+def forced_variation_ids(config: ProjectConfig, call: DecideCall) -> dict[str, str]:
+    """The call's forced variations as trackd holds them: experiment id -> variation id."""
+    forced = {}
+    for experiment_key, variation_key in call.forced_variations.items():
+        experiment = config.experiments_by_key[experiment_key]
+        forced[experiment.id] = experiment.variations_by_key[variation_key].id
+    return forced
+
+
+def sdk_decisions(
+    sdk: optimizely.Optimizely, profiles: ProfileService, call: DecideCall
+) -> dict[str, tuple[Any, ...]]:
     profiles.profile = {
         "user_id": call.user_id,
         "experiment_bucket_map": {
@@ -80,18 +107,10 @@ def sdk_decisions(
             for experiment_id, variation_id in call.profile.items()
         },
     }
-    for experiment_key, variation_key in call.forced_variations.items():
-        assert sdk.set_forced_variation(experiment_key, call.user_id, variation_key)
-    options = [*call.options, OptimizelyDecideOption.DISABLE_DECISION_EVENT]
     try:
-        if call.flag_keys is None:
-            decisions = user.decide_all(options)
-        else:
-            decisions = user.decide_for_keys(call.flag_keys, options)
+        decisions = sdk_decide(sdk, call, [OptimizelyDecideOption.DISABLE_DECISION_EVENT])
     finally:
         profiles.profile = None
-        for experiment_key in call.forced_variations:
-            sdk.set_forced_variation(experiment_key, call.user_id, None)
     return {
         key: (d.variation_key, d.enabled, d.rule_key, d.variables) for key, d in decisions.items()
     }
@@ -100,10 +119,7 @@ def sdk_decisions(
 def our_decisions(config: ProjectConfig, call: DecideCall) -> list[FlagDecision]:
     options = {DecideOption(option) for option in call.options}
     lookup = call.profile.get
-    forced_variation_ids = {}
-    for experiment_key, variation_key in call.forced_variations.items():
-        experiment = config.experiments_by_key[experiment_key]
-        forced_variation_ids[experiment.id] = experiment.variations_by_key[variation_key].id
+    forced_variations = forced_variation_ids(config, call)
     if call.flag_keys is None:
         return decide_all(
             config,
@@ -111,7 +127,7 @@ def our_decisions(config: ProjectConfig, call: DecideCall) -> list[FlagDecision]
             call.attributes,
             options,
             forced_decisions=call.forced,
-            forced_variation=forced_variation_ids.get,
+            forced_variation=forced_variations.get,
             sticky_variation=lookup,
         )
     return decide_for_keys(
@@ -121,7 +137,7 @@ def our_decisions(config: ProjectConfig, call: DecideCall) -> list[FlagDecision]
         call.attributes,
         options,
         forced_decisions=call.forced,
-        forced_variation=forced_variation_ids.get,
+        forced_variation=forced_variations.get,
         sticky_variation=lookup,
     )
 

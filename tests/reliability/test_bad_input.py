@@ -16,12 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.reliability.support import DATAFILE, record
+from tests.reliability.support import ROOT, record
 from tests.support.daemon import Process, spawn
 from tests.support.protowire import field as _field
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
+# The reliability datafile and two flags (an A/B-tested one and a rollout), so Decide and the
+# forced decisions reach real flags, rules and variations as well as unknown ones.
+DATAFILE = ROOT / "tests" / "data" / "clients_datafile.json"
 ALLOWED = {
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -247,6 +250,93 @@ def test_forced_variations(
     outcome("SetForcedVariation", stub.SetForcedVariation, set_request)
     get_request = pb.GetForcedVariationRequest(experiment_key=key, user_id=user)
     outcome("GetForcedVariation", stub.GetForcedVariation, get_request)
+
+
+flag_keys = st.one_of(st.sampled_from(["e2e_checkout", "e2e_banner"]), strings)
+rule_keys = st.one_of(
+    st.sampled_from(["", "checkout_test", "banner_half", "checkout_everyone_else"]), strings
+)
+variation_keys = st.one_of(st.sampled_from(["control", "treatment", "on", "off"]), strings)
+# Every DecideOption, repeated or not, and numbers the enum does not have (an open enum
+# carries them on the wire).
+decide_options = st.lists(
+    st.one_of(st.integers(0, 5), st.sampled_from([6, 99, 2**31 - 1, -1])), max_size=6
+)
+ENABLED_FLAGS_ONLY = pb.DECIDE_OPTION_ENABLED_FLAGS_ONLY
+
+
+@FUZZ
+@given(
+    user=user_ids,
+    attributes=attribute_maps,
+    keys=st.lists(flag_keys, max_size=4),
+    options=decide_options,
+)
+def test_decide(
+    stub: pb_grpc.TrackingServiceStub,
+    user: str,
+    attributes: dict[str, Value],
+    keys: list[str],
+    options: list[int],
+) -> None:
+    """Unknown and huge flag keys are per-flag errors in an OK answer (as decide_for_keys);
+    an empty user id or an option the enum does not have is INVALID_ARGUMENT."""
+    request = pb.DecideRequest(user_id=user, flag_keys=keys, options=options)
+    maps(request.attributes, attributes)
+    reply = outcome("Decide", stub.Decide, request)
+    if not user or any(not 0 <= option <= 5 for option in options):
+        assert reply is None
+    if reply is None:
+        return
+    assert reply.revision
+    answered = {d.flag_key: d for d in reply.decisions}
+    if keys and ENABLED_FLAGS_ONLY not in options:
+        assert set(answered) == set(keys)
+    for key, decision in answered.items():
+        known = key in ("e2e_checkout", "e2e_banner")
+        assert bool(decision.error) is not known, decision
+        assert not (decision.error and decision.enabled), decision
+
+
+@FUZZ
+@given(user=user_ids, flag=flag_keys, rule=rule_keys, variation=variation_keys)
+def test_forced_decisions(
+    stub: pb_grpc.TrackingServiceStub, user: str, flag: str, rule: str, variation: str
+) -> None:
+    """Set, get, decide with, remove one and remove all: an empty user, flag or variation key
+    is INVALID_ARGUMENT; what was set is what is read back and removed."""
+    context = {"user_id": user, "flag_key": flag, "rule_key": rule}
+    stored = outcome(
+        "SetForcedDecision",
+        stub.SetForcedDecision,
+        pb.SetForcedDecisionRequest(variation_key=variation, **context),
+    )
+    if not (user and flag and variation):
+        assert stored is None
+    got = outcome(
+        "GetForcedDecision", stub.GetForcedDecision, pb.GetForcedDecisionRequest(**context)
+    )
+    if stored is not None:
+        assert got.variation_key == variation
+    decided = outcome("Decide", stub.Decide, pb.DecideRequest(user_id=user, flag_keys=[flag]))
+    if decided is not None:
+        assert [d.flag_key for d in decided.decisions] == [flag]
+    removed = outcome(
+        "RemoveForcedDecision",
+        stub.RemoveForcedDecision,
+        pb.RemoveForcedDecisionRequest(**context),
+    )
+    if stored is not None:
+        assert removed.removed
+    cleared = outcome(
+        "RemoveAllForcedDecisions",
+        stub.RemoveAllForcedDecisions,
+        pb.RemoveAllForcedDecisionsRequest(user_id=user),
+    )
+    if not user:
+        assert cleared is None
+    elif stored is not None:
+        assert cleared.removed == 0  # the one set was removed above
 
 
 def test_config_rpcs_take_no_input_and_answer(stub: pb_grpc.TrackingServiceStub) -> None:
