@@ -370,6 +370,24 @@ async def test_an_empty_user_id_is_invalid_argument(flags: Client) -> None:
     assert listed.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # Activate's rules
 
 
+async def test_a_forced_variation_key_over_the_key_cap_is_invalid_argument(
+    flags: Client,
+) -> None:
+    """Every key of a forced decision has the key cap, the variation's too (it is stored)."""
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await flags.stub.SetForcedDecision(
+            pb.SetForcedDecisionRequest(
+                user_id="u", flag_key="checkout_redesign", variation_key="v" * 100_000
+            )
+        )
+    assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "variation_key" in (failed.value.details() or "")
+    got = await flags.stub.GetForcedDecision(
+        pb.GetForcedDecisionRequest(user_id="u", flag_key="checkout_redesign")
+    )
+    assert got.variation_key == ""
+
+
 def _list_value() -> Value:
     value = Value()
     value.list_value.values.add().string_value = "x"

@@ -319,7 +319,8 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
     ) -> pb.SetForcedDecisionResponse:
         async def call() -> pb.SetForcedDecisionResponse:
             user_id, flag_key, rule_key = self._forced_decision_input(request)
-            self._tracker.set_forced_decision(user_id, flag_key, rule_key, request.variation_key)
+            variation_key = values.require_key(request.variation_key, "variation_key", self._limits)
+            self._tracker.set_forced_decision(user_id, flag_key, rule_key, variation_key)
             return pb.SetForcedDecisionResponse()
 
         return await _answer(context, call)
