@@ -29,7 +29,6 @@ from optimizely.helpers.sdk_settings import OptimizelySdkSettings
 from optimizely.logger import NoOpLogger
 
 from tests.parity.flags_generator import DecideCall, FlagCase, FlagsGenerator
-from tests.parity.test_flag_payload_parity import _ours, _theirs, _uuid_and_timestamp
 from tests.parity.test_parity_decisions import is_known_sdk_crash
 from tests.parity.test_parity_flags import (
     UnreachableCmabService,
@@ -37,7 +36,12 @@ from tests.parity.test_parity_flags import (
     sdk_decide,
 )
 from tests.parity.test_parity_flags import quiet_sdk as quiet_sdk  # autouse: the SDK's logging
-from tests.support.oracle import CapturingDispatcher
+from tests.support.oracle import (
+    CapturingDispatcher,
+    sdk_payload,
+    sdk_uuids_and_timestamps,
+    trackd_payload,
+)
 from trackd.activation import MemoryActivationStore
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.decision.flags import DecideOption
@@ -158,10 +162,10 @@ def compare_case(
                     f"{[_metadata(p) for p in theirs]}"
                 )
             for position, (record, params) in enumerate(zip(ours, theirs, strict=False)):
-                ((uuid, timestamp),) = _uuid_and_timestamp(params)
-                mine = _ours(record._replace(uuid=uuid, timestamp=timestamp))
-                if mine != _theirs(params):
-                    problems.append(f"event {position}: ours {mine}\n  sdk {_theirs(params)}")
+                ((uuid, timestamp),) = sdk_uuids_and_timestamps(params)
+                mine = trackd_payload([record._replace(uuid=uuid, timestamp=timestamp)])
+                if mine != sdk_payload(params):
+                    problems.append(f"event {position}: ours {mine}\n  sdk {sdk_payload(params)}")
                 else:
                     counts["events_equal"] += 1
                     counts[f"events_{_metadata(params)['rule_type']}"] += 1

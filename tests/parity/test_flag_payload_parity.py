@@ -12,11 +12,10 @@ own.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -26,12 +25,15 @@ from optimizely.event.event_processor import ForwardingEventProcessor
 from optimizely.logger import NoOpLogger
 from optimizely.optimizely_user_context import OptimizelyUserContext
 
-import trackd
-from tests.support.oracle import CapturingDispatcher
+from tests.support.oracle import (
+    CapturingDispatcher,
+    sdk_payload,
+    sdk_uuids_and_timestamps,
+    trackd_payload,
+)
 from trackd.datafile import ProjectConfig, parse_datafile
-from trackd.events import payload
 from trackd.events.decisions import DecidedRule, decision_impressions
-from trackd.events.records import AttributeValue, Impression
+from trackd.events.records import AttributeValue
 
 
 def _audience(audience_id: str, name: str, value: str) -> dict[str, Any]:
@@ -333,29 +335,6 @@ class _SdkDecisions:
         self.client._create_optimizely_decision = kept
 
 
-def _ours(record: Impression) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(
-        payload.encode(payload.event_batch(record.context, [record]))
-    )
-    assert document.pop("client_name") == "trackd"
-    assert document.pop("client_version") == trackd.__version__
-    return document
-
-
-def _theirs(params: dict[str, Any]) -> dict[str, Any]:
-    document = copy.deepcopy(params)
-    assert document.pop("client_name") == "python-sdk"
-    document.pop("client_version")
-    return document
-
-
-def _uuid_and_timestamp(params: dict[str, Any]) -> Iterator[tuple[str, int]]:
-    for visitor in params["visitors"]:
-        for snapshot in visitor["snapshots"]:
-            for event in snapshot["events"]:
-                yield event["uuid"], event["timestamp"]
-
-
 def _compare(
     sdk: _SdkDecisions,
     config: ProjectConfig,
@@ -384,8 +363,10 @@ def _compare(
     assert len(ours) == len(theirs)
     metadata = []
     for record, params in zip(ours, theirs, strict=True):
-        ((uuid, timestamp),) = _uuid_and_timestamp(params)
-        assert _ours(record._replace(uuid=uuid, timestamp=timestamp)) == _theirs(params)
+        ((uuid, timestamp),) = sdk_uuids_and_timestamps(params)
+        assert trackd_payload([record._replace(uuid=uuid, timestamp=timestamp)]) == sdk_payload(
+            params
+        )
         parity_counts["flag_payloads"] += 1
         (visitor,) = params["visitors"]
         metadata.append(visitor["snapshots"][0]["decisions"][0]["metadata"])

@@ -10,10 +10,8 @@ variations, which trackd receives as its sticky lookup. One case is one flag dec
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ from optimizely.optimizely_user_context import OptimizelyUserContext
 
 from tests.parity.flags_generator import DecideCall, FlagCase, FlagsGenerator
 from tests.parity.test_parity_decisions import is_known_sdk_crash
+from tests.parity.test_parity_decisions import quiet_sdk as quiet_sdk  # autouse: the SDK's logging
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.decision.flags import DecideOption, FlagDecision, decide_all, decide_for_keys
 
@@ -32,15 +31,6 @@ DATAFILES = 1200
 CALLS_PER_DATAFILE = 8
 SEEDS = (20261207, 15)
 MIN_CASES = 20_000
-
-
-@pytest.fixture(autouse=True)
-def quiet_sdk() -> Iterator[None]:
-    sdk_logger = logging.getLogger("optimizely")
-    level = sdk_logger.level
-    sdk_logger.setLevel(logging.CRITICAL + 1)
-    yield
-    sdk_logger.setLevel(level)
 
 
 class ProfileService:

@@ -6,7 +6,6 @@ mixing forced decisions, stored profiles, bucketing ids and every pure option.""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from optimizely.project_config import ProjectConfig as SdkProjectConfig
 
 from tests.parity.conftest import PARITY_COUNTS
 from tests.parity.flags_generator import PURE_OPTIONS, DecideCall, FlagsGenerator
+from tests.parity.test_parity_conditions import quiet_sdk as quiet_sdk  # autouse: the SDK's logging
 from tests.parity.test_parity_decisions import is_known_sdk_crash
 from tests.parity.test_parity_flags import (
     ProfileService,
@@ -39,15 +39,6 @@ PARITY = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 DATAFILES = 40
-
-
-@pytest.fixture(autouse=True, scope="module")
-def quiet_sdk() -> Iterator[None]:
-    sdk_logger = logging.getLogger("optimizely")
-    level = sdk_logger.level
-    sdk_logger.setLevel(logging.CRITICAL + 1)
-    yield
-    sdk_logger.setLevel(level)
 
 
 variable_values = st.one_of(

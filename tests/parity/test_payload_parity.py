@@ -12,7 +12,6 @@ import copy
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +24,14 @@ from optimizely.event.user_event_factory import UserEventFactory
 from optimizely.helpers import enums
 from optimizely.logger import NoOpLogger
 
-import trackd
-from tests.support.oracle import CapturingDispatcher
+from tests.support.oracle import (
+    CapturingDispatcher,
+    sdk_payload,
+    sdk_uuids_and_timestamps,
+    trackd_payload,
+)
 from trackd.datafile import parse_datafile
-from trackd.events import payload, records
+from trackd.events import records
 from trackd.events.records import Record
 from trackd.events.tags import TagValue, parse_tags
 
@@ -107,31 +110,6 @@ def _sdk(datafile: dict[str, Any]) -> tuple[Any, CapturingDispatcher]:
     return client, captured
 
 
-def _ours(records_: list[Record]) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(
-        payload.encode(payload.event_batch(records_[0].context, records_))
-    )
-    assert document.pop("client_name") == "trackd"
-    assert document.pop("client_version") == trackd.__version__
-    return document
-
-
-def _theirs(params: dict[str, Any]) -> dict[str, Any]:
-    document = copy.deepcopy(params)
-    assert document.pop("client_name") == "python-sdk"
-    document.pop("client_version")
-    return document
-
-
-def _uuid_and_timestamp(params: dict[str, Any]) -> Iterator[tuple[str, int]]:
-    for visitor in params["visitors"]:
-        for snapshot in visitor["snapshots"]:
-            for event in snapshot["events"]:
-                assert isinstance(event["uuid"], str) and len(event["uuid"]) == 36
-                assert isinstance(event["timestamp"], int)
-                yield event["uuid"], event["timestamp"]
-
-
 @pytest.mark.parametrize("datafile_name", DATAFILES)
 @pytest.mark.parametrize("attributes_name", ATTRIBUTE_SETS)
 def test_impression_matches_the_sdk_activate(
@@ -146,13 +124,13 @@ def test_impression_matches_the_sdk_activate(
             variation_key = client.activate("ab_running", user, attributes)
             assert variation_key is not None
             (log_event,) = captured.events[-1:]
-            ((uuid, timestamp),) = _uuid_and_timestamp(log_event.params)
+            ((uuid, timestamp),) = sdk_uuids_and_timestamps(log_event.params)
             experiment = config.experiments_by_key["ab_running"]
             variation = experiment.variations_by_key[variation_key]
             ours = records.impression(
                 config, experiment, variation, user, attributes, now_ms=timestamp
             )._replace(uuid=uuid)
-            assert _ours([ours]) == _theirs(log_event.params)
+            assert trackd_payload([ours]) == sdk_payload(log_event.params)
             parity_counts["payload_impressions"] += 1
     finally:
         client.close()
@@ -175,7 +153,7 @@ def test_conversion_matches_the_sdk_track(
             # ints); no tags at all is the SDK's event_tags=None.
             client.track(event_key, "user-1", attributes, dict(parsed.tags) or None)
             (log_event,) = captured.events[-1:]
-            ((uuid, timestamp),) = _uuid_and_timestamp(log_event.params)
+            ((uuid, timestamp),) = sdk_uuids_and_timestamps(log_event.params)
             ours = records.conversion(
                 config,
                 config.events_by_key[event_key],
@@ -185,7 +163,7 @@ def test_conversion_matches_the_sdk_track(
                 [("40001", "42001")],  # attributions are trackd's own, never sent
                 now_ms=timestamp,
             )._replace(uuid=uuid)
-            assert _ours([ours]) == _theirs(log_event.params)
+            assert trackd_payload([ours]) == sdk_payload(log_event.params)
             parity_counts["payload_conversions"] += 1
     finally:
         client.close()
@@ -254,5 +232,5 @@ def test_a_batch_of_many_visitors_matches_the_sdk_event_factory(
     log_event = EventFactory.create_log_event(theirs, NoOpLogger())
     assert log_event is not None
     assert len(log_event.params["visitors"]) == len(ours) == 8
-    assert _ours(ours) == _theirs(log_event.params)
+    assert trackd_payload(ours) == sdk_payload(log_event.params)
     parity_counts["payload_batches"] += 1

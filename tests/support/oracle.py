@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from optimizely import optimizely
 from optimizely.logger import NoOpLogger
+
+import trackd
+from trackd.events import payload
+from trackd.events.records import Record
 
 
 class CapturingDispatcher:
@@ -27,3 +34,32 @@ def sdk_client(datafile_json: str, dispatcher: CapturingDispatcher | None = None
         logger=NoOpLogger(),
         skip_json_validation=True,
     )
+
+
+# Payload parity: trackd's Event API body and the SDK's, each without its client name and
+# version, compared once the SDK's uuids and timestamps are given to trackd's records.
+
+
+def trackd_payload(records: Sequence[Record]) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(
+        payload.encode(payload.event_batch(records[0].context, records))
+    )
+    assert document.pop("client_name") == "trackd"
+    assert document.pop("client_version") == trackd.__version__
+    return document
+
+
+def sdk_payload(params: dict[str, Any]) -> dict[str, Any]:
+    document = copy.deepcopy(params)
+    assert document.pop("client_name") == "python-sdk"
+    document.pop("client_version")
+    return document
+
+
+def sdk_uuids_and_timestamps(params: dict[str, Any]) -> Iterator[tuple[str, int]]:
+    for visitor in params["visitors"]:
+        for snapshot in visitor["snapshots"]:
+            for event in snapshot["events"]:
+                assert isinstance(event["uuid"], str) and len(event["uuid"]) == 36
+                assert isinstance(event["timestamp"], int)
+                yield event["uuid"], event["timestamp"]
