@@ -120,6 +120,8 @@ def decide_for_keys(
     # Delivery rules with one audience share its compiled condition, so this saves most
     # evaluations on projects whose flags target the same audiences.
     audience_results: dict[Condition, bool] = {}
+    # Likewise a holdout's variation for this user: every flag checks the global holdouts.
+    holdout_variations: dict[Holdout, Variation | None] = {}
     decisions = []
     for key in dict.fromkeys(flag_keys):
         flag = config.flags_by_key.get(key)
@@ -139,6 +141,7 @@ def decide_for_keys(
             reasons=reasons,
             exclude_variables=exclude_variables,
             audience_results=audience_results,
+            holdout_variations=holdout_variations,
         )
         if enabled_only and not decision.enabled and decision.error is None:
             continue
@@ -171,6 +174,7 @@ def _decide(
     reasons: list[str] | None,
     exclude_variables: bool,
     audience_results: dict[Condition, bool],
+    holdout_variations: dict[Holdout, Variation | None],
 ) -> FlagDecision:
     # Decisions without reasons, bypassed holdout or excluded variables were built at load
     # (flag.outcomes); `plain` says this call may return those.
@@ -184,7 +188,7 @@ def _decide(
 
     bypassed: HoldoutHit | None = None
     for holdout in config.global_holdouts:
-        hit = _holdout_hit(config, holdout, user_id, attributes, reasons)
+        hit = _holdout_hit(config, holdout, user_id, attributes, reasons, holdout_variations)
         if hit is None:
             continue
         if reasons is not None:
@@ -221,7 +225,9 @@ def _decide(
                     bypassed,
                 )
         if local_holdouts and experiment.id in local_holdouts:
-            hit = _local_holdout_hit(config, experiment, user_id, attributes, reasons)
+            hit = _local_holdout_hit(
+                config, experiment, user_id, attributes, reasons, holdout_variations
+            )
             if hit is not None:
                 # As in the SDK, a local holdout's decision does not carry a bypassed one.
                 if reasons is None:
@@ -297,7 +303,7 @@ def _decide(
                     flag, reasons, exclude_variables, rule, variation, RuleType.ROLLOUT, bypassed
                 )
         if local_holdouts and rule.id in local_holdouts:
-            hit = _local_holdout_hit(config, rule, user_id, attributes, reasons)
+            hit = _local_holdout_hit(config, rule, user_id, attributes, reasons, holdout_variations)
             if hit is not None:
                 if plain:
                     built = _built(outcomes.holdouts, hit.holdout.rule, hit.variation)
@@ -420,9 +426,13 @@ def _holdout_hit(
     user_id: str,
     attributes: Mapping[str, AttributeValue],
     reasons: list[str] | None,
+    decided: dict[Holdout, Variation | None],
 ) -> HoldoutHit | None:
     # A holdout is an experiment with no whitelist and no group: status, audience, traffic.
-    variation = decide(config, holdout.rule, user_id, attributes).variation
+    if holdout in decided:
+        variation = decided[holdout]
+    else:
+        variation = decided[holdout] = decide(config, holdout.rule, user_id, attributes).variation
     if variation is None:
         return None
     if reasons is not None:
@@ -439,9 +449,10 @@ def _local_holdout_hit(
     user_id: str,
     attributes: Mapping[str, AttributeValue],
     reasons: list[str] | None,
+    decided: dict[Holdout, Variation | None],
 ) -> HoldoutHit | None:
     for holdout in config.holdouts_by_rule_id[rule.id]:
-        hit = _holdout_hit(config, holdout, user_id, attributes, reasons)
+        hit = _holdout_hit(config, holdout, user_id, attributes, reasons, decided)
         if hit is not None:
             if reasons is not None:
                 reasons.append(
