@@ -22,7 +22,7 @@ from typing import Final, NamedTuple, Protocol
 import structlog
 
 from trackd import errors as error_types
-from trackd.activation.store import ActivationStore, Held, Lookup
+from trackd.activation.store import ActivationStore, Held, Lookup, sticky_variation
 from trackd.datafile.model import (
     AttributeValue,
     Event,
@@ -45,7 +45,10 @@ from trackd.errors import (
 from trackd.events import records
 from trackd.events.decisions import DecidedRule, decision_impressions
 from trackd.events.outbox import BatchKey, Receipt
-from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
+from trackd.events.results import (
+    ExperimentResults,
+    LocalResults,
+)
 from trackd.events.tags import ParsedTags, parse_tags
 from trackd.forced import ForcedVariations
 from trackd.forced_decisions import ForcedDecisions
@@ -59,7 +62,7 @@ log = structlog.get_logger("trackd.tracking")
 _NOT_STICKY_REASONS = frozenset({Reason.FORCED, Reason.WHITELISTED})
 
 
-class EventLog(Protocol):
+class EventLog(LocalResults, Protocol):
     """Where Tracker commits its records, durably, and counts this daemon's results: the
     `Outbox` (an in-memory one in Tracker's unit tests)."""
 
@@ -73,17 +76,13 @@ class EventLog(Protocol):
         committed within the dedup window (storing nothing), else None."""
         ...
 
-    async def results(
-        self, config: ResultsConfig, experiment: ResultsExperiment
-    ) -> ExperimentResults: ...
-
 
 class SharedResults(Protocol):
     """Every replica's results, `FleetResults` over Redis: `(results, True)`, or this
     replica's own from `outbox` and False while they cannot be read."""
 
     async def results(
-        self, outbox: EventLog, config: ProjectConfig, experiment: Experiment
+        self, outbox: LocalResults, config: ProjectConfig, experiment: Experiment
     ) -> tuple[ExperimentResults, bool]: ...
 
 
@@ -220,7 +219,10 @@ class Tracker:
         self.live = live
         self._activations = activations
         self._forced = forced
-        self._forced_decisions = forced_decisions or ForcedDecisions()
+        # Not `or`: an injected store that is still empty is falsy (it has a length).
+        self._forced_decisions = (
+            forced_decisions if forced_decisions is not None else ForcedDecisions()
+        )
         self._default_decide_options = frozenset(default_decide_options)
         self._outbox = outbox
         self._clock = clock
@@ -245,7 +247,7 @@ class Tracker:
             held = await self._activations.get(user_id, experiment.id)
         except ActivationStoreUnavailable:
             held = None
-        sticky = held.variation_id if held is not None and held.sticky else None
+        sticky = sticky_variation(held)
         decision = decide(
             config,
             experiment,
@@ -376,8 +378,7 @@ class Tracker:
             held, degraded = {}, True
 
         def sticky(experiment_id: str) -> str | None:
-            found = held.get(experiment_id)
-            return found.variation_id if found is not None and found.sticky else None
+            return sticky_variation(held.get(experiment_id))
 
         def forced_variation(experiment_id: str) -> str | None:
             return self._forced.get(user_id, experiment_id)
@@ -498,9 +499,7 @@ class Tracker:
                 user_id,
                 attributes,
                 forced_variation_id=self._forced.get(user_id, experiment.id),
-                sticky_variation_id=(
-                    None if ignore_profile or live is None or not live.sticky else live.variation_id
-                ),
+                sticky_variation_id=None if ignore_profile else sticky_variation(live),
             ).reason
         if reason in _NOT_STICKY_REASONS:
             # As Activate: the same forcing as the live activation is a repeat.
@@ -777,15 +776,7 @@ def _decided_rule(flag: FeatureFlag, decision: FlagDecision) -> DecidedRule:
     if variation is not None:
         variation_key = variation.key
         if decision.rule_type is not RuleType.HOLDOUT:
-            rules = (*flag.experiments, *(flag.rollout.rules if flag.rollout else ()))
-            variation_key = next(
-                (
-                    found.key
-                    for each in rules
-                    if (found := each.variations_by_id.get(variation.id)) is not None
-                ),
-                variation.key,
-            )
+            variation_key = flag.variations_by_id.get(variation.id, variation).key
     return DecidedRule(
         decision.rule_type.value,
         rule.id if rule else "",

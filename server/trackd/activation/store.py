@@ -36,6 +36,11 @@ class Held(NamedTuple):
     sticky: bool  # False: forced or whitelisted, attributes conversions only
 
 
+def sticky_variation(held: Held | None) -> str | None:
+    """The variation a user sticks to: that of a sticky live activation, else None."""
+    return held.variation_id if held is not None and held.sticky else None
+
+
 class Sticky(NamedTuple):
     """What `refresh_or_put` left live: the variation (None if nothing) and whether a sticky
     activation was already live before the call (the user sticks: no second impression)."""

@@ -135,13 +135,14 @@ def parse_flags(
                 experiments=tuple(tests),
                 rollout=flag_rollout,
                 variables=tuple(variable for variable, _ in variables.values()),
-                variations_by_key=_first_by_key(flag_variations),
+                variations_by_id=flag_variations,
+                variations_by_key=_first_by_key(flag_variations.values()),
                 default_variables={
                     key: variable.default_value for key, (variable, _) in variables.items()
                 },
                 variables_by_variation_id={
                     variation.id: _enabled_values(variables, usages[variation.id])
-                    for variation in [*flag_variations, *holdout_variations]
+                    for variation in [*flag_variations.values(), *holdout_variations]
                     if variation.id in usages
                 },
                 unknown_variation_variables={
@@ -265,13 +266,14 @@ def _enabled_values(
     }
 
 
-def _flag_variations(rules: Iterable[Experiment]) -> list[Variation]:
-    """Every variation of the rules, the first of an id kept (the SDK's flag_variations_map)."""
+def _flag_variations(rules: Iterable[Experiment]) -> dict[str, Variation]:
+    """Every variation of the rules by id, the first of an id kept (the SDK's
+    flag_variations_map)."""
     by_id: dict[str, Variation] = {}
     for rule in rules:
         for variation in rule.variations_by_id.values():
             by_id.setdefault(variation.id, variation)
-    return list(by_id.values())
+    return by_id
 
 
 def _first_by_key(variations: Iterable[Variation]) -> dict[str, Variation]:

@@ -316,6 +316,9 @@ class FeatureFlag:
     rollout: Rollout | None
     variables: tuple[Variable, ...]
     """Declared variables; with duplicate keys the last wins, in the first one's place."""
+    variations_by_id: Mapping[str, Variation]
+    """Every variation of the flag's rules (tests, then delivery rules), the first of an id
+    winning: the one a decision event names (the SDK's flag_variations_map)."""
     variations_by_key: Mapping[str, Variation]
     """Every variation of the flag's rules, the first of a key winning (forced decisions)."""
     default_variables: Mapping[str, object]

@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import structlog
 from redis import exceptions as redis_errors
@@ -44,6 +44,7 @@ from trackd.events import results as results_mod
 from trackd.events.results import (
     ExperimentResults,
     Group,
+    LocalResults,
     RawCounts,
     ResultsConfig,
     ResultsExperiment,
@@ -52,14 +53,6 @@ from trackd.outage import Outage
 from trackd.redis_down import REDIS_DOWN
 
 log = structlog.get_logger("trackd.events")
-
-
-class LocalResults(Protocol):
-    """This replica's own results: the `Outbox` (or any event log that counts them)."""
-
-    async def results(
-        self, config: ResultsConfig, experiment: ResultsExperiment
-    ) -> ExperimentResults: ...
 
 
 _SCHEMA: Final = """

@@ -289,6 +289,14 @@ def assemble(
     return ExperimentResults(experiment.key, experiment.id, tuple(variations))
 
 
+class LocalResults(Protocol):
+    """This replica's own results: the `Outbox` (or any event log that counts them)."""
+
+    async def results(
+        self, config: ResultsConfig, experiment: ResultsExperiment
+    ) -> ExperimentResults: ...
+
+
 __all__ = [
     "MIN_SQLITE",
     "CountedObserver",
@@ -296,6 +304,7 @@ __all__ = [
     "EventResults",
     "ExperimentResults",
     "Group",
+    "LocalResults",
     "RawCounts",
     "ResultsConfig",
     "ResultsExperiment",
