@@ -467,8 +467,9 @@ class RedisActivationStore:
         if not dropped:
             return 0
         removed = 0
+        dropped_pairs = sorted(dropped)
         async for keys in self._user_keys():
-            removed += int(await self._script(self._retain, keys, sorted(dropped)))
+            removed += int(await self._script(self._retain, keys, dropped_pairs))
         await self._call(lambda: self._client.srem(self._pairs_key, *dropped_members))
         self._dropped += removed
         log.info("activations_dropped", pairs=len(dropped), activations=removed)

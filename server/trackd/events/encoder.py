@@ -61,7 +61,6 @@ class EncoderProcess:
 
     def __init__(self) -> None:
         self._connection: Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
         # Held for a whole call: a call cancelled at shutdown goes on in its thread, and the
         # shutdown flush's call must not interleave with it on the pipe.
         self._lock = threading.Lock()
@@ -76,7 +75,7 @@ class EncoderProcess:
         )
         process.start()
         theirs.close()  # only the child holds that end: its EOF is ours closing
-        self._connection, self._process = ours, process
+        self._connection = ours
         return ours
 
     async def form_round(self, *args: Any) -> list[Formed]:
@@ -118,10 +117,6 @@ class EncoderProcess:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
 
 
 __all__ = ["ENCODER_NICENESS", "EncoderGone", "EncoderProcess"]
