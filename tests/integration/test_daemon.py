@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -15,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.support.daemon import spawn, trackd_command
+from tests.support.go_tools import go_tool
 from tests.support.redis_server import free_port
 from trackd.config import OPTIONS
 from trackd.v1 import tracking_service_pb2 as pb
@@ -180,19 +180,8 @@ def test_the_bundled_example_datafile_serves_the_seed_doc_event(tmp_path: Path) 
         assert daemon.stop() == 0
 
 
-def grpcurl() -> str:
-    found = shutil.which("grpcurl") or shutil.which(
-        str(Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin" / "grpcurl")
-    )
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("grpcurl is required in CI (.ci/run installs it)")
-        pytest.skip("grpcurl not installed: run .ci/run or `go install` it")
-    return found
-
-
 def test_grpcurl_lists_and_calls_activate_through_reflection(tmp_path: Path) -> None:
-    tool = grpcurl()
+    tool = go_tool("grpcurl")
     with spawn(tmp_path, "--datafile", str(DATAFILE)) as daemon:
         address = f"127.0.0.1:{daemon.port}"
         listed = subprocess.run(

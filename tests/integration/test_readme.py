@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_daemon import grpcurl
 from tests.support.daemon import spawn
+from tests.support.go_tools import go_tool
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_ADDRESS = "127.0.0.1:50051"
@@ -48,7 +48,7 @@ def test_readme_shows_a_grpcurl_call_for_every_rpc() -> None:
 
 
 def test_every_readme_grpcurl_command_works(tmp_path: Path) -> None:
-    tool = grpcurl()
+    tool = go_tool("grpcurl")
     with spawn(tmp_path) as daemon:
         address = f"127.0.0.1:{daemon.port}"
         outputs = {}

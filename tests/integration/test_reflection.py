@@ -4,11 +4,8 @@ schema-loading tool asks for, methods included: grpcurl and ghz work with no pro
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,8 +16,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from tests.integration.test_daemon import DATAFILE, grpcurl
+from tests.integration.test_daemon import DATAFILE
 from tests.support.daemon import Process, spawn
+from tests.support.go_tools import go_tool
 from trackd.rpc.reflection import v1_file
 
 # Each symbol, and the service or message (package.Name) its file must declare.
@@ -138,7 +136,7 @@ def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_grpcurl_describes_a_method_through_reflection_alone(daemon: Process) -> None:
-    tool = grpcurl()
+    tool = go_tool("grpcurl")
     address = f"127.0.0.1:{daemon.port}"
     described = run([tool, "-plaintext", address, "describe", "trackd.v1.TrackingService.Activate"])
     assert described.returncode == 0, described.stderr
@@ -152,22 +150,11 @@ def test_grpcurl_describes_a_method_through_reflection_alone(daemon: Process) ->
     assert "grpc.reflection.v1.ServerReflection.ServerReflectionInfo" in listed.stdout
 
 
-def ghz() -> str:
-    found = shutil.which("ghz") or shutil.which(
-        str(Path(os.environ.get("GOPATH", Path.home() / "go")) / "bin" / "ghz")
-    )
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("ghz is required in CI (.ci/run installs it)")
-        pytest.skip("ghz not installed: run .ci/run or `go install` it")
-    return found
-
-
 def test_ghz_loads_the_method_by_reflection_and_calls_it(daemon: Process) -> None:
     body = {"experiment_key": "ab_running", "user_id": "ghz-{{.RequestNumber}}"}
     done = run(
         [
-            ghz(),
+            go_tool("ghz"),
             "--insecure",
             "--call",
             "trackd.v1.TrackingService/Activate",  # no --proto: the schema comes by reflection

@@ -4,32 +4,20 @@ so a clean run against the bare server and trackd reports none."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.go_tools import go_tool
 from tests.unit.test_bench_smoke import ROOT, error_text
 
 pytestmark = pytest.mark.bench
 
 
-def ghz_installed() -> bool:
-    gopath = os.environ.get("GOPATH") or str(Path.home() / "go")
-    found = any(
-        (Path(directory) / "ghz").exists()
-        for directory in [*os.environ.get("PATH", "").split(os.pathsep), f"{gopath}/bin"]
-    )
-    if not found and os.environ.get("CI") == "true":
-        pytest.fail("ghz is required in CI (.ci/run installs it)")
-    return found
-
-
 def test_timed_ghz_runs_end_without_cut_off_calls(tmp_path: Path) -> None:
-    if not ghz_installed():
-        pytest.skip("ghz not installed: run .ci/run or `go install` it")
+    go_tool("ghz")  # skips locally, fails in CI, when it is missing
     done = subprocess.run(
         [
             sys.executable,
