@@ -68,14 +68,16 @@ def test_a_sigkilled_daemon_leaves_no_child_and_no_leak_warning(tmp_path: Path) 
         with grpc.insecure_channel(f"127.0.0.1:{daemon.port}") as channel:
             stub = pb_grpc.TrackingServiceStub(channel)
             stub.Track(pb.TrackRequest(event_key="signup", user_id="u1"), timeout=10)
+        # Delivered through the encoder: it and multiprocessing's resource tracker (started
+        # before it) are both running, so every child is counted.
+        events = tmp_path / "events.jsonl"
         deadline = time.monotonic() + 30
-        children: set[int] = set()
-        while time.monotonic() < deadline and not children:  # delivery starts the encoder
-            children = children_of(daemon.popen.pid)
+        while time.monotonic() < deadline and not (
+            events.exists() and '"u1"' in events.read_text()
+        ):
             time.sleep(0.05)
+        children = children_of(daemon.popen.pid)
         assert children, "the daemon started no encoder process"
-        time.sleep(0.2)  # the encoder's own start-up done, so all its children are counted
-        children |= children_of(daemon.popen.pid)
         daemon.popen.send_signal(signal.SIGKILL)
         daemon.popen.wait(timeout=10)
         deadline = time.monotonic() + 15
