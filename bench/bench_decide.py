@@ -45,12 +45,14 @@ from optimizely.event.event_processor import ForwardingEventProcessor
 from optimizely.helpers.sdk_settings import OptimizelySdkSettings
 from optimizely.logger import NoOpLogger
 
+from bench.bench_decisions import NoOpDispatcher
 from bench.gen_datafile import build_flags
 from bench.harness import (
     RESULTS,
     append_results,
     machine,
     measured,
+    percentile,
     serve_command,
     settle,
     start_server,
@@ -67,11 +69,6 @@ DEVICES = ("iPhone", "Android", "iPad", None)
 COUNTRIES = ("US", "FR", "DE", None)
 PLANS = ("pro", "pro-annual", "free", None)
 VERSIONS = ("1.9.0", "2.0.1", "2.1.0", "2.3.4", None)
-
-
-class NoOpDispatcher:
-    def dispatch_event(self, event: Any) -> None:
-        pass
 
 
 def users(count: int) -> list[tuple[str, dict[str, Any]]]:
@@ -160,8 +157,8 @@ def per_user(run: Callable[[str, dict[str, Any]], object], people: list[Any], re
     return {
         "cpu_us_per_user": round(statistics.median(cpu_runs), 2),
         "cpu_us_per_user_runs": [round(x, 2) for x in cpu_runs],
-        "wall_p50_us": round(walls[len(walls) // 2] / 1000, 2),
-        "wall_p99_us": round(walls[int(len(walls) * 0.99)] / 1000, 2),
+        "wall_p50_us": round(percentile(walls, 0.5) / 1000, 2),
+        "wall_p99_us": round(percentile(walls, 0.99) / 1000, 2),
     }
 
 
