@@ -177,7 +177,9 @@ def _decide(
     holdout_variations: dict[Holdout, Variation | None],
 ) -> FlagDecision:
     # Decisions without reasons, bypassed holdout or excluded variables were built at load
-    # (flag.outcomes); `plain` says this call may return those.
+    # (flag.outcomes); `plain` says this call may return those. The "built, else new" step is
+    # written out at each return below: one helper for it measured 3.15-3.21 us per flag
+    # against 2.82-2.88 inline (50-flag decide_all), past the 3 us budget.
     plain = reasons is None
     outcomes = flag.outcomes_without_variables if exclude_variables else flag.outcomes
 
