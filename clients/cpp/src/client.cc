@@ -54,6 +54,18 @@ std::optional<std::string> Client::Activate(const std::string& experiment_key,
   return response.variation_key();
 }
 
+template <typename Request, typename Response>
+Response Client::Call(grpc::Status (v1::TrackingService::Stub::*method)(grpc::ClientContext*,
+                                                                        const Request&, Response*),
+                      const Request& request) {
+  Response response;
+  grpc::ClientContext context;
+  PrepareContext(&context);
+  grpc::Status status = ((*stub_).*method)(&context, request, &response);
+  if (!status.ok()) throw Error(status);
+  return response;
+}
+
 v1::ActivateResponse Client::ActivateDetail(const std::string& experiment_key,
                                             const std::string& user_id,
                                             const Attributes& attributes) {
@@ -61,12 +73,7 @@ v1::ActivateResponse Client::ActivateDetail(const std::string& experiment_key,
   request.set_experiment_key(experiment_key);
   request.set_user_id(user_id);
   ToProtoMap(attributes, request.mutable_attributes());
-  v1::ActivateResponse response;
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  grpc::Status status = stub_->Activate(&context, request, &response);
-  if (!status.ok()) throw Error(status);
-  return response;
+  return Call(&v1::TrackingService::Stub::Activate, request);
 }
 
 std::vector<Attribution> Client::Track(const std::string& event_key, const std::string& user_id,
@@ -87,24 +94,7 @@ v1::TrackResponse Client::TrackDetail(const std::string& event_key, const std::s
   request.set_user_id(user_id);
   ToProtoMap(attributes, request.mutable_attributes());
   ToProtoMap(tags, request.mutable_tags());
-  v1::TrackResponse response;
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  grpc::Status status = stub_->Track(&context, request, &response);
-  if (!status.ok()) throw Error(status);
-  return response;
-}
-
-template <typename Request, typename Response>
-Response Client::Call(grpc::Status (v1::TrackingService::Stub::*method)(grpc::ClientContext*,
-                                                                        const Request&, Response*),
-                      const Request& request) {
-  Response response;
-  grpc::ClientContext context;
-  PrepareContext(&context);
-  grpc::Status status = ((*stub_).*method)(&context, request, &response);
-  if (!status.ok()) throw Error(status);
-  return response;
+  return Call(&v1::TrackingService::Stub::Track, request);
 }
 
 Decision Client::Decide(const std::string& user_id, const std::string& flag_key,
