@@ -3,16 +3,12 @@ package trackd
 import (
 	"context"
 	"errors"
-	"net"
 	"reflect"
 	"sync"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/trackd-dev/trackd/clients/go/trackdv1"
@@ -111,20 +107,7 @@ func (f *flagTracking) RemoveAllForcedDecisions(_ context.Context, req *trackdv1
 func serveFlags(t *testing.T) (*Client, *flagTracking) {
 	t.Helper()
 	f := &flagTracking{forced: map[[3]string]string{}}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	trackdv1.RegisterTrackingServiceServer(srv, f)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	client, err := New("passthrough:///bufnet", WithDialOptions(
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
-	return client, f
+	return serve(t, f), f
 }
 
 func TestDecideReturnsTheDecisionWithNativeVariables(t *testing.T) {

@@ -3,17 +3,13 @@ package trackd
 import (
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/trackd-dev/trackd/clients/go/trackdv1"
 )
@@ -83,20 +79,7 @@ func (f *dedupTracking) Track(context.Context, *trackdv1.TrackRequest) (*trackdv
 func serveDedup(t *testing.T, f *dedupTracking) *Client {
 	t.Helper()
 	f.stored, f.committed = map[string]int{}, map[string]uint32{}
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	trackdv1.RegisterTrackingServiceServer(srv, f)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	client, err := New("passthrough:///bufnet", WithDialOptions(
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-	))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Close() })
-	return client
+	return serve(t, f)
 }
 
 var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)

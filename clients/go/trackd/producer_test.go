@@ -65,6 +65,13 @@ func (f *fakeTracking) TrackStream(stream trackdv1.TrackingService_TrackStreamSe
 func serveFake(t *testing.T, f *fakeTracking) *Client {
 	t.Helper()
 	f.stored = map[string]int{}
+	return serve(t, f)
+}
+
+// serve runs a fake TrackingService in memory (bufconn) and returns a client of it; both
+// stop when the test ends.
+func serve(t *testing.T, f trackdv1.TrackingServiceServer) *Client {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	trackdv1.RegisterTrackingServiceServer(srv, f)
