@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 from pathlib import Path
@@ -92,11 +91,3 @@ class TimedReceiver(Receiver):
 
 def url_for(port: int, path: str = "/v1/events") -> str:
     return f"http://127.0.0.1:{port}{path}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
