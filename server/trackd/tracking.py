@@ -32,7 +32,7 @@ from trackd.datafile.model import (
     ProjectConfig,
     RuleType,
 )
-from trackd.decision.engine import Decision, Reason, decide
+from trackd.decision.engine import Decision, Reason, decide, reason_for_variation
 from trackd.decision.flags import DecideOption, decide_for_keys
 from trackd.errors import (
     ActivationStoreUnavailable,
@@ -43,7 +43,7 @@ from trackd.errors import (
     UnknownVariation,
 )
 from trackd.events import records
-from trackd.events.decisions import DecidedRule, decision_impressions
+from trackd.events.decisions import DecidedRule, EventTail, decision_records, decision_tails
 from trackd.events.outbox import BatchKey, Receipt
 from trackd.events.results import (
     ExperimentResults,
@@ -94,9 +94,9 @@ class Activation:
     attribution_degraded: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Decided:
-    """One flag's decision, and whether this call committed its decision event(s)."""
+class Decided(NamedTuple):
+    """One flag's decision, and whether this call committed its decision event(s). A tuple:
+    a 50-flag decide makes 50 of them, and a frozen dataclass costs ~4x as much to build."""
 
     decision: FlagDecision
     impression_recorded: bool
@@ -227,6 +227,7 @@ class Tracker:
         self._outbox = outbox
         self._clock = clock
         self._fleet = fleet
+        self._event_tails = _EventTails()
         self.degraded_activations = 0  # Activates answered while the store was unreachable
         self.unattributed_tracks = 0  # conversions recorded with attribution unknown
 
@@ -394,34 +395,34 @@ class Tracker:
             attributes,
             chosen - {DecideOption.ENABLED_FLAGS_ONLY},
             forced_decisions=forced,
-            forced_variation=forced_variation,
-            sticky_variation=sticky,
+            # Without any, the engine skips the lookups (two calls a flag otherwise).
+            forced_variation=forced_variation if len(self._forced) else None,
+            sticky_variation=sticky if held else None,
         )
         if DecideOption.DISABLE_DECISION_EVENT in chosen:
             quiet = (Decided(d, False) for d in decided)
             return Decisions(_shown(quiet, enabled_only), config.revision, degraded)
 
         ignore_profile = DecideOption.IGNORE_USER_PROFILE_SERVICE in chosen
-        now_ms = self._now_ms()
-        impressions: list[records.Record] = []
+        tails: list[EventTail] = []
         sending: list[bool] = []
         remembered: list[_Remembered] = []
+        tails_of = self._event_tails.of
         for decision in decided:
             flag = config.flags_by_key.get(decision.flag_key)
             if flag is None or decision.error is not None:
                 sending.append(False)
                 continue
-            memory = self._remembered(
-                config, flag, decision, user_id, attributes, forced, held, ignore_profile
-            )
+            memory = self._remembered(flag, decision, user_id, forced, held, ignore_profile)
             if memory is not None:
                 remembered.append(memory)
                 if memory.repeat:
                     sending.append(False)
                     continue
-            found = _impressions(config, flag, decision, user_id, attributes, now_ms)
-            impressions.extend(found)
+            found = tails_of(config, flag, decision)
+            tails.extend(found)
             sending.append(bool(found))
+        impressions = decision_records(config, user_id, attributes, tails, now_ms=self._now_ms())
         recorded = bool(impressions)
         if impressions:
             try:
@@ -446,13 +447,17 @@ class Tracker:
     ) -> dict[str, Held]:
         """The user's live activations in the feature tests of the flags asked for."""
         flags = config.flags_by_key
-        experiment_ids = list(
-            dict.fromkeys(
-                experiment.id
-                for key in (flag_keys or config.flag_keys)
-                if (flag := flags.get(key)) is not None
-                for experiment in flag.experiments
+        experiment_ids = (
+            list(
+                dict.fromkeys(
+                    experiment.id
+                    for key in flag_keys
+                    if (flag := flags.get(key)) is not None
+                    for experiment in flag.experiments
+                )
             )
+            if flag_keys
+            else config.feature_test_ids
         )
         if not experiment_ids:
             return {}
@@ -468,11 +473,9 @@ class Tracker:
 
     def _remembered(
         self,
-        config: ProjectConfig,
         flag: FeatureFlag,
         decision: FlagDecision,
         user_id: str,
-        attributes: Mapping[str, AttributeValue],
         forced: Mapping[tuple[str, str | None], str],
         held: Mapping[str, Held],
         ignore_profile: bool,
@@ -493,14 +496,12 @@ class Tracker:
             reason = Reason.FORCED  # a forced decision: never saved to the SDK's user profile
         else:
             # The engine's own reason for this rule: forced variation, whitelist, sticky...
-            reason = decide(
-                config,
+            reason = reason_for_variation(
                 experiment,
                 user_id,
-                attributes,
                 forced_variation_id=self._forced.get(user_id, experiment.id),
                 sticky_variation_id=None if ignore_profile else sticky_variation(live),
-            ).reason
+            )
         if reason in _NOT_STICKY_REASONS:
             # As Activate: the same forcing as the live activation is a repeat.
             repeat = live == Held(variation.id, sticky=False)
@@ -739,33 +740,54 @@ def _shown(decided: Iterable[Decided], enabled_only: bool) -> tuple[Decided, ...
     return tuple(d for d in decided if d.decision.enabled or d.decision.error is not None)
 
 
-def _impressions(
-    config: ProjectConfig,
-    flag: FeatureFlag,
-    decision: FlagDecision,
-    user_id: str,
-    attributes: Mapping[str, AttributeValue],
-    now_ms: int,
-) -> tuple[records.Impression, ...]:
-    bypassed = decision.bypassed_holdout
-    return decision_impressions(
-        config,
-        flag.key,
-        _decided_rule(flag, decision),
-        user_id,
-        attributes,
-        now_ms=now_ms,
-        bypassed_holdout=None
-        if bypassed is None
-        else DecidedRule(
-            RuleType.HOLDOUT.value,
-            bypassed.holdout.id,
-            bypassed.holdout.key,
-            variation_id=bypassed.variation.id,
-            variation_key=bypassed.variation.key,
-            enabled=bypassed.variation.feature_enabled,
-        ),
-    )
+class _EventTails:
+    """Each flag decision's event tails (`decision_tails`), worked out once: most decisions are
+    shared, built at load (`FeatureFlag.outcomes`), so a 50-flag decide reads 50 entries
+    instead of building 50 rules' events. Keyed by identity, the decision held beside its
+    tails so its id is not reused; emptied with each new snapshot (its `sendFlagDecisions`
+    and its decisions) and when decisions built per call (forced ones) fill it."""
+
+    LIMIT: Final = 65_536
+
+    def __init__(self) -> None:
+        self._config: ProjectConfig | None = None
+        self._tails: dict[int, tuple[FlagDecision, tuple[EventTail, ...]]] = {}
+
+    def of(
+        self, config: ProjectConfig, flag: FeatureFlag, decision: FlagDecision
+    ) -> tuple[EventTail, ...]:
+        kept = self._tails
+        if config is not self._config or len(kept) >= self.LIMIT:
+            kept.clear()
+            self._config = config
+        held = kept.get(id(decision))
+        if held is not None and held[0] is decision:
+            return held[1]
+        tails = self._worked_out(config, flag, decision)
+        if not decision.reasons:  # with reasons, built for this call alone
+            kept[id(decision)] = (decision, tails)
+        return tails
+
+    @staticmethod
+    def _worked_out(
+        config: ProjectConfig, flag: FeatureFlag, decision: FlagDecision
+    ) -> tuple[EventTail, ...]:
+        bypassed = decision.bypassed_holdout
+        return decision_tails(
+            config,
+            flag.key,
+            _decided_rule(flag, decision),
+            bypassed_holdout=None
+            if bypassed is None
+            else DecidedRule(
+                RuleType.HOLDOUT.value,
+                bypassed.holdout.id,
+                bypassed.holdout.key,
+                variation_id=bypassed.variation.id,
+                variation_key=bypassed.variation.key,
+                enabled=bypassed.variation.feature_enabled,
+            ),
+        )
 
 
 def _decided_rule(flag: FeatureFlag, decision: FlagDecision) -> DecidedRule:

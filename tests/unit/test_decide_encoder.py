@@ -32,7 +32,7 @@ def test_the_encoded_response_equals_the_message_built_field_by_field(
         decisions = decide_all(CONFIG, user_id, attributes, options=options)
         pairs = [(d, (n + i) % 3 == 0) for i, d in enumerate(decisions)]
         for _ in range(2):  # the second time from the cache
-            got = encoder.response(pairs, CONFIG.revision)
+            got = pb.DecideResponse.FromString(encoder.response(pairs, CONFIG.revision))
             assert got == reference(pairs, CONFIG.revision)
         seen_types.update(d.rule_type for d in decisions)
     assert len(seen_types) >= 2  # feature tests and rollouts both went through
@@ -43,5 +43,5 @@ def test_errors_and_an_empty_answer_encode_as_messages_do() -> None:
     decisions = decide_for_keys(CONFIG, ["no_such_flag", next(iter(CONFIG.flag_keys))], "u1", {})
     pairs = [(d, False) for d in decisions]
     assert decisions[0].error
-    assert encoder.response(pairs, "r1") == reference(pairs, "r1")
-    assert encoder.response([], "") == pb.DecideResponse()
+    assert pb.DecideResponse.FromString(encoder.response(pairs, "r1")) == reference(pairs, "r1")
+    assert encoder.response([], "") == b""

@@ -11,6 +11,7 @@ from optimizely.bucketer import Bucketer
 
 from trackd.datafile import Experiment, ProjectConfig, parse_datafile
 from trackd.decision import Decision, Reason, decide
+from trackd.decision.engine import reason_for_variation
 
 EXAMPLE = files("trackd").joinpath("data/example_datafile.json").read_text()
 
@@ -157,3 +158,38 @@ def test_experiment_with_a_blank_key_is_never_bucketed() -> None:
     blank = config.experiments_by_key["  "]
     assert decide(config, blank, "anyone", {}).reason is Reason.OUTSIDE_TRAFFIC
     assert decide(config, blank, "vip", {}).reason is Reason.WHITELISTED
+
+
+def test_reason_for_variation_names_the_reason_decide_gives(config: ProjectConfig) -> None:
+    """Every experiment of the example datafile, users whitelisted and not, forced and sticky
+    ids that are variations of the experiment, of another one, or none: wherever decide
+    returns a variation, reason_for_variation gives decide's reason."""
+    experiments = list(config.experiments_by_id.values())
+    foreign = "no-such-variation"
+    checked: set[Reason] = set()
+    for experiment in experiments:
+        whitelisted = list(experiment.outcomes.whitelisted)
+        ids = [None, foreign, *experiment.variations_by_id]
+        for user_id in [*whitelisted, *(f"user{n}" for n in range(40))]:
+            for attributes in ({}, {"device": "iPhone", "country": "US", "age": 30}):
+                for forced in ids:
+                    for sticky in ids:
+                        decision = decide(
+                            config,
+                            experiment,
+                            user_id,
+                            attributes,
+                            forced_variation_id=forced,
+                            sticky_variation_id=sticky,
+                        )
+                        if decision.variation is None:
+                            continue
+                        reason = reason_for_variation(
+                            experiment,
+                            user_id,
+                            forced_variation_id=forced,
+                            sticky_variation_id=sticky,
+                        )
+                        assert reason is decision.reason, (experiment.key, user_id, forced, sticky)
+                        checked.add(reason)
+    assert checked == {Reason.FORCED, Reason.WHITELISTED, Reason.STICKY, Reason.BUCKETED}

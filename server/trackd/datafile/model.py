@@ -441,6 +441,9 @@ class ProjectConfig:
     flags_by_key: Mapping[str, FeatureFlag] = field(default_factory=dict)
     flag_keys: tuple[str, ...] = ()
     """Flag keys in datafile order, each once: what decide_all decides."""
+    feature_test_ids: tuple[str, ...] = ()
+    """The feature tests of those flags, in that order, each once: the activations a
+    decide_all can read."""
     rollouts_by_id: Mapping[str, Rollout] = field(default_factory=dict)
     flag_by_experiment_id: Mapping[str, FeatureFlag] = field(default_factory=dict)
     """Feature-test rule id -> its flag (the SDK's experiment_feature_map; the last flag wins)."""

@@ -123,6 +123,7 @@ def _project_config(document: JsonObject, raw_json: str) -> ProjectConfig:
         attributes_by_key[attribute.key] = attribute
 
     flags = parse_flags(document, experiments_by_id, audience_conditions)
+    flag_keys = tuple(dict.fromkeys(flag.key for flag in flags.flags))
     return ProjectConfig(
         version=string(document, "version", ""),
         account_id=string(document, "accountId", ""),
@@ -145,7 +146,14 @@ def _project_config(document: JsonObject, raw_json: str) -> ProjectConfig:
         # As the SDKs read it: absent or null is "US".
         region=optional(document, "region", str, "a string or null", "US"),
         flags_by_key=flags.flags_by_key,
-        flag_keys=tuple(dict.fromkeys(flag.key for flag in flags.flags)),
+        flag_keys=flag_keys,
+        feature_test_ids=tuple(
+            dict.fromkeys(
+                experiment.id
+                for key in flag_keys
+                for experiment in flags.flags_by_key[key].experiments
+            )
+        ),
         rollouts_by_id=flags.rollouts_by_id,
         flag_by_experiment_id=flags.flag_by_experiment_id,
         holdouts=flags.holdouts,

@@ -16,7 +16,7 @@ import mmh3
 from trackd.datafile.model import AttributeValue, Decision, Experiment, ProjectConfig, Reason
 from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, HASH_SEED, MAX_TRAFFIC_VALUE
 
-__all__ = ["Decision", "Reason", "decide"]
+__all__ = ["Decision", "Reason", "decide", "reason_for_variation"]
 
 
 def decide(
@@ -70,3 +70,25 @@ def decide(
     )
     # One decision per bucket range, plus outside_traffic past the last one.
     return outcomes.by_range[bisect_right(experiment.bucket_ends, bucket)]
+
+
+def reason_for_variation(
+    experiment: Experiment,
+    user_id: str,
+    *,
+    forced_variation_id: str | None = None,
+    sticky_variation_id: str | None = None,
+) -> Reason:
+    """Why `decide`, given the same ids, put the user in the variation it returned: for a
+    caller that has that variation (Decide's flag engine) and needs only the reason, without
+    evaluating audiences and hashing again. Meaningless when `decide` returned no variation.
+    The checks are decide's own, in its order; tests/unit/test_decision_engine.py holds the
+    two to the same answer."""
+    outcomes = experiment.outcomes
+    if forced_variation_id is not None and forced_variation_id in outcomes.forced:
+        return Reason.FORCED
+    if user_id in outcomes.whitelisted:
+        return Reason.WHITELISTED
+    if sticky_variation_id is not None and sticky_variation_id in outcomes.sticky:
+        return Reason.STICKY
+    return Reason.BUCKETED

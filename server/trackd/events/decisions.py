@@ -19,7 +19,7 @@ reached), so the caller does not ask. Pure: no I/O, nothing remembered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -30,8 +30,9 @@ from trackd.events.records import (
     AttributeValue,
     ConfigLike,
     Impression,
+    batch_uuids,
     context_of,
-    new_uuid,
+    new_seed,
     visitor_attributes,
 )
 
@@ -66,6 +67,50 @@ class DecidedRule:
     enabled: bool = False  # the variation's featureEnabled; False without a variation
 
 
+# An impression's fields after its visitor's (`Impression` from experiment_id on): what a
+# decision alone determines, so one decision's are worked out once and shared by every user.
+EventTail = tuple[str, str, str, str, str, str, str, bool]
+
+
+def decision_tails(
+    config: FlagEventConfig,
+    flag_key: str,
+    decided: DecidedRule,
+    *,
+    bypassed_holdout: DecidedRule | None = None,
+) -> tuple[EventTail, ...]:
+    """The decision events one decide of `flag_key` sends, in the order the SDK sends them:
+    none, one, or two when `bypassed_holdout` (a global holdout with
+    excludeTargetedDeliveries the user was bucketed into) comes with another decision."""
+    found: list[EventTail] = []
+    if bypassed_holdout is not None and decided.source != RULE_TYPE_HOLDOUT:
+        found.append(_tail(flag_key, bypassed_holdout))
+    if decided.source in _ALWAYS_SENT or config.send_flag_decisions:
+        found.append(_tail(flag_key, decided))
+    return tuple(found)
+
+
+def decision_records(
+    config: ConfigLike,
+    user_id: str,
+    attributes: Mapping[str, AttributeValue] | None,
+    tails: Sequence[EventTail],
+    *,
+    now_ms: int,
+) -> list[Impression]:
+    """One decide call's impressions: the user's visitor attributes resolved once, one
+    uuid seed for the call (`batch_uuids`), and each decision's tail."""
+    if not tails:
+        return []
+    context = context_of(config)
+    visitor = visitor_attributes(config, attributes)
+    text = batch_uuids(new_seed(), len(tails))
+    return [
+        Impression(IMPRESSION, context, text[at : at + 36], now_ms, user_id, visitor, *tail)
+        for at, tail in zip(range(0, 36 * len(tails), 36), tails, strict=True)
+    ]
+
+
 def decision_impressions(
     config: FlagEventConfig,
     flag_key: str,
@@ -76,36 +121,17 @@ def decision_impressions(
     now_ms: int,
     bypassed_holdout: DecidedRule | None = None,
 ) -> tuple[Impression, ...]:
-    """The impressions to commit for one decide of `flag_key`, in the order the SDK sends
-    them: none, one, or two when `bypassed_holdout` (a global holdout with
-    excludeTargetedDeliveries the user was bucketed into) comes with another decision."""
-    found: list[Impression] = []
-    if bypassed_holdout is not None and decided.source != RULE_TYPE_HOLDOUT:
-        found.append(_impression(config, flag_key, bypassed_holdout, user_id, attributes, now_ms))
-    if decided.source in _ALWAYS_SENT or config.send_flag_decisions:
-        found.append(_impression(config, flag_key, decided, user_id, attributes, now_ms))
-    return tuple(found)
+    """The impressions one decide of `flag_key` commits (`decision_tails`, as records)."""
+    tails = decision_tails(config, flag_key, decided, bypassed_holdout=bypassed_holdout)
+    return tuple(decision_records(config, user_id, attributes, tails, now_ms=now_ms))
 
 
-def _impression(
-    config: FlagEventConfig,
-    flag_key: str,
-    decided: DecidedRule,
-    user_id: str,
-    attributes: Mapping[str, AttributeValue] | None,
-    now_ms: int,
-) -> Impression:
+def _tail(flag_key: str, decided: DecidedRule) -> EventTail:
     rule_id = decided.rule_id
     # A holdout is no Experiment in the SDK, so its layerId is never read.
     layer_id = "" if decided.source == RULE_TYPE_HOLDOUT else decided.layer_id
     has_variation = bool(decided.variation_id)
-    return Impression(
-        IMPRESSION,
-        context_of(config),
-        new_uuid(),
-        now_ms,
-        user_id,
-        visitor_attributes(config, attributes),
+    return (
         rule_id,
         decided.rule_key,
         layer_id or rule_id,
@@ -117,4 +143,11 @@ def _impression(
     )
 
 
-__all__ = ["DecidedRule", "FlagEventConfig", "decision_impressions"]
+__all__ = [
+    "DecidedRule",
+    "EventTail",
+    "FlagEventConfig",
+    "decision_impressions",
+    "decision_records",
+    "decision_tails",
+]

@@ -182,7 +182,7 @@ def batch_uuids(seed: int, count: int) -> str:
     return buf.decode("ascii")
 
 
-def _batch_seed() -> int:
+def new_seed() -> int:
     """128 bits from the `random` module (seeded from os.urandom, reseeded after fork):
     uuids need to be unique, not unguessable."""
     return random.getrandbits(128)
@@ -329,7 +329,7 @@ class ConversionColumns:
         self._config = config
         self.context = context_of(config)
         self.now_ms = now_ms
-        self.uuid_seed = _batch_seed()
+        self.uuid_seed = new_seed()
         self.events: list[tuple[str, str]] = []  # (event id, event key)
         self.users: list[str] = []
         self.attributes: list[tuple[VisitorAttribute, ...]] = []
@@ -509,6 +509,7 @@ __all__ = [
     "forget_snapshots",
     "from_plain",
     "impression",
+    "new_seed",
     "new_uuid",
     "visitor_attributes",
 ]

@@ -3,9 +3,12 @@
 Building a 50-flag DecideResponse message by message cost ~900 us (each decision's variables
 go through `Struct.update`, ~18 us a decision), five times trackd's whole decision for those
 flags. The decisions themselves are mostly built once per datafile (`FeatureFlag.outcomes`)
-and shared, so their serialized form is kept beside them; a response is then those bytes
-framed as field 1, parsed back in ~40 us. Per call only `impression_recorded` differs, and
-appending a field to a message's bytes sets it (protobuf merges concatenated messages).
+and shared, so their serialized form is kept beside them, already framed as field 1 of the
+response, once with `impression_recorded` set and once without (appending a field to a
+message's bytes sets it: protobuf merges concatenated messages). A response is then those
+bytes joined, and goes out as they are: the interceptor passes a `bytes` reply through
+instead of serializing a message. Measured in-process for 50 flags: ~100 us a response as a
+message parsed back from the bytes, ~10 us joined.
 """
 
 from __future__ import annotations
@@ -56,35 +59,35 @@ def flag_decision(decision: FlagDecision, impression_recorded: bool) -> pb.FlagD
 
 class DecideEncoder:
     def __init__(self) -> None:
-        # id -> (the decision, its bytes): holding the decision keeps its id from being reused.
-        self._serialized: dict[int, tuple[FlagDecision, bytes]] = {}
+        # id -> (the decision, its framed bytes without and with impression_recorded):
+        # holding the decision keeps its id from being reused.
+        self._framed: dict[int, tuple[FlagDecision, tuple[bytes, bytes]]] = {}
 
-    def _body(self, decision: FlagDecision) -> bytes:
+    def _frames(self, decision: FlagDecision) -> tuple[bytes, bytes]:
         if decision.reasons:  # built for this call alone
-            return flag_decision(decision, False).SerializeToString()
-        held = self._serialized.get(id(decision))
+            return _frames(decision)
+        held = self._framed.get(id(decision))
         if held is not None and held[0] is decision:
             return held[1]
-        body = flag_decision(decision, False).SerializeToString()
-        if len(self._serialized) >= _CACHE_LIMIT:
-            self._serialized.clear()
-        self._serialized[id(decision)] = (decision, body)
-        return body
+        frames = _frames(decision)
+        if len(self._framed) >= _CACHE_LIMIT:
+            self._framed.clear()
+        self._framed[id(decision)] = (decision, frames)
+        return frames
 
-    def response(
-        self, decisions: Iterable[tuple[FlagDecision, bool]], revision: str
-    ) -> pb.DecideResponse:
-        """The DecideResponse of (decision, impression_recorded) pairs, in order."""
-        out = bytearray()
-        for decision, recorded in decisions:
-            body = self._body(decision)
-            if recorded:
-                body += _RECORDED_TRUE
-            out += _DECISION_TAG
-            out += varint(len(body))
-            out += body
-        encoded = revision.encode()
-        out += _REVISION_TAG
-        out += varint(len(encoded))
-        out += encoded
-        return pb.DecideResponse.FromString(bytes(out))
+    def response(self, decisions: Iterable[tuple[FlagDecision, bool]], revision: str) -> bytes:
+        """The serialized DecideResponse of (decision, impression_recorded) pairs, in order."""
+        parts = [self._frames(decision)[recorded] for decision, recorded in decisions]
+        if revision:
+            encoded = revision.encode()
+            parts.append(_REVISION_TAG + varint(len(encoded)) + encoded)
+        return b"".join(parts)
+
+
+def _frames(decision: FlagDecision) -> tuple[bytes, bytes]:
+    body = flag_decision(decision, False).SerializeToString()
+    recorded = body + _RECORDED_TRUE
+    return (
+        _DECISION_TAG + varint(len(body)) + body,
+        _DECISION_TAG + varint(len(recorded)) + recorded,
+    )

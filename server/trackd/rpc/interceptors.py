@@ -110,6 +110,18 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return deserialize
 
 
+def _passing_bytes(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """A reply that is already its serialized bytes (Decide's, `trackd.rpc.decisions`) goes
+    out as it is; a message is serialized."""
+    if serializer is None:
+        return None
+
+    def serialize(reply: Any) -> bytes:
+        return reply if type(reply) is bytes else serializer(reply)
+
+    return serialize
+
+
 async def _refuse_undecodable(
     requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
 ) -> AsyncIterator[Any]:
@@ -153,7 +165,10 @@ class RpcInterceptor:
         method = Method.parse(full_method)
         # partial, not a closure: gRPC picks how to drive a behavior by inspecting it
         # (coroutine or async generator function), and inspect sees through a partial.
-        serializers = (_tolerant(handler.request_deserializer), handler.response_serializer)
+        serializers = (
+            _tolerant(handler.request_deserializer),
+            _passing_bytes(handler.response_serializer),
+        )
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 partial(self._unary, handler.unary_unary, method), *serializers

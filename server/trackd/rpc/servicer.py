@@ -300,17 +300,16 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
 
     async def Decide(
         self, request: pb.DecideRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.DecideResponse:
-        async def call() -> pb.DecideResponse:
+    ) -> bytes:
+        """Answers the DecideResponse already serialized (`trackd.rpc.decisions`)."""
+
+        async def call() -> bytes:
             user_id = values.require_user_id(request.user_id, self._limits)
             attributes = values.plain_map(request.attributes, self._limits, "attribute")
             decided = await self._tracker.decide(
                 user_id, attributes, list(request.flag_keys), self._decide_options(request)
             )
-            return self._decide_encoder.response(
-                ((d.decision, d.impression_recorded) for d in decided.decisions),
-                decided.revision,
-            )
+            return self._decide_encoder.response(decided.decisions, decided.revision)
 
         return await _answer(context, call)
 
