@@ -1,9 +1,11 @@
 """The baseline: a bare grpc.aio server with trackd's messages and canned answers.
 
-It serves Activate, Track and TrackStream of trackd.v1.TrackingService with the same
-generated stubs and the same channel options as trackd, but does no work: Activate and
-Track answer a constant response, TrackStream answers each (parsed) batch with
-{sequence, accepted=len(events)}. What trackd adds on top of this is trackd's own cost.
+It serves Activate, Track, Decide and TrackStream of trackd.v1.TrackingService with the
+same generated stubs and the same channel options as trackd, but does no work: Activate,
+Track and Decide answer a constant response (Decide's: what trackd answers one user for
+every flag of bench/gen_datafile.py's 50-flag datafile, worked out once at start),
+TrackStream answers each (parsed) batch with {sequence, accepted=len(events)}. What
+trackd adds on top of this is trackd's own cost.
 
 With --durable it also does the least that answering only after a durable commit takes,
 and nothing else: each request (each batch) is re-serialized and handed to one writer
@@ -32,6 +34,10 @@ from typing import Any
 
 import grpc
 
+from bench.gen_datafile import build_flags
+from trackd.datafile import parse_datafile
+from trackd.decision.flags import decide_all
+from trackd.rpc.decisions import DecideEncoder
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
@@ -66,6 +72,15 @@ _TRACKED = pb.TrackResponse(
     ],
     uuid="00000000-0000-4000-8000-000000000000",
 )
+
+
+def _canned_decide_response() -> pb.DecideResponse:
+    """trackd's answer for one user and every flag of the Decide bench's datafile, so the
+    bare server sends a response of the same size and shape."""
+    config = parse_datafile(build_flags(50))
+    decisions = decide_all(config, "user-00000001", {"country": "US", "age": 30})
+    body = DecideEncoder().response([(d, True) for d in decisions], config.revision)
+    return pb.DecideResponse.FromString(body)
 
 
 class DurableLog:
@@ -108,6 +123,7 @@ def _wake(futures: list[asyncio.Future[None]]) -> None:
 class BareServicer(pb_grpc.TrackingServiceServicer):  # type: ignore[misc]  # untyped stub
     def __init__(self, log: DurableLog | None = None) -> None:
         self._log = log
+        self._decided: pb.DecideResponse | None = None
 
     async def Activate(
         self, request: pb.ActivateRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -122,6 +138,13 @@ class BareServicer(pb_grpc.TrackingServiceServicer):  # type: ignore[misc]  # un
         if self._log is not None:
             await self._log.append(request.SerializeToString())
         return _TRACKED
+
+    async def Decide(
+        self, request: pb.DecideRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DecideResponse:
+        if self._decided is None:
+            self._decided = _canned_decide_response()
+        return self._decided
 
     async def TrackStream(
         self,

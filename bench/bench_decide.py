@@ -1,9 +1,15 @@
-"""In-process flag decisions: trackd's decide_all against optimizely-sdk's decide_all.
+"""Flag decisions: trackd's decide_all against optimizely-sdk's decide_all, in-process and
+over gRPC.
 
 On a generated 50-flag datafile (bench/gen_datafile.py `build_flags`: each flag an A/B test,
-two targeted delivery rules, "Everyone Else" and 5 variables), for the same users:
+two targeted delivery rules, "Everyone Else" and 5 variables; `sendFlagDecisions` on), for
+the same users:
   - trackd `trackd.decision.flags.decide_all`  (what Decide does for every flag)
-  - SDK `user_context.decide_all([DISABLE_DECISION_EVENT])`, no event processor thread
+  - SDK `user_context.decide_all([DISABLE_DECISION_EVENT])`: decisions only
+  - SDK `user_context.decide_all()`: decisions and their events, built by the SDK's
+    ForwardingEventProcessor in the calling thread and handed to a dispatcher that
+    serializes them as the SDK's default dispatcher does (json.dumps of the payload) and
+    leaves out only its HTTP POST
 Both must agree on every decision (variation, enabled, rule, variables) before anything is
 timed; the disagreements are counted and reported. CPU is this thread's (thread_time), so
 nothing else on the machine or in the process counts. No thresholds: it reports.
@@ -11,10 +17,12 @@ nothing else on the machine or in the process counts. No thresholds: it reports.
 Then the same users through a real daemon serving that datafile: one Decide call for every
 flag per user, from 4 client threads in this process, with trackd's whole process tree's CPU
 (the daemon, its encoder) read from /proc until the pass's events are delivered. The first
-pass decides users afresh (decision events, committed to the outbox and delivered to its
-file); the second repeats them (feature tests sticky and not sent again; rollouts are sent
-every time when the datafile's sendFlagDecisions says so); a third passes
-DISABLE_DECISION_EVENT, as the SDK side does.
+pass decides users afresh (decision events committed durably to the outbox, then encoded
+as Event API JSON and delivered to its file); the second repeats them (feature tests sticky
+and not sent again; rollouts sent every time, since sendFlagDecisions is on); a third passes
+DISABLE_DECISION_EVENT. Each is compared with the SDK doing the same (events or none). The
+floor: a bare grpc.aio server (bench/bare_server.py) answering the same calls with a canned
+response of the same size.
 
     .venv/bin/python -m bench.bench_decide [--quick] [--json] [--no-write]
 
@@ -45,16 +53,17 @@ from optimizely.event.event_processor import ForwardingEventProcessor
 from optimizely.helpers.sdk_settings import OptimizelySdkSettings
 from optimizely.logger import NoOpLogger
 
-from bench.bench_decisions import NoOpDispatcher
 from bench.gen_datafile import build_flags
 from bench.harness import (
     RESULTS,
+    Server,
     append_results,
     machine,
     measured,
     percentile,
     serve_command,
     settle,
+    start_bare,
     start_server,
 )
 from trackd.datafile import ProjectConfig, parse_datafile
@@ -63,6 +72,13 @@ from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 CLIENT_THREADS = 4
+
+NEW_USERS = "new users (decision events)"
+SAME_USERS = "same users again (feature tests sticky, rollout events sent again)"
+QUIET_PASS = "DISABLE_DECISION_EVENT"
+BARE_PASS = "bare grpc.aio server, canned response (the floor)"
+# The SDK figure each gRPC pass is held against: the same events, or none.
+SDK_FIGURE = {NEW_USERS: "sdk_events", SAME_USERS: "sdk_events", QUIET_PASS: "sdk"}
 
 FLAGS = 50
 DEVICES = ("iPhone", "Android", "iPad", None)
@@ -89,17 +105,31 @@ def users(count: int) -> list[tuple[str, dict[str, Any]]]:
     return result
 
 
-def sdk_client(datafile: str) -> optimizely.Optimizely:
-    """The SDK as a service embedding it would run decide_all: no ODP, events forwarded to a
-    no-op dispatcher in the calling thread (none are made: DISABLE_DECISION_EVENT)."""
-    dispatcher = NoOpDispatcher()
-    return optimizely.Optimizely(
+class SerializingDispatcher:
+    """The SDK's default EventDispatcher without its HTTP POST: the payload serialized as it
+    serializes it (json.dumps), then dropped. Counts what it was given."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.bytes = 0
+
+    def dispatch_event(self, event: Any) -> None:
+        self.events += 1
+        self.bytes += len(json.dumps(event.params))
+
+
+def sdk_client(datafile: str) -> tuple[optimizely.Optimizely, SerializingDispatcher]:
+    """The SDK as a service embedding it would run decide_all: no ODP, each decision event
+    built and serialized in the calling thread (ForwardingEventProcessor)."""
+    dispatcher = SerializingDispatcher()
+    client = optimizely.Optimizely(
         datafile,
         logger=NoOpLogger(),
         event_dispatcher=dispatcher,
         event_processor=ForwardingEventProcessor(dispatcher, logger=NoOpLogger()),
         settings=OptimizelySdkSettings(odp_disabled=True),
     )
+    return client, dispatcher
 
 
 def disagreements(
@@ -162,8 +192,29 @@ def per_user(run: Callable[[str, dict[str, Any]], object], people: list[Any], re
     }
 
 
+def _decide_pass(
+    server: Server, stub: Any, pool: ThreadPoolExecutor, batch: list[pb.DecideRequest]
+) -> dict[str, Any]:
+    """One pass of `batch` against `server`: its CPU per call until it is idle again (so
+    delivering the pass's events is in it; settle: how long that took after the last call)."""
+    with measured(server) as usage:
+        began = time.perf_counter()
+        answers = list(pool.map(lambda r: stub.Decide(r, timeout=30), batch))
+        calls_s = time.perf_counter() - began
+        delivered = settle(server)
+    return {
+        "calls": len(answers),
+        "calls_per_s": round(len(answers) / calls_s),
+        "daemon_cpu_us_per_user": round(usage["cpu"] / len(answers) * 1e6, 1),
+        "peak_rss_mb": round(usage["rss"]),
+        "impressions": sum(d.impression_recorded for a in answers for d in a.decisions),
+        "settle_s": round(delivered, 2),
+    }
+
+
 def decide_over_grpc(datafile: str, people: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Daemon CPU (whole process tree) per user for one Decide of every flag, three passes."""
+    """Daemon CPU (whole process tree) per user for one Decide of every flag, three passes;
+    then the bare server's for the same calls."""
     requests = [
         json_format.ParseDict({"user_id": user_id, "attributes": attributes}, pb.DecideRequest())
         for user_id, attributes in people
@@ -182,36 +233,29 @@ def decide_over_grpc(datafile: str, people: list[tuple[str, dict[str, Any]]]) ->
         path = workdir / "flags.json"
         path.write_text(datafile)
         (workdir / "data").mkdir()
-        server = start_server("trackd", serve_command(workdir / "data", path), workdir)
-        try:
-            with grpc.insecure_channel(server.address) as channel:
-                stub = pb_grpc.TrackingServiceStub(channel)
-                stub.Decide(requests[0], timeout=30)  # connected and warm
-                settle(server)
-                with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-                    for name, batch in (
-                        ("new users (decision events)", requests),
-                        ("same users again (sticky, no events)", requests),
-                        ("DISABLE_DECISION_EVENT", quiet),
+        for name, server in (
+            ("trackd", start_server("trackd", serve_command(workdir / "data", path), workdir)),
+            ("bare", start_bare(workdir)),
+        ):
+            try:
+                with (
+                    grpc.insecure_channel(server.address) as channel,
+                    ThreadPoolExecutor(CLIENT_THREADS) as pool,
+                ):
+                    stub = pb_grpc.TrackingServiceStub(channel)
+                    stub.Decide(requests[0], timeout=30)  # connected and warm
+                    settle(server)
+                    if name == "bare":
+                        passes[BARE_PASS] = _decide_pass(server, stub, pool, requests)
+                        continue
+                    for pass_name, batch in (
+                        (NEW_USERS, requests),
+                        (SAME_USERS, requests),
+                        (QUIET_PASS, quiet),
                     ):
-                        with measured(server) as usage:
-                            began = time.perf_counter()
-                            answers = list(pool.map(lambda r: stub.Decide(r, timeout=30), batch))
-                            calls_s = time.perf_counter() - began
-                            # Inside the measurement: delivering the pass's events is its cost.
-                            delivered = settle(server)
-                        passes[name] = {
-                            "calls": len(answers),
-                            "calls_per_s": round(len(answers) / calls_s),
-                            "daemon_cpu_us_per_user": round(usage["cpu"] / len(answers) * 1e6, 1),
-                            "peak_rss_mb": round(usage["rss"]),
-                            "impressions": sum(
-                                d.impression_recorded for a in answers for d in a.decisions
-                            ),
-                            "settle_s": round(delivered, 2),
-                        }
-        finally:
-            server.stop()
+                        passes[pass_name] = _decide_pass(server, stub, pool, batch)
+            finally:
+                server.stop()
     return passes
 
 
@@ -226,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.getLogger("optimizely").setLevel(logging.CRITICAL + 1)
     datafile = build_flags(FLAGS)
     config = parse_datafile(datafile)
-    sdk = sdk_client(datafile)
+    sdk, dispatcher = sdk_client(datafile)
     people = users(user_count)
     try:
         # Same answers first: a fast wrong engine is not worth timing.
@@ -239,12 +283,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             context = sdk.create_user_context(user_id, attributes)
             return context.decide_all(["DISABLE_DECISION_EVENT"])
 
+        def sdk_decide_all_events(user_id: str, attributes: dict[str, Any]) -> object:
+            return sdk.create_user_context(user_id, attributes).decide_all()
+
         ours = per_user(trackd_decide_all, people, trackd_repeats)
         theirs = per_user(sdk_decide_all, people, sdk_repeats)
+        sent_before = dispatcher.events
+        theirs_events = per_user(sdk_decide_all_events, people, sdk_repeats)
+        sdk_events_per_user = (dispatcher.events - sent_before) / (user_count * sdk_repeats)
     finally:
         sdk.close()
     over_grpc = decide_over_grpc(datafile, people)
     flags = len(config.flags_by_key)
+    sdk_figures = {
+        "sdk": {**theirs, "cpu_us_per_flag": round(theirs["cpu_us_per_user"] / flags, 3)},
+        "sdk_events": {
+            **theirs_events,
+            "cpu_us_per_flag": round(theirs_events["cpu_us_per_user"] / flags, 3),
+            "events_per_user": round(sdk_events_per_user, 1),
+        },
+    }
     report = {
         "datafile": f"generated by bench/gen_datafile.py build_flags({FLAGS}):"
         f" {len(datafile):,} bytes, {flags} flags",
@@ -255,12 +313,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "disagreement_examples": examples,
         "repeats": {"trackd": trackd_repeats, "sdk": sdk_repeats},
         "trackd": {**ours, "cpu_us_per_flag": round(ours["cpu_us_per_user"] / flags, 3)},
-        "sdk": {**theirs, "cpu_us_per_flag": round(theirs["cpu_us_per_user"] / flags, 3)},
+        **sdk_figures,
         "sdk_over_trackd_cpu": round(theirs["cpu_us_per_user"] / ours["cpu_us_per_user"], 1),
         "grpc": over_grpc,
         "sdk_over_daemon_cpu": {
-            name: round(theirs["cpu_us_per_user"] / row["daemon_cpu_us_per_user"], 1)
+            name: round(
+                sdk_figures[SDK_FIGURE[name]]["cpu_us_per_user"] / row["daemon_cpu_us_per_user"],
+                1,
+            )
             for name, row in over_grpc.items()
+            if name in SDK_FIGURE
         },
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -290,20 +352,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def section(report: dict[str, Any], heading: str) -> list[str]:
     """The report as markdown under `heading` ("###", "### 8."): run_all's scenario section
     and this module's own results section."""
-    ours, theirs = report["trackd"], report["sdk"]
+    ours, theirs, theirs_events = report["trackd"], report["sdk"], report["sdk_events"]
+    sdk_repeats = report["repeats"]["sdk"]
     rows = [
         ("trackd `decide_all` (in-process)", ours, report["repeats"]["trackd"]),
-        ("SDK `decide_all([DISABLE_DECISION_EVENT])`", theirs, report["repeats"]["sdk"]),
+        ("SDK `decide_all([DISABLE_DECISION_EVENT])`", theirs, sdk_repeats),
+        (
+            f"SDK `decide_all()`, {theirs_events['events_per_user']} events/user built and"
+            " serialized",
+            theirs_events,
+            sdk_repeats,
+        ),
     ]
+    grpc_rows = report["grpc"]
+    bare = grpc_rows.get(BARE_PASS)
     lines = [
         f"{heading} Decide, in-process: trackd decide_all vs optimizely-sdk decide_all",
         "",
         f"`bench/bench_decide.py`. Payload: {report['datafile']} (each an A/B test, two"
-        " targeted delivery rules, Everyone Else, a variable of every type);"
-        f" {report['users']:,} users with 1-5 attributes, every flag for each, the same users"
-        " for both engines. Load generator: a loop in one thread, concurrency 1. CPU is that"
-        " thread's (`thread_time`), median of the passes; wall p50/p99 time each user's call"
-        f" alone. Peak RSS {report['peak_rss_mb']:.0f} MB (both engines in one process).",
+        " targeted delivery rules, Everyone Else, a variable of every type; sendFlagDecisions"
+        f" on); {report['users']:,} users with 1-5 attributes, every flag for each, the same"
+        " users for both engines. Load generator: a loop in one thread, concurrency 1. CPU is"
+        " that thread's (`thread_time`), median of the passes; wall p50/p99 time each user's"
+        f" call alone. Peak RSS {report['peak_rss_mb']:.0f} MB (both engines in one process)."
+        " The SDK with events builds each decision event with its ForwardingEventProcessor and"
+        " serializes it as its default dispatcher does (json.dumps), leaving out the HTTP POST.",
         "",
         f"Agreement, checked before timing: {report['compared']:,} decisions compared"
         " (variation, enabled, rule, variables),"
@@ -317,8 +390,9 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
             for label, row, passes in rows
         ],
         "",
-        f"SDK CPU per user / trackd CPU per user: **{report['sdk_over_trackd_cpu']}x**;"
-        f" trackd in-process decide per flag: **{ours['cpu_us_per_flag']:.2f} us** (goal <= 3 us).",
+        f"SDK CPU per user / trackd CPU per user (decisions only):"
+        f" **{report['sdk_over_trackd_cpu']}x**; trackd in-process decide per flag:"
+        f" **{ours['cpu_us_per_flag']:.2f} us** (goal <= 3 us).",
         "",
         *[f"- disagreement: `{example}`" for example in report["disagreement_examples"]],
         *([""] if report["disagreement_examples"] else []),
@@ -328,23 +402,40 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
         f" {CLIENT_THREADS} client threads of a grpcio client in the bench process, against a"
         " daemon serving the same datafile. Daemon CPU is its whole process tree's (the daemon"
         " and its encoder, from /proc) per user, from the pass's first call until the daemon is"
-        " idle again, so delivering the pass's events to the events file is in it (settle: how"
-        " long that took after the last call). The SDK figure is the in-process one above.",
+        " idle again, so committing the pass's events durably and delivering them to the events"
+        " file is in it (settle: how long that took after the last call). Each pass is held"
+        " against the in-process SDK figure above that does the same: with its events for the"
+        " passes that record them, without for DISABLE_DECISION_EVENT.",
         "",
         "| pass | calls/s | daemon CPU us/user | SDK CPU us/user / daemon's |"
         " decision events recorded | peak RSS MB | settle s |",
         "|---|---:|---:|---:|---:|---:|---:|",
         *[
             f"| {name} | {row['calls_per_s']:,} | {row['daemon_cpu_us_per_user']:,.1f}"
-            f" | **{report['sdk_over_daemon_cpu'][name]}x** | {row['impressions']:,}"
+            f" | {_ratio(report, name)} | {row['impressions']:,}"
             f" | {row['peak_rss_mb']} | {row['settle_s']} |"
-            for name, row in report["grpc"].items()
+            for name, row in grpc_rows.items()
         ],
         "",
         "Goal: at least 10x less CPU per user than the SDK's in-process decide_all.",
+        *(
+            []
+            if bare is None
+            else [
+                "",
+                f"The bare server's {bare['daemon_cpu_us_per_user']:,.1f} us per call is what"
+                " grpc.aio itself costs for these messages: no daemon on this stack can go below"
+                " it.",
+            ]
+        ),
         "",
     ]
     return lines
+
+
+def _ratio(report: dict[str, Any], name: str) -> str:
+    ratio = report["sdk_over_daemon_cpu"].get(name)
+    return "n/a" if ratio is None else f"**{ratio}x**"
 
 
 if __name__ == "__main__":

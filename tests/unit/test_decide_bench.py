@@ -29,7 +29,7 @@ def test_decide_benchmark_quick_run_agrees_with_the_sdk_and_reports_every_figure
     assert report["flags"] == 50
     assert report["compared"] == 50 * report["users"] > 0
     assert report["disagreements"] == 0, report["disagreement_examples"]
-    for engine in ("trackd", "sdk"):
+    for engine in ("trackd", "sdk", "sdk_events"):
         figures = report[engine]
         assert figures["cpu_us_per_user"] > figures["cpu_us_per_flag"] > 0, figures
         assert figures["wall_p99_us"] >= figures["wall_p50_us"] > 0, figures
@@ -41,14 +41,20 @@ def test_decide_benchmark_quick_run_agrees_with_the_sdk_and_reports_every_figure
     assert "Decide over gRPC: one call for every flag" in text
     passes = report["grpc"]
     assert list(passes) == [
-        "new users (decision events)",
-        "same users again (sticky, no events)",
-        "DISABLE_DECISION_EVENT",
+        bench_decide.NEW_USERS,
+        bench_decide.SAME_USERS,
+        bench_decide.QUIET_PASS,
+        bench_decide.BARE_PASS,
     ]
     for name, row in passes.items():
         assert row["calls"] == report["users"], (name, row)
         assert row["daemon_cpu_us_per_user"] > 0 and row["calls_per_s"] > 0, (name, row)
-        assert report["sdk_over_daemon_cpu"][name] > 0
+    assert set(report["sdk_over_daemon_cpu"]) == set(passes) - {bench_decide.BARE_PASS}
+    assert all(ratio > 0 for ratio in report["sdk_over_daemon_cpu"].values())
+    # The SDK with events sends one for each feature test and, with sendFlagDecisions, each
+    # rollout decision: one per flag here.
+    assert report["sdk_events"]["events_per_user"] == 50
+    assert report["sdk_events"]["cpu_us_per_user"] > report["sdk"]["cpu_us_per_user"]
     # Every flag of a new user is decided afresh: its feature tests send their events.
     assert passes["new users (decision events)"]["impressions"] > 0
     assert passes["DISABLE_DECISION_EVENT"]["impressions"] == 0
