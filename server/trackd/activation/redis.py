@@ -171,7 +171,7 @@ _PUT_MANY: Final = (
 local ttl = tonumber(ARGV[1])
 local pruned = 0
 for a = 2, #ARGV, 3 do
-  if a <= 5 then pruned = pruned + prune(KEYS[1], ARGV[a]) end
+  if a <= 5 then pruned = pruned + prune(KEYS[1], ARGV[a]) end  -- the first two entries
   store(KEYS[1], KEYS[2], ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', ttl)
 end
 return pruned
