@@ -520,12 +520,8 @@ class Tracker:
 
     async def _remember(self, user_id: str, remembered: Sequence[_Remembered]) -> bool:
         """Stores (or refreshes) the activations; True when the store could not be reached."""
-        store = self._activations
         try:
-            for memory in remembered:
-                await store.put(
-                    user_id, memory.experiment_id, memory.variation_id, sticky=memory.sticky
-                )
+            await self._activations.put_many(user_id, remembered)
         except ActivationStoreUnavailable:
             return True
         return False

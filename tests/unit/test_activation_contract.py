@@ -7,6 +7,7 @@ it does (the memory store's eviction and sharding, Redis's expiry and outages).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 import pytest
 
@@ -18,17 +19,59 @@ from trackd.activation.redis import RedisActivationStore
 
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[ActivationStore]:
-    made: ActivationStore
-    if request.param == "memory":
-        made = MemoryActivationStore(ttl=60.0, max_entries=1000)
-    else:
-        shared = RedisActivationStore.from_url(
-            request.getfixturevalue("shared_redis").url, ttl=60.0
-        )
-        await shared.client.flushdb()
-        made = shared
+    made = await _emptied(_make(request))
     yield made
     await made.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def twins(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[tuple[ActivationStore, ActivationStore]]:
+    """Two empty stores of one kind (in Redis: one database, two prefixes), to do one thing
+    two ways and compare what each leaves."""
+    pair = (await _emptied(_make(request, prefix="one:")), _make(request, prefix="two:"))
+    yield pair
+    for made in pair:
+        await made.close()
+
+
+def _make(request: pytest.FixtureRequest, prefix: str = "trackd:") -> ActivationStore:
+    if request.param == "memory":
+        return MemoryActivationStore(ttl=60.0, max_entries=1000)
+    url = request.getfixturevalue("shared_redis").url
+    return RedisActivationStore.from_url(url, ttl=60.0, prefix=prefix)
+
+
+async def _emptied(store: ActivationStore) -> ActivationStore:
+    if isinstance(store, RedisActivationStore):  # the module's Redis: earlier tests' keys
+        await store.client.flushdb()
+    return store
+
+
+class Entry(NamedTuple):
+    """An activation for `put_many`."""
+
+    experiment_id: str
+    variation_id: str
+    sticky: bool = True
+
+
+# e1 written three times (another variation, then not sticky), e2 stuck then not: each later
+# write of one experiment must win, as with puts in turn.
+ENTRIES = [
+    Entry("e1", "v1"),
+    Entry("e2", "v2"),
+    Entry("e3", "v3", sticky=False),
+    Entry("e1", "v4"),
+    Entry("e2", "v2", sticky=False),
+    Entry("e1", "v5", sticky=False),
+]
+
+
+async def put_in_turn(store: ActivationStore, user_id: str, entries: list[Entry]) -> None:
+    for entry in entries:
+        await store.put(user_id, entry.experiment_id, entry.variation_id, sticky=entry.sticky)
 
 
 async def test_put_replaces_the_variation(store: ActivationStore) -> None:
@@ -181,3 +224,50 @@ async def test_retain_sees_the_plain_variation_of_an_activation_that_is_not_stic
     assert seen == {("e1", "v1"), ("e1", "v2")}
     assert await store.get("u1", "e1") is None
     assert await store.get("u2", "e1") == Held("v2", sticky=False)
+
+
+async def test_put_many_leaves_what_puts_in_turn_leave(
+    twins: tuple[ActivationStore, ActivationStore],
+) -> None:
+    in_turn, at_once = twins
+    for store in twins:  # already held: e2 is replaced, e9 left as it is
+        await store.put("u1", "e2", "old")
+        await store.put("u1", "e9", "v9", sticky=False)
+    await put_in_turn(in_turn, "u1", ENTRIES)
+    await at_once.put_many("u1", ENTRIES)
+    expected = {
+        "e1": Held("v5", sticky=False),
+        "e2": Held("v2", sticky=False),
+        "e3": Held("v3", sticky=False),
+        "e9": Held("v9", sticky=False),
+    }
+    for store in twins:
+        assert {e: await store.get("u1", e) for e in expected} == expected
+        assert await store.live_for_user("u1") == {e: held[0] for e, held in expected.items()}
+        assert await store.get("u2", "e1") is None  # one user's entries only
+    # A sticky entry sticks, as after a put; one that is not sticky does not.
+    await at_once.put_many("u2", [Entry("e1", "v1"), Entry("e2", "v2", sticky=False)])
+    assert await at_once.refresh_or_put("u2", "e1", "other") == Sticky("v1", True)
+    assert await at_once.refresh_or_put("u2", "e2", "other") == Sticky("other", False)
+
+
+async def test_put_many_counts_as_many_entries_as_puts_in_turn(
+    twins: tuple[ActivationStore, ActivationStore],
+) -> None:
+    in_turn, at_once = twins
+    await put_in_turn(in_turn, "u1", ENTRIES)
+    await put_in_turn(in_turn, "u2", ENTRIES[:2])
+    await at_once.put_many("u1", ENTRIES)
+    await at_once.put_many("u2", ENTRIES[:2])
+
+    async def five_each() -> bool:  # e1, e2, e3 of u1 and e1, e2 of u2; counted in background
+        return [(await store.stats()).entries for store in twins] == [5, 5]
+
+    await eventually(five_each)
+    seen_in_turn, seen_at_once = [await store.stats() for store in twins]
+    assert seen_at_once == seen_in_turn
+
+
+async def test_put_many_of_nothing_stores_nothing(store: ActivationStore) -> None:
+    await store.put_many("u1", [])
+    assert await store.live_for_user("u1") == {}

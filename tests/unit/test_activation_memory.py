@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import NamedTuple
 
 import pytest
 
@@ -346,3 +347,76 @@ async def test_sharded_retain_reclaims_in_chunks_while_calls_go_on(clock: FakeCl
     assert len(store) == 100 + turns
     assert all([await store.get(f"u{i}", "keep") == Held("v1", True) for i in range(1, 200, 2)])
     assert all([await store.get(f"n{t}", "keep") == Held("v1", True) for t in range(1, turns + 1)])
+
+
+class Entry(NamedTuple):
+    experiment_id: str
+    variation_id: str
+    sticky: bool = True
+
+
+def layout(store: MemoryActivationStore) -> list[list[tuple[str, int]]]:
+    """Each shard's entries in order (least recently written first), with their packed expiry,
+    stickiness and variation: all that decides what is read, evicted and expired next."""
+    return [list(shard.older.items()) + list(shard.entries.items()) for shard in store._shards]
+
+
+async def test_put_many_refreshes_and_expires_as_put_does(clock: FakeClock) -> None:
+    store = make(clock)
+    await store.put("u1", "e1", "v1")
+    clock.advance(8)
+    await store.put_many("u1", [Entry("e1", "v1"), Entry("e2", "v2", sticky=False)])
+    clock.advance(9.999)  # 18 s after the first put: alive only if put_many refreshed it
+    assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}
+    clock.advance(0.001)
+    assert await store.live_for_user("u1") == {}
+
+
+@pytest.mark.parametrize("shards", [1, 4])
+async def test_put_many_evicts_what_puts_in_turn_evict_in_the_same_order(
+    clock: FakeClock, shards: int
+) -> None:
+    in_turn, at_once = (
+        MemoryActivationStore(ttl=10, max_entries=6, clock=clock, shards=shards) for _ in "ab"
+    )
+    entries = [Entry(f"e{i % 5}", f"v{i}", sticky=i % 3 > 0) for i in range(9)]  # e0..e3 twice
+    for i in range(5):
+        for store in (in_turn, at_once):
+            await store.put(f"u{i}", "e1", "v1")
+        clock.advance(0.5)
+    for store in (in_turn, at_once):
+        await store.put("u9", "e4", "old")  # u9's own e4 is replaced, not evicted
+    for entry in entries:
+        await in_turn.put("u9", entry.experiment_id, entry.variation_id, sticky=entry.sticky)
+    await at_once.put_many("u9", entries)
+    assert layout(at_once) == layout(in_turn)
+    assert await at_once.stats() == await in_turn.stats()
+    # u9:e0..e3 are new, e4 was held; sharded, a shard's front may be one of u9's own.
+    assert (await at_once.stats()).evictions >= 4
+    # The order left behind is the same: the next writes evict the same entries.
+    more = [Entry("x1", "v"), Entry("x2", "v")]
+    for entry in more:
+        await in_turn.put("u8", entry.experiment_id, entry.variation_id)
+    await at_once.put_many("u8", more)
+    assert layout(at_once) == layout(in_turn)
+
+
+async def test_put_many_reclaims_and_counts_expired_entries_as_puts_in_turn(
+    clock: FakeClock,
+) -> None:
+    """Each write sweeps a few dead entries off a shard's front, as each put does: the same
+    entries held and the same expiries counted, whatever the shard swept."""
+    in_turn, at_once = (
+        MemoryActivationStore(ttl=10, clock=clock, sweep_budget=2, shards=2) for _ in "ab"
+    )
+    entries = [Entry(f"e{i}", "v1") for i in range(5)]
+    for store in (in_turn, at_once):
+        for i in range(40):
+            await store.put(f"old{i}", "e1", "v1")
+    clock.advance(10)
+    for entry in entries:
+        await in_turn.put("u1", entry.experiment_id, entry.variation_id)
+    await at_once.put_many("u1", entries)
+    assert layout(at_once) == layout(in_turn)
+    assert len(at_once) == 40 + 5 - 5 * 2
+    assert (await at_once.stats()).expiries == (await in_turn.stats()).expiries == 10

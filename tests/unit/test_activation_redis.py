@@ -9,8 +9,9 @@ a condition, and a refresh is read from the expiry stamp the scripts keep in eac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from redis.asyncio import Redis
@@ -486,3 +487,125 @@ async def test_an_older_replica_reads_a_new_non_sticky_value_as_expired_not_as_a
         assert await old_get(keys=["trackd:a:u1"], args=["e2"]) == "bucketed"
     finally:
         await store.close()
+
+
+class Entry(NamedTuple):
+    experiment_id: str
+    variation_id: str
+    sticky: bool = True
+
+
+async def commands_sent(
+    shared_redis: RedisServer, during: Callable[[], Awaitable[None]]
+) -> list[str]:
+    """The commands clients sent Redis while `during` ran, as MONITOR saw them: names only,
+    and not those the scripts ran."""
+    watcher = Redis.from_url(shared_redis.url, decode_responses=True)
+    marker = Redis.from_url(shared_redis.url, decode_responses=True)
+    try:
+        await marker.ping()  # its connection opened before watching: it sends no HELLO then
+        async with watcher.monitor() as monitor:
+            await during()
+            await marker.echo("trackd-test-done")  # after `during`'s commands, on Redis too
+            sent = []
+            while (seen := await monitor.next_command())["command"] != "ECHO trackd-test-done":
+                if seen["client_type"] != "lua":
+                    sent.append(seen["command"].split(" ", 1)[0].upper())
+            return sent
+    finally:
+        await watcher.aclose()
+        await marker.aclose()
+
+
+async def test_put_many_is_one_round_trip(
+    store: RedisActivationStore, shared_redis: RedisServer
+) -> None:
+    entries = [Entry(f"e{i}", f"v{i}", sticky=i % 2 == 0) for i in range(25)]
+    await store.put("warm", "e1", "v1")  # the connection opened, the scripts loaded
+    await store.put_many("warm", entries)
+
+    async def in_turn() -> None:
+        for entry in entries:
+            await store.put("u1", entry.experiment_id, entry.variation_id, sticky=entry.sticky)
+
+    assert await commands_sent(shared_redis, in_turn) == ["EVALSHA"] * 25  # what it saves
+    assert await commands_sent(shared_redis, lambda: store.put_many("u2", entries)) == ["EVALSHA"]
+    assert await commands_sent(shared_redis, lambda: store.put_many("u3", [])) == []
+    assert await store.live_for_user("u2") == await store.live_for_user("u1")
+    assert len(await store.live_for_user("u2")) == 25
+
+
+async def test_put_many_stamps_each_expiry_and_the_users_key_as_put_does(
+    store: RedisActivationStore,
+) -> None:
+    before = await redis_ms(store)
+    await store.put_many("u1", [Entry("e1", "v1"), Entry("e2", "v2", sticky=False)])
+    after = await redis_ms(store)
+    ttl_ms = round(LONG_TTL * 1000)
+    sticky = await expiry_stamp(store, "u1", "e1")
+    assert before + ttl_ms <= sticky <= after + ttl_ms
+    assert await expiry_stamp(store, "u1", "e2") == -sticky  # negated: not sticky
+    assert 0 < await store.client.pttl("trackd:a:u1") <= ttl_ms
+    assert await store.client.smembers("trackd:pairs") == {"e1\x1fv1", "e2\x1fv2"}
+
+
+@pytest.mark.parametrize(
+    ("held_long", "held_short", "pruned"),
+    [
+        (["e9"], ["e1", "e2", "e3"], 2),  # by the first write (which overwrites its own e1)
+        (["e2"], ["e2"], 1),  # a lone field is left by the first write, pruned by the second
+        ([], [], 0),
+    ],
+)
+async def test_put_many_prunes_and_counts_expired_fields_as_puts_in_turn(
+    store: RedisActivationStore,
+    short: RedisActivationStore,
+    held_long: list[str],
+    held_short: list[str],
+    pruned: int,
+) -> None:
+    """A user's expired fields go, and count as expiries, exactly as with puts in turn."""
+    entries = [Entry("e1", "n1"), Entry("e4", "n4"), Entry("e5", "n5")]
+    for user_id in ("in_turn", "at_once"):
+        for experiment_id in held_long:
+            await store.put(user_id, experiment_id, "old")
+        for experiment_id in held_short:  # PEXPIRE only lengthens: the hash outlives these
+            await short.put(user_id, experiment_id, "old")
+    for user_id in ("in_turn", "at_once"):
+        for experiment_id in held_short:
+            await expired(short, user_id, experiment_id)
+    expiries = (await store.stats()).expiries
+    for entry in entries:
+        await store.put("in_turn", entry.experiment_id, entry.variation_id)
+    pruned_in_turn = (await store.stats()).expiries - expiries
+    await store.put_many("at_once", entries)
+    pruned_at_once = (await store.stats()).expiries - expiries - pruned_in_turn
+    assert pruned_at_once == pruned_in_turn == pruned
+    held = [sorted(await store.client.hkeys(f"trackd:a:{u}")) for u in ("in_turn", "at_once")]
+    assert held[0] == held[1]
+
+
+async def test_put_many_is_refused_while_redis_is_down_and_nothing_is_not_a_call(
+    tmp_path: Path,
+) -> None:
+    down = RedisServer(tmp_path / "redis")
+    store = RedisActivationStore.from_url(down.url, ttl=LONG_TTL)
+    try:
+        await store.put_many("u1", [])  # no round trip, so no outage to see
+        assert (store.failures, store.available) == (0, True)
+        with pytest.raises(ActivationStoreUnavailable):
+            await store.put_many("u1", [Entry("e1", "v1")])
+        with pytest.raises(ActivationStoreUnavailable):  # refused at once in the window
+            await store.put_many("u1", [Entry("e1", "v1")])
+        assert (store.failures, store.outages) == (2, 1)
+    finally:
+        await store.close()
+
+
+async def test_put_many_reloads_its_script_after_a_restart_forgot_it(
+    store: RedisActivationStore,
+) -> None:
+    await store.put_many("u1", [Entry("e1", "v1")])
+    await store.client.script_flush()
+    await store.put_many("u1", [Entry("e2", "v2")])
+    assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}

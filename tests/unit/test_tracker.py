@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trackd.activation import Held, Lookup, MemoryActivationStore, Sticky
+from trackd.activation import Held, Lookup, MemoryActivationStore, Sticky, Write
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.datafile.model import Experiment
 from trackd.decision.engine import Reason
@@ -94,6 +94,10 @@ class OutageStore(MemoryActivationStore):
     ) -> None:
         self._check()
         await super().put(user_id, experiment_id, variation_id, sticky=sticky)
+
+    async def put_many(self, user_id: str, entries: Sequence[Write]) -> None:
+        self._check()
+        await super().put_many(user_id, entries)
 
     async def refresh_or_put(
         self, user_id: str, experiment_id: str, variation_id: str | None

@@ -10,6 +10,7 @@ from trackd.activation.store import (
     Keep,
     Lookup,
     Sticky,
+    Write,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "Lookup",
     "MemoryActivationStore",
     "Sticky",
+    "Write",
 ]

@@ -43,6 +43,7 @@ from trackd.activation.store import (
     Keep,
     Lookup,
     Sticky,
+    Write,
 )
 
 _SEP = "\x1f"  # ASCII unit separator; the code after the last one is never ambiguous
@@ -173,6 +174,25 @@ class MemoryActivationStore:
         self._sweep_next(now)
         self._write(user_id, experiment_id, variation_id, now, 0 if sticky else _NOT_STICKY)
 
+    async def put_many(self, user_id: str, entries: Sequence[Write]) -> None:
+        # One coroutine for a Decide's feature tests: 25 entries of a new user, 37 us; 49 us
+        # as 25 puts.
+        if not entries:
+            return
+        now = self._now_ms()
+        sweep_next = self._sweep_next
+        write = self._write
+        for entry in entries:
+            # Swept before each write, as `put` does: the same reclaiming, the same counters.
+            sweep_next(now)
+            write(
+                user_id,
+                entry.experiment_id,
+                entry.variation_id,
+                now,
+                0 if entry.sticky else _NOT_STICKY,
+            )
+
     async def refresh_or_put(
         self, user_id: str, experiment_id: str, variation_id: str | None
     ) -> Sticky:
@@ -202,42 +222,12 @@ class MemoryActivationStore:
     ) -> dict[str, str]:
         now = self._now_ms()
         self._sweep_next(now)
-        return self._lookup_user(user_id, experiment_ids, now)
+        return self._lookup(((user_id, experiment_ids),), now)[0]
 
     async def live_for_users(self, lookups: Sequence[Lookup]) -> list[dict[str, str]]:
         now = self._now_ms()
         self._sweep_next(now)
-        # `_lookup_user` inlined (with `_lookup_one` and `_find`): this runs for every event
-        # of every TrackStream batch, where the method calls cost more than the lookups.
-        experiments = self._experiments
-        shards = self._shards
-        mask = self._mask
-        pairs = self._pairs
-        found_all: list[dict[str, str]] = []
-        hits = 0
-        for user_id, experiment_ids in lookups:
-            found: dict[str, str] = {}
-            for experiment_id in experiments if experiment_ids is None else experiment_ids:
-                experiment = experiments.get(experiment_id)
-                if experiment is None:
-                    continue
-                key = user_id + experiment.suffix
-                shard = shards[hash(key) & mask]
-                packed = shard.entries.get(key)
-                if packed is None and shard.older:
-                    packed = shard.older.get(key)
-                if packed is None:
-                    continue
-                pair = pairs[packed & _CODE_MASK]
-                if pair is not None and packed >> _EXPIRY_SHIFT > now:
-                    found[experiment_id] = pair[1]
-                else:
-                    self._live(shard, key, packed, now)  # dead: removes it
-            hits += bool(found)
-            found_all.append(found)
-        self._hits += hits
-        self._misses += len(found_all) - hits
-        return found_all
+        return self._lookup(lookups, now)
 
     async def retain(self, keep: Keep) -> int:
         async with self._compacting:
@@ -342,31 +332,40 @@ class MemoryActivationStore:
         self._held -= 1
         return None
 
-    def _lookup_one(self, user_id: str, experiment_id: str, now: int) -> str | None:
-        experiment = self._experiments.get(experiment_id)
-        if experiment is None:
-            return None
-        key = user_id + experiment.suffix
-        shard = self._shards[hash(key) & self._mask]
-        packed = _find(shard, key)
-        if packed is None:
-            return None
-        return self._live(shard, key, packed, now)
-
-    def _lookup_user(
-        self, user_id: str, experiment_ids: Collection[str] | None, now: int
-    ) -> dict[str, str]:
-        found: dict[str, str] = {}
-        ids = self._experiments if experiment_ids is None else experiment_ids
-        for experiment_id in ids:
-            variation_id = self._lookup_one(user_id, experiment_id, now)
-            if variation_id is not None:
-                found[experiment_id] = variation_id
-        if found:
-            self._hits += 1
-        else:
-            self._misses += 1
-        return found
+    def _lookup(self, lookups: Sequence[Lookup], now: int) -> list[dict[str, str]]:
+        """`live_for_users`' answer. `_find` and `_live`'s live case inlined: this runs for
+        every event of every TrackStream batch and for the ~50 feature tests of every Decide,
+        where a method call per experiment costs more than the lookup (a Decide's 50 ids for a
+        user with no activation: 25 us with a call per id, 19 us inlined)."""
+        experiments = self._experiments
+        shards = self._shards
+        mask = self._mask
+        pairs = self._pairs
+        found_all: list[dict[str, str]] = []
+        hits = 0
+        for user_id, experiment_ids in lookups:
+            found: dict[str, str] = {}
+            for experiment_id in experiments if experiment_ids is None else experiment_ids:
+                experiment = experiments.get(experiment_id)
+                if experiment is None:
+                    continue
+                key = user_id + experiment.suffix
+                shard = shards[hash(key) & mask]
+                packed = shard.entries.get(key)
+                if packed is None and shard.older:
+                    packed = shard.older.get(key)
+                if packed is None:
+                    continue
+                pair = pairs[packed & _CODE_MASK]
+                if pair is not None and packed >> _EXPIRY_SHIFT > now:
+                    found[experiment_id] = pair[1]
+                else:
+                    self._live(shard, key, packed, now)  # dead: removes it
+            hits += bool(found)
+            found_all.append(found)
+        self._hits += hits
+        self._misses += len(found_all) - hits
+        return found_all
 
     def _write(
         self, user_id: str, experiment_id: str, variation_id: str, now: int, not_sticky: int

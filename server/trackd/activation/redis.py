@@ -16,8 +16,10 @@ one HGETALL here and a SCAN or an index there; and a user's few experiments pack
 small listpack.
 
 Every call is one round trip: a Lua script (EVALSHA; re-sent as a whole after a Redis
-restart emptied its script cache). A TrackStream batch is one pipeline of scripts of at most
-`batch_keys` users each, so a 10,000-event batch never holds Redis for long.
+restart emptied its script cache). A Decide's feature tests are one `put_many` script (25
+entries of a new user: 0.36 ms on loopback, 4.4 ms as 25 puts). A TrackStream batch is one
+pipeline of scripts of at most `batch_keys` users each, so a 10,000-event batch never holds
+Redis for long.
 
 `retain` finds the (experiment, variation) pairs ever written in the set `{prefix}pairs`
 (SADD on every write, in the same script), asks `keep`, and if any pair is dropped, SCANs the
@@ -67,6 +69,7 @@ from trackd.activation.store import (
     Keep,
     Lookup,
     Sticky,
+    Write,
 )
 from trackd.errors import ActivationStoreUnavailable
 from trackd.outage import Outage
@@ -109,7 +112,7 @@ local function live(value)
   if expiry == nil or expiry <= now then return nil end
   return variation, sticky
 end
-local function write(key, pairs, experiment, variation, sticky, ttl)
+local function prune(key, experiment)
   local pruned = 0
   if redis.call('HLEN', key) > 1 then
     local all = redis.call('HGETALL', key)
@@ -120,11 +123,18 @@ local function write(key, pairs, experiment, variation, sticky, ttl)
       end
     end
   end
+  return pruned
+end
+local function store(key, pairs, experiment, variation, sticky, ttl)
   local expiry = string.format('%.0f', now + ttl)
   if not sticky then expiry = '-' .. expiry end
   redis.call('HSET', key, experiment, expiry .. ' ' .. variation)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
   redis.call('SADD', pairs, experiment .. '\31' .. variation)
+end
+local function write(key, pairs, experiment, variation, sticky, ttl)
+  local pruned = prune(key, experiment)
+  store(key, pairs, experiment, variation, sticky, ttl)
   return pruned
 end
 """
@@ -146,6 +156,25 @@ _PUT: Final = (
     _PRELUDE
     + r"""
 return write(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3] == '1', tonumber(ARGV[4]))
+"""
+)
+
+# KEYS: user, pairs; ARGV: ttl_ms, then experiment, variation, sticky ('1'/'0') per entry.
+# As _PUT of each entry in turn; how many expired fields were pruned. `now` is read once per
+# script, so once two entries are written every field is live (the first write prunes all but
+# its own field when the hash holds two or more; when it held one, the second write sees two):
+# the later writes would prune nothing, and skip the HGETALL that finds so (25 entries of a
+# new user: 2 HGETALLs of up to 2 fields instead of 24 of up to 25).
+_PUT_MANY: Final = (
+    _PRELUDE
+    + r"""
+local ttl = tonumber(ARGV[1])
+local pruned = 0
+for a = 2, #ARGV, 3 do
+  if a <= 5 then pruned = pruned + prune(KEYS[1], ARGV[a]) end  -- the first two entries
+  store(KEYS[1], KEYS[2], ARGV[a], ARGV[a + 1], ARGV[a + 2] == '1', ttl)
+end
+return pruned
 """
 )
 
@@ -280,6 +309,7 @@ class RedisActivationStore:
         self._scan_count = scan_count
         self._get = client.register_script(_GET)
         self._put = client.register_script(_PUT)
+        self._put_many = client.register_script(_PUT_MANY)
         self._refresh_or_put = client.register_script(_REFRESH_OR_PUT)
         self._live = client.register_script(_LIVE)
         self._retain = client.register_script(_RETAIN)
@@ -398,6 +428,15 @@ class RedisActivationStore:
             [self._key(user_id), self._pairs_key],
             [experiment_id, variation_id, "1" if sticky else "0", self._ttl_ms],
         )
+        self._expiries += int(pruned)
+
+    async def put_many(self, user_id: str, entries: Sequence[Write]) -> None:
+        if not entries:
+            return
+        args: list[Any] = [self._ttl_ms]
+        for entry in entries:
+            args += (entry.experiment_id, entry.variation_id, "1" if entry.sticky else "0")
+        pruned = await self._script(self._put_many, [self._key(user_id), self._pairs_key], args)
         self._expiries += int(pruned)
 
     async def refresh_or_put(

@@ -41,6 +41,21 @@ def sticky_variation(held: Held | None) -> str | None:
     return held.variation_id if held is not None and held.sticky else None
 
 
+class Write(Protocol):
+    """One activation for `put_many` to store: `put`'s arguments after the user id. Any
+    object with these attributes will do (the tracker passes its own records as they are,
+    not copies)."""
+
+    @property
+    def experiment_id(self) -> str: ...
+
+    @property
+    def variation_id(self) -> str: ...
+
+    @property
+    def sticky(self) -> bool: ...
+
+
 class Sticky(NamedTuple):
     """What `refresh_or_put` left live: the variation (None if nothing) and whether a sticky
     activation was already live before the call (the user sticks: no second impression)."""
@@ -81,6 +96,11 @@ class ActivationStore(Protocol):
         self, user_id: str, experiment_id: str, variation_id: str, *, sticky: bool = True
     ) -> None:
         """Store the activation, replacing any held, expiring `ttl` from now."""
+        ...
+
+    async def put_many(self, user_id: str, entries: Sequence[Write]) -> None:
+        """`put` of each entry in order, as one call (the feature tests of one Decide): the
+        same activations, expiries, evictions and counters. No entries: no call to Redis."""
         ...
 
     async def refresh_or_put(
