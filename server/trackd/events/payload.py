@@ -6,6 +6,10 @@ metadata, conversions with revenue/value/tags, and the SDK's cleaning (a None re
 value, tags or decisions key is left out, wherever it appears). Only visitors sharing one
 context (account, project, revision, anonymize_ip) go in one batch: `trackd.events.rounds`
 forms the batches.
+
+`event_batch` and `visitor` build the batch as dicts: the reference. What is delivered,
+`encode_batch` / `encode_plain_batch`, is the same JSON spliced from pieces cut from it and
+kept, about ten times cheaper (figures below, at "the delivery body").
 """
 
 from __future__ import annotations
