@@ -143,7 +143,7 @@ def test_the_spliced_text_is_the_reference_byte_for_byte(batch: tuple[Any, list[
     expected = reference(context, stored)
     # The spliced path itself (no fallback), then through the public calls.
     assert payload.plain_batch_text(context, stored).encode() == expected
-    assert payload.encode_plain_batch(context, stored) == expected
+    assert payload.encode_batch(context, stored) == expected
     assert payload.encode_batch(context, from_plain(stored)) == expected
 
 
@@ -277,9 +277,9 @@ def test_a_value_trackd_never_stores_gets_the_references_bytes_or_error(
 ) -> None:
     context = plain[-1][1]
     expected = outcome(reference, context, plain)
-    assert outcome(payload.encode_plain_batch, context, plain) == expected
+    assert outcome(payload.encode_batch, context, plain) == expected
     # And once more, now that the first call kept its pieces.
-    assert outcome(payload.encode_plain_batch, context, plain) == expected
+    assert outcome(payload.encode_batch, context, plain) == expected
 
 
 def test_kept_pieces_are_bounded() -> None:

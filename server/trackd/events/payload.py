@@ -8,8 +8,8 @@ context (account, project, revision, anonymize_ip) go in one batch: `trackd.even
 forms the batches.
 
 `event_batch` and `visitor` build the batch as dicts: the reference. What is delivered,
-`encode_batch` / `encode_plain_batch`, is the same JSON spliced from pieces cut from it and
-kept, about ten times cheaper (figures below, at "the delivery body").
+`encode_batch`, is the same JSON spliced from pieces cut from it and kept, about ten times
+cheaper (figures below, at "the delivery body").
 """
 
 from __future__ import annotations
@@ -328,19 +328,14 @@ def _kept(cache: dict[Any, Any], key: Any, value: _T) -> _T:
     return value
 
 
-def encode_plain_batch(context: Context, plain: Sequence[tuple[Any, ...]]) -> bytes:
-    """`encode_batch` of records as plain tuples, as a row decodes (`records.decode_plain`):
-    what the encoder process builds a delivery round from (`trackd.events.rounds`)."""
+def encode_batch(context: Context, records: Sequence[tuple[Any, ...]]) -> bytes:
+    """One delivery body, `encode(event_batch(context, records))`, spliced. The records may
+    be plain tuples, as a row decodes (`records.decode_plain`): what the encoder process
+    builds a delivery round from (`trackd.events.rounds`)."""
     try:
-        return plain_batch_text(context, plain).encode()
+        return plain_batch_text(context, records).encode()
     except Exception:  # whatever it was, the reference's bytes, or its error, are the answer
-        return encode(event_batch(context, from_plain(plain)))
-
-
-def encode_batch(context: Context, records: Sequence[Record]) -> bytes:
-    """One delivery body: `encode(event_batch(context, records))`, spliced (a record is the
-    plain tuple of its fields)."""
-    return encode_plain_batch(context, records)
+        return encode(event_batch(context, from_plain(records)))
 
 
 __all__ = [
@@ -348,7 +343,6 @@ __all__ = [
     "CLIENT_NAME",
     "encode",
     "encode_batch",
-    "encode_plain_batch",
     "event_batch",
     "plain_batch_text",
     "visitor",
