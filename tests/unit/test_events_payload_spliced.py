@@ -1,4 +1,5 @@
-"""The spliced delivery body is byte for byte `encode(event_batch(...))`, the reference.
+"""The spliced delivery body is byte for byte the reference: `event_batch(...)` through
+json.dumps.
 
 Records are generated broadly (both impression shapes, conversions with and without
 revenue, value and tags, attributes of every type, awkward strings and numbers), go through
@@ -124,7 +125,9 @@ def as_stored(plain: Sequence[Plain]) -> list[Plain]:
 
 
 def reference(context: Any, plain: Sequence[Plain]) -> bytes:
-    return payload.encode(payload.event_batch(context, from_plain(plain)))
+    """The dict-built batch, through json.dumps itself as trackd always called it."""
+    batch = payload.event_batch(context, from_plain(plain))
+    return json.dumps(batch, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def outcome(encoder: Callable[[Any, Sequence[Plain]], bytes], *args: Any) -> Any:
