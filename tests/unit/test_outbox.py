@@ -332,7 +332,7 @@ async def test_a_row_written_by_an_earlier_trackd_is_read_and_encoded(tmp_path: 
             None, {"revenue": 1299, "category": "shoes"}, (("40001", "42001"),),
         ),
     )  # fmt: skip
-    batch = json.loads(payload.encode_plain_batch(context, [tuple(r) for r in row.records]))
+    batch = json.loads(payload.encode_batch(context, [tuple(r) for r in row.records]))
     assert [v["snapshots"][0]["events"][0]["uuid"] for v in batch["visitors"]] == [
         "7d0c2c1a-1b2e-4f3a-8c5d-6e7f8a9b0c1d",
         "0b6b1f8e-5d7a-4c1e-9a4f-3f2f6f0e8c11",

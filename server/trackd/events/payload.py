@@ -6,21 +6,36 @@ metadata, conversions with revenue/value/tags, and the SDK's cleaning (a None re
 value, tags or decisions key is left out, wherever it appears). Only visitors sharing one
 context (account, project, revision, anonymize_ip) go in one batch: `trackd.events.rounds`
 forms the batches.
+
+`event_batch` and `visitor` build the batch as dicts: the reference. What is delivered,
+`encode_batch`, is the same JSON spliced from pieces cut from it and kept, about ten times
+cheaper (figures below, at "the delivery body").
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from json.encoder import encode_basestring
+from typing import Any, Final, TypeVar
 
 import trackd
-from trackd.events.records import Context, Conversion, Impression, Record, from_plain
+from trackd.events.records import (
+    CONVERSION,
+    IMPRESSION,
+    Context,
+    Conversion,
+    Impression,
+    Record,
+    from_plain,
+)
 from trackd.events.tags import TagValue
 
 CLIENT_NAME: Final = "trackd"
 ACTIVATE_EVENT_KEY: Final = "campaign_activated"
 _DROPPED_WHEN_NONE: Final = frozenset({"revenue", "value", "tags", "decisions"})
+_T = TypeVar("_T")
 
 
 def _variation_id(variation_id: str) -> str | None:
@@ -34,9 +49,13 @@ def _clean_tags(tags: Mapping[str, TagValue]) -> dict[str, TagValue]:
     return {k: v for k, v in tags.items() if v is not None or k not in _DROPPED_WHEN_NONE}
 
 
+def _attribute(entity_id: str, key: str, value: Any) -> dict[str, Any]:
+    return {"entity_id": entity_id, "key": key, "type": "custom", "value": value}
+
+
 def _attributes(record: Record) -> list[dict[str, Any]]:
     return [
-        {"entity_id": entity_id, "key": key, "type": "custom", "value": value}
+        _attribute(entity_id, key, value)
         for entity_id, key, value in record.attributes
         if value is not None  # never stored; the SDK would drop such a "value" key
     ]
@@ -78,13 +97,22 @@ def _conversion_snapshot(record: Conversion) -> dict[str, Any]:
         "key": record.event_key,
         "timestamp": record.timestamp,
     }
-    if record.revenue is not None:
-        event["revenue"] = record.revenue
-    if record.value is not None:
-        event["value"] = record.value
-    if record.tags:
-        event["tags"] = _clean_tags(record.tags)
+    event.update(_conversion_extras(record.revenue, record.value, record.tags))
     return {"events": [event]}
+
+
+def _conversion_extras(
+    revenue: int | None, value: float | None, tags: Mapping[str, TagValue]
+) -> dict[str, Any]:
+    """A conversion event's revenue, value and tags, each only when it is set."""
+    extras: dict[str, Any] = {}
+    if revenue is not None:
+        extras["revenue"] = revenue
+    if value is not None:
+        extras["value"] = value
+    if tags:
+        extras["tags"] = _clean_tags(tags)
+    return extras
 
 
 def visitor(record: Record) -> dict[str, Any]:
@@ -113,20 +141,201 @@ def event_batch(context: Context, records: Iterable[Record]) -> dict[str, Any]:
     }
 
 
-def encode_batch(context: Context, records: Sequence[Record]) -> bytes:
-    """One delivery body; a module-level function so a worker process can run it."""
-    return encode(event_batch(context, records))
-
-
-def encode_plain_batch(context: Context, plain: Sequence[tuple[Any, ...]]) -> bytes:
-    """`encode_batch` of records as plain tuples, as a row decodes (`records.decode_plain`):
-    what the encoder process builds a delivery round from (`trackd.events.rounds`)."""
-    return encode_batch(context, from_plain(plain))
-
-
 def encode(batch: Mapping[str, Any]) -> bytes:
     """The HTTP body / JSON line. NaN cannot occur (records reject it); refuse it anyway."""
-    return json.dumps(batch, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _JSON.encode(batch).encode()
+
+
+# json.dumps(batch, separators=(",", ":"), ensure_ascii=False, allow_nan=False), built once:
+# json.dumps builds a new encoder on every call with those arguments.
+_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# --- the delivery body, spliced from pre-encoded pieces -----------------------------------
+#
+# `encode(event_batch(...))` builds a dozen dicts and lists per event and has json walk them:
+# 17 us per event. Most of a visitor's JSON repeats: an impression's decision and metadata,
+# a conversion's event, an attribute's ids, the batch header. Those pieces are cut from the
+# reference's own output (so the two cannot drift apart) and kept; per event only its uuid,
+# timestamp and visitor id are encoded, and its attribute list and a conversion's revenue,
+# value and tags once per object its batch shares (a row pickles a value its events share
+# once, so they decode to one object). CPU time per event, old -> new, on the 2-core
+# development machine under load (thread_time_ns, best of 7): a Decide's 50 impressions of
+# one user with 6 attributes 17.5 -> 1.4 us; 500 conversions of distinct users whose
+# attribute and tag messages recur (TrackStream shares them, rpc.wire) 16.6 -> 1.45 us; the
+# worst case, every event's attributes and tags distinct, 16.9 -> 8.8 us.
+# tests/unit/test_events_payload_spliced.py proves the bytes equal.
+
+# A value no record holds, put where a per-event value goes and split out of the JSON.
+_SPLICE: Final = "\x00trackd:splice\x00"
+_SPLICE_JSON: Final = _JSON.encode(_SPLICE)
+_KEPT: Final = 4096  # entries each cache keeps; cleared when full (datafiles hold fewer)
+
+_string: Final = encode_basestring  # what _JSON prints a str as
+
+# The batch header by context; a visitor's JSON cut around its per-event values, by what
+# the rest of it depends on; an attribute's JSON up to its value, by (entity_id, key). Keys
+# hold only strings and bools checked to be bools: a key can then never equal one that
+# prints differently (True == 1, but only a str equals a str).
+_headers: dict[Context, str] = {}
+_visitor_cuts: dict[tuple[Any, ...], tuple[str, str, str, str, str]] = {}
+_attribute_heads: dict[tuple[str, str], str] = {}
+
+
+class _Irregular(Exception):
+    """A value trackd never stores, which the spliced path leaves to the reference."""
+
+
+def plain_batch_text(context: Context, plain: Sequence[tuple[Any, ...]]) -> str:
+    """`encode_batch`'s text, spliced from kept pieces. Raises for a value trackd never
+    stores (a type other than those records hold, or a malformed record)."""
+    if context[3] is not True and context[3] is not False:
+        raise _Irregular("anonymize_ip")
+    header = _headers.get(context) or _header(context)
+    # By identity: `plain` holds every object for the whole call, so no id is reused.
+    attribute_lists: dict[int, str] = {}
+    conversion_extras: dict[tuple[int, int, int], str] = {}
+    visitors: list[str] = []
+    for item in plain:
+        timestamp = item[3]
+        if type(timestamp) is not int:
+            raise _Irregular("timestamp")
+        attributes = item[5]
+        attribute_list = attribute_lists.get(id(attributes))
+        if attribute_list is None:
+            attribute_list = attribute_lists[id(attributes)] = _attribute_list(attributes)
+        key: tuple[Any, ...]
+        if item[0] == IMPRESSION:
+            key = item[6:]
+            if len(key) == _IMPRESSION_KEY and key[-1] is not True and key[-1] is not False:
+                raise _Irregular("enabled")
+            extras = ""
+        elif item[0] == CONVERSION and len(item) == _CONVERSION_FIELDS:
+            key = (CONVERSION, item[6], item[7])
+            extras_key = (id(item[8]), id(item[9]), id(item[10]))
+            found = conversion_extras.get(extras_key)
+            if found is None:
+                found = conversion_extras[extras_key] = _extras_text(item[8], item[9], item[10])
+            extras = found
+        else:
+            raise _Irregular("record kind or length")
+        uuid_at, timestamp_at, attributes_at, visitor_id_at, end = _visitor_cuts.get(
+            key
+        ) or _visitor_cut(key, item)
+        visitors.append(
+            f"{uuid_at}{_string(item[2])}{timestamp_at}{timestamp}{extras}"
+            f"{attributes_at}{attribute_list}{visitor_id_at}{_string(item[4])}{end}"
+        )
+    return f"{header}{','.join(visitors)}]}}"
+
+
+_IMPRESSION_KEY: Final = len(Impression._fields) - 6  # the fields after the attributes
+_CONVERSION_FIELDS: Final = len(Conversion._fields)
+
+
+def _header(context: Context) -> str:
+    if not all(type(field) is str for field in context[:3]):
+        raise _Irregular("context")
+    text = _JSON.encode(event_batch(context, ()))
+    if not text.endswith("[]}"):
+        raise _Irregular("header")
+    return _kept(_headers, context, text[:-2])
+
+
+def _visitor_cut(key: tuple[Any, ...], item: tuple[Any, ...]) -> tuple[str, str, str, str, str]:
+    """The visitor's JSON before its uuid, timestamp (and a conversion's extras), attribute
+    list and visitor id, and after them."""
+    is_conversion = item[0] == CONVERSION
+    ids_and_keys = key[1:] if is_conversion else key[:7]
+    if not all(type(field) is str for field in ids_and_keys):
+        raise _Irregular("ids and keys")
+    spliced = (item[0], item[1], _SPLICE, _SPLICE, _SPLICE, (), *item[6:])
+    if is_conversion:
+        spliced = (*spliced[:8], None, None, {}, ())  # no extras: they are spliced in
+    document = visitor(from_plain([spliced])[0])
+    document["attributes"] = _SPLICE
+    # (A field holding the splice mark itself splits into more parts: the unpacking fails.)
+    uuid_at, timestamp_at, attributes_at, visitor_id_at, end = _JSON.encode(document).split(
+        _SPLICE_JSON
+    )
+    return _kept(_visitor_cuts, key, (uuid_at, timestamp_at, attributes_at, visitor_id_at, end))
+
+
+def _attribute_list(attributes: Sequence[tuple[str, str, Any]]) -> str:
+    texts: list[str] = []
+    for entity_id, key, value in attributes:
+        if type(value) is str:  # most are: spared a call
+            value_text = _string(value)
+        elif value is None:
+            continue  # as `_attributes` drops it
+        else:
+            value_text = _value_text(value)
+        head = _attribute_heads.get((entity_id, key)) or _attribute_head(entity_id, key)
+        texts.append(f"{head}{value_text}}}")
+    return f"[{','.join(texts)}]"
+
+
+def _attribute_head(entity_id: str, key: str) -> str:
+    if type(entity_id) is not str or type(key) is not str:
+        raise _Irregular("attribute ids")
+    head, end = _JSON.encode(_attribute(entity_id, key, _SPLICE)).split(_SPLICE_JSON)
+    if end != "}":  # the value must be the last member: `_attribute_list` closes it
+        raise _Irregular("attribute layout")
+    return _kept(_attribute_heads, (entity_id, key), head)
+
+
+def _extras_text(revenue: Any, value: Any, tags: Any) -> str:
+    """A conversion's `_conversion_extras` as JSON members, each led by a comma."""
+    extras = _conversion_extras(revenue, value, tags)
+    return f",{_members(extras)[1:-1]}" if extras else ""
+
+
+def _value_text(value: Any) -> str:
+    """`value` as _JSON prints it: the types records hold directly (_JSON.encode costs a
+    microsecond of set-up per call), anything else through _JSON."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is dict:
+        return _members(value)
+    return _JSON.encode(value)  # NaN, a list: exactly as json does
+
+
+def _members(mapping: dict[Any, Any]) -> str:
+    texts: list[str] = []
+    # A key that is no str (json would print 1 as "1") makes _string raise: the batch then
+    # goes the reference way.
+    for name, item in mapping.items():
+        if type(item) is str:
+            texts.append(f"{_string(name)}:{_string(item)}")
+        else:
+            texts.append(f"{_string(name)}:{_value_text(item)}")
+    return f"{{{','.join(texts)}}}"
+
+
+def _kept(cache: dict[Any, Any], key: Any, value: _T) -> _T:
+    if len(cache) >= _KEPT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def encode_batch(context: Context, records: Sequence[tuple[Any, ...]]) -> bytes:
+    """One delivery body, `encode(event_batch(context, records))`, spliced. The records may
+    be plain tuples, as a row decodes (`records.decode_plain`): what the encoder process
+    builds a delivery round from (`trackd.events.rounds`)."""
+    try:
+        return plain_batch_text(context, records).encode()
+    except Exception:  # whatever it was, the reference's bytes, or its error, are the answer
+        return encode(event_batch(context, from_plain(records)))
 
 
 __all__ = [
@@ -134,7 +343,7 @@ __all__ = [
     "CLIENT_NAME",
     "encode",
     "encode_batch",
-    "encode_plain_batch",
     "event_batch",
+    "plain_batch_text",
     "visitor",
 ]

@@ -96,7 +96,7 @@ def _encoded(
     context: Any, batch: list[tuple[Any, ...]], progress: tuple[tuple[int, int], ...]
 ) -> Formed:
     try:
-        return Formed(progress, len(batch), payload.encode_plain_batch(context, batch))
+        return Formed(progress, len(batch), payload.encode_batch(context, batch))
     except (TypeError, ValueError) as error:
         return Formed(
             progress, len(batch), repr(batch).encode(), f"cannot encode the batch: {error}"
