@@ -182,6 +182,7 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
     outbox = Outbox(
         outbox_path(settings),
         max_events=settings.outbox_max_events,
+        synchronous="NORMAL" if settings.outbox_sync == "normal" else "FULL",
         dedup_window=settings.dedup_window,
         results_observer=fleet.observe if fleet is not None else None,
     )
