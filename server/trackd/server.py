@@ -284,6 +284,7 @@ async def _start(
         datafile=prepared.source.description if prepared.source else "bundled example",
         data_dir=str(settings.data_dir.resolve()),
         outbox=str(outbox_path(settings).resolve()),
+        outbox_sync=settings.outbox_sync,
         activation_store=store_description(settings),
         event_endpoint=events_destination(settings, live),
         tls=prepared.credentials is not None,
