@@ -18,6 +18,7 @@ CPU is the daemon's whole process tree (its encoder process too), read from /pro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -61,7 +62,21 @@ def start(workdir: Path, name: str, datafile: Path, mode: str) -> Server:
         "--outbox-max-events",
         "100000000",
     )
-    return start_server(f"{name}-{mode}", command, workdir)
+    server = start_server(f"{name}-{mode}", command, workdir)
+    if started_mode(workdir / f"{server.name}.log") != mode:  # a figure of the wrong mode
+        server.stop()
+        raise RuntimeError(f"{server.name}: its started line does not say outbox_sync {mode}")
+    return server
+
+
+def started_mode(log_path: Path) -> str | None:
+    """The `outbox_sync` of a trackd log's `started` line."""
+    for line in log_path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            entry = json.loads(line)
+            if isinstance(entry, dict) and entry.get("event") == "started":
+                return str(entry.get("outbox_sync"))
+    return None
 
 
 def track_point(server: Server, concurrency: int, seconds: float, tag: str) -> dict[str, float]:
