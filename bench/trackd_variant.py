@@ -4,8 +4,8 @@
 
 KNOBS is a comma-separated list of:
   sync-normal  the outbox's SQLite in WAL mode with synchronous=NORMAL instead of FULL:
-               commits survive a killed process (SIGKILL) but not a power loss, and no
-               longer wait for fdatasync.
+               what `--outbox-sync normal` does (the Outbox starts its once-a-second WAL
+               fsync for NORMAL either way); `bench_outbox_sync.py` compares the two modes.
 Used by `bench_grpc.py --variant KNOBS`, which runs this beside plain trackd and the bare
 server. Nothing here changes trackd itself.
 """

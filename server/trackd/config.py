@@ -30,6 +30,8 @@ from trackd.events.endpoints import OPTIMIZELY
 LogFormat = Literal["auto", "json", "console"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+OutboxSync = Literal["full", "normal"]
+OUTBOX_SYNCS: tuple[OutboxSync, ...] = ("full", "normal")
 SDK_KEY_PLACEHOLDER = "{sdk_key}"
 DEFAULT_URL_TEMPLATE = "https://cdn.optimizely.com/datafiles/{sdk_key}.json"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -258,6 +260,16 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "outbox-sync",
+        str,
+        "How acknowledged events are made durable. full: every commit is fsynced before it"
+        " is acknowledged; nothing acknowledged is lost to a crash of trackd or a power loss."
+        " normal: SQLite synchronous=NORMAL and an fsync in the background at least once a"
+        " second (as Redis' appendfsync everysec); nothing acknowledged is lost to a crash of"
+        " trackd (SIGKILL), a power loss or OS crash can lose the last second.",
+        "MODE",
+    ),
+    Option(
         "dedup-window",
         float,
         "Seconds a TrackStream batch's (producer_id, sequence) is remembered after its commit,"
@@ -368,6 +380,7 @@ class Settings:
     event_max_connections: int = 4
     event_flush_interval: float = 1.0
     outbox_max_events: int = 1_000_000
+    outbox_sync: OutboxSync = "full"
     dedup_window: float = 86400.0
     default_decide_options: tuple[str, ...] = ()
     max_message_bytes: int = 4 * 1024 * 1024
@@ -396,6 +409,10 @@ class Settings:
         if self.log_format not in LOG_FORMATS:
             found.append(
                 f"--log-format {self.log_format!r}: expected one of {', '.join(LOG_FORMATS)}"
+            )
+        if self.outbox_sync not in OUTBOX_SYNCS:
+            found.append(
+                f"--outbox-sync {self.outbox_sync!r}: expected one of {', '.join(OUTBOX_SYNCS)}"
             )
         if not 0.0 <= self.log_sample_rate <= 1.0:
             found.append(f"--log-sample-rate {self.log_sample_rate}: expected 0 to 1")

@@ -182,6 +182,7 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
     outbox = Outbox(
         outbox_path(settings),
         max_events=settings.outbox_max_events,
+        synchronous="NORMAL" if settings.outbox_sync == "normal" else "FULL",
         dedup_window=settings.dedup_window,
         results_observer=fleet.observe if fleet is not None else None,
     )
@@ -283,6 +284,7 @@ async def _start(
         datafile=prepared.source.description if prepared.source else "bundled example",
         data_dir=str(settings.data_dir.resolve()),
         outbox=str(outbox_path(settings).resolve()),
+        outbox_sync=settings.outbox_sync,
         activation_store=store_description(settings),
         event_endpoint=events_destination(settings, live),
         tls=prepared.credentials is not None,

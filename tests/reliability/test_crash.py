@@ -1,4 +1,6 @@
-"""SIGKILL at random points under streaming load: every acknowledged event still arrives."""
+"""SIGKILL at random points under streaming load: every acknowledged event still arrives,
+with either `--outbox-sync` (a power loss, which `normal` may lose the last second to, cannot
+be simulated here)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import pytest
 
 from tests.reliability.support import DATAFILE, record
 from tests.support.daemon import Process, spawn
@@ -118,12 +121,18 @@ async def one_life(process: Process, ledger: Ledger, until_acked: int, kill_afte
             await asyncio.gather(*producers)
 
 
-async def test_every_acknowledged_event_survives_repeated_sigkills(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("outbox_sync", "scenario"), [("full", "crash"), ("normal", "crash_outbox_sync_normal")]
+)
+async def test_every_acknowledged_event_survives_repeated_sigkills(
+    tmp_path: Path, outbox_sync: str, scenario: str
+) -> None:
     rng = random.Random(SEED)
     data_dir = tmp_path / "data"
     ledger = Ledger()
     started = time.monotonic()
     args = ("--datafile", str(DATAFILE), "--event-batch-size", str(BATCH))
+    args += ("--outbox-sync", outbox_sync)
     args += ("--event-flush-interval", "0.2")
     async with Receiver() as receiver:
         delivered = Delivered(receiver)
@@ -131,6 +140,10 @@ async def test_every_acknowledged_event_survives_repeated_sigkills(tmp_path: Pat
         targets = sorted(rng.sample(range(10_000, TOTAL_EVENTS * 9 // 10, BATCH), KILLS))
         for target in targets:
             with spawn(data_dir, *args, "--event-endpoint", receiver.url) as process:
+                lines = process.log_lines()
+                assert [
+                    line["outbox_sync"] for line in lines if line.get("event") == "started"
+                ] == [outbox_sync]
                 await one_life(process, ledger, target, kill_after=rng.uniform(0.0, 0.3))
         # The last life tops up to TOTAL_EVENTS, then only delivers, and stops cleanly.
         with spawn(data_dir, *args, "--event-endpoint", receiver.url) as process:
@@ -165,7 +178,7 @@ async def test_every_acknowledged_event_survives_repeated_sigkills(tmp_path: Pat
         "lost": len(lost),
         "seconds": round(time.monotonic() - started, 1),
     }
-    record("crash", **figures)
+    record(scenario, **figures)
     assert len(ledger.acked) >= TOTAL_EVENTS
     assert not lost, f"{len(lost)} acknowledged events never arrived: {sorted(lost)[:10]}"
     # Duplicates are fine (at least once) but always the same event: same uuid, same id.

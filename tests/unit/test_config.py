@@ -137,6 +137,7 @@ def test_a_missing_config_file_is_one_line() -> None:
         ({"tls_client_ca": "ca.pem"}, "--tls-client-ca: needs --tls-cert"),
         ({"max_concurrent_streams": "0"}, "--max-concurrent-streams: must be at least 1"),
         ({"log_sample_rate": "often"}, "--log-sample-rate 'often': not a valid float"),
+        ({"outbox_sync": "always"}, "--outbox-sync 'always': expected one of full, normal"),
     ],
 )
 def test_each_mistake_is_one_line_naming_the_setting(
@@ -150,6 +151,12 @@ def test_each_mistake_is_one_line_naming_the_setting(
 def test_several_mistakes_are_reported_together() -> None:
     problems = problems_of({"metrics_listen": "x", "tls_key": "k.pem", "log_level": "loud"})
     assert len(problems) == 3, problems
+
+
+def test_outbox_sync_is_full_unless_normal_is_chosen() -> None:
+    assert settings_from({}, {}).outbox_sync == "full"
+    assert settings_from({"outbox_sync": "normal"}, {}).outbox_sync == "normal"
+    assert settings_from({}, {"TRACKD_OUTBOX_SYNC": "normal"}).outbox_sync == "normal"
 
 
 def test_env_mistakes_name_the_env_var() -> None:

@@ -20,9 +20,14 @@ claimed within the dedup window (earlier, or earlier in the same transaction) st
 and gives back the first acknowledgement. Expired receipts are deleted by the writer inside
 a write transaction at most once a minute (no commit of their own).
 
+Durability (`--outbox-sync`): with `synchronous="FULL"` every commit is fsynced before its
+callers are answered; with `"NORMAL"` a commit is answered once written to the OS, and the
+`wal_sync` thread fsyncs the WAL at least once a second (`WalSyncer`).
+
 The parts: `facade` (the `Outbox` callers hold), `operations` (what the event loop asks of
-the writer, one dataclass each), `writer` (the thread), `schema` (tables, statements and
-connections), `rows` (the values taken in and handed out).
+the writer, one dataclass each), `writer` (the thread), `wal_sync` (the fsync thread under
+NORMAL), `schema` (tables, statements and connections), `rows` (the values taken in and
+handed out).
 """
 
 from trackd.events.outbox.facade import Outbox

@@ -33,6 +33,7 @@ from trackd.events.outbox.rows import (
     Receipt,
     StoredDeadLetter,
 )
+from trackd.events.outbox.wal_sync import WalSyncer
 from trackd.events.outbox.writer import Writer
 from trackd.events.records import ConversionColumns, Record, encode_row
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
@@ -52,7 +53,9 @@ class Outbox:
         results_observer: results.CountedObserver | None = None,
         dedup_window: float = 0.0,
     ) -> None:
-        """`dedup_window`: seconds a receipt is kept; 0 ignores receipts (stores none)."""
+        """`synchronous`: FULL fsyncs every commit before it is acknowledged; NORMAL does not,
+        and a `WalSyncer` thread fsyncs the WAL at least once a second instead.
+        `dedup_window`: seconds a receipt is kept; 0 ignores receipts (stores none)."""
         if max_events < 1:
             raise ValueError("max_events must be at least 1")
         if dedup_window < 0:
@@ -65,6 +68,7 @@ class Outbox:
         self._dedup_window_ms = int(dedup_window * 1000)
         self._operations: queue.SimpleQueue[Operation] = queue.SimpleQueue()
         self._writer: Writer | None = None
+        self._wal_syncer: WalSyncer | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: sqlite3.Connection | None = None
@@ -132,7 +136,12 @@ class Outbox:
                 results_observer=self._results_observer,
             )
             self._reader = schema.connect_reader(self.path)
+            if self._synchronous == "NORMAL":
+                syncer = WalSyncer(self.path, lambda: writer.commits)
+                syncer.start()
+                self._wal_syncer = syncer
         except BaseException:
+            self._close_reader()
             conn.close()
             raise
         return writer
@@ -144,6 +153,8 @@ class Outbox:
         self._closing = True
         await self._submit(Stop(self._new_future()))
         await asyncio.to_thread(self._thread.join)
+        if self._wal_syncer is not None:
+            await asyncio.to_thread(self._wal_syncer.stop)
         await asyncio.to_thread(self._close_reader)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -161,6 +172,19 @@ class Outbox:
     def commits(self) -> int:
         """Write transactions (appends, acknowledgements, results steps) since open."""
         return 0 if self._writer is None else self._writer.commits
+
+    @property
+    def wal_syncs(self) -> int:
+        """Background fsyncs of the WAL since open (`synchronous="NORMAL"` only)."""
+        return 0 if self._wal_syncer is None else self._wal_syncer.syncs
+
+    @property
+    def synced_commits(self) -> int:
+        """Commits known to be on disk: all of them under FULL (each is synced before it is
+        acknowledged), under NORMAL those the last background fsync covered."""
+        if self._wal_syncer is None:
+            return self.commits
+        return self._wal_syncer.synced_commits
 
     # --- the acknowledgement path ---------------------------------------------------------
 
