@@ -181,10 +181,11 @@ class RpcInterceptor:
                 authorization = value
             elif key == "x-request-id" and isinstance(value, str):
                 request_id = value[:MAX_REQUEST_ID]
-        denial = self._deny(method, authorization) if method.guarded else None
+        denial = self.deny(method, authorization) if method.guarded else None
         return denial, request_id or os.urandom(8).hex()
 
-    def _deny(self, method: Method, authorization: str | None) -> Denial | None:
+    def deny(self, method: Method, authorization: str | None) -> Denial | None:
+        """Why a TrackingService call is refused (None: it is not); Connect calls too."""
         if self._tokens is not None:
             verdict = self._tokens.check(authorization, method.scope)
             if verdict is not Verdict.ALLOWED:

@@ -1,10 +1,13 @@
-"""The one place where domain errors become gRPC status codes."""
+"""The one place where domain errors become status codes: gRPC's, and Connect's (the same
+codes by name) for the HTTP port."""
 
 from __future__ import annotations
 
 from typing import Any, NoReturn
 
 import grpc
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 
 from trackd import errors
 
@@ -44,3 +47,28 @@ def number_for(error: errors.TrackdError) -> int:
     """The numeric code, as TrackStream reports per-event errors."""
     value: tuple[int, str] = code_for(error).value
     return value[0]
+
+
+# Connect's codes are gRPC's by name and meaning; only CANCELLED is spelled CANCELED.
+_CONNECT_CODES: dict[grpc.StatusCode, Code] = {
+    code: Code.CANCELED if code is grpc.StatusCode.CANCELLED else Code[code.name]
+    for code in grpc.StatusCode
+    if code is not grpc.StatusCode.OK
+}
+
+
+def connect_error(error: errors.TrackdError) -> ConnectError:
+    """The Connect error of a domain error: its code and its message (safe to show)."""
+    return ConnectError(_CONNECT_CODES[code_for(error)], str(error))
+
+
+class ConnectContext:
+    """Stands in for the grpc context when the servicer answers a Connect call. The servicer
+    uses its context only to end a call with a status (`abort` above), so `abort` is all
+    there is: it raises the ConnectError of the same code and message, which connectrpc
+    sends as the Connect error."""
+
+    __slots__ = ()
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
+        raise ConnectError(_CONNECT_CODES[code], details)
