@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make run    - create .venv, install trackd, serve the bundled example datafile"
+	@echo "              (gRPC on 127.0.0.1:50051, HTTP on 127.0.0.1:8080)"
 	@echo "make test   - lint, types, buf lint, stub check, unit + integration + parity,"
 	@echo "              reliability and every client's tests, the benchmarks' smoke runs"
 	@echo "make test-fast - unit + integration + parity without the slow and bench tests"
@@ -29,8 +30,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The HTTP port too (Connect, /healthz, /readyz); ARGS may name another --http-listen.
 run: $(STAMP)
-	$(VENV)/bin/trackd serve $(ARGS)
+	$(VENV)/bin/trackd serve --http-listen 127.0.0.1:8080 $(ARGS)
 
 $(BUF): tools/package.json
 	cd tools && npm ci --no-audit --no-fund

@@ -136,6 +136,15 @@ OPTIONS: tuple[Option, ...] = (
         "HOST:PORT",
     ),
     Option(
+        "http-listen",
+        str,
+        "HTTP listen address, HOST:PORT, for callers without gRPC: Connect (JSON or binary"
+        " protobuf) on the same TrackingService, and /healthz and /readyz for load balancers;"
+        " off when empty.",
+        "HOST:PORT",
+        "(off)",
+    ),
+    Option(
         "data-dir",
         _path,
         "Directory for the event outbox and results (SQLite).",
@@ -348,6 +357,7 @@ class Settings:
     datafile_url_template: str = DEFAULT_URL_TEMPLATE
     datafile_poll_interval: float = 60.0
     listen: str = "127.0.0.1:50051"
+    http_listen: str = ""
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     log_level: str = "info"
     log_format: LogFormat = "auto"
@@ -387,7 +397,11 @@ class Settings:
     def problems(self) -> Sequence[str]:
         """One readable line per invalid setting."""
         found: list[str] = []
-        for flag, value in (("--listen", self.listen), ("--metrics-listen", self.metrics_listen)):
+        for flag, value in (
+            ("--listen", self.listen),
+            ("--http-listen", self.http_listen),
+            ("--metrics-listen", self.metrics_listen),
+        ):
             problem = _host_port_problem(flag, value)
             if problem and (value or flag == "--listen"):
                 found.append(problem)
@@ -465,6 +479,9 @@ class Settings:
             found.append("--tls-cert and --tls-key: give both or neither")
         if self.tls_client_ca and not self.tls_cert:
             found.append("--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS)")
+        if self.http_listen and self.tls_cert:
+            # Plain HTTP beside a TLS gRPC port would hand out what TLS protects.
+            found.append("--http-listen: not served over TLS yet; leave it off with --tls-cert")
         return found
 
     def _scale_out_problems(self) -> list[str]:
@@ -484,8 +501,9 @@ class Settings:
                     f"--workers {self.workers}: needs a shared --activation-store"
                     " (redis://HOST:PORT/DB)"
                 )
-            if self.listen.rpartition(":")[2] == "0":
-                found.append(f"--workers {self.workers}: needs a fixed --listen port, not 0")
+            for flag, value in (("--listen", self.listen), ("--http-listen", self.http_listen)):
+                if value.rpartition(":")[2] == "0":
+                    found.append(f"--workers {self.workers}: needs a fixed {flag} port, not 0")
         return found
 
     @property

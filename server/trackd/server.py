@@ -31,6 +31,7 @@ from trackd.events.outbox import Outbox
 from trackd.events.results import sqlite_problem
 from trackd.events.sinks import Sink, open_sink
 from trackd.forced import ForcedVariations
+from trackd.http_server import HttpServer
 from trackd.live import LiveConfig
 from trackd.rpc import tls
 from trackd.rpc.auth import Tokens
@@ -155,12 +156,32 @@ def store_description(settings: Settings) -> str:
     return store
 
 
+def open_http_server(settings: Settings, endpoint: Endpoint, live: LiveConfig) -> HttpServer:
+    """The --http-listen port, bound, its Connect calls answered by the gRPC endpoint's own
+    servicer and admitted by its interceptor."""
+    from trackd.rpc.connect import connect_application  # only when asked for
+
+    application = connect_application(
+        endpoint.servicer, endpoint.interceptor, settings.max_message_bytes
+    )
+    return HttpServer(
+        settings.http_listen,
+        application,
+        live,
+        reuse_port=settings.workers > 1,
+        grace=settings.grace_period,
+    )
+
+
 @dataclass
 class Running:
-    """A started daemon: where it listens and the parts tests may look at. Only the metrics
-    parts are None: when --metrics-listen is off."""
+    """A started daemon: where it listens and the parts tests may look at. Only the parts of
+    a port that is off are None: the metrics ones (--metrics-listen) and the HTTP ones
+    (--http-listen)."""
 
     port: int
+    http_port: int | None
+    http_server: HttpServer | None
     tracker: Tracker
     outbox: Outbox
     dispatcher: Dispatcher
@@ -250,6 +271,7 @@ async def _start(
     if prepared.data is not None:
         reloader.prime(prepared.data)
     port = endpoint.port
+    http_server = open_http_server(settings, endpoint, live) if settings.http_listen else None
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None
     if registry is not None:
@@ -267,6 +289,8 @@ async def _start(
                 f"cannot listen on {settings.metrics_listen} for metrics: {error.strerror}"
             ) from error
     await endpoint.start()
+    if http_server is not None:
+        await http_server.start()
     dispatcher.start()
     tasks = [asyncio.create_task(purge_expired(activations), name="trackd-purge")]
     if prepared.source is not None:
@@ -279,6 +303,10 @@ async def _start(
         "started",
         listen=f"{host}:{port}",
         port=port,
+        http=f"{settings.http_listen.rpartition(':')[0]}:{http_server.port}"
+        if http_server
+        else None,
+        http_port=http_server.port if http_server else None,
         revision=live.config.revision if live.loaded else None,
         datafile=prepared.source.description if prepared.source else "bundled example",
         data_dir=str(settings.data_dir.resolve()),
@@ -306,6 +334,8 @@ async def _start(
         )
     return Running(
         port=port,
+        http_port=http_server.port if http_server else None,
+        http_server=http_server,
         tracker=tracker,
         outbox=outbox,
         dispatcher=dispatcher,
@@ -321,6 +351,8 @@ async def _start(
 
 async def _stop(settings: Settings, running: Running) -> None:
     await running.endpoint.begin_shutdown()
+    if running.http_server is not None:
+        running.http_server.begin_shutdown()
     # Stop accepting, let in-flight RPCs finish within the grace period, then make one last
     # delivery attempt in what is left of it; the rest stays in the outbox.
     loop = asyncio.get_running_loop()
@@ -332,7 +364,10 @@ async def _stop(settings: Settings, running: Running) -> None:
         if isinstance(outcome, Exception):
             log.error("background_task_failed", error=f"{type(outcome).__name__}: {outcome}")
     running.reloader.close()
-    await running.endpoint.stop(settings.grace_period)
+    ports = [running.endpoint.stop(settings.grace_period)]
+    if running.http_server is not None:
+        ports.append(running.http_server.stop())
+    await asyncio.gather(*ports)  # each within the same grace period, not one after the other
     if running.metrics_server is not None:
         await running.metrics_server.close()
     await running.dispatcher.stop(deadline=deadline)

@@ -1,0 +1,119 @@
+"""The HTTP port (--http-listen): uvicorn on the daemon's own event loop, beside the gRPC
+server. It answers /healthz and /readyz itself, for HTTP load balancers, and hands every
+other request to one ASGI application (the Connect one, trackd.rpc.connect).
+
+uvicorn's `Server.serve` is not used: it takes SIGTERM and SIGINT for itself, and those belong
+to `trackd.server.serve`. Its steps are run here instead, on a socket bound beforehand so a
+port that is taken is one line at start (exit code 2) and port 0 tells its number at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import uvicorn
+
+from trackd.live import LiveConfig
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LIVE_PATH = "/healthz"
+READY_PATH = "/readyz"
+
+
+def bind(address: str, *, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to HOST:PORT (IPv6 hosts in brackets); OSError naming it when it
+    cannot be. `reuse_port` lets `--workers N` processes share the port, as on gRPC's."""
+    host, _, port = address.rpartition(":")
+    try:
+        family, kind, proto, _, where = socket.getaddrinfo(
+            host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise OSError(f"cannot listen on {address} for HTTP: {error.strerror}") from error
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(where)
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {address} for HTTP: {error.strerror}") from error
+    return sock
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HttpServer:
+    """A bound, not yet started, HTTP port."""
+
+    def __init__(
+        self, address: str, app: ASGIApp, live: LiveConfig, *, reuse_port: bool, grace: float
+    ) -> None:
+        self._app = app
+        self._live = live
+        self._draining = False
+        self._socket = bind(address, reuse_port=reuse_port)
+        self.port: int = self._socket.getsockname()[1]
+        self._config = uvicorn.Config(
+            self._route,
+            interface="asgi3",  # a bound method: uvicorn would guess ASGI2
+            lifespan="off",  # nothing to start: every part is the daemon's, started already
+            log_config=None,  # the daemon's logging stays as trackd.logs set it
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=math.ceil(grace),  # uvicorn takes whole seconds
+        )
+        self._server = uvicorn.Server(self._config)
+        self._ticking: asyncio.Task[None] | None = None
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path")
+        if scope["type"] == "http" and path == LIVE_PATH:
+            await _plain(send, 200, "live\n")
+        elif scope["type"] == "http" and path == READY_PATH:
+            if self._draining:
+                await _plain(send, 503, "shutting down\n")
+            elif not self._live.loaded:
+                await _plain(send, 503, "no datafile loaded yet\n")
+            else:
+                await _plain(send, 200, "ready\n")
+        else:
+            await self._app(scope, receive, send)
+
+    async def start(self) -> None:
+        self._config.load()
+        self._server.lifespan = self._config.lifespan_class(self._config)
+        await self._server.startup(sockets=[self._socket])
+        # uvicorn's own loop: it refreshes the Date header each second and notices should_exit.
+        self._ticking = asyncio.create_task(self._server.main_loop(), name="trackd-http")
+
+    def begin_shutdown(self) -> None:
+        """/readyz says 503, so load balancers stop sending before the port closes."""
+        self._draining = True
+
+    async def stop(self) -> None:
+        """Stops accepting and lets requests in flight finish within the grace period."""
+        self._server.should_exit = True
+        if self._ticking is not None:
+            await self._ticking
+            await self._server.shutdown(sockets=[self._socket])
+        else:
+            self._socket.close()

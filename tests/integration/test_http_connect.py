@@ -1,0 +1,368 @@
+"""The HTTP port (--http-listen) of a real daemon: Connect calls to the TrackingService as
+JSON and as binary protobuf, called with httpx, answered from the same decisions and
+activation cache as gRPC; /healthz and /readyz for HTTP load balancers."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import struct
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+from google.protobuf import json_format
+
+from tests.support.daemon import Client, client_for, settings_for, spawn
+from tests.support.datafile_server import DatafileServer
+from tests.support.polling import eventually
+from trackd.server import running
+from trackd.v1 import tracking_service_pb2 as pb
+
+ROUTE = "/trackd.v1.TrackingService/"
+README = Path(__file__).resolve().parents[2] / "README.md"
+DATAFILE = Path(__file__).parent.parent / "data" / "datafile.json"
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    """The bundled example datafile (it has flags), gRPC and HTTP on ports of their own."""
+    async with client_for(settings_for(tmp_path, http_listen="127.0.0.1:0")) as connected:
+        yield connected
+
+
+@pytest.fixture
+async def http(client: Client) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=client.http_url, timeout=10) as connected:
+        yield connected
+
+
+async def call_json(http: httpx.AsyncClient, rpc: str, body: dict[str, Any]) -> httpx.Response:
+    return await http.post(ROUTE + rpc, json=body)
+
+
+async def test_activate_as_json_answers_what_grpc_answers(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    body = {"experimentKey": "checkout_flow", "userId": "ann", "attributes": {"device": "iPhone"}}
+    reply = await call_json(http, "Activate", body)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/json"
+    activated = reply.json()
+    assert activated["experimentKey"] == "checkout_flow"
+    assert activated["variationKey"]
+    assert activated["reason"] == "DECISION_REASON_BUCKETED"
+    assert activated["impressionRecorded"] is True
+    by_grpc = await client.stub.GetVariation(
+        pb.GetVariationRequest(experiment_key="checkout_flow", user_id="ann")
+    )
+    assert by_grpc.variation_key == activated["variationKey"]
+    # Remembered: a second Activate records no second impression, on either transport.
+    again = await client.stub.Activate(
+        pb.ActivateRequest(experiment_key="checkout_flow", user_id="ann")
+    )
+    assert again.impression_recorded is False
+
+
+async def test_activate_over_http_attributes_a_track_over_grpc_and_back(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    """One activation cache: what HTTP activates, gRPC's Track attributes, and the reverse."""
+    activated = (
+        await call_json(http, "Activate", {"experimentKey": "checkout_flow", "userId": "bea"})
+    ).json()
+    tracked = await client.stub.Track(pb.TrackRequest(event_key="add_to_cart", user_id="bea"))
+    assert [(a.experiment_key, a.variation_key) for a in tracked.attributions] == [
+        ("checkout_flow", activated["variationKey"])
+    ]
+
+    by_grpc = await client.stub.Activate(
+        pb.ActivateRequest(experiment_key="checkout_flow", user_id="cal")
+    )
+    reply = await call_json(
+        http, "Track", {"eventKey": "add_to_cart", "userId": "cal", "tags": {"revenue": 4200}}
+    )
+    assert reply.status_code == 200
+    attributions = reply.json()["attributions"]
+    assert [(a["experimentKey"], a["variationKey"]) for a in attributions] == [
+        ("checkout_flow", by_grpc.variation_key)
+    ]
+    assert reply.json()["uuid"]
+    # Nothing activated for this user: the conversion is stored, attributed to nothing.
+    unattributed = await call_json(http, "Track", {"eventKey": "add_to_cart", "userId": "dee"})
+    assert unattributed.status_code == 200
+    assert "attributions" not in unattributed.json()
+
+
+async def test_decide_and_get_config_as_json(client: Client, http: httpx.AsyncClient) -> None:
+    # Nothing recorded or remembered, so both transports' answers are the same decision.
+    flags, options = ["checkout_redesign", "no_such_flag"], ["DECIDE_OPTION_DISABLE_DECISION_EVENT"]
+    body = {"userId": "eve", "flagKeys": flags, "options": options}
+    reply = await call_json(http, "Decide", body)
+    assert reply.status_code == 200
+    decided = reply.json()
+    by_grpc = await client.stub.Decide(
+        pb.DecideRequest(
+            user_id="eve", flag_keys=flags, options=[pb.DecideOption.Value(options[0])]
+        )
+    )
+    assert decided == json_format.MessageToDict(by_grpc)
+    assert [d["flagKey"] for d in decided["decisions"]] == ["checkout_redesign", "no_such_flag"]
+    assert decided["decisions"][1]["error"]
+
+    config = await call_json(http, "GetConfig", {})
+    assert config.status_code == 200
+    assert config.json()["revision"] == client.daemon.live.config.revision
+    assert "checkout_flow" in {e["key"] for e in config.json()["experiments"]}
+
+
+async def test_binary_protobuf_calls(client: Client, http: httpx.AsyncClient) -> None:
+    request = pb.ActivateRequest(experiment_key="checkout_flow", user_id="fay")
+    reply = await http.post(
+        ROUTE + "Activate",
+        content=request.SerializeToString(),
+        headers={"content-type": "application/proto"},
+    )
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "application/proto"
+    activated = pb.ActivateResponse.FromString(reply.content)
+    assert activated.experiment_key == "checkout_flow"
+    assert activated.variation_key
+
+    track = pb.TrackRequest(event_key="add_to_cart", user_id="fay")
+    reply = await http.post(
+        ROUTE + "Track",
+        content=track.SerializeToString(),
+        headers={"content-type": "application/proto"},
+    )
+    tracked = pb.TrackResponse.FromString(reply.content)
+    assert [a.variation_key for a in tracked.attributions] == [activated.variation_key]
+
+
+@pytest.mark.parametrize(
+    ("rpc", "body", "status", "code", "words"),
+    [
+        ("Activate", {"experimentKey": "nope", "userId": "u"}, 404, "not_found", "'nope'"),
+        ("Activate", {"experimentKey": "checkout_flow"}, 400, "invalid_argument", "user_id"),
+        ("Track", {"eventKey": "no_event", "userId": "u"}, 404, "not_found", "'no_event'"),
+        (
+            "Activate",
+            {"experimentKey": "checkout_flow", "userId": "u", "attributes": {"a": [1]}},
+            400,
+            "invalid_argument",
+            "attribute",
+        ),
+    ],
+)
+async def test_domain_errors_get_their_connect_code_and_message(
+    http: httpx.AsyncClient, rpc: str, body: dict[str, Any], status: int, code: str, words: str
+) -> None:
+    reply = await call_json(http, rpc, body)
+    assert reply.status_code == status
+    error = reply.json()
+    assert error["code"] == code
+    assert words in error["message"]
+    assert "Traceback" not in reply.text
+
+
+async def test_an_unexpected_error_is_internal_with_nothing_of_it_shown(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    async def broken(*args: object) -> NoReturn:
+        raise RuntimeError("secret detail")
+
+    client.daemon.tracker.activate = broken  # type: ignore[method-assign,assignment]
+    reply = await call_json(http, "Activate", {"experimentKey": "checkout_flow", "userId": "u"})
+    assert reply.status_code == 500
+    assert reply.json() == {"code": "internal", "message": "internal error; see the daemon's log"}
+
+
+async def test_undecodable_input_is_invalid_argument(http: httpx.AsyncClient) -> None:
+    for content, kind in (
+        (b"{not json", "application/json"),
+        (b"\xff\xfe", "application/json"),  # not UTF-8
+        (b"\xff\xff", "application/proto"),
+    ):
+        reply = await http.post(ROUTE + "Activate", content=content, headers={"content-type": kind})
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["code"] == "invalid_argument"
+        assert "Traceback" not in reply.text
+
+
+async def test_unknown_json_fields_are_ignored_as_binary_protobuf_ignores_them(
+    http: httpx.AsyncClient,
+) -> None:
+    """A newer caller's added field does not break this daemon (as connect-go reads JSON)."""
+    body = {"experimentKey": "checkout_flow", "userId": "gus", "addedLater": 1}
+    reply = await call_json(http, "Activate", body)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["experimentKey"] == "checkout_flow"
+
+
+def envelope(message: bytes) -> bytes:
+    return struct.pack(">BI", 0, len(message)) + message
+
+
+async def test_watch_config_streams_the_current_config(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    """Connect server streaming: each message an envelope (flags, length, JSON)."""
+    async with http.stream(
+        "POST",
+        ROUTE + "WatchConfig",
+        content=envelope(b"{}"),
+        headers={"content-type": "application/connect+json"},
+    ) as reply:
+        assert reply.status_code == 200
+        received = b""
+        async for chunk in reply.aiter_bytes():
+            received += chunk
+            if len(received) >= 5 and len(received) >= 5 + struct.unpack(">I", received[1:5])[0]:
+                break
+    flags, length = struct.unpack(">BI", received[:5])
+    assert flags == 0
+    first = json.loads(received[5 : 5 + length])
+    assert first["config"]["revision"] == client.daemon.live.config.revision
+
+
+async def test_track_stream_is_not_served_over_connect_yet(http: httpx.AsyncClient) -> None:
+    reply = await http.post(
+        ROUTE + "TrackStream",
+        content=envelope(b'{"sequence": 1}'),
+        headers={"content-type": "application/connect+json"},
+    )
+    assert "unimplemented" in reply.text
+
+
+async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
+    live = await http.get("/healthz")
+    ready = await http.get("/readyz")
+    assert (live.status_code, ready.status_code) == (200, 200)
+
+
+async def test_not_ready_and_unavailable_until_a_datafile_loads(tmp_path: Path) -> None:
+    async with DatafileServer(DATAFILE.read_bytes(), etag='"v1"') as cdn:
+        cdn.status = 503
+        settings = settings_for(
+            tmp_path,
+            datafile_url=cdn.url,
+            datafile_poll_interval=0.05,
+            http_listen="127.0.0.1:0",
+        )
+        async with (
+            client_for(settings) as client,
+            httpx.AsyncClient(base_url=client.http_url, timeout=10) as http,
+        ):
+            await cdn.wait_for_requests(1)
+            assert (await http.get("/healthz")).status_code == 200
+            not_ready = await http.get("/readyz")
+            assert not_ready.status_code == 503
+            assert "no datafile" in not_ready.text
+            for rpc, body in (
+                ("GetConfig", {}),
+                ("Activate", {"experimentKey": "ab_running", "userId": "u"}),
+            ):
+                reply = await call_json(http, rpc, body)
+                assert reply.status_code == 503
+                assert reply.json()["code"] == "unavailable"
+                assert "no datafile loaded yet" in reply.json()["message"]
+
+            cdn.publish(DATAFILE.read_bytes(), '"v1"')
+
+            async def ready() -> bool:
+                return (await http.get("/readyz")).status_code == 200
+
+            await eventually(ready)
+            body = {"experimentKey": "ab_running", "userId": "u"}
+            assert (await call_json(http, "Activate", body)).status_code == 200
+
+
+async def test_readiness_turns_503_when_the_daemon_begins_to_drain(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    assert client.daemon.http_server is not None
+    client.daemon.http_server.begin_shutdown()
+    draining = await http.get("/readyz")
+    assert (draining.status_code, draining.text) == (503, "shutting down\n")
+    assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_bearer_tokens_and_scopes_apply_to_connect_calls(tmp_path: Path) -> None:
+    """The same tokens and scopes as on gRPC, from the `authorization` header."""
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text('"decider-token" = ["decide"]\n"tracker-token" = ["track"]\n')
+    settings = settings_for(tmp_path / "d", http_listen="127.0.0.1:0", auth_tokens=tokens)
+    body = {"experimentKey": "checkout_flow", "userId": "u"}
+    async with (
+        client_for(settings) as client,
+        httpx.AsyncClient(base_url=client.http_url, timeout=10) as http,
+    ):
+        for authorization, status, code in (
+            (None, 401, "unauthenticated"),
+            ("Bearer nope", 401, "unauthenticated"),
+            ("Bearer tracker-token", 403, "permission_denied"),
+            ("Bearer decider-token", 200, None),
+        ):
+            headers = {"authorization": authorization} if authorization else {}
+            reply = await http.post(ROUTE + "Activate", json=body, headers=headers)
+            assert reply.status_code == status, authorization
+            if code is not None:
+                assert reply.json()["code"] == code
+        assert (await http.get("/readyz")).status_code == 200  # load balancers need no token
+
+
+async def test_a_taken_http_port_stops_the_start_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(OSError, match=f"cannot listen on {address} for HTTP"):
+            async with running(settings_for(tmp_path, http_listen=address)):
+                pass
+
+
+def test_sigterm_still_stops_the_daemon_with_the_http_port_on(tmp_path: Path) -> None:
+    """uvicorn runs inside the daemon's event loop and leaves SIGTERM and SIGINT to it."""
+    with spawn(tmp_path, "--http-listen", "127.0.0.1:0") as daemon:
+        [started] = [line for line in daemon.log_lines() if line.get("event") == "started"]
+        ready = httpx.get(f"http://127.0.0.1:{started['http_port']}/readyz", timeout=10)
+        assert ready.status_code == 200
+        assert daemon.stop(signal.SIGTERM) == 0
+    assert any(line.get("event") == "stopped" for line in daemon.log_lines())
+
+
+def readme_curl_commands() -> list[str]:
+    text = README.read_text()
+    block = re.search(r"<!-- curl-examples:start -->\s*```sh\n(.*?)```", text, flags=re.DOTALL)
+    assert block, "README lost its curl examples block"
+    return [line for line in block.group(1).splitlines() if line.startswith("curl ")]
+
+
+def test_every_readme_curl_command_works(tmp_path: Path) -> None:
+    """Run verbatim, but for the port, against `trackd serve` as `make run` starts it."""
+    with spawn(tmp_path, "--http-listen", "127.0.0.1:0") as daemon:
+        [started] = [line for line in daemon.log_lines() if line.get("event") == "started"]
+        outputs = {}
+        for command in readme_curl_commands():
+            line = command.replace("127.0.0.1:8080", f"127.0.0.1:{started['http_port']}")
+            result = subprocess.run(
+                ["bash", "-c", line + " --fail-with-body"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
+            outputs[command.rpartition("/")[2]] = result.stdout
+        assert daemon.stop() == 0
+    assert json.loads(outputs["Activate"])["variationKey"] in ("control", "one_page_checkout")
+    [attribution] = json.loads(outputs["Track"])["attributions"]
+    assert attribution["experimentKey"] == "checkout_flow"
+    [decision] = json.loads(outputs["Decide"])["decisions"]
+    assert decision["flagKey"] == "checkout_redesign"
+    assert json.loads(outputs["GetConfig"])["revision"]
+    assert outputs["readyz"] == "ready\n"
