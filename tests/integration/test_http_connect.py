@@ -4,6 +4,7 @@ activation cache as gRPC; /healthz and /readyz for HTTP load balancers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -192,6 +193,32 @@ async def test_undecodable_input_is_invalid_argument(http: httpx.AsyncClient) ->
         assert reply.status_code == 400, reply.text
         assert reply.json()["code"] == "invalid_argument"
         assert "Traceback" not in reply.text
+
+
+async def test_a_body_over_max_message_bytes_is_refused_before_it_is_all_sent(
+    tmp_path: Path,
+) -> None:
+    """The answer comes once the limit is passed, while the caller still has megabytes to
+    send: nothing reads a body of any size into memory first. Gzip bodies are capped as
+    inflated too (tests/unit/test_connect_codecs.py)."""
+    settings = settings_for(tmp_path, http_listen="127.0.0.1:0", max_message_bytes=64 * 1024)
+    async with client_for(settings) as client:
+        assert client.daemon.http_port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.daemon.http_port)
+        writer.write(
+            f"POST {ROUTE}Activate HTTP/1.1\r\nhost: trackd\r\n"
+            "content-type: application/proto\r\ncontent-length: 10000000\r\n\r\n".encode()
+        )
+        writer.write(bytes(70 * 1024))  # past the limit, and far from the announced length
+        await writer.drain()
+        async with asyncio.timeout(10):  # a hang guard: without the cap no answer comes
+            head = await reader.readuntil(b"\r\n\r\n")
+            chunked = await reader.readuntil(b"\r\n0\r\n\r\n")  # one chunk, then the end
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 429 ")
+    error = json.loads(chunked.split(b"\r\n")[1])
+    assert error["code"] == "resource_exhausted"
+    assert "limit of 65536 bytes" in error["message"]
 
 
 async def test_unknown_json_fields_are_ignored_as_binary_protobuf_ignores_them(

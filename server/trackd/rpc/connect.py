@@ -8,8 +8,10 @@ TrackStream is not yet: it answers Connect's `unimplemented` (the generated defa
 
 from __future__ import annotations
 
+import gzip
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
 import grpc
@@ -17,7 +19,8 @@ from connectrpc.request import RequestContext
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
-from trackd.errors import UndecodableRequest
+from trackd.errors import MessageTooLarge, UndecodableRequest
+from trackd.http_server import ASGIApp, Receive, Scope, Send
 from trackd.rpc import status
 from trackd.rpc.interceptors import Method, RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
@@ -87,6 +90,50 @@ class JsonCodec:
         return message
 
 
+class BoundedGzip:
+    """gzip whose inflating stops past the message limit: connectrpc checks a request's size
+    only once it is inflated, so a few kilobytes of gzip bomb would fill memory first."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+
+    def name(self) -> str:
+        return "gzip"
+
+    def compress(self, data: bytes | bytearray | memoryview) -> bytes:
+        return gzip.compress(data)
+
+    def decompress(self, data: bytes | bytearray | memoryview) -> bytes:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+        try:
+            inflated = inflater.decompress(data, self._limit + 1)
+        except zlib.error as error:
+            raise status.connect_error(UndecodableRequest(error)) from None
+        if len(inflated) > self._limit:
+            raise status.connect_error(MessageTooLarge(self._limit))
+        return inflated
+
+
+def capped(application: ASGIApp, limit: int) -> ASGIApp:
+    """`application` reading at most `limit` bytes of a request body: connectrpc reads a whole
+    body into memory before it compares its size with the limit."""
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        received = 0
+
+        async def receive_capped() -> MutableMapping[str, Any]:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise status.connect_error(MessageTooLarge(limit))
+            return message
+
+        await application(scope, receive_capped, send)
+
+    return call
+
+
 class ConnectTracking(pb_connect.TrackingService):
     """The generated Connect interface; each RPC is the servicer's method of the same name,
     found from the service descriptor, so an RPC added to proto/ is served here too."""
@@ -136,11 +183,14 @@ class Admission:
 
 def connect_application(
     servicer: TrackingServicer, interceptor: RpcInterceptor, max_message_bytes: int
-) -> pb_connect.TrackingServiceASGIApplication:
-    """The ASGI application answering Connect calls to the TrackingService."""
-    return pb_connect.TrackingServiceASGIApplication(
+) -> ASGIApp:
+    """The ASGI application answering Connect calls to the TrackingService; a request over
+    `max_message_bytes`, as sent or inflated, is RESOURCE_EXHAUSTED as on gRPC."""
+    application = pb_connect.TrackingServiceASGIApplication(
         ConnectTracking(servicer),
         interceptors=[Admission(interceptor)],
         codecs=[ProtoCodec(), JsonCodec()],
+        compressions=[BoundedGzip(max_message_bytes)],
         read_max_bytes=max_message_bytes,
     )
+    return capped(application, max_message_bytes)
