@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+import grpc
 import httpx
 import pytest
 from google.protobuf import json_format
@@ -246,15 +247,60 @@ async def test_watch_config_streams_the_current_config(
         headers={"content-type": "application/connect+json"},
     ) as reply:
         assert reply.status_code == 200
-        received = b""
-        async for chunk in reply.aiter_bytes():
-            received += chunk
-            if len(received) >= 5 and len(received) >= 5 + struct.unpack(">I", received[1:5])[0]:
-                break
-    flags, length = struct.unpack(">BI", received[:5])
+        flags, message = await Envelopes(reply).next()
     assert flags == 0
-    first = json.loads(received[5 : 5 + length])
+    first = json.loads(message)
     assert first["config"]["revision"] == client.daemon.live.config.revision
+
+
+class Envelopes:
+    """Reads a streamed Connect reply one envelope at a time: (flags, message)."""
+
+    def __init__(self, reply: httpx.Response) -> None:
+        self._chunks = reply.aiter_bytes()
+        self._buffer = b""
+
+    async def next(self) -> tuple[int, bytes]:
+        while len(self._buffer) < 5 or len(self._buffer) < 5 + self._length():
+            self._buffer += await anext(self._chunks)
+        flags, length = struct.unpack(">BI", self._buffer[:5])
+        message, self._buffer = self._buffer[5 : 5 + length], self._buffer[5 + length :]
+        return flags, message
+
+    def _length(self) -> int:
+        length: int = struct.unpack(">I", self._buffer[1:5])[0]
+        return length
+
+
+async def test_http_and_grpc_watch_config_share_the_stream_cap_and_end_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    """One --max-concurrent-streams for both ports; the daemon's shutdown (the interceptor's
+    close) ends an HTTP WatchConfig as it ends a gRPC one, instead of holding the drain."""
+    settings = settings_for(tmp_path, http_listen="127.0.0.1:0", max_concurrent_streams=1)
+    watch = {"content": envelope(b"{}"), "headers": {"content-type": "application/connect+json"}}
+    async with (
+        client_for(settings) as client,
+        httpx.AsyncClient(base_url=client.http_url, timeout=10) as http,
+        http.stream("POST", ROUTE + "WatchConfig", **watch) as watching,
+    ):
+        interceptor = client.daemon.endpoint.interceptor
+        envelopes = Envelopes(watching)
+        assert (await envelopes.next())[0] == 0
+        assert interceptor.open_streams == 1
+
+        refused = await http.post(ROUTE + "WatchConfig", **watch)
+        assert b"resource_exhausted" in refused.content
+        by_grpc = client.stub.WatchConfig(pb.WatchConfigRequest())
+        with pytest.raises(grpc.aio.AioRpcError) as full:
+            await by_grpc.read()
+        assert full.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        interceptor.close()
+        flags, end = await envelopes.next()
+        assert flags == 2  # Connect's end of stream, with no error in it
+        assert "error" not in json.loads(end)
+        await eventually(lambda: interceptor.open_streams == 0)
 
 
 async def test_track_stream_is_not_served_over_connect_yet(http: httpx.AsyncClient) -> None:

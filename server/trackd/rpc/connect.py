@@ -147,7 +147,8 @@ class ConnectTracking(pb_connect.TrackingService):
 class Admission:
     """A Connect call is admitted as the gRPC interceptor admits a TrackingService call: the
     same bearer-token scopes (from the `authorization` header) and the same loaded-datafile
-    guard, decided by the same `RpcInterceptor.deny`."""
+    guard, decided by the same `RpcInterceptor.deny`. A stream (WatchConfig) takes one of the
+    same --max-concurrent-streams slots and ends when the daemon shuts down, as on gRPC."""
 
     def __init__(self, interceptor: RpcInterceptor) -> None:
         self._interceptor = interceptor
@@ -155,11 +156,12 @@ class Admission:
             rpc.name: Method.parse(f"/{SERVICE.full_name}/{rpc.name}") for rpc in SERVICE.methods
         }
 
-    def _admit(self, ctx: RequestContext[Any, Any]) -> None:
+    def _admit(self, ctx: RequestContext[Any, Any]) -> Method:
         method = self._methods[ctx.method().name]
         denial = self._interceptor.deny(method, ctx.request_headers().get("authorization"))
         if denial is not None:
             raise status.connect_error(denial)
+        return method
 
     async def intercept_unary(
         self,
@@ -176,9 +178,17 @@ class Admission:
         request: Any,
         ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[Any]:
-        self._admit(ctx)
-        async for reply in call_next(request, ctx):
-            yield reply
+        if not self._admit(ctx).limited:
+            async for reply in call_next(request, ctx):
+                yield reply
+            return
+        if (full := self._interceptor.take_stream()) is not None:
+            raise status.connect_error(full)
+        try:
+            async for reply in self._interceptor.until_closed(call_next(request, ctx)):
+                yield reply
+        finally:
+            self._interceptor.release_stream()
 
 
 def connect_application(

@@ -244,10 +244,8 @@ class RpcInterceptor:
             if denial is not None:
                 await status.abort(context, denial)
             if method.limited:
-                if self.open_streams >= self.max_streams:
-                    self.rejected_streams += 1
-                    await status.abort(context, TooManyStreams(self.open_streams))
-                self.open_streams += 1
+                if (full := self.take_stream()) is not None:
+                    await status.abort(context, full)
                 counted = True
             if isinstance(request, Undecodable):
                 await status.abort(context, request.error)
@@ -255,7 +253,7 @@ class RpcInterceptor:
                 request = _refuse_undecodable(request, context)
             replies = inner(request, context)
             if method.name == "WatchConfig" and method.guarded:
-                replies = self._until_closed(replies)
+                replies = self.until_closed(replies)
             if hasattr(replies, "__aiter__"):
                 async with contextlib.aclosing(replies):  # closed here, in this task
                     async for reply in replies:
@@ -267,11 +265,24 @@ class RpcInterceptor:
             raise
         finally:
             if counted:
-                self.open_streams -= 1
+                self.release_stream()
             self._finish(method, context, error, started)
             structlog.contextvars.reset_contextvars(**bound)
 
-    async def _until_closed(self, replies: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    def take_stream(self) -> Denial | None:
+        """Counts one more open stream, or refuses it at --max-concurrent-streams; the HTTP
+        port's streams count here too."""
+        if self.open_streams >= self.max_streams:
+            self.rejected_streams += 1
+            return TooManyStreams(self.open_streams)
+        self.open_streams += 1
+        return None
+
+    def release_stream(self) -> None:
+        self.open_streams -= 1
+
+    async def until_closed(self, replies: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """`replies` until they end or the daemon shuts down (`close`), whichever is first."""
         closing = asyncio.ensure_future(self._closing.wait())
         following: asyncio.Future[Any] | None = None
         try:
