@@ -1,6 +1,7 @@
 """The HTTP port (--http-listen): uvicorn on the daemon's own event loop, beside the gRPC
 server. It answers /healthz and /readyz itself, for HTTP load balancers, and hands every
-other request to one ASGI application (the Connect one, trackd.rpc.connect).
+other request to the ASGI application of the first path prefix that matches it (Agent's
+REST API under /v1/, trackd.rpc.agent; Connect for the rest, trackd.rpc.connect).
 
 uvicorn's `Server.serve` is not used: it takes SIGTERM and SIGINT for itself, and those belong
 to `trackd.server.serve`. Its steps are run here instead, on a socket bound beforehand so a
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import uvicorn
@@ -64,9 +65,15 @@ class HttpServer:
     """A bound, not yet started, HTTP port."""
 
     def __init__(
-        self, address: str, app: ASGIApp, live: LiveConfig, *, reuse_port: bool, grace: float
+        self,
+        address: str,
+        applications: Mapping[str, ASGIApp],
+        live: LiveConfig,
+        *,
+        reuse_port: bool,
+        grace: float,
     ) -> None:
-        self._app = app
+        self._applications = tuple(applications.items())  # (path prefix, application)
         self._live = live
         self._draining = False
         self._socket = bind(address, reuse_port=reuse_port)
@@ -96,7 +103,11 @@ class HttpServer:
             else:
                 await _plain(send, 200, "ready\n")
         else:
-            await self._app(scope, receive, send)
+            for prefix, application in self._applications:
+                if path is None or path.startswith(prefix):
+                    await application(scope, receive, send)
+                    return
+            await _plain(send, 404, "not found\n")
 
     async def start(self) -> None:
         self._config.load()

@@ -157,16 +157,24 @@ def store_description(settings: Settings) -> str:
 
 
 def open_http_server(settings: Settings, endpoint: Endpoint, live: LiveConfig) -> HttpServer:
-    """The --http-listen port, bound, its Connect calls answered by the gRPC endpoint's own
-    servicer and admitted by its interceptor."""
-    from trackd.rpc.connect import connect_application  # only when asked for
+    """The --http-listen port, bound, its Connect and Agent API calls answered by the gRPC
+    endpoint's own servicer and admitted by its interceptor."""
+    from trackd.rpc.agent import AgentApi  # only when asked for
+    from trackd.rpc.connect import connect_application
 
-    application = connect_application(
+    agent = AgentApi(
+        endpoint.servicer,
+        endpoint.interceptor,
+        live,
+        sdk_key=settings.sdk_key,
+        max_body_bytes=settings.max_message_bytes,
+    )
+    connect = connect_application(
         endpoint.servicer, endpoint.interceptor, settings.max_message_bytes
     )
     return HttpServer(
         settings.http_listen,
-        application,
+        {"/v1/": agent, "/": connect},
         live,
         reuse_port=settings.workers > 1,
         grace=settings.grace_period,

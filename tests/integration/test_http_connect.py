@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import grpc
 import httpx
@@ -417,7 +418,8 @@ def readme_curl_commands() -> list[str]:
 
 
 def test_every_readme_curl_command_works(tmp_path: Path) -> None:
-    """Run verbatim, but for the port, against `trackd serve` as `make run` starts it."""
+    """Connect and Agent API calls, run verbatim (but for the port) against `trackd serve`
+    with the HTTP port on, as `make run` starts it."""
     with spawn(tmp_path, "--http-listen", "127.0.0.1:0") as daemon:
         [started] = [line for line in daemon.log_lines() if line.get("event") == "started"]
         outputs = {}
@@ -430,7 +432,8 @@ def test_every_readme_curl_command_works(tmp_path: Path) -> None:
                 timeout=30,
             )
             assert result.returncode == 0, f"{command}\n{result.stdout}{result.stderr}"
-            outputs[command.rpartition("/")[2]] = result.stdout
+            url = urlsplit(command.split()[-1].strip("'"))
+            outputs[url.path.rpartition("/")[2]] = result.stdout
         assert daemon.stop() == 0
     assert json.loads(outputs["Activate"])["variationKey"] in ("control", "one_page_checkout")
     [attribution] = json.loads(outputs["Track"])["attributions"]
@@ -439,3 +442,7 @@ def test_every_readme_curl_command_works(tmp_path: Path) -> None:
     assert decision["flagKey"] == "checkout_redesign"
     assert json.loads(outputs["GetConfig"])["revision"]
     assert outputs["readyz"] == "ready\n"
+    [activated] = json.loads(outputs["activate"])
+    assert activated["variationKey"] in ("control", "one_page_checkout")
+    assert json.loads(outputs["track"]) == {"userId": "user123", "eventKey": "add_to_cart"}
+    assert json.loads(outputs["decide"])["flagKey"] == "checkout_redesign"

@@ -12,7 +12,7 @@ import gzip
 import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from connectrpc.request import RequestContext
@@ -29,9 +29,6 @@ from trackd.v1 import tracking_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["TrackingService"]
 
-# Stateless, so one serves every call (see status.ConnectContext for why it is enough).
-_CONTEXT = cast("grpc.aio.ServicerContext[Any, Any]", status.ConnectContext())
-
 Handler = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Any]
 
 
@@ -45,7 +42,7 @@ def _on_connect(handler: Handler) -> Callable[[Any, RequestContext[Any, Any]], A
     streaming) it returns is what connectrpc awaits or iterates."""
 
     def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
-        return handler(request, _CONTEXT)
+        return handler(request, status.CONNECT_CONTEXT)
 
     return call
 

@@ -3,7 +3,7 @@ codes by name) for the HTTP port."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import grpc
 from connectrpc.code import Code
@@ -57,6 +57,32 @@ _CONNECT_CODES: dict[grpc.StatusCode, Code] = {
 }
 
 
+# The HTTP status of each Connect code, as the Connect protocol gives it; Agent's REST API
+# (trackd.rpc.agent) answers with the same.
+_HTTP_STATUSES: dict[Code, int] = {
+    Code.CANCELED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+
+def http_status(error: ConnectError) -> int:
+    return _HTTP_STATUSES[error.code]
+
+
 def connect_error(error: errors.TrackdError) -> ConnectError:
     """The Connect error of a domain error: its code and its message (safe to show)."""
     return ConnectError(_CONNECT_CODES[code_for(error)], str(error))
@@ -72,3 +98,8 @@ class ConnectContext:
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise ConnectError(_CONNECT_CODES[code], details)
+
+
+# What the servicer's methods are given on the HTTP port; one serves every call (it holds
+# nothing), typed as what it stands in for.
+CONNECT_CONTEXT = cast("grpc.aio.ServicerContext[Any, Any]", ConnectContext())
