@@ -139,8 +139,9 @@ OPTIONS: tuple[Option, ...] = (
         "http-listen",
         str,
         "HTTP listen address, HOST:PORT, for callers without gRPC: Connect (JSON or binary"
-        " protobuf) on the same TrackingService, and /healthz and /readyz for load balancers;"
-        " off when empty.",
+        " protobuf) on the same TrackingService, Optimizely Agent's REST API (/v1/...), and"
+        " /healthz and /readyz for load balancers; off when empty. With --tls-cert it is"
+        " HTTPS, with the same certificates, client CA and tokens as gRPC.",
         "HOST:PORT",
         "(off)",
     ),
@@ -479,9 +480,6 @@ class Settings:
             found.append("--tls-cert and --tls-key: give both or neither")
         if self.tls_client_ca and not self.tls_cert:
             found.append("--tls-client-ca: needs --tls-cert and --tls-key (mutual TLS is TLS)")
-        if self.http_listen and self.tls_cert:
-            # Plain HTTP beside a TLS gRPC port would hand out what TLS protects.
-            found.append("--http-listen: not served over TLS yet; leave it off with --tls-cert")
         return found
 
     def _scale_out_problems(self) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -72,6 +73,7 @@ class HttpServer:
         *,
         reuse_port: bool,
         grace: float,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._applications = tuple(applications.items())  # (path prefix, application)
         self._live = live
@@ -88,6 +90,7 @@ class HttpServer:
             proxy_headers=False,
             timeout_graceful_shutdown=math.ceil(grace),  # uvicorn takes whole seconds
         )
+        self._tls = tls
         self._server = uvicorn.Server(self._config)
         self._ticking: asyncio.Task[None] | None = None
 
@@ -111,6 +114,9 @@ class HttpServer:
 
     async def start(self) -> None:
         self._config.load()
+        # The context trackd.rpc.tls built and checked, rather than uvicorn's from file names
+        # (which would prompt on the terminal for an encrypted key).
+        self._config.ssl = self._tls
         self._server.lifespan = self._config.lifespan_class(self._config)
         await self._server.startup(sockets=[self._socket])
         # uvicorn's own loop: it refreshes the Date header each second and notices should_exit.

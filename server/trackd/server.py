@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ class Prepared:
     config: ProjectConfig | None
     data: bytes | None
     credentials: tls.ServerCredentials | None
+    http_tls: ssl.SSLContext | None  # the HTTP port's, when it is on and TLS is set
     tokens: Tokens | None
 
 
@@ -61,8 +63,9 @@ def prepare(settings: Settings) -> Prepared:
     source = open_source(settings)
     config, data = initial_config(source)
     credentials = tls.server_credentials(settings)
+    http_tls = tls.http_context(settings) if settings.http_listen else None
     tokens = Tokens.load(settings.auth_tokens) if settings.auth_tokens else None
-    return Prepared(source, config, data, credentials, tokens)
+    return Prepared(source, config, data, credentials, http_tls, tokens)
 
 
 def open_activation_store(
@@ -156,7 +159,9 @@ def store_description(settings: Settings) -> str:
     return store
 
 
-def open_http_server(settings: Settings, endpoint: Endpoint, live: LiveConfig) -> HttpServer:
+def open_http_server(
+    settings: Settings, prepared: Prepared, endpoint: Endpoint, live: LiveConfig
+) -> HttpServer:
     """The --http-listen port, bound, its Connect and Agent API calls answered by the gRPC
     endpoint's own servicer and admitted by its interceptor."""
     from trackd.rpc.agent import AgentApi  # only when asked for
@@ -178,6 +183,7 @@ def open_http_server(settings: Settings, endpoint: Endpoint, live: LiveConfig) -
         live,
         reuse_port=settings.workers > 1,
         grace=settings.grace_period,
+        tls=prepared.http_tls,
     )
 
 
@@ -279,7 +285,9 @@ async def _start(
     if prepared.data is not None:
         reloader.prime(prepared.data)
     port = endpoint.port
-    http_server = open_http_server(settings, endpoint, live) if settings.http_listen else None
+    http_server = (
+        open_http_server(settings, prepared, endpoint, live) if settings.http_listen else None
+    )
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None
     if registry is not None:
@@ -328,18 +336,19 @@ async def _start(
         if metrics_port
         else None,
     )
-    if not is_loopback(host) and (prepared.credentials is None or prepared.tokens is None):
-        missing = [
-            name
-            for name, present in (("TLS", prepared.credentials), ("token auth", prepared.tokens))
-            if present is None
-        ]
-        log.warning(
-            "listening_beyond_loopback",
-            listen=settings.listen,
-            missing=missing,
-            advice="set --tls-cert/--tls-key and --auth-tokens, or listen on 127.0.0.1",
-        )
+    missing = [
+        name
+        for name, present in (("TLS", prepared.credentials), ("token auth", prepared.tokens))
+        if present is None
+    ]
+    for listen in (settings.listen, settings.http_listen):  # the HTTP port has the same both
+        if listen and not is_loopback(listen.rpartition(":")[0]) and missing:
+            log.warning(
+                "listening_beyond_loopback",
+                listen=listen,
+                missing=missing,
+                advice="set --tls-cert/--tls-key and --auth-tokens, or listen on 127.0.0.1",
+            )
     return Running(
         port=port,
         http_port=http_server.port if http_server else None,

@@ -9,6 +9,7 @@ import json
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 from collections.abc import AsyncIterator
@@ -20,7 +21,9 @@ import grpc
 import httpx
 import pytest
 from google.protobuf import json_format
+from structlog.testing import capture_logs
 
+from tests.support.certs import make_certificates
 from tests.support.daemon import Client, client_for, settings_for, spawn
 from tests.support.datafile_server import DatafileServer
 from tests.support.polling import eventually
@@ -446,3 +449,50 @@ def test_every_readme_curl_command_works(tmp_path: Path) -> None:
     assert activated["variationKey"] in ("control", "one_page_checkout")
     assert json.loads(outputs["track"]) == {"userId": "user123", "eventKey": "add_to_cart"}
     assert json.loads(outputs["decide"])["flagKey"] == "checkout_redesign"
+
+
+async def test_with_tls_the_http_port_is_https_with_grpcs_certificate_and_client_ca(
+    tmp_path: Path,
+) -> None:
+    certs = make_certificates(tmp_path / "certs")
+    settings = settings_for(
+        tmp_path / "d",
+        http_listen="127.0.0.1:0",
+        tls_cert=certs.server.cert,
+        tls_key=certs.server.key,
+        tls_client_ca=certs.ca.cert_path,
+    )
+    body = {"experimentKey": "checkout_flow", "userId": "ivy"}
+    async with client_for(settings) as client:
+        https = f"https://localhost:{client.daemon.http_port}"
+        trusting = ssl.create_default_context(cafile=certs.ca.cert_path)
+        trusting.load_cert_chain(certs.client.cert, certs.client.key)
+        async with httpx.AsyncClient(base_url=https, verify=trusting, timeout=10) as http:
+            assert (await call_json(http, "Activate", body)).status_code == 200
+        # No client certificate, an untrusted server, or plaintext: no answer at all.
+        anonymous = ssl.create_default_context(cafile=certs.ca.cert_path)
+        distrustful = ssl.create_default_context(cafile=certs.stranger_ca.cert_path)
+        for base, verify in ((https, anonymous), (https, distrustful)):
+            async with httpx.AsyncClient(base_url=base, verify=verify, timeout=10) as http:
+                with pytest.raises(httpx.TransportError):
+                    await call_json(http, "Activate", body)
+        async with httpx.AsyncClient(base_url=client.http_url, timeout=10) as plaintext:
+            with pytest.raises(httpx.TransportError):
+                await call_json(plaintext, "Activate", body)
+
+
+async def test_an_http_port_beyond_loopback_without_tls_and_tokens_is_warned_about(
+    tmp_path: Path,
+) -> None:
+    """As the gRPC port is: the warning names the HTTP address and what it lacks."""
+    with socket.socket() as probe:  # a free port on every interface, for 0.0.0.0
+        probe.bind(("0.0.0.0", 0))
+        port = probe.getsockname()[1]
+    settings = settings_for(tmp_path, http_listen=f"0.0.0.0:{port}")
+    with capture_logs() as logs:
+        async with running(settings):
+            pass
+    warned = [line for line in logs if line["event"] == "listening_beyond_loopback"]
+    assert [(w["listen"], w["missing"]) for w in warned] == [
+        (f"0.0.0.0:{port}", ["TLS", "token auth"])
+    ]

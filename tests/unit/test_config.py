@@ -134,10 +134,6 @@ def test_a_missing_config_file_is_one_line() -> None:
         ({"metrics_listen": "9090"}, "--metrics-listen '9090': expected HOST:PORT"),
         ({"http_listen": "8080"}, "--http-listen '8080': expected HOST:PORT"),
         (
-            {"http_listen": "127.0.0.1:8080", "tls_cert": "c.pem", "tls_key": "k.pem"},
-            "--http-listen: not served over TLS yet",
-        ),
-        (
             {"workers": "2", "activation_store": "redis://r:6379/0", "http_listen": "[::1]:0"},
             "--workers 2: needs a fixed --http-listen port, not 0",
         ),
