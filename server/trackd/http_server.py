@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
+from typing import Any, Protocol
 
+import structlog
 import uvicorn
 
 from trackd.live import LiveConfig
+from trackd.request_log import RequestLog
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -28,6 +32,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LIVE_PATH = "/healthz"
 READY_PATH = "/readyz"
+OTHER_ROUTE = "other"  # any path not served, as a metrics label: the label set stays bounded
+MAX_REQUEST_ID = 128
+
+
+class HttpObserver(Protocol):
+    def observe(self, route: str, status: int, seconds: float) -> None: ...
 
 
 def bind(address: str, *, reuse_port: bool) -> socket.socket:
@@ -74,14 +84,20 @@ class HttpServer:
         reuse_port: bool,
         grace: float,
         tls: ssl.SSLContext | None = None,
+        routes: Collection[str] = (),
+        observer: HttpObserver | None = None,
+        request_log: RequestLog | None = None,
     ) -> None:
         self._applications = tuple(applications.items())  # (path prefix, application)
+        self._routes = frozenset((LIVE_PATH, READY_PATH, *routes))
+        self._observer = observer
+        self._request_log = request_log or RequestLog()
         self._live = live
         self._draining = False
         self._socket = bind(address, reuse_port=reuse_port)
         self.port: int = self._socket.getsockname()[1]
         self._config = uvicorn.Config(
-            self._route,
+            self._observed,
             interface="asgi3",  # a bound method: uvicorn would guess ASGI2
             lifespan="off",  # nothing to start: every part is the daemon's, started already
             log_config=None,  # the daemon's logging stays as trackd.logs set it
@@ -93,6 +109,41 @@ class HttpServer:
         self._tls = tls
         self._server = uvicorn.Server(self._config)
         self._ticking: asyncio.Task[None] | None = None
+
+    async def _observed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Each request: its route and request id bound to the log context, and, once
+        answered, one metrics observation and (at debug, or sampled) one log line."""
+        if scope["type"] != "http":
+            await self._route(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answered = 0
+
+        async def send_observed(message: MutableMapping[str, Any]) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = message["status"]
+            await send(message)
+
+        path = scope["path"]
+        route = path if path in self._routes else OTHER_ROUTE
+        request_id = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-request-id"),
+            None,
+        )
+        bound = structlog.contextvars.bind_contextvars(
+            request_id=request_id[:MAX_REQUEST_ID] if request_id else os.urandom(8).hex(),
+            route=route,
+        )
+        try:
+            await self._route(scope, receive, send_observed)
+        finally:
+            elapsed = time.perf_counter() - started
+            status = answered or 500  # nothing sent: uvicorn answers 500 for the application
+            if self._observer is not None:
+                self._observer.observe(route, status, elapsed)
+            self._request_log.line("http", status=status, duration_ms=round(elapsed * 1000, 3))
+            structlog.contextvars.reset_contextvars(**bound)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path")

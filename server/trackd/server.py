@@ -160,12 +160,16 @@ def store_description(settings: Settings) -> str:
 
 
 def open_http_server(
-    settings: Settings, prepared: Prepared, endpoint: Endpoint, live: LiveConfig
+    settings: Settings,
+    prepared: Prepared,
+    endpoint: Endpoint,
+    live: LiveConfig,
+    registry: CollectorRegistry | None,
 ) -> HttpServer:
     """The --http-listen port, bound, its Connect and Agent API calls answered by the gRPC
     endpoint's own servicer and admitted by its interceptor."""
     from trackd.rpc.agent import AgentApi  # only when asked for
-    from trackd.rpc.connect import connect_application
+    from trackd.rpc.connect import PATHS, connect_application
 
     agent = AgentApi(
         endpoint.servicer,
@@ -184,6 +188,9 @@ def open_http_server(
         reuse_port=settings.workers > 1,
         grace=settings.grace_period,
         tls=prepared.http_tls,
+        routes=(*PATHS, *agent.paths),
+        observer=metrics.HttpMetrics(registry) if registry else None,
+        request_log=endpoint.interceptor.request_log,
     )
 
 
@@ -286,7 +293,9 @@ async def _start(
         reloader.prime(prepared.data)
     port = endpoint.port
     http_server = (
-        open_http_server(settings, prepared, endpoint, live) if settings.http_listen else None
+        open_http_server(settings, prepared, endpoint, live, registry)
+        if settings.http_listen
+        else None
     )
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None

@@ -21,6 +21,8 @@ import grpc
 import httpx
 import pytest
 from google.protobuf import json_format
+from prometheus_client.parser import text_string_to_metric_families
+from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
 from tests.support.certs import make_certificates
@@ -496,3 +498,47 @@ async def test_an_http_port_beyond_loopback_without_tls_and_tokens_is_warned_abo
     assert [(w["listen"], w["missing"]) for w in warned] == [
         (f"0.0.0.0:{port}", ["TLS", "token auth"])
     ]
+
+
+async def test_http_requests_are_counted_by_route_and_status_and_logged_at_debug(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(
+        tmp_path, http_listen="127.0.0.1:0", metrics_listen="127.0.0.1:0", log_level="debug"
+    )
+    agent = {"X-Optimizely-SDK-Key": "k"}
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        async with (
+            client_for(settings) as client,
+            httpx.AsyncClient(base_url=client.http_url, timeout=10) as http,
+        ):
+            ok = {"experimentKey": "checkout_flow", "userId": "jo"}
+            assert (await call_json(http, "Activate", ok)).status_code == 200
+            assert (await call_json(http, "Activate", {"experimentKey": "x"})).status_code == 400
+            decided = await http.post("/v1/decide", json={"userId": "jo"}, headers=agent)
+            assert decided.status_code == 200
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/no/such/path")).status_code == 404
+            scraped = await http.get(f"http://127.0.0.1:{client.daemon.metrics_port}/metrics")
+    samples = {
+        (sample.labels["route"], sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(scraped.text)
+        for sample in family.samples
+        if sample.name == "trackd_http_requests_total"
+    }
+    assert samples == {
+        (ROUTE + "Activate", "200"): 1.0,
+        (ROUTE + "Activate", "400"): 1.0,
+        ("/v1/decide", "200"): 1.0,
+        ("/healthz", "200"): 1.0,
+        ("other", "404"): 1.0,
+    }
+    lines = [(line["route"], line["status"]) for line in logs if line["event"] == "http"]
+    assert lines == [
+        (ROUTE + "Activate", 200),
+        (ROUTE + "Activate", 400),
+        ("/v1/decide", 200),
+        ("/healthz", 200),
+        ("other", 404),
+    ]
+    assert all(line["request_id"] for line in logs if line["event"] == "http")

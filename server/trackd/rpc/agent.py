@@ -104,6 +104,10 @@ class AgentApi:
             "/v1/decide": (self._method("Decide"), self._decide),
         }
 
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(self._routes)
+
     @staticmethod
     def _method(rpc: str) -> Method:
         """The RPC whose token scope an endpoint needs."""

@@ -28,6 +28,7 @@ from trackd.v1 import tracking_service_connect as pb_connect
 from trackd.v1 import tracking_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["TrackingService"]
+PATHS = tuple(f"/{SERVICE.full_name}/{rpc.name}" for rpc in SERVICE.methods)  # Connect's routes
 
 Handler = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Any]
 

@@ -37,6 +37,7 @@ from trackd.errors import (
     UndecodableRequest,
 )
 from trackd.live import LiveConfig
+from trackd.request_log import RequestLog
 from trackd.rpc import status
 from trackd.rpc.auth import Tokens, Verdict, scope_for
 
@@ -135,9 +136,7 @@ class RpcInterceptor:
         self._tokens = tokens
         self.max_streams = max_streams
         self._observer = observer
-        self._log_every = log_every
-        self._sample_rate = sample_rate
-        self._rng = rng
+        self.request_log = RequestLog(log_every=log_every, sample_rate=sample_rate, rng=rng)
         # Read by the metrics collector.
         self.open_streams = 0
         self.rejected_streams = 0
@@ -312,10 +311,7 @@ class RpcInterceptor:
         code = _code_name(context, error)
         if self._observer is not None:
             self._observer.observe(method.service, method.name, code, elapsed)
-        if self._log_every:
-            log.debug("rpc", code=code, duration_ms=round(elapsed * 1000, 3))
-        elif self._sample_rate and self._rng() < self._sample_rate:
-            log.info("rpc", code=code, duration_ms=round(elapsed * 1000, 3), sampled=True)
+        self.request_log.line("rpc", code=code, duration_ms=round(elapsed * 1000, 3))
 
 
 class _Registrations:
