@@ -542,3 +542,20 @@ async def test_http_requests_are_counted_by_route_and_status_and_logged_at_debug
         ("other", 404),
     ]
     assert all(line["request_id"] for line in logs if line["event"] == "http")
+
+
+@pytest.mark.slow
+async def test_an_idle_connection_is_kept_past_uvicorns_five_second_default(
+    client: Client,
+) -> None:
+    """A load balancer keeps idle connections open for up to a minute and reuses them; a
+    daemon that closed one first would make the balancer answer a request on it with 502."""
+    assert client.daemon.http_port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.daemon.http_port)
+    request = b"GET /healthz HTTP/1.1\r\nhost: trackd\r\n\r\n"
+    for wait in (6, 0):
+        writer.write(request)
+        async with asyncio.timeout(10):
+            assert (await reader.readuntil(b"live\n")).startswith(b"HTTP/1.1 200 ")
+        await asyncio.sleep(wait)
+    writer.close()
