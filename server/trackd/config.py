@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,14 @@ OPTIONS: tuple[Option, ...] = (
         " HTTPS, with the same certificates, client CA and tokens as gRPC.",
         "HOST:PORT",
         "(off)",
+    ),
+    Option(
+        "http-cors-origins",
+        _names,
+        "Origins whose pages may call the HTTP port from a browser (CORS), comma-separated,"
+        " e.g. https://app.example.com; * allows any. None by default.",
+        "ORIGINS",
+        "(none)",
     ),
     Option(
         "data-dir",
@@ -340,6 +349,9 @@ OPTIONS_BY_FIELD: Mapping[str, Option] = {option.field: option for option in OPT
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 
 
+_ORIGIN = re.compile(r"https?://[^/:\s]+(:\d{1,5})?")
+
+
 def _host_port_problem(flag: str, value: str) -> str | None:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
@@ -359,6 +371,7 @@ class Settings:
     datafile_poll_interval: float = 60.0
     listen: str = "127.0.0.1:50051"
     http_listen: str = ""
+    http_cors_origins: tuple[str, ...] = ()
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     log_level: str = "info"
     log_format: LogFormat = "auto"
@@ -426,6 +439,12 @@ class Settings:
             f"--default-decide-options {name!r}: expected any of {', '.join(DECIDE_OPTION_NAMES)}"
             for name in self.default_decide_options
             if name not in DECIDE_OPTION_NAMES
+        )
+        found.extend(
+            f"--http-cors-origins {origin!r}: expected * or an origin, e.g."
+            " https://app.example.com (a scheme, a host and perhaps a port; no path)"
+            for origin in self.http_cors_origins
+            if origin != "*" and not _ORIGIN.fullmatch(origin)
         )
         found.extend(self._datafile_problems())
         found.extend(self._tls_problems())

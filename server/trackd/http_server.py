@@ -16,19 +16,16 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, MutableMapping
-from typing import Any, Protocol
+from collections.abc import Collection, Mapping
+from typing import Protocol
 
 import structlog
 import uvicorn
 
+from trackd.asgi import ASGIApp, Message, Receive, Scope, Send
+from trackd.cors import Cors
 from trackd.live import LiveConfig
 from trackd.request_log import RequestLog
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LIVE_PATH = "/healthz"
 READY_PATH = "/readyz"
@@ -88,8 +85,10 @@ class HttpServer:
         routes: Collection[str] = (),
         observer: HttpObserver | None = None,
         request_log: RequestLog | None = None,
+        cors_origins: Collection[str] = (),
     ) -> None:
         self._applications = tuple(applications.items())  # (path prefix, application)
+        self._answer: ASGIApp = Cors(self._route, cors_origins) if cors_origins else self._route
         self._routes = frozenset((LIVE_PATH, READY_PATH, *routes))
         self._observer = observer
         self._request_log = request_log or RequestLog()
@@ -120,12 +119,12 @@ class HttpServer:
         """Each request: its route and request id bound to the log context, and, once
         answered, one metrics observation and (at debug, or sampled) one log line."""
         if scope["type"] != "http":
-            await self._route(scope, receive, send)
+            await self._answer(scope, receive, send)
             return
         started = time.perf_counter()
         answered = 0
 
-        async def send_observed(message: MutableMapping[str, Any]) -> None:
+        async def send_observed(message: Message) -> None:
             nonlocal answered
             if message["type"] == "http.response.start":
                 answered = message["status"]
@@ -142,7 +141,7 @@ class HttpServer:
             route=route,
         )
         try:
-            await self._route(scope, receive, send_observed)
+            await self._answer(scope, receive, send_observed)
         finally:
             elapsed = time.perf_counter() - started
             status = answered or 500  # nothing sent: uvicorn answers 500 for the application

@@ -191,6 +191,7 @@ def open_http_server(
         routes=(*PATHS, *agent.paths),
         observer=metrics.HttpMetrics(registry) if registry else None,
         request_log=endpoint.interceptor.request_log,
+        cors_origins=settings.http_cors_origins,
     )
 
 

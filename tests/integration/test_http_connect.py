@@ -559,3 +559,46 @@ async def test_an_idle_connection_is_kept_past_uvicorns_five_second_default(
             assert (await reader.readuntil(b"live\n")).startswith(b"HTTP/1.1 200 ")
         await asyncio.sleep(wait)
     writer.close()
+
+
+async def test_cors_answers_only_the_listed_origins(tmp_path: Path) -> None:
+    """A browser page from an allowed origin may call Connect and /v1 (its preflight is
+    answered, its answers carry Access-Control-Allow-Origin); any other origin gets no CORS
+    header, so the browser withholds the answer from the page."""
+    allowed, other = "https://app.example.com", "https://evil.example.com"
+    settings = settings_for(
+        tmp_path, http_listen="127.0.0.1:0", http_cors_origins=(allowed, "http://localhost:3000")
+    )
+    preflight = {
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type, connect-protocol-version",
+    }
+    body = {"experimentKey": "checkout_flow", "userId": "kim"}
+    async with (
+        client_for(settings) as client,
+        httpx.AsyncClient(base_url=client.http_url, timeout=10) as http,
+    ):
+        asked = await http.options(ROUTE + "Activate", headers={"origin": allowed, **preflight})
+        assert asked.status_code == 204
+        assert asked.headers["access-control-allow-origin"] == allowed
+        assert "POST" in asked.headers["access-control-allow-methods"]
+        assert "connect-protocol-version" in asked.headers["access-control-allow-headers"].lower()
+        called = await http.post(ROUTE + "Activate", json=body, headers={"origin": allowed})
+        assert called.status_code == 200
+        assert called.headers["access-control-allow-origin"] == allowed
+        assert "Origin" in called.headers["vary"]
+        agent = {"origin": allowed, "X-Optimizely-SDK-Key": "k"}
+        decided = await http.post("/v1/decide", json={"userId": "kim"}, headers=agent)
+        assert decided.headers["access-control-allow-origin"] == allowed
+
+        refused = await http.options(ROUTE + "Activate", headers={"origin": other, **preflight})
+        assert "access-control-allow-origin" not in refused.headers
+        answered = await http.post(ROUTE + "Activate", json=body, headers={"origin": other})
+        assert "access-control-allow-origin" not in answered.headers
+
+
+async def test_no_cors_header_by_default(http: httpx.AsyncClient) -> None:
+    origin = {"origin": "https://app.example.com"}
+    reply = await http.post(ROUTE + "GetConfig", json={}, headers=origin)
+    assert reply.status_code == 200
+    assert "access-control-allow-origin" not in reply.headers

@@ -22,8 +22,8 @@ import structlog
 from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
+from trackd.asgi import Receive, Scope, Send
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
-from trackd.http_server import Receive, Scope, Send
 from trackd.live import LiveConfig
 from trackd.rpc import status
 from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -19,8 +19,9 @@ from connectrpc.request import RequestContext
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
+from trackd import asgi
+from trackd.asgi import ASGIApp, Receive, Scope, Send
 from trackd.errors import MessageTooLarge, UndecodableRequest
-from trackd.http_server import ASGIApp, Receive, Scope, Send
 from trackd.rpc import status
 from trackd.rpc.interceptors import Method, RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
@@ -119,7 +120,7 @@ def capped(application: ASGIApp, limit: int) -> ASGIApp:
     async def call(scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
 
-        async def receive_capped() -> MutableMapping[str, Any]:
+        async def receive_capped() -> asgi.Message:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
