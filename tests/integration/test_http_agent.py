@@ -4,6 +4,7 @@ and activation cache as gRPC."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,8 @@ async def test_mistakes_get_agents_status_and_an_error(
 
 
 async def test_a_body_that_is_not_json_or_a_get_is_refused(http: httpx.AsyncClient) -> None:
-    garbled = await http.post("/v1/decide", content=b"{nope")
+    json_type = {"content-type": "application/json"}
+    garbled = await http.post("/v1/decide", content=b"{nope", headers=json_type)
     assert (garbled.status_code, garbled.json()) == (400, {"error": "error parsing request body"})
     assert (await http.get("/v1/decide")).status_code == 405
 
@@ -258,3 +260,53 @@ async def test_bearer_tokens_and_scopes_apply(tmp_path: Path) -> None:
         assert tracked.status_code == 200
         decided = await http.post("/v1/decide", json=body, headers=token)
         assert decided.status_code == 403
+
+
+async def test_a_post_body_must_be_json_as_agents_router_requires(http: httpx.AsyncClient) -> None:
+    body = b'{"userId": "u"}'
+    form = await http.post("/v1/decide", content=body, headers={"content-type": "text/plain"})
+    assert form.status_code == 415
+    assert "Unsupported Media Type" in form.json()["error"]
+    charset = {"content-type": "application/json; charset=utf-8"}
+    assert (await http.post("/v1/decide", content=body, headers=charset)).status_code == 200
+
+
+async def test_override_sets_replaces_and_removes_a_forced_variation(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    """The override decides Activate over gRPC too; Agent's messages say what it replaced."""
+    body = {"userId": "fox", "experimentKey": "checkout_flow", "variationKey": "control"}
+    first = (await post(http, "/v1/override", body)).json()
+    assert first == {**body, "prevVariationKey": "", "messages": None}
+    activated = await client.stub.Activate(
+        pb.ActivateRequest(experiment_key="checkout_flow", user_id="fox")
+    )
+    assert activated.variation_key == "control"
+
+    replaced = await post(http, "/v1/override", {**body, "variationKey": "one_page_checkout"})
+    assert replaced.json()["prevVariationKey"] == "control"
+    assert replaced.json()["messages"] == ["updating previous override"]
+
+    removed = (await post(http, "/v1/override", {**body, "variationKey": ""})).json()
+    assert (removed["prevVariationKey"], removed["messages"]) == (
+        "one_page_checkout",
+        ["removing previous override"],
+    )
+    again = (await post(http, "/v1/override", {**body, "variationKey": ""})).json()
+    assert again["messages"] == ["no pre-existing override"]
+    forced = await client.stub.GetForcedVariation(
+        pb.GetForcedVariationRequest(experiment_key="checkout_flow", user_id="fox")
+    )
+    assert forced.variation_key == ""
+
+    unknown = (await post(http, "/v1/override", {**body, "experimentKey": "nope"})).json()
+    assert unknown["messages"] == ["experimentKey not found in configuration"]
+    empty = await post(http, "/v1/override", {"userId": "fox"})
+    assert (empty.status_code, empty.json()) == (400, {"error": "experimentKey cannot be empty"})
+
+
+async def test_datafile_is_the_served_datafile(client: Client, http: httpx.AsyncClient) -> None:
+    reply = await http.get("/v1/datafile")
+    assert reply.status_code == 200
+    assert reply.json() == json.loads(EXAMPLE.read_text())
+    assert (await http.post("/v1/datafile", json={})).status_code == 405

@@ -1,7 +1,7 @@
 """Optimizely Agent's REST API v1 on the HTTP port, so a client written against Agent changes
 only the URL it calls: the paths, query parameters, JSON field names and statuses of Agent's
 OpenAPI description (`api/openapi-spec/openapi.yaml` in optimizely/agent). Served so far:
-`/v1/activate`, `/v1/track` and `/v1/decide`.
+`/v1/activate`, `/v1/track`, `/v1/decide`, `/v1/override` and `/v1/datafile`.
 
 Each call is the gRPC servicer's own, its protobuf request built from Agent's JSON: the same
 decisions, validation and limits as gRPC and Connect, and errors from trackd.rpc.status
@@ -98,10 +98,13 @@ class AgentApi:
         self._live = live
         self._sdk_key = sdk_key
         self._max_body_bytes = max_body_bytes
-        self._routes: dict[str, tuple[Method, Callable[[Call], Awaitable[Any]]]] = {
-            "/v1/activate": (self._method("Activate"), self._activate),
-            "/v1/track": (self._method("Track"), self._track),
-            "/v1/decide": (self._method("Decide"), self._decide),
+        # path -> (its HTTP method, the RPC whose token scope it needs, its handler)
+        self._routes: dict[str, tuple[str, Method, Callable[[Call], Awaitable[Any]]]] = {
+            "/v1/activate": ("POST", self._method("Activate"), self._activate),
+            "/v1/track": ("POST", self._method("Track"), self._track),
+            "/v1/decide": ("POST", self._method("Decide"), self._decide),
+            "/v1/override": ("POST", self._method("SetForcedVariation"), self._override),
+            "/v1/datafile": ("GET", self._method("GetConfig"), self._datafile),
         }
 
     @property
@@ -131,16 +134,21 @@ class AgentApi:
         route = self._routes.get(scope["path"])
         if route is None:
             raise AgentError(404, "404 page not found")
-        if scope["method"] != "POST":
+        http_method, method, handler = route
+        if scope["method"] != http_method:
             raise AgentError(405, "method not allowed")
-        method, handler = route
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1")
             for name, value in scope["headers"]
         }
         self._admit(method, headers)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        return await handler(Call(query, await self._body(receive)))
+        body = await self._body(receive)
+        content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if body and content_type != "application/json":
+            # As Agent's router answers a POST with a body of another type.
+            raise AgentError(415, f"Unsupported Media Type: {content_type or '(none)'}")
+        return await handler(Call(query, self._json(body)))
 
     def _admit(self, method: Method, headers: Mapping[str, str]) -> None:
         sdk_key = headers.get(SDK_KEY_HEADER, "")
@@ -152,7 +160,7 @@ class AgentApi:
         if denial is not None:
             raise _refused(denial)
 
-    async def _body(self, receive: Receive) -> Json:
+    async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -163,8 +171,10 @@ class AgentApi:
                 raise _refused(MessageTooLarge(self._max_body_bytes))
             chunks.append(chunk)
             if not message.get("more_body"):
-                break
-        data = b"".join(chunks)
+                return b"".join(chunks)
+
+    @staticmethod
+    def _json(data: bytes) -> Json:
         if not data:
             return {}
         try:
@@ -276,6 +286,46 @@ class AgentApi:
         }
         await self._call("Track", _message(pb.TrackRequest, fields))
         return tracked
+
+    # -- /v1/override and /v1/datafile -----------------------------------------------------
+
+    async def _override(self, call: Call) -> Json:
+        """As Agent: an empty variationKey removes the user's override; an unknown
+        experiment or variation is a 200 whose messages say so (nothing is stored)."""
+        user_id = call.body.get("userId")
+        if not user_id:
+            raise _refused(InvalidArgument("userId cannot be empty"))
+        experiment_key = call.body.get("experimentKey")
+        if not experiment_key:
+            raise _refused(InvalidArgument("experimentKey cannot be empty"))
+        variation_key = call.body.get("variationKey") or ""
+        override: Json = {
+            "userId": user_id,
+            "experimentKey": experiment_key,
+            "variationKey": variation_key,
+            "prevVariationKey": "",
+        }
+        experiment = self._live.config.experiments_by_key.get(experiment_key)
+        if experiment is None:
+            return {**override, "messages": ["experimentKey not found in configuration"]}
+        if variation_key and variation_key not in experiment.variations_by_key:
+            return {**override, "messages": ["variationKey not found in configuration"]}
+        fields = {"experimentKey": experiment_key, "userId": user_id}
+        previous = await self._call(
+            "GetForcedVariation", _message(pb.GetForcedVariationRequest, fields)
+        )
+        fields["variationKey"] = variation_key
+        await self._call("SetForcedVariation", _message(pb.SetForcedVariationRequest, fields))
+        prev = previous.variation_key
+        if variation_key:
+            messages = ["updating previous override"] if prev else None
+        else:
+            messages = ["removing previous override" if prev else "no pre-existing override"]
+        return {**override, "prevVariationKey": prev, "messages": messages}
+
+    async def _datafile(self, call: Call) -> Any:
+        """The datafile being served, as it was read."""
+        return json.loads(self._live.config.raw_json)
 
     # -- /v1/decide ----------------------------------------------------------------------
 
