@@ -155,6 +155,13 @@ OPTIONS: tuple[Option, ...] = (
         "(none)",
     ),
     Option(
+        "http-batch-max-operations",
+        int,
+        "Most operations in one POST /v1/batch of the Agent API (as Agent's"
+        " batchRequests.operationsLimit); more is answered 422.",
+        "N",
+    ),
+    Option(
         "data-dir",
         _path,
         "Directory for the event outbox and results (SQLite).",
@@ -372,6 +379,7 @@ class Settings:
     listen: str = "127.0.0.1:50051"
     http_listen: str = ""
     http_cors_origins: tuple[str, ...] = ()
+    http_batch_max_operations: int = 500
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     log_level: str = "info"
     log_format: LogFormat = "auto"

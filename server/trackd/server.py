@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from trackd import heap, metrics
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.store import ActivationStore
+from trackd.agent_batch import BATCH_PATH, AgentBatch
 from trackd.background import cancel_and_wait
 from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
@@ -181,14 +182,19 @@ def open_http_server(
     connect = connect_application(
         endpoint.servicer, endpoint.interceptor, settings.max_message_bytes
     )
+    batch = AgentBatch(
+        agent,
+        max_operations=settings.http_batch_max_operations,
+        max_body_bytes=settings.max_message_bytes,
+    )
     return HttpServer(
         settings.http_listen,
-        {"/v1/": agent, "/": connect},
+        {"/v1/": batch, "/": connect},
         live,
         reuse_port=settings.workers > 1,
         grace=settings.grace_period,
         tls=prepared.http_tls,
-        routes=(*PATHS, *agent.paths),
+        routes=(*PATHS, *agent.paths, BATCH_PATH),
         observer=metrics.HttpMetrics(registry) if registry else None,
         request_log=endpoint.interceptor.request_log,
         cors_origins=settings.http_cors_origins,

@@ -310,3 +310,72 @@ async def test_datafile_is_the_served_datafile(client: Client, http: httpx.Async
     assert reply.status_code == 200
     assert reply.json() == json.loads(EXAMPLE.read_text())
     assert (await http.post("/v1/datafile", json={})).status_code == 405
+
+
+def operation(number: int, url: str, body: Any = None, **params: str) -> dict[str, Any]:
+    return {
+        "method": "POST",
+        "url": url,
+        "operationID": str(number),
+        "body": body,
+        "params": params,
+        "headers": {**SDK_KEY, "Content-Type": "application/json"},
+    }
+
+
+async def test_batch_answers_each_operation_as_if_it_came_alone(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    operations = [
+        operation(1, "/v1/activate", {"userId": "gil"}, experimentKey="checkout_flow"),
+        operation(2, "/v1/track?eventKey=add_to_cart", {"userId": "gil"}),
+        operation(3, "/v1/decide?keys=checkout_redesign", {"userId": "gil"}),
+        operation(4, "/v1/decide"),  # no userId: a 400 in its place
+        {**operation(5, "/v1/decide", {"userId": "gil"}), "headers": {}},  # no SDK key
+    ]
+    reply = await http.post("/v1/batch", json={"operations": operations})
+    assert reply.status_code == 200
+    batch = reply.json()
+    answers = batch["response"]
+    assert [(a["operationID"], a["status"]) for a in answers] == [
+        ("1", 200),
+        ("2", 200),
+        ("3", 200),
+        ("4", 400),
+        ("5", 400),
+    ]
+    assert batch["errorCount"] == 2
+    assert batch["startedAt"].endswith("Z") and batch["endedAt"] >= batch["startedAt"]
+    [activated] = answers[0]["body"]
+    assert answers[0]["method"] == "POST" and answers[0]["url"] == "/v1/activate"
+    assert answers[0]["requestID"]
+    assert answers[1]["body"] == {"userId": "gil", "eventKey": "add_to_cart"}
+    assert answers[2]["body"]["flagKey"] == "checkout_redesign"
+    assert answers[3]["body"] == {"error": 'missing "userId" in request payload'}
+    # The batch's activation is the daemon's: gRPC's Track is attributed to it.
+    tracked = await client.stub.Track(pb.TrackRequest(event_key="add_to_cart", user_id="gil"))
+    assert [a.variation_key for a in tracked.attributions] == [activated["variationKey"]]
+
+
+async def test_batch_limits_and_undecodable_bodies(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, http_listen="127.0.0.1:0", http_batch_max_operations=2)
+    async with (
+        client_for(settings) as client,
+        httpx.AsyncClient(base_url=client.http_url, timeout=10) as http,
+    ):
+        three = [operation(n, "/v1/decide", {"userId": "u"}) for n in range(3)]
+        too_many = await http.post("/v1/batch", json={"operations": three})
+        assert (too_many.status_code, too_many.json()) == (
+            422,
+            {"error": "too many operations, exceeding 2 operations"},
+        )
+        two = await http.post("/v1/batch", json={"operations": three[:2]})
+        assert [a["status"] for a in two.json()["response"]] == [200, 200]
+        for garbled in (b"{nope", b'{"operations": 3}', b"[]"):
+            refused = await http.post("/v1/batch", content=garbled)
+            assert (refused.status_code, refused.json()) == (
+                400,
+                {"error": "cannot decode the operation body"},
+            )
+        nested = await http.post("/v1/batch", json={"operations": [operation(1, "/v1/batch")]})
+        assert nested.json()["response"][0]["status"] == 404

@@ -181,6 +181,8 @@ class AgentApi:
             body = json.loads(data)
         except ValueError:
             raise _refused(InvalidArgument("error parsing request body")) from None
+        if body is None:  # `null` reads as an empty object, as Go reads it into a struct
+            return {}
         if not isinstance(body, dict):
             raise _refused(InvalidArgument("error parsing request body"))
         return body
