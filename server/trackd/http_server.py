@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import socket
 import ssl
 import time
@@ -25,12 +24,11 @@ import uvicorn
 from trackd.asgi import ASGIApp, Message, Receive, Scope, Send
 from trackd.cors import Cors
 from trackd.live import LiveConfig
-from trackd.request_log import RequestLog
+from trackd.request_log import RequestLog, request_id
 
 LIVE_PATH = "/healthz"
 READY_PATH = "/readyz"
 OTHER_ROUTE = "other"  # any path not served, as a metrics label: the label set stays bounded
-MAX_REQUEST_ID = 128
 KEEP_ALIVE_SECONDS = 75
 
 
@@ -132,14 +130,11 @@ class HttpServer:
 
         path = scope["path"]
         route = path if path in self._routes else OTHER_ROUTE
-        request_id = next(
+        given = next(
             (v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-request-id"),
             None,
         )
-        bound = structlog.contextvars.bind_contextvars(
-            request_id=request_id[:MAX_REQUEST_ID] if request_id else os.urandom(8).hex(),
-            route=route,
-        )
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id(given), route=route)
         try:
             await self._answer(scope, receive, send_observed)
         finally:

@@ -3,6 +3,7 @@ sampled fraction (--log-sample-rate) at info, none otherwise."""
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,13 @@ from typing import Any
 import structlog
 
 log = structlog.get_logger("trackd.requests")
+
+MAX_REQUEST_ID = 128
+
+
+def request_id(given: str | None) -> str:
+    """The caller's `x-request-id` (cut to MAX_REQUEST_ID characters), else a new one."""
+    return given[:MAX_REQUEST_ID] if given else os.urandom(8).hex()
 
 
 class RequestLog:

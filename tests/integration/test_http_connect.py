@@ -517,7 +517,7 @@ async def test_http_requests_are_counted_by_route_and_status_and_logged_at_debug
             assert (await call_json(http, "Activate", {"experimentKey": "x"})).status_code == 400
             decided = await http.post("/v1/decide", json={"userId": "jo"}, headers=agent)
             assert decided.status_code == 200
-            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/healthz", headers={"x-request-id": "probe-7"})).is_success
             assert (await http.get("/no/such/path")).status_code == 404
             scraped = await http.get(f"http://127.0.0.1:{client.daemon.metrics_port}/metrics")
     samples = {
@@ -541,7 +541,9 @@ async def test_http_requests_are_counted_by_route_and_status_and_logged_at_debug
         ("/healthz", 200),
         ("other", 404),
     ]
-    assert all(line["request_id"] for line in logs if line["event"] == "http")
+    ids = [line["request_id"] for line in logs if line["event"] == "http"]
+    assert ids[3] == "probe-7"  # the caller's, as on gRPC
+    assert all(ids) and len(set(ids)) == len(ids)
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from trackd.errors import (
     UndecodableRequest,
 )
 from trackd.live import LiveConfig
-from trackd.request_log import RequestLog
+from trackd.request_log import RequestLog, request_id
 from trackd.rpc import status
 from trackd.rpc.auth import Tokens, Verdict, scope_for
 
@@ -45,7 +44,6 @@ log = structlog.get_logger("trackd.rpc")
 
 TRACKING_SERVICE = "trackd.v1.TrackingService"
 LIMITED_STREAMS = frozenset({"TrackStream", "WatchConfig"})
-MAX_REQUEST_ID = 128
 
 Denial = TrackdError  # why a call is refused before its handler runs
 
@@ -174,14 +172,14 @@ class RpcInterceptor:
     ) -> tuple[Denial | None, str]:
         """Why the call is refused (None: it is not), and its request id."""
         authorization: str | None = None
-        request_id: str | None = None
+        given: str | None = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
                 authorization = value
             elif key == "x-request-id" and isinstance(value, str):
-                request_id = value[:MAX_REQUEST_ID]
+                given = value
         denial = self.deny(method, authorization) if method.guarded else None
-        return denial, request_id or os.urandom(8).hex()
+        return denial, request_id(given)
 
     def deny(self, method: Method, authorization: str | None) -> Denial | None:
         """Why a TrackingService call is refused (None: it is not); Connect calls too."""
