@@ -151,9 +151,7 @@ class Admission:
 
     def __init__(self, interceptor: RpcInterceptor) -> None:
         self._interceptor = interceptor
-        self._methods = {
-            rpc.name: Method.parse(f"/{SERVICE.full_name}/{rpc.name}") for rpc in SERVICE.methods
-        }
+        self._methods = {method.name: method for method in map(Method.parse, PATHS)}
 
     def _admit(self, ctx: RequestContext[Any, Any]) -> Method:
         method = self._methods[ctx.method().name]
