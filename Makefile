@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make run    - create .venv, install trackd, serve the bundled example datafile"
+	@echo "              (gRPC on 127.0.0.1:50051, HTTP on 127.0.0.1:8080)"
 	@echo "make test   - lint, types, buf lint, stub check, unit + integration + parity,"
 	@echo "              reliability and every client's tests, the benchmarks' smoke runs"
 	@echo "make test-fast - unit + integration + parity without the slow and bench tests"
@@ -29,22 +30,27 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The HTTP port too (Connect, /healthz, /readyz); ARGS may name another --http-listen.
 run: $(STAMP)
-	$(VENV)/bin/trackd serve $(ARGS)
+	$(VENV)/bin/trackd serve --http-listen 127.0.0.1:8080 $(ARGS)
 
 $(BUF): tools/package.json
 	cd tools && npm ci --no-audit --no-fund
 	touch $(BUF)
 
+# The Connect stubs (tracking_service_connect.py) come from connectrpc's own protoc plugin.
+CONNECT_PLUGIN := --plugin=protoc-gen-connectrpc=$(VENV)/bin/protoc-gen-connectrpc
+
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=server --pyi_out=server \
-		--grpc_python_out=server $(PROTO)
+		--grpc_python_out=server $(CONNECT_PLUGIN) --connectrpc_out=server $(PROTO)
 
 # The committed stubs must be exactly what the pinned grpcio-tools makes from proto/.
 proto-check: $(STAMP)
 	@rm -rf build/proto-check && mkdir -p build/proto-check
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=build/proto-check \
-		--pyi_out=build/proto-check --grpc_python_out=build/proto-check $(PROTO)
+		--pyi_out=build/proto-check --grpc_python_out=build/proto-check \
+		$(CONNECT_PLUGIN) --connectrpc_out=build/proto-check $(PROTO)
 	diff -r -x __init__.py -x __pycache__ build/proto-check/trackd/v1 server/trackd/v1 \
 		|| (echo "generated stubs are stale: run 'make proto'" && exit 1)
 

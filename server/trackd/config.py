@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,31 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "gRPC listen address, HOST:PORT (port 0 picks one).",
         "HOST:PORT",
+    ),
+    Option(
+        "http-listen",
+        str,
+        "HTTP listen address, HOST:PORT, for callers without gRPC: Connect (JSON or binary"
+        " protobuf) on the same TrackingService, Optimizely Agent's REST API (/v1/...), and"
+        " /healthz and /readyz for load balancers; off when empty. With --tls-cert it is"
+        " HTTPS, with the same certificates, client CA and tokens as gRPC.",
+        "HOST:PORT",
+        "(off)",
+    ),
+    Option(
+        "http-cors-origins",
+        _names,
+        "Origins whose pages may call the HTTP port from a browser (CORS), comma-separated,"
+        " e.g. https://app.example.com; * allows any. None by default.",
+        "ORIGINS",
+        "(none)",
+    ),
+    Option(
+        "http-batch-max-operations",
+        int,
+        "Most operations in one POST /v1/batch of the Agent API (as Agent's"
+        " batchRequests.operationsLimit); more is answered 422.",
+        "N",
     ),
     Option(
         "data-dir",
@@ -342,6 +368,9 @@ OPTIONS_BY_FIELD: Mapping[str, Option] = {option.field: option for option in OPT
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
 
 
+_ORIGIN = re.compile(r"https?://[^/:\s]+(:\d{1,5})?")
+
+
 def _host_port_problem(flag: str, value: str) -> str | None:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or int(port) > 65535:
@@ -360,6 +389,9 @@ class Settings:
     datafile_url_template: str = DEFAULT_URL_TEMPLATE
     datafile_poll_interval: float = 60.0
     listen: str = "127.0.0.1:50051"
+    http_listen: str = ""
+    http_cors_origins: tuple[str, ...] = ()
+    http_batch_max_operations: int = 500
     data_dir: Path = dataclasses.field(default_factory=default_data_dir)
     log_level: str = "info"
     log_format: LogFormat = "auto"
@@ -400,7 +432,11 @@ class Settings:
     def problems(self) -> Sequence[str]:
         """One readable line per invalid setting."""
         found: list[str] = []
-        for flag, value in (("--listen", self.listen), ("--metrics-listen", self.metrics_listen)):
+        for flag, value in (
+            ("--listen", self.listen),
+            ("--http-listen", self.http_listen),
+            ("--metrics-listen", self.metrics_listen),
+        ):
             problem = _host_port_problem(flag, value)
             if problem and (value or flag == "--listen"):
                 found.append(problem)
@@ -428,6 +464,12 @@ class Settings:
             f"--default-decide-options {name!r}: expected any of {', '.join(DECIDE_OPTION_NAMES)}"
             for name in self.default_decide_options
             if name not in DECIDE_OPTION_NAMES
+        )
+        found.extend(
+            f"--http-cors-origins {origin!r}: expected * or an origin, e.g."
+            " https://app.example.com (a scheme, a host and perhaps a port; no path)"
+            for origin in self.http_cors_origins
+            if origin != "*" and not _ORIGIN.fullmatch(origin)
         )
         found.extend(self._datafile_problems())
         found.extend(self._tls_problems())
@@ -501,8 +543,9 @@ class Settings:
                     f"--workers {self.workers}: needs a shared --activation-store"
                     " (redis://HOST:PORT/DB)"
                 )
-            if self.listen.rpartition(":")[2] == "0":
-                found.append(f"--workers {self.workers}: needs a fixed --listen port, not 0")
+            for flag, value in (("--listen", self.listen), ("--http-listen", self.http_listen)):
+                if value.rpartition(":")[2] == "0":
+                    found.append(f"--workers {self.workers}: needs a fixed {flag} port, not 0")
         return found
 
     @property

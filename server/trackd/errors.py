@@ -64,6 +64,11 @@ class UndecodableRequest(InvalidArgument):
         super().__init__(f"the request is not a valid protobuf message: {detail}")
 
 
+class MessageTooLarge(ResourceExhausted):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request is over the limit of {limit} bytes (--max-message-bytes)")
+
+
 class UnknownExperiment(NotFound):
     def __init__(self, key: str) -> None:
         super().__init__(f"experiment {key!r} is not in the datafile")

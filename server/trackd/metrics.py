@@ -64,6 +64,29 @@ class RpcMetrics:
         children[1].observe(seconds)
 
 
+class HttpMetrics:
+    """Requests to the HTTP port (--http-listen) by route and status; fed by its server."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.handled = Counter(
+            "trackd_http_requests",
+            "HTTP requests answered, by route (a known path, else `other`) and status.",
+            ("route", "status"),
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "trackd_http_request_duration_seconds",
+            "Time from an HTTP request's start to the end of its answer.",
+            ("route",),
+            buckets=RPC_BUCKETS,
+            registry=registry,
+        )
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        self.handled.labels(route, str(status)).inc()
+        self.duration.labels(route).observe(seconds)
+
+
 class StreamCounters(Protocol):
     open_streams: int
     rejected_streams: int

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import ipaddress
 import signal
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from trackd import heap, metrics
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.store import ActivationStore
+from trackd.agent_batch import BATCH_PATH, AgentBatch
 from trackd.background import cancel_and_wait
 from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
@@ -31,6 +33,7 @@ from trackd.events.outbox import Outbox
 from trackd.events.results import sqlite_problem
 from trackd.events.sinks import Sink, open_sink
 from trackd.forced import ForcedVariations
+from trackd.http_server import HttpServer
 from trackd.live import LiveConfig
 from trackd.rpc import tls
 from trackd.rpc.auth import Tokens
@@ -49,6 +52,7 @@ class Prepared:
     config: ProjectConfig | None
     data: bytes | None
     credentials: tls.ServerCredentials | None
+    http_tls: ssl.SSLContext | None  # the HTTP port's, when it is on and TLS is set
     tokens: Tokens | None
 
 
@@ -60,8 +64,9 @@ def prepare(settings: Settings) -> Prepared:
     source = open_source(settings)
     config, data = initial_config(source)
     credentials = tls.server_credentials(settings)
+    http_tls = tls.http_context(settings) if settings.http_listen else None
     tokens = Tokens.load(settings.auth_tokens) if settings.auth_tokens else None
-    return Prepared(source, config, data, credentials, tokens)
+    return Prepared(source, config, data, credentials, http_tls, tokens)
 
 
 def open_activation_store(
@@ -155,12 +160,56 @@ def store_description(settings: Settings) -> str:
     return store
 
 
+def open_http_server(
+    settings: Settings,
+    prepared: Prepared,
+    endpoint: Endpoint,
+    live: LiveConfig,
+    registry: CollectorRegistry | None,
+) -> HttpServer:
+    """The --http-listen port, bound, its Connect and Agent API calls answered by the gRPC
+    endpoint's own servicer and admitted by its interceptor."""
+    from trackd.rpc.agent import AgentApi  # only when asked for
+    from trackd.rpc.connect import PATHS, connect_application
+
+    agent = AgentApi(
+        endpoint.servicer,
+        endpoint.interceptor,
+        live,
+        sdk_key=settings.sdk_key,
+        max_body_bytes=settings.max_message_bytes,
+    )
+    connect = connect_application(
+        endpoint.servicer, endpoint.interceptor, settings.max_message_bytes
+    )
+    batch = AgentBatch(
+        agent,
+        max_operations=settings.http_batch_max_operations,
+        max_body_bytes=settings.max_message_bytes,
+    )
+    return HttpServer(
+        settings.http_listen,
+        {"/v1/": batch, "/": connect},
+        live,
+        reuse_port=settings.workers > 1,
+        grace=settings.grace_period,
+        tls=prepared.http_tls,
+        routes=(*PATHS, *agent.paths, BATCH_PATH),
+        observer=metrics.HttpMetrics(registry) if registry else None,
+        request_log=endpoint.interceptor.request_log,
+        cors_origins=settings.http_cors_origins,
+    )
+
+
 @dataclass
 class Running:
-    """A started daemon: where it listens and the parts tests may look at. Only the metrics
-    parts are None: when --metrics-listen is off."""
+    """A started daemon: where it listens and the parts tests may look at. Only the parts of
+    a port that is off are None: the metrics ones (--metrics-listen) and the HTTP ones
+    (--http-listen)."""
 
     port: int
+    http_port: int | None
+    http_server: HttpServer | None
     tracker: Tracker
     outbox: Outbox
     dispatcher: Dispatcher
@@ -251,6 +300,11 @@ async def _start(
     if prepared.data is not None:
         reloader.prime(prepared.data)
     port = endpoint.port
+    http_server = (
+        open_http_server(settings, prepared, endpoint, live, registry)
+        if settings.http_listen
+        else None
+    )
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None
     if registry is not None:
@@ -268,6 +322,8 @@ async def _start(
                 f"cannot listen on {settings.metrics_listen} for metrics: {error.strerror}"
             ) from error
     await endpoint.start()
+    if http_server is not None:
+        await http_server.start()
     dispatcher.start()
     tasks = [asyncio.create_task(purge_expired(activations), name="trackd-purge")]
     if prepared.source is not None:
@@ -280,6 +336,10 @@ async def _start(
         "started",
         listen=f"{host}:{port}",
         port=port,
+        http=f"{settings.http_listen.rpartition(':')[0]}:{http_server.port}"
+        if http_server
+        else None,
+        http_port=http_server.port if http_server else None,
         revision=live.config.revision if live.loaded else None,
         datafile=prepared.source.description if prepared.source else "bundled example",
         data_dir=str(settings.data_dir.resolve()),
@@ -294,20 +354,23 @@ async def _start(
         if metrics_port
         else None,
     )
-    if not is_loopback(host) and (prepared.credentials is None or prepared.tokens is None):
-        missing = [
-            name
-            for name, present in (("TLS", prepared.credentials), ("token auth", prepared.tokens))
-            if present is None
-        ]
-        log.warning(
-            "listening_beyond_loopback",
-            listen=settings.listen,
-            missing=missing,
-            advice="set --tls-cert/--tls-key and --auth-tokens, or listen on 127.0.0.1",
-        )
+    missing = [
+        name
+        for name, present in (("TLS", prepared.credentials), ("token auth", prepared.tokens))
+        if present is None
+    ]
+    for listen in (settings.listen, settings.http_listen):  # the HTTP port has the same both
+        if listen and not is_loopback(listen.rpartition(":")[0]) and missing:
+            log.warning(
+                "listening_beyond_loopback",
+                listen=listen,
+                missing=missing,
+                advice="set --tls-cert/--tls-key and --auth-tokens, or listen on 127.0.0.1",
+            )
     return Running(
         port=port,
+        http_port=http_server.port if http_server else None,
+        http_server=http_server,
         tracker=tracker,
         outbox=outbox,
         dispatcher=dispatcher,
@@ -323,6 +386,8 @@ async def _start(
 
 async def _stop(settings: Settings, running: Running) -> None:
     await running.endpoint.begin_shutdown()
+    if running.http_server is not None:
+        running.http_server.begin_shutdown()
     # Stop accepting, let in-flight RPCs finish within the grace period, then make one last
     # delivery attempt in what is left of it; the rest stays in the outbox.
     loop = asyncio.get_running_loop()
@@ -334,7 +399,10 @@ async def _stop(settings: Settings, running: Running) -> None:
         if isinstance(outcome, Exception):
             log.error("background_task_failed", error=f"{type(outcome).__name__}: {outcome}")
     running.reloader.close()
-    await running.endpoint.stop(settings.grace_period)
+    ports = [running.endpoint.stop(settings.grace_period)]
+    if running.http_server is not None:
+        ports.append(running.http_server.stop())
+    await asyncio.gather(*ports)  # each within the same grace period, not one after the other
     if running.metrics_server is not None:
         await running.metrics_server.close()
     await running.dispatcher.stop(deadline=deadline)

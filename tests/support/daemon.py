@@ -31,6 +31,12 @@ class Client:
     def address(self) -> str:
         return f"127.0.0.1:{self.daemon.port}"
 
+    @property
+    def http_url(self) -> str:
+        """The --http-listen port's base URL (settings with `http_listen="127.0.0.1:0"`)."""
+        assert self.daemon.http_port is not None, "start the daemon with http_listen"
+        return f"http://127.0.0.1:{self.daemon.http_port}"
+
 
 @contextlib.asynccontextmanager
 async def client_for(settings: Settings) -> AsyncIterator[Client]:

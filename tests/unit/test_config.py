@@ -132,6 +132,13 @@ def test_a_missing_config_file_is_one_line() -> None:
         ({"datafile_url_template": "https://cdn/x.json"}, "containing {sdk_key}"),
         ({"datafile_poll_interval": "0"}, "--datafile-poll-interval: must be greater than 0"),
         ({"metrics_listen": "9090"}, "--metrics-listen '9090': expected HOST:PORT"),
+        ({"http_listen": "8080"}, "--http-listen '8080': expected HOST:PORT"),
+        ({"http_cors_origins": "https://a.example, a.example"}, "--http-cors-origins 'a.example'"),
+        ({"http_cors_origins": "https://a.example/app"}, "(a scheme, a host and perhaps a port"),
+        (
+            {"workers": "2", "activation_store": "redis://r:6379/0", "http_listen": "[::1]:0"},
+            "--workers 2: needs a fixed --http-listen port, not 0",
+        ),
         ({"log_sample_rate": "1.5"}, "--log-sample-rate 1.5: expected 0 to 1"),
         ({"tls_cert": "c.pem"}, "--tls-cert and --tls-key: give both or neither"),
         ({"tls_client_ca": "ca.pem"}, "--tls-client-ca: needs --tls-cert"),

@@ -56,3 +56,11 @@ def test_every_make_target_the_readme_names_exists(tmp_path: Path) -> None:
     assert {"run", "test", "test-fast", "bench"} <= targets
     for target in sorted(targets):
         assert dry_run(target, venv), target
+
+
+def test_make_run_serves_the_http_port_on_8080_beside_grpc(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed").touch()
+    [command] = dry_run("run", venv)
+    assert command.split() == [f"{venv}/bin/trackd", "serve", "--http-listen", "127.0.0.1:8080"]

@@ -22,8 +22,17 @@ EDGE_IMPORTS = (
     "from google.protobuf.struct_pb2 import Value",
     "from trackd.v1 import tracking_service_pb2",
     "import trackd.v1.tracking_service_pb2",
+    "from connectrpc.errors import ConnectError",
+    "from trackd.v1 import tracking_service_connect",
 )
-EDGE_ROOTS = ("grpc", "grpc_health", "grpc_reflection", "google.protobuf", "trackd.v1")
+EDGE_ROOTS = (
+    "grpc",
+    "grpc_health",
+    "grpc_reflection",
+    "google.protobuf",
+    "trackd.v1",
+    "connectrpc",
+)
 
 
 def ruff() -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 import grpc
 import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
 
 import trackd
 from tests.support.daemon import client_for, settings_for
@@ -57,6 +59,11 @@ def _status_makers(tree: ast.AST) -> list[str]:
             and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "status")
         ):
             found.append(f"line {node.lineno}: .{node.func.attr}(...)")
+        if isinstance(node, ast.Call) and "ConnectError" in (
+            getattr(node.func, "id", None),
+            getattr(node.func, "attr", None),
+        ):
+            found.append(f"line {node.lineno}: ConnectError(...)")
     return found
 
 
@@ -80,8 +87,30 @@ def test_the_status_lint_sees_an_inline_status() -> None:
         "    context.set_code(StatusCode.NOT_FOUND)\n"
         "    return pb.Ack(code=grpc.StatusCode.INVALID_ARGUMENT.value[0])\n"
         "    await status.abort(context, error)\n"
+        "    raise ConnectError(Code.NOT_FOUND, 'x')\n"
+        "    raise errors.ConnectError(Code.NOT_FOUND, 'x')\n"
     )
-    assert len(_status_makers(ast.parse(source))) == 5
+    assert len(_status_makers(ast.parse(source))) == 7
+
+
+@pytest.mark.parametrize("family", [family for family, _ in status._CODES])
+async def test_a_connect_call_gets_the_connect_code_named_as_the_grpc_one(
+    family: type[TrackdError],
+) -> None:
+    """The HTTP port's Connect errors come from the same table: the servicer's abort
+    through `status.ConnectContext`, or `status.connect_error` before the servicer runs."""
+    error = family("why")
+    grpc_code = status.code_for(error)
+    assert status.connect_error(error).code.name == grpc_code.name
+    with pytest.raises(ConnectError) as raised:
+        await status.abort(cast(Any, status.ConnectContext()), error)
+    assert (raised.value.code.name, raised.value.message) == (grpc_code.name, "why")
+
+
+async def test_cancelled_is_spelled_canceled_in_connect() -> None:
+    with pytest.raises(ConnectError) as raised:
+        await status.ConnectContext().abort(grpc.StatusCode.CANCELLED, "gone")
+    assert raised.value.code is Code.CANCELED
 
 
 async def test_an_unexpected_error_in_a_handler_is_internal_with_nothing_of_it_shown(

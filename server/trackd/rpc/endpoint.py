@@ -51,6 +51,7 @@ class Endpoint:
     server: grpc.aio.Server
     health: health_aio.HealthServicer
     interceptor: RpcInterceptor
+    servicer: TrackingServicer  # the HTTP port's Connect calls are answered by it too
     port: int
 
     async def set_serving(self, serving: bool) -> None:
@@ -101,8 +102,9 @@ def open_endpoint(
         max_user_id_length=settings.max_user_id_length,
         max_string_value_length=settings.max_string_value_length,
     )
+    servicer = TrackingServicer(tracker, limits, settings.max_stream_batch)
     services = [
-        *handlers(TrackingServicer(tracker, limits, settings.max_stream_batch)),
+        *handlers(servicer),
         *registered_handlers(
             partial(health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
         ),
@@ -110,7 +112,7 @@ def open_endpoint(
     ]
     add_intercepted(server, interceptor, services)
     port = listen(server, settings.listen, credentials)
-    return Endpoint(server, health_servicer, interceptor, port)
+    return Endpoint(server, health_servicer, interceptor, servicer, port)
 
 
 def listen(server: grpc.aio.Server, address: str, credentials: ServerCredentials | None) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ from trackd.errors import (
     UndecodableRequest,
 )
 from trackd.live import LiveConfig
+from trackd.request_log import RequestLog, request_id
 from trackd.rpc import status
 from trackd.rpc.auth import Tokens, Verdict, scope_for
 
@@ -44,7 +44,6 @@ log = structlog.get_logger("trackd.rpc")
 
 TRACKING_SERVICE = "trackd.v1.TrackingService"
 LIMITED_STREAMS = frozenset({"TrackStream", "WatchConfig"})
-MAX_REQUEST_ID = 128
 
 Denial = TrackdError  # why a call is refused before its handler runs
 
@@ -147,9 +146,7 @@ class RpcInterceptor:
         self._tokens = tokens
         self.max_streams = max_streams
         self._observer = observer
-        self._log_every = log_every
-        self._sample_rate = sample_rate
-        self._rng = rng
+        self.request_log = RequestLog(log_every=log_every, sample_rate=sample_rate, rng=rng)
         # Read by the metrics collector.
         self.open_streams = 0
         self.rejected_streams = 0
@@ -190,16 +187,17 @@ class RpcInterceptor:
     ) -> tuple[Denial | None, str]:
         """Why the call is refused (None: it is not), and its request id."""
         authorization: str | None = None
-        request_id: str | None = None
+        given: str | None = None
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
                 authorization = value
             elif key == "x-request-id" and isinstance(value, str):
-                request_id = value[:MAX_REQUEST_ID]
-        denial = self._deny(method, authorization) if method.guarded else None
-        return denial, request_id or os.urandom(8).hex()
+                given = value
+        denial = self.deny(method, authorization) if method.guarded else None
+        return denial, request_id(given)
 
-    def _deny(self, method: Method, authorization: str | None) -> Denial | None:
+    def deny(self, method: Method, authorization: str | None) -> Denial | None:
+        """Why a TrackingService call is refused (None: it is not); Connect calls too."""
         if self._tokens is not None:
             verdict = self._tokens.check(authorization, method.scope)
             if verdict is not Verdict.ALLOWED:
@@ -258,10 +256,8 @@ class RpcInterceptor:
             if denial is not None:
                 await status.abort(context, denial)
             if method.limited:
-                if self.open_streams >= self.max_streams:
-                    self.rejected_streams += 1
-                    await status.abort(context, TooManyStreams(self.open_streams))
-                self.open_streams += 1
+                if (full := self.take_stream()) is not None:
+                    await status.abort(context, full)
                 counted = True
             if isinstance(request, Undecodable):
                 await status.abort(context, request.error)
@@ -269,7 +265,7 @@ class RpcInterceptor:
                 request = _refuse_undecodable(request, context)
             replies = inner(request, context)
             if method.name == "WatchConfig" and method.guarded:
-                replies = self._until_closed(replies)
+                replies = self.until_closed(replies)
             if hasattr(replies, "__aiter__"):
                 async with contextlib.aclosing(replies):  # closed here, in this task
                     async for reply in replies:
@@ -281,11 +277,24 @@ class RpcInterceptor:
             raise
         finally:
             if counted:
-                self.open_streams -= 1
+                self.release_stream()
             self._finish(method, context, error, started)
             structlog.contextvars.reset_contextvars(**bound)
 
-    async def _until_closed(self, replies: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    def take_stream(self) -> Denial | None:
+        """Counts one more open stream, or refuses it at --max-concurrent-streams; the HTTP
+        port's streams count here too."""
+        if self.open_streams >= self.max_streams:
+            self.rejected_streams += 1
+            return TooManyStreams(self.open_streams)
+        self.open_streams += 1
+        return None
+
+    def release_stream(self) -> None:
+        self.open_streams -= 1
+
+    async def until_closed(self, replies: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """`replies` until they end or the daemon shuts down (`close`), whichever is first."""
         closing = asyncio.ensure_future(self._closing.wait())
         following: asyncio.Future[Any] | None = None
         try:
@@ -315,10 +324,7 @@ class RpcInterceptor:
         code = _code_name(context, error)
         if self._observer is not None:
             self._observer.observe(method.service, method.name, code, elapsed)
-        if self._log_every:
-            log.debug("rpc", code=code, duration_ms=round(elapsed * 1000, 3))
-        elif self._sample_rate and self._rng() < self._sample_rate:
-            log.info("rpc", code=code, duration_ms=round(elapsed * 1000, 3), sampled=True)
+        self.request_log.line("rpc", code=code, duration_ms=round(elapsed * 1000, 3))
 
 
 class _Registrations:

@@ -1,0 +1,377 @@
+"""Optimizely Agent's REST API v1 on the HTTP port, so a client written against Agent changes
+only the URL it calls: the paths, query parameters, JSON field names and statuses of Agent's
+OpenAPI description (`api/openapi-spec/openapi.yaml` in optimizely/agent). Served so far:
+`/v1/activate`, `/v1/track`, `/v1/decide`, `/v1/override` and `/v1/datafile`.
+
+Each call is the gRPC servicer's own, its protobuf request built from Agent's JSON: the same
+decisions, validation and limits as gRPC and Connect, and errors from trackd.rpc.status
+(`{"error": message}` with the HTTP status of the code). Where the description is silent,
+this does what Agent does: an unknown experiment, feature or event key is a 200 whose
+`error` says so, and a missing `userId` or `X-Optimizely-SDK-Key` is a 400.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+from connectrpc.errors import ConnectError
+from google.protobuf import json_format
+
+from trackd.asgi import Receive, Scope, Send
+from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
+from trackd.live import LiveConfig
+from trackd.rpc import status
+from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor
+from trackd.rpc.servicer import TrackingServicer
+from trackd.v1 import tracking_service_pb2 as pb
+
+log = structlog.get_logger("trackd.agent")
+
+SDK_KEY_HEADER = "x-optimizely-sdk-key"
+DEFAULT_ROLLOUT_PREFIX = "default-"  # the key (and id) of a flag's "Everyone Else" rule
+# Agent's decideOptions are the SDK's names, ours without their DECIDE_OPTION_ prefix.
+DECIDE_OPTIONS = frozenset(
+    option.name.removeprefix("DECIDE_OPTION_")
+    for option in pb.DecideOption.DESCRIPTOR.values
+    if option.number != pb.DECIDE_OPTION_UNSPECIFIED
+)
+
+Json = dict[str, Any]
+
+
+class AgentError(Exception):
+    """An answer other than 200: Agent's `{"error": message}` with `status`."""
+
+    def __init__(self, http_status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = http_status
+
+
+def _refused(error: TrackdError) -> AgentError:
+    connect = status.connect_error(error)
+    return AgentError(status.http_status(connect), connect.message)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    query: Mapping[str, list[str]]
+    body: Json
+
+    def flag(self, name: str) -> bool:
+        """A boolean query parameter as Agent reads one: only `true` is true."""
+        return self.query.get(name, [""])[0] == "true"
+
+    def user(self) -> tuple[str, dict[str, Any]]:
+        user_id = self.body.get("userId")
+        if not user_id:
+            raise _refused(InvalidArgument('missing "userId" in request payload'))
+        return user_id, self.body.get("userAttributes") or {}
+
+
+def _message(message_type: type[Any], fields: Json) -> Any:
+    """A protobuf request from JSON-shaped fields; a wrong JSON type is a 400."""
+    try:
+        return json_format.ParseDict(fields, message_type())
+    except json_format.ParseError as error:
+        raise _refused(InvalidArgument(str(error))) from None
+
+
+class AgentApi:
+    """The ASGI application of the `/v1/` paths."""
+
+    def __init__(
+        self,
+        servicer: TrackingServicer,
+        interceptor: RpcInterceptor,
+        live: LiveConfig,
+        *,
+        sdk_key: str,
+        max_body_bytes: int,
+    ) -> None:
+        self._servicer = servicer
+        self._interceptor = interceptor
+        self._live = live
+        self._sdk_key = sdk_key
+        self._max_body_bytes = max_body_bytes
+        # path -> (its HTTP method, the RPC whose token scope it needs, its handler)
+        self._routes: dict[str, tuple[str, Method, Callable[[Call], Awaitable[Any]]]] = {
+            "/v1/activate": ("POST", self._method("Activate"), self._activate),
+            "/v1/track": ("POST", self._method("Track"), self._track),
+            "/v1/decide": ("POST", self._method("Decide"), self._decide),
+            "/v1/override": ("POST", self._method("SetForcedVariation"), self._override),
+            "/v1/datafile": ("GET", self._method("GetConfig"), self._datafile),
+        }
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return tuple(self._routes)
+
+    @staticmethod
+    def _method(rpc: str) -> Method:
+        """The RPC whose token scope an endpoint needs."""
+        return Method.parse(f"/{TRACKING_SERVICE}/{rpc}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            answer = await self._answer(scope, receive)
+            code = 200
+        except AgentError as error:
+            answer, code = {"error": str(error)}, error.status
+        except Exception:
+            log.exception("agent_api_failed", path=scope.get("path"))
+            answer, code = {"error": "internal error; see the daemon's log"}, 500
+        body = json.dumps(answer).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Any:
+        route = self._routes.get(scope["path"])
+        if route is None:
+            raise AgentError(404, "404 page not found")
+        http_method, method, handler = route
+        if scope["method"] != http_method:
+            raise AgentError(405, "method not allowed")
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in scope["headers"]
+        }
+        self._admit(method, headers)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        body = await self._body(receive)
+        content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+        if body and content_type != "application/json":
+            # As Agent's router answers a POST with a body of another type.
+            raise AgentError(415, f"Unsupported Media Type: {content_type or '(none)'}")
+        return await handler(Call(query, self._json(body)))
+
+    def _admit(self, method: Method, headers: Mapping[str, str]) -> None:
+        sdk_key = headers.get(SDK_KEY_HEADER, "")
+        if not sdk_key:
+            raise _refused(InvalidArgument("missing required X-Optimizely-SDK-Key header"))
+        if self._sdk_key and sdk_key != self._sdk_key:
+            raise _refused(PermissionDenied("this daemon serves another SDK key's datafile"))
+        denial = self._interceptor.deny(method, headers.get("authorization"))
+        if denial is not None:
+            raise _refused(denial)
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body_bytes:
+                raise _refused(MessageTooLarge(self._max_body_bytes))
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    @staticmethod
+    def _json(data: bytes) -> Json:
+        if not data:
+            return {}
+        try:
+            body = json.loads(data)
+        except ValueError:
+            raise _refused(InvalidArgument("error parsing request body")) from None
+        if body is None:  # `null` reads as an empty object, as Go reads it into a struct
+            return {}
+        if not isinstance(body, dict):
+            raise _refused(InvalidArgument("error parsing request body"))
+        return body
+
+    async def _call(self, rpc: str, request: Any) -> Any:
+        try:
+            return await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT)
+        except ConnectError as error:
+            raise AgentError(status.http_status(error), error.message) from None
+
+    # -- /v1/activate --------------------------------------------------------------------
+
+    async def _activate(self, call: Call) -> list[Json]:
+        user_id, attributes = call.user()
+        config = self._live.config
+        chosen: dict[str, str] = {}  # key -> "experiment" or "feature", in the order asked
+        for kind in call.query.get("type", []):
+            if kind == "experiment":
+                chosen.update(dict.fromkeys(config.experiments_by_key, "experiment"))
+            elif kind == "feature":
+                chosen.update(dict.fromkeys(config.flag_keys, "feature"))
+            else:
+                raise _refused(InvalidArgument(f'type "{kind}" not supported'))
+        chosen.update(dict.fromkeys(call.query.get("experimentKey", []), "experiment"))
+        chosen.update(dict.fromkeys(call.query.get("featureKey", []), "feature"))
+        track = not call.flag("disableTracking")
+        decisions = []
+        for key, kind in chosen.items():
+            if kind == "experiment":
+                decisions.append(await self._experiment(key, user_id, attributes, track))
+            else:
+                decisions.append(await self._feature(key, user_id, attributes, track))
+        enabled = call.query.get("enabled", [""])[0]
+        if enabled in ("true", "false"):
+            decisions = [d for d in decisions if d["enabled"] == (enabled == "true")]
+        return decisions
+
+    async def _experiment(self, key: str, user_id: str, attributes: Json, track: bool) -> Json:
+        decision: Json = {"userId": user_id, "experimentKey": key, "featureKey": ""}
+        if key not in self._live.config.experiments_by_key:
+            return {
+                **decision,
+                "variationKey": "",
+                "type": "",
+                "enabled": False,
+                "error": "experimentKey not found",
+            }
+        fields = {"experimentKey": key, "userId": user_id, "attributes": attributes}
+        if track:
+            reply = await self._call("Activate", _message(pb.ActivateRequest, fields))
+        else:
+            reply = await self._call("GetVariation", _message(pb.GetVariationRequest, fields))
+        return {
+            **decision,
+            "variationKey": reply.variation_key,
+            "type": "experiment",
+            "variables": {},
+            "enabled": bool(reply.variation_key),
+        }
+
+    async def _feature(self, key: str, user_id: str, attributes: Json, track: bool) -> Json:
+        decision: Json = {"userId": user_id, "experimentKey": "", "featureKey": key}
+        if key not in self._live.config.flags_by_key:
+            return {
+                **decision,
+                "variationKey": "",
+                "type": "",
+                "enabled": False,
+                "error": "featureKey not found",
+            }
+        options = [] if track else ["DECIDE_OPTION_DISABLE_DECISION_EVENT"]
+        fields = {
+            "userId": user_id,
+            "attributes": attributes,
+            "flagKeys": [key],
+            "options": options,
+        }
+        [flag] = (await self._call("Decide", _message(pb.DecideRequest, fields))).decisions
+        return {
+            **decision,
+            "experimentKey": flag.rule_key,
+            "variationKey": flag.variation_key,
+            "type": "feature",
+            "variables": json_format.MessageToDict(flag.variables),
+            "enabled": flag.enabled,
+        }
+
+    # -- /v1/track -----------------------------------------------------------------------
+
+    async def _track(self, call: Call) -> Json:
+        event_key = call.query.get("eventKey", [""])[0]
+        if not event_key:
+            raise _refused(InvalidArgument("missing required path parameter: eventKey"))
+        user_id = call.body.get("userId") or ""
+        tracked: Json = {"userId": user_id, "eventKey": event_key}
+        if event_key not in self._live.config.events_by_key:
+            return {**tracked, "error": f"Event with key {event_key} not found"}
+        fields = {
+            "eventKey": event_key,
+            "userId": user_id,
+            "attributes": call.body.get("userAttributes") or {},
+            "tags": call.body.get("eventTags") or {},
+        }
+        await self._call("Track", _message(pb.TrackRequest, fields))
+        return tracked
+
+    # -- /v1/override and /v1/datafile -----------------------------------------------------
+
+    async def _override(self, call: Call) -> Json:
+        """As Agent: an empty variationKey removes the user's override; an unknown
+        experiment or variation is a 200 whose messages say so (nothing is stored)."""
+        user_id = call.body.get("userId")
+        if not user_id:
+            raise _refused(InvalidArgument("userId cannot be empty"))
+        experiment_key = call.body.get("experimentKey")
+        if not experiment_key:
+            raise _refused(InvalidArgument("experimentKey cannot be empty"))
+        variation_key = call.body.get("variationKey") or ""
+        override: Json = {
+            "userId": user_id,
+            "experimentKey": experiment_key,
+            "variationKey": variation_key,
+            "prevVariationKey": "",
+        }
+        experiment = self._live.config.experiments_by_key.get(experiment_key)
+        if experiment is None:
+            return {**override, "messages": ["experimentKey not found in configuration"]}
+        if variation_key and variation_key not in experiment.variations_by_key:
+            return {**override, "messages": ["variationKey not found in configuration"]}
+        fields = {"experimentKey": experiment_key, "userId": user_id}
+        previous = await self._call(
+            "GetForcedVariation", _message(pb.GetForcedVariationRequest, fields)
+        )
+        fields["variationKey"] = variation_key
+        await self._call("SetForcedVariation", _message(pb.SetForcedVariationRequest, fields))
+        prev = previous.variation_key
+        if variation_key:
+            messages = ["updating previous override"] if prev else None
+        else:
+            messages = ["removing previous override" if prev else "no pre-existing override"]
+        return {**override, "prevVariationKey": prev, "messages": messages}
+
+    async def _datafile(self, call: Call) -> Any:
+        """The datafile being served, as it was read."""
+        return json.loads(self._live.config.raw_json)
+
+    # -- /v1/decide ----------------------------------------------------------------------
+
+    async def _decide(self, call: Call) -> Json | list[Json]:
+        user_id, attributes = call.user()
+        if call.body.get("forcedDecisions"):
+            raise _refused(InvalidArgument("forcedDecisions in the body are not supported yet"))
+        if call.body.get("fetchSegments"):
+            # As Agent answers with ODP off: trackd never fetches segments.
+            raise AgentError(500, "failed to fetch qualified segments")
+        options = []
+        for name in call.body.get("decideOptions") or []:
+            if name not in DECIDE_OPTIONS:
+                raise _refused(InvalidArgument(f"invalid option: {name}"))
+            options.append(f"DECIDE_OPTION_{name}")
+        keys = call.query.get("keys", [])
+        fields = {"userId": user_id, "attributes": attributes, "flagKeys": keys, "options": options}
+        reply = await self._call("Decide", _message(pb.DecideRequest, fields))
+        user_context = {"userId": user_id, "attributes": attributes}
+        decided = [self._optimizely_decision(d, user_context) for d in reply.decisions]
+        return decided[0] if len(keys) == 1 and decided else decided
+
+    def _optimizely_decision(self, flag: pb.FlagDecision, user_context: Json) -> Json:
+        decision: Json = {
+            "variationKey": flag.variation_key,
+            "enabled": flag.enabled,
+            "ruleKey": flag.rule_key,
+            "flagKey": flag.flag_key,
+            "userContext": user_context,
+            "reasons": [flag.error, *flag.reasons] if flag.error else list(flag.reasons),
+            "isEveryoneElseVariation": self._everyone_else(flag),
+        }
+        if flag.variables.fields:
+            decision["variables"] = json_format.MessageToDict(flag.variables)
+        return decision
+
+    def _everyone_else(self, flag: pb.FlagDecision) -> bool:
+        """Whether the rule is the flag's "Everyone Else" delivery rule, as Agent tells it:
+        a rollout rule whose key is its id and starts with `default-`."""
+        if flag.rule_type != pb.RULE_TYPE_ROLLOUT:
+            return False
+        found = self._live.config.flags_by_key.get(flag.flag_key)
+        rules = found.rollout.rules if found is not None and found.rollout is not None else ()
+        return any(
+            rule.key == flag.rule_key == rule.id and rule.key.startswith(DEFAULT_ROLLOUT_PREFIX)
+            for rule in rules
+        )
