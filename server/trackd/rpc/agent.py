@@ -26,6 +26,7 @@ from trackd.asgi import Receive, Scope, Send
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
 from trackd.live import LiveConfig
 from trackd.rpc import status
+from trackd.rpc.connect import as_message, reply_type
 from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
 from trackd.v1 import tracking_service_pb2 as pb
@@ -189,7 +190,8 @@ class AgentApi:
 
     async def _call(self, rpc: str, request: Any) -> Any:
         try:
-            return await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT)
+            reply = await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT)
+            return as_message(reply, reply_type(rpc))
         except ConnectError as error:
             raise AgentError(status.http_status(error), error.message) from None
 

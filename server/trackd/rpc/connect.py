@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 from connectrpc.request import RequestContext
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
 from google.protobuf.message import DecodeError, Message
 
 from trackd import asgi
@@ -47,6 +47,33 @@ def _on_connect(handler: Handler) -> Callable[[Any, RequestContext[Any, Any]], A
         return handler(request, status.CONNECT_CONTEXT)
 
     return call
+
+
+def _unary_on_connect(
+    handler: Handler, reply_type: type[Message]
+) -> Callable[[Any, RequestContext[Any, Any]], Awaitable[Any]]:
+    """A unary servicer method as a Connect one, its reply always a message."""
+
+    async def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
+        return as_message(await handler(request, status.CONNECT_CONTEXT), reply_type)
+
+    return call
+
+
+def as_message(reply: Any, reply_type: type[Message]) -> Any:
+    """A servicer's reply as a message: Decide answers its response already serialized
+    (`trackd.rpc.decisions`), which gRPC sends as it is and HTTP callers need parsed."""
+    return reply_type.FromString(reply) if type(reply) is bytes else reply
+
+
+def reply_type(rpc: str) -> type[Message]:
+    """The message class an RPC answers with."""
+    return _REPLY_TYPES[rpc]
+
+
+_REPLY_TYPES: dict[str, type[Message]] = {
+    rpc.name: message_factory.GetMessageClass(rpc.output_type) for rpc in SERVICE.methods
+}
 
 
 class ProtoCodec:
@@ -139,8 +166,15 @@ class ConnectTracking(pb_connect.TrackingService):
 
     def __init__(self, servicer: TrackingServicer) -> None:
         for rpc in SERVICE.methods:
-            if not rpc.client_streaming:  # TrackStream keeps the generated UNIMPLEMENTED
-                setattr(self, python_name(rpc.name), _on_connect(getattr(servicer, rpc.name)))
+            handler = getattr(servicer, rpc.name)
+            if rpc.client_streaming:  # TrackStream keeps the generated UNIMPLEMENTED
+                continue
+            served = (
+                _on_connect(handler)
+                if rpc.server_streaming
+                else _unary_on_connect(handler, reply_type(rpc.name))
+            )
+            setattr(self, python_name(rpc.name), served)
 
 
 class Admission:
