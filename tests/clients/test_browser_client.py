@@ -82,26 +82,11 @@ def attributed_by_track(daemon: Process, user: str) -> list[str]:
     return [a["experimentKey"] for a in reply.json().get("attributions", [])]
 
 
-@pytest.mark.timeout(1500 + 600 + 60)  # its two steps carry their own timeouts
-def test_browser_client_calls_trackd_through_cors_from_its_page(
-    daemon: Process, origins: tuple[str, str]
-) -> None:
-    allowed, refused = origins
-    run_id = uuid.uuid4().hex[:8]
-    env = {
-        "TRACKD_HTTP_URL": http_url(daemon),
-        "BROWSER_PAGE_URL": allowed,
-        "BROWSER_REFUSED_PAGE_URL": refused,
-        "E2E_RUN_ID": run_id,
-    }
-    clients.run_step("browser", "build", env, timeout=1500)
-    output = clients.run_step("browser", "e2e", env, timeout=600)
-    report: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-    assert report["language"] == "browser"
-    print(f"\nbrowser: Chromium {report['browser']}")
+CONTENT_TYPES = {"binary": "application/proto", "json": "application/json"}
 
-    page = report["page"]
-    assert page["origin"] == allowed != http_url(daemon)  # a cross-origin page
+
+def check_page(page: dict[str, Any], run_id: str) -> None:
+    """One full page's report (e2e/page.ts) against optimizely-sdk on the same datafile."""
     reference = clients.sdk_variations()
     assert page["variations"] == reference, "decisions differ from optimizely-sdk's"
     assert sum(v is not None for v in reference.values()) > 50  # a real mix, not all null
@@ -123,15 +108,42 @@ def test_browser_client_calls_trackd_through_cors_from_its_page(
     # DISABLE_DECISION_EVENT recorded none; the plain decide into the A/B test recorded one.
     assert decide["impressions"] == [False, True]
 
+
+@pytest.mark.timeout(1500 + 600 + 60)  # its two steps carry their own timeouts
+def test_browser_client_calls_trackd_through_cors_from_its_page(
+    daemon: Process, origins: tuple[str, str]
+) -> None:
+    allowed, refused = origins
+    run_id = uuid.uuid4().hex[:8]
+    env = {
+        "TRACKD_HTTP_URL": http_url(daemon),
+        "BROWSER_PAGE_URL": allowed,
+        "BROWSER_REFUSED_PAGE_URL": refused,
+        "E2E_RUN_ID": run_id,
+    }
+    clients.run_step("browser", "build", env, timeout=1500)
+    output = clients.run_step("browser", "e2e", env, timeout=600)
+    report: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    assert report["language"] == "browser"
+    print(f"\nbrowser: Chromium {report['browser']}")
+
+    assert set(report["pages"]) == set(CONTENT_TYPES)
+    for format, page in report["pages"].items():
+        assert page["origin"] == allowed != http_url(daemon)  # a cross-origin page
+        assert page["content_types"] == [CONTENT_TYPES[format]]  # as sent on the wire
+        assert not [line for line in page["console"] if "CORS" in line], page["console"]
+        check_page(page, f"{run_id}-{format}")
+
     # The other origin: Chromium refused the call (the preflight got no CORS answer), so the
     # page saw only a failed fetch, and the Activate never reached trackd.
-    assert report["refused"]["origin"] == refused
-    assert report["refused"]["refused"] is True, report["refused"]
-    assert report["refused"]["code"] == "Unknown"
+    denied = report["refused"]
+    assert denied["origin"] == refused
+    assert denied["refused"] is True, denied
+    assert denied["code"] == "Unknown"
     assert any(
         f"from origin '{refused}' has been blocked by CORS policy" in line
-        for line in report["cors_console"]
-    ), report["cors_console"]
-    assert not any(f"origin '{allowed}'" in line for line in report["cors_console"])
+        for line in denied["console"]
+    ), denied["console"]
     assert attributed_by_track(daemon, f"refused-browser-{run_id}") == []
-    assert attributed_by_track(daemon, user) == ["ab_running"]  # the allowed page's did
+    # whereas the allowed page's Activate was remembered
+    assert attributed_by_track(daemon, f"e2e-browser-{run_id}-binary") == ["ab_running"]

@@ -74,7 +74,8 @@ async function main(): Promise<void> {
   const query = new URLSearchParams(location.search);
   const runId = query.get("run") ?? "local";
   try {
-    const client = new trackd.TrackdClient(query.get("trackd") ?? "http://127.0.0.1:8080");
+    const format = query.get("format") === "json" ? "json" : "binary";
+    const client = new trackd.TrackdClient(query.get("trackd") ?? "http://127.0.0.1:8080", { format });
     const run = query.get("mode") === "refused" ? refused : full;
     report.textContent = JSON.stringify({ origin: location.origin, ...(await run(client, runId)) });
     report.dataset.state = "done";
