@@ -207,7 +207,9 @@ def test_the_clients_table_claims_tested_only_for_what_this_module_runs() -> Non
     assert set(table) == {path.name for path in (ROOT / "clients").iterdir() if path.is_dir()} - {
         "testdata"
     }
-    assert {lang for lang, status in table.items() if status.startswith("tested")} == set(LANGUAGES)
+    tested_over_http = {"php"}  # by test_http_json_clients.py
+    tested = {lang for lang, status in table.items() if status.startswith("tested")}
+    assert tested == set(LANGUAGES) | tested_over_http
     assert "never compiled here" in table["csharp"]
     assert "never been compiled" in (ROOT / "clients" / "csharp" / "README.md").read_text()
     assert "csharp" not in LANGUAGES

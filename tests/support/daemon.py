@@ -65,6 +65,7 @@ class Process:
     popen: subprocess.Popen[str]
     port: int
     log_path: Path
+    http_port: int | None = None  # with --http-listen
 
     def log_lines(self) -> list[dict[str, Any]]:
         lines = []
@@ -112,6 +113,8 @@ def spawn(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> Iter
             started = [line for line in process.log_lines() if line.get("event") == "started"]
             if started:
                 process.port = int(started[0]["port"])
+                if started[0].get("http_port") is not None:
+                    process.http_port = int(started[0]["http_port"])
                 break
             if popen.poll() is not None:
                 raise RuntimeError(f"trackd exited early:\n{log_path.read_text()}")
