@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,24 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
         yield process
 
 
+@pytest.fixture(scope="module")
+def build() -> Callable[[str], None]:
+    """Runs a client's build.sh the first time a test of this module needs the client."""
+    built: set[str] = set()
+
+    def build_once(client: str) -> None:
+        if client not in built:
+            run_step(client, "build", {}, timeout=900)
+            built.add(client)
+
+    return build_once
+
+
 @pytest.mark.timeout(900 + 600 + 60)  # its two steps carry their own timeouts
 @pytest.mark.parametrize("client", HTTP_CLIENTS)
 def test_http_client_end_to_end(
     client: str,
+    build: Callable[[str], None],
     daemon: Process,
     reference: dict[str, str | None],  # noqa: F811
     flag_reference: dict[str, list[Any]],  # noqa: F811
@@ -48,7 +62,7 @@ def test_http_client_end_to_end(
         "TRACKD_HTTP_URL": f"http://127.0.0.1:{daemon.http_port}",
         "E2E_RUN_ID": uuid.uuid4().hex[:8],
     }
-    run_step(client, "build", env, timeout=900)
+    build(client)
     output = run_step(client, "e2e", env, timeout=600)
     report: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
 
@@ -71,10 +85,12 @@ def probe(client: str, url: str, timeout: float, token: str | None = None) -> di
 
 
 @pytest.mark.parametrize("client", HTTP_CLIENTS)
-def test_http_client_sends_its_bearer_token(client: str, tmp_path: Path) -> None:
+def test_http_client_sends_its_bearer_token(
+    client: str, build: Callable[[str], None], tmp_path: Path
+) -> None:
     tokens = tmp_path / "tokens.toml"
     tokens.write_text('"decider-token" = ["decide"]\n"tracker-token" = ["track"]\n')
-    run_step(client, "build", {}, timeout=900)
+    build(client)
     args = ("--datafile", str(DATAFILE), "--http-listen", "127.0.0.1:0")
     with spawn(tmp_path / "d", *args, "--auth-tokens", str(tokens)) as authenticating:
         url = f"http://127.0.0.1:{authenticating.http_port}"
@@ -84,10 +100,10 @@ def test_http_client_sends_its_bearer_token(client: str, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("client", HTTP_CLIENTS)
-def test_http_client_gives_up_at_its_timeout(client: str) -> None:
+def test_http_client_gives_up_at_its_timeout(client: str, build: Callable[[str], None]) -> None:
     """A server that accepts the connection and never answers: the call ends with Connect's
     deadline_exceeded, not a hang (the step's own timeout would fail the test)."""
-    run_step(client, "build", {}, timeout=900)
+    build(client)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()  # the kernel completes the handshake; nobody reads or answers

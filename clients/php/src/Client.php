@@ -47,7 +47,13 @@ final class Client
         }
         $this->baseUrl = rtrim($baseUrl, '/');
         $this->curl = curl_init();
-        curl_setopt_array($this->curl, $curlOptions + [CURLOPT_RETURNTRANSFER => true, CURLOPT_POST => true]);
+        curl_setopt_array($this->curl, $curlOptions + [
+            CURLOPT_RETURNTRANSFER => true,
+            CURLOPT_POST => true,
+            // Timeouts under a second need it with libcurl's synchronous resolver, which would
+            // otherwise time out DNS with SIGALRM in whole seconds.
+            CURLOPT_NOSIGNAL => true,
+        ]);
     }
 
     /**
@@ -167,10 +173,15 @@ final class Client
         if ($this->token !== null) {
             $headers[] = "authorization: Bearer {$this->token}";
         }
+        try {
+            $body = json_encode((object) $request, JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION);
+        } catch (\JsonException $e) { // a string that is not UTF-8
+            throw new \InvalidArgumentException("$rpc: the request cannot be sent as JSON: {$e->getMessage()}", 0, $e);
+        }
         curl_setopt_array($this->curl, [
             CURLOPT_URL => $this->baseUrl . self::SERVICE . $rpc,
             CURLOPT_HTTPHEADER => $headers,
-            CURLOPT_POSTFIELDS => json_encode((object) $request, JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION),
+            CURLOPT_POSTFIELDS => $body,
             CURLOPT_TIMEOUT_MS => (int) ceil($this->timeout * 1000),
         ]);
         $body = curl_exec($this->curl);

@@ -50,6 +50,12 @@ foreach ([NAN, INF, -INF] as $nonFinite) {
 check(json_encode(Values::toJsonObject([])) === '{}', 'no attributes are an empty JSON object');
 check(json_encode(Values::toJsonObject([7 => 'x'])) === '{"7":"x"}', 'a numeric key is a string');
 
+// A string that is not UTF-8 is refused before any call (nothing listens on port 1: a call
+// would be `unavailable`).
+$offline = new Trackd\Client('http://127.0.0.1:1', timeout: 1.0);
+check(refuses(fn () => $offline->track('e', "\xff\xfe"), \InvalidArgumentException::class), 'a user id not in UTF-8');
+check(refuses(fn () => $offline->activate('x', 'u', ['device' => "\xc3"]), \InvalidArgumentException::class), 'an attribute not in UTF-8');
+
 // A decision as Connect's JSON writes it: numbers as doubles, defaults left out.
 $d = Decision::fromJson(json_decode(
     '{"flagKey": "f", "enabled": true, "ruleType": "RULE_TYPE_ROLLOUT", "variables": '
