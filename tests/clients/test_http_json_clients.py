@@ -26,6 +26,7 @@ from tests.support.daemon import Process, spawn
 
 # The client's folder under clients/ -> the language its report names.
 HTTP_CLIENTS = {"php": "php", "csharp/http": "csharp"}
+FLAGS = ["e2e_checkout", "e2e_banner"]  # DATAFILE's, in its order
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,9 @@ def test_http_client_end_to_end(
     assert report["not_found"] is True
     check_decide(report["decide"], flag_reference)
     assert report["producer"] is None
+    # Beyond the gRPC clients' protocol: getConfig describes the daemon's live datafile.
+    [started] = [line for line in daemon.log_lines() if line.get("event") == "started"]
+    assert report["config"] == {"revision": started["revision"], "flags": FLAGS}
 
 
 def probe(client: str, url: str, timeout: float, token: str | None = None) -> dict[str, Any]:

@@ -69,6 +69,9 @@ $flagUser = "e2e-php-$runId-flag";
 $recorded = $client->decide($flagUser, ['device' => 'iPhone'], ['e2e_checkout'])['e2e_checkout']->impressionRecorded;
 $flagAttributions = $client->track('checkout_conversion', $flagUser, ['device' => 'iPhone']);
 
+// Beyond docs/dev/clients-e2e.md: getConfig, for test_http_json_clients.py.
+$config = $client->getConfig();
+
 $experimentKeys = fn (array $attributions): array => array_map(fn ($a) => $a->experimentKey, $attributions);
 echo json_encode([
     'language' => 'php',
@@ -82,4 +85,5 @@ echo json_encode([
         'impressions' => [$quietRecorded, $recorded],
     ],
     'producer' => null,
+    'config' => ['revision' => $config['revision'], 'flags' => array_column($config['flags'], 'key')],
 ], JSON_THROW_ON_ERROR | JSON_PRESERVE_ZERO_FRACTION), "\n";

@@ -80,6 +80,10 @@ static class E2e
             var recorded = client.Decide(flagUser, iPhone, new[] { "e2e_checkout" }).Single().ImpressionRecorded;
             var flagAttributions = client.Track("checkout_conversion", flagUser, iPhone);
 
+            // Beyond docs/dev/clients-e2e.md: GetConfig, for test_http_json_clients.py.
+            var config = client.GetConfig();
+            var flagKeys = ((object[])config["flags"]).Select(f => ((Dictionary<string, object>)f)["key"]).ToArray();
+
             Console.WriteLine(Json.Serialize(new Dictionary<string, object>
             {
                 { "language", "csharp" },
@@ -96,6 +100,7 @@ static class E2e
                     }
                 },
                 { "producer", null },
+                { "config", new Dictionary<string, object> { { "revision", config["revision"] }, { "flags", flagKeys } } },
             }));
         }
     }
