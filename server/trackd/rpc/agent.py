@@ -1,7 +1,8 @@
 """Optimizely Agent's REST API v1 on the HTTP port, so a client written against Agent changes
 only the URL it calls: the paths, query parameters, JSON field names and statuses of Agent's
 OpenAPI description (`api/openapi-spec/openapi.yaml` in optimizely/agent). Served so far:
-`/v1/activate`, `/v1/track`, `/v1/decide`, `/v1/override` and `/v1/datafile`.
+`/v1/activate`, `/v1/track`, `/v1/decide`, `/v1/override`, `/v1/datafile` and `/v1/config`
+(and `/v1/batch` in front of them, trackd.agent_batch).
 
 Each call is the gRPC servicer's own, its protobuf request built from Agent's JSON: the same
 decisions, validation and limits as gRPC and Connect, and errors from trackd.rpc.status
@@ -23,8 +24,10 @@ from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
 from trackd.asgi import Receive, Scope, Send
+from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
 from trackd.live import LiveConfig
+from trackd.optimizely_config import optimizely_config
 from trackd.rpc import status
 from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
@@ -105,7 +108,9 @@ class AgentApi:
             "/v1/decide": ("POST", self._method("Decide"), self._decide),
             "/v1/override": ("POST", self._method("SetForcedVariation"), self._override),
             "/v1/datafile": ("GET", self._method("GetConfig"), self._datafile),
+            "/v1/config": ("GET", self._method("GetConfig"), self._config),
         }
+        self._views: tuple[ProjectConfig, Json, Json] | None = None  # see _views_of_config
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -325,9 +330,21 @@ class AgentApi:
             messages = ["removing previous override" if prev else "no pre-existing override"]
         return {**override, "prevVariationKey": prev, "messages": messages}
 
-    async def _datafile(self, call: Call) -> Any:
+    def _views_of_config(self) -> tuple[Json, Json]:
+        """The served datafile as JSON and its OptimizelyConfig, made once per datafile."""
+        config = self._live.config
+        if self._views is None or self._views[0] is not config:
+            datafile = json.loads(config.raw_json)
+            self._views = (config, datafile, optimizely_config(datafile))
+        return self._views[1], self._views[2]
+
+    async def _datafile(self, call: Call) -> Json:
         """The datafile being served, as it was read."""
-        return json.loads(self._live.config.raw_json)
+        return self._views_of_config()[0]
+
+    async def _config(self, call: Call) -> Json:
+        """The OptimizelyConfig of the datafile being served (trackd.optimizely_config)."""
+        return self._views_of_config()[1]
 
     # -- /v1/decide ----------------------------------------------------------------------
 
