@@ -391,3 +391,25 @@ async def test_config_is_the_sdks_optimizely_config_of_the_served_datafile(
     assert config == sdk_config(EXAMPLE.read_text())
     assert config["featuresMap"]["checkout_redesign"]["deliveryRules"]
     assert "checkout_flow" in config["experimentsMap"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error"),
+    [
+        ("/v1/lookup", {"userId": "u"}, 500, "no user profile service found"),
+        ("/v1/save", {"userId": "u", "experimentBucketMap": {}}, 500, "no user profile service"),
+        ("/v1/send-odp-event", {"identifiers": {"fs_user_id": "u"}}, 400, 'missing "action"'),
+        ("/v1/send-odp-event", {"action": "a"}, 400, 'missing or empty "identifiers"'),
+        (
+            "/v1/send-odp-event",
+            {"action": "a", "identifiers": {"fs_user_id": "u"}},
+            500,
+            "ODP is not enabled.",
+        ),
+    ],
+)
+async def test_what_needs_a_service_trackd_lacks_is_answered_as_agent_without_it(
+    http: httpx.AsyncClient, path: str, body: Any, status: int, error: str
+) -> None:
+    reply = await post(http, path, body)
+    assert (reply.status_code, error in reply.json()["error"]) == (status, True)
