@@ -12,6 +12,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,8 +30,10 @@ from tests.support.certs import make_certificates
 from tests.support.daemon import Client, client_for, settings_for, spawn
 from tests.support.datafile_server import DatafileServer
 from tests.support.polling import eventually
+from tests.support.redis_server import free_port, redis_server
 from trackd.server import running
 from trackd.v1 import tracking_service_pb2 as pb
+from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 ROUTE = "/trackd.v1.TrackingService/"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -604,3 +607,43 @@ async def test_no_cors_header_by_default(http: httpx.AsyncClient) -> None:
     reply = await http.post(ROUTE + "GetConfig", json={}, headers=origin)
     assert reply.status_code == 200
     assert "access-control-allow-origin" not in reply.headers
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_http_port_and_the_activations(tmp_path: Path) -> None:
+    """With --workers 2 both processes serve the HTTP port (SO_REUSEPORT, as gRPC's), and an
+    Activate over HTTP on one attributes a Track over gRPC on either (a shared Redis)."""
+    with redis_server(tmp_path / "redis") as redis:
+        grpc_port, http_port = free_port(), free_port()
+        data_dir = tmp_path / "trackd"
+        args = (
+            *("--listen", f"127.0.0.1:{grpc_port}", "--http-listen", f"127.0.0.1:{http_port}"),
+            *("--workers", "2", "--datafile", str(DATAFILE), "--activation-store", redis.url),
+        )
+        with spawn(data_dir, *args) as process:
+
+            def both_started() -> list[dict[str, Any]]:
+                return [line for line in process.log_lines() if line.get("event") == "started"]
+
+            deadline = time.monotonic() + 30
+            while len(both_started()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # spawn() waited for the first worker only
+            assert {line["http_port"] for line in both_started()} == {http_port}
+            body = {"experimentKey": "ab_running", "userId": ""}
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                stub = pb_grpc.TrackingServiceStub(channel)
+                for i in range(30):
+                    body["userId"] = f"user-{i}"
+                    with httpx.Client(base_url=f"http://127.0.0.1:{http_port}") as http:
+                        activated = http.post(ROUTE + "Activate", json=body).json()
+                    tracked = stub.Track(
+                        pb.TrackRequest(event_key="my_conversion", user_id=f"user-{i}")
+                    )
+                    assert [a.variation_key for a in tracked.attributions] == [
+                        activated["variationKey"]
+                    ]
+            assert process.stop(signal.SIGTERM) == 0
+        # The kernel spread the HTTP connections: both workers recorded impressions.
+        for index in (0, 1):
+            events = (data_dir / f"worker-{index}" / "events.jsonl").read_text()
+            assert "campaign_activated" in events, index
