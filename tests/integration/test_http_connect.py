@@ -312,13 +312,49 @@ async def test_http_and_grpc_watch_config_share_the_stream_cap_and_end_at_shutdo
         await eventually(lambda: interceptor.open_streams == 0)
 
 
-async def test_track_stream_is_not_served_over_connect_yet(http: httpx.AsyncClient) -> None:
+def envelopes_of(data: bytes) -> list[tuple[int, Any]]:
+    """A whole streamed Connect JSON reply: (flags, message) for each envelope."""
+    found = []
+    while data:
+        flags, length = struct.unpack(">BI", data[:5])
+        found.append((flags, json.loads(data[5 : 5 + length])))
+        data = data[5 + length :]
+    return found
+
+
+async def test_track_stream_over_http_acknowledges_each_batch_with_its_errors(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    """Connect bidirectional streaming, half-duplex as HTTP/1.1 carries it: the batches in
+    one body, their acknowledgements in the answer, in order, with per-event errors and
+    exactly-once receipts as on gRPC."""
+    await call_json(http, "Activate", {"experimentKey": "checkout_flow", "userId": "lee"})
+    lee = {"eventKey": "add_to_cart", "userId": "lee"}
+    unknown = {"eventKey": "no_such_event", "userId": "mo"}
+    batches = [
+        {"sequence": 1, "producerId": "p1", "events": [lee]},
+        {"sequence": 2, "producerId": "p1", "events": [{**lee, "userId": "mo"}, unknown]},
+        {"sequence": 1, "producerId": "p1", "events": [lee]},  # sent again
+    ]
     reply = await http.post(
         ROUTE + "TrackStream",
-        content=envelope(b'{"sequence": 1}'),
+        content=b"".join(envelope(json.dumps(batch).encode()) for batch in batches),
         headers={"content-type": "application/connect+json"},
     )
-    assert "unimplemented" in reply.text
+    assert reply.status_code == 200
+    *acks, (end_flags, end) = envelopes_of(reply.content)
+    assert (end_flags, end) == (2, {})  # the end of the stream, no error
+    # uint64 sequences are JSON strings, as protobuf JSON writes 64-bit integers.
+    assert [(m["sequence"], m.get("accepted", 0)) for _, m in acks] == [
+        ("1", 1),
+        ("2", 1),
+        ("1", 1),
+    ]
+    first, second, again = (message for _, message in acks)
+    assert first["attributed"] == 1
+    assert [(e["index"], e["code"]) for e in second["errors"]] == [(1, 5)]  # NOT_FOUND
+    assert again["duplicate"] is True  # the same producer and sequence: stored once
+    assert client.daemon.endpoint.interceptor.open_streams == 0
 
 
 async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
