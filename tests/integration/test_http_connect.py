@@ -683,3 +683,47 @@ def test_two_workers_share_the_http_port_and_the_activations(tmp_path: Path) -> 
         for index in (0, 1):
             events = (data_dir / f"worker-{index}" / "events.jsonl").read_text()
             assert "campaign_activated" in events, index
+
+
+def grpc_web_frames(data: bytes) -> tuple[list[bytes], dict[str, str]]:
+    """A gRPC-Web answer: its messages, and the trailers its last frame (flag 0x80) holds."""
+    messages, trailers = [], {}
+    while data:
+        flags, length = struct.unpack(">BI", data[:5])
+        frame, data = data[5 : 5 + length], data[5 + length :]
+        if flags & 0x80:
+            for line in frame.decode().strip().split("\r\n"):
+                name, _, value = line.partition(":")
+                trailers[name.strip().lower()] = value.strip()
+        else:
+            messages.append(frame)
+    return messages, trailers
+
+
+async def test_grpc_web_is_served_and_grpc_proper_is_sent_to_the_grpc_port(
+    http: httpx.AsyncClient,
+) -> None:
+    """connectrpc serves gRPC-Web (trailers in the body, so HTTP/1.1 carries it); gRPC
+    itself needs HTTP/2 trailers: a 415 naming the right port, no 500 and traceback."""
+    web = {"content-type": "application/grpc-web+proto"}
+    request = pb.ActivateRequest(experiment_key="checkout_flow", user_id="nia")
+    reply = await http.post(
+        ROUTE + "Activate", content=envelope(request.SerializeToString()), headers=web
+    )
+    assert reply.status_code == 200
+    [message], trailers = grpc_web_frames(reply.content)
+    assert trailers["grpc-status"] == "0"
+    assert pb.ActivateResponse.FromString(message).experiment_key == "checkout_flow"
+
+    unknown = pb.ActivateRequest(experiment_key="nope", user_id="nia")
+    reply = await http.post(
+        ROUTE + "Activate", content=envelope(unknown.SerializeToString()), headers=web
+    )
+    _, trailers = grpc_web_frames(reply.content)
+    assert trailers["grpc-status"] == "5"  # NOT_FOUND, from the same status table
+    assert "'nope'" in trailers["grpc-message"].replace("%27", "'")
+
+    for kind in ("application/grpc", "application/grpc+proto"):
+        refused = await http.post(ROUTE + "Activate", content=b"", headers={"content-type": kind})
+        assert refused.status_code == 415
+        assert "--listen port" in refused.text

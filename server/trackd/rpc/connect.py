@@ -3,7 +3,8 @@ connectrpc's generator made from proto/, so both transports decide, record and t
 through the same code, and their errors go through trackd.rpc.status alike.
 
 Every RPC is served, as JSON or binary protobuf: the unary ones, WatchConfig (server
-streaming) and TrackStream (bidirectional streaming; half-duplex over HTTP/1.1).
+streaming) and TrackStream (bidirectional streaming; half-duplex over HTTP/1.1). connectrpc
+serves gRPC-Web as well; gRPC proper belongs to the gRPC port.
 """
 
 from __future__ import annotations
@@ -141,6 +142,31 @@ async def _as_views(batches: AsyncIterator[pb.TrackStreamRequest]) -> AsyncItera
         yield wire.TrackStreamRequestView.FromString(batch.SerializeToString())
 
 
+def without_grpc(application: ASGIApp) -> ASGIApp:
+    """`application` refusing gRPC proper, which needs HTTP/2 trailers this port (uvicorn)
+    has not: a 415 pointing to the gRPC port, where connectrpc would answer 500 and log a
+    traceback. gRPC-Web (`application/grpc-web...`) carries its trailers in the body and
+    passes."""
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = next(
+            (value for name, value in scope.get("headers", ()) if name == b"content-type"), b""
+        )
+        kind = content_type.partition(b";")[0].strip().lower()
+        if kind == b"application/grpc" or kind.startswith(b"application/grpc+"):
+            body = b"gRPC is served on the --listen port; this one speaks Connect and gRPC-Web\n"
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"accept-post", b"application/json, application/proto"),
+            ]
+            await send({"type": "http.response.start", "status": 415, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await application(scope, receive, send)
+
+    return call
+
+
 class ConnectTracking(pb_connect.TrackingService):
     """The generated Connect interface; each RPC is the servicer's method of the same name,
     found from the service descriptor, so an RPC added to proto/ is served here too.
@@ -235,4 +261,4 @@ def connect_application(
         compressions=[BoundedGzip(max_message_bytes)],
         read_max_bytes=max_message_bytes,
     )
-    return capped(application, max_message_bytes)
+    return without_grpc(capped(application, max_message_bytes))
