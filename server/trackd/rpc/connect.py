@@ -116,7 +116,9 @@ class BoundedGzip:
 
 def capped(application: ASGIApp, limit: int) -> ASGIApp:
     """`application` reading at most `limit` bytes of a request body: connectrpc reads a whole
-    body into memory before it compares its size with the limit."""
+    body (or a whole streamed message, whatever length its envelope claims) into memory
+    before it compares its size with the limit. A TrackStream body is capped in all, not
+    per batch as on gRPC: enough for what HTTP/1.1 carries half-duplex."""
 
     async def call(scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
