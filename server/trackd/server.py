@@ -21,7 +21,6 @@ from prometheus_client import CollectorRegistry
 from trackd import heap, metrics
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.store import ActivationStore
-from trackd.agent_batch import BATCH_PATH, AgentBatch
 from trackd.background import cancel_and_wait
 from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
@@ -160,47 +159,6 @@ def store_description(settings: Settings) -> str:
     return store
 
 
-def open_http_server(
-    settings: Settings,
-    prepared: Prepared,
-    endpoint: Endpoint,
-    live: LiveConfig,
-    registry: CollectorRegistry | None,
-) -> HttpServer:
-    """The --http-listen port, bound, its Connect and Agent API calls answered by the gRPC
-    endpoint's own servicer and admitted by its interceptor."""
-    from trackd.rpc.agent import AgentApi  # only when asked for
-    from trackd.rpc.connect import PATHS, connect_application
-
-    agent = AgentApi(
-        endpoint.servicer,
-        endpoint.interceptor,
-        live,
-        sdk_key=settings.sdk_key,
-        max_body_bytes=settings.max_message_bytes,
-    )
-    connect = connect_application(
-        endpoint.servicer, endpoint.interceptor, settings.max_message_bytes
-    )
-    batch = AgentBatch(
-        agent,
-        max_operations=settings.http_batch_max_operations,
-        max_body_bytes=settings.max_message_bytes,
-    )
-    return HttpServer(
-        settings.http_listen,
-        {"/v1/": batch, "/": connect},
-        live,
-        reuse_port=settings.workers > 1,
-        grace=settings.grace_period,
-        tls=prepared.http_tls,
-        routes=(*PATHS, *agent.paths, BATCH_PATH),
-        observer=metrics.HttpMetrics(registry) if registry else None,
-        request_log=endpoint.interceptor.request_log,
-        cors_origins=settings.http_cors_origins,
-    )
-
-
 @dataclass
 class Running:
     """A started daemon: where it listens and the parts tests may look at. Only the parts of
@@ -208,7 +166,6 @@ class Running:
     (--http-listen)."""
 
     port: int
-    http_port: int | None
     http_server: HttpServer | None
     tracker: Tracker
     outbox: Outbox
@@ -220,6 +177,10 @@ class Running:
     registry: CollectorRegistry | None
     metrics_server: metrics.MetricsServer | None
     tasks: list[asyncio.Task[None]]
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http_server.port if self.http_server is not None else None
 
 
 @contextlib.asynccontextmanager
@@ -300,11 +261,11 @@ async def _start(
     if prepared.data is not None:
         reloader.prime(prepared.data)
     port = endpoint.port
-    http_server = (
-        open_http_server(settings, prepared, endpoint, live, registry)
-        if settings.http_listen
-        else None
-    )
+    http_server: HttpServer | None = None
+    if settings.http_listen:
+        from trackd.rpc.http_endpoint import open_http_endpoint  # only when asked for
+
+        http_server = open_http_endpoint(settings, endpoint, live, prepared.http_tls, registry)
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None
     if registry is not None:
@@ -369,7 +330,6 @@ async def _start(
             )
     return Running(
         port=port,
-        http_port=http_server.port if http_server else None,
         http_server=http_server,
         tracker=tracker,
         outbox=outbox,

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.parity.test_parity_optimizely_config import sdk_config
 from tests.support.daemon import Client, client_for, settings_for
 from tests.support.datafile_server import DatafileServer
 from tests.support.polling import eventually
@@ -379,3 +380,36 @@ async def test_batch_limits_and_undecodable_bodies(tmp_path: Path) -> None:
             )
         nested = await http.post("/v1/batch", json={"operations": [operation(1, "/v1/batch")]})
         assert nested.json()["response"][0]["status"] == 404
+
+
+async def test_config_is_the_sdks_optimizely_config_of_the_served_datafile(
+    http: httpx.AsyncClient,
+) -> None:
+    reply = await http.get("/v1/config")
+    assert reply.status_code == 200
+    config = reply.json()
+    assert config == sdk_config(EXAMPLE.read_text())
+    assert config["featuresMap"]["checkout_redesign"]["deliveryRules"]
+    assert "checkout_flow" in config["experimentsMap"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error"),
+    [
+        ("/v1/lookup", {"userId": "u"}, 500, "no user profile service found"),
+        ("/v1/save", {"userId": "u", "experimentBucketMap": {}}, 500, "no user profile service"),
+        ("/v1/send-odp-event", {"identifiers": {"fs_user_id": "u"}}, 400, 'missing "action"'),
+        ("/v1/send-odp-event", {"action": "a"}, 400, 'missing or empty "identifiers"'),
+        (
+            "/v1/send-odp-event",
+            {"action": "a", "identifiers": {"fs_user_id": "u"}},
+            500,
+            "ODP is not enabled.",
+        ),
+    ],
+)
+async def test_what_needs_a_service_trackd_lacks_is_answered_as_agent_without_it(
+    http: httpx.AsyncClient, path: str, body: Any, status: int, error: str
+) -> None:
+    reply = await post(http, path, body)
+    assert (reply.status_code, error in reply.json()["error"]) == (status, True)

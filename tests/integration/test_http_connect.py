@@ -12,6 +12,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,8 +30,10 @@ from tests.support.certs import make_certificates
 from tests.support.daemon import Client, client_for, settings_for, spawn
 from tests.support.datafile_server import DatafileServer
 from tests.support.polling import eventually
+from tests.support.redis_server import free_port, redis_server
 from trackd.server import running
 from trackd.v1 import tracking_service_pb2 as pb
+from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 ROUTE = "/trackd.v1.TrackingService/"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -309,13 +312,49 @@ async def test_http_and_grpc_watch_config_share_the_stream_cap_and_end_at_shutdo
         await eventually(lambda: interceptor.open_streams == 0)
 
 
-async def test_track_stream_is_not_served_over_connect_yet(http: httpx.AsyncClient) -> None:
+def envelopes_of(data: bytes) -> list[tuple[int, Any]]:
+    """A whole streamed Connect JSON reply: (flags, message) for each envelope."""
+    found = []
+    while data:
+        flags, length = struct.unpack(">BI", data[:5])
+        found.append((flags, json.loads(data[5 : 5 + length])))
+        data = data[5 + length :]
+    return found
+
+
+async def test_track_stream_over_http_acknowledges_each_batch_with_its_errors(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    """Connect bidirectional streaming, half-duplex as HTTP/1.1 carries it: the batches in
+    one body, their acknowledgements in the answer, in order, with per-event errors and
+    exactly-once receipts as on gRPC."""
+    await call_json(http, "Activate", {"experimentKey": "checkout_flow", "userId": "lee"})
+    lee = {"eventKey": "add_to_cart", "userId": "lee"}
+    unknown = {"eventKey": "no_such_event", "userId": "mo"}
+    batches = [
+        {"sequence": 1, "producerId": "p1", "events": [lee]},
+        {"sequence": 2, "producerId": "p1", "events": [{**lee, "userId": "mo"}, unknown]},
+        {"sequence": 1, "producerId": "p1", "events": [lee]},  # sent again
+    ]
     reply = await http.post(
         ROUTE + "TrackStream",
-        content=envelope(b'{"sequence": 1}'),
+        content=b"".join(envelope(json.dumps(batch).encode()) for batch in batches),
         headers={"content-type": "application/connect+json"},
     )
-    assert "unimplemented" in reply.text
+    assert reply.status_code == 200
+    *acks, (end_flags, end) = envelopes_of(reply.content)
+    assert (end_flags, end) == (2, {})  # the end of the stream, no error
+    # uint64 sequences are JSON strings, as protobuf JSON writes 64-bit integers.
+    assert [(m["sequence"], m.get("accepted", 0)) for _, m in acks] == [
+        ("1", 1),
+        ("2", 1),
+        ("1", 1),
+    ]
+    first, second, again = (message for _, message in acks)
+    assert first["attributed"] == 1
+    assert [(e["index"], e["code"]) for e in second["errors"]] == [(1, 5)]  # NOT_FOUND
+    assert again["duplicate"] is True  # the same producer and sequence: stored once
+    assert client.daemon.endpoint.interceptor.open_streams == 0
 
 
 async def test_health_and_readiness(http: httpx.AsyncClient) -> None:
@@ -604,3 +643,87 @@ async def test_no_cors_header_by_default(http: httpx.AsyncClient) -> None:
     reply = await http.post(ROUTE + "GetConfig", json={}, headers=origin)
     assert reply.status_code == 200
     assert "access-control-allow-origin" not in reply.headers
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_http_port_and_the_activations(tmp_path: Path) -> None:
+    """With --workers 2 both processes serve the HTTP port (SO_REUSEPORT, as gRPC's), and an
+    Activate over HTTP on one attributes a Track over gRPC on either (a shared Redis)."""
+    with redis_server(tmp_path / "redis") as redis:
+        grpc_port, http_port = free_port(), free_port()
+        data_dir = tmp_path / "trackd"
+        args = (
+            *("--listen", f"127.0.0.1:{grpc_port}", "--http-listen", f"127.0.0.1:{http_port}"),
+            *("--workers", "2", "--datafile", str(DATAFILE), "--activation-store", redis.url),
+        )
+        with spawn(data_dir, *args) as process:
+
+            def both_started() -> list[dict[str, Any]]:
+                return [line for line in process.log_lines() if line.get("event") == "started"]
+
+            deadline = time.monotonic() + 30
+            while len(both_started()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # spawn() waited for the first worker only
+            assert {line["http_port"] for line in both_started()} == {http_port}
+            body = {"experimentKey": "ab_running", "userId": ""}
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                stub = pb_grpc.TrackingServiceStub(channel)
+                for i in range(30):
+                    body["userId"] = f"user-{i}"
+                    with httpx.Client(base_url=f"http://127.0.0.1:{http_port}") as http:
+                        activated = http.post(ROUTE + "Activate", json=body).json()
+                    tracked = stub.Track(
+                        pb.TrackRequest(event_key="my_conversion", user_id=f"user-{i}")
+                    )
+                    assert [a.variation_key for a in tracked.attributions] == [
+                        activated["variationKey"]
+                    ]
+            assert process.stop(signal.SIGTERM) == 0
+        # The kernel spread the HTTP connections: both workers recorded impressions.
+        for index in (0, 1):
+            events = (data_dir / f"worker-{index}" / "events.jsonl").read_text()
+            assert "campaign_activated" in events, index
+
+
+def grpc_web_frames(data: bytes) -> tuple[list[bytes], dict[str, str]]:
+    """A gRPC-Web answer: its messages, and the trailers its last frame (flag 0x80) holds."""
+    messages, trailers = [], {}
+    while data:
+        flags, length = struct.unpack(">BI", data[:5])
+        frame, data = data[5 : 5 + length], data[5 + length :]
+        if flags & 0x80:
+            for line in frame.decode().strip().split("\r\n"):
+                name, _, value = line.partition(":")
+                trailers[name.strip().lower()] = value.strip()
+        else:
+            messages.append(frame)
+    return messages, trailers
+
+
+async def test_grpc_web_is_served_and_grpc_proper_is_sent_to_the_grpc_port(
+    http: httpx.AsyncClient,
+) -> None:
+    """connectrpc serves gRPC-Web (trailers in the body, so HTTP/1.1 carries it); gRPC
+    itself needs HTTP/2 trailers: a 415 naming the right port, no 500 and traceback."""
+    web = {"content-type": "application/grpc-web+proto"}
+    request = pb.ActivateRequest(experiment_key="checkout_flow", user_id="nia")
+    reply = await http.post(
+        ROUTE + "Activate", content=envelope(request.SerializeToString()), headers=web
+    )
+    assert reply.status_code == 200
+    [message], trailers = grpc_web_frames(reply.content)
+    assert trailers["grpc-status"] == "0"
+    assert pb.ActivateResponse.FromString(message).experiment_key == "checkout_flow"
+
+    unknown = pb.ActivateRequest(experiment_key="nope", user_id="nia")
+    reply = await http.post(
+        ROUTE + "Activate", content=envelope(unknown.SerializeToString()), headers=web
+    )
+    _, trailers = grpc_web_frames(reply.content)
+    assert trailers["grpc-status"] == "5"  # NOT_FOUND, from the same status table
+    assert "'nope'" in trailers["grpc-message"].replace("%27", "'")
+
+    for kind in ("application/grpc", "application/grpc+proto"):
+        refused = await http.post(ROUTE + "Activate", content=b"", headers={"content-type": kind})
+        assert refused.status_code == 415
+        assert "--listen port" in refused.text

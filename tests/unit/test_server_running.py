@@ -13,4 +13,4 @@ def test_running_parts_are_none_only_where_a_setting_turns_them_off() -> None:
     caller checks the others for None."""
     hints = typing.get_type_hints(server.Running)
     optional = {name for name, hint in hints.items() if type(None) in typing.get_args(hint)}
-    assert optional == {"metrics_port", "registry", "metrics_server", "http_port", "http_server"}
+    assert optional == {"metrics_port", "registry", "metrics_server", "http_server"}

@@ -1,7 +1,10 @@
 """Optimizely Agent's REST API v1 on the HTTP port, so a client written against Agent changes
 only the URL it calls: the paths, query parameters, JSON field names and statuses of Agent's
 OpenAPI description (`api/openapi-spec/openapi.yaml` in optimizely/agent). Served so far:
-`/v1/activate`, `/v1/track`, `/v1/decide`, `/v1/override` and `/v1/datafile`.
+`/v1/activate`, `/v1/track`, `/v1/decide`, `/v1/override`, `/v1/datafile`, `/v1/config`,
+and, as Agent answers them with the service off, `/v1/lookup`, `/v1/save` (no user profile
+service) and `/v1/send-odp-event` (no ODP); `/v1/batch` is in front of them
+(trackd.agent_batch).
 
 Each call is the gRPC servicer's own, its protobuf request built from Agent's JSON: the same
 decisions, validation and limits as gRPC and Connect, and errors from trackd.rpc.status
@@ -23,8 +26,10 @@ from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
 from trackd.asgi import Receive, Scope, Send
+from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
 from trackd.live import LiveConfig
+from trackd.optimizely_config import optimizely_config
 from trackd.rpc import status
 from trackd.rpc.connect import as_message, reply_type
 from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor
@@ -106,7 +111,12 @@ class AgentApi:
             "/v1/decide": ("POST", self._method("Decide"), self._decide),
             "/v1/override": ("POST", self._method("SetForcedVariation"), self._override),
             "/v1/datafile": ("GET", self._method("GetConfig"), self._datafile),
+            "/v1/config": ("GET", self._method("GetConfig"), self._config),
+            "/v1/lookup": ("POST", self._method("Decide"), self._no_user_profile_service),
+            "/v1/save": ("POST", self._method("SetForcedVariation"), self._no_user_profile_service),
+            "/v1/send-odp-event": ("POST", self._method("Track"), self._send_odp_event),
         }
+        self._views: tuple[ProjectConfig, Json, Json] | None = None  # see _views_of_config
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -327,9 +337,37 @@ class AgentApi:
             messages = ["removing previous override" if prev else "no pre-existing override"]
         return {**override, "prevVariationKey": prev, "messages": messages}
 
-    async def _datafile(self, call: Call) -> Any:
+    def _views_of_config(self) -> tuple[Json, Json]:
+        """The served datafile as JSON and its OptimizelyConfig, made once per datafile."""
+        config = self._live.config
+        if self._views is None or self._views[0] is not config:
+            datafile = json.loads(config.raw_json)
+            self._views = (config, datafile, optimizely_config(datafile))
+        return self._views[1], self._views[2]
+
+    async def _datafile(self, call: Call) -> Json:
         """The datafile being served, as it was read."""
-        return json.loads(self._live.config.raw_json)
+        return self._views_of_config()[0]
+
+    async def _config(self, call: Call) -> Json:
+        """The OptimizelyConfig of the datafile being served (trackd.optimizely_config)."""
+        return self._views_of_config()[1]
+
+    # -- what needs a service trackd does not run ------------------------------------------
+
+    async def _no_user_profile_service(self, call: Call) -> Json:
+        """As Agent with no user profile service configured. trackd's stickiness is its
+        activation cache, whose entries are not Agent's profiles."""
+        raise AgentError(500, "no user profile service found")
+
+    async def _send_odp_event(self, call: Call) -> Json:
+        """As Agent with ODP off: the request is checked, then refused (trackd talks to no
+        ODP); the message is optimizely-sdk's."""
+        if not call.body.get("action"):
+            raise _refused(InvalidArgument('missing "action" in request payload'))
+        if not call.body.get("identifiers"):
+            raise _refused(InvalidArgument('missing or empty "identifiers" in request payload'))
+        raise AgentError(500, "ODP is not enabled.")
 
     # -- /v1/decide ----------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 connectrpc's generator made from proto/, so both transports decide, record and translate
 through the same code, and their errors go through trackd.rpc.status alike.
 
-Every unary RPC and WatchConfig (server streaming) are served, as JSON or binary protobuf.
-TrackStream is not yet: it answers Connect's `unimplemented` (the generated default).
+Every RPC is served, as JSON or binary protobuf: the unary ones, WatchConfig (server
+streaming) and TrackStream (bidirectional streaming; half-duplex over HTTP/1.1). connectrpc
+serves gRPC-Web as well; gRPC proper belongs to the gRPC port.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from google.protobuf.message import DecodeError, Message
 from trackd import asgi
 from trackd.asgi import ASGIApp, Receive, Scope, Send
 from trackd.errors import MessageTooLarge, UndecodableRequest
-from trackd.rpc import status
+from trackd.rpc import status, wire
 from trackd.rpc.interceptors import Method, RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
 from trackd.v1 import tracking_service_connect as pb_connect
@@ -142,7 +143,9 @@ class BoundedGzip:
 
 def capped(application: ASGIApp, limit: int) -> ASGIApp:
     """`application` reading at most `limit` bytes of a request body: connectrpc reads a whole
-    body into memory before it compares its size with the limit."""
+    body (or a whole streamed message, whatever length its envelope claims) into memory
+    before it compares its size with the limit. A TrackStream body is capped in all, not
+    per batch as on gRPC: enough for what HTTP/1.1 carries half-duplex."""
 
     async def call(scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
@@ -160,21 +163,65 @@ def capped(application: ASGIApp, limit: int) -> ASGIApp:
     return call
 
 
+async def _as_views(batches: AsyncIterator[pb.TrackStreamRequest]) -> AsyncIterator[Any]:
+    """TrackStream's batches as the servicer reads them, `wire.TrackStreamRequestView` (the
+    events left raw for its EventReader): what connectrpc decoded, written out and read
+    again. Twice the parsing, on the HTTP port only."""
+    async for batch in batches:
+        yield wire.TrackStreamRequestView.FromString(batch.SerializeToString())
+
+
+def without_grpc(application: ASGIApp) -> ASGIApp:
+    """`application` refusing gRPC proper, which needs HTTP/2 trailers this port (uvicorn)
+    has not: a 415 pointing to the gRPC port, where connectrpc would answer 500 and log a
+    traceback. gRPC-Web (`application/grpc-web...`) carries its trailers in the body and
+    passes."""
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = next(
+            (value for name, value in scope.get("headers", ()) if name == b"content-type"), b""
+        )
+        kind = content_type.partition(b";")[0].strip().lower()
+        if kind == b"application/grpc" or kind.startswith(b"application/grpc+"):
+            body = b"gRPC is served on the --listen port; this one speaks Connect and gRPC-Web\n"
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"accept-post", b"application/json, application/proto"),
+            ]
+            await send({"type": "http.response.start", "status": 415, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await application(scope, receive, send)
+
+    return call
+
+
 class ConnectTracking(pb_connect.TrackingService):
     """The generated Connect interface; each RPC is the servicer's method of the same name,
-    found from the service descriptor, so an RPC added to proto/ is served here too."""
+    found from the service descriptor, so an RPC added to proto/ is served here too.
+    TrackStream is Connect bidirectional streaming, which HTTP/1.1 carries half-duplex: the
+    batches, then their acknowledgements (each with its per-event errors)."""
 
     def __init__(self, servicer: TrackingServicer) -> None:
+        self._servicer = servicer
         for rpc in SERVICE.methods:
-            handler = getattr(servicer, rpc.name)
-            if rpc.client_streaming:  # TrackStream keeps the generated UNIMPLEMENTED
+            if rpc.client_streaming:  # TrackStream: the method below
                 continue
+            handler = getattr(servicer, rpc.name)
             served = (
                 _on_connect(handler)
                 if rpc.server_streaming
                 else _unary_on_connect(handler, reply_type(rpc.name))
             )
             setattr(self, python_name(rpc.name), served)
+
+    def track_stream(
+        self, request: AsyncIterator[pb.TrackStreamRequest], ctx: RequestContext[Any, Any]
+    ) -> AsyncIterator[pb.TrackStreamResponse]:
+        replies: AsyncIterator[pb.TrackStreamResponse] = self._servicer.TrackStream(
+            _as_views(request), status.CONNECT_CONTEXT
+        )
+        return replies
 
 
 class Admission:
@@ -209,14 +256,30 @@ class Admission:
         request: Any,
         ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[Any]:
-        if not self._admit(ctx).limited:
-            async for reply in call_next(request, ctx):
+        async for reply in self._stream(ctx, lambda: call_next(request, ctx)):
+            yield reply
+
+    async def intercept_bidi_stream(
+        self,
+        call_next: Callable[[AsyncIterator[Any], RequestContext[Any, Any]], AsyncIterator[Any]],
+        requests: AsyncIterator[Any],
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[Any]:
+        async for reply in self._stream(ctx, lambda: call_next(requests, ctx)):
+            yield reply
+
+    async def _stream(
+        self, ctx: RequestContext[Any, Any], replies: Callable[[], AsyncIterator[Any]]
+    ) -> AsyncIterator[Any]:
+        method = self._admit(ctx)
+        if not method.limited:
+            async for reply in replies():
                 yield reply
             return
         if (full := self._interceptor.take_stream()) is not None:
             raise status.connect_error(full)
         try:
-            async for reply in self._interceptor.until_closed(call_next(request, ctx)):
+            async for reply in self._interceptor.closing_at_shutdown(method, replies()):
                 yield reply
         finally:
             self._interceptor.release_stream()
@@ -234,4 +297,4 @@ def connect_application(
         compressions=[BoundedGzip(max_message_bytes)],
         read_max_bytes=max_message_bytes,
     )
-    return capped(application, max_message_bytes)
+    return without_grpc(capped(application, max_message_bytes))

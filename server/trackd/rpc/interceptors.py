@@ -263,9 +263,7 @@ class RpcInterceptor:
                 await status.abort(context, request.error)
             if hasattr(request, "__aiter__"):
                 request = _refuse_undecodable(request, context)
-            replies = inner(request, context)
-            if method.name == "WatchConfig" and method.guarded:
-                replies = self.until_closed(replies)
+            replies = self.closing_at_shutdown(method, inner(request, context))
             if hasattr(replies, "__aiter__"):
                 async with contextlib.aclosing(replies):  # closed here, in this task
                     async for reply in replies:
@@ -292,6 +290,13 @@ class RpcInterceptor:
 
     def release_stream(self) -> None:
         self.open_streams -= 1
+
+    def closing_at_shutdown(self, method: Method, replies: Any) -> Any:
+        """A WatchConfig stream's replies end when the daemon shuts down (`close`); other
+        streams run on (TrackStream's acknowledgements drain)."""
+        if method.name == "WatchConfig" and method.guarded:
+            return self.until_closed(replies)
+        return replies
 
     async def until_closed(self, replies: AsyncIterator[Any]) -> AsyncIterator[Any]:
         """`replies` until they end or the daemon shuts down (`close`), whichever is first."""
