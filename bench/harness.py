@@ -130,13 +130,14 @@ class Server:
             os.killpg(self.popen.pid, signal.SIGKILL)
 
 
-def started_port(log_path: Path) -> int | None:
-    """The port of the `started` line in a JSON log (trackd's, or the bare server's), if any."""
+def started_port(log_path: Path, key: str = "port") -> int | None:
+    """The port of the `started` line in a JSON log (trackd's, or the bare server's), if any;
+    `key`: which of its ports (trackd's HTTP port is `http_port`)."""
     for line in log_path.read_text(errors="replace").splitlines():
         with contextlib.suppress(json.JSONDecodeError):
             entry = json.loads(line)
             if isinstance(entry, dict) and entry.get("event") == "started":
-                return int(entry["port"])
+                return int(entry[key])
     return None
 
 

@@ -211,6 +211,74 @@ def ghz_unary(
     )
 
 
+HTTPLOAD_SOURCE = ROOT / "bench" / "httpload"
+HTTPLOAD_BINARY = ROOT / "build" / "httpload" / "httpload"
+
+
+def httpload_binary() -> tuple[Path | None, str]:
+    """bench/httpload built into build/httpload/ (again when its source is newer); (None, why)
+    when it cannot be built."""
+    newest = max(p.stat().st_mtime for p in HTTPLOAD_SOURCE.iterdir())
+    if HTTPLOAD_BINARY.exists() and HTTPLOAD_BINARY.stat().st_mtime >= newest:
+        return HTTPLOAD_BINARY, ""
+    if shutil.which("go") is None:
+        return None, "go not on PATH (it builds bench/httpload, the HTTP load generator)"
+    HTTPLOAD_BINARY.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["go", "build", "-o", str(HTTPLOAD_BINARY), "."],
+        cwd=HTTPLOAD_SOURCE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None, f"building bench/httpload failed: {done.stderr.strip()[-300:]}"
+    return HTTPLOAD_BINARY, ""
+
+
+def httpload_unary(
+    httpload: Path,
+    server: Server,
+    url: str,
+    body: str,
+    headers: Sequence[str],
+    concurrency: int,
+    duration: float,
+    point: tuple[str, str, str],
+) -> Point:
+    """POSTs `body` (`{n}` in it is each request's number) to `url` for `duration` s from
+    `concurrency` callers; `point`: the point's scenario, target and payload as reported."""
+    scenario, target, payload = point
+    command = [str(httpload), "-url", url, "-body", body, "-c", str(concurrency)]
+    command += ["-z", f"{duration}s", *(arg for h in headers for arg in ("-H", h))]
+    with measured(server) as usage:
+        done = subprocess.run(command, capture_output=True, timeout=duration + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"httpload failed: {done.stderr.decode(errors='replace')}")
+    report = json.loads(done.stdout)
+    ok = int(report["ok"])
+    return Point(
+        scenario=scenario,
+        target=target,
+        loadgen="bench/httpload (Go, like hey; 1 keep-alive connection per caller)",
+        concurrency=concurrency,
+        payload=payload,
+        duration_s=round(report["seconds"], 2),
+        ops=ok,
+        events=ok,
+        errors=int(report["errors"]),
+        throughput=ok / report["seconds"],
+        p50_ms=report["p50_ms"],
+        p99_ms=report["p99_ms"],
+        cpu_pct=100 * usage["cpu"] / usage["wall"],
+        cpu_us_per_event=1e6 * usage["cpu"] / max(1, ok),
+        peak_rss_mb=usage["rss"],
+        notes=[f"{n}x {s}" for s, n in report["statuses"].items() if not s.startswith("2")]
+        + report["error_text"][:3],
+    )
+
+
 def run_workers(
     server: Server, specs: list[dict[str, Any]], timeout: float
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
