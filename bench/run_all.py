@@ -14,6 +14,7 @@ own run here as a subprocess with --json:
   6. 1 vs 2 worker processes with the Redis activation store  bench_scaling.py
   7. delivery of a backlog, one batch vs rounds of batches    bench_delivery.py
   8. in-process Decide of a 50-flag datafile, trackd vs SDK   bench_decide.py
+  9. Activate/Track/Decide over gRPC, Connect JSON, Agent /v1 bench_http.py
 
 The full run appends one section to bench/results/<YYYY-MM-DD>.md (never overwrites) and
 saves bench/results/<YYYY-MM-DD>-<HHMMSS>.png, referenced from it. --quick writes nothing
@@ -33,13 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bench_decide
+from bench import bench_decide, bench_http
 from bench.harness import Point, append_results, machine, point_tables, profile_tables
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
-SCENARIOS = ("grpc", "decisions", "activation", "startup", "scaling", "delivery", "decide")
+SCENARIOS = ("grpc", "decisions", "activation", "startup", "scaling", "delivery", "decide", "http")
 GOALS = {
     "unary_ratio": 0.8,  # trackd/bare throughput
     "stream_500": 150_000,  # events/s acknowledged at 500 per batch
@@ -60,6 +61,7 @@ def command(scenario: str, quick: bool) -> list[str]:
         "scaling": [*py, "bench.bench_scaling", "--json", *flag],
         "delivery": [*py, "bench.bench_delivery", "--json", *flag],
         "decide": [*py, "bench.bench_decide", "--json", "--no-write", *flag],
+        "http": [*py, "bench.bench_http", "--json", "--no-write", *flag],
     }[scenario]
 
 
@@ -162,6 +164,7 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _met(decide["disagreements"] == 0),
             ),
         ]
+    rows += http_rows(reports.get("http", {}))
     startup = reports.get("startup", {})
     rows.extend(
         (
@@ -185,6 +188,36 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
     elif scaling:
         rows.append(("1 vs 2 workers, Redis store", "not available in this build", "", ""))
+    return rows
+
+
+def http_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Each HTTP front end's server CPU per call over gRPC's, per call (issue 16, Speed)."""
+    if not report.get("available"):
+        return []
+    points = [Point(**p) for p in report["points"]]
+    grpc = {(p.scenario, p.concurrency): p for p in points if p.target == bench_http.GRPC}
+    rows = []
+    for scenario in dict.fromkeys(p.scenario for p in points):
+        for protocol in bench_http.PROTOCOLS[1:]:
+            pairs = [
+                (p.concurrency, p.cpu_us_per_event / base.cpu_us_per_event)
+                for p in points
+                if (p.scenario, p.target) == (scenario, protocol)
+                and (base := grpc.get((scenario, p.concurrency))) is not None
+                and base.cpu_us_per_event > 0
+            ]
+            if pairs:
+                ratios = [ratio for _, ratio in pairs]
+                rows.append(
+                    (
+                        f"{scenario.removeprefix('unary ')} over {protocol}: server CPU per call"
+                        f" / gRPC's (c={pairs[0][0]}..{pairs[-1][0]})",
+                        f"{min(ratios):.2f}x .. {max(ratios):.2f}x",
+                        "(no goal: section 9)",
+                        "",
+                    )
+                )
     return rows
 
 
@@ -564,6 +597,12 @@ def section_decide(report: dict[str, Any]) -> list[str]:
     return bench_decide.section(report, "### 8.")
 
 
+def section_http(report: dict[str, Any]) -> list[str]:
+    if "error" in report:
+        return ["### 9. HTTP beside gRPC", "", *_failed(report)]
+    return bench_http.section(report, "### 9.")
+
+
 def markdown(
     reports: dict[str, Any], info: dict[str, str], plot: Path | None, quick: bool, now: dt.datetime
 ) -> str:
@@ -597,6 +636,7 @@ def markdown(
         "scaling": section_scaling,
         "delivery": section_delivery,
         "decide": section_decide,
+        "http": section_http,
     }
     for name, report in reports.items():
         lines += renderers[name](report)

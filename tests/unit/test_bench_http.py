@@ -1,0 +1,65 @@
+"""bench/bench_http.py measures Activate, Track and Decide through gRPC, Connect JSON and
+Agent's /v1 of one real trackd, point by point (issue 16, Speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import bench_http
+from tests.support.go_tools import go_tool
+from tests.unit.test_bench_smoke import ROOT, error_text
+
+
+@pytest.mark.bench
+def test_quick_run_answers_every_call_through_every_front_end_beside_grpc() -> None:
+    go_tool("ghz")  # skips locally, fails in CI, when it is missing
+    go_tool("go")  # builds bench/httpload
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.bench_http", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["available"], report["reason"]
+    points = report["points"]
+    seen = {(p["scenario"], p["concurrency"], p["target"]) for p in points}
+    assert seen == {
+        (f"unary {method}", c, protocol)
+        for method in ("Activate", "Track", "Decide")
+        for c in (1, 16)
+        for protocol in ("gRPC", "Connect JSON", "Agent /v1")
+    }
+    for point in points:
+        # httpload counts any answer but a 2xx as an error: every route took the request.
+        assert point["errors"] == 0, error_text(point)
+        assert point["ops"] > 0 and point["throughput"] > 0, point
+        assert point["cpu_us_per_event"] > 0, point
+        if point["target"] != "gRPC":
+            assert point["ratio"] is not None and point["ratio"] > 0, point
+
+    text = "\n".join(bench_http.section(report, "##"))
+    for call in ("Activate", "Track", "Decide"):
+        for c in (1, 16):
+            assert f"\n| {call} | {c} | " in text
+
+
+def test_connect_body_is_the_rpc_request_in_proto_json_with_camel_case_names() -> None:
+    body = json.loads(bench_http.connect_body(bench_http.call("Track", "user-{n}")))
+    assert body["eventKey"] == "my_conversion"
+    assert body["userId"] == "user-{n}"  # httpload numbers {n}
+    assert "user_id" not in body
+
+
+def test_a_run_without_its_load_generators_says_why_instead_of_a_table() -> None:
+    report = {"available": False, "reason": "go not on PATH", "points": [], "seconds": 5.0}
+    text = "\n".join(bench_http.section(report, "### 9."))
+    assert "**Not measured**: go not on PATH." in text
+    assert "| call |" not in text
