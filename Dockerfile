@@ -14,17 +14,21 @@ RUN groupadd --system --gid 10001 trackd \
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 10001:10001
-# gRPC and metrics listen on every interface of the container's own network namespace;
-# trackd warns at start until TLS (TRACKD_TLS_CERT/KEY) and tokens (TRACKD_AUTH_TOKENS) are set.
+# gRPC (50051), HTTP (8080: Connect, Optimizely Agent's /v1 REST API, /healthz and /readyz
+# for load balancers) and metrics (9090) listen on every interface of the container's own
+# network namespace, as `make run` serves gRPC and HTTP on loopback; TRACKD_HTTP_LISTEN=""
+# turns HTTP off. trackd warns at start until TLS (TRACKD_TLS_CERT/KEY, which makes the HTTP
+# port HTTPS too) and tokens (TRACKD_AUTH_TOKENS, checked on both ports) are set.
 # The HEALTHCHECK reads TRACKD_HEALTH_*: with TLS, also set TRACKD_HEALTH_TLS_CA (and, for
 # mutual TLS, TRACKD_HEALTH_TLS_CERT/KEY), e.g. to the mounted server certificate's CA.
 ENV TRACKD_LISTEN=0.0.0.0:50051 \
+    TRACKD_HTTP_LISTEN=0.0.0.0:8080 \
     TRACKD_METRICS_LISTEN=0.0.0.0:9090 \
     TRACKD_DATA_DIR=/var/lib/trackd \
     TRACKD_LOG_FORMAT=json \
     TRACKD_HEALTH_ADDRESS=127.0.0.1:50051
 VOLUME ["/var/lib/trackd"]
-EXPOSE 50051 9090
+EXPOSE 50051 8080 9090
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s \
     CMD ["trackd", "health"]
 ENTRYPOINT ["trackd"]
