@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = args.seconds or (0.5 if quick else 5.0)
     concurrencies = args.concurrency or ([1, 16] if quick else [1, 16, 64])
     settle_limit = 0.0 if quick else 90.0
+    idle_limit = 5.0 if quick else 90.0
     report: dict[str, Any] = {"machine": machine(), "seconds": seconds, "points": []}
     ghz = find_ghz()
     httpload, reason = httpload_binary()
@@ -208,6 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"HTTP beside gRPC not measured: {reason}", file=sys.stderr, flush=True)
         return {**report, "available": False, "reason": reason}
     points: list[Point] = []
+    until_idle: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         workdir = Path(tmp)
         flags = workdir / "flags.json"
@@ -221,24 +223,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for method in methods:
                     for c in concurrencies:
                         for protocol in PROTOCOLS:
-                            settle(daemon.server, settle_limit)
-                            points.append(
-                                measure((ghz, httpload), daemon, protocol, method, c, seconds)
-                            )
-                            _progress(points[-1], quick)
+                            server = daemon.server
+                            settle(server, settle_limit)
+                            cpu_before = server.cpu_seconds()
+                            point = measure((ghz, httpload), daemon, protocol, method, c, seconds)
+                            # The point's CPU again, until the server is idle: delivering its
+                            # events (many per Decide) is in it, however much of that the
+                            # point's own load put off until after its last call.
+                            settle(server, idle_limit)
+                            cpu = server.cpu_seconds() - cpu_before
+                            points.append(point)
+                            until_idle.append(1e6 * cpu / max(1, point.ops))
+                            _progress(point, until_idle[-1], quick)
             finally:
                 daemon.server.stop()
     with_grpc_ratios(points)
-    return {**report, "available": True, "reason": "", "points": [asdict(p) for p in points]}
+    return {
+        **report,
+        "available": True,
+        "reason": "",
+        "points": [asdict(p) for p in points],
+        "cpu_us_until_idle": until_idle,  # per call, one per point
+    }
 
 
-def _progress(point: Point, quick: bool) -> None:
+def _progress(point: Point, until_idle: float, quick: bool) -> None:
     if not quick:
         print(
             f"{point.scenario:15} c={point.concurrency:<3} {point.target:12}"
             f" {point.throughput:10,.0f} req/s  p50 {point.p50_ms:7.2f} ms"
             f"  p99 {point.p99_ms:7.2f} ms  {point.cpu_us_per_event:7.0f} us CPU/call"
-            f"  errors {point.errors}",
+            f" ({until_idle:.0f} until idle)  errors {point.errors}",
             file=sys.stderr,
             flush=True,
         )
@@ -247,19 +262,60 @@ def _progress(point: Point, quick: bool) -> None:
 # --- markdown ------------------------------------------------------------------------------
 
 
-def _cpu(p: Point, grpc: Point | None) -> str:
-    cell = f"{p.cpu_us_per_event:,.0f}"
-    if p.target != GRPC and grpc is not None and grpc.cpu_us_per_event > 0:
-        cell += f" ({p.cpu_us_per_event / grpc.cpu_us_per_event:.2f}x)"
+@dataclass(frozen=True)
+class Row:
+    """A point and its server CPU per call until the server was idle again."""
+
+    point: Point
+    cpu_us_until_idle: float
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.point.scenario, self.point.concurrency
+
+
+def rows(report: dict[str, Any]) -> list[Row]:
+    return [
+        Row(Point(**p), until_idle)
+        for p, until_idle in zip(report["points"], report["cpu_us_until_idle"], strict=True)
+    ]
+
+
+def cpu_over_grpc(report: dict[str, Any]) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """(scenario, HTTP front end) -> (concurrency, its server CPU per call until idle over
+    gRPC's) for each concurrency measured through both."""
+    measured = rows(report)
+    grpc = {row.key: row for row in measured if row.point.target == GRPC}
+    ratios: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for row in measured:
+        base = grpc.get(row.key)
+        if row.point.target != GRPC and base is not None and base.cpu_us_until_idle > 0:
+            ratios.setdefault((row.point.scenario, row.point.target), []).append(
+                (row.point.concurrency, row.cpu_us_until_idle / base.cpu_us_until_idle)
+            )
+    return ratios
+
+
+def _vs_grpc(row: Row, grpc: Row | None, value: Callable[[Row], float]) -> str:
+    cell = f"{value(row):,.0f}"
+    if row.point.target != GRPC and grpc is not None and value(grpc) > 0:
+        cell += f" ({value(row) / value(grpc):.2f}x)"
     return cell
 
 
-# Each column group of the table, one column per front end: its name and a point's cell
-# (given gRPC's point at the same call and concurrency).
-COLUMNS: tuple[tuple[str, Callable[[Point, Point | None], str]], ...] = (
-    ("req/s", lambda p, grpc: f"{p.throughput:,.0f}"),
-    ("CPU us/call", _cpu),
-    ("p50 / p99 ms", lambda p, grpc: f"{p.p50_ms:.2f} / {p.p99_ms:.2f}"),
+# Each column group of the table, one column per front end: its name and a row's cell
+# (given gRPC's row at the same call and concurrency).
+COLUMNS: tuple[tuple[str, Callable[[Row, Row | None], str]], ...] = (
+    ("req/s", lambda row, grpc: f"{row.point.throughput:,.0f}"),
+    (
+        "CPU us/call",
+        lambda row, grpc: _vs_grpc(row, grpc, lambda r: r.point.cpu_us_per_event),
+    ),
+    (
+        "CPU us/call until idle",
+        lambda row, grpc: _vs_grpc(row, grpc, lambda r: r.cpu_us_until_idle),
+    ),
+    ("p50 / p99 ms", lambda row, grpc: f"{row.point.p50_ms:.2f} / {row.point.p99_ms:.2f}"),
 )
 
 
@@ -269,8 +325,8 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
     lines = [f"{heading} HTTP beside gRPC: unary Activate, Track and Decide, one trackd", ""]
     if not report["available"]:
         return [*lines, f"**Not measured**: {report['reason']}.", ""]
-    points = [Point(**p) for p in report["points"]]
-    by_key = {(p.scenario, p.concurrency, p.target): p for p in points}
+    measured = rows(report)
+    by_key = {(*row.key, row.point.target): row for row in measured}
     lines += [
         "`bench/bench_http.py`: one trackd (durable SQLite outbox, file event sink, default"
         " settings but a 100M-event outbox cap) serving gRPC and `--http-listen`; each point"
@@ -279,12 +335,14 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
         " `/v1/decide`) in turn, both HTTP ones by bench/httpload (Go, like hey, one"
         " keep-alive HTTP/1.1 connection per caller, a new body per request),"
         f" {report['seconds']:g} s each, the server idle before each. CPU us/call: the"
-        " server's process tree (all threads) from /proc during the point, and in brackets"
-        " over gRPC's. The load generators share the server's cores.",
+        " server's process tree (all threads) from /proc during the point; until idle: from"
+        " the point's start until the server is idle again, so delivering the point's events"
+        " is in it however much of that the load put off; in brackets, over gRPC's. The load"
+        " generators share the server's cores.",
         "",
         *[
-            f"- {p.scenario.removeprefix('unary ')}: {p.payload}."
-            for p in {p.scenario: p for p in points}.values()
+            f"- {scenario.removeprefix('unary ')}: {payload}."
+            for scenario, payload in {r.point.scenario: r.point.payload for r in measured}.items()
         ],
         "",
         "| call | concurrency | "
@@ -292,23 +350,25 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
         + " | errors |",
         "|---|---:|" + "---:|" * (len(COLUMNS) * len(PROTOCOLS) + 1),
     ]
-    for scenario, concurrency in dict.fromkeys((p.scenario, p.concurrency) for p in points):
+    for scenario, concurrency in dict.fromkeys(row.key for row in measured):
         grpc = by_key.get((scenario, concurrency, GRPC))
         cells = []
         for _, render in COLUMNS:
             for protocol in PROTOCOLS:
                 found = by_key.get((scenario, concurrency, protocol))
                 cells.append(render(found, grpc) if found else "n/a")
-        errors = sum(
-            p.errors for p in points if (p.scenario, p.concurrency) == (scenario, concurrency)
-        )
+        errors = sum(r.point.errors for r in measured if r.key == (scenario, concurrency))
         lines.append(
             f"| {scenario.removeprefix('unary ')} | {concurrency} | "
             + " | ".join(cells)
             + f" | {errors} |"
         )
     lines.append("")
-    notes = [f"- {p.target} {p.scenario} c={p.concurrency}: {n}" for p in points for n in p.notes]
+    notes = [
+        f"- {r.point.target} {r.point.scenario} c={r.point.concurrency}: {note}"
+        for r in measured
+        for note in r.point.notes
+    ]
     if notes:
         lines += ["Errors:", "", *notes, ""]
     return lines
