@@ -125,13 +125,21 @@ def ghz_unary(
     duration: float,
     run_id: str,
     connections: int = 1,
+    new_users: bool = False,
+    skip_first: int | None = None,
 ) -> Point:
+    """`new_users`: Track too as a new user per request (`{run_id}-N`, never activated);
+    `skip_first`: calls left out of the tally (default: a few per caller, as warm-up)."""
     workdir = Path(tempfile.mkdtemp(prefix="ghz-"))
     data_path = workdir / "data.json"
+    new_user = f"{run_id}-{{{{.RequestNumber}}}}"
     if method == "Activate":
         # A new user per request: every call decides, records an impression and commits it.
-        data: Any = activate_json(f"{run_id}-{{{{.RequestNumber}}}}", 0)
+        data: Any = activate_json(new_user, 0)
         payload = "ab_running, new user per request (impression + commit), 2 attributes"
+    elif new_users:
+        data = {**track_json(1), "user_id": new_user}  # my_conversion
+        payload = "my_conversion, new user per request (never activated), 2 attrs, 2 tags"
     else:
         data = [track_json(n) for n in range(2 * POOL)]
         payload = f"{POOL} users (half activated), signup/my_conversion, 2 attrs, 2 tags"
@@ -160,7 +168,7 @@ def ghz_unary(
         "--duration-stop",
         "wait",
         "--skipFirst",
-        str(min(100, concurrency * 4)),
+        str(min(100, concurrency * 4) if skip_first is None else skip_first),
         "--connections",
         str(connections),
         "--timeout",
