@@ -1,0 +1,589 @@
+"""Optimizely Agent beside trackd: unary Activate and Track, in one run (issue 17, item 1).
+
+Optimizely Agent (github.com/optimizely/agent: a Go REST service around the Go SDK, events
+in an in-memory queue) is built from its public source archive (shared/bench/ on the
+development machine; `--agent-archive` or $TRACKD_AGENT_ARCHIVE elsewhere) into
+build/agent/, once, and reused; when the archive is absent or the build fails, Agent is
+skipped with the reason printed and trackd is measured alone. Nothing of Agent's code is in
+this repository: it runs as a peer process.
+
+Both serve the same datafile (tests/data/datafile.json): Agent fetches it from a local HTTP
+server on 127.0.0.1 (`/datafiles/<sdk key>.json`); both deliver their events to that same
+server (Agent in its default batches of 10, trackd from its durable outbox), which counts
+the events each delivered per user id prefix. Agent runs with its own config.yaml, but log
+level warn (its INFO line per request otherwise dominates) and ODP off (it would call out).
+
+Points: Activate and Track at concurrency 1, 16, 64, a new user per call, each point run
+against Agent then trackd. Load generators on the same cores: for Agent bench/httpload
+(a Go program like hey, with a new body per request: hey sends one body), for trackd ghz
+(else bench/loadgen.py's Python workers). Reported per point: req/s, p50/p99, the server
+process tree's CPU per call (from /proc, as for every trackd benchmark), and the events
+delivered against the calls acknowledged: Agent drops events when its queue is full.
+
+    .venv/bin/python -m bench.bench_agent [--quick] [--seconds S] [--json] [--no-write]
+
+--quick is the smoke run: 0.5 s points at concurrency 1 and 16, Agent only if already
+built (never builds it). The full run (15 s points, the issue's method) appends a section
+to bench/results/<YYYY-MM-DD>.md unless --no-write (run_all renders it in its own section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    DATAFILE,
+    RESULTS,
+    ROOT,
+    Point,
+    Server,
+    append_results,
+    machine,
+    measured,
+    settle,
+    start_trackd,
+)
+from bench.loadgen import GHZ_VERSION, activate_json, find_ghz, ghz_unary, python_unary, track_json
+
+ARCHIVE = Path(
+    os.environ.get("TRACKD_AGENT_ARCHIVE", "/work/shared/bench/optimizely-agent-471fdcd.tar.gz")
+)
+BUILD = ROOT / "build" / "agent"
+HTTPLOAD_SOURCE = ROOT / "bench" / "httpload"
+SDK_KEY = "trackdbench"
+EVENTS_PATH = "/{target}/v1/events"
+METHODS = ("Activate", "Track")
+# What Agent logs when its event queue is full and it drops the event it was handed.
+DROP_LINE = "MaxQueueSize has been met"
+
+
+# --- building Agent and the load generator -----------------------------------------------
+
+
+def agent_binary(archive: Path, build: bool) -> tuple[Path | None, str]:
+    """Agent's executable, built from `archive` into BUILD when not there yet and `build`;
+    (None, why) when it cannot be had."""
+    source = BUILD / archive.name.removesuffix(".tar.gz")
+    binary = source / "optimizely"
+    if binary.exists():
+        return binary, ""
+    if not build:
+        return None, f"not built ({binary.relative_to(ROOT)} absent; a full run builds it)"
+    if not archive.exists():
+        return None, f"source archive {archive} absent"
+    if shutil.which("go") is None:
+        return None, "go not on PATH"
+    print(f"building Optimizely Agent from {archive} into {source}", file=sys.stderr, flush=True)
+    BUILD.mkdir(parents=True, exist_ok=True)
+    # Extracted and built beside its final place, then renamed: an interrupted build leaves
+    # no half-built tree that a later run would take for a finished one.
+    staging = Path(tempfile.mkdtemp(prefix="building-", dir=BUILD))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(staging, filter="data")
+        (top,) = [p for p in staging.iterdir() if p.is_dir()]
+        steps = [
+            # The generated statik package (its web UI's files) is not in the source.
+            ["go", "run", "github.com/rakyll/statik", "-src=web/static", "-f"],
+            ["go", "build", "-o", "optimizely", "./cmd/optimizely"],
+        ]
+        for step in steps:
+            done = subprocess.run(
+                step, cwd=top, capture_output=True, text=True, timeout=900, check=False
+            )
+            if done.returncode != 0:
+                tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+                return None, f"`{' '.join(step)}` failed: {tail}"
+        top.rename(source)
+    except (OSError, tarfile.TarError, ValueError, subprocess.TimeoutExpired) as error:
+        return None, f"build failed: {error}"
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return binary, ""
+
+
+def httpload_binary() -> tuple[Path | None, str]:
+    """bench/httpload built into BUILD (rebuilt when its source is newer)."""
+    binary = BUILD / "httpload"
+    newest = max(p.stat().st_mtime for p in HTTPLOAD_SOURCE.iterdir())
+    if binary.exists() and binary.stat().st_mtime >= newest:
+        return binary, ""
+    if shutil.which("go") is None:
+        return None, "go not on PATH (bench/httpload is Agent's load generator)"
+    BUILD.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["go", "build", "-o", str(binary), "."],
+        cwd=HTTPLOAD_SOURCE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None, f"building bench/httpload failed: {done.stderr.strip()[-300:]}"
+    return binary, ""
+
+
+# --- the local datafile server and event receiver -----------------------------------------
+
+
+class Peer(ThreadingHTTPServer):
+    """Serves the datafile at /datafiles/<key>.json and counts the events POSTed to
+    /<target>/v1/events, per target and user id prefix (the id up to its last `-`)."""
+
+    daemon_threads = True
+
+    def __init__(self, datafile: bytes) -> None:
+        super().__init__(("127.0.0.1", 0), _PeerHandler)
+        self.datafile = datafile
+        self.delivered: dict[str, Counter[str]] = {}
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def events_url(self, target: str) -> str:
+        return self.url + EVENTS_PATH.format(target=target)
+
+    def count(self, target: str, batch: Any) -> None:
+        counts: Counter[str] = Counter()
+        for visitor in batch.get("visitors", []):
+            prefix = str(visitor.get("visitor_id", "")).rpartition("-")[0]
+            counts[prefix] += sum(len(s.get("events", [])) for s in visitor.get("snapshots", []))
+        with self.lock:
+            self.delivered.setdefault(target, Counter()).update(counts)
+
+    def total(self, target: str) -> int:
+        with self.lock:
+            return sum(self.delivered.get(target, Counter()).values())
+
+    def delivered_for(self, target: str, prefix: str) -> int:
+        with self.lock:
+            return self.delivered.get(target, Counter())[prefix]
+
+
+class _PeerHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: Agent and trackd reuse their connections
+    server: Peer
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/datafiles/") and self.path.endswith(".json"):
+            self._answer(200, self.server.datafile)
+        else:
+            self._answer(404)
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target, _, rest = self.path.lstrip("/").partition("/")
+        if "/" + rest != EVENTS_PATH.partition("}")[2]:
+            self._answer(404)
+            return
+        try:
+            self.server.count(target, json.loads(body))
+        except (ValueError, AttributeError):
+            self._answer(400)
+            return
+        self._answer(204)  # what logx.optimizely.com answers
+
+    def _answer(self, status: int, body: bytes = b"") -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request would be the bench's whole output
+
+
+@contextlib.contextmanager
+def peer_server(datafile: Path) -> Iterator[Peer]:
+    peer = Peer(datafile.read_bytes())
+    thread = threading.Thread(target=peer.serve_forever, name="peer", daemon=True)
+    thread.start()
+    try:
+        yield peer
+    finally:
+        peer.shutdown()
+        peer.server_close()
+
+
+# --- Agent as a process ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_agent(binary: Path, peer: Peer, workdir: Path, limit: float = 60.0) -> Server:
+    """Agent on loopback ports with its own config.yaml, pointed at `peer`; returns once an
+    Activate is answered with a decision."""
+    api, admin, webhook = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "OPTIMIZELY_CONFIG_FILENAME": str(binary.parent / "config.yaml"),
+        "OPTIMIZELY_LOG_LEVEL": "warn",
+        "OPTIMIZELY_LOG_PRETTY": "false",
+        "OPTIMIZELY_API_PORT": str(api),
+        "OPTIMIZELY_ADMIN_PORT": str(admin),
+        "OPTIMIZELY_WEBHOOK_PORT": str(webhook),
+        "OPTIMIZELY_SDKKEYS": SDK_KEY,
+        "OPTIMIZELY_CLIENT_DATAFILEURLTEMPLATE": peer.url + "/datafiles/%s.json",
+        "OPTIMIZELY_CLIENT_EVENTURL": peer.events_url("agent"),
+        "OPTIMIZELY_CLIENT_ODP_DISABLE": "true",
+    }
+    log_path = workdir / "agent.log"
+    with log_path.open("wb") as log_file:
+        popen = subprocess.Popen(
+            [str(binary)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
+    server = Server("agent", popen, api)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise RuntimeError(f"agent exited early:\n{log_path.read_text()[-2000:]}")
+        with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
+            if agent_call(server, "Activate", "warmup-0"):
+                return server
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"agent did not answer an Activate:\n{log_path.read_text()[-2000:]}")
+
+
+def agent_request(method: str, user: str) -> tuple[str, dict[str, Any]]:
+    """The path and body of Agent's REST call for the payload trackd gets from ghz."""
+    if method == "Activate":
+        grpc_json = activate_json(user, 0)
+        return f"/v1/activate?experimentKey={grpc_json['experiment_key']}", {
+            "userId": user,
+            "userAttributes": grpc_json["attributes"],
+        }
+    grpc_json = track_json(1)
+    return f"/v1/track?eventKey={grpc_json['event_key']}", {
+        "userId": user,
+        "userAttributes": grpc_json["attributes"],
+        "eventTags": grpc_json["tags"],
+    }
+
+
+def agent_call(server: Server, method: str, user: str) -> bool:
+    """One call (the readiness probe): whether Agent answered it with a decision or a
+    tracked event."""
+    path, body = agent_request(method, user)
+    request = urllib.request.Request(
+        f"http://{server.address}{path}",
+        data=json.dumps(body).encode(),
+        headers={"X-Optimizely-SDK-Key": SDK_KEY, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        answer = json.loads(response.read())
+    return bool(answer) and response.status == 200
+
+
+def agent_unary(
+    httpload: Path, server: Server, method: str, concurrency: int, seconds: float, tag: str
+) -> Point:
+    path, body = agent_request(method, f"{tag}-{{n}}")
+    command = [
+        str(httpload),
+        "-url",
+        f"http://{server.address}{path}",
+        "-H",
+        f"X-Optimizely-SDK-Key: {SDK_KEY}",
+        "-body",
+        json.dumps(body),
+        "-c",
+        str(concurrency),
+        "-z",
+        f"{seconds}s",
+    ]
+    with measured(server) as usage:
+        done = subprocess.run(command, capture_output=True, timeout=seconds + 60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"httpload failed: {done.stderr.decode(errors='replace')}")
+    report = json.loads(done.stdout)
+    ok = int(report["ok"])
+    return Point(
+        scenario=f"unary {method}",
+        target=server.name,
+        loadgen="bench/httpload (Go, like hey; 1 keep-alive connection per caller)",
+        concurrency=concurrency,
+        payload=_payload(method),
+        duration_s=round(report["seconds"], 2),
+        ops=ok,
+        events=ok,
+        errors=int(report["errors"]),
+        throughput=ok / report["seconds"],
+        p50_ms=report["p50_ms"],
+        p99_ms=report["p99_ms"],
+        cpu_pct=100 * usage["cpu"] / usage["wall"],
+        cpu_us_per_event=1e6 * usage["cpu"] / max(1, ok),
+        peak_rss_mb=usage["rss"],
+        notes=[f"{n}x {s}" for s, n in report["statuses"].items() if not s.startswith("2")]
+        + report["error_text"][:3],
+    )
+
+
+def _payload(method: str) -> str:
+    if method == "Activate":
+        return "ab_running, a new user per call, 2 attributes"
+    return "my_conversion, a new user per call (never activated), 2 attributes, 2 tags"
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="0.5 s points; Agent only if already built"
+    )
+    parser.add_argument("--seconds", type=float, default=None, help="per point (default 15)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=None)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-write", action="store_true", help="do not append to bench/results")
+    parser.add_argument("--agent-archive", type=Path, default=ARCHIVE)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    seconds = args.seconds or (0.5 if quick else 15.0)
+    concurrencies = args.concurrency or ([1, 16] if quick else [1, 16, 64])
+    settle_limit = 0.0 if quick else 90.0
+    binary, reason = agent_binary(args.agent_archive, build=not quick)
+    httpload: Path | None = None
+    if binary is not None:
+        httpload, reason = httpload_binary()
+    if httpload is None:
+        binary = None
+        print(f"Optimizely Agent skipped: {reason}", file=sys.stderr, flush=True)
+    ghz = find_ghz()
+    run_id = f"r{os.getpid()}-{int(time.time())}"
+    points: list[Point] = []
+    delivery: list[dict[str, Any]] = []
+    drops = 0
+    with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp, peer_server(DATAFILE) as peer:
+        workdir = Path(tmp)
+        servers = [start_trackd(workdir, extra=["--event-endpoint", peer.events_url("trackd")])]
+        try:
+            if binary is not None and httpload is not None:
+                servers.insert(0, start_agent(binary, peer, workdir))
+            for method in METHODS:
+                for c in concurrencies:
+                    for server in servers:
+                        settle(server, settle_limit)
+                        tag = f"{run_id}-{method}-{c}-{server.name}"
+                        if server.name == "agent":
+                            assert httpload is not None
+                            point = agent_unary(httpload, server, method, c, seconds, tag)
+                        elif ghz is not None:
+                            point = ghz_unary(
+                                ghz, server, method, c, seconds, tag, new_users=True, skip_first=0
+                            )
+                        else:
+                            point = python_unary(server, method, c, seconds, 2_000_000, tag, 2)
+                        points.append(point)
+                        delivery.append({"target": server.name, "prefix": tag})
+                        _progress(point, quick)
+            delivered_wait = wait_delivered(servers, peer, 5.0 if quick else 60.0)
+        finally:
+            for server in servers:
+                server.stop()
+        if binary is not None:
+            drops = (workdir / "agent.log").read_text(errors="replace").count(DROP_LINE)
+        for row, point in zip(delivery, points, strict=True):
+            row["delivered"] = peer.delivered_for(point.target, row.pop("prefix"))
+            row["acknowledged"] = point.ops
+    return {
+        "machine": machine(),
+        "agent": {
+            "available": binary is not None,
+            "reason": reason,
+            "archive": args.agent_archive.name,
+            "drop_log_lines": drops,
+        },
+        "trackd_loadgen": f"ghz {GHZ_VERSION}" if ghz else "python grpc.aio (ghz not found)",
+        "seconds": seconds,
+        "delivered_wait_s": delivered_wait,
+        "points": [asdict(p) for p in points],
+        "delivery": delivery,
+    }
+
+
+def wait_delivered(servers: list[Server], peer: Peer, limit: float) -> float:
+    """Waits (at most `limit` s) until each server is idle and its delivered count has not
+    moved for 2 s: trackd drains its outbox; Agent sends what its queues still hold. A
+    partial batch of Agent's (fewer than 10 events) waits for its 30 s flush tick."""
+    started = time.perf_counter()
+    for server in servers:
+        settle(server, max(0.0, limit - (time.perf_counter() - started)))
+    last, still_since = -1, time.perf_counter()
+    while time.perf_counter() - started < limit:
+        now = sum(peer.total(s.name) for s in servers)
+        if now != last:
+            last, still_since = now, time.perf_counter()
+        elif time.perf_counter() - still_since >= 2.0:
+            break
+        time.sleep(0.25)
+    return time.perf_counter() - started
+
+
+def _progress(point: Point, quick: bool) -> None:
+    if not quick:
+        print(
+            f"{point.scenario:15} c={point.concurrency:<3} {point.target:7}"
+            f" {point.throughput:10,.0f} req/s  p50 {point.p50_ms:7.2f} ms"
+            f"  p99 {point.p99_ms:7.2f} ms  {point.cpu_us_per_event:7.0f} us CPU/call"
+            f"  errors {point.errors}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+# --- markdown ------------------------------------------------------------------------------
+
+
+def section(report: dict[str, Any], heading: str) -> list[str]:
+    """The side-by-side table under `heading` ("##", "### 9."): run_all's section and this
+    module's own results section."""
+    agent = report["agent"]
+    points = [Point(**p) for p in report["points"]]
+    delivered = {
+        (p.scenario, p.concurrency, p.target): row
+        for p, row in zip(points, report["delivery"], strict=True)
+    }
+    lines = [
+        f"{heading} Optimizely Agent vs trackd: unary Activate and Track",
+        "",
+        "`bench/bench_agent.py`: Optimizely Agent (built from its source archive"
+        f" `{agent['archive']}`, REST, its own config.yaml but log level warn and ODP off,"
+        " in-memory event queue) and trackd (gRPC, durable SQLite outbox, default settings but"
+        " a 100M-event outbox cap), same datafile, both delivering their events over HTTP to"
+        " one local receiver that counts them. A new user per call. Point by point, Agent"
+        f" then trackd, {report['seconds']:g} s each. Load generators on the same cores:"
+        " bench/httpload (Go, like hey, a new body per request) for Agent,"
+        f" {report['trackd_loadgen']} for trackd. Server CPU per call: the server's process"
+        " tree (all threads) from /proc, during the point. Events delivered: counted by the"
+        f" receiver after the run (waited {report['delivered_wait_s']:.0f} s for the backlogs),"
+        " against the calls acknowledged (a last partial batch of Agent's, under 10 events,"
+        " waits for its 30 s flush tick and may be missed).",
+        "",
+    ]
+    if not agent["available"]:
+        lines += [f"**Optimizely Agent skipped**: {agent['reason']}.", ""]
+    lines += [
+        "| call | concurrency | Agent req/s | trackd req/s | Agent p50 / p99 ms"
+        " | trackd p50 / p99 ms | Agent server CPU per call | trackd server CPU per call"
+        " | Agent events delivered / acknowledged | trackd events delivered / acknowledged |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    keys = dict.fromkeys((p.scenario, p.concurrency) for p in points)
+    for scenario, concurrency in keys:
+        cells = []
+        for field in ("rate", "latency", "cpu", "delivered"):
+            for target in ("agent", "trackd"):
+                point = next(
+                    (
+                        p
+                        for p in points
+                        if (p.scenario, p.concurrency, p.target) == (scenario, concurrency, target)
+                    ),
+                    None,
+                )
+                cells.append(
+                    _cell(field, point, delivered.get((scenario, concurrency, target)))
+                    if point
+                    else "n/a"
+                )
+        lines.append(
+            f"| {scenario.removeprefix('unary ')} | {concurrency} | " + " | ".join(cells) + " |"
+        )
+    lines.append("")
+    errors = [f"- {p.target} {p.scenario} c={p.concurrency}: {n}" for p in points for n in p.notes]
+    if agent["available"]:
+        lines += [
+            f"Agent logged `{DROP_LINE}. Discarding event` {agent['drop_log_lines']:,} times"
+            " (each line one event dropped from its event queue, or a batch of up to 10 from"
+            " its dispatch queue).",
+            "",
+        ]
+    if errors:
+        lines += ["Errors:", "", *errors, ""]
+    return lines
+
+
+def _cell(field: str, point: Point, delivery: dict[str, Any] | None) -> str:
+    if field == "rate":
+        return f"{point.throughput:,.0f}"
+    if field == "latency":
+        return f"{point.p50_ms:.2f} / {point.p99_ms:.2f}"
+    if field == "cpu":
+        return f"{point.cpu_us_per_event:,.0f} us"
+    if delivery is None:
+        return "n/a"
+    acknowledged = delivery["acknowledged"]
+    share = f" ({100 * delivery['delivered'] / acknowledged:.0f}%)" if acknowledged else ""
+    return f"{delivery['delivered']:,} / {acknowledged:,}{share}"
+
+
+def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
+    now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
+    lines = section(report, "##")
+    lines[0] += f" ({now})"
+    lines += [
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
+        "",
+        f"Command: `{' '.join(['bench/bench_agent.py', *args.argv])}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    report = run(args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    if not (args.quick or args.no_write):
+        text = markdown(report, args)
+        path = append_results(RESULTS, dt.datetime.now().astimezone(), text)
+        if not args.json:
+            print(text)
+        print(f"appended to {path.relative_to(ROOT)}", file=sys.stderr)
+    elif not args.json:
+        print(markdown(report, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
