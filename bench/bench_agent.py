@@ -45,12 +45,14 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench.bench_decide import users
+from bench.gen_datafile import build_flags
 from bench.harness import (
     DATAFILE,
     RESULTS,
@@ -70,9 +72,14 @@ ARCHIVE = Path(
 )
 BUILD = ROOT / "build" / "agent"
 HTTPLOAD_SOURCE = ROOT / "bench" / "httpload"
-SDK_KEY = "trackdbench"
+SDK_KEY = "trackdbench"  # the example datafile's, for Activate and Track
+FLAGS_SDK_KEY = "trackdflags"  # the generated flags datafile's, for Decide
 EVENTS_PATH = "/{target}/v1/events"
 METHODS = ("Activate", "Track")
+DECIDE_FLAGS = 50  # bench/bench_decide.py's datafile
+DECIDE_CONCURRENCY = 4  # bench/bench_decide.py's client threads
+# A user of bench_decide's that some flags' audiences match and others miss.
+DECIDE_ATTRIBUTES = users(1)[0][1]
 # What Agent logs when its event queue is full and it drops the event it was handed.
 DROP_LINE = "MaxQueueSize has been met"
 
@@ -153,9 +160,9 @@ class Peer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, datafile: bytes) -> None:
+    def __init__(self, datafiles: dict[str, bytes]) -> None:
         super().__init__(("127.0.0.1", 0), _PeerHandler)
-        self.datafile = datafile
+        self.datafiles = datafiles  # by SDK key
         self.delivered: dict[str, Counter[str]] = {}
         self.lock = threading.Lock()
 
@@ -188,10 +195,12 @@ class _PeerHandler(BaseHTTPRequestHandler):
     server: Peer
 
     def do_GET(self) -> None:
-        if self.path.startswith("/datafiles/") and self.path.endswith(".json"):
-            self._answer(200, self.server.datafile)
-        else:
+        key = self.path.removeprefix("/datafiles/").removesuffix(".json")
+        datafile = self.server.datafiles.get(key)
+        if datafile is None:
             self._answer(404)
+        else:
+            self._answer(200, datafile)
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -217,8 +226,8 @@ class _PeerHandler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def peer_server(datafile: Path) -> Iterator[Peer]:
-    peer = Peer(datafile.read_bytes())
+def peer_server(datafiles: dict[str, bytes]) -> Iterator[Peer]:
+    peer = Peer(datafiles)
     thread = threading.Thread(target=peer.serve_forever, name="peer", daemon=True)
     thread.start()
     try:
@@ -270,39 +279,72 @@ def start_agent(binary: Path, peer: Peer, workdir: Path, limit: float = 60.0) ->
         if popen.poll() is not None:
             raise RuntimeError(f"agent exited early:\n{log_path.read_text()[-2000:]}")
         with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-            if agent_call(server, "Activate", "warmup-0"):
+            # Agent loads an SDK key's datafile on its first call: both, before measuring.
+            if all(agent_call(server, call(m, "warmup-0")) for m in ("Activate", "Decide")):
                 return server
         time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"agent did not answer an Activate:\n{log_path.read_text()[-2000:]}")
 
 
-def agent_request(method: str, user: str) -> tuple[str, dict[str, Any]]:
-    """The path and body of Agent's REST call for the payload trackd gets from ghz."""
+@dataclass(frozen=True)
+class Call:
+    """One call as each server gets it, for the same user: trackd's request as ghz's JSON,
+    Agent's REST path and body."""
+
+    method: str
+    grpc_json: dict[str, Any]
+    agent_path: str
+    agent_body: dict[str, Any]
+    sdk_key: str
+    payload: str  # how the results name it
+
+
+def call(method: str, user: str) -> Call:
     if method == "Activate":
         grpc_json = activate_json(user, 0)
-        return f"/v1/activate?experimentKey={grpc_json['experiment_key']}", {
-            "userId": user,
-            "userAttributes": grpc_json["attributes"],
-        }
-    grpc_json = track_json(1)
-    return f"/v1/track?eventKey={grpc_json['event_key']}", {
-        "userId": user,
-        "userAttributes": grpc_json["attributes"],
-        "eventTags": grpc_json["tags"],
-    }
-
-
-def agent_call(server: Server, method: str, user: str) -> bool:
-    """One call (the readiness probe): whether Agent answered it with a decision or a
-    tracked event."""
-    path, body = agent_request(method, user)
-    request = urllib.request.Request(
-        f"http://{server.address}{path}",
-        data=json.dumps(body).encode(),
-        headers={"X-Optimizely-SDK-Key": SDK_KEY, "Content-Type": "application/json"},
+        return Call(
+            method,
+            grpc_json,
+            f"/v1/activate?experimentKey={grpc_json['experiment_key']}",
+            {"userId": user, "userAttributes": grpc_json["attributes"]},
+            SDK_KEY,
+            "ab_running, a new user per call, 2 attributes",
+        )
+    if method == "Track":
+        grpc_json = {**track_json(1), "user_id": user}  # my_conversion
+        return Call(
+            method,
+            grpc_json,
+            f"/v1/track?eventKey={grpc_json['event_key']}",
+            {
+                "userId": user,
+                "userAttributes": grpc_json["attributes"],
+                "eventTags": grpc_json["tags"],
+            },
+            SDK_KEY,
+            "my_conversion, a new user per call (never activated), 2 attributes, 2 tags",
+        )
+    # Decide with no flag keys: every flag, as Agent's /v1/decide without `keys`.
+    return Call(
+        method,
+        {"user_id": user, "attributes": DECIDE_ATTRIBUTES},
+        "/v1/decide",
+        {"userId": user, "userAttributes": DECIDE_ATTRIBUTES},
+        FLAGS_SDK_KEY,
+        f"every flag of bench_decide's {DECIDE_FLAGS}-flag datafile (sendFlagDecisions on),"
+        f" a new user per call, {len(DECIDE_ATTRIBUTES)} attributes",
     )
-    with urllib.request.urlopen(request, timeout=5) as response:
+
+
+def agent_call(server: Server, request: Call) -> bool:
+    """One call (the readiness probe): whether Agent answered it with something."""
+    http_request = urllib.request.Request(
+        f"http://{server.address}{request.agent_path}",
+        data=json.dumps(request.agent_body).encode(),
+        headers={"X-Optimizely-SDK-Key": request.sdk_key, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(http_request, timeout=5) as response:
         answer = json.loads(response.read())
     return bool(answer) and response.status == 200
 
@@ -310,15 +352,15 @@ def agent_call(server: Server, method: str, user: str) -> bool:
 def agent_unary(
     httpload: Path, server: Server, method: str, concurrency: int, seconds: float, tag: str
 ) -> Point:
-    path, body = agent_request(method, f"{tag}-{{n}}")
+    request = call(method, f"{tag}-{{n}}")  # httpload numbers each request's {n}
     command = [
         str(httpload),
         "-url",
-        f"http://{server.address}{path}",
+        f"http://{server.address}{request.agent_path}",
         "-H",
-        f"X-Optimizely-SDK-Key: {SDK_KEY}",
+        f"X-Optimizely-SDK-Key: {request.sdk_key}",
         "-body",
-        json.dumps(body),
+        json.dumps(request.agent_body),
         "-c",
         str(concurrency),
         "-z",
@@ -335,7 +377,7 @@ def agent_unary(
         target=server.name,
         loadgen="bench/httpload (Go, like hey; 1 keep-alive connection per caller)",
         concurrency=concurrency,
-        payload=_payload(method),
+        payload=request.payload,
         duration_s=round(report["seconds"], 2),
         ops=ok,
         events=ok,
@@ -349,12 +391,6 @@ def agent_unary(
         notes=[f"{n}x {s}" for s, n in report["statuses"].items() if not s.startswith("2")]
         + report["error_text"][:3],
     )
-
-
-def _payload(method: str) -> str:
-    if method == "Activate":
-        return "ab_running, a new user per call, 2 attributes"
-    return "my_conversion, a new user per call (never activated), 2 attributes, 2 tags"
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -380,6 +416,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = args.seconds or (0.5 if quick else 15.0)
     concurrencies = args.concurrency or ([1, 16] if quick else [1, 16, 64])
     settle_limit = 0.0 if quick else 90.0
+    idle_limit = 5.0 if quick else 90.0
     binary, reason = agent_binary(args.agent_archive, build=not quick)
     httpload: Path | None = None
     if binary is not None:
@@ -389,39 +426,75 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"Optimizely Agent skipped: {reason}", file=sys.stderr, flush=True)
     ghz = find_ghz()
     run_id = f"r{os.getpid()}-{int(time.time())}"
+    plan = [(method, c) for method in METHODS for c in concurrencies]
+    if ghz is not None:  # bench/loadgen.py's Python workers send only Activate and Track
+        plan.append(("Decide", DECIDE_CONCURRENCY))
     points: list[Point] = []
-    delivery: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     drops = 0
-    with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp, peer_server(DATAFILE) as peer:
+    datafiles = {SDK_KEY: DATAFILE.read_bytes(), FLAGS_SDK_KEY: build_flags(DECIDE_FLAGS).encode()}
+    with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp, peer_server(datafiles) as peer:
         workdir = Path(tmp)
-        servers = [start_trackd(workdir, extra=["--event-endpoint", peer.events_url("trackd")])]
+        flags_path = workdir / "flags.json"
+        flags_path.write_bytes(datafiles[FLAGS_SDK_KEY])
+        (workdir / "flags").mkdir()
+        trackd_options = ["--event-endpoint", peer.events_url("trackd")]
+        trackd = {
+            SDK_KEY: start_trackd(workdir, extra=trackd_options),
+            FLAGS_SDK_KEY: start_trackd(
+                workdir / "flags", extra=trackd_options, datafile=flags_path
+            ),
+        }
+        servers = list(trackd.values())
         try:
-            if binary is not None and httpload is not None:
-                servers.insert(0, start_agent(binary, peer, workdir))
-            for method in METHODS:
-                for c in concurrencies:
-                    for server in servers:
-                        settle(server, settle_limit)
-                        tag = f"{run_id}-{method}-{c}-{server.name}"
-                        if server.name == "agent":
-                            assert httpload is not None
-                            point = agent_unary(httpload, server, method, c, seconds, tag)
-                        elif ghz is not None:
-                            point = ghz_unary(
-                                ghz, server, method, c, seconds, tag, new_users=True, skip_first=0
-                            )
-                        else:
-                            point = python_unary(server, method, c, seconds, 2_000_000, tag, 2)
-                        points.append(point)
-                        delivery.append({"target": server.name, "prefix": tag})
-                        _progress(point, quick)
+            agent = None
+            if binary is not None:
+                agent = start_agent(binary, peer, workdir)
+                servers.insert(0, agent)
+            for method, c in plan:
+                for server in ([agent] if agent else []) + [trackd[call(method, "").sdk_key]]:
+                    settle(server, settle_limit)
+                    tag = f"{run_id}-{method}-{c}-{server.name}"
+                    cpu_before = server.cpu_seconds()
+                    if server is agent:
+                        assert httpload is not None
+                        point = agent_unary(httpload, server, method, c, seconds, tag)
+                    elif ghz is not None:
+                        request = call(method, f"{tag}-{{{{.RequestNumber}}}}")  # ghz's template
+                        point = ghz_unary(
+                            ghz,
+                            server,
+                            method,
+                            c,
+                            seconds,
+                            tag,
+                            request=(request.grpc_json, request.payload),
+                            skip_first=0,  # every call acknowledged is counted
+                        )
+                    else:
+                        point = python_unary(server, method, c, seconds, 2_000_000, tag, 2)
+                    # The point's CPU again, until the server is idle: what delivering the
+                    # point's events costs after the last call is in it.
+                    settle(server, idle_limit)
+                    until_idle = server.cpu_seconds() - cpu_before
+                    points.append(point)
+                    rows.append(
+                        {
+                            "target": server.name,
+                            "scenario": point.scenario,
+                            "concurrency": c,
+                            "prefix": tag,
+                            "cpu_us_per_call_until_idle": 1e6 * until_idle / max(1, point.ops),
+                        }
+                    )
+                    _progress(point, quick)
             delivered_wait = wait_delivered(servers, peer, 5.0 if quick else 60.0)
         finally:
             for server in servers:
                 server.stop()
         if binary is not None:
             drops = (workdir / "agent.log").read_text(errors="replace").count(DROP_LINE)
-        for row, point in zip(delivery, points, strict=True):
+        for row, point in zip(rows, points, strict=True):
             row["delivered"] = peer.delivered_for(point.target, row.pop("prefix"))
             row["acknowledged"] = point.ops
     return {
@@ -436,7 +509,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": seconds,
         "delivered_wait_s": delivered_wait,
         "points": [asdict(p) for p in points],
-        "delivery": delivery,
+        "delivery": rows,
     }
 
 
@@ -473,63 +546,70 @@ def _progress(point: Point, quick: bool) -> None:
 # --- markdown ------------------------------------------------------------------------------
 
 
+# Each column pair of the table, Agent's and trackd's: its name and a point's cell.
+COLUMNS: tuple[tuple[str, Callable[[Point, dict[str, Any]], str]], ...] = (
+    ("req/s", lambda p, row: f"{p.throughput:,.0f}"),
+    ("p50 / p99 ms", lambda p, row: f"{p.p50_ms:.2f} / {p.p99_ms:.2f}"),
+    ("server CPU per call", lambda p, row: f"{p.cpu_us_per_event:,.0f} us"),
+    (
+        "server CPU per call, until idle",
+        lambda p, row: f"{row['cpu_us_per_call_until_idle']:,.0f} us",
+    ),
+    ("events delivered / acknowledged", lambda p, row: _delivered(row)),
+)
+
+
 def section(report: dict[str, Any], heading: str) -> list[str]:
     """The side-by-side table under `heading` ("##", "### 9."): run_all's section and this
     module's own results section."""
     agent = report["agent"]
     points = [Point(**p) for p in report["points"]]
-    delivered = {
-        (p.scenario, p.concurrency, p.target): row
+    measured_points = {
+        (p.scenario, p.concurrency, p.target): (p, row)
         for p, row in zip(points, report["delivery"], strict=True)
     }
+    payloads = {p.scenario: p.payload for p in points}
     lines = [
-        f"{heading} Optimizely Agent vs trackd: unary Activate and Track",
+        f"{heading} Optimizely Agent vs trackd: unary Activate, Track and Decide",
         "",
         "`bench/bench_agent.py`: Optimizely Agent (built from its source archive"
         f" `{agent['archive']}`, REST, its own config.yaml but log level warn and ODP off,"
         " in-memory event queue) and trackd (gRPC, durable SQLite outbox, default settings but"
-        " a 100M-event outbox cap), same datafile, both delivering their events over HTTP to"
-        " one local receiver that counts them. A new user per call. Point by point, Agent"
-        f" then trackd, {report['seconds']:g} s each. Load generators on the same cores:"
-        " bench/httpload (Go, like hey, a new body per request) for Agent,"
-        f" {report['trackd_loadgen']} for trackd. Server CPU per call: the server's process"
-        " tree (all threads) from /proc, during the point. Events delivered: counted by the"
-        f" receiver after the run (waited {report['delivered_wait_s']:.0f} s for the backlogs),"
-        " against the calls acknowledged (a last partial batch of Agent's, under 10 events,"
-        " waits for its 30 s flush tick and may be missed).",
+        " a 100M-event outbox cap), same datafiles, both delivering their events over HTTP to"
+        " one local receiver that counts them. Point by point, Agent then trackd,"
+        f" {report['seconds']:g} s each. Load generators on the same cores: bench/httpload (Go,"
+        f" like hey, a new body per request) for Agent, {report['trackd_loadgen']} for trackd."
+        " Server CPU per call: the server's process tree (all threads) from /proc, during the"
+        " point; until idle: from the point's start until the server is idle again, so"
+        " delivering the point's events is in it. Events delivered: counted by the receiver"
+        f" after the run (waited {report['delivered_wait_s']:.0f} s for the backlogs), against"
+        " the calls acknowledged (a last partial batch of Agent's, under 10 events, waits for"
+        " its 30 s flush tick and may be missed).",
+        "",
+        *[
+            f"- {scenario.removeprefix('unary ')}: {payload}."
+            for scenario, payload in payloads.items()
+        ],
         "",
     ]
     if not agent["available"]:
         lines += [f"**Optimizely Agent skipped**: {agent['reason']}.", ""]
     lines += [
-        "| call | concurrency | Agent req/s | trackd req/s | Agent p50 / p99 ms"
-        " | trackd p50 / p99 ms | Agent server CPU per call | trackd server CPU per call"
-        " | Agent events delivered / acknowledged | trackd events delivered / acknowledged |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| call | concurrency | "
+        + " | ".join(f"{who} {name}" for name, _ in COLUMNS for who in ("Agent", "trackd"))
+        + " |",
+        "|---|---:|" + "---:|" * 2 * len(COLUMNS),
     ]
-    keys = dict.fromkeys((p.scenario, p.concurrency) for p in points)
-    for scenario, concurrency in keys:
+    for scenario, concurrency in dict.fromkeys((p.scenario, p.concurrency) for p in points):
         cells = []
-        for field in ("rate", "latency", "cpu", "delivered"):
+        for _, render in COLUMNS:
             for target in ("agent", "trackd"):
-                point = next(
-                    (
-                        p
-                        for p in points
-                        if (p.scenario, p.concurrency, p.target) == (scenario, concurrency, target)
-                    ),
-                    None,
-                )
-                cells.append(
-                    _cell(field, point, delivered.get((scenario, concurrency, target)))
-                    if point
-                    else "n/a"
-                )
+                found = measured_points.get((scenario, concurrency, target))
+                cells.append(render(*found) if found else "n/a")
         lines.append(
             f"| {scenario.removeprefix('unary ')} | {concurrency} | " + " | ".join(cells) + " |"
         )
     lines.append("")
-    errors = [f"- {p.target} {p.scenario} c={p.concurrency}: {n}" for p in points for n in p.notes]
     if agent["available"]:
         lines += [
             f"Agent logged `{DROP_LINE}. Discarding event` {agent['drop_log_lines']:,} times"
@@ -537,23 +617,19 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
             " its dispatch queue).",
             "",
         ]
+    errors = [f"- {p.target} {p.scenario} c={p.concurrency}: {n}" for p in points for n in p.notes]
     if errors:
         lines += ["Errors:", "", *errors, ""]
     return lines
 
 
-def _cell(field: str, point: Point, delivery: dict[str, Any] | None) -> str:
-    if field == "rate":
-        return f"{point.throughput:,.0f}"
-    if field == "latency":
-        return f"{point.p50_ms:.2f} / {point.p99_ms:.2f}"
-    if field == "cpu":
-        return f"{point.cpu_us_per_event:,.0f} us"
-    if delivery is None:
-        return "n/a"
-    acknowledged = delivery["acknowledged"]
-    share = f" ({100 * delivery['delivered'] / acknowledged:.0f}%)" if acknowledged else ""
-    return f"{delivery['delivered']:,} / {acknowledged:,}{share}"
+def _delivered(row: dict[str, Any]) -> str:
+    delivered, acknowledged = row["delivered"], row["acknowledged"]
+    if not acknowledged:
+        return f"{delivered:,} / 0"
+    if row["scenario"] == "unary Decide":  # a decision event per flag: many per call
+        return f"{delivered:,} / {acknowledged:,} calls ({delivered / acknowledged:.1f} per call)"
+    return f"{delivered:,} / {acknowledged:,} ({100 * delivered / acknowledged:.0f}%)"
 
 
 def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:

@@ -169,7 +169,9 @@ def start_server(name: str, command: list[str], workdir: Path) -> Server:
     return Server(name, popen, wait_started(popen, log_path, name))
 
 
-def start_trackd(workdir: Path, knobs: str = "", extra: Sequence[str] = ()) -> Server:
+def start_trackd(
+    workdir: Path, knobs: str = "", extra: Sequence[str] = (), datafile: Path = DATAFILE
+) -> Server:
     """trackd, or with `knobs` trackd through bench/trackd_variant.py (named trackd+knobs);
     `extra`: more `trackd serve` options (e.g. an --event-endpoint)."""
     name = f"trackd+{knobs}" if knobs else "trackd"
@@ -182,7 +184,7 @@ def start_trackd(workdir: Path, knobs: str = "", extra: Sequence[str] = ()) -> S
         name,
         serve_command(
             data_dir,
-            DATAFILE,
+            datafile,
             "--log-level",
             "info",
             # Room for every event of the run: the bench measures acceptance, not back-pressure.

@@ -125,21 +125,21 @@ def ghz_unary(
     duration: float,
     run_id: str,
     connections: int = 1,
-    new_users: bool = False,
+    request: tuple[Any, str] | None = None,
     skip_first: int | None = None,
 ) -> Point:
-    """`new_users`: Track too as a new user per request (`{run_id}-N`, never activated);
+    """`request`: ghz's --data-file contents (`{{.RequestNumber}}` in it is each request's
+    number) and how the results name that payload, instead of this module's requests;
     `skip_first`: calls left out of the tally (default: a few per caller, as warm-up)."""
     workdir = Path(tempfile.mkdtemp(prefix="ghz-"))
     data_path = workdir / "data.json"
-    new_user = f"{run_id}-{{{{.RequestNumber}}}}"
-    if method == "Activate":
+    data: Any
+    if request is not None:
+        data, payload = request
+    elif method == "Activate":
         # A new user per request: every call decides, records an impression and commits it.
-        data: Any = activate_json(new_user, 0)
+        data = activate_json(f"{run_id}-{{{{.RequestNumber}}}}", 0)
         payload = "ab_running, new user per request (impression + commit), 2 attributes"
-    elif new_users:
-        data = {**track_json(1), "user_id": new_user}  # my_conversion
-        payload = "my_conversion, new user per request (never activated), 2 attrs, 2 tags"
     else:
         data = [track_json(n) for n in range(2 * POOL)]
         payload = f"{POOL} users (half activated), signup/my_conversion, 2 attrs, 2 tags"

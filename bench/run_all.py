@@ -205,26 +205,23 @@ def agent_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if not report.get("agent", {}).get("available"):
         return []
     points = [Point(**p) for p in report["points"]]
+    agent = {(p.scenario, p.concurrency): p for p in points if p.target == "agent"}
     rows = []
-    for method in ("Activate", "Track"):
-        agent = {
-            p.concurrency: p
+    for scenario in dict.fromkeys(p.scenario for p in points):
+        pairs = [
+            (p.concurrency, p.cpu_us_per_event / theirs.cpu_us_per_event)
             for p in points
-            if p.scenario == f"unary {method}" and p.target == "agent"
-        }
-        ratios = [
-            p.cpu_us_per_event / agent[p.concurrency].cpu_us_per_event
-            for p in points
-            if p.scenario == f"unary {method}"
+            if p.scenario == scenario
             and p.target == "trackd"
-            and p.concurrency in agent
-            and agent[p.concurrency].cpu_us_per_event > 0
+            and (theirs := agent.get((scenario, p.concurrency))) is not None
+            and theirs.cpu_us_per_event > 0
         ]
-        if ratios:
+        if pairs:
+            ratios = [ratio for _, ratio in pairs]
             rows.append(
                 (
-                    f"unary {method}: trackd server CPU per call / Optimizely Agent's"
-                    f" (c={min(agent)}..{max(agent)})",
+                    f"{scenario}: trackd server CPU per call / Optimizely Agent's"
+                    f" (c={min(c for c, _ in pairs)}..{max(c for c, _ in pairs)})",
                     f"{min(ratios):.1f}x .. {max(ratios):.1f}x",
                     "(the table to beat: section 9)",
                     "",
