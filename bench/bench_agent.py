@@ -1,56 +1,60 @@
-"""Optimizely Agent beside trackd: unary Activate and Track, in one run (issue 17, item 1).
+"""Optimizely Agent beside trackd: unary Activate, Track and Decide in one run (issue 17).
 
 Optimizely Agent (github.com/optimizely/agent: a Go REST service around the Go SDK, events
-in an in-memory queue) is built from its public source archive (shared/bench/ on the
-development machine; `--agent-archive` or $TRACKD_AGENT_ARCHIVE elsewhere) into
-build/agent/, once, and reused; when the archive is absent or the build fails, Agent is
-skipped with the reason printed and trackd is measured alone. Nothing of Agent's code is in
-this repository: it runs as a peer process.
+in an in-memory queue) runs as a peer process (bench/agent_peer.py: built from its public
+source archive into build/agent/ once, then reused); when the archive is absent or the build
+fails, Agent is skipped with the reason printed and trackd is measured alone.
 
-Both serve the same datafile (tests/data/datafile.json): Agent fetches it from a local HTTP
-server on 127.0.0.1 (`/datafiles/<sdk key>.json`); both deliver their events to that same
-server (Agent in its default batches of 10, trackd from its durable outbox), which counts
-the events each delivered per user id prefix. Agent runs with its own config.yaml, but log
-level warn (its INFO line per request otherwise dominates) and ODP off (it would call out).
+Both get the same datafiles from a local HTTP server on 127.0.0.1 (Agent fetches
+`/datafiles/<sdk key>.json`, trackd is started with the same file) and deliver their events
+to that same server (Agent in its default batches of 10, trackd from its durable outbox),
+which counts the events each delivered per user id prefix, that is per point. Agent runs
+with its own config.yaml, but log level warn (its INFO line per request otherwise dominates)
+and ODP off (it would call out).
 
-Points: Activate and Track at concurrency 1, 16, 64, a new user per call, each point run
-against Agent then trackd. Load generators on the same cores: for Agent bench/httpload
-(a Go program like hey, with a new body per request: hey sends one body), for trackd ghz
-(else bench/loadgen.py's Python workers). Reported per point: req/s, p50/p99, the server
-process tree's CPU per call (from /proc, as for every trackd benchmark), and the events
-delivered against the calls acknowledged: Agent drops events when its queue is full.
+Points, each run against Agent then trackd, a new user per call: Activate and Track at
+concurrency 1, 16, 64 (the example datafile); Decide of every flag of bench_decide's 50-flag
+datafile at its 4 callers (Agent's POST /v1/decide without keys). Load generators on the
+same cores: for Agent bench/httpload (a Go program like hey, with a new body per request:
+hey sends one body), for trackd ghz (else bench/loadgen.py's Python workers, and no Decide).
+Reported per point: req/s, p50/p99, the server process tree's CPU per call (from /proc, as
+for every trackd benchmark) during the point and until the server is idle again, and the
+events delivered against the calls acknowledged: Agent drops events when a queue is full.
 
     .venv/bin/python -m bench.bench_agent [--quick] [--seconds S] [--json] [--no-write]
 
---quick is the smoke run: 0.5 s points at concurrency 1 and 16, Agent only if already
-built (never builds it). The full run (15 s points, the issue's method) appends a section
-to bench/results/<YYYY-MM-DD>.md unless --no-write (run_all renders it in its own section).
+--quick is the smoke run: 0.5 s points, Activate and Track at concurrency 1 and 16, Agent
+only if already built (it never builds it). The full run (15 s points, the issue's method)
+appends a section to bench/results/<YYYY-MM-DD>.md unless --no-write (run_all renders it in
+its own section).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench.agent_peer import (
+    ARCHIVE,
+    DROP_LINE,
+    Peer,
+    agent_binary,
+    httpload_binary,
+    peer_server,
+    start_agent,
+)
 from bench.bench_decide import users
 from bench.gen_datafile import build_flags
 from bench.harness import (
@@ -67,224 +71,13 @@ from bench.harness import (
 )
 from bench.loadgen import GHZ_VERSION, activate_json, find_ghz, ghz_unary, python_unary, track_json
 
-ARCHIVE = Path(
-    os.environ.get("TRACKD_AGENT_ARCHIVE", "/work/shared/bench/optimizely-agent-471fdcd.tar.gz")
-)
-BUILD = ROOT / "build" / "agent"
-HTTPLOAD_SOURCE = ROOT / "bench" / "httpload"
 SDK_KEY = "trackdbench"  # the example datafile's, for Activate and Track
 FLAGS_SDK_KEY = "trackdflags"  # the generated flags datafile's, for Decide
-EVENTS_PATH = "/{target}/v1/events"
 METHODS = ("Activate", "Track")
 DECIDE_FLAGS = 50  # bench/bench_decide.py's datafile
 DECIDE_CONCURRENCY = 4  # bench/bench_decide.py's client threads
 # A user of bench_decide's that some flags' audiences match and others miss.
 DECIDE_ATTRIBUTES = users(1)[0][1]
-# What Agent logs when its event queue is full and it drops the event it was handed.
-DROP_LINE = "MaxQueueSize has been met"
-
-
-# --- building Agent and the load generator -----------------------------------------------
-
-
-def agent_binary(archive: Path, build: bool) -> tuple[Path | None, str]:
-    """Agent's executable, built from `archive` into BUILD when not there yet and `build`;
-    (None, why) when it cannot be had."""
-    source = BUILD / archive.name.removesuffix(".tar.gz")
-    binary = source / "optimizely"
-    if binary.exists():
-        return binary, ""
-    if not build:
-        return None, f"not built ({binary.relative_to(ROOT)} absent; a full run builds it)"
-    if not archive.exists():
-        return None, f"source archive {archive} absent"
-    if shutil.which("go") is None:
-        return None, "go not on PATH"
-    print(f"building Optimizely Agent from {archive} into {source}", file=sys.stderr, flush=True)
-    BUILD.mkdir(parents=True, exist_ok=True)
-    # Extracted and built beside its final place, then renamed: an interrupted build leaves
-    # no half-built tree that a later run would take for a finished one.
-    staging = Path(tempfile.mkdtemp(prefix="building-", dir=BUILD))
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(staging, filter="data")
-        (top,) = [p for p in staging.iterdir() if p.is_dir()]
-        steps = [
-            # The generated statik package (its web UI's files) is not in the source.
-            ["go", "run", "github.com/rakyll/statik", "-src=web/static", "-f"],
-            ["go", "build", "-o", "optimizely", "./cmd/optimizely"],
-        ]
-        for step in steps:
-            done = subprocess.run(
-                step, cwd=top, capture_output=True, text=True, timeout=900, check=False
-            )
-            if done.returncode != 0:
-                tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-                return None, f"`{' '.join(step)}` failed: {tail}"
-        top.rename(source)
-    except (OSError, tarfile.TarError, ValueError, subprocess.TimeoutExpired) as error:
-        return None, f"build failed: {error}"
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return binary, ""
-
-
-def httpload_binary() -> tuple[Path | None, str]:
-    """bench/httpload built into BUILD (rebuilt when its source is newer)."""
-    binary = BUILD / "httpload"
-    newest = max(p.stat().st_mtime for p in HTTPLOAD_SOURCE.iterdir())
-    if binary.exists() and binary.stat().st_mtime >= newest:
-        return binary, ""
-    if shutil.which("go") is None:
-        return None, "go not on PATH (bench/httpload is Agent's load generator)"
-    BUILD.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["go", "build", "-o", str(binary), "."],
-        cwd=HTTPLOAD_SOURCE,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        return None, f"building bench/httpload failed: {done.stderr.strip()[-300:]}"
-    return binary, ""
-
-
-# --- the local datafile server and event receiver -----------------------------------------
-
-
-class Peer(ThreadingHTTPServer):
-    """Serves the datafile at /datafiles/<key>.json and counts the events POSTed to
-    /<target>/v1/events, per target and user id prefix (the id up to its last `-`)."""
-
-    daemon_threads = True
-
-    def __init__(self, datafiles: dict[str, bytes]) -> None:
-        super().__init__(("127.0.0.1", 0), _PeerHandler)
-        self.datafiles = datafiles  # by SDK key
-        self.delivered: dict[str, Counter[str]] = {}
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def events_url(self, target: str) -> str:
-        return self.url + EVENTS_PATH.format(target=target)
-
-    def count(self, target: str, batch: Any) -> None:
-        counts: Counter[str] = Counter()
-        for visitor in batch.get("visitors", []):
-            prefix = str(visitor.get("visitor_id", "")).rpartition("-")[0]
-            counts[prefix] += sum(len(s.get("events", [])) for s in visitor.get("snapshots", []))
-        with self.lock:
-            self.delivered.setdefault(target, Counter()).update(counts)
-
-    def total(self, target: str) -> int:
-        with self.lock:
-            return sum(self.delivered.get(target, Counter()).values())
-
-    def delivered_for(self, target: str, prefix: str) -> int:
-        with self.lock:
-            return self.delivered.get(target, Counter())[prefix]
-
-
-class _PeerHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: Agent and trackd reuse their connections
-    server: Peer
-
-    def do_GET(self) -> None:
-        key = self.path.removeprefix("/datafiles/").removesuffix(".json")
-        datafile = self.server.datafiles.get(key)
-        if datafile is None:
-            self._answer(404)
-        else:
-            self._answer(200, datafile)
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        target, _, rest = self.path.lstrip("/").partition("/")
-        if "/" + rest != EVENTS_PATH.partition("}")[2]:
-            self._answer(404)
-            return
-        try:
-            self.server.count(target, json.loads(body))
-        except (ValueError, AttributeError):
-            self._answer(400)
-            return
-        self._answer(204)  # what logx.optimizely.com answers
-
-    def _answer(self, status: int, body: bytes = b"") -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # one line per request would be the bench's whole output
-
-
-@contextlib.contextmanager
-def peer_server(datafiles: dict[str, bytes]) -> Iterator[Peer]:
-    peer = Peer(datafiles)
-    thread = threading.Thread(target=peer.serve_forever, name="peer", daemon=True)
-    thread.start()
-    try:
-        yield peer
-    finally:
-        peer.shutdown()
-        peer.server_close()
-
-
-# --- Agent as a process ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_agent(binary: Path, peer: Peer, workdir: Path, limit: float = 60.0) -> Server:
-    """Agent on loopback ports with its own config.yaml, pointed at `peer`; returns once an
-    Activate is answered with a decision."""
-    api, admin, webhook = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "OPTIMIZELY_CONFIG_FILENAME": str(binary.parent / "config.yaml"),
-        "OPTIMIZELY_LOG_LEVEL": "warn",
-        "OPTIMIZELY_LOG_PRETTY": "false",
-        "OPTIMIZELY_API_PORT": str(api),
-        "OPTIMIZELY_ADMIN_PORT": str(admin),
-        "OPTIMIZELY_WEBHOOK_PORT": str(webhook),
-        "OPTIMIZELY_SDKKEYS": SDK_KEY,
-        "OPTIMIZELY_CLIENT_DATAFILEURLTEMPLATE": peer.url + "/datafiles/%s.json",
-        "OPTIMIZELY_CLIENT_EVENTURL": peer.events_url("agent"),
-        "OPTIMIZELY_CLIENT_ODP_DISABLE": "true",
-    }
-    log_path = workdir / "agent.log"
-    with log_path.open("wb") as log_file:
-        popen = subprocess.Popen(
-            [str(binary)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-        )
-    server = Server("agent", popen, api)
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if popen.poll() is not None:
-            raise RuntimeError(f"agent exited early:\n{log_path.read_text()[-2000:]}")
-        with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-            # Agent loads an SDK key's datafile on its first call: both, before measuring.
-            if all(agent_call(server, call(m, "warmup-0")) for m in ("Activate", "Decide")):
-                return server
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"agent did not answer an Activate:\n{log_path.read_text()[-2000:]}")
 
 
 @dataclass(frozen=True)
@@ -449,7 +242,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             agent = None
             if binary is not None:
-                agent = start_agent(binary, peer, workdir)
+                agent = start_agent(
+                    binary,
+                    peer,
+                    workdir,
+                    # Agent loads an SDK key's datafile on its first call: each key's here.
+                    lambda agent: all(
+                        agent_call(agent, call(m, "warmup-0")) for m in ("Activate", "Decide")
+                    ),
+                )
                 servers.insert(0, agent)
             for method, c in plan:
                 for server in ([agent] if agent else []) + [trackd[call(method, "").sdk_key]]:

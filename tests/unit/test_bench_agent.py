@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import bench_agent
+from bench import agent_peer, bench_agent
 from bench.loadgen import find_ghz
 from tests.unit.test_bench_smoke import ROOT, error_text
 
@@ -65,7 +65,7 @@ def test_without_agent_it_says_why_and_still_measures_trackd(tmp_path: Path) -> 
 
 
 def test_beside_a_built_agent_both_are_measured_and_their_events_counted() -> None:
-    binary, reason = bench_agent.agent_binary(bench_agent.ARCHIVE, build=False)
+    binary, reason = agent_peer.agent_binary(agent_peer.ARCHIVE, build=False)
     if binary is None:
         pytest.skip(f"Optimizely Agent: {reason}")
     report, _ = quick_run()
@@ -85,7 +85,7 @@ def test_beside_a_built_agent_both_are_measured_and_their_events_counted() -> No
 
 
 def test_the_receiver_counts_each_visitors_events_under_its_user_prefix() -> None:
-    peer = bench_agent.Peer(b"{}")
+    peer = agent_peer.Peer({})
     try:
         batch = {
             "visitors": [
@@ -101,3 +101,14 @@ def test_the_receiver_counts_each_visitors_events_under_its_user_prefix() -> Non
         assert peer.total("agent") == 4
     finally:
         peer.server_close()
+
+
+def test_an_archive_that_does_not_build_is_skipped_with_the_reason(tmp_path: Path) -> None:
+    archive = tmp_path / "not-agent.tar.gz"
+    archive.write_bytes(b"not a tar archive")
+    binary, reason = agent_peer.agent_binary(archive, build=True)
+    assert binary is None
+    assert reason.startswith(("build failed", "go not on PATH")), reason
+    # Nothing half-built is left for a later run to take for a finished build.
+    assert not (agent_peer.BUILD / "not-agent").exists()
+    assert not list(agent_peer.BUILD.glob("building-*"))
