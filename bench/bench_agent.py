@@ -242,16 +242,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             agent = None
             if binary is not None:
-                agent = start_agent(
-                    binary,
-                    peer,
-                    workdir,
-                    # Agent loads an SDK key's datafile on its first call: each key's here.
-                    lambda agent: all(
-                        agent_call(agent, call(m, "warmup-0")) for m in ("Activate", "Decide")
-                    ),
-                )
-                servers.insert(0, agent)
+                try:
+                    agent = start_agent(
+                        binary,
+                        peer,
+                        workdir,
+                        # Agent loads an SDK key's datafile on its first call: each key's here.
+                        lambda agent: all(
+                            agent_call(agent, call(m, "warmup-0")) for m in ("Activate", "Decide")
+                        ),
+                    )
+                    servers.insert(0, agent)
+                except RuntimeError as error:  # a peer that does not start fails no bench
+                    first, *log = str(error).splitlines()
+                    binary, reason = None, " ".join([first, *[line for line in log if line][-1:]])
+                    print(f"Optimizely Agent skipped: {reason}", file=sys.stderr, flush=True)
             for method, c in plan:
                 for server in ([agent] if agent else []) + [trackd[call(method, "").sdk_key]]:
                     settle(server, settle_limit)

@@ -5,6 +5,7 @@ A smoke run: no timing thresholds, only structure and counts."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,22 @@ def test_an_archive_that_does_not_build_is_skipped_with_the_reason(tmp_path: Pat
     # Nothing half-built is left for a later run to take for a finished build.
     assert not (agent_peer.BUILD / "not-agent").exists()
     assert not list(agent_peer.BUILD.glob("building-*"))
+
+
+def test_an_agent_that_exits_at_start_is_skipped_and_trackd_still_measured(
+    tmp_path: Path,
+) -> None:
+    # A "build" of an archive whose Agent exits at once: the bench goes on without it.
+    build = agent_peer.BUILD / "exits-at-start"
+    build.mkdir(parents=True, exist_ok=True)
+    try:
+        binary = build / "optimizely"
+        binary.write_text("#!/bin/sh\necho 'config unreadable'\nexit 1\n")
+        binary.chmod(0o755)
+        report, stderr = quick_run("--agent-archive", str(tmp_path / "exits-at-start.tar.gz"))
+    finally:
+        shutil.rmtree(build)
+    assert "Optimizely Agent skipped: agent exited early: config unreadable" in stderr
+    assert report["agent"]["available"] is False
+    assert {p["target"] for p in report["points"]} == {"trackd"}
+    assert_measured(report, "trackd")
