@@ -186,6 +186,24 @@ def agent_unary(
     )
 
 
+def trackd_unary(
+    ghz: str | None, server: Server, method: str, concurrency: int, seconds: float, tag: str
+) -> Point:
+    if ghz is None:  # Activate and Track only, users of their own
+        return python_unary(server, method, concurrency, seconds, 2_000_000, tag, 2)
+    request = call(method, f"{tag}-{{{{.RequestNumber}}}}")  # ghz numbers each request
+    return ghz_unary(
+        ghz,
+        server,
+        method,
+        concurrency,
+        seconds,
+        tag,
+        request=(request.grpc_json, request.payload),
+        skip_first=0,  # every call acknowledged is counted, as its events are
+    )
+
+
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -265,20 +283,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     if server is agent:
                         assert httpload is not None
                         point = agent_unary(httpload, server, method, c, seconds, tag)
-                    elif ghz is not None:
-                        request = call(method, f"{tag}-{{{{.RequestNumber}}}}")  # ghz's template
-                        point = ghz_unary(
-                            ghz,
-                            server,
-                            method,
-                            c,
-                            seconds,
-                            tag,
-                            request=(request.grpc_json, request.payload),
-                            skip_first=0,  # every call acknowledged is counted
-                        )
                     else:
-                        point = python_unary(server, method, c, seconds, 2_000_000, tag, 2)
+                        point = trackd_unary(ghz, server, method, c, seconds, tag)
                     # The point's CPU again, until the server is idle: what delivering the
                     # point's events costs after the last call is in it.
                     settle(server, idle_limit)
@@ -289,7 +295,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             "target": server.name,
                             "scenario": point.scenario,
                             "concurrency": c,
-                            "prefix": tag,
+                            # Python workers name their users otherwise: not counted.
+                            "prefix": tag if server is agent or ghz else None,
                             "cpu_us_per_call_until_idle": 1e6 * until_idle / max(1, point.ops),
                         }
                     )
@@ -301,7 +308,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if binary is not None:
             drops = (workdir / "agent.log").read_text(errors="replace").count(DROP_LINE)
         for row, point in zip(rows, points, strict=True):
-            row["delivered"] = peer.delivered_for(point.target, row.pop("prefix"))
+            prefix = row.pop("prefix")
+            row["delivered"] = peer.delivered_for(point.target, prefix) if prefix else None
             row["acknowledged"] = point.ops
     return {
         "machine": machine(),
@@ -431,6 +439,8 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
 
 def _delivered(row: dict[str, Any]) -> str:
     delivered, acknowledged = row["delivered"], row["acknowledged"]
+    if delivered is None:
+        return "not counted"
     if not acknowledged:
         return f"{delivered:,} / 0"
     if row["scenario"] == "unary Decide":  # a decision event per flag: many per call

@@ -123,7 +123,8 @@ func main() {
 	}
 }
 
-// percentileMs is harness.percentile's nearest-rank rule, so both targets' p50/p99 agree.
+// percentileMs picks the index as harness.percentile does (q of the way, rounded), so both
+// targets' p50/p99 mean the same.
 func percentileMs(sorted []time.Duration, q float64) float64 {
 	if len(sorted) == 0 {
 		return 0

@@ -55,11 +55,13 @@ def test_without_agent_it_says_why_and_still_measures_trackd(tmp_path: Path) -> 
     # trackd's outbox delivers every acknowledged event to the receiver: one per Activate or
     # Track, and at least one per Decide of every flag (a decision event per flag decided).
     for row in report["delivery"]:
-        if row["scenario"] == "unary Decide":
+        assert row["cpu_us_per_call_until_idle"] > 0, row
+        if find_ghz() is None:  # the Python workers' users are not counted
+            assert row["delivered"] is None, row
+        elif row["scenario"] == "unary Decide":
             assert row["delivered"] >= row["acknowledged"] > 0, row
         else:
             assert row["delivered"] == row["acknowledged"] > 0, row
-        assert row["cpu_us_per_call_until_idle"] > 0, row
     text = "\n".join(bench_agent.section(report, "### 9."))
     assert "**Optimizely Agent skipped**: not built" in text
     assert "| Activate | 16 | n/a |" in text
@@ -77,7 +79,8 @@ def test_beside_a_built_agent_both_are_measured_and_their_events_counted() -> No
         if row["scenario"] == "unary Decide":
             assert row["delivered"] > 0, row  # a decision event per flag: many per call
         elif row["target"] == "trackd":
-            assert row["delivered"] == row["acknowledged"] > 0, row
+            if find_ghz() is not None:  # else the Python workers' users are not counted
+                assert row["delivered"] == row["acknowledged"] > 0, row
         else:
             # Agent may drop events under load (its queue is bounded), never invent them.
             assert 0 < row["delivered"] <= row["acknowledged"], row
