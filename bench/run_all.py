@@ -14,7 +14,7 @@ own run here as a subprocess with --json:
   6. 1 vs 2 worker processes with the Redis activation store  bench_scaling.py
   7. delivery of a backlog, one batch vs rounds of batches    bench_delivery.py
   8. in-process Decide of a 50-flag datafile, trackd vs SDK   bench_decide.py
-  9. Optimizely Agent vs trackd, unary Activate/Track         bench_agent.py
+  9. Optimizely Agent vs trackd: Activate, Track, Decide      bench_agent.py
 
 The full run appends one section to bench/results/<YYYY-MM-DD>.md (never overwrites) and
 saves bench/results/<YYYY-MM-DD>-<HHMMSS>.png, referenced from it. --quick writes nothing
