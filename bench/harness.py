@@ -169,8 +169,11 @@ def start_server(name: str, command: list[str], workdir: Path) -> Server:
     return Server(name, popen, wait_started(popen, log_path, name))
 
 
-def start_trackd(workdir: Path, knobs: str = "") -> Server:
-    """trackd, or with `knobs` trackd through bench/trackd_variant.py (named trackd+knobs)."""
+def start_trackd(
+    workdir: Path, knobs: str = "", extra: Sequence[str] = (), datafile: Path = DATAFILE
+) -> Server:
+    """trackd, or with `knobs` trackd through bench/trackd_variant.py (named trackd+knobs);
+    `extra`: more `trackd serve` options (e.g. an --event-endpoint)."""
     name = f"trackd+{knobs}" if knobs else "trackd"
     data_dir = workdir / f"{name}-data"
     data_dir.mkdir()
@@ -181,12 +184,13 @@ def start_trackd(workdir: Path, knobs: str = "") -> Server:
         name,
         serve_command(
             data_dir,
-            DATAFILE,
+            datafile,
             "--log-level",
             "info",
             # Room for every event of the run: the bench measures acceptance, not back-pressure.
             "--outbox-max-events",
             "100000000",
+            *extra,
             trackd=command,
         ),
         workdir,

@@ -125,12 +125,20 @@ def ghz_unary(
     duration: float,
     run_id: str,
     connections: int = 1,
+    request: tuple[Any, str] | None = None,
+    skip_first: int | None = None,
 ) -> Point:
+    """`request`: ghz's --data-file contents (`{{.RequestNumber}}` in it is each request's
+    number) and how the results name that payload, instead of this module's requests;
+    `skip_first`: calls left out of the tally (default: a few per caller, as warm-up)."""
     workdir = Path(tempfile.mkdtemp(prefix="ghz-"))
     data_path = workdir / "data.json"
-    if method == "Activate":
+    data: Any
+    if request is not None:
+        data, payload = request
+    elif method == "Activate":
         # A new user per request: every call decides, records an impression and commits it.
-        data: Any = activate_json(f"{run_id}-{{{{.RequestNumber}}}}", 0)
+        data = activate_json(f"{run_id}-{{{{.RequestNumber}}}}", 0)
         payload = "ab_running, new user per request (impression + commit), 2 attributes"
     else:
         data = [track_json(n) for n in range(2 * POOL)]
@@ -160,7 +168,7 @@ def ghz_unary(
         "--duration-stop",
         "wait",
         "--skipFirst",
-        str(min(100, concurrency * 4)),
+        str(min(100, concurrency * 4) if skip_first is None else skip_first),
         "--connections",
         str(connections),
         "--timeout",

@@ -14,6 +14,7 @@ own run here as a subprocess with --json:
   6. 1 vs 2 worker processes with the Redis activation store  bench_scaling.py
   7. delivery of a backlog, one batch vs rounds of batches    bench_delivery.py
   8. in-process Decide of a 50-flag datafile, trackd vs SDK   bench_decide.py
+  9. Optimizely Agent vs trackd: Activate, Track, Decide      bench_agent.py
 
 The full run appends one section to bench/results/<YYYY-MM-DD>.md (never overwrites) and
 saves bench/results/<YYYY-MM-DD>-<HHMMSS>.png, referenced from it. --quick writes nothing
@@ -33,13 +34,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bench_decide
+from bench import bench_agent, bench_decide
 from bench.harness import Point, append_results, machine, point_tables, profile_tables
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
-SCENARIOS = ("grpc", "decisions", "activation", "startup", "scaling", "delivery", "decide")
+SCENARIOS = (
+    "grpc",
+    "decisions",
+    "activation",
+    "startup",
+    "scaling",
+    "delivery",
+    "decide",
+    "agent",
+)
 GOALS = {
     "unary_ratio": 0.8,  # trackd/bare throughput
     "stream_500": 150_000,  # events/s acknowledged at 500 per batch
@@ -60,6 +70,7 @@ def command(scenario: str, quick: bool) -> list[str]:
         "scaling": [*py, "bench.bench_scaling", "--json", *flag],
         "delivery": [*py, "bench.bench_delivery", "--json", *flag],
         "decide": [*py, "bench.bench_decide", "--json", "--no-write", *flag],
+        "agent": [*py, "bench.bench_agent", "--json", "--no-write", *flag],
     }[scenario]
 
 
@@ -162,6 +173,7 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _met(decide["disagreements"] == 0),
             ),
         ]
+    rows += agent_rows(reports.get("agent", {}))
     startup = reports.get("startup", {})
     rows.extend(
         (
@@ -185,6 +197,36 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
     elif scaling:
         rows.append(("1 vs 2 workers, Redis store", "not available in this build", "", ""))
+    return rows
+
+
+def agent_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """trackd's server CPU per call over Agent's, per call: the table to beat (issue 17)."""
+    if not report.get("agent", {}).get("available"):
+        return []
+    points = [Point(**p) for p in report["points"]]
+    agent = {(p.scenario, p.concurrency): p for p in points if p.target == "agent"}
+    rows = []
+    for scenario in dict.fromkeys(p.scenario for p in points):
+        pairs = [
+            (p.concurrency, p.cpu_us_per_event / theirs.cpu_us_per_event)
+            for p in points
+            if p.scenario == scenario
+            and p.target == "trackd"
+            and (theirs := agent.get((scenario, p.concurrency))) is not None
+            and theirs.cpu_us_per_event > 0
+        ]
+        if pairs:
+            ratios = [ratio for _, ratio in pairs]
+            rows.append(
+                (
+                    f"{scenario}: trackd server CPU per call / Optimizely Agent's"
+                    f" (c={min(c for c, _ in pairs)}..{max(c for c, _ in pairs)})",
+                    f"{min(ratios):.1f}x .. {max(ratios):.1f}x",
+                    "(the table to beat: section 9)",
+                    "",
+                )
+            )
     return rows
 
 
@@ -564,6 +606,12 @@ def section_decide(report: dict[str, Any]) -> list[str]:
     return bench_decide.section(report, "### 8.")
 
 
+def section_agent(report: dict[str, Any]) -> list[str]:
+    if "error" in report:
+        return ["### 9. Optimizely Agent vs trackd", "", *_failed(report)]
+    return bench_agent.section(report, "### 9.")
+
+
 def markdown(
     reports: dict[str, Any], info: dict[str, str], plot: Path | None, quick: bool, now: dt.datetime
 ) -> str:
@@ -597,6 +645,7 @@ def markdown(
         "scaling": section_scaling,
         "delivery": section_delivery,
         "decide": section_decide,
+        "agent": section_agent,
     }
     for name, report in reports.items():
         lines += renderers[name](report)

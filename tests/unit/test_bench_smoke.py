@@ -58,6 +58,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
         "scaling",
         "delivery",
         "decide",
+        "agent",
     }
     for name, report in reports.items():
         assert "error" not in report, (name, report)
@@ -124,6 +125,12 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     assert decide["disagreements"] == 0, decide["disagreement_examples"]
     assert decide["trackd"]["cpu_us_per_flag"] > 0 and decide["sdk"]["cpu_us_per_flag"] > 0
 
+    # 9: trackd measured beside Optimizely Agent, or alone when Agent is not built (--quick
+    # never builds it; tests/unit/test_bench_agent.py covers both).
+    agent = reports["agent"]
+    assert agent["agent"]["available"] or agent["agent"]["reason"]
+    assert {p["target"] for p in agent["points"] if p["ops"] > 0} >= {"trackd"}
+
     # One dated section, a plot referenced from it.
     markdowns = list(tmp_path.glob("*.md"))
     plots = list(tmp_path.glob("*.png"))
@@ -131,7 +138,16 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     text = markdowns[0].read_text()
     assert text.count("## All scenarios") == 1
     assert f"]({plots[0].name})" in text
-    for heading in ("### 1-2.", "### 3.", "### 4.", "### 5.", "### 6.", "### 7.", "### 8."):
+    for heading in (
+        "### 1-2.",
+        "### 3.",
+        "### 4.",
+        "### 5.",
+        "### 6.",
+        "### 7.",
+        "### 8.",
+        "### 9.",
+    ):
         assert heading in text
     if not scaling["available"]:
         assert "not available in this build" in text
