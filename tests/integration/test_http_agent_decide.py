@@ -255,3 +255,54 @@ async def test_null_or_empty_forced_decisions_are_none_as_go_decodes_them(
         f"Invalid variation is mapped to flag ({CHECKOUT}) and user (u2) "
         "in the forced decision map."
     )
+
+
+async def test_v1_reasons_are_the_go_sdks_while_grpc_keeps_trackds(
+    flags: Client, http: httpx.AsyncClient
+) -> None:
+    """Agent's clients see the reasons of Agent's Go SDK (trackd.agent_reasons; strings from
+    github.com/optimizely/go-sdk/v2 v2.3.1, pkg/ as cited); gRPC's Decide keeps trackd's."""
+    keys = [CHECKOUT, "free_shipping", "nope"]
+    ours = await agent_decide(http, "u2", keys, None, "INCLUDE_REASONS", "DISABLE_DECISION_EVENT")
+    assert {d["flagKey"]: d["reasons"] for d in ours} == {
+        # decision/evaluator/audience_evaluator.go:52
+        CHECKOUT: ["Audiences for experiment checkout_ab collectively evaluated to true."],
+        "free_shipping": [
+            # decision/rollout_service.go:116 with logging/log_messages.go:47
+            'User "u2" does not meet conditions for targeting rule 1.',
+            'User "u2" does not meet conditions for targeting rule 2.',
+            # audience_evaluator.go:52, then rollout_service.go:149 with log_messages.go:45
+            "Audiences for experiment default-rollout-7402 collectively evaluated to true.",
+            'User "u2" meets conditions for targeting rule "Everyone Else".',
+        ],
+        # decide/decide_errors.go:30
+        "nope": ['No flag was found for key "nope".'],
+    }
+    by_grpc = await flags.stub.Decide(
+        pb.DecideRequest(
+            user_id="u2",
+            flag_keys=[CHECKOUT],
+            options=[pb.DECIDE_OPTION_INCLUDE_REASONS, pb.DECIDE_OPTION_DISABLE_DECISION_EVENT],
+        )
+    )
+    assert list(by_grpc.decisions[0].reasons) == [
+        'User "u2" is in variation "control" of experiment checkout_ab (bucketed).'
+    ]
+
+
+async def test_an_error_decisions_reasons_are_its_error_alone_as_the_go_sdks(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The Go SDK answers an error decision with its error as the only reason, with or
+    without INCLUDE_REASONS (client.go handleDecisionServiceError); for a CMAB rule that is
+    cmab/errors.go:32's, without trackd's note on why it never calls CMAB."""
+    document = copy.deepcopy(DOCUMENT)
+    [checkout_ab] = (e for e in document["experiments"] if e["key"] == "checkout_ab")
+    checkout_ab["cmab"] = {"attributeIds": [], "trafficAllocation": 10000}
+    async with (
+        await _client(tmp_path, receiver, document, http_listen="127.0.0.1:0") as client,
+        httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+    ):
+        for options in ((), ("INCLUDE_REASONS",)):
+            decided = await agent_decide(http, "u1", [CHECKOUT], None, *options)
+            assert decided["reasons"] == ["Failed to fetch CMAB data for experiment checkout_ab."]

@@ -25,6 +25,7 @@ import structlog
 from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
+from trackd.agent_reasons import worded_as_go
 from trackd.asgi import Receive, Scope, Send
 from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
@@ -424,12 +425,18 @@ class AgentApi:
             "ruleKey": flag.rule_key,
             "flagKey": flag.flag_key,
             "userContext": user_context,
-            "reasons": [flag.error, *flag.reasons] if flag.error else list(flag.reasons),
+            "reasons": self._reasons(flag),
             "isEveryoneElseVariation": self._everyone_else(flag),
         }
         if flag.variables.fields:
             decision["variables"] = json_format.MessageToDict(flag.variables)
         return decision
+
+    def _reasons(self, flag: pb.FlagDecision) -> list[str]:
+        """Worded as Agent's Go SDK words them (trackd.agent_reasons). An error decision's
+        are its error alone, as the Go SDK's (NewErrorDecision, handleDecisionServiceError)."""
+        reasons = [flag.error] if flag.error else flag.reasons
+        return worded_as_go(reasons, self._live.config, flag.flag_key)
 
     def _everyone_else(self, flag: pb.FlagDecision) -> bool:
         """Whether the rule is the flag's "Everyone Else" delivery rule, as Agent tells it:
