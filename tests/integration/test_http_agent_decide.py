@@ -178,6 +178,20 @@ async def test_a_bodys_forced_decisions_lie_over_the_daemons_for_that_call_only(
         assert held.variation_key == ""
 
 
+async def test_a_bodys_forced_decision_is_attributed_but_never_sticks(
+    flags: Client, http: httpx.AsyncClient
+) -> None:
+    """Remembered as a held forced decision is: for attribution, not sticky (the SDK saves
+    no forced decision to its user profile), so the next decide is the user's own bucket."""
+    body = [forced(CHECKOUT, "treatment", "checkout_ab")]
+    assert (await agent_decide(http, "u2", [CHECKOUT], body))["variationKey"] == "treatment"
+    tracked = await flags.stub.Track(pb.TrackRequest(event_key="purchase", user_id="u2"))
+    assert [a.variation_key for a in tracked.attributions] == ["treatment"]
+    assert (await agent_decide(http, "u2", [CHECKOUT], None))["variationKey"] == "control"
+    tracked = await flags.stub.Track(pb.TrackRequest(event_key="purchase", user_id="u2"))
+    assert [a.variation_key for a in tracked.attributions] == ["control"]
+
+
 async def test_a_forced_decision_of_the_body_sends_the_sdks_decision_event(
     tmp_path: Path, receiver: Receiver
 ) -> None:
