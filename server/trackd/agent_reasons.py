@@ -36,6 +36,10 @@ class Rewording:
     trackd: str
     go: tuple[str, ...]
 
+    def literal(self) -> str:
+        """The longest text between placeholders: a reason without it cannot match."""
+        return max(_PLACEHOLDER.split(self.trackd)[::2], key=len)
+
     def pattern(self) -> re.Pattern[str]:
         parts = []
         position = 0
@@ -132,8 +136,17 @@ REWORDINGS: Final[tuple[Rewording, ...]] = (
         ),
     ),
 )
+# Each row's longest literal is looked for before its pattern is tried: 5.6-8.7 us a reason
+# where trying every pattern took 17-21 (the Everyone Else fall-through's reasons, measured
+# side by side on the loaded 2-core development machine; one alternation of every row with
+# named groups took 35).
 _COMPILED: Final = tuple(
-    (rewording.pattern(), rewording.go, any("{rule_key}" in go for go in rewording.go))
+    (
+        rewording.literal(),
+        rewording.pattern(),
+        rewording.go,
+        any("{rule_key}" in go for go in rewording.go),
+    )
     for rewording in REWORDINGS
 )
 
@@ -147,7 +160,9 @@ def worded_as_go(reasons: Iterable[str], config: ProjectConfig, flag_key: str) -
 
 
 def _reworded(reason: str, config: ProjectConfig, flag_key: str) -> Sequence[str]:
-    for pattern, go, names_rule_key in _COMPILED:
+    for literal, pattern, go, names_rule_key in _COMPILED:
+        if literal not in reason:
+            continue
         found = pattern.fullmatch(reason)
         if found is None:
             continue
