@@ -252,8 +252,10 @@ async def test_forced_decisions_of_another_shape_are_agents_400(
 ) -> None:
     """Agent decodes the body into its struct with Go's decoder, which refuses a value of
     another type: the 400 of an undecodable body."""
-    reply = await http.post("/v1/decide", json={"userId": "u1", "forcedDecisions": given})
-    assert (reply.status_code, reply.json()) == (400, {"error": "error parsing request body"})
+    for body in ({"userId": "u1", "forcedDecisions": given}, {"forcedDecisions": given}):
+        # Before the missing userId is noticed: Go's decoder refuses the whole body first.
+        reply = await http.post("/v1/decide", json=body)
+        assert (reply.status_code, reply.json()) == (400, {"error": "error parsing request body"})
 
 
 async def test_null_or_empty_forced_decisions_are_none_as_go_decodes_them(

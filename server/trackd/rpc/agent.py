@@ -399,8 +399,8 @@ class AgentApi:
     # -- /v1/decide ----------------------------------------------------------------------
 
     async def _decide(self, call: Call) -> Json | list[Json]:
+        forced = _forced_decisions(call.body.get("forcedDecisions"))  # decoded with the body
         user_id, attributes = call.user()
-        forced = _forced_decisions(call.body.get("forcedDecisions"))
         if call.body.get("fetchSegments"):
             # As Agent answers with ODP off: trackd never fetches segments.
             raise AgentError(500, "failed to fetch qualified segments")
