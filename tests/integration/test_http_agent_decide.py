@@ -322,3 +322,24 @@ async def test_an_error_decisions_reasons_are_its_error_alone_as_the_go_sdks(
         for options in ((), ("INCLUDE_REASONS",)):
             decided = await agent_decide(http, "u1", [CHECKOUT], None, *options)
             assert decided["reasons"] == ["Failed to fetch CMAB data for experiment checkout_ab."]
+
+
+async def test_a_batched_decide_takes_its_own_forced_decisions(http: httpx.AsyncClient) -> None:
+    """Each /v1/batch operation is its own request: its body's forced decisions are its own."""
+    operations = [
+        {
+            "method": "POST",
+            "url": "/v1/decide",
+            "operationID": str(number),
+            "body": {"userId": "u2", "forcedDecisions": body},
+            "params": {"keys": CHECKOUT},
+            "headers": {**SDK_KEY, "Content-Type": "application/json"},
+        }
+        for number, body in enumerate(([forced(CHECKOUT, "treatment", "checkout_ab")], None))
+    ]
+    reply = await http.post("/v1/batch", json={"operations": operations})
+    answers = sorted(reply.json()["response"], key=lambda answer: answer["operationID"])
+    assert [(a["status"], a["body"]["variationKey"]) for a in answers] == [
+        (200, "treatment"),
+        (200, "control"),
+    ]
