@@ -51,7 +51,8 @@ from trackd.events.results import (
 )
 from trackd.events.tags import ParsedTags, parse_tags
 from trackd.forced import ForcedVariations
-from trackd.forced_decisions import ForcedDecisions
+from trackd.forced_decisions import EMPTY as NO_FORCED_DECISIONS
+from trackd.forced_decisions import DecisionContext, ForcedDecisions
 from trackd.live import LiveConfig
 
 log = structlog.get_logger("trackd.tracking")
@@ -354,9 +355,15 @@ class Tracker:
         attributes: Mapping[str, AttributeValue],
         flag_keys: Sequence[str],
         options: Collection[DecideOption] = (),
+        *,
+        forced_decisions: Mapping[DecisionContext, str] = NO_FORCED_DECISIONS,
     ) -> Decisions:
         """Decides flags as the SDK's decide_for_keys (decide_all when `flag_keys` is empty),
         with the daemon's default options added, and records their decision events.
+
+        `forced_decisions` are this call's alone (Agent's `forcedDecisions` in a body): laid
+        over the user's held ones as set_forced_decision on the same user context would lay
+        them (one set; the same flag and rule: this call's wins), and never stored.
 
         A feature test's decision is remembered as Activate remembers one (trackd's
         activation cache is the SDK's user profile): its events are committed first, then the
@@ -371,6 +378,8 @@ class Tracker:
         config = self.live.config
         chosen = self._default_decide_options.union(options)
         forced = self._forced_decisions.for_user(user_id)
+        if forced_decisions:
+            forced = {**forced, **forced_decisions}
         degraded = False
         try:
             held = await self._held(config, user_id, flag_keys)

@@ -25,9 +25,11 @@ import structlog
 from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
+from trackd.agent_reasons import worded_as_go
 from trackd.asgi import Receive, Scope, Send
 from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
+from trackd.forced_decisions import DecisionContext
 from trackd.live import LiveConfig
 from trackd.optimizely_config import optimizely_config
 from trackd.rpc import status
@@ -85,6 +87,31 @@ def _message(message_type: type[Any], fields: Json) -> Any:
         return json_format.ParseDict(fields, message_type())
     except json_format.ParseError as error:
         raise _refused(InvalidArgument(str(error))) from None
+
+
+def _forced_decisions(given: Any) -> dict[DecisionContext, str]:
+    """A body's `forcedDecisions` as Agent reads them into its user context: Go's decoder
+    takes a missing or null field or entry as empty, refuses any other type with Agent's
+    400, and a later entry for the same flag and rule replaces an earlier one. An empty
+    `ruleKey` forces the whole flag; an empty or unknown `variationKey` is kept and ignored
+    when deciding, with the SDK's "Invalid variation" reason."""
+    if given is None:
+        return {}
+    if not isinstance(given, list):
+        raise _refused(InvalidArgument("error parsing request body"))
+    forced: dict[DecisionContext, str] = {}
+    for entry in given:
+        entry = {} if entry is None else entry
+        if not isinstance(entry, dict):
+            raise _refused(InvalidArgument("error parsing request body"))
+        flag_key, rule_key, variation_key = (
+            "" if entry.get(name) is None else entry[name]
+            for name in ("flagKey", "ruleKey", "variationKey")
+        )
+        if not all(isinstance(key, str) for key in (flag_key, rule_key, variation_key)):
+            raise _refused(InvalidArgument("error parsing request body"))
+        forced[(flag_key, rule_key or None)] = variation_key
+    return forced
 
 
 class AgentApi:
@@ -198,9 +225,9 @@ class AgentApi:
             raise _refused(InvalidArgument("error parsing request body"))
         return body
 
-    async def _call(self, rpc: str, request: Any) -> Any:
+    async def _call(self, rpc: str, request: Any, **extra: Any) -> Any:
         try:
-            reply = await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT)
+            reply = await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT, **extra)
             return as_message(reply, reply_type(rpc))
         except ConnectError as error:
             raise AgentError(status.http_status(error), error.message) from None
@@ -372,9 +399,8 @@ class AgentApi:
     # -- /v1/decide ----------------------------------------------------------------------
 
     async def _decide(self, call: Call) -> Json | list[Json]:
+        forced = _forced_decisions(call.body.get("forcedDecisions"))  # decoded with the body
         user_id, attributes = call.user()
-        if call.body.get("forcedDecisions"):
-            raise _refused(InvalidArgument("forcedDecisions in the body are not supported yet"))
         if call.body.get("fetchSegments"):
             # As Agent answers with ODP off: trackd never fetches segments.
             raise AgentError(500, "failed to fetch qualified segments")
@@ -385,7 +411,9 @@ class AgentApi:
             options.append(f"DECIDE_OPTION_{name}")
         keys = call.query.get("keys", [])
         fields = {"userId": user_id, "attributes": attributes, "flagKeys": keys, "options": options}
-        reply = await self._call("Decide", _message(pb.DecideRequest, fields))
+        reply = await self._call(
+            "Decide", _message(pb.DecideRequest, fields), forced_decisions=forced
+        )
         user_context = {"userId": user_id, "attributes": attributes}
         decided = [self._optimizely_decision(d, user_context) for d in reply.decisions]
         return decided[0] if len(keys) == 1 and decided else decided
@@ -397,12 +425,18 @@ class AgentApi:
             "ruleKey": flag.rule_key,
             "flagKey": flag.flag_key,
             "userContext": user_context,
-            "reasons": [flag.error, *flag.reasons] if flag.error else list(flag.reasons),
+            "reasons": self._reasons(flag),
             "isEveryoneElseVariation": self._everyone_else(flag),
         }
         if flag.variables.fields:
             decision["variables"] = json_format.MessageToDict(flag.variables)
         return decision
+
+    def _reasons(self, flag: pb.FlagDecision) -> list[str]:
+        """Worded as Agent's Go SDK words them (trackd.agent_reasons). An error decision's
+        are its error alone, as the Go SDK's (NewErrorDecision, handleDecisionServiceError)."""
+        reasons = [flag.error] if flag.error else flag.reasons
+        return worded_as_go(reasons, self._live.config, flag.flag_key)
 
     def _everyone_else(self, flag: pb.FlagDecision) -> bool:
         """Whether the rule is the flag's "Everyone Else" delivery rule, as Agent tells it:
