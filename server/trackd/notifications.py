@@ -91,6 +91,7 @@ class Notifier:
         self._subscriptions: list[Subscription] = []
         self.dropped = 0  # notifications lost by listeners that read too slowly, in all
         self._config: ProjectConfig | None = None  # the last one notified
+        self._flag_infos = _FlagInfos()
 
     @property
     def listened(self) -> bool:
@@ -106,9 +107,12 @@ class Notifier:
             self._subscriptions.remove(subscription)
 
     def _publish(self, kind: str, payloads: Iterable[Mapping[str, Any]]) -> None:
+        self._publish_json(kind, map(_json, payloads))
+
+    def _publish_json(self, kind: str, texts: Iterable[str]) -> None:
         wanted = [s for s in self._subscriptions if kind in s.types]
-        for payload in payloads:
-            notification = Notification(kind, _json(payload))
+        for text in texts:
+            notification = Notification(kind, text)
             for subscription in wanted:
                 subscription.offer(notification)
 
@@ -157,11 +161,15 @@ class Notifier:
         flag decision notification for each flag decided (none for an error, as the SDK)."""
         if not self._subscriptions:
             return
-        user = _user_context(user_id, attributes)
-        self._publish(
+        # Written piece by piece: json.dumps of each whole payload cost ~18 us a flag, so a
+        # 50-flag Decide took three times as long with one listener; this way ~3 us a flag
+        # (in-process, 50-flag datafile: 440 us a Decide unheard, 560 us with a listener).
+        head = f'{{"Type":"flag","UserContext":{_json(_user_context(user_id, attributes))},'
+        info_of = self._flag_infos.of
+        self._publish_json(
             DECISION,
             (
-                {"Type": "flag", "UserContext": user, "DecisionInfo": _flag_info(decision, sent)}
+                f'{head}"DecisionInfo":{info_of(decision, sent)}}}'
                 for decision, sent in decided
                 if decision.error is None
             ),
@@ -207,6 +215,29 @@ class Notifier:
                 if index not in failed
             ),
         )
+
+
+class _FlagInfos:
+    """Each flag decision's DecisionInfo as JSON, written once: most decisions are shared,
+    built at load (`FeatureFlag.outcomes`), as trackd.rpc.decisions keeps their bytes. Keyed
+    by identity, the decision held beside its texts so its id is not reused; bounded, since
+    decisions built per call (forced ones) pass through it too."""
+
+    LIMIT: Final = 65_536
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[FlagDecision, tuple[str, str]]] = {}
+
+    def of(self, decision: FlagDecision, sent: bool) -> str:
+        held = self._kept.get(id(decision))
+        if held is not None and held[0] is decision:
+            return held[1][sent]
+        texts = (_json(_flag_info(decision, False)), _json(_flag_info(decision, True)))
+        if not decision.reasons:  # with reasons, built for this call alone
+            if len(self._kept) >= self.LIMIT:
+                self._kept.clear()
+            self._kept[id(decision)] = (decision, texts)
+        return texts[sent]
 
 
 def _flag_info(decision: FlagDecision, sent: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from trackd.datafile import parse_datafile
 from trackd.decision.engine import decide
+from trackd.decision.flags import DecideOption, decide_for_keys
 from trackd.notifications import CONFIG_UPDATE, DECISION, TRACK, Notifier
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "server/trackd/data/example_datafile.json"
@@ -54,6 +55,30 @@ async def test_a_new_datafile_is_notified_once_and_a_closed_listener_gets_nothin
     assert not notifier.listened
     decided(notifier, "a")
     assert listener._queue.empty()
+
+
+async def test_flag_notifications_say_whether_this_call_sent_the_decision_event() -> None:
+    """A shared decision's DecisionInfo is written once for each answer, and one decided with
+    reasons carries them; an unknown flag's error is not notified, as the SDK."""
+    notifier = Notifier()
+    listener = notifier.subscribe()
+    [plain] = decide_for_keys(CONFIG, ["checkout_redesign"], "u", {"device": "iPhone"})
+    [reasoned, unknown] = decide_for_keys(
+        CONFIG, ["checkout_redesign", "nope"], "u", {}, [DecideOption.INCLUDE_REASONS]
+    )
+    assert unknown.error is not None
+    notifier.flags_decided("u", {"device": "iPhone"}, [(plain, True)])
+    notifier.flags_decided("u", {}, [(plain, False), (reasoned, False), (unknown, False)])
+    sent = [json.loads(n.data) for n in await listener.next()]
+    assert [n["DecisionInfo"]["decisionEventDispatched"] for n in sent] == [True, False, False]
+    assert sent[0]["UserContext"] == {
+        "ID": "u",
+        "Attributes": {"device": "iPhone"},
+        "QualifiedSegments": None,
+    }
+    assert sent[0]["DecisionInfo"]["reasons"] == []
+    assert sent[2]["DecisionInfo"]["reasons"] == list(reasoned.reasons) != []
+    assert sent[1]["DecisionInfo"]["flagKey"] == plain.flag_key
 
 
 def test_nothing_is_built_while_nobody_listens() -> None:
