@@ -288,3 +288,22 @@ async def test_the_sdk_key_header_and_the_admin_scope_are_required(tmp_path: Pat
         assert decider.status_code == 403
         async with http.stream("GET", STREAM, headers={**SDK_KEY, **admin}) as reply:
             assert reply.status_code == 200
+
+
+async def test_an_event_stream_inside_a_batch_ends_at_once(
+    client: Client, http: httpx.AsyncClient
+) -> None:
+    """A /v1/batch operation cannot stream: it is answered at once with no events, and gives
+    its stream slot back, instead of spinning the daemon's event loop."""
+    operation = {
+        "method": "GET",
+        "url": STREAM,
+        "operationID": "1",
+        "headers": {**SDK_KEY, "Content-Type": "application/json"},
+    }
+    reply = await http.post("/v1/batch", json={"operations": [operation]})
+    assert reply.status_code == 200
+    [answer] = reply.json()["response"]
+    assert (answer["status"], answer["body"]) == (200, None)
+    assert client.daemon.endpoint.interceptor.open_streams == 0
+    assert not client.daemon.tracker.notifier.listened
