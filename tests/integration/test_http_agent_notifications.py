@@ -307,3 +307,17 @@ async def test_an_event_stream_inside_a_batch_ends_at_once(
     assert (answer["status"], answer["body"]) == (200, None)
     assert client.daemon.endpoint.interceptor.open_streams == 0
     assert not client.daemon.tracker.notifier.listened
+
+
+async def test_a_new_datafile_is_a_project_config_update(tmp_path: Path) -> None:
+    path = tmp_path / "datafile.json"
+    path.write_text(json.dumps(DATAFILE))
+    settings = settings_for(tmp_path / "d", http_listen="127.0.0.1:0", datafile=path)
+    async with (
+        client_for(settings) as client,
+        httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+        http.stream("GET", STREAM, params={"filter": "project_config_update"}) as reply,
+    ):
+        events = Events(reply)
+        path.write_text(json.dumps({**DATAFILE, "revision": "next"}))
+        assert await events.next() == {"Type": "project_config_update", "Revision": "next"}
