@@ -266,6 +266,7 @@ class Tracker:
     async def activate(
         self, experiment_key: str, user_id: str, attributes: Mapping[str, AttributeValue]
     ) -> Activation:
+        """`_activation`, its decision then told to whoever listens (trackd.notifications)."""
         activation = await self._activation(experiment_key, user_id, attributes)
         self.notifier.experiment_decided(self.live.config, activation.decision, user_id, attributes)
         return activation
