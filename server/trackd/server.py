@@ -273,7 +273,14 @@ async def _start(
     if registry is not None:
         collector = metrics.DaemonCollector(
             metrics.Parts(
-                live, activations, outbox, dispatcher, reloader, endpoint.interceptor, tracker
+                live,
+                activations,
+                outbox,
+                dispatcher,
+                reloader,
+                endpoint.interceptor,
+                tracker,
+                tracker.notifier,
             )
         )
         registry.register(collector)

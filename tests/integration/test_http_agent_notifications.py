@@ -15,8 +15,10 @@ import httpx
 import pytest
 from google.protobuf import json_format
 
+from tests.integration.test_metrics import scrape, value
 from tests.support.daemon import Client, client_for, settings_for
 from tests.support.polling import eventually
+from trackd.notifications import QUEUE_LIMIT
 from trackd.v1 import tracking_service_pb2 as pb
 
 STREAM = "/v1/notifications/event-stream"
@@ -321,3 +323,36 @@ async def test_a_new_datafile_is_a_project_config_update(tmp_path: Path) -> None
         events = Events(reply)
         path.write_text(json.dumps({**DATAFILE, "revision": "next"}))
         assert await events.next() == {"Type": "project_config_update", "Revision": "next"}
+
+
+async def test_a_reader_that_falls_behind_loses_notifications_counted_in_metrics(
+    tmp_path: Path,
+) -> None:
+    """A stream whose reader does not keep up loses what its queue cannot hold, and the
+    decisions go on: one TrackStream batch of more conversions than the queue holds is
+    acknowledged in full while nobody reads, and the excess is counted."""
+    settings = settings_for(tmp_path, http_listen="127.0.0.1:0", metrics_listen="127.0.0.1:0")
+    extra = 7
+    async with (
+        client_for(settings) as client,
+        httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+        http.stream("GET", STREAM, params={"filter": "track"}) as reply,
+    ):
+        assert reply.status_code == 200
+        assert client.daemon.metrics_port is not None
+        dropped = "trackd_notifications_dropped_total"
+        assert value(await scrape(client.daemon.metrics_port), dropped) == 0
+        # The listener's queue is full before the stream's task can take anything from it:
+        # the batch's notifications are all offered in one go, without yielding.
+        count = QUEUE_LIMIT + extra
+        events = [{"eventKey": "add_to_cart", "userId": f"u{n}"} for n in range(count)]
+        batch = json_format.ParseDict({"sequence": 1, "events": events}, pb.TrackStreamRequest())
+        stream = client.stub.TrackStream()
+        await stream.write(batch)
+        ack = await stream.read()
+        await stream.done_writing()
+        assert ack.accepted == count
+        samples = await scrape(client.daemon.metrics_port)
+        assert value(samples, dropped) == extra
+        first = await Events(reply).next()
+        assert first["UserContext"]["ID"] == "u0"
