@@ -2,9 +2,9 @@
 only the URL it calls: the paths, query parameters, JSON field names and statuses of Agent's
 OpenAPI description (`api/openapi-spec/openapi.yaml` in optimizely/agent). Served so far:
 `/v1/activate`, `/v1/track`, `/v1/decide`, `/v1/override`, `/v1/datafile`, `/v1/config`,
-and, as Agent answers them with the service off, `/v1/lookup`, `/v1/save` (no user profile
-service) and `/v1/send-odp-event` (no ODP); `/v1/batch` is in front of them
-(trackd.agent_batch).
+`/v1/notifications/event-stream` (trackd.rpc.agent_event_stream), and, as Agent answers them
+with the service off, `/v1/lookup`, `/v1/save` (no user profile service) and
+`/v1/send-odp-event` (no ODP); `/v1/batch` is in front of them (trackd.agent_batch).
 
 Each call is the gRPC servicer's own, its protobuf request built from Agent's JSON: the same
 decisions, validation and limits as gRPC and Connect, and errors from trackd.rpc.status
@@ -31,8 +31,10 @@ from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
 from trackd.forced_decisions import DecisionContext
 from trackd.live import LiveConfig
+from trackd.notifications import Notifier
 from trackd.optimizely_config import optimizely_config
 from trackd.rpc import status
+from trackd.rpc.agent_event_stream import EVENT_STREAM_PATH, EventStream, chosen_types
 from trackd.rpc.connect import as_message, reply_type
 from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
@@ -125,8 +127,10 @@ class AgentApi:
         *,
         sdk_key: str,
         max_body_bytes: int,
+        notifier: Notifier,
     ) -> None:
         self._servicer = servicer
+        self._notifier = notifier
         self._interceptor = interceptor
         self._live = live
         self._sdk_key = sdk_key
@@ -142,6 +146,8 @@ class AgentApi:
             "/v1/lookup": ("POST", self._method("Decide"), self._no_user_profile_service),
             "/v1/save": ("POST", self._method("SetForcedVariation"), self._no_user_profile_service),
             "/v1/send-odp-event": ("POST", self._method("Track"), self._send_odp_event),
+            # Every user's decisions and conversions: the admin scope, as forcing them.
+            EVENT_STREAM_PATH: ("GET", self._method("SetForcedVariation"), self._event_stream),
         }
         self._views: tuple[ProjectConfig, Json, Json] | None = None  # see _views_of_config
 
@@ -158,6 +164,9 @@ class AgentApi:
         try:
             answer = await self._answer(scope, receive)
             code = 200
+            if isinstance(answer, EventStream):
+                await answer.run(receive, send)
+                return
         except AgentError as error:
             answer, code = {"error": str(error)}, error.status
         except Exception:
@@ -379,6 +388,15 @@ class AgentApi:
     async def _config(self, call: Call) -> Json:
         """The OptimizelyConfig of the datafile being served (trackd.optimizely_config)."""
         return self._views_of_config()[1]
+
+    # -- /v1/notifications/event-stream ---------------------------------------------------
+
+    async def _event_stream(self, call: Call) -> EventStream:
+        """Admitted: holds a stream slot, which `EventStream.run` gives back."""
+        if (full := self._interceptor.take_stream()) is not None:
+            raise _refused(full)
+        types = chosen_types(call.query)
+        return EventStream(self._notifier, self._interceptor, types, raw="raw" in call.query)
 
     # -- what needs a service trackd does not run ------------------------------------------
 
