@@ -320,7 +320,7 @@ COLUMNS: tuple[tuple[str, Callable[[Row, Row | None], str]], ...] = (
 
 
 def section(report: dict[str, Any], heading: str) -> list[str]:
-    """The side-by-side table under `heading` ("##", "### 9."): run_all's section and this
+    """The side-by-side table under `heading` ("##", "### 10."): run_all's section and this
     module's own results section."""
     lines = [f"{heading} HTTP beside gRPC: unary Activate, Track and Decide, one trackd", ""]
     if not report["available"]:

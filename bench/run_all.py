@@ -14,7 +14,8 @@ own run here as a subprocess with --json:
   6. 1 vs 2 worker processes with the Redis activation store  bench_scaling.py
   7. delivery of a backlog, one batch vs rounds of batches    bench_delivery.py
   8. in-process Decide of a 50-flag datafile, trackd vs SDK   bench_decide.py
-  9. Activate/Track/Decide over gRPC, Connect JSON, Agent /v1 bench_http.py
+  9. Optimizely Agent vs trackd: Activate, Track, Decide      bench_agent.py
+ 10. Activate/Track/Decide over gRPC, Connect JSON, Agent /v1 bench_http.py
 
 The full run appends one section to bench/results/<YYYY-MM-DD>.md (never overwrites) and
 saves bench/results/<YYYY-MM-DD>-<HHMMSS>.png, referenced from it. --quick writes nothing
@@ -34,13 +35,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bench_decide, bench_http
+from bench import bench_agent, bench_decide, bench_http
 from bench.harness import Point, append_results, machine, point_tables, profile_tables
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
-SCENARIOS = ("grpc", "decisions", "activation", "startup", "scaling", "delivery", "decide", "http")
+SCENARIOS = (
+    "grpc",
+    "decisions",
+    "activation",
+    "startup",
+    "scaling",
+    "delivery",
+    "decide",
+    "agent",
+    "http",
+)
 GOALS = {
     "unary_ratio": 0.8,  # trackd/bare throughput
     "stream_500": 150_000,  # events/s acknowledged at 500 per batch
@@ -61,6 +72,7 @@ def command(scenario: str, quick: bool) -> list[str]:
         "scaling": [*py, "bench.bench_scaling", "--json", *flag],
         "delivery": [*py, "bench.bench_delivery", "--json", *flag],
         "decide": [*py, "bench.bench_decide", "--json", "--no-write", *flag],
+        "agent": [*py, "bench.bench_agent", "--json", "--no-write", *flag],
         "http": [*py, "bench.bench_http", "--json", "--no-write", *flag],
     }[scenario]
 
@@ -164,6 +176,7 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _met(decide["disagreements"] == 0),
             ),
         ]
+    rows += agent_rows(reports.get("agent", {}))
     rows += http_rows(reports.get("http", {}))
     startup = reports.get("startup", {})
     rows.extend(
@@ -191,6 +204,36 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def agent_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """trackd's server CPU per call over Agent's, per call: the table to beat (issue 17)."""
+    if not report.get("agent", {}).get("available"):
+        return []
+    points = [Point(**p) for p in report["points"]]
+    agent = {(p.scenario, p.concurrency): p for p in points if p.target == "agent"}
+    rows = []
+    for scenario in dict.fromkeys(p.scenario for p in points):
+        pairs = [
+            (p.concurrency, p.cpu_us_per_event / theirs.cpu_us_per_event)
+            for p in points
+            if p.scenario == scenario
+            and p.target == "trackd"
+            and (theirs := agent.get((scenario, p.concurrency))) is not None
+            and theirs.cpu_us_per_event > 0
+        ]
+        if pairs:
+            ratios = [ratio for _, ratio in pairs]
+            rows.append(
+                (
+                    f"{scenario}: trackd server CPU per call / Optimizely Agent's"
+                    f" (c={min(c for c, _ in pairs)}..{max(c for c, _ in pairs)})",
+                    f"{min(ratios):.1f}x .. {max(ratios):.1f}x",
+                    "(the table to beat: section 9)",
+                    "",
+                )
+            )
+    return rows
+
+
 def http_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """Each HTTP front end's server CPU per call (until idle) over gRPC's (issue 16, Speed)."""
     if not report.get("available"):
@@ -203,7 +246,7 @@ def http_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"{scenario.removeprefix('unary ')} over {protocol}: server CPU per call until"
                 f" idle / gRPC's (c={pairs[0][0]}..{pairs[-1][0]})",
                 f"{min(ratios):.2f}x .. {max(ratios):.2f}x",
-                "(no goal: section 9)",
+                "(no goal: section 10)",
                 "",
             )
         )
@@ -586,10 +629,16 @@ def section_decide(report: dict[str, Any]) -> list[str]:
     return bench_decide.section(report, "### 8.")
 
 
+def section_agent(report: dict[str, Any]) -> list[str]:
+    if "error" in report:
+        return ["### 9. Optimizely Agent vs trackd", "", *_failed(report)]
+    return bench_agent.section(report, "### 9.")
+
+
 def section_http(report: dict[str, Any]) -> list[str]:
     if "error" in report:
-        return ["### 9. HTTP beside gRPC", "", *_failed(report)]
-    return bench_http.section(report, "### 9.")
+        return ["### 10. HTTP beside gRPC", "", *_failed(report)]
+    return bench_http.section(report, "### 10.")
 
 
 def markdown(
@@ -625,6 +674,7 @@ def markdown(
         "scaling": section_scaling,
         "delivery": section_delivery,
         "decide": section_decide,
+        "agent": section_agent,
         "http": section_http,
     }
     for name, report in reports.items():

@@ -105,6 +105,10 @@ class DegradedCounters(Protocol):
     unattributed_tracks: int
 
 
+class NotificationCounters(Protocol):
+    dropped: int  # notifications lost by listeners that read too slowly
+
+
 @dataclass
 class Parts:
     live: LiveConfig
@@ -114,6 +118,7 @@ class Parts:
     reloader: ReloadCounters
     rpcs: StreamCounters
     tracker: DegradedCounters
+    notifier: NotificationCounters
 
 
 class DaemonCollector(Collector):
@@ -230,7 +235,9 @@ class DaemonCollector(Collector):
     def _rpcs(self) -> Iterator[Metric]:
         rpcs = self._parts.rpcs
         yield GaugeMetricFamily(
-            "trackd_streams_open", "TrackStream and WatchConfig calls open.", rpcs.open_streams
+            "trackd_streams_open",
+            "TrackStream and WatchConfig calls and Agent event streams open.",
+            rpcs.open_streams,
         )
         yield CounterMetricFamily(
             "trackd_streams_rejected",
@@ -245,6 +252,11 @@ class DaemonCollector(Collector):
         for verdict in ("missing", "unknown", "out_of_scope"):
             failures.add_metric([verdict], rpcs.auth_failures[verdict])
         yield failures
+        yield CounterMetricFamily(
+            "trackd_notifications_dropped",
+            "Notifications an Agent event stream lost because its reader fell behind.",
+            self._parts.notifier.dropped,
+        )
 
 
 class MetricsServer:

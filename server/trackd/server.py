@@ -265,13 +265,22 @@ async def _start(
     if settings.http_listen:
         from trackd.rpc.http_endpoint import open_http_endpoint  # only when asked for
 
-        http_server = open_http_endpoint(settings, endpoint, live, prepared.http_tls, registry)
+        http_server = open_http_endpoint(
+            settings, endpoint, live, prepared.http_tls, registry, tracker.notifier
+        )
     metrics_server: metrics.MetricsServer | None = None
     metrics_port: int | None = None
     if registry is not None:
         collector = metrics.DaemonCollector(
             metrics.Parts(
-                live, activations, outbox, dispatcher, reloader, endpoint.interceptor, tracker
+                live,
+                activations,
+                outbox,
+                dispatcher,
+                reloader,
+                endpoint.interceptor,
+                tracker,
+                tracker.notifier,
             )
         )
         registry.register(collector)

@@ -51,8 +51,10 @@ from trackd.events.results import (
 )
 from trackd.events.tags import ParsedTags, parse_tags
 from trackd.forced import ForcedVariations
-from trackd.forced_decisions import ForcedDecisions
+from trackd.forced_decisions import EMPTY as NO_FORCED_DECISIONS
+from trackd.forced_decisions import DecisionContext, ForcedDecisions
 from trackd.live import LiveConfig
+from trackd.notifications import Notifier
 
 log = structlog.get_logger("trackd.tracking")
 
@@ -215,8 +217,10 @@ class Tracker:
         fleet: SharedResults | None = None,
         forced_decisions: ForcedDecisions | None = None,
         default_decide_options: Collection[DecideOption] = (),
+        notifier: Notifier | None = None,
     ) -> None:
         self.live = live
+        self.notifier = notifier if notifier is not None else Notifier()
         self._activations = activations
         self._forced = forced
         # Not `or`: an injected store that is still empty is falsy (it has a length).
@@ -257,9 +261,18 @@ class Tracker:
             forced_variation_id=self._forced.get(user_id, experiment.id),
             sticky_variation_id=sticky,
         )
+        self.notifier.experiment_decided(config, decision, user_id, attributes)
         return decision, config.revision
 
     async def activate(
+        self, experiment_key: str, user_id: str, attributes: Mapping[str, AttributeValue]
+    ) -> Activation:
+        """`_activation`, its decision then told to whoever listens (trackd.notifications)."""
+        activation = await self._activation(experiment_key, user_id, attributes)
+        self.notifier.experiment_decided(self.live.config, activation.decision, user_id, attributes)
+        return activation
+
+    async def _activation(
         self, experiment_key: str, user_id: str, attributes: Mapping[str, AttributeValue]
     ) -> Activation:
         """Decides, and records an impression unless the decision repeats the live activation
@@ -354,9 +367,15 @@ class Tracker:
         attributes: Mapping[str, AttributeValue],
         flag_keys: Sequence[str],
         options: Collection[DecideOption] = (),
+        *,
+        forced_decisions: Mapping[DecisionContext, str] = NO_FORCED_DECISIONS,
     ) -> Decisions:
         """Decides flags as the SDK's decide_for_keys (decide_all when `flag_keys` is empty),
         with the daemon's default options added, and records their decision events.
+
+        `forced_decisions` are this call's alone (Agent's `forcedDecisions` in a body): laid
+        over the user's held ones as set_forced_decision on the same user context would lay
+        them (one set; the same flag and rule: this call's wins), and never stored.
 
         A feature test's decision is remembered as Activate remembers one (trackd's
         activation cache is the SDK's user profile): its events are committed first, then the
@@ -371,6 +390,8 @@ class Tracker:
         config = self.live.config
         chosen = self._default_decide_options.union(options)
         forced = self._forced_decisions.for_user(user_id)
+        if forced_decisions:
+            forced = {**forced, **forced_decisions}
         degraded = False
         try:
             held = await self._held(config, user_id, flag_keys)
@@ -400,7 +421,8 @@ class Tracker:
             sticky_variation=sticky if held else None,
         )
         if DecideOption.DISABLE_DECISION_EVENT in chosen:
-            quiet = (Decided(d, False) for d in decided)
+            quiet = [Decided(d, False) for d in decided]
+            self.notifier.flags_decided(user_id, attributes, quiet)
             return Decisions(_shown(quiet, enabled_only), config.revision, degraded)
 
         ignore_profile = DecideOption.IGNORE_USER_PROFILE_SERVICE in chosen
@@ -436,10 +458,12 @@ class Tracker:
         if not degraded:
             degraded = await self._remember(user_id, remembered)
         self.degraded_activations += degraded
-        answers = (
+        answers = [
             Decided(decision, recorded and sent)
             for decision, sent in zip(decided, sending, strict=True)
-        )
+        ]
+        # Before ENABLED_FLAGS_ONLY leaves some out: the SDK notifies every flag it decides.
+        self.notifier.flags_decided(user_id, attributes, answers)
         return Decisions(_shown(answers, enabled_only), config.revision, degraded)
 
     async def _held(
@@ -599,6 +623,7 @@ class Tracker:
         attributed = self._attributions(config, live)
         conversion = self._conversion(config, event, item, attributed, self._now_ms())
         await self._outbox.append([conversion])
+        self.notifier.tracked(event, item.user_id, item.attributes, item.tags, conversion)
         if unknown:
             self.unattributed_tracks += 1
         return Tracked(attributed, conversion.uuid, unknown)
@@ -676,6 +701,7 @@ class Tracker:
                 return BatchOutcome.decoded(first)
         elif batch:
             await self._outbox.append(batch)
+        self.notifier.tracked_batch(config, valid, errors)
         if unknown:
             self.unattributed_tracks += len(batch)
         return outcome
@@ -713,6 +739,7 @@ class Tracker:
         """Drops activations whose experiment stopped running or whose variation vanished,
         and forced variations whose experiment or variation vanished; returns activations
         dropped."""
+        self.notifier.config_updated(config)
 
         def exists(experiment_id: str, variation_id: str) -> bool:
             experiment = config.experiments_by_id.get(experiment_id)

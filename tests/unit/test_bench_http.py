@@ -65,7 +65,7 @@ def test_connect_body_is_the_rpc_request_in_proto_json_with_camel_case_names() -
 
 def test_a_run_without_its_load_generators_says_why_instead_of_a_table() -> None:
     report = {"available": False, "reason": "go not on PATH", "points": [], "seconds": 5.0}
-    text = "\n".join(bench_http.section(report, "### 9."))
+    text = "\n".join(bench_http.section(report, "### 10."))
     assert "**Not measured**: go not on PATH." in text
     assert "| call |" not in text
 

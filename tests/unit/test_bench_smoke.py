@@ -58,6 +58,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
         "scaling",
         "delivery",
         "decide",
+        "agent",
         "http",
     }
     for name, report in reports.items():
@@ -125,7 +126,13 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     assert decide["disagreements"] == 0, decide["disagreement_examples"]
     assert decide["trackd"]["cpu_us_per_flag"] > 0 and decide["sdk"]["cpu_us_per_flag"] > 0
 
-    # 9: every call through gRPC, Connect JSON and Agent /v1 (tests/unit/test_bench_http.py
+    # 9: trackd measured beside Optimizely Agent, or alone when Agent is not built (--quick
+    # never builds it; tests/unit/test_bench_agent.py covers both).
+    agent = reports["agent"]
+    assert agent["agent"]["available"] or agent["agent"]["reason"]
+    assert {p["target"] for p in agent["points"] if p["ops"] > 0} >= {"trackd"}
+
+    # 10: every call through gRPC, Connect JSON and Agent /v1 (tests/unit/test_bench_http.py
     # checks each point; ghz and Go are there, as for 1-2).
     http_points = reports["http"]["points"]
     assert {p["target"] for p in http_points} == {"gRPC", "Connect JSON", "Agent /v1"}
@@ -148,6 +155,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
         "### 7.",
         "### 8.",
         "### 9.",
+        "### 10.",
     ):
         assert heading in text
     if not scaling["available"]:

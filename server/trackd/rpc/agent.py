@@ -2,9 +2,9 @@
 only the URL it calls: the paths, query parameters, JSON field names and statuses of Agent's
 OpenAPI description (`api/openapi-spec/openapi.yaml` in optimizely/agent). Served so far:
 `/v1/activate`, `/v1/track`, `/v1/decide`, `/v1/override`, `/v1/datafile`, `/v1/config`,
-and, as Agent answers them with the service off, `/v1/lookup`, `/v1/save` (no user profile
-service) and `/v1/send-odp-event` (no ODP); `/v1/batch` is in front of them
-(trackd.agent_batch).
+`/v1/notifications/event-stream` (trackd.rpc.agent_event_stream), and, as Agent answers them
+with the service off, `/v1/lookup`, `/v1/save` (no user profile service) and
+`/v1/send-odp-event` (no ODP); `/v1/batch` is in front of them (trackd.agent_batch).
 
 Each call is the gRPC servicer's own, its protobuf request built from Agent's JSON: the same
 decisions, validation and limits as gRPC and Connect, and errors from trackd.rpc.status
@@ -25,12 +25,16 @@ import structlog
 from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
+from trackd.agent_reasons import worded_as_go
 from trackd.asgi import Receive, Scope, Send
 from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
+from trackd.forced_decisions import DecisionContext
 from trackd.live import LiveConfig
+from trackd.notifications import Notifier
 from trackd.optimizely_config import optimizely_config
 from trackd.rpc import status
+from trackd.rpc.agent_event_stream import EVENT_STREAM_PATH, EventStream, chosen_types
 from trackd.rpc.connect import as_message, reply_type
 from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
@@ -87,6 +91,31 @@ def _message(message_type: type[Any], fields: Json) -> Any:
         raise _refused(InvalidArgument(str(error))) from None
 
 
+def _forced_decisions(given: Any) -> dict[DecisionContext, str]:
+    """A body's `forcedDecisions` as Agent reads them into its user context: Go's decoder
+    takes a missing or null field or entry as empty, refuses any other type with Agent's
+    400, and a later entry for the same flag and rule replaces an earlier one. An empty
+    `ruleKey` forces the whole flag; an empty or unknown `variationKey` is kept and ignored
+    when deciding, with the SDK's "Invalid variation" reason."""
+    if given is None:
+        return {}
+    if not isinstance(given, list):
+        raise _refused(InvalidArgument("error parsing request body"))
+    forced: dict[DecisionContext, str] = {}
+    for entry in given:
+        entry = {} if entry is None else entry
+        if not isinstance(entry, dict):
+            raise _refused(InvalidArgument("error parsing request body"))
+        flag_key, rule_key, variation_key = (
+            "" if entry.get(name) is None else entry[name]
+            for name in ("flagKey", "ruleKey", "variationKey")
+        )
+        if not all(isinstance(key, str) for key in (flag_key, rule_key, variation_key)):
+            raise _refused(InvalidArgument("error parsing request body"))
+        forced[(flag_key, rule_key or None)] = variation_key
+    return forced
+
+
 class AgentApi:
     """The ASGI application of the `/v1/` paths."""
 
@@ -98,8 +127,10 @@ class AgentApi:
         *,
         sdk_key: str,
         max_body_bytes: int,
+        notifier: Notifier,
     ) -> None:
         self._servicer = servicer
+        self._notifier = notifier
         self._interceptor = interceptor
         self._live = live
         self._sdk_key = sdk_key
@@ -115,6 +146,8 @@ class AgentApi:
             "/v1/lookup": ("POST", self._method("Decide"), self._no_user_profile_service),
             "/v1/save": ("POST", self._method("SetForcedVariation"), self._no_user_profile_service),
             "/v1/send-odp-event": ("POST", self._method("Track"), self._send_odp_event),
+            # Every user's decisions and conversions: the admin scope, as forcing them.
+            EVENT_STREAM_PATH: ("GET", self._method("SetForcedVariation"), self._event_stream),
         }
         self._views: tuple[ProjectConfig, Json, Json] | None = None  # see _views_of_config
 
@@ -131,6 +164,9 @@ class AgentApi:
         try:
             answer = await self._answer(scope, receive)
             code = 200
+            if isinstance(answer, EventStream):
+                await answer.run(receive, send)
+                return
         except AgentError as error:
             answer, code = {"error": str(error)}, error.status
         except Exception:
@@ -198,9 +234,9 @@ class AgentApi:
             raise _refused(InvalidArgument("error parsing request body"))
         return body
 
-    async def _call(self, rpc: str, request: Any) -> Any:
+    async def _call(self, rpc: str, request: Any, **extra: Any) -> Any:
         try:
-            reply = await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT)
+            reply = await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT, **extra)
             return as_message(reply, reply_type(rpc))
         except ConnectError as error:
             raise AgentError(status.http_status(error), error.message) from None
@@ -353,6 +389,15 @@ class AgentApi:
         """The OptimizelyConfig of the datafile being served (trackd.optimizely_config)."""
         return self._views_of_config()[1]
 
+    # -- /v1/notifications/event-stream ---------------------------------------------------
+
+    async def _event_stream(self, call: Call) -> EventStream:
+        """Admitted: holds a stream slot, which `EventStream.run` gives back."""
+        if (full := self._interceptor.take_stream()) is not None:
+            raise _refused(full)
+        types = chosen_types(call.query)
+        return EventStream(self._notifier, self._interceptor, types, raw="raw" in call.query)
+
     # -- what needs a service trackd does not run ------------------------------------------
 
     async def _no_user_profile_service(self, call: Call) -> Json:
@@ -372,9 +417,8 @@ class AgentApi:
     # -- /v1/decide ----------------------------------------------------------------------
 
     async def _decide(self, call: Call) -> Json | list[Json]:
+        forced = _forced_decisions(call.body.get("forcedDecisions"))  # decoded with the body
         user_id, attributes = call.user()
-        if call.body.get("forcedDecisions"):
-            raise _refused(InvalidArgument("forcedDecisions in the body are not supported yet"))
         if call.body.get("fetchSegments"):
             # As Agent answers with ODP off: trackd never fetches segments.
             raise AgentError(500, "failed to fetch qualified segments")
@@ -385,7 +429,9 @@ class AgentApi:
             options.append(f"DECIDE_OPTION_{name}")
         keys = call.query.get("keys", [])
         fields = {"userId": user_id, "attributes": attributes, "flagKeys": keys, "options": options}
-        reply = await self._call("Decide", _message(pb.DecideRequest, fields))
+        reply = await self._call(
+            "Decide", _message(pb.DecideRequest, fields), forced_decisions=forced
+        )
         user_context = {"userId": user_id, "attributes": attributes}
         decided = [self._optimizely_decision(d, user_context) for d in reply.decisions]
         return decided[0] if len(keys) == 1 and decided else decided
@@ -397,12 +443,18 @@ class AgentApi:
             "ruleKey": flag.rule_key,
             "flagKey": flag.flag_key,
             "userContext": user_context,
-            "reasons": [flag.error, *flag.reasons] if flag.error else list(flag.reasons),
+            "reasons": self._reasons(flag),
             "isEveryoneElseVariation": self._everyone_else(flag),
         }
         if flag.variables.fields:
             decision["variables"] = json_format.MessageToDict(flag.variables)
         return decision
+
+    def _reasons(self, flag: pb.FlagDecision) -> list[str]:
+        """Worded as Agent's Go SDK words them (trackd.agent_reasons). An error decision's
+        are its error alone, as the Go SDK's (NewErrorDecision, handleDecisionServiceError)."""
+        reasons = [flag.error] if flag.error else flag.reasons
+        return worded_as_go(reasons, self._live.config, flag.flag_key)
 
     def _everyone_else(self, flag: pb.FlagDecision) -> bool:
         """Whether the rule is the flag's "Everyone Else" delivery rule, as Agent tells it:

@@ -13,6 +13,7 @@ from trackd.agent_batch import BATCH_PATH, AgentBatch
 from trackd.config import Settings
 from trackd.http_server import HttpServer
 from trackd.live import LiveConfig
+from trackd.notifications import Notifier
 from trackd.rpc.agent import AgentApi
 from trackd.rpc.connect import PATHS, connect_application
 from trackd.rpc.endpoint import Endpoint
@@ -24,6 +25,7 @@ def open_http_endpoint(
     live: LiveConfig,
     tls: ssl.SSLContext | None,
     registry: CollectorRegistry | None,
+    notifier: Notifier,
 ) -> HttpServer:
     """Binds the port; OSError (exit code 2) when it cannot."""
     agent = AgentApi(
@@ -32,6 +34,7 @@ def open_http_endpoint(
         live,
         sdk_key=settings.sdk_key,
         max_body_bytes=settings.max_message_bytes,
+        notifier=notifier,
     )
     batch = AgentBatch(
         agent,

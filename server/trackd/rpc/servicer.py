@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
 
@@ -15,6 +15,8 @@ from trackd import errors
 from trackd.datafile.model import FeatureFlag
 from trackd.decision.engine import Decision, Reason
 from trackd.decision.flags import DecideOption
+from trackd.forced_decisions import EMPTY as NO_FORCED_DECISIONS
+from trackd.forced_decisions import DecisionContext
 from trackd.live import Snapshot
 from trackd.rpc import status, values, wire
 from trackd.rpc.decisions import DecideEncoder
@@ -299,15 +301,24 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         return await _answer(context, call)
 
     async def Decide(
-        self, request: pb.DecideRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: pb.DecideRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+        *,
+        forced_decisions: Mapping[DecisionContext, str] = NO_FORCED_DECISIONS,
     ) -> bytes:
-        """Answers the DecideResponse already serialized (`trackd.rpc.decisions`)."""
+        """Answers the DecideResponse already serialized (`trackd.rpc.decisions`).
+        `forced_decisions` are one call's own, from Agent's `/v1/decide` body (Tracker.decide)."""
 
         async def call() -> bytes:
             user_id = values.require_user_id(request.user_id, self._limits)
             attributes = values.plain_map(request.attributes, self._limits, "attribute")
             decided = await self._tracker.decide(
-                user_id, attributes, list(request.flag_keys), self._decide_options(request)
+                user_id,
+                attributes,
+                list(request.flag_keys),
+                self._decide_options(request),
+                forced_decisions=forced_decisions,
             )
             return self._decide_encoder.response(decided.decisions, decided.revision)
 
