@@ -32,14 +32,13 @@ ARCHIVE = Path(
     os.environ.get("TRACKD_AGENT_ARCHIVE", "/work/shared/bench/optimizely-agent-471fdcd.tar.gz")
 )
 BUILD = ROOT / "build" / "agent"
-HTTPLOAD_SOURCE = ROOT / "bench" / "httpload"
 
 EVENTS_PATH = "/{target}/v1/events"
 # What Agent logs when a queue of its is full and it drops what it was handed.
 DROP_LINE = "MaxQueueSize has been met"
 
 
-# --- building Agent and the load generator -----------------------------------------------
+# --- building Agent ------------------------------------------------------------------------
 
 
 def agent_binary(archive: Path, build: bool) -> tuple[Path | None, str]:
@@ -83,28 +82,6 @@ def agent_binary(archive: Path, build: bool) -> tuple[Path | None, str]:
         return None, f"build failed: {error}"
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return binary, ""
-
-
-def httpload_binary() -> tuple[Path | None, str]:
-    """bench/httpload built into BUILD (rebuilt when its source is newer)."""
-    binary = BUILD / "httpload"
-    newest = max(p.stat().st_mtime for p in HTTPLOAD_SOURCE.iterdir())
-    if binary.exists() and binary.stat().st_mtime >= newest:
-        return binary, ""
-    if shutil.which("go") is None:
-        return None, "go not on PATH (bench/httpload is Agent's load generator)"
-    BUILD.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["go", "build", "-o", str(binary), "."],
-        cwd=HTTPLOAD_SOURCE,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        return None, f"building bench/httpload failed: {done.stderr.strip()[-300:]}"
     return binary, ""
 
 

@@ -35,7 +35,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +50,6 @@ from bench.agent_peer import (
     DROP_LINE,
     Peer,
     agent_binary,
-    httpload_binary,
     peer_server,
     start_agent,
 )
@@ -65,11 +63,19 @@ from bench.harness import (
     Server,
     append_results,
     machine,
-    measured,
     settle,
     start_trackd,
 )
-from bench.loadgen import GHZ_VERSION, activate_json, find_ghz, ghz_unary, python_unary, track_json
+from bench.loadgen import (
+    GHZ_VERSION,
+    activate_json,
+    find_ghz,
+    ghz_unary,
+    httpload_binary,
+    httpload_unary,
+    python_unary,
+    track_json,
+)
 
 SDK_KEY = "trackdbench"  # the example datafile's, for Activate and Track
 FLAGS_SDK_KEY = "trackdflags"  # the generated flags datafile's, for Decide
@@ -146,43 +152,15 @@ def agent_unary(
     httpload: Path, server: Server, method: str, concurrency: int, seconds: float, tag: str
 ) -> Point:
     request = call(method, f"{tag}-{{n}}")  # httpload numbers each request's {n}
-    command = [
-        str(httpload),
-        "-url",
+    return httpload_unary(
+        httpload,
+        server,
         f"http://{server.address}{request.agent_path}",
-        "-H",
-        f"X-Optimizely-SDK-Key: {request.sdk_key}",
-        "-body",
         json.dumps(request.agent_body),
-        "-c",
-        str(concurrency),
-        "-z",
-        f"{seconds}s",
-    ]
-    with measured(server) as usage:
-        done = subprocess.run(command, capture_output=True, timeout=seconds + 60, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"httpload failed: {done.stderr.decode(errors='replace')}")
-    report = json.loads(done.stdout)
-    ok = int(report["ok"])
-    return Point(
-        scenario=f"unary {method}",
-        target=server.name,
-        loadgen="bench/httpload (Go, like hey; 1 keep-alive connection per caller)",
-        concurrency=concurrency,
-        payload=request.payload,
-        duration_s=round(report["seconds"], 2),
-        ops=ok,
-        events=ok,
-        errors=int(report["errors"]),
-        throughput=ok / report["seconds"],
-        p50_ms=report["p50_ms"],
-        p99_ms=report["p99_ms"],
-        cpu_pct=100 * usage["cpu"] / usage["wall"],
-        cpu_us_per_event=1e6 * usage["cpu"] / max(1, ok),
-        peak_rss_mb=usage["rss"],
-        notes=[f"{n}x {s}" for s, n in report["statuses"].items() if not s.startswith("2")]
-        + report["error_text"][:3],
+        [f"X-Optimizely-SDK-Key: {request.sdk_key}"],
+        concurrency,
+        seconds,
+        (f"unary {method}", server.name, request.payload),
     )
 
 

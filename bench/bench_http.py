@@ -11,12 +11,13 @@ call, from a server idle before it:
   Agent /v1     POST /v1/activate?experimentKey=, /v1/track?eventKey=,
                 /v1/decide                                                (bench/httpload)
 
-Activate (ab_running) and Track (my_conversion, by a user never activated) on the example
-datafile; Decide of every flag of bench/gen_datafile.py's build_flags(50) on a second daemon
-serving that datafile; concurrency 1, 16, 64. Reported per point: req/s, p50/p99, the server
-process tree's CPU per call (from /proc, as for every trackd benchmark) and both beside
-gRPC's. Needs ghz and Go (which builds bench/httpload); without either nothing is measured
-and the report says why.
+The calls are bench/bench_agent.py's, so both benchmarks send the same: Activate
+(ab_running) and Track (my_conversion, by a user never activated) on the example datafile;
+Decide of every flag of bench/gen_datafile.py's build_flags(50) on a second daemon serving
+that datafile; concurrency 1, 16, 64. Reported per point: req/s, p50/p99, the server process
+tree's CPU per call (from /proc, as for every trackd benchmark) during the point and until
+the server is idle again, each beside gRPC's. Needs ghz and Go (which builds bench/httpload);
+without either nothing is measured and the report says why.
 
     .venv/bin/python -m bench.bench_http [--quick] [--seconds S] [--json] [--no-write]
 
@@ -40,7 +41,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from bench.bench_decide import users
+from bench.bench_agent import DECIDE_FLAGS, Call, call
 from bench.gen_datafile import build_flags
 from bench.harness import (
     DATAFILE,
@@ -57,69 +58,20 @@ from bench.harness import (
 )
 from bench.loadgen import (
     GHZ_VERSION,
-    activate_json,
     find_ghz,
     ghz_unary,
     httpload_binary,
     httpload_unary,
-    track_json,
 )
 from trackd.v1 import tracking_service_pb2 as pb
 
 GRPC, CONNECT, AGENT = "gRPC", "Connect JSON", "Agent /v1"
 PROTOCOLS = (GRPC, CONNECT, AGENT)
-# Agent's API requires this header; trackd compares it only when started with --sdk-key.
-SDK_KEY = "trackd-bench"
-DECIDE_FLAGS = 50
-# A user of bench_decide's that some flags' audiences match and others miss.
-DECIDE_ATTRIBUTES = users(1)[0][1]
-
-
-@dataclass(frozen=True)
-class Call:
-    """One call as each front end gets it, for the same user: the RPC's request as proto
-    JSON (what ghz sends; Connect's body is the same message), Agent's path and body."""
-
-    method: str
-    request: dict[str, Any]
-    agent_path: str
-    agent_body: dict[str, Any]
-    payload: str  # how the results name it
-
-
-def call(method: str, user: str) -> Call:
-    if method == "Activate":
-        request = activate_json(user, 0)
-        return Call(
-            method,
-            request,
-            f"/v1/activate?experimentKey={request['experiment_key']}",
-            {"userId": user, "userAttributes": request["attributes"]},
-            "ab_running, a new user per call, 2 attributes",
-        )
-    if method == "Track":
-        request = {**track_json(1), "user_id": user}  # my_conversion
-        return Call(
-            method,
-            request,
-            f"/v1/track?eventKey={request['event_key']}",
-            {"userId": user, "userAttributes": request["attributes"], "eventTags": request["tags"]},
-            "my_conversion, a new user per call (never activated), 2 attributes, 2 tags",
-        )
-    # No flag keys: every flag, as Agent's /v1/decide without `keys`.
-    return Call(
-        method,
-        {"user_id": user, "attributes": DECIDE_ATTRIBUTES},
-        "/v1/decide",
-        {"userId": user, "userAttributes": DECIDE_ATTRIBUTES},
-        f"every flag of build_flags({DECIDE_FLAGS}) (decision events on), a new user per call,"
-        f" {len(DECIDE_ATTRIBUTES)} attributes",
-    )
 
 
 def connect_body(request: Call) -> str:
     """The request as a Connect client sends it: proto JSON with lowerCamelCase names."""
-    message = json_format.ParseDict(request.request, getattr(pb, f"{request.method}Request")())
+    message = json_format.ParseDict(request.grpc_json, getattr(pb, f"{request.method}Request")())
     return json.dumps(json_format.MessageToDict(message))
 
 
@@ -154,7 +106,7 @@ def measure(
             c,
             seconds,
             tag,
-            request=(request.request, request.payload),
+            request=(request.grpc_json, request.payload),
             skip_first=0,  # httpload counts every call too
         )
         return replace(point, target=GRPC)
@@ -165,7 +117,7 @@ def measure(
         headers = ["Connect-Protocol-Version: 1"]
     else:
         url, body = f"{base}{request.agent_path}", json.dumps(request.agent_body)
-        headers = [f"X-Optimizely-SDK-Key: {SDK_KEY}"]
+        headers = [f"X-Optimizely-SDK-Key: {request.sdk_key}"]
     labels = (f"unary {method}", protocol, request.payload)
     return httpload_unary(httpload, server, url, body, headers, c, seconds, labels)
 

@@ -1,7 +1,8 @@
-// Command httpload is the HTTP load generator of bench/bench_agent.py: a fixed number of
-// concurrent callers POST to one URL for a duration, each on its own keep-alive connection,
-// as hey does; unlike hey, every request gets a new body, so that each call can be a new
-// user (`{n}` in the body is replaced by the request's number). It prints one JSON report.
+// Command httpload is the HTTP load generator of bench/bench_agent.py and bench/bench_http.py
+// (bench/loadgen.py builds and runs it): a fixed number of concurrent callers POST to one URL
+// for a duration, each on its own keep-alive connection, as hey does; unlike hey, every
+// request gets a new body, so that each call can be a new user (`{n}` in the body is
+// replaced by the request's number). It prints one JSON report.
 package main
 
 import (
