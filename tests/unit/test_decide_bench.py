@@ -47,7 +47,7 @@ def test_decide_benchmark_quick_run_agrees_with_the_sdk_and_reports_every_figure
         bench_decide.BARE_PASS,
     ]
     for name, row in passes.items():
-        assert row["calls"] == report["users"], (name, row)
+        assert row["calls"] == report["grpc_users"] == bench_decide.QUICK_GRPC_USERS, (name, row)
         assert row["daemon_cpu_us_per_user"] > 0 and row["calls_per_s"] > 0, (name, row)
     assert set(report["sdk_over_daemon_cpu"]) == set(passes) - {bench_decide.BARE_PASS}
     assert all(ratio > 0 for ratio in report["sdk_over_daemon_cpu"].values())
