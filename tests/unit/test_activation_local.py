@@ -104,6 +104,7 @@ async def test_a_full_map_is_a_clear_error_and_reads_go_on(tmp_path: Path) -> No
             await store.put(f"u{n}", "e1", "v" * 200)
     assert isinstance(raised.value, ActivationStoreUnavailable)  # the tracker degrades on it
     assert await store.get("u0", "e1") == Held("v1", True)
+    assert not (await store.stats()).available  # trackd_activation_store_up 0
     await store.close()
 
 

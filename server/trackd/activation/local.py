@@ -132,6 +132,7 @@ class LocalActivationStore:
         # The front's expiry when last seen: the front only ever gets later (entries leave
         # it or move to the back), so no write need look before then.
         self._front_expiry = 0
+        self._full = False  # the last write found the map full (stats: not available)
         self._hits = 0
         self._misses = 0
         self._evictions = 0
@@ -294,6 +295,7 @@ class LocalActivationStore:
             evictions=self._evictions,
             expiries=self._expiries,
             dropped=self._dropped,
+            available=not self._full,
         )
 
     async def close(self) -> None:
@@ -311,13 +313,20 @@ class LocalActivationStore:
         try:
             with self._env.begin(write=True) as txn:
                 yield txn
-        except lmdb.MapFullError as error:
-            log.warning("activation_store_full", path=str(self._path), error=str(error))
+        except BaseException as error:
+            # An aborted sweep may have seen a front that is no longer there: look again.
+            self._front_expiry = 0
+            if not isinstance(error, lmdb.MapFullError):
+                raise
+            if not self._full:  # one line when it fills, not one per refused write
+                log.warning("activation_store_full", path=str(self._path), error=str(error))
+            self._full = True
             raise ActivationStoreFull(
                 f"the activation store ({self._path}) is full: its map of"
                 f" {self._env.info()['map_size']} bytes holds no more; lower"
                 " --activation-cache-size or delete the directory while trackd is stopped"
             ) from error
+        self._full = False
 
     def _key(self, user: bytes, experiment_id: str) -> bytes:
         digest = self._experiments.get(experiment_id)
