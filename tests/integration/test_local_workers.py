@@ -4,7 +4,9 @@ in the host-local store (LMDB under the data dir), out of the box."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from tests.integration.test_decisions_api import DATAFILE
 from tests.integration.test_redis_workers import exercise
-from tests.support.daemon import spawn
+from tests.support.daemon import spawn, trackd_command
 from tests.support.redis_server import free_port
 
 
@@ -39,3 +41,24 @@ def test_two_workers_share_activations_without_redis(tmp_path: Path) -> None:
     for index in (0, 1):
         events = (data_dir / f"worker-{index}" / "events.jsonl").read_text()
         assert "campaign_activated" in events, index
+
+
+def test_a_store_that_cannot_be_opened_stops_the_start_with_exit_code_2(tmp_path: Path) -> None:
+    store = tmp_path / "activations"
+    store.mkdir()
+    (store / "data.mdb").write_bytes(b"not an LMDB file" * 512)
+    done = subprocess.run(
+        trackd_command(
+            "serve",
+            *("--workers", "2", "--listen", f"127.0.0.1:{free_port()}"),
+            *("--datafile", str(DATAFILE), "--log-format", "json"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TRACKD_DATA_DIR": str(tmp_path)},
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"cannot open the activation store {store}" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr

@@ -126,3 +126,9 @@ async def test_activations_outlive_a_restart(tmp_path: Path) -> None:
     reopened = LocalActivationStore(tmp_path, ttl=60.0)
     assert await reopened.get("u1", "e1") == Held("v1", True)
     await reopened.close()
+
+
+async def test_a_damaged_store_is_a_start_up_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "data.mdb").write_bytes(b"not an LMDB file" * 512)
+    with pytest.raises(OSError, match=f"cannot open the activation store {tmp_path}: .*delete"):
+        LocalActivationStore(tmp_path)

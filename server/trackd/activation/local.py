@@ -114,20 +114,28 @@ class LocalActivationStore:
         self._sweep_budget = sweep_budget
         self._purge_chunk = purge_chunk
         path.mkdir(parents=True, exist_ok=True)
-        self._env = lmdb.open(
-            str(path),
-            map_size=map_size or default_map_size(max_entries),
-            max_dbs=3,
-            sync=False,  # a cache: see the module docstring
-            metasync=False,
-            readahead=False,  # random access: reading ahead only evicts useful pages
-            max_spare_txns=4,
-        )
-        # Reader slots left by a process killed mid-read pin old pages until cleared.
-        self._env.reader_check()
-        self._acts = self._env.open_db(b"acts")
-        self._order = self._env.open_db(b"order")
-        self._pairs = self._env.open_db(b"pairs")
+        try:
+            self._env = lmdb.open(
+                str(path),
+                map_size=map_size or default_map_size(max_entries),
+                max_dbs=3,
+                sync=False,  # a cache: see the module docstring
+                metasync=False,
+                readahead=False,  # random access: reading ahead only evicts useful pages
+                max_spare_txns=4,
+            )
+            # Reader slots left by a process killed mid-read pin old pages until cleared.
+            self._env.reader_check()
+            self._acts = self._env.open_db(b"acts")
+            self._order = self._env.open_db(b"order")
+            self._pairs = self._env.open_db(b"pairs")
+        except lmdb.Error as error:
+            # An OSError: the daemon's start-up failure (one line, exit code 2), as a port
+            # that is taken. A damaged file is the one case where deleting it is the cure.
+            raise OSError(
+                f"cannot open the activation store {path}: {error} (if it is damaged, delete"
+                " the directory while trackd is stopped: it holds only activations)"
+            ) from error
         self._experiments: dict[str, bytes] = {}  # experiment id -> its 8-byte digest
         # The front's expiry when last seen: the front only ever gets later (entries leave
         # it or move to the back), so no write need look before then.
@@ -186,6 +194,15 @@ class LocalActivationStore:
         self, user_id: str, experiment_id: str, variation_id: str | None
     ) -> Sticky:
         user = _user_key(user_id)
+        if variation_id is None:
+            # Activate's question for every user: nothing sticky live means nothing to write,
+            # so most new users never take the host's write lock for it.
+            now = self._now_ms()
+            with self._env.begin() as txn:
+                held = _decoded(txn.get(self._key(user, experiment_id), db=self._acts))
+            if held is None or not held.sticky or held.expiry <= now:
+                self._misses += 1
+                return Sticky(None, False)
         with self._writing() as txn:
             now = self._now_ms()
             self._sweep(txn, now)
