@@ -132,3 +132,20 @@ async def test_a_damaged_store_is_a_start_up_error_naming_it(tmp_path: Path) -> 
     (tmp_path / "data.mdb").write_bytes(b"not an LMDB file" * 512)
     with pytest.raises(OSError, match=f"cannot open the activation store {tmp_path}: .*delete"):
         LocalActivationStore(tmp_path)
+
+
+async def test_retain_and_purge_work_through_many_chunks(tmp_path: Path) -> None:
+    clock = Clock()
+    store = LocalActivationStore(tmp_path, ttl=10.0, clock=clock, purge_chunk=3)
+    for n in range(10):
+        await store.put(f"u{n}", "e1", "gone" if n % 2 else "kept")
+        await store.put(f"u{n}", "e2", "v2")
+    assert await store.retain(lambda _, variation_id: variation_id != "gone") == 5
+    assert await store.live_for_users([(f"u{n}", ["e1"]) for n in range(10)]) == [
+        {} if n % 2 else {"e1": "kept"} for n in range(10)
+    ]
+    assert (await store.stats()).entries == 15
+    clock.now += 11
+    assert await store.purge_expired() == 15
+    assert (await store.stats()).entries == 0
+    await store.close()

@@ -294,6 +294,8 @@ class LocalActivationStore:
 
     async def purge_expired(self) -> int:
         total = 0
+        if self._now_ms() < self._front_expiry:
+            return 0  # nothing at the front has expired: no need for the write lock
         while True:
             with self._writing() as txn:
                 removed = self._sweep(txn, self._now_ms(), self._purge_chunk)
