@@ -3,8 +3,12 @@ same activations without Redis (`--activation-store local`, the default of `--wo
 
 LMDB is a memory-mapped B+tree made for many processes: readers never lock (each reads a
 snapshot), writers take one lock in the environment's lock file, held only for a write
-transaction. Every call here is one transaction, run inline: they take microseconds, less
-than a hand-off to a thread would cost.
+transaction. Every call here is one transaction (`refresh_or_put` without a candidate: a read,
+then a write only when something sticky is live), run inline: they take microseconds, less
+than a hand-off to a thread would cost. CPU per call measured here (2 busy cores, 20,000
+users), the memory store's against this one's: a new user's Activate (a miss, then `put`)
+4 vs 19 us, a sticky user's refresh 3 vs 22 us, Track's `live_for_user` 2 vs 7 us; the
+whole Activate RPC costs the daemon about 500 us.
 
 Layout, three databases in one environment (a directory):
 - `acts`: key = 16-byte digest of the user id + 8-byte digest of the experiment id (fixed
@@ -26,7 +30,8 @@ Layout, three databases in one environment (a directory):
 `stats().entries` is LMDB's own count of `acts` (shared, exact); hits, misses, evictions,
 expiries and dropped are this process's, as with Redis: each worker exports its own.
 
-The map (`map_size`) is address space reserved up front; the file grows as pages are used.
+The map (`map_size`) is address space reserved up front; the file has the map's size but is
+sparse: only the pages used take disk space.
 The default allows `_MAP_BYTES_PER_ENTRY` per activation, several times what one takes.
 A write that finds it full anyway (very long variation ids, readers pinning old pages) raises
 `ActivationStoreFull`, an `ActivationStoreUnavailable`: the call degrades as with Redis down.
@@ -121,6 +126,12 @@ class LocalActivationStore:
                 max_dbs=3,
                 sync=False,  # a cache: see the module docstring
                 metasync=False,
+                # Commits write pages in place instead of copying them with pwrite: a sticky
+                # refresh took 21 us of CPU instead of 30, and two processes refreshing at
+                # once 25 us each instead of 42-51, the write lock held that much shorter
+                # (2 busy cores). The file's size is then the map's, sparse: `du` shows what
+                # is used.
+                writemap=True,
                 readahead=False,  # random access: reading ahead only evicts useful pages
                 max_spare_txns=4,
             )
