@@ -4,6 +4,7 @@ The behaviours every store shares are in test_activation_contract.py."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -41,7 +42,12 @@ def in_another_process(path: Path, body: str) -> None:
         asyncio.run(main())
         """
     ).format(body=textwrap.indent(textwrap.dedent(body), "    "))
-    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+    assert run_python(script, path) == 0
+
+
+def run_python(script: str, path: Path) -> int:
+    """`script` run by a fresh Python process with `path` as its argument; its exit code."""
+    return subprocess.run([sys.executable, "-c", script, str(path)], timeout=60).returncode
 
 
 async def test_the_least_recently_activated_is_evicted(tmp_path: Path) -> None:
@@ -148,4 +154,26 @@ async def test_retain_and_purge_work_through_many_chunks(tmp_path: Path) -> None
     clock.now += 11
     assert await store.purge_expired() == 15
     assert (await store.stats()).entries == 0
+    await store.close()
+
+
+async def test_a_worker_killed_while_writing_does_not_hold_the_others(tmp_path: Path) -> None:
+    """SIGKILL inside a write transaction: LMDB's lock is a robust mutex, so the next writer
+    takes it at once, and the dead worker's write is as if never begun."""
+    store = LocalActivationStore(tmp_path, ttl=60.0)
+    await store.put("u0", "e1", "v0")
+    killed = textwrap.dedent(
+        """
+        import os, signal, sys
+        import lmdb
+        env = lmdb.open(sys.argv[1], max_dbs=3, writemap=True)
+        txn = env.begin(write=True)
+        txn.put(b"x" * 24, b"half-written", db=env.open_db(b"acts", txn=txn))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    assert run_python(killed, tmp_path) == -signal.SIGKILL
+    await store.put("u1", "e1", "v1")  # would wait forever on a lock that is not robust
+    assert await store.live_for_users([("u0", None), ("u1", None)]) == [{"e1": "v0"}, {"e1": "v1"}]
+    assert (await store.stats()).entries == 2
     await store.close()
