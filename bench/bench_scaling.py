@@ -1,5 +1,5 @@
-"""Scaling: trackd with 1 vs 2 worker processes, with the default (host-local, LMDB)
-activation store and with Redis.
+"""Scaling: trackd with 1 vs 2 worker processes, with the host-local (LMDB) activation store
+and with Redis.
 
 Scenario 6 of issue 6, and item 5 of issue 17 (every core of one host without Redis). It
 needs `trackd serve --workers N` (issue 8); the Redis rows also need a `redis-server` on
@@ -8,9 +8,11 @@ nothing runs; without redis-server only the Redis rows are left out, with a note
 
 For each store and worker count, `trackd serve --workers N` on a fixed loopback port (the
 workers share it with SO_REUSEPORT) driven by ghz (or this repo's Python load generator)
-with several connections, so that the kernel spreads them over the workers. The default
-store is what `--workers N` uses with no --activation-store (`local`, in the data dir); the
-Redis one is a redis-server on a free loopback port (no persistence). Reported per point, as
+with several connections, so that the kernel spreads them over the workers. The local store
+(`--activation-store local`, in the data dir) is what `--workers N` uses by default; it is
+named for one worker too, which would otherwise use its in-process store, so both rows
+measure the same store. The Redis one is a redis-server on a free loopback port (no
+persistence). Reported per point, as
 in bench_grpc.py: throughput, p50/p99, CPU and peak RSS summed over trackd's process tree,
 and redis-server's CPU beside it.
 
@@ -41,7 +43,8 @@ from bench.loadgen import POOL, activate_pool, find_ghz, ghz_unary, python_unary
 
 WORKERS = (1, 2)
 CONNECTIONS = 4  # >= workers: SO_REUSEPORT balances connections, not requests
-# The default store first: its rows are "scaling Activate", the Redis ones "..., Redis store".
+# The default store of --workers first: its rows are "scaling Activate", Redis's "..., Redis
+# store".
 STORES = ("local", "redis")
 REDIS_SUFFIX = ", Redis store"
 
@@ -107,22 +110,21 @@ def start_redis(workdir: Path) -> Server:
 
 
 def start_workers(workdir: Path, workers: int, redis_port: int | None) -> Server:
-    """`trackd serve --workers N` with the default store, or Redis at `redis_port`."""
+    """`trackd serve --workers N` with the local store, or Redis at `redis_port`."""
     port = free_port()
     name = f"trackd x{workers}"
     store = "local" if redis_port is None else "redis"
     data_dir = workdir / f"data-{store}-{workers}"
     data_dir.mkdir()
     log_path = workdir / f"trackd-{store}-{workers}.log"
-    flags = (
-        () if redis_port is None else ("--activation-store", f"redis://127.0.0.1:{redis_port}/0")
-    )
+    url = "local" if redis_port is None else f"redis://127.0.0.1:{redis_port}/0"
     command = serve_command(
         data_dir,
         DATAFILE,
         "--workers",
         str(workers),
-        *flags,
+        "--activation-store",
+        url,
         "--outbox-max-events",
         "100000000",
         listen=f"127.0.0.1:{port}",
@@ -185,7 +187,7 @@ def measure(quick: bool, loadgen: str = "auto", stores: tuple[str, ...] = STORES
 def measure_store(
     workdir: Path, store: str, quick: bool, ghz: str | None, run_id: str
 ) -> list[Point]:
-    """1 then 2 workers with `store` (local: the default; redis: a redis-server of its own)."""
+    """1 then 2 workers with `store` (local, or redis: a redis-server of its own)."""
     duration = 0.5 if quick else 5.0
     concurrency = 16 if quick else 64
     points: list[Point] = []

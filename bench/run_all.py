@@ -193,7 +193,7 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ]
         if two and two[0].ratio is not None:
             rows.append(
-                ("Activate, default store: 2 workers / 1 worker", f"{two[0].ratio:.2f}x", "", "")
+                ("Activate, local store: 2 workers / 1 worker", f"{two[0].ratio:.2f}x", "", "")
             )
     elif scaling:
         rows.append(("1 vs 2 workers", "not available in this build", "", ""))
@@ -502,7 +502,7 @@ def _size(count: int) -> str:
 
 
 def section_scaling(report: dict[str, Any]) -> list[str]:
-    lines = ["### 6. Scaling: 1 vs 2 worker processes, default (local) and Redis stores", ""]
+    lines = ["### 6. Scaling: 1 vs 2 worker processes, local and Redis activation stores", ""]
     if "error" in report:
         return lines + _failed(report)
     if not report["available"]:
@@ -519,12 +519,12 @@ def section_scaling(report: dict[str, Any]) -> list[str]:
             "|---:|---|---:|---:|---:|---:|---:|",
         )
     lines += [
-        "`bench/bench_scaling.py`: `trackd serve --workers N` with its default store (the"
-        " host-local LMDB one under the data dir, no Redis), then with one redis-server"
-        ' (loopback, no persistence) as `--activation-store redis://...` ("Redis store"'
-        " tables), ghz over several connections (SO_REUSEPORT spreads connections, not"
-        " requests). CPU and peak RSS are summed over trackd's process tree; redis-server's"
-        " CPU is in the notes.",
+        "`bench/bench_scaling.py`: `trackd serve --workers N --activation-store local` (the"
+        " host-local LMDB store under the data dir, the default of --workers > 1, no Redis),"
+        " then with one redis-server (loopback, no persistence) as `--activation-store"
+        ' redis://...` ("Redis store" tables), ghz over several connections (SO_REUSEPORT'
+        " spreads connections, not requests). CPU and peak RSS are summed over trackd's"
+        " process tree; redis-server's CPU is in the notes.",
         "",
     ]
     return lines + point_tables(

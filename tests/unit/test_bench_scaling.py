@@ -1,4 +1,4 @@
-"""bench_scaling measures 1 vs 2 workers with the default store, which needs no Redis."""
+"""bench_scaling measures 1 vs 2 workers with the local store, which needs no Redis."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from bench import bench_scaling
 
 
 @pytest.mark.bench
-def test_one_and_two_workers_are_measured_with_the_default_store() -> None:
+def test_one_and_two_workers_are_measured_with_the_local_store() -> None:
     report = bench_scaling.measure(quick=True, loadgen="python", stores=("local",))
     assert report["available"], report["reason"]
     points = report["points"]
