@@ -11,7 +11,7 @@ own run here as a subprocess with --json:
   3. in-process decisions, trackd vs optimizely-sdk           bench_decisions.py
   4. activation cache: memory per entry, latency under expiry bench_activation_cache.py
   5. start-up time and memory with 1 MB / 10 MB datafiles     bench_startup.py
-  6. 1 vs 2 worker processes with the Redis activation store  bench_scaling.py
+  6. 1 vs 2 worker processes, local and Redis stores          bench_scaling.py
   7. delivery of a backlog, one batch vs rounds of batches    bench_delivery.py
   8. in-process Decide of a 50-flag datafile, trackd vs SDK   bench_decide.py
   9. Optimizely Agent vs trackd: Activate, Track, Decide      bench_agent.py
@@ -197,10 +197,10 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ]
         if two and two[0].ratio is not None:
             rows.append(
-                ("Activate, Redis store: 2 workers / 1 worker", f"{two[0].ratio:.2f}x", "", "")
+                ("Activate, local store: 2 workers / 1 worker", f"{two[0].ratio:.2f}x", "", "")
             )
     elif scaling:
-        rows.append(("1 vs 2 workers, Redis store", "not available in this build", "", ""))
+        rows.append(("1 vs 2 workers", "not available in this build", "", ""))
     return rows
 
 
@@ -525,27 +525,29 @@ def _size(count: int) -> str:
 
 
 def section_scaling(report: dict[str, Any]) -> list[str]:
-    lines = ["### 6. Scaling: 1 vs 2 worker processes, Redis activation store", ""]
+    lines = ["### 6. Scaling: 1 vs 2 worker processes, local and Redis activation stores", ""]
     if "error" in report:
         return lines + _failed(report)
     if not report["available"]:
         lines += [
             "`bench/bench_scaling.py` runs when `trackd serve --help` lists `--workers` and"
-            " `--activation-store` and `redis-server` is on PATH. Here: "
+            " `--activation-store` (its Redis rows when `redis-server` is on PATH). Here: "
             f"{report['reason']}.",
             "",
         ]
         na = "not available in this build"
         return lines + _table(
             ["workers", "store", "req/s", "p50 ms", "p99 ms", "CPU %", "peak RSS MB"],
-            [[str(w), "redis", na, na, na, na, na] for w in (1, 2)],
+            [[str(w), store, na, na, na, na, na] for store in ("local", "redis") for w in (1, 2)],
             "|---:|---|---:|---:|---:|---:|---:|",
         )
     lines += [
-        "`bench/bench_scaling.py`: one redis-server (loopback, no persistence) shared by"
-        " `trackd serve --workers N --activation-store redis://...`, ghz over several"
-        " connections (SO_REUSEPORT spreads connections, not requests). CPU and peak RSS are"
-        " summed over trackd's process tree; redis-server's CPU is in the notes.",
+        "`bench/bench_scaling.py`: `trackd serve --workers N --activation-store local` (the"
+        " host-local LMDB store under the data dir, the default of --workers > 1, no Redis),"
+        " then with one redis-server (loopback, no persistence) as `--activation-store"
+        ' redis://...` ("Redis store" tables), ghz over several connections (SO_REUSEPORT'
+        " spreads connections, not requests). CPU and peak RSS are summed over trackd's"
+        " process tree; redis-server's CPU is in the notes.",
         "",
     ]
     return lines + point_tables(

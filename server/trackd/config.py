@@ -36,6 +36,7 @@ OUTBOX_SYNCS: tuple[OutboxSync, ...] = ("full", "normal")
 SDK_KEY_PLACEHOLDER = "{sdk_key}"
 DEFAULT_URL_TEMPLATE = "https://cdn.optimizely.com/datafiles/{sdk_key}.json"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+ACTIVATION_STORES = ("auto", "memory", "local")
 DECIDE_OPTION_NAMES = tuple(option.value for option in DecideOption)
 
 
@@ -51,6 +52,28 @@ def _path(text: str) -> Path:
 
 def _optional_path(text: str) -> Path | None:
     return _path(text) if text else None
+
+
+class Unparsable(ValueError):
+    """A value a parser refuses, with the message to show (after the flag and the value)."""
+
+
+def cores() -> int:
+    """CPU cores this process may run on: its affinity (a container's or taskset's cpuset),
+    else every core of the host."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _workers(text: str) -> int:
+    """`--workers`: a number of processes, or `auto` for one per core."""
+    if text.strip() == "auto":
+        return cores()
+    try:
+        return int(text)
+    except ValueError:
+        raise Unparsable("expected a number of processes or auto (one per core)") from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -225,9 +248,18 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "activation-store",
         str,
-        "Where activations live: memory (this process), or redis://HOST:PORT/DB (also "
-        "rediss://, unix://) shared by every replica and worker; Redis's maxmemory bounds it.",
+        "Where activations live: memory (this process); local, an LMDB directory shared by"
+        " every worker of this host (--activation-dir), bounded by --activation-cache-size;"
+        " or redis://HOST:PORT/DB (also rediss://, unix://) shared by every replica and"
+        " worker, bounded by Redis's maxmemory. auto: memory, or local with --workers > 1.",
         "STORE",
+    ),
+    Option(
+        "activation-dir",
+        _optional_path,
+        "Directory of the local activation store (--activation-store local).",
+        "DIR",
+        "DATA_DIR/activations",
     ),
     Option(
         "redis-key-prefix",
@@ -244,9 +276,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "workers",
-        int,
-        "Processes serving the same port (SO_REUSEPORT), each with its own outbox under "
-        "DATA_DIR/worker-N; more than 1 needs a redis:// --activation-store.",
+        _workers,
+        "Processes serving the same port (SO_REUSEPORT), each with its own outbox under"
+        " DATA_DIR/worker-N, or auto: one per core. More than 1 share their activations in a"
+        " local or redis:// --activation-store (local unless one is given).",
         "N",
     ),
     Option(
@@ -403,7 +436,8 @@ class Settings:
     auth_tokens: Path | None = None
     activation_ttl: float = 86400.0  # one day after the last Activate
     activation_cache_size: int = 1_000_000
-    activation_store: str = "memory"
+    activation_store: str = "auto"
+    activation_dir: Path | None = None
     redis_key_prefix: str = "trackd:"
     redis_max_connections: int = 32
     workers: int = 1
@@ -488,7 +522,7 @@ class Settings:
         found.extend(
             f"--{option.name}: must be at least 1"
             for option in OPTIONS
-            if option.parse is int and getattr(self, option.field) < 1
+            if option.parse in (int, _workers) and getattr(self, option.field) < 1
         )
         return found
 
@@ -529,19 +563,19 @@ class Settings:
     def _scale_out_problems(self) -> list[str]:
         found: list[str] = []
         store = self.activation_store
-        if store != "memory" and not store.startswith(REDIS_SCHEMES):
+        if store not in ACTIVATION_STORES and not store.startswith(REDIS_SCHEMES):
             found.append(
-                f"--activation-store {store!r}: expected memory or redis://HOST:PORT/DB"
-                " (rediss://, unix://)"
+                f"--activation-store {store!r}: expected {', '.join(ACTIVATION_STORES)} or"
+                " redis://HOST:PORT/DB (rediss://, unix://)"
             )
         if not self.redis_key_prefix:
             found.append("--redis-key-prefix: must not be empty")
         if self.workers > 1:
             # Activate on one worker and Track on another must meet in the same store.
-            if not self.shared_activations:
+            if store == "memory":
                 found.append(
-                    f"--workers {self.workers}: needs a shared --activation-store"
-                    " (redis://HOST:PORT/DB)"
+                    f"--workers {self.workers}: needs a shared --activation-store (local, or"
+                    " redis://HOST:PORT/DB), not memory"
                 )
             for flag, value in (("--listen", self.listen), ("--http-listen", self.http_listen)):
                 if value.rpartition(":")[2] == "0":
@@ -549,9 +583,17 @@ class Settings:
         return found
 
     @property
-    def shared_activations(self) -> bool:
-        """True when activations live in Redis, shared beyond this process."""
-        return self.activation_store.startswith(REDIS_SCHEMES)
+    def resolved_activation_store(self) -> str:
+        """memory, local or a Redis URL: `auto` resolved by the number of workers."""
+        if self.activation_store == "auto":
+            return "local" if self.workers > 1 else "memory"
+        return self.activation_store
+
+    @property
+    def resolved_activation_dir(self) -> Path:
+        """Where the local activation store lives: the supervisor's data dir, not a
+        worker's (see `workers.worker_settings`)."""
+        return self.activation_dir or self.data_dir / "activations"
 
     @property
     def decide_options(self) -> tuple[DecideOption, ...]:
@@ -653,6 +695,9 @@ def settings_from(
             continue
         try:
             parsed = option.parse(text)
+        except Unparsable as error:
+            problems.append(f"{source} {text!r}: {error}")
+            continue
         except ValueError:
             problems.append(f"{source} {text!r}: not a valid {option.parse.__name__.lstrip('_')}")
             continue

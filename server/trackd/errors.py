@@ -102,5 +102,10 @@ class ActivationStoreUnavailable(Unavailable):
         super().__init__(message)
 
 
+class ActivationStoreFull(ActivationStoreUnavailable):
+    """The host-local activation store's map is full: like an outage, decisions go on and
+    attribution cannot, until entries expire or are evicted."""
+
+
 class DatafileError(TrackdError):
     """The datafile cannot be used: not JSON, an unsupported version, a missing key."""

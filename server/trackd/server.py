@@ -73,11 +73,21 @@ def open_activation_store(
 ) -> tuple[ActivationStore, FleetResults | None]:
     """The activation store the settings name and, when it is shared (Redis), the fleet-wide
     results that travel through the same Redis."""
-    if not settings.shared_activations:
+    kind = settings.resolved_activation_store
+    if kind == "memory":
         store = MemoryActivationStore(
             ttl=settings.activation_ttl, max_entries=settings.activation_cache_size
         )
         return store, None
+    if kind == "local":
+        from trackd.activation.local import LocalActivationStore  # only when asked for
+
+        local = LocalActivationStore(
+            settings.resolved_activation_dir,
+            ttl=settings.activation_ttl,
+            max_entries=settings.activation_cache_size,
+        )
+        return local, None
     from trackd.activation.redis import RedisActivationStore  # only when asked for
 
     shared = RedisActivationStore.from_url(
@@ -151,8 +161,11 @@ async def watch_source(source: DatafileSource, reloader: Reloader) -> None:
 
 
 def store_description(settings: Settings) -> str:
-    """The store for the log, without a password the URL may carry."""
-    store = settings.activation_store
+    """The store for the log, without a password the URL may carry; the local one with its
+    directory."""
+    store = settings.resolved_activation_store
+    if store == "local":
+        return f"local:{settings.resolved_activation_dir.resolve()}"
     scheme, sep, rest = store.partition("://")
     if sep and "@" in rest:
         return f"{scheme}://***@{rest.rpartition('@')[2]}"

@@ -6,8 +6,10 @@ connection, so it sticks to one worker: balance comes from many clients or chann
 
 Each worker is a whole daemon with its own data dir, `worker-<i>` under `--data-dir`, because
 the SQLite outbox belongs to one process (it takes a file lock). Activations must be shared,
-or an Activate on one worker and a Track on another would not meet: N > 1 is refused unless
-the activation store is Redis. With `--metrics-listen HOST:P`, worker i serves P + i.
+or an Activate on one worker and a Track on another would not meet: N > 1 uses the host-local
+store (LMDB in `--activation-dir`, the supervisor's `DATA_DIR/activations`, which every worker
+opens) unless Redis is given, and refuses `--activation-store memory`. With
+`--metrics-listen HOST:P`, worker i serves P + i.
 
 The supervisor forwards SIGTERM and SIGINT to every worker (each drains as a single daemon
 does; a second signal forces the exit), restarts a worker that dies unexpectedly after a
@@ -45,8 +47,12 @@ STABLE_AFTER_S = 60.0  # a worker that lived this long starts its backoff afresh
 
 
 def worker_settings(settings: Settings, index: int) -> Settings:
-    """Worker `index`'s settings: its own data dir, and its own metrics port."""
-    changes: dict[str, object] = {"data_dir": settings.data_dir / f"worker-{index}"}
+    """Worker `index`'s settings: its own data dir, and its own metrics port; the local
+    activation store of the supervisor's data dir, which every worker shares."""
+    changes: dict[str, object] = {
+        "data_dir": settings.data_dir / f"worker-{index}",
+        "activation_dir": settings.resolved_activation_dir,
+    }
     if settings.metrics_listen:
         host, _, port = settings.metrics_listen.rpartition(":")
         if int(port):
@@ -129,7 +135,7 @@ def supervise(
     run: Callable[[Settings], int] = serve_one,
 ) -> int:
     """Runs `workers` worker processes until SIGTERM/SIGINT; returns the exit code (0 when
-    every worker drained cleanly). `Settings` has already refused N > 1 without a shared
+    every worker drained cleanly). `Settings` has already refused N > 1 with the memory
     activation store or with port 0."""
     context = multiprocessing.get_context("spawn")  # no fork: gRPC's threads do not survive it
     stopping = False

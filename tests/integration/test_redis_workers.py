@@ -19,9 +19,13 @@ from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 
-def test_workers_without_a_shared_store_are_refused(tmp_path: Path) -> None:
+def test_workers_with_the_memory_store_are_refused(tmp_path: Path) -> None:
     done = subprocess.run(
-        trackd_command("serve", "--workers", "2", "--listen", f"127.0.0.1:{free_port()}"),
+        trackd_command(
+            "serve",
+            *("--workers", "2", "--activation-store", "memory"),
+            *("--listen", f"127.0.0.1:{free_port()}"),
+        ),
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,4 +1,5 @@
-"""The activation store contract, run against both stores: in memory and in a real Redis.
+"""The activation store contract, run against every store: in memory, host-local (LMDB) and
+in a real Redis.
 
 What every `ActivationStore` must do whatever holds it; each store's own file tests what only
 it does (the memory store's eviction and sharding, Redis's expiry and outages).
@@ -13,23 +14,26 @@ import pytest
 
 from tests.support.polling import eventually
 from trackd.activation import ActivationStore, Held, Sticky
+from trackd.activation.local import LocalActivationStore
 from trackd.activation.memory import MemoryActivationStore
 from trackd.activation.redis import RedisActivationStore
 
+STORES = ["memory", "local", "redis"]
 
-@pytest.fixture(params=["memory", "redis"])
+
+@pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[ActivationStore]:
     made = await _emptied(_make(request))
     yield made
     await made.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=STORES)
 async def twins(
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[tuple[ActivationStore, ActivationStore]]:
-    """Two empty stores of one kind (in Redis: one database, two prefixes), to do one thing
-    two ways and compare what each leaves."""
+    """Two empty stores of one kind (in Redis: one database, two prefixes; local: two
+    directories), to do one thing two ways and compare what each leaves."""
     pair = (await _emptied(_make(request, prefix="one:")), _make(request, prefix="two:"))
     yield pair
     for made in pair:
@@ -39,6 +43,9 @@ async def twins(
 def _make(request: pytest.FixtureRequest, prefix: str = "trackd:") -> ActivationStore:
     if request.param == "memory":
         return MemoryActivationStore(ttl=60.0, max_entries=1000)
+    if request.param == "local":
+        directory = request.getfixturevalue("tmp_path") / f"activations-{prefix.rstrip(':')}"
+        return LocalActivationStore(directory, ttl=60.0, max_entries=1000)
     url = request.getfixturevalue("shared_redis").url
     return RedisActivationStore.from_url(url, ttl=60.0, prefix=prefix)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import os
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from trackd.config import OPTIONS, Settings, SettingsError, settings_from
 from trackd.decision.flags import DecideOption
 from trackd.events.fleet import FleetResults
 from trackd.rpc import values
+from trackd.workers import worker_settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -145,6 +147,20 @@ def test_a_missing_config_file_is_one_line() -> None:
         ({"max_concurrent_streams": "0"}, "--max-concurrent-streams: must be at least 1"),
         ({"log_sample_rate": "often"}, "--log-sample-rate 'often': not a valid float"),
         ({"outbox_sync": "always"}, "--outbox-sync 'always': expected one of full, normal"),
+        (
+            {"workers": "2", "activation_store": "memory"},
+            "--workers 2: needs a shared --activation-store (local, or redis://HOST:PORT/DB),"
+            " not memory",
+        ),
+        (
+            {"workers": "many"},
+            "--workers 'many': expected a number of processes or auto (one per core)",
+        ),
+        ({"workers": "0"}, "--workers: must be at least 1"),
+        (
+            {"activation_store": "lmdb"},
+            "--activation-store 'lmdb': expected auto, memory, local or redis://HOST:PORT/DB",
+        ),
     ],
 )
 def test_each_mistake_is_one_line_naming_the_setting(
@@ -215,3 +231,28 @@ def test_default_decide_options_are_the_sdks_option_names_comma_separated() -> N
         " DISABLE_DECISION_EVENT, ENABLED_FLAGS_ONLY, IGNORE_USER_PROFILE_SERVICE,"
         " INCLUDE_REASONS, EXCLUDE_VARIABLES",
     )
+
+
+def test_workers_auto_is_one_per_core_this_process_may_use() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert settings_from({"workers": "auto"}, {}).workers == cores
+    assert settings_from({}, {"TRACKD_WORKERS": "auto"}).workers == cores
+    assert settings_from({"workers": "3"}, {}).workers == 3
+
+
+def test_several_workers_share_a_local_store_unless_redis_is_given(tmp_path: Path) -> None:
+    """Out of the box: `--workers 2` alone is valid, and every worker opens the supervisor's
+    DATA_DIR/activations (not its own worker-N data dir)."""
+    one = Settings(data_dir=tmp_path)
+    assert one.resolved_activation_store == "memory"
+    two = Settings(data_dir=tmp_path, workers=2, listen="127.0.0.1:1")
+    assert two.resolved_activation_store == "local"
+    shared = {worker_settings(two, i).resolved_activation_dir for i in range(2)}
+    assert shared == {tmp_path / "activations"}
+    assert {worker_settings(two, i).resolved_activation_store for i in range(2)} == {"local"}
+    elsewhere = Settings(
+        data_dir=tmp_path, workers=2, listen="127.0.0.1:1", activation_dir=tmp_path / "x"
+    )
+    assert worker_settings(elsewhere, 1).resolved_activation_dir == tmp_path / "x"
+    redis = Settings(workers=2, listen="127.0.0.1:1", activation_store="redis://r:6379/0")
+    assert redis.resolved_activation_store == "redis://r:6379/0"
