@@ -57,6 +57,7 @@ GOALS = {
     "stream_500": 150_000,  # events/s acknowledged at 500 per batch
     "decisions": 5.0,  # SDK get_variation time / trackd decide time
     "decide_us_per_flag": 3.0,  # trackd in-process decide_all CPU per flag
+    "decide_rpc_over_sdk": 10.0,  # SDK decide_all CPU per user / the daemon's, per Decide pass
 }
 
 
@@ -168,6 +169,15 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"{decide['sdk_over_trackd_cpu']:.1f}x",
                 "(the >= 10x goal is for the Decide RPC)",
                 "",
+            ),
+            *(
+                (
+                    f"Decide RPC, {pass_name}: SDK decide_all CPU per user / daemon's",
+                    f"{ratio:.1f}x",
+                    f">= {GOALS['decide_rpc_over_sdk']:.0f}x",
+                    _met(ratio >= GOALS["decide_rpc_over_sdk"]),
+                )
+                for pass_name, ratio in decide.get("sdk_over_daemon_cpu", {}).items()
             ),
             (
                 "Decide in-process: disagreements with the SDK",
