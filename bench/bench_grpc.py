@@ -12,6 +12,10 @@ every point so that drift on this shared machine hits them all:
   stream  TrackStream at batch sizes 1, 50, 500, 5000: events acknowledged per second
           (durable SQLite commit on trackd), 4 streams in 2 producer processes with 2
           batches in flight per stream, pre-serialized batches.
+  stream, one stream of new users
+          TrackStream at 500 per batch from one stream in one process, a new user per
+          event, every batch serialized before the clock starts and written as fast as flow
+          control allows (issue 17 item 4: one producer's ceiling).
 
 Reported per point: throughput, p50/p99 latency (per request, or per batch from write to
 acknowledgement), the server's CPU (from /proc/<pid>/stat, all threads of the server and
@@ -61,6 +65,7 @@ from bench.loadgen import (
     activate_pool,
     find_ghz,
     ghz_unary,
+    new_users_stream,
     python_stream,
     python_unary,
 )
@@ -283,6 +288,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     batches = args.batches or ([1, 500] if quick else [1, 50, 500, 5000])
     max_requests = 200 if quick else 2_000_000
     max_events = 2_000 if quick else 5_000_000
+    # Every event of the one stream of new users is serialized first: room for 500k events/s.
+    new_user_events = 2_000 if quick else int(stream_duration * 500_000)
     ghz = find_ghz() if args.loadgen != "python" else None
     if args.loadgen == "ghz" and ghz is None:
         raise SystemExit(f"ghz not found: go install github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}")
@@ -325,6 +332,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         settle(server, settle_limit)
                         points.append(stream(server, batch, stream_duration))
                         _progress(points[-1], args)
+                for server in servers:
+                    settle(server, settle_limit)
+                    points.append(
+                        new_users_stream(
+                            server, 500, stream_duration, new_user_events, f"{run_id}-new"
+                        )
+                    )
+                    _progress(points[-1], args)
             if args.profile:
                 trackd = servers[0]
                 seconds = 3 if quick else 10

@@ -328,11 +328,12 @@ def point_tables(points: list[Point], level: str, ratio_label: str = "trackd/bar
     lines: list[str] = []
     for scenario in dict.fromkeys(p.scenario for p in points):
         rows = [p for p in points if p.scenario == scenario]
-        stream = scenario == "stream"
+        stream = scenario.startswith("stream")
         unit = "events/s" if stream else "req/s"
         first = rows[0]
+        title = "TrackStream, events acknowledged" + scenario.removeprefix("stream")
         lines += [
-            f"{level} {'TrackStream, events acknowledged' if stream else scenario}",
+            f"{level} {title if stream else scenario}",
             "",
             f"Load generator: {first.loadgen}."
             + (" Concurrency = concurrent streams." if stream else "")
