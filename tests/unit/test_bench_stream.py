@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import run_all
-from bench.harness import Point, point_tables
+from bench import bench_grpc, run_all
+from bench.harness import Point, point_tables, profile_tables
 from bench.loadgen import NEW_USERS_STREAM, STREAM, new_user_bodies, with_sequence
 from trackd.v1 import tracking_service_pb2 as pb
 
@@ -63,3 +63,39 @@ def test_bench_grpc_measures_one_stream_of_new_users_beside_the_multi_stream_poi
     (row,) = [r for r in rows if "one stream of new users" in r[0]]
     assert row[1] == f"{one['trackd'].throughput:,.0f}"
     assert row[2] == ">= 300,000"
+
+
+def test_a_profile_says_which_thread_of_which_process_was_busy() -> None:
+    """py-spy's raw stacks (--threads --subprocesses) are counted per thread, the encoder
+    process's command line (which holds ";") kept whole, and idle stacks left out."""
+    encoder = (
+        'process 7:"python -c from multiprocessing.spawn import spawn_main;'
+        ' spawn_main(tracker_fd=23) --multiprocessing-fork"'
+    )
+    raw = "\n".join(
+        [
+            'process 5:"trackd serve";thread (5): MainThread;read_batch (trackd/rpc/wire.py:9) 6',
+            'process 5:"trackd serve";thread (5): MainThread;select (selectors.py:1)'
+            ";epoll_wait (libc.so.6) 50",
+            'process 5:"trackd serve";thread (6): trackd-outbox;fdatasync (libc.so.6) 3',
+            f"{encoder};thread (7): MainThread;plain_batch_text (events/payload.py:3) 1",
+        ]
+    )
+    summary = bench_grpc.summarize_profile(raw)
+    assert summary["samples"] == 10 and summary["idle"] == 50
+    assert summary["threads"] == [
+        ("trackd MainThread", 60.0),
+        ("trackd trackd-outbox", 30.0),
+        ("child MainThread", 10.0),
+    ]
+    assert [name for name, _ in summary["self"]] == [
+        "read_batch (rpc/wire.py)",
+        "fdatasync (libc.so.6)",
+        "plain_batch_text (events/payload.py)",
+    ]
+    tables = "\n".join(
+        profile_tables(
+            [{"label": "x", "load": {"throughput": 1.0, "batch": 500}, **summary}], "###"
+        )
+    )
+    assert "| trackd trackd-outbox | 30.0 |" in tables
