@@ -20,6 +20,7 @@ import grpc
 from google.protobuf import json_format
 
 from bench.harness import PROTO, ROOT, SERVICE, Point, Server, measured, percentile
+from trackd.rpc.wire import varint
 from trackd.v1 import tracking_service_pb2 as pb
 
 GHZ_VERSION = "v0.120.0"
@@ -28,6 +29,8 @@ DEVICES = ("iPhone", "Android", "iPad")
 AD_SOURCES = ("google", "facebook", "newsletter")
 EVENTS = ("signup", "my_conversion")
 POOL = 1000  # users u-0 .. u-999 in Track and TrackStream; the first half are activated
+STREAM = "stream"  # the scenario of several streams of POOL users
+NEW_USERS_STREAM = "stream, one stream of new users"
 
 
 # --- payloads --------------------------------------------------------------------------
@@ -65,16 +68,6 @@ def batch_body(size: int, offset: int) -> bytes:
     return pb.TrackStreamRequest(
         events=[track_request(offset + i) for i in range(size)]
     ).SerializeToString()
-
-
-def varint(n: int) -> bytes:
-    """`n` as a protobuf base-128 varint."""
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def with_sequence(body: bytes, sequence: int) -> bytes:
@@ -391,10 +384,6 @@ def python_stream(
         usage,
         batch=batch,
     )
-
-
-STREAM = "stream"
-NEW_USERS_STREAM = "stream, one stream of new users"
 
 
 def new_users_stream(
