@@ -12,6 +12,10 @@ every point so that drift on this shared machine hits them all:
   stream  TrackStream at batch sizes 1, 50, 500, 5000: events acknowledged per second
           (durable SQLite commit on trackd), 4 streams in 2 producer processes with 2
           batches in flight per stream, pre-serialized batches.
+  stream, one stream of new users
+          TrackStream at 500 per batch from one stream in one process, a new user per
+          event, every batch serialized before the clock starts and written as fast as flow
+          control allows (issue 17 item 4: one producer's ceiling).
 
 Reported per point: throughput, p50/p99 latency (per request, or per batch from write to
 acknowledgement), the server's CPU (from /proc/<pid>/stat, all threads of the server and
@@ -23,7 +27,8 @@ ratio trackd/bare. No thresholds: it reports, it does not judge.
 
 Results are appended to bench/results/<YYYY-MM-DD>.md (never overwritten) unless --quick
 or --no-write; --json prints them as JSON on stdout. --profile also samples trackd with
-py-spy under TrackStream 500 and unary Track load and adds the top frames to the results.
+py-spy under TrackStream 500 (4 streams, and one stream of new users) and unary Track load
+and adds the top frames, and the busy share of each thread, to the results.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,6 +67,7 @@ from bench.loadgen import (
     activate_pool,
     find_ghz,
     ghz_unary,
+    new_users_stream,
     python_stream,
     python_unary,
 )
@@ -79,29 +86,33 @@ def py_spy() -> str | None:
 def profile_under_load(
     server: Server, label: str, seconds: float, load: Any, workdir: Path
 ) -> dict[str, Any]:
-    """Samples `server` with py-spy (native frames, all threads) while `load()` runs."""
+    """Samples `server` with py-spy (native frames, every thread of it and of its child
+    processes) from a second before `load()` starts until it ends: a load that prepares its
+    requests first (one stream of new users) is still sampled whole, and the samples before
+    it are idle ones, left out. `seconds` bounds the wait for py-spy to finish."""
     tool = py_spy()
     if tool is None:
         return {"label": label, "error": "py-spy not installed (pip install py-spy)"}
-    raw = workdir / f"profile-{label.replace(' ', '-')}.txt"
+    raw = workdir / f"profile-{label.replace(' ', '-').replace(',', '')}.txt"
     command = [
         tool,
         "record",
         "--pid",
         str(server.pid),
-        "--duration",
-        str(int(seconds)),
         "--rate",
         "100",
         "--format",
         "raw",
         "--native",
+        "--threads",
+        "--subprocesses",
         "-o",
         str(raw),
     ]
     spy = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(1.0)
     point = load()
+    spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
     try:
         _, err = spy.communicate(timeout=seconds + 60)
     except subprocess.TimeoutExpired:
@@ -167,30 +178,63 @@ WAITING = (
 )
 
 
+def _pid_of(process_frame: str) -> str:
+    # 'process 123:"command line"'
+    return process_frame.removeprefix("process ").partition(":")[0]
+
+
+def _thread_of(frames: list[str], root_pid: str) -> tuple[str, list[str]]:
+    """The thread a py-spy stack (recorded with --threads and --subprocesses) ran on, named
+    as its process and thread ("trackd MainThread", "child process MainThread"), and the
+    stack without those two frames."""
+    process = thread = ""
+    while frames and (frames[0].startswith("process ") or frames[0].startswith("thread (")):
+        head = frames.pop(0)
+        while head.count('"') % 2 and frames:  # a command line holding ";" (the encoder's)
+            head += ";" + frames.pop(0)
+        if head.startswith("process "):
+            process = "trackd" if _pid_of(head) == root_pid else "child"
+        else:
+            thread = head.partition("): ")[2] or head
+    return (f"{process or 'trackd'} {thread}".strip(), frames)
+
+
 def summarize_profile(text: str) -> dict[str, Any]:
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     categories: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
     total = idle = 0
-    for line in text.splitlines():
+    lines = text.splitlines()
+    first = lines[0] if lines else ""
+    root_pid = _pid_of(first.split(";", 1)[0]) if first.startswith("process ") else ""
+    for line in lines:
         stack_text, _, count_text = line.rpartition(" ")
         if not stack_text or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [f for f in stack_text.split(";") if f]
+        thread, frames = _thread_of([f for f in stack_text.split(";") if f], root_pid)
         if not frames:
             continue
         if any(marker in stack_text for marker in WAITING):
             idle += count
             continue
         total += count
+        threads[thread] += count
         keys = [_frame_key(f) for f in frames]
         own[keys[-1]] += count
         for key in set(keys):
             inclusive[key] += count
         categories[_category(frames)] += count
     if total == 0:
-        return {"samples": 0, "idle": idle, "self": [], "inclusive": [], "categories": []}
+        return {
+            "samples": 0,
+            "idle": idle,
+            "self": [],
+            "inclusive": [],
+            "categories": [],
+            "threads": [],
+        }
 
     def top(counter: collections.Counter[str], n: int) -> list[tuple[str, float]]:
         return [(k, round(100 * v / total, 1)) for k, v in counter.most_common(n)]
@@ -201,6 +245,7 @@ def summarize_profile(text: str) -> dict[str, Any]:
         "self": top(own, 20),
         "inclusive": top(inclusive, 25),
         "categories": top(categories, len(CATEGORIES) + 1),
+        "threads": top(threads, 8),
     }
 
 
@@ -283,6 +328,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     batches = args.batches or ([1, 500] if quick else [1, 50, 500, 5000])
     max_requests = 200 if quick else 2_000_000
     max_events = 2_000 if quick else 5_000_000
+    # Every event of the one stream of new users is serialized first: room for 500k events/s.
+    new_user_events = 2_000 if quick else int(stream_duration * 500_000)
     ghz = find_ghz() if args.loadgen != "python" else None
     if args.loadgen == "ghz" and ghz is None:
         raise SystemExit(f"ghz not found: go install github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}")
@@ -325,6 +372,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         settle(server, settle_limit)
                         points.append(stream(server, batch, stream_duration))
                         _progress(points[-1], args)
+                for server in servers:
+                    settle(server, settle_limit)
+                    points.append(
+                        new_users_stream(
+                            server, 500, stream_duration, new_user_events, f"{run_id}-new"
+                        )
+                    )
+                    _progress(points[-1], args)
             if args.profile:
                 trackd = servers[0]
                 seconds = 3 if quick else 10
@@ -335,6 +390,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "TrackStream, batches of 500",
                         seconds,
                         lambda: stream(trackd, 500, seconds - 1.5),
+                        workdir,
+                    )
+                )
+                settle(trackd, settle_limit)
+                profiles.append(
+                    profile_under_load(
+                        trackd,
+                        "one stream of new users, batches of 500",
+                        seconds + 60,  # its batches are serialized first, not sampled
+                        lambda: new_users_stream(
+                            trackd, 500, seconds - 1.5, new_user_events, f"{run_id}-profile"
+                        ),
                         workdir,
                     )
                 )

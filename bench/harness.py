@@ -329,11 +329,12 @@ def point_tables(points: list[Point], level: str, ratio_label: str = "trackd/bar
     lines: list[str] = []
     for scenario in dict.fromkeys(p.scenario for p in points):
         rows = [p for p in points if p.scenario == scenario]
-        stream = scenario == "stream"
+        stream = scenario.startswith("stream")
         unit = "events/s" if stream else "req/s"
         first = rows[0]
+        title = "TrackStream, events acknowledged" + scenario.removeprefix("stream")
         lines += [
-            f"{level} {'TrackStream, events acknowledged' if stream else scenario}",
+            f"{level} {title if stream else scenario}",
             "",
             f"Load generator: {first.loadgen}."
             + (" Concurrency = concurrent streams." if stream else "")
@@ -367,12 +368,19 @@ def profile_tables(profiles: list[dict[str, Any]], level: str) -> list[str]:
             continue
         load = profile["load"]
         lines += [
-            f"py-spy record --native at 100 Hz, all threads, {profile['samples']} busy"
+            f"py-spy record --native at 100 Hz, all threads and child processes,"
+            f" {profile['samples']} busy"
             f" samples ({profile['idle']} idle ones left out: threads waiting in epoll, on a"
             f" lock or for the GIL), during {load['throughput']:,.0f}"
             f" {'events' if load['batch'] else 'req'}/s (sampling slows trackd down)."
             " Percentages are of the busy samples of all threads: the event loop, the SQLite"
             " writer thread and the to_thread workers.",
+            "",
+            "Busy samples by thread (`child` is trackd's event-encoder process):",
+            "",
+            "| thread | % |",
+            "|---|---:|",
+            *[f"| {name} | {pct} |" for name, pct in profile.get("threads", [])],
             "",
             "Where the time goes (innermost matching frame of each sample):",
             "",

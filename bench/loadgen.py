@@ -20,6 +20,7 @@ import grpc
 from google.protobuf import json_format
 
 from bench.harness import PROTO, ROOT, SERVICE, Point, Server, measured, percentile
+from trackd.rpc.wire import varint
 from trackd.v1 import tracking_service_pb2 as pb
 
 GHZ_VERSION = "v0.120.0"
@@ -28,6 +29,8 @@ DEVICES = ("iPhone", "Android", "iPad")
 AD_SOURCES = ("google", "facebook", "newsletter")
 EVENTS = ("signup", "my_conversion")
 POOL = 1000  # users u-0 .. u-999 in Track and TrackStream; the first half are activated
+STREAM = "stream"  # the scenario of several streams of POOL users
+NEW_USERS_STREAM = "stream, one stream of new users"
 
 
 # --- payloads --------------------------------------------------------------------------
@@ -69,16 +72,40 @@ def batch_body(size: int, offset: int) -> bytes:
 
 def with_sequence(body: bytes, sequence: int) -> bytes:
     # Protobuf concatenation merges: appending field 1 (varint) sets the sequence.
-    out = bytearray(body)
-    out.append(0x08)
-    while True:
-        low = sequence & 0x7F
-        sequence >>= 7
-        if sequence:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
+    return body + b"\x08" + varint(sequence)
+
+
+# The tag of TrackStreamRequest.events (field 2, length-delimited), to frame events by hand.
+_EVENTS_TAG = bytes([pb.TrackStreamRequest.DESCRIPTOR.fields_by_name["events"].number << 3 | 2])
+
+
+def new_user_bodies(prefix: str, size: int, count: int) -> list[bytes]:
+    """`count` serialized TrackStreamRequests (without their sequence) of `size` events each,
+    every event from a user never seen before (`{prefix}-{n}`, so none is activated), with
+    `track_json`'s event keys, attributes and tags. The events are serialized by the
+    generated code and framed into batches by hand: building 2M events through
+    `TrackStreamRequest(events=...)` takes longer than the run it feeds."""
+    # A TrackRequest's maps alone, one per distinct (event, attributes): concatenated after
+    # event_key and user_id they make the event as every protobuf runtime writes it.
+    templates = [track_request(n) for n in range(6)]
+    tails = [
+        pb.TrackRequest(attributes=t.attributes, tags=t.tags).SerializeToString() for t in templates
+    ]
+    bodies = []
+    n = 0
+    for _ in range(count):
+        framed = []
+        for _ in range(size):
+            event = (
+                pb.TrackRequest(
+                    event_key=EVENTS[n % 2], user_id=f"{prefix}-{n}"
+                ).SerializeToString()
+                + tails[n % 6]
+            )
+            framed.append(_EVENTS_TAG + varint(len(event)) + event)
+            n += 1
+        bodies.append(b"".join(framed))
+    return bodies
 
 
 def activate_pool(servers: Sequence[Server], users: int) -> None:
@@ -417,10 +444,42 @@ def python_stream(
     results, usage = run_workers(server, specs, timeout=duration + 120)
     return _merge(
         server,
-        "stream",
+        STREAM,
         f"python grpc.aio, {processes} process(es), {window} batches in flight per stream",
         streams,
         f"batch {batch}: {POOL} users (half activated), signup/my_conversion, 2 attrs, 2 tags",
+        results,
+        usage,
+        batch=batch,
+    )
+
+
+def new_users_stream(
+    server: Server, batch: int, duration: float, max_events: int, run_id: str
+) -> Point:
+    """One TrackStream from one process, every event from a new user, every batch serialized
+    before the clock starts and written as fast as HTTP/2 flow control allows (no window of
+    its own: trackd reads a few batches ahead, then stops reading until they are committed).
+    What one producer with fresh traffic gets, issue 17 item 4."""
+    spec = {
+        "kind": "stream",
+        "port": server.port,
+        "batch": batch,
+        "streams": 1,
+        "window": 0,
+        "duration": duration,
+        "max_batches": max(1, max_events // batch),
+        "offset": 0,
+        "new_users": f"{run_id}-{server.name}",
+    }
+    results, usage = run_workers(server, [spec], timeout=duration + 300)
+    return _merge(
+        server,
+        NEW_USERS_STREAM,
+        "python grpc.aio, 1 process, batches written as fast as flow control allows",
+        1,
+        f"batch {batch}: a new user per event (none activated), signup/my_conversion,"
+        " 2 attrs, 2 tags",
         results,
         usage,
         batch=batch,
@@ -486,9 +545,12 @@ async def _unary_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def _stream_worker(spec: dict[str, Any]) -> dict[str, Any]:
     size = spec["batch"]
-    bodies = [batch_body(size, spec["offset"] + k * size) for k in range(4)]
     max_batches = spec["max_batches"]
     window = spec["window"]
+    if spec.get("new_users"):
+        bodies = new_user_bodies(spec["new_users"], size, max_batches)
+    else:
+        bodies = [batch_body(size, spec["offset"] + k * size) for k in range(4)]
     async with grpc.aio.insecure_channel(
         f"127.0.0.1:{spec['port']}", options=CHANNEL_OPTIONS
     ) as channel:
@@ -498,7 +560,7 @@ async def _stream_worker(spec: dict[str, Any]) -> dict[str, Any]:
             response_deserializer=pb.TrackStreamResponse.FromString,
         )
         warm = method(None)
-        await warm.write(with_sequence(bodies[0], 0))
+        await warm.write(with_sequence(batch_body(size, spec["offset"]), 0))
         await warm.read()
         await warm.done_writing()
         await _ready()
@@ -510,7 +572,8 @@ async def _stream_worker(spec: dict[str, Any]) -> dict[str, Any]:
         async def one_stream() -> None:
             nonlocal sent, accepted, errors
             call = method(None)
-            in_flight = asyncio.Semaphore(window)
+            # Window 0: no limit of its own, only HTTP/2 flow control and the server's reading.
+            in_flight = asyncio.Semaphore(window or max_batches)
             started: dict[int, float] = {}
             perf = time.perf_counter
 

@@ -67,7 +67,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     # 1-2: every scenario against both servers, all answered.
     points = reports["grpc"]["points"]
     seen = {(p["scenario"], p["target"]) for p in points}
-    for scenario in ("unary Activate", "unary Track", "stream"):
+    for scenario in ("unary Activate", "unary Track", "stream", "stream, one stream of new users"):
         for target in ("trackd", "bare"):
             assert (scenario, target) in seen
     for point in points:

@@ -225,3 +225,40 @@ def test_only_ab_test_impressions_are_counted_as_visitors() -> None:
     assert results.Counter().consume(conn, [(1, fmt, body), (2, records.ROW_FORMAT, old)]) == 5
     assert results.query(conn, "40001").visitors == {"42001": 2}
     assert conn.execute("SELECT COUNT(*) FROM results_members").fetchone() == (2,)
+
+
+def test_a_stream_batch_row_counts_as_its_records_without_drawing_its_uuids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TrackStream batch (a columns row) is counted from its columns: the same results as
+    the same conversions stored as records, and its uuids, which results never read, are not
+    expanded (that was most of the writer thread's time, holding the GIL, under a stream of
+    new users)."""
+    batch = records.ConversionColumns(CONFIG, 2)
+    for user, event_key, tags, attributions in [
+        ("u1", "my_conversion", {"revenue": 100, "value": 1.5}, (("40001", "42001"),)),
+        ("u9", "my_conversion", {"revenue": 3}, ()),  # unattributed: counted nowhere
+        ("u1", "my_conversion", {"revenue": 50}, (("40001", "42001"),)),
+        ("u3", "signup", {"revenue": 7}, (("40001", "42002"), ("40002", "42003"))),
+    ]:
+        batch.add(CONFIG.events_by_key[event_key], user, {}, parse_tags(tags), attributions)
+    fmt, body = records.encode_row(batch)
+    assert fmt == records.COLUMNS_FORMAT
+    as_records = records.encode_rows(batch.records())
+
+    def counted(row: tuple[int, int, bytes]) -> ExperimentResults:
+        conn = sqlite3.connect(":memory:")
+        conn.executescript(results.SCHEMA)
+        assert results.Counter().consume(conn, [row]) == 4
+        return results.assemble(results.query(conn, "40001"), CONFIG, EXPERIMENT)
+
+    expected = counted((1, records.ROW_FORMAT, as_records))
+    assert event_results(expected, "variation_a")["my_conversion"] == EventResults(
+        "my_conversion", 1, 2, 150, 1.5
+    )
+
+    def no_uuids(seed: int, count: int) -> str:
+        raise AssertionError("results expanded a batch's uuids")
+
+    monkeypatch.setattr(records, "batch_uuids", no_uuids)
+    assert counted((1, fmt, body)) == expected

@@ -19,11 +19,14 @@ from typing import Any, Final, Protocol
 import structlog
 
 from trackd.events.records import (
+    COLUMNS_FORMAT,
     IMPRESSION,
     RULE_TYPE_EXPERIMENT,
     RULE_TYPE_FEATURE_TEST,
     Conversion,
+    CountedConversion,
     Impression,
+    attributed_columns,
     decode_plain,
 )
 
@@ -184,12 +187,18 @@ class Counter:
         totals: dict[tuple[str, str, int, str], list[Any]] = {}
         seen = 0
         for row_id, fmt, body in rows:
+            conversions: list[CountedConversion] = []
             try:
-                plain = decode_plain(body, fmt)
+                if fmt == COLUMNS_FORMAT:  # a TrackStream batch: conversions only
+                    count, conversions = attributed_columns(body)
+                    seen += count
+                    plain: list[tuple[Any, ...]] = []
+                else:
+                    plain = decode_plain(body, fmt)
+                    seen += len(plain)
             except Exception:
                 log.exception("results_row_undecodable", row_id=row_id)
                 continue
-            seen += len(plain)
             for record in plain:
                 if record[_KIND] == IMPRESSION:
                     if (
@@ -202,24 +211,30 @@ class Counter:
                     if users is None:
                         users = members[key] = set()
                     users.add(record[_USER])
-                    continue
-                attributions = record[_C_ATTRIBUTIONS]
-                if not attributions:
-                    continue
-                event_key = record[_C_EVENT_KEY]
-                revenue = record[_C_REVENUE] or 0
-                value = record[_C_VALUE] or 0.0
+                elif record[_C_ATTRIBUTIONS]:
+                    conversions.append(
+                        (
+                            record[_USER],
+                            record[_C_EVENT_KEY],
+                            record[_C_REVENUE],
+                            record[_C_VALUE],
+                            record[_C_ATTRIBUTIONS],
+                        )
+                    )
+            for user_id, event_key, revenue, value, attributions in conversions:
+                revenue = revenue or 0
+                value = value or 0.0
                 for experiment_id, variation_id in attributions:
                     key = (experiment_id, variation_id, _CONVERTERS, event_key)
                     total = totals.get(key)
                     if total is None:
                         totals[key] = [1, revenue, value]
-                        members[key] = {record[_USER]}
+                        members[key] = {user_id}
                     else:
                         total[0] += 1
                         total[1] += revenue
                         total[2] += value
-                        members[key].add(record[_USER])
+                        members[key].add(user_id)
         for key, users in members.items():
             group_id = self._group(conn, key)
             # One statement per group, not one per user: each SQLite step releases the GIL
