@@ -33,7 +33,7 @@ from trackd.forced_decisions import DecisionContext
 from trackd.live import LiveConfig
 from trackd.notifications import Notifier
 from trackd.optimizely_config import optimizely_config
-from trackd.rpc import status
+from trackd.rpc import status, values
 from trackd.rpc.agent_event_stream import EVENT_STREAM_PATH, EventStream, chosen_types
 from trackd.rpc.connect import as_message, reply_type
 from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor
@@ -314,7 +314,7 @@ class AgentApi:
             "experimentKey": flag.rule_key,
             "variationKey": flag.variation_key,
             "type": "feature",
-            "variables": json_format.MessageToDict(flag.variables),
+            "variables": values.plain_struct(flag.variables),
             "enabled": flag.enabled,
         }
 
@@ -447,7 +447,7 @@ class AgentApi:
             "isEveryoneElseVariation": self._everyone_else(flag),
         }
         if flag.variables.fields:
-            decision["variables"] = json_format.MessageToDict(flag.variables)
+            decision["variables"] = values.plain_struct(flag.variables)
         return decision
 
     def _reasons(self, flag: pb.FlagDecision) -> list[str]:
