@@ -15,7 +15,7 @@ from tests.unit.test_plain_values import EDGES
 from trackd.datafile import parse_datafile
 from trackd.decision.flags import DecideOption, decide_all, decide_for_keys
 from trackd.rpc.connect import JsonCodec, ProtoCodec, Serialized
-from trackd.rpc.decide_json import DecideJson, message_json
+from trackd.rpc.decide_json import DecideJson, member_printers
 from trackd.rpc.decisions import DecideEncoder
 from trackd.v1 import tracking_service_pb2 as pb
 
@@ -85,7 +85,7 @@ def test_bytes_not_written_by_the_encoder_still_print_as_json_format_prints_them
 
 def test_a_field_of_a_kind_it_cannot_print_is_refused_not_misprinted() -> None:
     with pytest.raises(TypeError, match="decisions"):
-        message_json(pb.DecideResponse(decisions=[pb.FlagDecision(flag_key="f")]))
+        member_printers(pb.DecideResponse.DESCRIPTOR)
 
 
 def test_the_codecs_encode_a_serialized_reply_without_a_message() -> None:

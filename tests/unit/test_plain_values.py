@@ -72,3 +72,26 @@ def test_every_decided_flags_variables_convert_as_json_format_does() -> None:
             assert values.plain_struct(struct) == json_format.MessageToDict(struct)
             seen += bool(struct.fields)
     assert seen > 0  # variables did go through
+
+
+def test_kept_structs_convert_each_struct_once_and_never_mix_two_up() -> None:
+    calls: list[Struct] = []
+
+    def convert(struct: Struct) -> dict[str, Any]:
+        calls.append(struct)
+        return values.plain_struct(struct)
+
+    kept = values.KeptStructs(convert, limit=2)
+    first, same, other, third = (
+        _struct(EDGES),
+        _struct(EDGES),
+        _struct({"a": 1}),
+        _struct({"a": 2}),
+    )
+    assert kept(first) == json_format.MessageToDict(first)
+    assert kept(same) is kept(first)  # equal bytes: converted once
+    assert kept(other) == {"a": 1.0}
+    assert len(calls) == 2
+    assert kept(third) == {"a": 2.0}  # past the limit: all dropped, the new one kept
+    assert kept(first) == json_format.MessageToDict(first)
+    assert len(calls) == 4

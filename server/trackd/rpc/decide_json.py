@@ -12,6 +12,8 @@ prints it, byte for byte.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as _quoted  # json.dumps' own, for a str
 from typing import Any, Final
 
 from google.protobuf import json_format
@@ -27,8 +29,8 @@ _REVISION: Final = pb.DecideResponse.DESCRIPTOR.fields_by_name["revision"]
 _LENGTH_DELIMITED: Final = 2
 _DECISION_TAG: Final = _DECISIONS.number << 3 | _LENGTH_DELIMITED
 _REVISION_TAG: Final = _REVISION.number << 3 | _LENGTH_DELIMITED
-_DECISIONS_OPEN: Final = json.dumps(_DECISIONS.json_name) + ": ["
-_REVISION_KEY: Final = json.dumps(_REVISION.json_name) + ": "
+_DECISIONS_OPEN: Final = _quoted(_DECISIONS.json_name) + ": ["
+_REVISION_KEY: Final = _quoted(_REVISION.json_name) + ": "
 
 
 class DecideJson:
@@ -36,6 +38,9 @@ class DecideJson:
 
     def __init__(self) -> None:
         self._fragments: dict[bytes, str] = {}
+        # A decision with reasons is this call's alone, but its variables are its variation's.
+        variables = values.KeptStructs(struct_text, CACHE_LIMIT)
+        self._members = member_printers(pb.FlagDecision.DESCRIPTOR, variables)
 
     def encode(self, data: bytes) -> bytes:
         fragments: list[str] = []
@@ -56,7 +61,7 @@ class DecideJson:
         if fragments:
             members.append(_DECISIONS_OPEN + ", ".join(fragments) + "]")
         if revision:
-            members.append(_REVISION_KEY + json.dumps(revision))
+            members.append(_REVISION_KEY + _quoted(revision))
         return ("{" + ", ".join(members) + "}").encode()
 
     def _fragment(self, frame: bytes) -> str:
@@ -64,7 +69,9 @@ class DecideJson:
         if fragment is not None:
             return fragment
         decision = pb.FlagDecision.FromString(frame)
-        fragment = json.dumps(message_json(decision))
+        printers = self._members
+        members = [printers[field.number](value) for field, value in decision.ListFields()]
+        fragment = "{" + ", ".join(members) + "}"
         if not decision.reasons:  # one with reasons is this call's alone: not worth keeping
             if len(self._fragments) >= CACHE_LIMIT:
                 self._fragments.clear()
@@ -72,26 +79,37 @@ class DecideJson:
         return fragment
 
 
-def message_json(message: Any) -> dict[str, Any]:
-    """A message of strings, bools, enums, Structs and repeated strings (a FlagDecision) as
-    `json_format.MessageToDict` gives it: set fields only, in field number order, by their
-    JSON names, enums by name. Any other kind of field is a TypeError, so a field of a new
-    kind added to the proto is not silently printed wrong."""
-    out: dict[str, Any] = {}
-    for field, value in message.ListFields():
-        if field.message_type is Struct.DESCRIPTOR:
-            out[field.json_name] = values.plain_struct(value)
-        elif field.type == FieldDescriptor.TYPE_ENUM:
-            known = field.enum_type.values_by_number.get(value)
-            out[field.json_name] = value if known is None else known.name  # open enum
-        elif field.type in _AS_THEY_ARE:
-            out[field.json_name] = list(value) if field.is_repeated else value
-        else:
-            raise TypeError(f"{field.full_name}: no fast JSON for this kind of field")
-    return out
+def struct_text(struct: Struct) -> str:
+    return json.dumps(values.plain_struct(struct))
 
 
-_AS_THEY_ARE: Final = frozenset({FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BOOL})
+def member_printers(
+    descriptor: Any, struct_text: Callable[[Struct], str] = struct_text
+) -> dict[int, Callable[[Any], str]]:
+    """Field number -> the function printing a set field of that message type as a JSON
+    member, as `json_format.MessageToJson(indent=None)` prints it: by its JSON name, enums by
+    name (an unknown number as the number), Structs by `struct_text`. For strings, bools,
+    enums, Structs and repeated strings (a FlagDecision's fields); a field of any other kind
+    is a TypeError here, so one added to the proto is never printed wrong."""
+    printers: dict[int, Callable[[Any], str]] = {}
+    for field in descriptor.fields:
+        printers[field.number] = _printer(field, _quoted(field.json_name) + ": ", struct_text)
+    return printers
+
+
+def _printer(field: Any, name: str, struct_text: Callable[[Struct], str]) -> Callable[[Any], str]:
+    if field.message_type is Struct.DESCRIPTOR and not field.is_repeated:
+        return lambda struct: name + struct_text(struct)
+    if field.type == FieldDescriptor.TYPE_ENUM and not field.is_repeated:
+        names = {value.number: _quoted(value.name) for value in field.enum_type.values}
+        return lambda number: name + names.get(number, str(number))
+    if field.type == FieldDescriptor.TYPE_BOOL and not field.is_repeated:
+        return lambda flag: name + ("true" if flag else "false")
+    if field.type == FieldDescriptor.TYPE_STRING:
+        if field.is_repeated:
+            return lambda texts: name + "[" + ", ".join(map(_quoted, texts)) + "]"
+        return lambda text: name + _quoted(text)
+    raise TypeError(f"{field.full_name}: no fast JSON for this kind of field")
 
 
 def _varint_at(data: bytes, position: int) -> tuple[int, int]:

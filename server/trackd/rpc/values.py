@@ -7,9 +7,9 @@ double within 2**53 becomes an int (which is also what the Optimizely SDK would 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import ListValue, Struct, Value
@@ -19,6 +19,8 @@ from trackd.datafile.model import AttributeValue
 from trackd.errors import InvalidArgument, ResourceExhausted
 
 _EXACT_INT_LIMIT = 2.0**53
+
+Converted = TypeVar("Converted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +139,26 @@ def plain_value(value: Value) -> Any:
 
 def plain_list(values: ListValue) -> list[Any]:
     return [plain_value(value) for value in values.values]
+
+
+class KeptStructs(Generic[Converted]):
+    """Structs converted once (by `plain_struct`, or to its JSON text) and kept by their
+    bytes: a response's variables are the same few Structs (its flags' variations') call
+    after call, and serializing one to find it (~1 us) costs a tenth of converting it. Equal
+    bytes are an equal Struct, so what is kept is always right; it is shared: read it, never
+    mutate it. At `limit` Structs all are dropped, and the live ones come back at once."""
+
+    def __init__(self, convert: Callable[[Struct], Converted], limit: int) -> None:
+        self._convert = convert
+        self._limit = limit
+        self._kept: dict[bytes, Converted] = {}
+
+    def __call__(self, struct: Struct) -> Converted:
+        key = struct.SerializeToString()
+        converted = self._kept.get(key)
+        if converted is None:
+            converted = self._convert(struct)
+            if len(self._kept) >= self._limit:
+                self._kept.clear()
+            self._kept[key] = converted
+        return converted
