@@ -1,13 +1,14 @@
 """Decide's response in proto3 JSON (what Connect JSON callers get) without json_format.
 
-`json_format.MessageToJson` took ~3,400 us for a 50-flag DecideResponse, twice the rest of
-the call, so Decide over HTTP cost the daemon twice gRPC's CPU. The response arrives here as
-the bytes `trackd.rpc.decisions.DecideEncoder` joined: one frame per decision, most of them
-the very frames it keeps for a datafile's shared decisions. Each frame's JSON is made once
-and kept, keyed by the frame's bytes (equal bytes are an equal message, so an equal JSON),
-and a response is those fragments joined: printed exactly as `MessageToJson(indent=None)`
-prints it, byte for byte.
-"""
+`json_format.MessageToJson` took 1,700-3,400 us for a 50-flag DecideResponse, more than the
+rest of the call, so Decide over HTTP cost the daemon 1.4-2.2x gRPC's CPU. The response
+arrives here as the bytes `trackd.rpc.decisions.DecideEncoder` joined: one frame per
+decision, most of them the very frames it keeps for a datafile's shared decisions. Each
+frame's JSON is made once and kept, keyed by the frame's bytes (equal bytes are an equal
+message, so an equal JSON), and a response is those fragments joined, printed exactly as
+`MessageToJson(indent=None)` prints it, byte for byte. Measured in-process for 50 flags:
+~45 us against ~1,700 us; with INCLUDE_REASONS (frames made per call, so printed each
+time, their variables kept) ~650 us against ~1,900 us."""
 
 from __future__ import annotations
 
