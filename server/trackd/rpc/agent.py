@@ -33,9 +33,10 @@ from trackd.forced_decisions import DecisionContext
 from trackd.live import LiveConfig
 from trackd.notifications import Notifier
 from trackd.optimizely_config import optimizely_config
-from trackd.rpc import status
+from trackd.rpc import status, values
 from trackd.rpc.agent_event_stream import EVENT_STREAM_PATH, EventStream, chosen_types
 from trackd.rpc.connect import as_message, reply_type
+from trackd.rpc.decisions import CACHE_LIMIT
 from trackd.rpc.interceptors import TRACKING_SERVICE, Method, RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
 from trackd.v1 import tracking_service_pb2 as pb
@@ -150,6 +151,7 @@ class AgentApi:
             EVENT_STREAM_PATH: ("GET", self._method("SetForcedVariation"), self._event_stream),
         }
         self._views: tuple[ProjectConfig, Json, Json] | None = None  # see _views_of_config
+        self._variables = values.KeptStructs(values.plain_struct, CACHE_LIMIT)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -314,7 +316,7 @@ class AgentApi:
             "experimentKey": flag.rule_key,
             "variationKey": flag.variation_key,
             "type": "feature",
-            "variables": json_format.MessageToDict(flag.variables),
+            "variables": self._variables(flag.variables),
             "enabled": flag.enabled,
         }
 
@@ -447,7 +449,7 @@ class AgentApi:
             "isEveryoneElseVariation": self._everyone_else(flag),
         }
         if flag.variables.fields:
-            decision["variables"] = json_format.MessageToDict(flag.variables)
+            decision["variables"] = self._variables(flag.variables)
         return decision
 
     def _reasons(self, flag: pb.FlagDecision) -> list[str]:

@@ -39,7 +39,7 @@ _RECORDED_TRUE: Final = bytes([_RECORDED << 3 | _VARINT, 1])
 
 # Decisions built per call (forced ones, errors) pass through the cache too; bounded so a
 # stream of them cannot grow it without end. A datafile's shared decisions refill it at once.
-_CACHE_LIMIT: Final = 65_536
+CACHE_LIMIT: Final = 65_536
 
 
 def flag_decision(decision: FlagDecision, impression_recorded: bool) -> pb.FlagDecision:
@@ -70,7 +70,7 @@ class DecideEncoder:
         if held is not None and held[0] is decision:
             return held[1]
         frames = _frames(decision)
-        if len(self._framed) >= _CACHE_LIMIT:
+        if len(self._framed) >= CACHE_LIMIT:
             self._framed.clear()
         self._framed[id(decision)] = (decision, frames)
         return frames

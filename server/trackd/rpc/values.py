@@ -7,18 +7,20 @@ double within 2**53 becomes an int (which is also what the Optimizely SDK would 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from google.protobuf import json_format
-from google.protobuf.struct_pb2 import Struct, Value
+from google.protobuf.struct_pb2 import ListValue, Struct, Value
 
 from trackd.config import default_of
 from trackd.datafile.model import AttributeValue
 from trackd.errors import InvalidArgument, ResourceExhausted
 
 _EXACT_INT_LIMIT = 2.0**53
+
+Converted = TypeVar("Converted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +109,56 @@ def json_struct(values: Mapping[str, object]) -> Struct:
     if values:
         struct.update(cast(Any, values))  # JSON-shaped: what Struct holds
     return struct
+
+
+def plain_struct(struct: Struct) -> dict[str, Any]:
+    """A Struct as `json_format.MessageToDict` gives it, in half the time: measured ~13 us
+    against ~28 us for a generated flag's five variables. As json_format: every number a
+    float (31 is 31.0), an unset Value None, and NaN or infinity a ValueError."""
+    return {key: plain_value(value) for key, value in struct.fields.items()}
+
+
+def plain_value(value: Value) -> Any:
+    """A Value as `json_format.MessageToDict` gives it (see `plain_struct`)."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        if not math.isfinite(number):
+            raise ValueError(f"{number} is not a JSON number; json_format refuses it too")
+        return number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return plain_struct(value.struct_value)
+    if kind == "list_value":
+        return plain_list(value.list_value)
+    return None  # null_value, or unset (which json_format prints as null too)
+
+
+def plain_list(values: ListValue) -> list[Any]:
+    return [plain_value(value) for value in values.values]
+
+
+class KeptStructs(Generic[Converted]):
+    """Structs converted once (by `plain_struct`, or to its JSON text) and kept by their
+    bytes: a response's variables are the same few Structs (its flags' variations') call
+    after call, and serializing one to find it (~1 us) costs a tenth of converting it. Equal
+    bytes are an equal Struct, so what is kept is always right; it is shared: read it, never
+    mutate it. At `limit` Structs all are dropped, and the live ones come back at once."""
+
+    def __init__(self, convert: Callable[[Struct], Converted], limit: int) -> None:
+        self._convert = convert
+        self._limit = limit
+        self._kept: dict[bytes, Converted] = {}
+
+    def __call__(self, struct: Struct) -> Converted:
+        key = struct.SerializeToString()
+        converted = self._kept.get(key)
+        if converted is None:
+            converted = self._convert(struct)
+            if len(self._kept) >= self._limit:
+                self._kept.clear()
+            self._kept[key] = converted
+        return converted
