@@ -49,6 +49,16 @@ class _Table(Generic[K]):
                 entries = self._by_user[user_id] = {}
         entries[key] = (value, expiry)
 
+    def __contains__(self, user_id: str) -> bool:
+        """Whether the user has entries, expired ones perhaps: Activate's and Decide's check
+        for the many users with none, before any clock read or copy."""
+        return user_id in self._by_user
+
+    def get(self, user_id: str, key: K, now: float) -> str | None:
+        held = self._by_user.get(user_id)
+        entry = None if held is None else held.get(key)
+        return entry[0] if entry is not None and entry[1] > now else None
+
     def live(self, user_id: str, now: float) -> dict[K, str]:
         entries = self._live(user_id, now)
         return {} if entries is None else {key: value for key, (value, _) in entries.items()}
@@ -118,7 +128,9 @@ class MemoryOverrideStore:
         self._variations.set(user_id, experiment_id, variation_id, now + self._ttl, now)
 
     async def get_variation(self, user_id: str, experiment_id: str) -> str | None:
-        return self._variations.live(user_id, self._clock()).get(experiment_id)
+        if user_id not in self._variations:
+            return None
+        return self._variations.get(user_id, experiment_id, self._clock())
 
     async def remove_variation(self, user_id: str, experiment_id: str) -> bool:
         return self._variations.remove(user_id, experiment_id, self._clock())
@@ -132,7 +144,7 @@ class MemoryOverrideStore:
         self._decisions.set(user_id, context, variation_key, now + self._ttl, now)
 
     async def get_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> str | None:
-        return self._decisions.live(user_id, self._clock()).get((flag_key, rule_key))
+        return self._decisions.get(user_id, (flag_key, rule_key), self._clock())
 
     async def remove_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> bool:
         return self._decisions.remove(user_id, (flag_key, rule_key), self._clock())
@@ -141,6 +153,8 @@ class MemoryOverrideStore:
         return self._decisions.remove_user(user_id, self._clock())
 
     async def for_user(self, user_id: str) -> UserOverrides:
+        if user_id not in self._variations and user_id not in self._decisions:
+            return NO_OVERRIDES
         now = self._clock()
         variations = self._variations.live(user_id, now)
         decisions = self._decisions.live(user_id, now)
