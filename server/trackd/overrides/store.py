@@ -15,6 +15,7 @@ Redis), so a Decide of 50 flags does not ask 50 times.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 from trackd.config import default_of
@@ -33,7 +34,8 @@ class UserOverrides(NamedTuple):
     decisions: Mapping[DecisionContext, str]  # (flag key, rule key) -> variation key
 
 
-NO_OVERRIDES = UserOverrides({}, {})
+# Read-only: shared by every call for a user with nothing forced (nearly every call).
+NO_OVERRIDES = UserOverrides(MappingProxyType({}), MappingProxyType({}))
 
 
 def check_variation(experiment_id: str, variation_id: str) -> None:
