@@ -240,6 +240,13 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "override-ttl",
+        float,
+        "Seconds a forced variation or forced decision stays set after it was set; held "
+        "where activations are, so every worker and replica honours it.",
+        "SECONDS",
+    ),
+    Option(
         "activation-cache-size",
         int,
         "Most (user, experiment) activations kept; the least recently activated go first.",
@@ -435,6 +442,7 @@ class Settings:
     tls_client_ca: Path | None = None
     auth_tokens: Path | None = None
     activation_ttl: float = 86400.0  # one day after the last Activate
+    override_ttl: float = 86400.0  # a QA session's forced variations outlive it, not forever
     activation_cache_size: int = 1_000_000
     activation_store: str = "auto"
     activation_dir: Path | None = None
@@ -510,7 +518,12 @@ class Settings:
         found.extend(self._scale_out_problems())
         found.extend(
             f"--{name.replace('_', '-')}: must be greater than 0"
-            for name in ("activation_ttl", "event_flush_interval", "datafile_poll_interval")
+            for name in (
+                "activation_ttl",
+                "override_ttl",
+                "event_flush_interval",
+                "datafile_poll_interval",
+            )
             if not getattr(self, name) > 0
         )
         found.extend(

@@ -107,5 +107,13 @@ class ActivationStoreFull(ActivationStoreUnavailable):
     attribution cannot, until entries expire or are evicted."""
 
 
+class OverrideStoreUnavailable(Unavailable):
+    """The shared store of forced variations and forced decisions cannot be reached: calls
+    decide without them and say so; setting or reading one fails."""
+
+    def __init__(self, message: str = "the override store (Redis) is unavailable") -> None:
+        super().__init__(message)
+
+
 class DatafileError(TrackdError):
     """The datafile cannot be used: not JSON, an unsupported version, a missing key."""

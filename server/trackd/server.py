@@ -31,9 +31,9 @@ from trackd.events.fleet import FleetResults
 from trackd.events.outbox import Outbox
 from trackd.events.results import sqlite_problem
 from trackd.events.sinks import Sink, open_sink
-from trackd.forced import ForcedVariations
 from trackd.http_server import HttpServer
 from trackd.live import LiveConfig
+from trackd.overrides import MemoryOverrideStore, OverrideStore
 from trackd.rpc import tls
 from trackd.rpc.auth import Tokens
 from trackd.rpc.endpoint import Endpoint, open_endpoint
@@ -98,6 +98,26 @@ def open_activation_store(
     )
     fleet = FleetResults(shared.client, outbox_path(settings), prefix=settings.redis_key_prefix)
     return shared, fleet
+
+
+def open_override_store(settings: Settings, activations: ActivationStore) -> OverrideStore:
+    """Forced variations and forced decisions where the activations are, so every worker or
+    replica sharing those honours an override set through any of them."""
+    if isinstance(activations, MemoryActivationStore):
+        return MemoryOverrideStore(ttl=settings.override_ttl)
+    from trackd.activation.redis import RedisActivationStore  # only when asked for
+
+    if isinstance(activations, RedisActivationStore):
+        from trackd.overrides.redis import RedisOverrideStore
+
+        return RedisOverrideStore(
+            activations.client, ttl=settings.override_ttl, prefix=settings.redis_key_prefix
+        )
+    from trackd.overrides.local import LocalOverrideStore
+
+    # Inside the activations' directory: every worker opens that one (not its own data dir).
+    overrides_dir = settings.resolved_activation_dir / "overrides"
+    return LocalOverrideStore(overrides_dir, ttl=settings.override_ttl)
 
 
 def event_sink(settings: Settings, live: LiveConfig) -> Sink:
@@ -202,6 +222,7 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
     prepared = prepared or prepare(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     activations, fleet = open_activation_store(settings)
+    overrides = open_override_store(settings, activations)
     outbox = Outbox(
         outbox_path(settings),
         max_events=settings.outbox_max_events,
@@ -214,10 +235,11 @@ async def running(settings: Settings, prepared: Prepared | None = None) -> Async
         if fleet is not None:
             await fleet.close()
         await outbox.close()
+        await overrides.close()
         await activations.close()
 
     try:
-        started = await _start(settings, prepared, activations, fleet, outbox)
+        started = await _start(settings, prepared, activations, overrides, fleet, outbox)
     except BaseException:
         # Whatever failed (the outbox locked by another process, a port taken), nothing
         # opened so far (Redis connections, the fleet publisher) outlives it.
@@ -235,6 +257,7 @@ async def _start(
     settings: Settings,
     prepared: Prepared,
     activations: ActivationStore,
+    overrides: OverrideStore,
     fleet: FleetResults | None,
     outbox: Outbox,
 ) -> Running:
@@ -252,7 +275,7 @@ async def _start(
     tracker = Tracker(
         live,
         activations,
-        ForcedVariations(),
+        overrides,
         outbox,
         fleet=fleet,
         default_decide_options=settings.decide_options,

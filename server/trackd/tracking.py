@@ -37,6 +37,7 @@ from trackd.decision.flags import DecideOption, decide_for_keys
 from trackd.errors import (
     ActivationStoreUnavailable,
     OutboxFull,
+    OverrideStoreUnavailable,
     TrackdError,
     UnknownEvent,
     UnknownExperiment,
@@ -50,11 +51,9 @@ from trackd.events.results import (
     LocalResults,
 )
 from trackd.events.tags import ParsedTags, parse_tags
-from trackd.forced import ForcedVariations
-from trackd.forced_decisions import EMPTY as NO_FORCED_DECISIONS
-from trackd.forced_decisions import DecisionContext, ForcedDecisions
 from trackd.live import LiveConfig
 from trackd.notifications import Notifier
+from trackd.overrides import NO_OVERRIDES, DecisionContext, OverrideStore, UserOverrides
 
 log = structlog.get_logger("trackd.tracking")
 
@@ -93,7 +92,7 @@ class Activation:
     decision: Decision
     impression_recorded: bool
     revision: str
-    attribution_degraded: bool = False
+    attribution_degraded: bool = False  # as Decisions'
 
 
 class Decided(NamedTuple):
@@ -108,7 +107,9 @@ class Decided(NamedTuple):
 class Decisions:
     decisions: tuple[Decided, ...]
     revision: str
-    attribution_degraded: bool = False  # the activation store was unreachable
+    # The activation store was unreachable, or the override store (the same Redis): then
+    # decided without the user's forced variations and forced decisions.
+    attribution_degraded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,22 +212,17 @@ class Tracker:
         self,
         live: LiveConfig,
         activations: ActivationStore,
-        forced: ForcedVariations,
+        overrides: OverrideStore,
         outbox: EventLog,
         clock: Callable[[], float] = time.time,
         fleet: SharedResults | None = None,
-        forced_decisions: ForcedDecisions | None = None,
         default_decide_options: Collection[DecideOption] = (),
         notifier: Notifier | None = None,
     ) -> None:
         self.live = live
         self.notifier = notifier if notifier is not None else Notifier()
         self._activations = activations
-        self._forced = forced
-        # Not `or`: an injected store that is still empty is falsy (it has a length).
-        self._forced_decisions = (
-            forced_decisions if forced_decisions is not None else ForcedDecisions()
-        )
+        self._overrides = overrides
         self._default_decide_options = frozenset(default_decide_options)
         self._outbox = outbox
         self._clock = clock
@@ -252,13 +248,14 @@ class Tracker:
             held = await self._activations.get(user_id, experiment.id)
         except ActivationStoreUnavailable:
             held = None
+        forced_id, _ = await self._forced_variation(user_id, experiment.id)
         sticky = sticky_variation(held)
         decision = decide(
             config,
             experiment,
             user_id,
             attributes,
-            forced_variation_id=self._forced.get(user_id, experiment.id),
+            forced_variation_id=forced_id,
             sticky_variation_id=sticky,
         )
         self.notifier.experiment_decided(config, decision, user_id, attributes)
@@ -285,19 +282,20 @@ class Tracker:
         """
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
-        forced_id = self._forced.get(user_id, experiment.id)
+        forced_id, degraded = await self._forced_variation(user_id, experiment.id)
         fresh = decide(config, experiment, user_id, attributes, forced_variation_id=forced_id)
         if fresh.reason is Reason.NOT_RUNNING:
-            return Activation(fresh, False, config.revision)
+            return Activation(fresh, False, config.revision, degraded)
         try:
             decision, sticky = await self._against_live(
                 config, experiment, user_id, attributes, fresh, forced_id
             )
-            degraded = False
+            store_down = False
         except ActivationStoreUnavailable:
             # Exact anyway (bucketing is deterministic); stickiness unknown, so the impression
             # goes out at least once rather than not at all.
-            decision, sticky, degraded = fresh, False, True
+            decision, sticky, store_down = fresh, False, True
+        degraded = degraded or store_down
         variation = decision.variation
         if variation is None or sticky:
             self.degraded_activations += degraded
@@ -313,7 +311,7 @@ class Tracker:
             log.warning("impression_dropped_outbox_full", experiment=experiment.key)
             self.degraded_activations += degraded
             return Activation(decision, False, config.revision, degraded)
-        if not degraded:
+        if not store_down:
             try:
                 await self._activations.put(
                     user_id,
@@ -325,6 +323,22 @@ class Tracker:
                 degraded = True
         self.degraded_activations += degraded
         return Activation(decision, True, config.revision, degraded)
+
+    async def _forced_variation(self, user_id: str, experiment_id: str) -> tuple[str | None, bool]:
+        """The user's forced variation id, and True when the override store could not be
+        reached (then decided as if nothing were forced, and the call says it degraded)."""
+        try:
+            return await self._overrides.get_variation(user_id, experiment_id), False
+        except OverrideStoreUnavailable:
+            return None, True
+
+    async def _user_overrides(self, user_id: str) -> tuple[UserOverrides, bool]:
+        """Everything forced for the user (one read: a Decide of 50 flags asks once), and
+        True when the override store could not be reached."""
+        try:
+            return await self._overrides.for_user(user_id), False
+        except OverrideStoreUnavailable:
+            return NO_OVERRIDES, True
 
     async def _against_live(
         self,
@@ -368,7 +382,7 @@ class Tracker:
         flag_keys: Sequence[str],
         options: Collection[DecideOption] = (),
         *,
-        forced_decisions: Mapping[DecisionContext, str] = NO_FORCED_DECISIONS,
+        forced_decisions: Mapping[DecisionContext, str] = NO_OVERRIDES.decisions,
     ) -> Decisions:
         """Decides flags as the SDK's decide_for_keys (decide_all when `flag_keys` is empty),
         with the daemon's default options added, and records their decision events.
@@ -389,10 +403,11 @@ class Tracker:
         """
         config = self.live.config
         chosen = self._default_decide_options.union(options)
-        forced = self._forced_decisions.for_user(user_id)
+        overrides, degraded = await self._user_overrides(user_id)
+        forced = overrides.decisions
         if forced_decisions:
             forced = {**forced, **forced_decisions}
-        degraded = False
+        forced_variations = overrides.variations
         try:
             held = await self._held(config, user_id, flag_keys)
         except ActivationStoreUnavailable:
@@ -401,9 +416,6 @@ class Tracker:
 
         def sticky(experiment_id: str) -> str | None:
             return sticky_variation(held.get(experiment_id))
-
-        def forced_variation(experiment_id: str) -> str | None:
-            return self._forced.get(user_id, experiment_id)
 
         # decide_all is decide_for_keys over every flag in datafile order. The SDK sends the
         # events of the disabled flags ENABLED_FLAGS_ONLY leaves out, so it is applied here,
@@ -417,7 +429,7 @@ class Tracker:
             chosen - {DecideOption.ENABLED_FLAGS_ONLY},
             forced_decisions=forced,
             # Without any, the engine skips the lookups (two calls a flag otherwise).
-            forced_variation=forced_variation if len(self._forced) else None,
+            forced_variation=forced_variations.get if forced_variations else None,
             sticky_variation=sticky if held else None,
         )
         if DecideOption.DISABLE_DECISION_EVENT in chosen:
@@ -435,7 +447,9 @@ class Tracker:
             if flag is None or decision.error is not None:
                 sending.append(False)
                 continue
-            memory = self._remembered(flag, decision, user_id, forced, held, ignore_profile)
+            memory = self._remembered(
+                flag, decision, user_id, forced, forced_variations, held, ignore_profile
+            )
             if memory is not None:
                 remembered.append(memory)
                 if memory.repeat:
@@ -501,6 +515,7 @@ class Tracker:
         decision: FlagDecision,
         user_id: str,
         forced: Mapping[tuple[str, str | None], str],
+        forced_variations: Mapping[str, str],
         held: Mapping[str, Held],
         ignore_profile: bool,
     ) -> _Remembered | None:
@@ -523,7 +538,7 @@ class Tracker:
             reason = reason_for_variation(
                 experiment,
                 user_id,
-                forced_variation_id=self._forced.get(user_id, experiment.id),
+                forced_variation_id=forced_variations.get(experiment.id),
                 sticky_variation_id=None if ignore_profile else sticky_variation(live),
             )
         if reason in _NOT_STICKY_REASONS:
@@ -550,21 +565,26 @@ class Tracker:
             return True
         return False
 
-    def set_forced_decision(
+    async def set_forced_decision(
         self, user_id: str, flag_key: str, rule_key: str | None, variation_key: str
     ) -> None:
         """As the SDK's set_forced_decision: kept whatever the datafile says, ignored when
-        deciding while it names no variation of the flag."""
-        self._forced_decisions.set(user_id, flag_key, rule_key, variation_key)
+        deciding while it names no variation of the flag. In the override store: every worker
+        and replica sharing it honours it at once."""
+        await self._overrides.set_decision(user_id, flag_key, rule_key, variation_key)
 
-    def get_forced_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> str | None:
-        return self._forced_decisions.get(user_id, flag_key, rule_key)
+    async def get_forced_decision(
+        self, user_id: str, flag_key: str, rule_key: str | None
+    ) -> str | None:
+        return await self._overrides.get_decision(user_id, flag_key, rule_key)
 
-    def remove_forced_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> bool:
-        return self._forced_decisions.remove(user_id, flag_key, rule_key)
+    async def remove_forced_decision(
+        self, user_id: str, flag_key: str, rule_key: str | None
+    ) -> bool:
+        return await self._overrides.remove_decision(user_id, flag_key, rule_key)
 
-    def remove_all_forced_decisions(self, user_id: str) -> int:
-        return self._forced_decisions.remove_all(user_id)
+    async def remove_all_forced_decisions(self, user_id: str) -> int:
+        return await self._overrides.remove_all_decisions(user_id)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -716,29 +736,30 @@ class Tracker:
             return Results(results, fleet_wide)
         return Results(await self._outbox.results(config, experiment), False)
 
-    def set_forced_variation(
+    async def set_forced_variation(
         self, experiment_key: str, user_id: str, variation_key: str
     ) -> str | None:
+        """As the SDK's set_forced_variation (an empty key clears it), in the override store."""
         experiment = self._experiment(self.live.config, experiment_key)
         if not variation_key:
-            self._forced.clear(user_id, experiment.id)
+            await self._overrides.remove_variation(user_id, experiment.id)
             return None
         variation = experiment.variations_by_key.get(variation_key)
         if variation is None:
             raise UnknownVariation(experiment_key, variation_key)
-        self._forced.set(user_id, experiment.id, variation.id)
+        await self._overrides.set_variation(user_id, experiment.id, variation.id)
         return variation.key
 
-    def get_forced_variation(self, experiment_key: str, user_id: str) -> str | None:
+    async def get_forced_variation(self, experiment_key: str, user_id: str) -> str | None:
         experiment = self._experiment(self.live.config, experiment_key)
-        variation_id = self._forced.get(user_id, experiment.id)
+        variation_id = await self._overrides.get_variation(user_id, experiment.id)
         variation = experiment.variations_by_id.get(variation_id) if variation_id else None
         return variation.key if variation else None
 
     async def on_new_config(self, config: ProjectConfig) -> int:
-        """Drops activations whose experiment stopped running or whose variation vanished,
-        and forced variations whose experiment or variation vanished; returns activations
-        dropped."""
+        """Drops activations whose experiment stopped running or whose variation vanished;
+        returns activations dropped. Forced variations are left to their TTL: one naming a
+        variation gone from the datafile is ignored when deciding and read as none."""
         self.notifier.config_updated(config)
 
         def exists(experiment_id: str, variation_id: str) -> bool:
@@ -751,7 +772,6 @@ class Tracker:
                 and config.experiments_by_id[experiment_id].is_running
             )
 
-        self._forced.retain(exists)
         return await self._activations.retain(live)
 
 

@@ -48,10 +48,9 @@ from trackd.decision.flags import DecideOption
 from trackd.events.outbox import Receipt
 from trackd.events.records import ConversionColumns, Impression, Record
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
-from trackd.forced import ForcedVariations
-from trackd.forced_decisions import ForcedDecisions
 from trackd.live import LiveConfig
-from trackd.tracking import Tracker
+from trackd.overrides import MemoryOverrideStore
+from trackd.tracking import Decisions, Tracker
 
 DATAFILES = 1200
 CALLS_PER_DATAFILE = 8
@@ -92,26 +91,23 @@ def sdk_events(
 
 def our_impressions(config: ProjectConfig, call: DecideCall, quiet: bool) -> list[Impression]:
     """What Tracker.decide records for the call, from a fresh activation store."""
-    forced_variations = ForcedVariations()
-    for experiment_id, variation_id in forced_variation_ids(config, call).items():
-        forced_variations.set(call.user_id, experiment_id, variation_id)
-    forced_decisions = ForcedDecisions()
-    for (flag_key, rule_key), variation_key in call.forced.items():
-        forced_decisions.set(call.user_id, flag_key, rule_key, variation_key)
+    overrides = MemoryOverrideStore()
     log = MemoryEventLog()
     tracker = Tracker(
-        LiveConfig(config),
-        MemoryActivationStore(ttl=60.0, max_entries=10_000),
-        forced_variations,
-        log,
-        forced_decisions=forced_decisions,
+        LiveConfig(config), MemoryActivationStore(ttl=60.0, max_entries=10_000), overrides, log
     )
     options = {DecideOption(option) for option in call.options}
     if quiet:
         options.add(DecideOption.DISABLE_DECISION_EVENT)
-    decisions = asyncio.run(
-        tracker.decide(call.user_id, call.attributes, call.flag_keys or (), options)
-    )
+
+    async def decide() -> Decisions:
+        for experiment_id, variation_id in forced_variation_ids(config, call).items():
+            await overrides.set_variation(call.user_id, experiment_id, variation_id)
+        for (flag_key, rule_key), variation_key in call.forced.items():
+            await overrides.set_decision(call.user_id, flag_key, rule_key, variation_key)
+        return await tracker.decide(call.user_id, call.attributes, call.flag_keys or (), options)
+
+    decisions = asyncio.run(decide())
     impressions = [record for record in log.records if isinstance(record, Impression)]
     assert len(impressions) == len(log.records)
     # impression_recorded says whether a decision's events were committed (ENABLED_FLAGS_ONLY

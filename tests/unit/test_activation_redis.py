@@ -609,3 +609,28 @@ async def test_put_many_reloads_its_script_after_a_restart_forgot_it(
     await store.client.script_flush()
     await store.put_many("u1", [Entry("e2", "v2")])
     assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}
+
+
+async def test_retain_paces_its_scans_to_the_rate_bound(shared_redis: RedisServer) -> None:
+    """A drop after a datafile change walks every user hash; it pauses 1/rate seconds between
+    SCAN steps, so Redis keeps answering requests meanwhile."""
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    store = RedisActivationStore.from_url(
+        shared_redis.url, ttl=LONG_TTL, scan_count=10, retain_scans_per_second=50.0, sleep=sleep
+    )
+    try:
+        await store.client.flushdb()
+        for i in range(100):
+            await store.put(f"u{i}", "e1", "v1")
+        assert await store.retain(lambda experiment_id, _: experiment_id != "e1") == 100
+        assert len(pauses) >= 5  # about one per SCAN of 10 over 100 keys
+        assert set(pauses) == {1 / 50.0}
+        pauses.clear()
+        await store.count_activations()  # counting is not a retain: not paced
+        assert pauses == []
+    finally:
+        await store.close()

@@ -10,8 +10,8 @@ from tests.unit.test_tracker import MemoryEventLog, OutageStore
 from trackd.activation import Held, Write
 from trackd.datafile import parse_datafile
 from trackd.datafile.model import RuleType
-from trackd.forced import ForcedVariations
 from trackd.live import LiveConfig
+from trackd.overrides import MemoryOverrideStore
 from trackd.tracking import Tracker
 
 
@@ -48,7 +48,7 @@ class RecordingStore(OutageStore):
 
 def tracker(store: RecordingStore) -> Tracker:
     config = parse_datafile(build_flags(20))  # 20 flags, each with an A/B test
-    return Tracker(LiveConfig(config), store, ForcedVariations(), MemoryEventLog(store))
+    return Tracker(LiveConfig(config), store, MemoryOverrideStore(), MemoryEventLog(store))
 
 
 async def test_a_decide_remembers_every_feature_test_in_one_store_call() -> None:

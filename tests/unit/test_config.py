@@ -133,6 +133,7 @@ def test_a_missing_config_file_is_one_line() -> None:
         ({"sdk_key": "a/b"}, "--sdk-key: must not contain"),
         ({"datafile_url_template": "https://cdn/x.json"}, "containing {sdk_key}"),
         ({"datafile_poll_interval": "0"}, "--datafile-poll-interval: must be greater than 0"),
+        ({"override_ttl": "0"}, "--override-ttl: must be greater than 0"),
         ({"metrics_listen": "9090"}, "--metrics-listen '9090': expected HOST:PORT"),
         ({"http_listen": "8080"}, "--http-listen '8080': expected HOST:PORT"),
         ({"http_cors_origins": "https://a.example, a.example"}, "--http-cors-origins 'a.example'"),

@@ -3,6 +3,8 @@ what the new one no longer runs."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.support.polling import eventually
 from trackd.datafile.model import ProjectConfig
 from trackd.errors import Unavailable
@@ -57,3 +59,25 @@ async def test_a_drop_that_finds_the_store_down_is_retried_in_the_background() -
         assert drop.seen == [live.config] * 3
     finally:
         reloader.close()
+
+
+async def test_the_first_datafile_is_served_before_its_drop_of_stale_activations_ends() -> None:
+    """Readiness never waits on the drop (a SCAN of millions of Redis keys takes seconds)."""
+    live, release = LiveConfig(None), asyncio.Event()
+    serving: list[bool] = []
+
+    async def slow_drop(config: ProjectConfig) -> int:
+        await release.wait()
+        return 0
+
+    async def now_serving() -> None:
+        serving.append(live.loaded)
+
+    reloader = Reloader(live, slow_drop, on_first_load=now_serving)
+    offered = asyncio.create_task(reloader.offer(bundled_datafile(), "test"))
+    try:
+        await eventually(lambda: serving == [True], within=5.0)
+        assert not offered.done()  # the drop is still under way
+    finally:
+        release.set()
+    assert await offered

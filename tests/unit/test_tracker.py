@@ -21,8 +21,8 @@ from trackd.errors import ActivationStoreUnavailable, NotFound, OutboxFull
 from trackd.events.outbox import BatchKey, Receipt
 from trackd.events.records import Conversion, ConversionColumns, Impression, Record
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
-from trackd.forced import ForcedVariations
 from trackd.live import LiveConfig
+from trackd.overrides import MemoryOverrideStore
 from trackd.tracking import EventLog, SharedResults, Tracker, TrackInput
 
 DATAFILE = Path(__file__).parent.parent / "data" / "datafile.json"
@@ -121,7 +121,7 @@ class Parts:
         self.config: ProjectConfig = parse_datafile(DATAFILE.read_bytes())
         self.store = OutageStore(ttl=60.0, max_entries=1000)
         self.log = MemoryEventLog(self.store)
-        self.forced = ForcedVariations()
+        self.forced = MemoryOverrideStore()
         self.tracker = Tracker(LiveConfig(self.config), self.store, self.forced, self.log)
 
     @property
@@ -186,7 +186,7 @@ async def test_a_forced_variation_attributes_but_does_not_stick_once_the_forcing
 ) -> None:
     bucketed = await parts.bucketed("u1")
     forced = OTHER[bucketed]
-    parts.tracker.set_forced_variation(EXPERIMENT, "u1", forced)
+    await parts.tracker.set_forced_variation(EXPERIMENT, "u1", forced)
     activation = await parts.tracker.activate(EXPERIMENT, "u1", {})
     assert activation.decision.reason is Reason.FORCED
     assert await parts.store.get("u1", parts.experiment_id) == Held(
@@ -197,7 +197,7 @@ async def test_a_forced_variation_attributes_but_does_not_stick_once_the_forcing
     tracked = await parts.tracker.track(conversion("u1"))
     assert [a.variation_key for a in tracked.attributions] == [forced]
 
-    parts.tracker.set_forced_variation(EXPERIMENT, "u1", "")
+    await parts.tracker.set_forced_variation(EXPERIMENT, "u1", "")
     assert await parts.bucketed("u1") == bucketed  # GetVariation ignores the forced one
     after = await parts.tracker.activate(EXPERIMENT, "u1", {})
     assert after.decision.reason is Reason.BUCKETED

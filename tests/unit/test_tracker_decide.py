@@ -21,8 +21,8 @@ from trackd.datafile import parse_datafile
 from trackd.decision.flags import DecideOption
 from trackd.events.outbox import Receipt
 from trackd.events.records import ConversionColumns, Record
-from trackd.forced import ForcedVariations
 from trackd.live import LiveConfig
+from trackd.overrides import MemoryOverrideStore
 from trackd.tracking import Tracker, TrackInput
 
 DOCUMENT: dict[str, Any] = json.loads(
@@ -52,7 +52,7 @@ class Parts:
         self.tracker = Tracker(
             LiveConfig(parse_datafile(json.dumps(document))),
             self.store,
-            ForcedVariations(),
+            MemoryOverrideStore(),
             self.log,
         )
 
@@ -101,7 +101,7 @@ async def test_with_the_store_down_decisions_and_events_go_on_unremembered(
 
 
 async def test_a_forced_decision_attributes_but_does_not_stick_once_removed(parts: Parts) -> None:
-    parts.tracker.set_forced_decision("u1", CHECKOUT, "checkout_ab", "control")
+    await parts.tracker.set_forced_decision("u1", CHECKOUT, "checkout_ab", "control")
     forced = await parts.decide("u1", CHECKOUT)
     assert forced.decisions[0].decision.variation_key == "control"
     assert await parts.store.get("u1", AB_TEST_ID) == Held(CONTROL, sticky=False)
@@ -109,7 +109,7 @@ async def test_a_forced_decision_attributes_but_does_not_stick_once_removed(part
     assert not repeat.decisions[0].impression_recorded  # the same forcing live again
     tracked = await parts.tracker.track(TrackInput("purchase", "u1", {}, {}))
     assert [a.variation_key for a in tracked.attributions] == ["control"]
-    assert parts.tracker.remove_forced_decision("u1", CHECKOUT, "checkout_ab")
+    assert await parts.tracker.remove_forced_decision("u1", CHECKOUT, "checkout_ab")
     fresh = await parts.decide("u1", CHECKOUT)
     assert fresh.decisions[0].decision.variation_key == "treatment"
     assert fresh.decisions[0].impression_recorded

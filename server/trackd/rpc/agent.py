@@ -29,10 +29,10 @@ from trackd.agent_reasons import worded_as_go
 from trackd.asgi import Receive, Scope, Send
 from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
-from trackd.forced_decisions import DecisionContext
 from trackd.live import LiveConfig
 from trackd.notifications import Notifier
 from trackd.optimizely_config import optimizely_config
+from trackd.overrides import DecisionContext
 from trackd.rpc import status, values
 from trackd.rpc.agent_event_stream import EVENT_STREAM_PATH, EventStream, chosen_types
 from trackd.rpc.connect import as_message, reply_type

@@ -15,9 +15,8 @@ from trackd import errors
 from trackd.datafile.model import FeatureFlag
 from trackd.decision.engine import Decision, Reason
 from trackd.decision.flags import DecideOption
-from trackd.forced_decisions import EMPTY as NO_FORCED_DECISIONS
-from trackd.forced_decisions import DecisionContext
 from trackd.live import Snapshot
+from trackd.overrides import NO_OVERRIDES, DecisionContext
 from trackd.rpc import status, values, wire
 from trackd.rpc.decisions import DecideEncoder
 from trackd.rpc.interceptors import registered_handlers
@@ -284,7 +283,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         async def call() -> pb.SetForcedVariationResponse:
             key = values.require_key(request.experiment_key, "experiment_key", self._limits)
             user_id = values.require_user_id(request.user_id, self._limits)
-            forced = self._tracker.set_forced_variation(key, user_id, request.variation_key)
+            forced = await self._tracker.set_forced_variation(key, user_id, request.variation_key)
             return pb.SetForcedVariationResponse(variation_key=forced or "")
 
         return await _answer(context, call)
@@ -295,7 +294,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         async def call() -> pb.GetForcedVariationResponse:
             key = values.require_key(request.experiment_key, "experiment_key", self._limits)
             user_id = values.require_user_id(request.user_id, self._limits)
-            forced = self._tracker.get_forced_variation(key, user_id)
+            forced = await self._tracker.get_forced_variation(key, user_id)
             return pb.GetForcedVariationResponse(variation_key=forced or "")
 
         return await _answer(context, call)
@@ -305,7 +304,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         request: pb.DecideRequest,
         context: grpc.aio.ServicerContext[Any, Any],
         *,
-        forced_decisions: Mapping[DecisionContext, str] = NO_FORCED_DECISIONS,
+        forced_decisions: Mapping[DecisionContext, str] = NO_OVERRIDES.decisions,
     ) -> bytes:
         """Answers the DecideResponse already serialized (`trackd.rpc.decisions`).
         `forced_decisions` are one call's own, from Agent's `/v1/decide` body (Tracker.decide)."""
@@ -330,7 +329,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         async def call() -> pb.SetForcedDecisionResponse:
             user_id, flag_key, rule_key = self._forced_decision_input(request)
             variation_key = values.require_key(request.variation_key, "variation_key", self._limits)
-            self._tracker.set_forced_decision(user_id, flag_key, rule_key, variation_key)
+            await self._tracker.set_forced_decision(user_id, flag_key, rule_key, variation_key)
             return pb.SetForcedDecisionResponse()
 
         return await _answer(context, call)
@@ -339,7 +338,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self, request: pb.GetForcedDecisionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetForcedDecisionResponse:
         async def call() -> pb.GetForcedDecisionResponse:
-            forced = self._tracker.get_forced_decision(*self._forced_decision_input(request))
+            forced = await self._tracker.get_forced_decision(*self._forced_decision_input(request))
             return pb.GetForcedDecisionResponse(variation_key=forced or "")
 
         return await _answer(context, call)
@@ -348,7 +347,9 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         self, request: pb.RemoveForcedDecisionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RemoveForcedDecisionResponse:
         async def call() -> pb.RemoveForcedDecisionResponse:
-            removed = self._tracker.remove_forced_decision(*self._forced_decision_input(request))
+            removed = await self._tracker.remove_forced_decision(
+                *self._forced_decision_input(request)
+            )
             return pb.RemoveForcedDecisionResponse(removed=removed)
 
         return await _answer(context, call)
@@ -361,7 +362,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
         async def call() -> pb.RemoveAllForcedDecisionsResponse:
             user_id = values.require_user_id(request.user_id, self._limits)
             return pb.RemoveAllForcedDecisionsResponse(
-                removed=self._tracker.remove_all_forced_decisions(user_id)
+                removed=await self._tracker.remove_all_forced_decisions(user_id)
             )
 
         return await _answer(context, call)

@@ -84,6 +84,11 @@ class Reloader:
         previous = None if first else self._live.config.revision
         self._digest, self._rejected = digest, None
         self._live.swap(config)
+        if first and self._on_first_load is not None:
+            # Serving before the drop: with millions of users in Redis, dropping SCANs the
+            # whole keyspace for seconds, and deciding never needs it done (a stopped
+            # experiment's activations are never read; a vanished variation's are ignored).
+            await self._on_first_load()
         dropped = await self._drop_stale(config)
         self.reloads += 1
         log.info(
@@ -93,8 +98,6 @@ class Reloader:
             previous_revision=previous,
             activations_dropped=dropped,
         )
-        if first and self._on_first_load is not None:
-            await self._on_first_load()
         return True
 
     async def _drop_stale(self, config: ProjectConfig) -> int | None:

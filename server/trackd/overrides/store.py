@@ -1,0 +1,96 @@
+"""The override store interface: forced variations and forced decisions, held where
+activations are so that every worker and replica honours an override set through any of them.
+
+A forced variation is `(user_id, experiment_id) -> variation_id`, as the SDK's
+`set_forced_variation`; a forced decision is `(user_id, flag_key, rule_key or None) ->
+variation_key`, as `user_context.set_forced_decision`. Each lives `ttl` seconds
+(`--override-ttl`) after it was last set. Each kind is bounded to `max_entries` (live ones):
+setting a new one when full raises `ResourceExhausted` rather than evicting an override
+someone relies on; replacing or removing one always works.
+
+Deciding reads `for_user`: everything forced for one user in one call (one round trip to
+Redis), so a Decide of 50 flags does not ask 50 times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
+
+from trackd.config import default_of
+from trackd.errors import InvalidArgument
+
+DEFAULT_TTL_SECONDS: float = default_of("override_ttl")
+DEFAULT_MAX_ENTRIES = 100_000  # of each kind, as the per-process maps before
+
+DecisionContext = tuple[str, str | None]  # (flag key, rule key or None for the whole flag)
+
+
+class UserOverrides(NamedTuple):
+    """Everything forced for one user; do not mutate."""
+
+    variations: Mapping[str, str]  # experiment_id -> variation_id
+    decisions: Mapping[DecisionContext, str]  # (flag key, rule key) -> variation key
+
+
+# Read-only: shared by every call for a user with nothing forced (nearly every call).
+NO_OVERRIDES = UserOverrides(MappingProxyType({}), MappingProxyType({}))
+
+
+def check_variation(experiment_id: str, variation_id: str) -> None:
+    """The ids of a forced variation must be non-empty (the user id may be anything)."""
+    if not experiment_id:
+        raise InvalidArgument("experiment id must not be empty")
+    if not variation_id:
+        raise InvalidArgument("variation id must not be empty")
+
+
+def check_decision(flag_key: str, variation_key: str) -> None:
+    if not flag_key:
+        raise InvalidArgument("flag key must not be empty")
+    if not variation_key:
+        raise InvalidArgument("variation key must not be empty")
+
+
+class OverrideStore(Protocol):
+    """Forced variations and forced decisions, each expiring `ttl` after it was set."""
+
+    async def set_variation(self, user_id: str, experiment_id: str, variation_id: str) -> None:
+        """Force the user into the variation; raises `ResourceExhausted` when full."""
+        ...
+
+    async def get_variation(self, user_id: str, experiment_id: str) -> str | None:
+        """The live forced variation id, or None."""
+        ...
+
+    async def remove_variation(self, user_id: str, experiment_id: str) -> bool:
+        """Remove the forced variation; True if a live one was there."""
+        ...
+
+    async def set_decision(
+        self, user_id: str, flag_key: str, rule_key: str | None, variation_key: str
+    ) -> None:
+        """Force the variation key for the flag (rule_key None) or one of its rules; raises
+        `ResourceExhausted` when full."""
+        ...
+
+    async def get_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> str | None:
+        """The live forced variation key for exactly this (flag, rule), or None."""
+        ...
+
+    async def remove_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> bool:
+        """Remove one forced decision; True if a live one was there."""
+        ...
+
+    async def remove_all_decisions(self, user_id: str) -> int:
+        """Remove every forced decision of the user; how many live ones there were."""
+        ...
+
+    async def for_user(self, user_id: str) -> UserOverrides:
+        """Everything live forced for the user, in one call."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; the store is not used afterwards."""
+        ...
