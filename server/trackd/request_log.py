@@ -31,6 +31,8 @@ class RequestLog:
         self._log_every = log_every
         self._sample_rate = sample_rate
         self._rng = rng
+        # False: `line` never logs, so a caller need not build its fields.
+        self.enabled = log_every or sample_rate > 0
 
     def line(self, event: str, **fields: Any) -> None:
         if self._log_every:

@@ -67,12 +67,20 @@ class Method:
     guarded: bool  # a TrackingService method: tokens and the loaded datafile apply
     scope: str
     limited: bool  # counts against --max-concurrent-streams
+    label: str  # `service/Name`, as the log context names it: formatted once, not per call
 
     @classmethod
     def parse(cls, full: str) -> Method:
         service, _, name = full.lstrip("/").partition("/")
         guarded = service == TRACKING_SERVICE
-        return cls(service, name, guarded, scope_for(name), guarded and name in LIMITED_STREAMS)
+        return cls(
+            service,
+            name,
+            guarded,
+            scope_for(name),
+            guarded and name in LIMITED_STREAMS,
+            f"{service}/{name}",
+        )
 
 
 def _code_name(context: grpc.aio.ServicerContext[Any, Any], error: BaseException | None) -> str:
@@ -216,9 +224,7 @@ class RpcInterceptor:
     ) -> Any:
         started = time.perf_counter()
         denial, request_id = self._admit(method, context)
-        bound = structlog.contextvars.bind_contextvars(
-            request_id=request_id, method=f"{method.service}/{method.name}"
-        )
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id, method=method.label)
         error: BaseException | None = None
         try:
             if denial is not None:
@@ -247,9 +253,7 @@ class RpcInterceptor:
         stream slot stayed taken until then. As a coroutine it all runs in the call's task."""
         started = time.perf_counter()
         denial, request_id = self._admit(method, context)
-        bound = structlog.contextvars.bind_contextvars(
-            request_id=request_id, method=f"{method.service}/{method.name}"
-        )
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id, method=method.label)
         error: BaseException | None = None
         counted = False
         try:
@@ -329,7 +333,8 @@ class RpcInterceptor:
         code = _code_name(context, error)
         if self._observer is not None:
             self._observer.observe(method.service, method.name, code, elapsed)
-        self.request_log.line("rpc", code=code, duration_ms=round(elapsed * 1000, 3))
+        if self.request_log.enabled:  # off by default: no fields built for nothing
+            self.request_log.line("rpc", code=code, duration_ms=round(elapsed * 1000, 3))
 
 
 class _Registrations:
