@@ -293,12 +293,26 @@ def conversion(
     *,
     now_ms: int,
 ) -> Conversion:
-    """`tags` is what `parse_tags` returned; a plain mapping is parsed here (and may raise)."""
+    """`tags` is what `parse_tags` returned; a plain mapping is parsed here (and may raise).
+
+    Built directly, not as a batch of one `ConversionColumns`: a unary Track builds one per
+    call, and the columns' lists, identity map and expansion cost 15.5 us against 4.6 us
+    (timeit, 2 busy shared cores)."""
     parsed = tags if isinstance(tags, ParsedTags) else parse_tags(tags)
-    batch = ConversionColumns(config, now_ms)
-    batch.add(event, user_id, attributes, parsed, tuple(attributions))
-    (record,) = batch.records()
-    return record
+    return Conversion(
+        CONVERSION,
+        context_of(config),
+        new_uuid(),
+        now_ms,
+        user_id,
+        visitor_attributes(config, attributes),
+        event.id,
+        event.key,
+        parsed.revenue,
+        parsed.value,
+        parsed.tags,
+        tuple(attributions),
+    )
 
 
 class ConversionColumns:
