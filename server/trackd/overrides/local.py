@@ -28,31 +28,21 @@ from trackd.overrides.store import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_TTL_SECONDS,
     NO_OVERRIDES,
-    DecisionContext,
     UserOverrides,
     check_decision,
+    check_limits,
     check_variation,
+    decision_context,
+    decision_field,
 )
 
 _HEADER: Final = struct.Struct(">qI")  # expiry_ms, length of the field
 _USER_BYTES: Final = 16
 _MAP_BYTES: Final = 256 << 20  # address space, sparse on disk: 100k of each kind fit easily
-_US: Final = "\x1f"
 
 
 def _user_key(user_id: str) -> bytes:
     return blake2b(user_id.encode(), digest_size=_USER_BYTES).digest()
-
-
-def _decision_field(flag_key: str, rule_key: str | None) -> str:
-    return "f" + flag_key if rule_key is None else "d" + flag_key + _US + rule_key
-
-
-def _decision_context(field: str) -> DecisionContext:
-    if field[0] == "f":
-        return (field[1:], None)
-    flag_key, _, rule_key = field[1:].partition(_US)
-    return (flag_key, rule_key)
 
 
 class LocalOverrideStore:
@@ -69,10 +59,7 @@ class LocalOverrideStore:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not ttl > 0:
-            raise ValueError(f"ttl must be positive, got {ttl!r}")
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+        check_limits(ttl, max_entries)
         self._ttl_ms = max(1, round(ttl * 1000))
         self._max_entries = max_entries
         self._clock = clock
@@ -108,14 +95,14 @@ class LocalOverrideStore:
         self, user_id: str, flag_key: str, rule_key: str | None, variation_key: str
     ) -> None:
         check_decision(flag_key, variation_key)
-        field = _decision_field(flag_key, rule_key)
+        field = decision_field(flag_key, rule_key)
         self._put(self._decisions, "forced decisions", user_id, field, variation_key)
 
     async def get_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> str | None:
-        return self._read(self._decisions, user_id, _decision_field(flag_key, rule_key))
+        return self._read(self._decisions, user_id, decision_field(flag_key, rule_key))
 
     async def remove_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> bool:
-        return self._delete(self._decisions, user_id, _decision_field(flag_key, rule_key))
+        return self._delete(self._decisions, user_id, decision_field(flag_key, rule_key))
 
     async def remove_all_decisions(self, user_id: str) -> int:
         user = _user_key(user_id)
@@ -137,7 +124,7 @@ class LocalOverrideStore:
         with self._env.begin() as txn:
             variations = dict(_live_range(txn.cursor(self._variations), user, now))
             decisions = {
-                _decision_context(field): value
+                decision_context(field): value
                 for field, value in _live_range(txn.cursor(self._decisions), user, now)
             }
         if not variations and not decisions:

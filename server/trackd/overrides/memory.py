@@ -20,6 +20,7 @@ from trackd.overrides.store import (
     DecisionContext,
     UserOverrides,
     check_decision,
+    check_limits,
     check_variation,
 )
 
@@ -109,10 +110,7 @@ class MemoryOverrideStore:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not ttl > 0:
-            raise ValueError(f"ttl must be positive, got {ttl!r}")
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+        check_limits(ttl, max_entries)
         self._ttl = ttl
         self._clock = clock
         self._variations: _Table[str] = _Table("forced variations", max_entries)

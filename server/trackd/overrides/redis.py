@@ -32,16 +32,19 @@ from trackd.overrides.store import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_TTL_SECONDS,
     NO_OVERRIDES,
+    SEPARATOR,
     DecisionContext,
     UserOverrides,
     check_decision,
+    check_limits,
     check_variation,
+    decision_context,
+    decision_field,
 )
 from trackd.redis_down import REDIS_DOWN
 
 T = TypeVar("T")
 
-_US: Final = "\x1f"
 
 _NOW: Final = r"""
 local t = redis.call('TIME')
@@ -126,17 +129,6 @@ return out
 )
 
 
-def _decision_field(flag_key: str, rule_key: str | None) -> str:
-    return "f" + flag_key if rule_key is None else "d" + flag_key + _US + rule_key
-
-
-def _decision_context(field: str) -> DecisionContext:
-    if field[0] == "f":
-        return (field[1:], None)
-    flag_key, _, rule_key = field[1:].partition(_US)
-    return (flag_key, rule_key)
-
-
 class RedisOverrideStore:
     """`OverrideStore` in Redis; `client` is shared with the activation store (its pool)."""
 
@@ -150,10 +142,7 @@ class RedisOverrideStore:
         retry_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not ttl > 0:
-            raise ValueError(f"ttl must be positive, got {ttl!r}")
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+        check_limits(ttl, max_entries)
         self._client = client
         self._ttl_ms = max(1, round(ttl * 1000))
         self._max_entries = max_entries
@@ -202,7 +191,7 @@ class RedisOverrideStore:
             value,
             self._ttl_ms,
             self._max_entries,
-            user_id + _US + field,
+            user_id + SEPARATOR + field,
         ]
         if not await self._call(lambda: self._set(keys=keys, args=args)):
             raise ResourceExhausted(f"{what} are full ({self._max_entries}); remove some first")
@@ -213,7 +202,7 @@ class RedisOverrideStore:
 
     async def _delete(self, user_id: str, field: str, count_key: str) -> bool:
         keys = [self._key(user_id), count_key]
-        args = [field, user_id + _US + field]
+        args = [field, user_id + SEPARATOR + field]
         return bool(await self._call(lambda: self._remove(keys=keys, args=args)))
 
     async def set_variation(self, user_id: str, experiment_id: str, variation_id: str) -> None:
@@ -231,19 +220,19 @@ class RedisOverrideStore:
         self, user_id: str, flag_key: str, rule_key: str | None, variation_key: str
     ) -> None:
         check_decision(flag_key, variation_key)
-        field = _decision_field(flag_key, rule_key)
+        field = decision_field(flag_key, rule_key)
         await self._put(user_id, field, variation_key, self._decision_count, "forced decisions")
 
     async def get_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> str | None:
-        return await self._read(user_id, _decision_field(flag_key, rule_key))
+        return await self._read(user_id, decision_field(flag_key, rule_key))
 
     async def remove_decision(self, user_id: str, flag_key: str, rule_key: str | None) -> bool:
-        field = _decision_field(flag_key, rule_key)
+        field = decision_field(flag_key, rule_key)
         return await self._delete(user_id, field, self._decision_count)
 
     async def remove_all_decisions(self, user_id: str) -> int:
         keys = [self._key(user_id), self._decision_count]
-        args = [user_id + _US]
+        args = [user_id + SEPARATOR]
         return int(await self._call(lambda: self._remove_decisions(keys=keys, args=args)))
 
     async def for_user(self, user_id: str) -> UserOverrides:
@@ -257,7 +246,7 @@ class RedisOverrideStore:
             if field[0] == "v":
                 variations[field[1:]] = value
             else:
-                decisions[_decision_context(field)] = value
+                decisions[decision_context(field)] = value
         return UserOverrides(variations, decisions)
 
     async def close(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from trackd.config import default_of
 from trackd.errors import InvalidArgument
@@ -36,6 +36,31 @@ class UserOverrides(NamedTuple):
 
 # Read-only: shared by every call for a user with nothing forced (nearly every call).
 NO_OVERRIDES = UserOverrides(MappingProxyType({}), MappingProxyType({}))
+
+
+def check_limits(ttl: float, max_entries: int) -> None:
+    """What every override store refuses to be built with."""
+    if not ttl > 0:
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    if max_entries < 1:
+        raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+
+
+# The stores that keep overrides as text fields (Redis, LMDB) name a forced decision by its
+# flag and rule joined with the ASCII unit separator (so a flag key holding it is misread).
+SEPARATOR: Final = "\x1f"
+
+
+def decision_field(flag_key: str, rule_key: str | None) -> str:
+    return "f" + flag_key if rule_key is None else "d" + flag_key + SEPARATOR + rule_key
+
+
+def decision_context(field: str) -> DecisionContext:
+    """The (flag_key, rule_key) a `decision_field` names."""
+    if field[0] == "f":
+        return (field[1:], None)
+    flag_key, _, rule_key = field[1:].partition(SEPARATOR)
+    return (flag_key, rule_key)
 
 
 def check_variation(experiment_id: str, variation_id: str) -> None:
