@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from trackd.asgi import ASGIApp, Message, Receive, Scope, Send
+from trackd.asgi import ASGIApp, Message, Receive, Scope, Send, read_body
 
 BATCH_PATH = "/v1/batch"
 BATCH_CONCURRENCY = 10  # Agent's server.batchRequests.maxConcurrency default
@@ -75,19 +75,11 @@ class AgentBatch:
 
     async def _operations(self, receive: Receive) -> list[dict[str, Any]] | None:
         """The request's operations; None when they cannot be read (too large included)."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive, self._max_body_bytes)
+        if body is None:
+            return None
         try:
-            request = json.loads(b"".join(chunks))
+            request = json.loads(body)
             operations = request["operations"]
         except (ValueError, TypeError, KeyError):
             return None

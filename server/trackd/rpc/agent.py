@@ -26,7 +26,7 @@ from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
 from trackd.agent_reasons import worded_as_go
-from trackd.asgi import Receive, Scope, Send
+from trackd.asgi import Receive, Scope, Send, read_body
 from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
 from trackd.live import LiveConfig
@@ -210,17 +210,10 @@ class AgentApi:
             raise _refused(denial)
 
     async def _body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body_bytes:
-                raise _refused(MessageTooLarge(self._max_body_bytes))
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
+        body = await read_body(receive, self._max_body_bytes)
+        if body is None:
+            raise _refused(MessageTooLarge(self._max_body_bytes))
+        return body
 
     @staticmethod
     def _json(data: bytes) -> Json:
