@@ -413,3 +413,23 @@ async def test_what_needs_a_service_trackd_lacks_is_answered_as_agent_without_it
 ) -> None:
     reply = await post(http, path, body)
     assert (reply.status_code, error in reply.json()["error"]) == (status, True)
+
+
+async def test_a_body_over_max_message_bytes_is_refused_on_v1_and_in_a_batch(
+    tmp_path: Path,
+) -> None:
+    """The Agent API reads a body only up to --max-message-bytes: a /v1 call over it is
+    refused with 429 (RESOURCE_EXHAUSTED, as every oversized message is), a /v1/batch over
+    it as unreadable (400), as Agent refuses a batch it cannot decode; a body under the cap
+    is answered."""
+    settings = settings_for(tmp_path, http_listen="127.0.0.1:0", max_message_bytes=2048)
+    async with (
+        client_for(settings) as connected,
+        httpx.AsyncClient(base_url=connected.http_url, headers=SDK_KEY, timeout=10) as http,
+    ):
+        padded = {"userId": "ann", "userAttributes": {"note": "x" * 4096}}
+        assert (await post(http, "/v1/track?eventKey=purchase", padded)).status_code == 429
+        batch = {"operations": [{"method": "POST", "url": "/v1/track", "body": padded}]}
+        assert (await post(http, "/v1/batch", batch)).status_code == 400
+        small = {"userId": "ann"}
+        assert (await post(http, "/v1/track?eventKey=purchase", small)).status_code == 200
