@@ -32,7 +32,6 @@ its own section).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
@@ -57,12 +56,10 @@ from bench.bench_decide import users
 from bench.gen_datafile import build_flags
 from bench.harness import (
     DATAFILE,
-    RESULTS,
-    ROOT,
     Point,
     Server,
-    append_results,
     machine,
+    report_run,
     settle,
     start_trackd,
 )
@@ -426,32 +423,17 @@ def _delivered(row: dict[str, Any]) -> str:
     return f"{delivered:,} / {acknowledged:,} ({100 * delivered / acknowledged:.0f}%)"
 
 
-def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
-    now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
-    lines = section(report, "##")
-    lines[0] += f" ({now})"
-    lines += [
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
-        "",
-        f"Command: `{' '.join(['bench/bench_agent.py', *args.argv])}`",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     report = run(args)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    if not (args.quick or args.no_write):
-        text = markdown(report, args)
-        path = append_results(RESULTS, dt.datetime.now().astimezone(), text)
-        if not args.json:
-            print(text)
-        print(f"appended to {path.relative_to(ROOT)}", file=sys.stderr)
-    elif not args.json:
-        print(markdown(report, args))
+    report_run(
+        report,
+        args.argv,
+        section,
+        "bench/bench_agent.py",
+        as_json=args.json,
+        write=not (args.quick or args.no_write),
+    )
     return 0
 
 

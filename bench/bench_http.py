@@ -28,7 +28,6 @@ renders it in its own section); --quick (0.5 s points, concurrency 1 and 16) wri
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import sys
@@ -45,13 +44,11 @@ from bench.bench_agent import DECIDE_FLAGS, Call, call
 from bench.gen_datafile import build_flags
 from bench.harness import (
     DATAFILE,
-    RESULTS,
-    ROOT,
     SERVICE,
     Point,
     Server,
-    append_results,
     machine,
+    report_run,
     settle,
     start_trackd,
     started_port,
@@ -326,32 +323,17 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
     return lines
 
 
-def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
-    now = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
-    lines = section(report, "##")
-    lines[0] += f" ({now})"
-    lines += [
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
-        "",
-        f"Command: `{' '.join(['bench/bench_http.py', *args.argv])}`",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     report = run(args)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    if not (args.quick or args.no_write):
-        text = markdown(report, args)
-        path = append_results(RESULTS, dt.datetime.now().astimezone(), text)
-        if not args.json:
-            print(text)
-        print(f"appended to {path.relative_to(ROOT)}", file=sys.stderr)
-    elif not args.json:
-        print(markdown(report, args))
+    report_run(
+        report,
+        args.argv,
+        section,
+        "bench/bench_http.py",
+        as_json=args.json,
+        write=not (args.quick or args.no_write),
+    )
     return 0
 
 

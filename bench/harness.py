@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -417,3 +417,34 @@ def append_results(results_dir: Path, now: dt.datetime, text: str) -> Path:
             out.write("\n" if before.endswith("\n") else "\n\n")
         out.write(text + "\n")
     return path
+
+
+def report_run(
+    report: dict[str, Any],
+    argv: Sequence[str],
+    section: Callable[[dict[str, Any], str], list[str]],
+    script: str,
+    *,
+    as_json: bool,
+    write: bool,
+) -> None:
+    """Prints a stand-alone bench's report (its JSON, or its section as markdown) and, with
+    `write`, appends the section, stamped with the time, machine and command, to the results
+    file."""
+    now = dt.datetime.now().astimezone()
+    lines = section(report, "##")
+    lines[0] += f" ({now:%Y-%m-%d %H:%M:%S %z})"
+    lines += [
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
+        "",
+        f"Command: `{' '.join([script, *argv])}`",
+        "",
+    ]
+    text = "\n".join(lines)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(text)
+    if write:
+        path = append_results(RESULTS, now, text)
+        print(f"appended to {path.relative_to(ROOT)}", file=sys.stderr)
