@@ -266,13 +266,7 @@ class AgentApi:
     async def _experiment(self, key: str, user_id: str, attributes: Json, track: bool) -> Json:
         decision: Json = {"userId": user_id, "experimentKey": key, "featureKey": ""}
         if key not in self._live.config.experiments_by_key:
-            return {
-                **decision,
-                "variationKey": "",
-                "type": "",
-                "enabled": False,
-                "error": "experimentKey not found",
-            }
+            return _not_found(decision, "experimentKey")
         fields = {"experimentKey": key, "userId": user_id, "attributes": attributes}
         if track:
             reply = await self._call("Activate", _message(pb.ActivateRequest, fields))
@@ -289,13 +283,7 @@ class AgentApi:
     async def _feature(self, key: str, user_id: str, attributes: Json, track: bool) -> Json:
         decision: Json = {"userId": user_id, "experimentKey": "", "featureKey": key}
         if key not in self._live.config.flags_by_key:
-            return {
-                **decision,
-                "variationKey": "",
-                "type": "",
-                "enabled": False,
-                "error": "featureKey not found",
-            }
+            return _not_found(decision, "featureKey")
         options = [] if track else ["DECIDE_OPTION_DISABLE_DECISION_EVENT"]
         fields = {
             "userId": user_id,
@@ -462,3 +450,14 @@ class AgentApi:
             rule.key == flag.rule_key == rule.id and rule.key.startswith(DEFAULT_ROLLOUT_PREFIX)
             for rule in rules
         )
+
+
+def _not_found(decision: Json, key_name: str) -> Json:
+    """/v1/activate's answer for an unknown experiment or feature key: a 200, as Agent's."""
+    return {
+        **decision,
+        "variationKey": "",
+        "type": "",
+        "enabled": False,
+        "error": f"{key_name} not found",
+    }
