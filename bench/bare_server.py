@@ -13,7 +13,7 @@ thread, which commits whatever is waiting as one SQLite transaction (WAL,
 synchronous=FULL, as trackd's outbox) and wakes the callers. The gap between the two is
 what the durability contract costs on its own, before any decision or event building.
 
-    .venv/bin/python bench/bare_server.py [--listen 127.0.0.1:0] [--durable DIR]
+    .venv/bin/python bench/bare_server.py [--listen 127.0.0.1:0] [--durable DIR] [--loop uvloop]
 
 Prints `{"event": "started", "port": N}` on stdout once listening; stops on SIGTERM/SIGINT.
 """
@@ -178,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--durable", metavar="DIR", help="commit each request in DIR first")
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop"), default="asyncio", help="the event loop to run on"
+    )
     args = parser.parse_args(argv)
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(serve(args.listen, args.durable))
     return 0
 

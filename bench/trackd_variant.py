@@ -6,6 +6,7 @@ KNOBS is a comma-separated list of:
   sync-normal  the outbox's SQLite in WAL mode with synchronous=NORMAL instead of FULL:
                what `--outbox-sync normal` does (the Outbox starts its once-a-second WAL
                fsync for NORMAL either way); `bench_outbox_sync.py` compares the two modes.
+  uvloop       the daemon's event loop (gRPC, HTTP, the outbox's wake-ups) on uvloop.
 Used by `bench_grpc.py --variant KNOBS`, which runs this beside plain trackd and the bare
 server. Nothing here changes trackd itself.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-KNOBS = ("sync-normal",)
+KNOBS = ("sync-normal", "uvloop")
 
 
 def apply(knobs: list[str]) -> None:
@@ -32,6 +33,12 @@ def apply(knobs: list[str]) -> None:
             original_init(self, *args, **kwargs)
 
         outbox.Outbox.__init__ = init_normal  # type: ignore[method-assign]
+    if "uvloop" in knobs:
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def main() -> int:
