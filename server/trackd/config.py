@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import re
 import tomllib
@@ -33,6 +34,8 @@ LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 OutboxSync = Literal["full", "normal"]
 OUTBOX_SYNCS: tuple[OutboxSync, ...] = ("full", "normal")
+EventLoop = Literal["auto", "uvloop", "asyncio"]
+EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
 SDK_KEY_PLACEHOLDER = "{sdk_key}"
 DEFAULT_URL_TEMPLATE = "https://cdn.optimizely.com/datafiles/{sdk_key}.json"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -402,6 +405,14 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds SIGTERM waits for in-flight RPCs and a last delivery before exiting.",
         "SECONDS",
     ),
+    Option(
+        "event-loop",
+        str,
+        "The event loop gRPC, HTTP and the outbox's wake-ups run on. uvloop costs about 10-15%"
+        " less CPU per call than asyncio's own loop (bench/results); auto: uvloop when it is"
+        " installed, else asyncio.",
+        "LOOP",
+    ),
 )
 
 OPTIONS_BY_FIELD: Mapping[str, Option] = {option.field: option for option in OPTIONS}
@@ -465,6 +476,7 @@ class Settings:
     max_stream_batch: int = 10_000
     max_concurrent_streams: int = 256
     grace_period: float = 10.0
+    event_loop: EventLoop = "auto"
 
     def __post_init__(self) -> None:
         problems = list(self.problems())
@@ -492,6 +504,12 @@ class Settings:
             found.append(
                 f"--outbox-sync {self.outbox_sync!r}: expected one of {', '.join(OUTBOX_SYNCS)}"
             )
+        if self.event_loop not in EVENT_LOOPS:
+            found.append(
+                f"--event-loop {self.event_loop!r}: expected one of {', '.join(EVENT_LOOPS)}"
+            )
+        elif self.event_loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            found.append("--event-loop uvloop: uvloop is not installed (pip install uvloop)")
         if not 0.0 <= self.log_sample_rate <= 1.0:
             found.append(f"--log-sample-rate {self.log_sample_rate}: expected 0 to 1")
         endpoint = self.event_endpoint

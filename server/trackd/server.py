@@ -24,6 +24,7 @@ from trackd.activation.store import ActivationStore
 from trackd.background import cancel_and_wait
 from trackd.config import Settings, SettingsError
 from trackd.datafile.model import ProjectConfig
+from trackd.event_loop import running_loop_name
 from trackd.events import records
 from trackd.events.dispatcher import Dispatcher
 from trackd.events.endpoints import OPTIMIZELY, event_api_url
@@ -351,6 +352,7 @@ async def _start(
         data_dir=str(settings.data_dir.resolve()),
         outbox=str(outbox_path(settings).resolve()),
         outbox_sync=settings.outbox_sync,
+        event_loop=running_loop_name(),
         activation_store=store_description(settings),
         event_endpoint=events_destination(settings, live),
         tls=prepared.credentials is not None,

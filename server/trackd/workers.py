@@ -100,7 +100,7 @@ def serve_one(settings: Settings) -> int:
     code."""
     import asyncio
 
-    from trackd import logs, server
+    from trackd import event_loop, logs, server
 
     try:
         prepared = server.prepare(settings)
@@ -108,7 +108,7 @@ def serve_one(settings: Settings) -> int:
         return startup_failed(error)
     logs.configure(settings.log_level, settings.log_format)
     try:
-        asyncio.run(server.serve(settings, prepared))
+        event_loop.run(server.serve(settings, prepared), settings.event_loop)
     except OSError as error:
         structlog.get_logger("trackd").error("startup_failed", error=str(error))
         return EXIT_STARTUP_FAILURE
