@@ -227,10 +227,12 @@ def serve_command(
     ]
 
 
-def start_bare(workdir: Path, durable: bool = False) -> Server:
+def start_bare(workdir: Path, durable: bool = False, loop: str = "asyncio") -> Server:
     """bench/bare_server.py; `durable`: the same with a commit before each answer, named
-    bare+durable."""
+    bare+durable; `loop` "uvloop": on uvloop (trackd's default loop), named bare+uvloop."""
     command = [sys.executable, "-m", "bench.bare_server"]
+    if loop != "asyncio":
+        return start_server(f"bare+{loop}", [*command, "--loop", loop], workdir)
     if not durable:
         return start_server("bare", command, workdir)
     log_dir = workdir / "bare-durable-data"

@@ -61,6 +61,7 @@ GOALS = {
     "decisions": 5.0,  # SDK get_variation time / trackd decide time
     "decide_us_per_flag": 3.0,  # trackd in-process decide_all CPU per flag
     "decide_rpc_over_sdk": 10.0,  # SDK decide_all CPU per user / the daemon's, per Decide pass
+    "unary_cpu_over_bare": 1.6,  # trackd/bare server CPU per unary call, --outbox-sync full
 }
 
 
@@ -135,6 +136,7 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     _met(min(ratios) >= GOALS["unary_ratio"]),
                 )
             )
+    rows += unary_cpu_rows(points)
     stream = [p for p in points if p.scenario == "stream" and p.target == "trackd"]
     at_500 = [p for p in stream if p.batch == 500]
     if at_500:
@@ -224,6 +226,37 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             )
     elif scaling:
         rows.append(("1 vs 2 workers", "not available in this build", "", ""))
+    return rows
+
+
+def unary_cpu_rows(points: list[Point]) -> list[tuple[str, str, str, str]]:
+    """trackd's server CPU per unary call over the bare server's (issue 17 item 3), against
+    the stock bare server and, when measured, the bare server on trackd's uvloop."""
+    rows = []
+    for method in ("Activate", "Track"):
+        scenario = f"unary {method}"
+        trackd = {
+            p.concurrency: p for p in points if p.scenario == scenario and p.target == "trackd"
+        }
+        for bare_name in ("bare", "bare+uvloop"):
+            ratios = [
+                trackd[p.concurrency].cpu_us_per_event / p.cpu_us_per_event
+                for p in points
+                if p.scenario == scenario
+                and p.target == bare_name
+                and p.concurrency in trackd
+                and p.cpu_us_per_event > 0
+            ]
+            if ratios:
+                goal = GOALS["unary_cpu_over_bare"]
+                rows.append(
+                    (
+                        f"unary {method}: trackd/{bare_name} server CPU per call (c=1..64)",
+                        f"{min(ratios):.2f} .. {max(ratios):.2f}",
+                        f"<= {goal} (--outbox-sync full)",
+                        _met(max(ratios) <= goal),
+                    )
+                )
     return rows
 
 
