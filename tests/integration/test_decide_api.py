@@ -388,6 +388,26 @@ async def test_a_forced_variation_key_over_the_key_cap_is_invalid_argument(
     assert got.variation_key == ""
 
 
+async def test_forced_decision_keys_holding_the_separator_round_trip_in_the_local_store(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The local (LMDB) store keeps a forced decision's flag and rule joined by US (\\x1f):
+    a flag key holding it is answered as it was set, never as another (flag, rule)."""
+    contexts = [("a\x1fb", "c"), ("a", "b\x1fc")]
+    async with await _client(tmp_path, receiver, activation_store="local") as connected:
+        for flag_key, rule_key in contexts:
+            await connected.stub.SetForcedDecision(
+                pb.SetForcedDecisionRequest(
+                    user_id="u", flag_key=flag_key, rule_key=rule_key, variation_key=flag_key
+                )
+            )
+        for flag_key, rule_key in contexts:
+            got = await connected.stub.GetForcedDecision(
+                pb.GetForcedDecisionRequest(user_id="u", flag_key=flag_key, rule_key=rule_key)
+            )
+            assert got.variation_key == flag_key
+
+
 def _list_value() -> Value:
     value = Value()
     value.list_value.values.add().string_value = "x"

@@ -87,5 +87,10 @@ async def test_overrides_live_under_the_key_prefix_with_their_own_ttl(tmp_path: 
             assert await overrides.for_user("qa") == UserOverrides(
                 {"e1": "v1"}, {("flag", "rule"): "on"}
             )
+            # The layout the docstring gives, as every earlier version wrote it for keys
+            # without US or ESC: a rolling upgrade reads their overrides unchanged.
+            assert sorted(await client.hkeys("deploy1:o:qa")) == ["dflag\x1frule", "ve1"]
+            counted = await client.zrange("deploy1:o:count:d", 0, -1)
+            assert counted == ["qa\x1fdflag\x1frule"]
         finally:
             await client.aclose()
