@@ -17,6 +17,7 @@ Layout:
 Every call is one round trip (a Lua script; expiry is Redis's clock, the same for every
 replica). Redis down: every call raises `OverrideStoreUnavailable` quickly, with its own
 outage window (as the activation store's) and recovers by itself on the next call after it.
+A pool with every connection busy fails that call alone, opening no window.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from trackd.overrides.store import (
     decision_field,
     joined,
 )
-from trackd.redis_down import REDIS_DOWN
+from trackd.redis_down import REDIS_DOWN, pool_exhausted
 
 T = TypeVar("T")
 
@@ -178,6 +179,10 @@ class RedisOverrideStore:
         try:
             result = await operation()
         except REDIS_DOWN as error:
+            if pool_exhausted(error):  # the activation store's pool, busy: not Redis down
+                raise OverrideStoreUnavailable(
+                    "the override store's connections are all busy (--redis-max-connections)"
+                ) from error
             self._outage.failed(error)
             raise OverrideStoreUnavailable(
                 f"the override store (Redis) is unavailable: {error}"
