@@ -10,6 +10,9 @@ from tests.support.daemon import Client, client_for, settings_for
 from trackd.config import default_of
 from trackd.event_loop import loop_factory
 
+# Every test's Python-level network traffic stays on loopback, or the test fails.
+pytest_plugins = ("tests.support.loopback_only",)
+
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Client]:

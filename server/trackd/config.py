@@ -671,7 +671,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             dest=option.field,
             default=None,
             metavar=option.metavar,
-            help=f"{option.help} [env {option.env}; default {option.default_text}]",
+            # argparse %-formats help: a literal % (as in "10-15%") must be doubled.
+            help=f"{option.help} [env {option.env}; default {option.default_text}]".replace(
+                "%", "%%"
+            ),
         )
 
 

@@ -1,5 +1,6 @@
 """What "Redis cannot answer now" is, for every part that talks to Redis (the activation
-store, fleet-wide results): one list, so a failover or a full Redis reads the same to each."""
+store, the override store, fleet-wide results): one list, so a failover or a full Redis
+reads the same to each, and one test for a busy pool, which is not Redis down."""
 
 from __future__ import annotations
 
@@ -23,4 +24,13 @@ REDIS_DOWN: Final[tuple[type[BaseException], ...]] = (
     asyncio.TimeoutError,
 )
 
-__all__ = ["REDIS_DOWN"]
+
+def pool_exhausted(error: BaseException) -> bool:
+    """redis-py's BlockingConnectionPool timing out on a free connection: this process is
+    overloaded, Redis is not down, so only that call goes without (no fast-fail window)."""
+    return isinstance(error, redis_errors.ConnectionError) and isinstance(
+        error.__cause__, asyncio.TimeoutError | TimeoutError
+    )
+
+
+__all__ = ["REDIS_DOWN", "pool_exhausted"]

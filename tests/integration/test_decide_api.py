@@ -19,14 +19,16 @@ import grpc
 import pytest
 from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Value
-from optimizely import optimizely
-from optimizely.event.event_processor import ForwardingEventProcessor
-from optimizely.logger import NoOpLogger
 
-import trackd
 from tests.integration.test_decisions_api import attrs
 from tests.support.daemon import Client, client_for, settings_for
-from tests.support.oracle import CapturingDispatcher, sdk_client
+from tests.support.oracle import (
+    CapturingDispatcher,
+    delivered_payload,
+    sdk_client,
+    sdk_payload,
+    without_uuids_and_timestamps,
+)
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver
 from trackd.v1 import tracking_service_pb2 as pb
@@ -388,6 +390,26 @@ async def test_a_forced_variation_key_over_the_key_cap_is_invalid_argument(
     assert got.variation_key == ""
 
 
+async def test_forced_decision_keys_holding_the_separator_round_trip_in_the_local_store(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """The local (LMDB) store keeps a forced decision's flag and rule joined by US (\\x1f):
+    a flag key holding it is answered as it was set, never as another (flag, rule)."""
+    contexts = [("a\x1fb", "c"), ("a", "b\x1fc")]
+    async with await _client(tmp_path, receiver, activation_store="local") as connected:
+        for flag_key, rule_key in contexts:
+            await connected.stub.SetForcedDecision(
+                pb.SetForcedDecisionRequest(
+                    user_id="u", flag_key=flag_key, rule_key=rule_key, variation_key=flag_key
+                )
+            )
+        for flag_key, rule_key in contexts:
+            got = await connected.stub.GetForcedDecision(
+                pb.GetForcedDecisionRequest(user_id="u", flag_key=flag_key, rule_key=rule_key)
+            )
+            assert got.variation_key == flag_key
+
+
 def _list_value() -> Value:
     value = Value()
     value.list_value.values.add().string_value = "x"
@@ -435,31 +457,18 @@ async def test_a_decides_delivered_event_is_the_sdks_field_for_field(
         async with await _client(tmp_path / flag_key, receiver, document) as client:
             await decide(client, "u1", (flag_key,), **attributes)
             await receiver.wait_until(lambda r, before=before: len(r.received) > before)
-        (ours,) = receiver.received[before:]
+        (delivered,) = receiver.received[before:]
         dispatched = CapturingDispatcher()
-        sdk = optimizely.Optimizely(
-            json.dumps(document),
-            event_dispatcher=dispatched,
-            logger=NoOpLogger(),
-            skip_json_validation=True,
-            event_processor=ForwardingEventProcessor(dispatched, logger=NoOpLogger()),
-        )
+        sdk = sdk_client(json.dumps(document), dispatched)
         sdk.create_user_context("u1", dict(attributes)).decide(flag_key)
         sdk.close()
         (sent,) = dispatched.events
-        theirs = copy.deepcopy(sent.params)
-        assert ours.pop("client_name") == "trackd"
-        assert ours.pop("client_version") == trackd.__version__
-        assert theirs.pop("client_name") == "python-sdk"
-        theirs.pop("client_version")
+        ours, theirs = delivered_payload(delivered), sdk_payload(sent.params)
         for payload in (ours, theirs):
+            without_uuids_and_timestamps(payload)
             for visitor in payload["visitors"]:
                 # A protobuf map keeps no order, so the attributes reach trackd in any order.
                 visitor["attributes"].sort(key=lambda attribute: attribute["key"])
-                for snapshot in visitor["snapshots"]:
-                    for event in snapshot["events"]:
-                        event.pop("uuid")
-                        event.pop("timestamp")
         assert ours == theirs
 
 

@@ -5,7 +5,6 @@ and activation cache as gRPC."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +14,11 @@ import pytest
 from tests.parity.test_parity_optimizely_config import sdk_config
 from tests.support.daemon import Client, client_for, settings_for
 from tests.support.datafile_server import DatafileServer
+from tests.support.http_port import EXAMPLE, SDK_KEY, agent_http
+from tests.support.http_port import client as client  # the fixture
+from tests.support.http_port import http as http  # the fixture
 from tests.support.polling import eventually
 from trackd.v1 import tracking_service_pb2 as pb
-
-SDK_KEY = {"X-Optimizely-SDK-Key": "any-key"}  # no --sdk-key: any key is this datafile's
-EXAMPLE = Path(__file__).resolve().parents[2] / "server/trackd/data/example_datafile.json"
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    """The bundled example datafile: experiments, events and flags."""
-    async with client_for(settings_for(tmp_path, http_listen="127.0.0.1:0")) as connected:
-        yield connected
-
-
-@pytest.fixture
-async def http(client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as c:
-        yield c
 
 
 async def post(http: httpx.AsyncClient, path: str, body: Any) -> httpx.Response:
@@ -251,7 +237,7 @@ async def test_bearer_tokens_and_scopes_apply(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "d", http_listen="127.0.0.1:0", auth_tokens=tokens)
     async with (
         client_for(settings) as client,
-        httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+        agent_http(client) as http,
     ):
         body = {"userId": "u"}
         anonymous = await http.post("/v1/track?eventKey=add_to_cart", json=body)
@@ -425,7 +411,7 @@ async def test_a_body_over_max_message_bytes_is_refused_on_v1_and_in_a_batch(
     settings = settings_for(tmp_path, http_listen="127.0.0.1:0", max_message_bytes=2048)
     async with (
         client_for(settings) as connected,
-        httpx.AsyncClient(base_url=connected.http_url, headers=SDK_KEY, timeout=10) as http,
+        agent_http(connected) as http,
     ):
         padded = {"userId": "ann", "userAttributes": {"note": "x" * 4096}}
         assert (await post(http, "/v1/track?eventKey=purchase", padded)).status_code == 429

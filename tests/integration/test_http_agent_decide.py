@@ -18,21 +18,23 @@ from typing import Any
 
 import httpx
 import pytest
-from optimizely import optimizely
 from optimizely.decision.optimizely_decide_option import OptimizelyDecideOption
-from optimizely.event.event_processor import ForwardingEventProcessor
-from optimizely.logger import NoOpLogger
 from optimizely.optimizely_user_context import OptimizelyUserContext
 
-import trackd
 from tests.integration.test_decide_api import DATAFILE, DOCUMENT, _client
 from tests.integration.test_decide_api import receiver as receiver  # the fixture
 from tests.support.daemon import Client
-from tests.support.oracle import CapturingDispatcher
+from tests.support.http_port import SDK_KEY, agent_http
+from tests.support.oracle import (
+    CapturingDispatcher,
+    delivered_payload,
+    sdk_client,
+    sdk_payload,
+    without_uuids_and_timestamps,
+)
 from tests.support.receiver import Receiver
 from trackd.v1 import tracking_service_pb2 as pb
 
-SDK_KEY = {"X-Optimizely-SDK-Key": "any-key"}
 CHECKOUT = "checkout_redesign"
 Forced = dict[str, str]  # one entry of a body's forcedDecisions
 
@@ -45,7 +47,7 @@ async def flags(tmp_path: Path, receiver: Receiver) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def http(flags: Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=flags.http_url, headers=SDK_KEY, timeout=10) as c:
+    async with agent_http(flags) as c:
         yield c
 
 
@@ -116,12 +118,7 @@ PRECEDENCE_CASES: list[tuple[str, list[Forced]]] = [
 async def test_forced_decisions_in_the_body_decide_as_the_sdks_set_forced_decision(
     http: httpx.AsyncClient, user_id: str, body: list[Forced]
 ) -> None:
-    sdk = optimizely.Optimizely(
-        DATAFILE.read_text(),
-        event_dispatcher=CapturingDispatcher(),
-        logger=NoOpLogger(),
-        skip_json_validation=True,
-    )
+    sdk = sdk_client(DATAFILE.read_text())
     theirs = sdk_user(sdk, user_id, *body).decide_all(
         [OptimizelyDecideOption.INCLUDE_REASONS, OptimizelyDecideOption.DISABLE_DECISION_EVENT]
     )
@@ -204,35 +201,17 @@ async def test_a_forced_decision_of_the_body_sends_the_sdks_decision_event(
     ):
         before = len(receiver.received)
         async with await _http_client(tmp_path / name, receiver) as client:
-            async with httpx.AsyncClient(
-                base_url=client.http_url, headers=SDK_KEY, timeout=10
-            ) as http:
+            async with agent_http(client) as http:
                 await agent_decide(http, "u2" if name == "rule" else "u1", [CHECKOUT], body)
             await receiver.wait_until(lambda r, before=before: len(r.received) > before)
-        (ours,) = receiver.received[before:]
+        (delivered,) = receiver.received[before:]
         dispatched = CapturingDispatcher()
-        sdk = optimizely.Optimizely(
-            json.dumps(DOCUMENT),
-            event_dispatcher=dispatched,
-            logger=NoOpLogger(),
-            skip_json_validation=True,
-            event_processor=ForwardingEventProcessor(dispatched, logger=NoOpLogger()),
-        )
+        sdk = sdk_client(json.dumps(DOCUMENT), dispatched)
         sdk_user(sdk, "u2" if name == "rule" else "u1", *body).decide(CHECKOUT)
         sdk.close()
         (sent,) = dispatched.events
-        theirs = copy.deepcopy(sent.params)
-        assert ours.pop("client_name") == "trackd"
-        assert ours.pop("client_version") == trackd.__version__
-        assert theirs.pop("client_name") == "python-sdk"
-        theirs.pop("client_version")
-        for payload in (ours, theirs):
-            for visitor in payload["visitors"]:
-                for snapshot in visitor["snapshots"]:
-                    for event in snapshot["events"]:
-                        event.pop("uuid")
-                        event.pop("timestamp")
-        assert ours == theirs, name
+        ours = without_uuids_and_timestamps(delivered_payload(delivered))
+        assert ours == without_uuids_and_timestamps(sdk_payload(sent.params)), name
 
 
 @pytest.mark.parametrize(
@@ -317,7 +296,7 @@ async def test_an_error_decisions_reasons_are_its_error_alone_as_the_go_sdks(
     checkout_ab["cmab"] = {"attributeIds": [], "trafficAllocation": 10000}
     async with (
         await _client(tmp_path, receiver, document, http_listen="127.0.0.1:0") as client,
-        httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+        agent_http(client) as http,
     ):
         for options in ((), ("INCLUDE_REASONS",)):
             decided = await agent_decide(http, "u1", [CHECKOUT], None, *options)

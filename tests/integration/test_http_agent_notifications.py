@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,14 @@ from google.protobuf import json_format
 
 from tests.integration.test_metrics import scrape, value
 from tests.support.daemon import Client, client_for, settings_for
+from tests.support.http_port import EXAMPLE, SDK_KEY, agent_http
+from tests.support.http_port import client as client  # the fixture
+from tests.support.http_port import http as http  # the fixture
 from tests.support.polling import eventually
 from trackd.notifications import QUEUE_LIMIT
 from trackd.v1 import tracking_service_pb2 as pb
 
 STREAM = "/v1/notifications/event-stream"
-SDK_KEY = {"X-Optimizely-SDK-Key": "any-key"}  # no --sdk-key: any key is this datafile's
-EXAMPLE = Path(__file__).resolve().parents[2] / "server/trackd/data/example_datafile.json"
 DATAFILE = json.loads(EXAMPLE.read_text())
 ATTRIBUTE_IDS = {attribute["key"]: attribute["id"] for attribute in DATAFILE["attributes"]}
 EVENT_IDS = {event["key"]: event["id"] for event in DATAFILE["events"]}
@@ -67,18 +67,6 @@ class Events:
         except StopAsyncIteration:
             return True
         return False
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async with client_for(settings_for(tmp_path, http_listen="127.0.0.1:0")) as connected:
-        yield connected
-
-
-@pytest.fixture
-async def http(client: Client) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as c:
-        yield c
 
 
 def user(user_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +218,7 @@ async def test_a_stream_takes_a_stream_slot_and_gives_it_back(tmp_path: Path) ->
     settings = settings_for(tmp_path, http_listen="127.0.0.1:0", max_concurrent_streams=1)
     async with (
         client_for(settings) as client,
-        httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+        agent_http(client) as http,
     ):
         interceptor = client.daemon.endpoint.interceptor
         async with http.stream("GET", STREAM) as reply:
@@ -256,7 +244,7 @@ async def test_the_daemons_shutdown_ends_the_stream_cleanly(tmp_path: Path) -> N
     stopped = False
     try:
         async with (
-            httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+            agent_http(client) as http,
             http.stream("GET", STREAM) as reply,
         ):
             assert reply.status_code == 200
@@ -317,7 +305,7 @@ async def test_a_new_datafile_is_a_project_config_update(tmp_path: Path) -> None
     settings = settings_for(tmp_path / "d", http_listen="127.0.0.1:0", datafile=path)
     async with (
         client_for(settings) as client,
-        httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+        agent_http(client) as http,
         http.stream("GET", STREAM, params={"filter": "project_config_update"}) as reply,
     ):
         events = Events(reply)
@@ -335,7 +323,7 @@ async def test_a_reader_that_falls_behind_loses_notifications_counted_in_metrics
     extra = 7
     async with (
         client_for(settings) as client,
-        httpx.AsyncClient(base_url=client.http_url, headers=SDK_KEY, timeout=10) as http,
+        agent_http(client) as http,
         http.stream("GET", STREAM, params={"filter": "track"}) as reply,
     ):
         assert reply.status_code == 200

@@ -29,6 +29,7 @@ from structlog.testing import capture_logs
 from tests.support.certs import make_certificates
 from tests.support.daemon import Client, client_for, settings_for, spawn
 from tests.support.datafile_server import DatafileServer
+from tests.support.http_port import client as client  # the fixture
 from tests.support.polling import eventually
 from tests.support.redis_server import free_port, redis_server
 from trackd.server import running
@@ -41,14 +42,8 @@ DATAFILE = Path(__file__).parent.parent / "data" / "datafile.json"
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    """The bundled example datafile (it has flags), gRPC and HTTP on ports of their own."""
-    async with client_for(settings_for(tmp_path, http_listen="127.0.0.1:0")) as connected:
-        yield connected
-
-
-@pytest.fixture
 async def http(client: Client) -> AsyncIterator[httpx.AsyncClient]:
+    """httpx on the daemon's HTTP port, without Agent's header: Connect needs none."""
     async with httpx.AsyncClient(base_url=client.http_url, timeout=10) as connected:
         yield connected
 

@@ -5,23 +5,16 @@ and gRPC-Web, JSON and binary) the answer is exactly gRPC's."""
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 from google.protobuf import json_format
 
-from tests.support.daemon import Client, client_for, settings_for
+from tests.support.daemon import Client
+from tests.support.http_port import client as client  # the fixture
 from trackd.v1 import tracking_service_pb2 as pb
 
 ROUTE = "/trackd.v1.TrackingService/Decide"
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    async with client_for(settings_for(tmp_path, http_listen="127.0.0.1:0")) as connected:
-        yield connected
 
 
 def _grpc_web_message(data: bytes) -> bytes:

@@ -19,14 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from optimizely import optimizely
 from optimizely.decision_service import Decision
-from optimizely.event.event_processor import ForwardingEventProcessor
-from optimizely.logger import NoOpLogger
 from optimizely.optimizely_user_context import OptimizelyUserContext
 
 from tests.support.oracle import (
     CapturingDispatcher,
+    sdk_client,
     sdk_payload,
     sdk_uuids_and_timestamps,
     trackd_payload,
@@ -318,13 +316,7 @@ class _SdkDecisions:
 
     def __init__(self, document: dict[str, Any]) -> None:
         self.dispatched = CapturingDispatcher()
-        self.client = optimizely.Optimizely(
-            json.dumps(document),
-            event_dispatcher=self.dispatched,
-            logger=NoOpLogger(),
-            skip_json_validation=True,
-            event_processor=ForwardingEventProcessor(self.dispatched, logger=NoOpLogger()),
-        )
+        self.client = sdk_client(json.dumps(document), self.dispatched)
         self.decisions: list[tuple[str, Decision, Decision | None]] = []
         create = self.client._create_optimizely_decision
 

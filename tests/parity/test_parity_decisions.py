@@ -17,6 +17,7 @@ from optimizely import optimizely
 from optimizely.logger import NoOpLogger
 
 from tests.parity.datafile_generator import Call, Case, DatafileGenerator
+from tests.support.oracle import CapturingDispatcher
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.decision import Reason, decide
 
@@ -93,7 +94,12 @@ def compare_case(case: Case, counts: Counter[str], mismatches: list[str]) -> Non
     datafile_json = case.datafile_json
     config = parse_datafile(datafile_json)
     profiles = ProfileService()
-    sdk = optimizely.Optimizely(datafile_json, logger=NoOpLogger(), user_profile_service=profiles)
+    sdk = optimizely.Optimizely(
+        datafile_json,
+        event_dispatcher=CapturingDispatcher(),
+        logger=NoOpLogger(),
+        user_profile_service=profiles,
+    )
     try:
         assert sdk.is_valid
         for call in case.calls:

@@ -24,6 +24,7 @@ from optimizely.optimizely_user_context import OptimizelyUserContext
 from tests.parity.flags_generator import DecideCall, FlagCase, FlagsGenerator
 from tests.parity.test_parity_decisions import is_known_sdk_crash
 from tests.parity.test_parity_decisions import quiet_sdk as quiet_sdk  # autouse: the SDK's logging
+from tests.support.oracle import CapturingDispatcher
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.decision.flags import DecideOption, FlagDecision, decide_all, decide_for_keys
 
@@ -157,6 +158,7 @@ def compare_case(case: FlagCase, counts: Counter[str], mismatches: list[str]) ->
     profiles = ProfileService()
     sdk = optimizely.Optimizely(
         datafile_json,
+        event_dispatcher=CapturingDispatcher(),
         logger=NoOpLogger(),
         user_profile_service=profiles,
         settings=OptimizelySdkSettings(odp_disabled=True),

@@ -28,6 +28,7 @@ from tests.parity.test_parity_flags import (
     same_value,
     sdk_decisions,
 )
+from tests.support.oracle import CapturingDispatcher
 from trackd.datafile import parse_datafile
 from trackd.datafile.flags import typed_value
 
@@ -77,6 +78,7 @@ class Fixture:
             profiles = ProfileService()
             sdk = optimizely.Optimizely(
                 text,
+                event_dispatcher=CapturingDispatcher(),
                 logger=NoOpLogger(),
                 user_profile_service=profiles,
                 settings=OptimizelySdkSettings(odp_disabled=True),

@@ -15,6 +15,7 @@ from optimizely.optimizely_config import OptimizelyExperiment, OptimizelyVariabl
 
 from tests.parity.flags_generator import FlagsGenerator
 from tests.parity.test_parity_decisions import quiet_sdk as quiet_sdk  # autouse: the SDK's logging
+from tests.support.oracle import CapturingDispatcher
 from trackd.optimizely_config import optimizely_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +54,10 @@ def _rule(experiment: OptimizelyExperiment) -> dict[str, Any]:
 def sdk_config(datafile_json: str) -> dict[str, Any]:
     """The SDK's OptimizelyConfig with Agent's JSON field names."""
     sdk = optimizely.Optimizely(
-        datafile_json, logger=NoOpLogger(), settings=OptimizelySdkSettings(odp_disabled=True)
+        datafile_json,
+        event_dispatcher=CapturingDispatcher(),
+        logger=NoOpLogger(),
+        settings=OptimizelySdkSettings(odp_disabled=True),
     )
     try:
         config = sdk.get_optimizely_config()

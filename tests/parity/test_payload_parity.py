@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from optimizely import optimizely, project_config
+from optimizely import project_config
 from optimizely.error_handler import NoOpErrorHandler
 from optimizely.event.event_factory import EventFactory
-from optimizely.event.event_processor import ForwardingEventProcessor
 from optimizely.event.user_event_factory import UserEventFactory
 from optimizely.helpers import enums
 from optimizely.logger import NoOpLogger
 
 from tests.support.oracle import (
     CapturingDispatcher,
+    sdk_client,
     sdk_payload,
     sdk_uuids_and_timestamps,
     trackd_payload,
@@ -100,14 +100,7 @@ USERS = ["user-1", "user-2", "vip_user"]
 
 def _sdk(datafile: dict[str, Any]) -> tuple[Any, CapturingDispatcher]:
     captured = CapturingDispatcher()
-    client = optimizely.Optimizely(
-        json.dumps(datafile),
-        event_dispatcher=captured,
-        logger=NoOpLogger(),
-        skip_json_validation=True,
-        event_processor=ForwardingEventProcessor(captured, logger=NoOpLogger()),
-    )
-    return client, captured
+    return sdk_client(json.dumps(datafile), captured), captured
 
 
 @pytest.mark.parametrize("datafile_name", DATAFILES)

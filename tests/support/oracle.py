@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from optimizely import optimizely
+from optimizely.event.event_processor import ForwardingEventProcessor
 from optimizely.logger import NoOpLogger
 
 import trackd
@@ -27,12 +28,16 @@ class CapturingDispatcher:
 
 
 def sdk_client(datafile_json: str, dispatcher: CapturingDispatcher | None = None) -> Any:
+    """optimizely-sdk on the datafile; each event it makes goes at once, unbatched, to the
+    dispatcher (nothing leaves this process)."""
     logging.getLogger("optimizely").setLevel(logging.CRITICAL)
+    dispatcher = dispatcher or CapturingDispatcher()
     return optimizely.Optimizely(
         datafile_json,
-        event_dispatcher=dispatcher or CapturingDispatcher(),
+        event_dispatcher=dispatcher,
         logger=NoOpLogger(),
         skip_json_validation=True,
+        event_processor=ForwardingEventProcessor(dispatcher, logger=NoOpLogger()),
     )
 
 
@@ -56,10 +61,31 @@ def sdk_payload(params: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def sdk_uuids_and_timestamps(params: dict[str, Any]) -> Iterator[tuple[str, int]]:
-    for visitor in params["visitors"]:
+def delivered_payload(body: dict[str, Any]) -> dict[str, Any]:
+    """A payload trackd delivered (as a receiver got it), without its client name and version."""
+    document = copy.deepcopy(body)
+    assert document.pop("client_name") == "trackd"
+    assert document.pop("client_version") == trackd.__version__
+    return document
+
+
+def events_of(document: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every event of an Event API payload, in order."""
+    for visitor in document["visitors"]:
         for snapshot in visitor["snapshots"]:
-            for event in snapshot["events"]:
-                assert isinstance(event["uuid"], str) and len(event["uuid"]) == 36
-                assert isinstance(event["timestamp"], int)
-                yield event["uuid"], event["timestamp"]
+            yield from snapshot["events"]
+
+
+def without_uuids_and_timestamps(document: dict[str, Any]) -> dict[str, Any]:
+    """The payload, its events' uuids and timestamps dropped (in place): what two senders of
+    the same decision differ in."""
+    for event in events_of(document):
+        del event["uuid"], event["timestamp"]
+    return document
+
+
+def sdk_uuids_and_timestamps(params: dict[str, Any]) -> Iterator[tuple[str, int]]:
+    for event in events_of(params):
+        assert isinstance(event["uuid"], str) and len(event["uuid"]) == 36
+        assert isinstance(event["timestamp"], int)
+        yield event["uuid"], event["timestamp"]

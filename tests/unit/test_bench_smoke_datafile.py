@@ -9,6 +9,7 @@ from optimizely import optimizely
 from optimizely.logger import NoOpLogger
 
 from bench import gen_datafile
+from tests.support.oracle import CapturingDispatcher
 from trackd.datafile import parse_datafile
 from trackd.decision import decide
 
@@ -24,7 +25,7 @@ def test_generated_datafile_reaches_its_size_and_both_engines_agree_on_it() -> N
     assert config.groups_by_id and config.audiences_by_id and config.events_by_key
 
     logging.getLogger("optimizely").setLevel(logging.CRITICAL + 1)
-    sdk = optimizely.Optimizely(text, logger=NoOpLogger())
+    sdk = optimizely.Optimizely(text, event_dispatcher=CapturingDispatcher(), logger=NoOpLogger())
     assert sdk.is_valid
     try:
         for n in range(40):
@@ -58,7 +59,7 @@ def test_flags_datafile_has_the_decide_benchmarks_shape_and_the_sdk_accepts_it()
             "string",
         ]
     logging.getLogger("optimizely").setLevel(logging.CRITICAL + 1)
-    sdk = optimizely.Optimizely(text, logger=NoOpLogger())
+    sdk = optimizely.Optimizely(text, event_dispatcher=CapturingDispatcher(), logger=NoOpLogger())
     try:
         assert sdk.is_valid
         assert len(sdk.create_user_context("user-1", {}).decide_all()) == 50

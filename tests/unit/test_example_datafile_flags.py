@@ -15,6 +15,7 @@ from optimizely import optimizely
 from optimizely.helpers.sdk_settings import OptimizelySdkSettings
 from optimizely.logger import NoOpLogger
 
+from tests.support.oracle import CapturingDispatcher
 from trackd.datafile import parse_datafile
 from trackd.decision.flags import decide_all
 
@@ -26,7 +27,10 @@ USERS = 400
 def sdk() -> Iterator[optimizely.Optimizely]:
     logging.getLogger("optimizely").setLevel(logging.CRITICAL + 1)
     client = optimizely.Optimizely(
-        EXAMPLE, logger=NoOpLogger(), settings=OptimizelySdkSettings(odp_disabled=True)
+        EXAMPLE,
+        event_dispatcher=CapturingDispatcher(),
+        logger=NoOpLogger(),
+        settings=OptimizelySdkSettings(odp_disabled=True),
     )
     assert client.is_valid  # the SDK's own schema validation passes
     try:

@@ -132,6 +132,36 @@ async def test_any_user_id_is_kept_apart_from_the_keys(store: OverrideStore) -> 
     assert await store.for_user("a") == NO_OVERRIDES
 
 
+async def test_keys_holding_the_separator_round_trip_exactly(store: OverrideStore) -> None:
+    """The text stores join a flag and rule key with US (\\x1f): a flag key holding it, or
+    the escape byte, is read back as it was set and never meets another (flag, rule)."""
+    contexts = [("a\x1fb", "c"), ("a", "b\x1fc"), ("a\x1b", "b"), ("a\x1bs", "b"), ("\x1f", "")]
+    for n, (flag_key, rule_key) in enumerate(contexts):
+        await store.set_decision("u1", flag_key, rule_key, f"k{n}")
+    for n, (flag_key, rule_key) in enumerate(contexts):
+        assert await store.get_decision("u1", flag_key, rule_key) == f"k{n}"
+    assert (await store.for_user("u1")).decisions == {
+        context: f"k{n}" for n, context in enumerate(contexts)
+    }
+    assert await store.remove_decision("u1", "a\x1fb", "c") is True
+    assert await store.get_decision("u1", "a", "b\x1fc") == "k1"
+    assert await store.remove_all_decisions("u1") == len(contexts) - 1
+
+
+async def test_a_user_id_holding_the_separator_is_counted_apart(small: OverrideStore) -> None:
+    """Redis counts each override as `user_id US field` across the fleet: two users whose
+    id and field meet at a separator are still two overrides of the bound."""
+    await small.set_decision("a", "F", "fX", "k")
+    await small.set_decision("a\x1fdF", "X", None, "k")  # both were `a US dF US fX`
+    with pytest.raises(ResourceExhausted):
+        await small.set_decision("u3", "flag", None, "k")
+    assert await small.remove_all_decisions("a\x1fdF") == 1
+    assert await small.get_decision("a", "F", "fX") == "k"
+    await small.set_decision("u3", "flag", None, "k")
+    with pytest.raises(ResourceExhausted):  # "a"'s override is still counted
+        await small.set_decision("u4", "flag", None, "k")
+
+
 async def test_empty_ids_and_keys_are_refused(store: OverrideStore) -> None:
     with pytest.raises(InvalidArgument):
         await store.set_variation("u1", "", "v1")

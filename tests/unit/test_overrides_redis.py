@@ -4,14 +4,17 @@ everything recovers by itself once Redis answers again."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.redis_server import redis_server
+from tests.support.polling import eventually
+from tests.support.redis_server import RedisServer, redis_server
 from tests.unit.test_tracker import DATAFILE, EXPERIMENT, OTHER, MemoryEventLog
 from trackd.activation import MemoryActivationStore
+from trackd.activation.redis import RedisActivationStore
 from trackd.datafile import parse_datafile
 from trackd.errors import OverrideStoreUnavailable, Unavailable
 from trackd.live import LiveConfig
@@ -87,5 +90,42 @@ async def test_overrides_live_under_the_key_prefix_with_their_own_ttl(tmp_path: 
             assert await overrides.for_user("qa") == UserOverrides(
                 {"e1": "v1"}, {("flag", "rule"): "on"}
             )
+            # The layout the docstring gives, as every earlier version wrote it for keys
+            # without US or ESC: a rolling upgrade reads their overrides unchanged.
+            assert sorted(await client.hkeys("deploy1:o:qa")) == ["dflag\x1frule", "ve1"]
+            counted = await client.zrange("deploy1:o:count:d", 0, -1)
+            assert counted == ["qa\x1fdflag\x1frule"]
         finally:
             await client.aclose()
+
+
+async def test_a_busy_pool_fails_one_call_and_does_not_count_as_redis_down(
+    shared_redis: RedisServer,
+) -> None:
+    """The override store shares the activation store's pool: every connection busy is this
+    process overloaded, not Redis down, so it opens no fast-fail window, as for activations."""
+    observer = Redis.from_url(shared_redis.url)
+    activations = RedisActivationStore.from_url(
+        shared_redis.url, max_connections=1, pool_timeout=0.05
+    )
+    overrides = RedisOverrideStore(activations.client, retry_interval=60.0)
+    try:
+        # BLPOP holds the only connection until the observer pushes to its list.
+        holder = asyncio.create_task(
+            activations.client.blpop(["trackd-test:overrides"], timeout=60)
+        )
+
+        async def holding() -> bool:
+            return int((await observer.info("clients"))["blocked_clients"]) == 1
+
+        await eventually(holding)
+        with pytest.raises(OverrideStoreUnavailable, match="busy"):
+            await overrides.get_variation("u1", "e1")
+        assert overrides.available
+        await observer.lpush("trackd-test:overrides", "release")
+        await holder
+        await overrides.set_variation("u1", "e1", "v1")  # at once: no window was opened
+        assert await overrides.get_variation("u1", "e1") == "v1"
+    finally:
+        await activations.close()
+        await observer.aclose()

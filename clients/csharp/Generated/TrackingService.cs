@@ -753,10 +753,15 @@ namespace Trackd.V1 {
     public const int AttributionDegradedFieldNumber = 8;
     private bool attributionDegraded_;
     /// <summary>
-    /// True when the shared activation store (Redis) could not be reached: the
-    /// decision is still exact (bucketing is deterministic), but stickiness could
-    /// not be checked, an impression was recorded at least once, and this
-    /// activation is not remembered for attribution.
+    /// True when a store this call needed could not be used; the call still
+    /// decides and records its impression (impression_recorded). Either or both:
+    /// - the override store (Redis) could not be reached: decided as if the user
+    ///   had no forced variation (a datafile whitelist still applies);
+    /// - the activation store could not be reached (Redis), or the local store
+    ///   (LMDB) was full: this activation is not remembered, so no Track is
+    ///   attributed to it, and when the store could not be read, stickiness was
+    ///   not checked (decided as for a user with no activation), so the
+    ///   impression may repeat one already sent (at least once, never lost).
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]

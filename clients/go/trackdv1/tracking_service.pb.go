@@ -332,10 +332,15 @@ type ActivateResponse struct {
 	ImpressionRecorded bool `protobuf:"varint,6,opt,name=impression_recorded,json=impressionRecorded,proto3" json:"impression_recorded,omitempty"`
 	// The datafile revision the decision was made on.
 	Revision string `protobuf:"bytes,7,opt,name=revision,proto3" json:"revision,omitempty"`
-	// True when the shared activation store (Redis) could not be reached: the
-	// decision is still exact (bucketing is deterministic), but stickiness could
-	// not be checked, an impression was recorded at least once, and this
-	// activation is not remembered for attribution.
+	// True when a store this call needed could not be used; the call still
+	// decides and records its impression (impression_recorded). Either or both:
+	//   - the override store (Redis) could not be reached: decided as if the user
+	//     had no forced variation (a datafile whitelist still applies);
+	//   - the activation store could not be reached (Redis), or the local store
+	//     (LMDB) was full: this activation is not remembered, so no Track is
+	//     attributed to it, and when the store could not be read, stickiness was
+	//     not checked (decided as for a user with no activation), so the
+	//     impression may repeat one already sent (at least once, never lost).
 	AttributionDegraded bool `protobuf:"varint,8,opt,name=attribution_degraded,json=attributionDegraded,proto3" json:"attribution_degraded,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache

@@ -74,7 +74,7 @@ from trackd.activation.store import (
 )
 from trackd.errors import ActivationStoreUnavailable
 from trackd.outage import Outage
-from trackd.redis_down import REDIS_DOWN
+from trackd.redis_down import REDIS_DOWN, pool_exhausted
 
 log = structlog.get_logger("trackd.activation")
 
@@ -271,13 +271,6 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-def _pool_exhausted(error: BaseException) -> bool:
-    """redis-py's BlockingConnectionPool timing out on a free connection (not Redis failing)."""
-    return isinstance(error, redis_errors.ConnectionError) and isinstance(
-        error.__cause__, asyncio.TimeoutError | TimeoutError
-    )
-
-
 class RedisActivationStore:
     """`ActivationStore` in Redis, shared by every replica that names the same database.
 
@@ -397,7 +390,7 @@ class RedisActivationStore:
             result = await operation()
         except REDIS_DOWN as error:
             self.failures += 1
-            if _pool_exhausted(error):
+            if pool_exhausted(error):
                 # Every pooled connection is busy: this process is overloaded, Redis is not
                 # down, so only this call goes without (no fast-fail window for the others).
                 self.busy += 1

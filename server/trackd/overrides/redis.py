@@ -5,17 +5,19 @@ Layout:
 - `{prefix}o:{user_id}`: one hash per user holding both kinds, so `for_user` (what Activate
   and Decide read) is one HGETALL: a Decide of 50 flags reads the user's overrides once.
   Fields: `v` + experiment id (a forced variation), `d` + flag key + US + rule key (a forced
-  decision for a rule; US is the ASCII unit separator, split at its first occurrence), `f`
-  + flag key (for the whole flag). Value: `expiry_ms SP value`. The hash's own PEXPIRE is
-  the TTL from its last write, so Redis reclaims a user's hash by itself; an expired field of
-  a live hash is invisible (the scripts compare its expiry).
-- `{prefix}o:count:v` and `{prefix}o:count:d`: sorted sets of `user_id US field` scored by
-  expiry, one per kind: the bound (`max_entries` live ones of each kind) counted across the
-  fleet, exact, as the per-process maps counted theirs. Only a set touches them.
+  decision for a rule; US is the ASCII unit separator, and the flag key is escaped to hold
+  none: `store.joined`), `f` + flag key (for the whole flag). Value: `expiry_ms SP value`.
+  The hash's own PEXPIRE is the TTL from its last write, so Redis reclaims a user's hash by
+  itself; an expired field of a live hash is invisible (the scripts compare its expiry).
+- `{prefix}o:count:v` and `{prefix}o:count:d`: sorted sets of `user_id US field` (the user id
+  escaped as a flag key is, so one user's member is never another's) scored by expiry, one
+  per kind: the bound (`max_entries` live ones of each kind) counted across the fleet, exact,
+  as the per-process maps counted theirs. Only a set touches them.
 
 Every call is one round trip (a Lua script; expiry is Redis's clock, the same for every
 replica). Redis down: every call raises `OverrideStoreUnavailable` quickly, with its own
 outage window (as the activation store's) and recovers by itself on the next call after it.
+A pool with every connection busy fails that call alone, opening no window.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from trackd.overrides.store import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_TTL_SECONDS,
     NO_OVERRIDES,
-    SEPARATOR,
     DecisionContext,
     UserOverrides,
     check_decision,
@@ -40,8 +41,9 @@ from trackd.overrides.store import (
     check_variation,
     decision_context,
     decision_field,
+    joined,
 )
-from trackd.redis_down import REDIS_DOWN
+from trackd.redis_down import REDIS_DOWN, pool_exhausted
 
 T = TypeVar("T")
 
@@ -177,6 +179,10 @@ class RedisOverrideStore:
         try:
             result = await operation()
         except REDIS_DOWN as error:
+            if pool_exhausted(error):  # the activation store's pool, busy: not Redis down
+                raise OverrideStoreUnavailable(
+                    "the override store's connections are all busy (--redis-max-connections)"
+                ) from error
             self._outage.failed(error)
             raise OverrideStoreUnavailable(
                 f"the override store (Redis) is unavailable: {error}"
@@ -191,7 +197,7 @@ class RedisOverrideStore:
             value,
             self._ttl_ms,
             self._max_entries,
-            user_id + SEPARATOR + field,
+            joined(user_id, field),
         ]
         if not await self._call(lambda: self._set(keys=keys, args=args)):
             raise ResourceExhausted(f"{what} are full ({self._max_entries}); remove some first")
@@ -202,7 +208,7 @@ class RedisOverrideStore:
 
     async def _delete(self, user_id: str, field: str, count_key: str) -> bool:
         keys = [self._key(user_id), count_key]
-        args = [field, user_id + SEPARATOR + field]
+        args = [field, joined(user_id, field)]
         return bool(await self._call(lambda: self._remove(keys=keys, args=args)))
 
     async def set_variation(self, user_id: str, experiment_id: str, variation_id: str) -> None:
@@ -232,7 +238,7 @@ class RedisOverrideStore:
 
     async def remove_all_decisions(self, user_id: str) -> int:
         keys = [self._key(user_id), self._decision_count]
-        args = [user_id + SEPARATOR]
+        args = [joined(user_id, "")]  # the prefix of each of the user's count members
         return int(await self._call(lambda: self._remove_decisions(keys=keys, args=args)))
 
     async def for_user(self, user_id: str) -> UserOverrides:

@@ -14,6 +14,7 @@ Redis), so a Decide of 50 flags does not ask 50 times.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple, Protocol
@@ -46,21 +47,47 @@ def check_limits(ttl: float, max_entries: int) -> None:
         raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
 
 
-# The stores that keep overrides as text fields (Redis, LMDB) name a forced decision by its
-# flag and rule joined with the ASCII unit separator (so a flag key holding it is misread).
+# The stores that keep overrides as text (Redis, LMDB) join two strings with the ASCII unit
+# separator: a forced decision's field is its flag and rule, and Redis' count member is a user
+# id and a field. The string before the separator is escaped so that it holds none, and so the
+# join is exact whatever the keys hold; a key without ESC or US is written unchanged (so
+# overrides written before the escape read the same).
 SEPARATOR: Final = "\x1f"
+_ESCAPE: Final = "\x1b"
+_ESCAPED: Final = re.compile("\x1b(.)", re.DOTALL)
+
+
+def _escaped(text: str) -> str:
+    if SEPARATOR not in text and _ESCAPE not in text:
+        return text
+    return text.replace(_ESCAPE, _ESCAPE + "e").replace(SEPARATOR, _ESCAPE + "s")
+
+
+def _unescaped(text: str) -> str:
+    if _ESCAPE not in text:
+        return text
+    return _ESCAPED.sub(lambda found: _ESCAPE if found[1] == "e" else SEPARATOR, text)
+
+
+def joined(head: str, tail: str) -> str:
+    """`head` US `tail`, split back exactly by `split_joined` whatever either holds."""
+    return _escaped(head) + SEPARATOR + tail
+
+
+def split_joined(text: str) -> tuple[str, str]:
+    head, _, tail = text.partition(SEPARATOR)
+    return _unescaped(head), tail
 
 
 def decision_field(flag_key: str, rule_key: str | None) -> str:
-    return "f" + flag_key if rule_key is None else "d" + flag_key + SEPARATOR + rule_key
+    return "f" + flag_key if rule_key is None else "d" + joined(flag_key, rule_key)
 
 
 def decision_context(field: str) -> DecisionContext:
     """The (flag_key, rule_key) a `decision_field` names."""
     if field[0] == "f":
         return (field[1:], None)
-    flag_key, _, rule_key = field[1:].partition(SEPARATOR)
-    return (flag_key, rule_key)
+    return split_joined(field[1:])
 
 
 def check_variation(experiment_id: str, variation_id: str) -> None:
