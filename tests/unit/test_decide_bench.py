@@ -50,7 +50,9 @@ def test_decide_benchmark_quick_run_agrees_with_the_sdk_and_reports_every_figure
     for name, row in passes.items():
         assert row["calls"] == report["grpc_users"] == bench_decide.QUICK_GRPC_USERS, (name, row)
         assert row["daemon_cpu_us_per_user"] > 0 and row["calls_per_s"] > 0, (name, row)
-    assert set(report["sdk_over_daemon_cpu"]) == set(passes) - set(bench_decide.BARE_PASSES.values())
+    assert set(report["sdk_over_daemon_cpu"]) == set(passes) - set(
+        bench_decide.BARE_PASSES.values()
+    )
     assert all(ratio > 0 for ratio in report["sdk_over_daemon_cpu"].values())
     # The SDK with events sends one for each feature test and, with sendFlagDecisions, each
     # rollout decision: one per flag here.
