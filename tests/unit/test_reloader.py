@@ -4,6 +4,9 @@ what the new one no longer runs."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+
+from structlog.testing import capture_logs
 
 from tests.support.polling import eventually
 from trackd.datafile.model import ProjectConfig
@@ -14,17 +17,19 @@ from trackd.sources.reloader import Reloader
 
 
 class Dropper:
-    """A drop_stale callback that fails `down` times (the shared store is down) first."""
+    """A drop_stale callback that fails `down` times (the shared store is down) first, or
+    raises each of `errors` in turn first."""
 
-    def __init__(self, down: int = 0) -> None:
-        self.down = down
+    def __init__(self, down: int = 0, errors: Sequence[Exception] = ()) -> None:
+        self.errors = [*errors] or [
+            Unavailable("the activation store (Redis) is unavailable") for _ in range(down)
+        ]
         self.seen: list[ProjectConfig] = []
 
     async def __call__(self, config: ProjectConfig) -> int:
         self.seen.append(config)
-        if self.down:
-            self.down -= 1
-            raise Unavailable("the activation store (Redis) is unavailable")
+        if self.errors:
+            raise self.errors.pop(0)
         return 3
 
 
@@ -57,6 +62,45 @@ async def test_a_drop_that_finds_the_store_down_is_retried_in_the_background() -
         assert await reloader.offer(bundled_datafile(), "test")  # served despite the failure
         await eventually(lambda: len(drop.seen) == 3)
         assert drop.seen == [live.config] * 3
+    finally:
+        reloader.close()
+
+
+# Not an outage: a bug, or a Redis reply that trackd.redis_down does not name (redis-py's
+# InvalidResponse, an asyncio RuntimeError on a connection a cancelled call left reading).
+UNEXPECTED = RuntimeError("readuntil() called while another coroutine is already waiting")
+
+
+async def test_a_deferred_drop_that_meets_an_unexpected_error_is_logged_and_retried() -> None:
+    """The retry task must not die of it: the drop would never happen, and nothing said so."""
+    live = LiveConfig(None)
+    drop = Dropper(errors=[Unavailable("down"), UNEXPECTED])
+    reloader = Reloader(live, drop)
+    reloader.retry_interval = 0.01
+    try:
+        with capture_logs() as logs:
+            assert await reloader.offer(bundled_datafile(), "test")
+            await eventually(lambda: any(x["event"] == "activations_dropped_late" for x in logs))
+        assert drop.seen == [live.config] * 3
+        failed = [x for x in logs if x["event"] == "activations_drop_failed"]
+        assert [(x["log_level"], x["exc_info"]) for x in failed] == [("error", True)]
+    finally:
+        reloader.close()
+
+
+async def test_a_drop_that_meets_an_unexpected_error_still_serves_and_is_retried() -> None:
+    live, drop = LiveConfig(None), Dropper(errors=[UNEXPECTED])
+    reloader = Reloader(live, drop)
+    reloader.retry_interval = 0.01
+    try:
+        with capture_logs() as logs:
+            assert await reloader.offer(bundled_datafile(), "test")  # not raised to the source
+            assert reloader.reloads == 1
+            await eventually(lambda: len(drop.seen) == 2)
+        assert drop.seen == [live.config] * 2
+        assert [x["event"] for x in logs if x["log_level"] == "error"] == [
+            "activations_drop_failed"
+        ]
     finally:
         reloader.close()
 

@@ -31,7 +31,8 @@ class Reloader:
 
     `drop_stale(config)` drops what a new datafile no longer runs and returns how many
     activations went (the daemon passes `Tracker.on_new_config`); it may raise Unavailable
-    while a shared store is down, and is then retried in the background."""
+    while a shared store is down, and is then retried in the background (as after any other
+    error, which is logged with its traceback)."""
 
     def __init__(
         self,
@@ -111,8 +112,13 @@ class Reloader:
             return await self._drop(config)
         except Unavailable as error:
             log.warning("activations_drop_deferred", revision=config.revision, error=str(error))
-            self._retry = asyncio.create_task(self._retry_drop(config), name="trackd-deferred-drop")
-            return None
+        except Exception:
+            # Not an outage (a bug, or a Redis reply trackd.redis_down does not name): raised
+            # from here it ended the source's run (datafile_source_failed) after the swap, and
+            # the drop was never tried again.
+            log.exception("activations_drop_failed", revision=config.revision)
+        self._retry = asyncio.create_task(self._retry_drop(config), name="trackd-deferred-drop")
+        return None
 
     async def _retry_drop(self, config: ProjectConfig) -> None:
         while True:
@@ -120,6 +126,11 @@ class Reloader:
             try:
                 dropped = await self._drop(config)
             except Unavailable:
+                continue
+            except Exception:
+                # Caught so the retrying goes on: a task that died of it would leave the drop
+                # undone, its error seen only when the task was collected, if ever.
+                log.exception("activations_drop_failed", revision=config.revision)
                 continue
             log.info("activations_dropped_late", revision=config.revision, dropped=dropped)
             self._retry = None
