@@ -81,13 +81,15 @@ async def test_activate_on_replica_a_and_track_on_replica_b_is_attributed(
 
 
 async def test_the_ttl_holds_across_replicas(tmp_path: Path, redis: RedisServer) -> None:
-    ttl = 1.0
+    # Long enough that a loaded machine still tracks within it: the guard below only says the
+    # first check ran inside the TTL, which is what its assertion needs.
+    ttl = 3.0
     async with replicas(tmp_path, redis, activation_ttl=ttl) as (a, b):
         loop = asyncio.get_running_loop()
         started = loop.time()
         first = await activate(a, "ben")
         assert attributed(await track(b, "ben")) == {("ab_running", first.variation_key)}
-        assert loop.time() - started < ttl * 0.5  # the check above really was within the TTL
+        assert loop.time() - started < ttl  # the check above really was within the TTL
         await asyncio.sleep(ttl + 0.2)
         assert attributed(await track(b, "ben")) == set()
         fresh = await activate(b, "ben")
