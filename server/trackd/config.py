@@ -408,7 +408,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "event-loop",
         str,
-        "The event loop gRPC, HTTP and the outbox's wake-ups run on. uvloop costs 10-15 percent"
+        "The event loop gRPC, HTTP and the outbox's wake-ups run on. uvloop costs 10-15%"
         " less CPU per call than asyncio's own loop (bench/results); auto: uvloop when it is"
         " installed, else asyncio.",
         "LOOP",
