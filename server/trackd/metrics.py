@@ -191,14 +191,15 @@ class DaemonCollector(Collector):
         tracker = self._parts.tracker
         yield CounterMetricFamily(
             "trackd_activations_degraded",
-            "Activates answered while the shared activation store was unreachable "
-            "(decided exactly, stickiness unchecked, not remembered).",
+            "Activate and Decide calls answered with attribution_degraded: the activation "
+            "store unreachable (Redis) or full (LMDB), or the override store unreachable "
+            "(decided exactly, as the call's attribution_degraded says).",
             tracker.degraded_activations,
         )
         yield CounterMetricFamily(
             "trackd_conversions_attribution_unknown",
-            "Conversions recorded without attribution because the shared activation store "
-            "was unreachable.",
+            "Conversions recorded without attribution because the activation store could not "
+            "be read (Redis unreachable or its connection pool busy).",
             tracker.unattributed_tracks,
         )
 
