@@ -122,7 +122,10 @@ export class TrackdClient {
     }));
   }
 
-  /** Track's whole answer: attributions, uuid and attributionUnknown (trackd lost its Redis). */
+  /**
+   * Track's whole answer: attributions, uuid and attributionUnknown (trackd could not read its
+   * activation store, Redis).
+   */
   trackDetail(
     eventKey: string,
     userId: string,

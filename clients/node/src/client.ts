@@ -80,8 +80,10 @@ export class TrackdClient {
 
   /**
    * Activate's whole answer: variation, ids, reason, impressionRecorded, revision, and
-   * `attributionDegraded`, true when trackd could not reach its shared activation store (Redis):
-   * the decision is exact, but the activation is not remembered for attribution.
+   * `attributionDegraded`, true when a store the call needed could not be used: the override store
+   * (Redis) unreachable, so the user's forced variation was ignored; or the activation store
+   * unreachable (Redis) or full (local LMDB), so the activation is not remembered for attribution
+   * and the impression may repeat one already sent.
    */
   async activateDetail(
     experimentKey: string,
@@ -119,7 +121,7 @@ export class TrackdClient {
 
   /**
    * Track's whole answer: attributions, uuid, and `attributionUnknown`, true when trackd could not
-   * reach its shared activation store (Redis): the conversion was recorded without attributions.
+   * read its activation store (Redis): the conversion was recorded without attributions.
    */
   async trackDetail(
     eventKey: string,
