@@ -151,6 +151,23 @@ def test_a_local_holdout_decides_only_for_the_rules_it_includes() -> None:
     assert summary(checkout(config, CAMPAIGN))[2] == "checkout_test"
 
 
+def test_past_a_bypassed_global_holdout_only_a_delivery_rules_local_holdout_carries_it() -> None:
+    # Without reasons, so a decision built at load (which carries no bypassed holdout) must
+    # not stand in for the delivery rule's.
+    document = flags_document()
+    document["holdouts"] = [holdout("h1", excludeTargetedDeliveries=True)]
+    document["localHoldouts"] = [holdout("l1", includedRules=["rule_iphone", "exp_checkout"])]
+    decision = checkout(parse(document), IPHONE)
+    assert summary(decision) == ("ho_off", False, "holdout_l1", RuleType.HOLDOUT)
+    assert decision.bypassed_holdout is not None
+    assert decision.bypassed_holdout.holdout.key == "holdout_h1"
+    # A "td" feature test's local holdout: as in the SDK, no bypassed holdout beside it.
+    document["experiments"][0]["type"] = "td"
+    decision = checkout(parse(document), CAMPAIGN)
+    assert summary(decision) == ("ho_off", False, "holdout_l1", RuleType.HOLDOUT)
+    assert decision.bypassed_holdout is None
+
+
 def test_a_stored_variation_is_sticky_unless_the_profile_is_ignored() -> None:
     stored = {"exp_checkout": "var_control"}.get
     decision = checkout(attributes=CAMPAIGN, sticky_variation=stored)

@@ -39,7 +39,7 @@ async def test_every_part_reads_redis_down_as_unavailable(
     fleet = FleetResults(store.client, tmp_path / "outbox.sqlite3")
     try:
         with pytest.raises(Unavailable):
-            await store._call(failing)
+            await store._calls.run(failing)
         with pytest.raises(Unavailable):
             await fleet._redis(failing)
     finally:

@@ -1,6 +1,5 @@
 // trackd from a browser: the connect-es client generated from proto/, called over Connect on
 // trackd's --http-listen port, with the Optimizely SDK's call shapes.
-import type { JsonObject } from "@bufbuild/protobuf";
 import { createClient, type CallOptions, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import {
@@ -11,6 +10,8 @@ import {
   type FlagDecision,
   type TrackResponse,
 } from "./generated/trackd/v1/tracking_service_pb.js";
+import { attributionsOf, type Attribution } from "../../node/src/attributions";
+import { Decision, type DecideOption, type RuleType } from "../../node/src/decide";
 import { toValueMap, type Attributes } from "./values.js";
 
 /** Options of a {@link TrackdClient}. */
@@ -27,20 +28,6 @@ export interface TrackdClientOptions {
   headers?: Record<string, string>;
 }
 
-/** An experiment a conversion was counted for. */
-export interface Attribution {
-  experimentKey: string;
-  variationKey: string;
-  experimentId: string;
-  variationId: string;
-}
-
-/** What changes a decide call, as the SDK's OptimizelyDecideOption. */
-export type DecideOption = Exclude<keyof typeof DecideOptionEnum, "UNSPECIFIED" | number>;
-
-/** The kind of rule that decided a flag: the SDK's decision source. */
-export type RuleType = "experiment" | "feature-test" | "rollout" | "holdout";
-
 const RULE_TYPES: Record<RuleTypeEnum, RuleType | null> = {
   [RuleTypeEnum.UNSPECIFIED]: null,
   [RuleTypeEnum.EXPERIMENT]: "experiment",
@@ -48,19 +35,6 @@ const RULE_TYPES: Record<RuleTypeEnum, RuleType | null> = {
   [RuleTypeEnum.ROLLOUT]: "rollout",
   [RuleTypeEnum.HOLDOUT]: "holdout",
 };
-
-/** One flag's decision, as the SDK's OptimizelyDecision (`error` set when it could not be). */
-export interface Decision {
-  flagKey: string;
-  enabled: boolean;
-  variationKey: string | null;
-  ruleKey: string | null;
-  ruleType: RuleType | null;
-  variables: JsonObject;
-  reasons: string[];
-  impressionRecorded: boolean;
-  error: string | null;
-}
 
 /**
  * A client of trackd's HTTP port with the Optimizely SDK's call shapes.
@@ -114,15 +88,13 @@ export class TrackdClient {
     tags?: Attributes | null,
   ): Promise<Attribution[]> {
     const response = await this.trackDetail(eventKey, userId, attributes, tags);
-    return response.attributions.map(({ experimentKey, variationKey, experimentId, variationId }) => ({
-      experimentKey,
-      variationKey,
-      experimentId,
-      variationId,
-    }));
+    return attributionsOf(response.attributions);
   }
 
-  /** Track's whole answer: attributions, uuid and attributionUnknown (trackd lost its Redis). */
+  /**
+   * Track's whole answer: attributions, uuid and attributionUnknown (trackd could not read its
+   * activation store, Redis).
+   */
   trackDetail(
     eventKey: string,
     userId: string,
@@ -146,7 +118,7 @@ export class TrackdClient {
     // As the SDK's decide, one flag always gets its decision: ENABLED_FLAGS_ONLY is for many.
     const single = options.filter((option) => option !== "ENABLED_FLAGS_ONLY");
     const [decision] = await this.decideRequest(userId, [flagKey], attributes, single);
-    return decision ?? disabled(flagKey); // trackd's --default-decide-options may still drop it
+    return decision ?? Decision.dropped(flagKey); // trackd's --default-decide-options may drop it
   }
 
   /** Decides every flag of trackd's datafile, in its order. */
@@ -179,8 +151,9 @@ function decideOption(name: DecideOption): DecideOptionEnum {
   return option;
 }
 
+/** The Node client's Decision (its typed getters included) from connect-es's FlagDecision. */
 function decision(message: FlagDecision): Decision {
-  return {
+  return new Decision({
     flagKey: message.flagKey,
     enabled: message.enabled,
     variationKey: message.variationKey || null,
@@ -190,19 +163,5 @@ function decision(message: FlagDecision): Decision {
     reasons: message.reasons,
     impressionRecorded: message.impressionRecorded,
     error: message.error || null,
-  };
-}
-
-function disabled(flagKey: string): Decision {
-  return {
-    flagKey,
-    enabled: false,
-    variationKey: null,
-    ruleKey: null,
-    ruleType: null,
-    variables: {},
-    reasons: [],
-    impressionRecorded: false,
-    error: null,
-  };
+  });
 }

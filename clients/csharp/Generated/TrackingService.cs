@@ -722,8 +722,10 @@ namespace Trackd.V1 {
     public const int ImpressionRecordedFieldNumber = 6;
     private bool impressionRecorded_;
     /// <summary>
-    /// True when this call recorded an impression (false when sticky within the
-    /// TTL, or when the user is in no variation).
+    /// True when this call recorded an impression. False when the decision
+    /// repeats the user's live activation (within the TTL), when the user is in
+    /// no variation, or when the outbox was full: then the impression is dropped
+    /// and the activation not remembered, so the next Activate sends it again.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -2424,8 +2426,10 @@ namespace Trackd.V1 {
     public const int AttributionUnknownFieldNumber = 3;
     private bool attributionUnknown_;
     /// <summary>
-    /// True when the shared activation store (Redis) could not be reached: the
-    /// conversion was recorded, but without attributions.
+    /// True when the activation store (Redis) could not be read: unreachable, or
+    /// every connection of --redis-max-connections busy. The conversion was
+    /// recorded, but without attributions. Never set with the memory or local
+    /// (LMDB) store: their reads do not fail.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -3311,8 +3315,9 @@ namespace Trackd.V1 {
     public const int AttributionUnknownFieldNumber = 7;
     private bool attributionUnknown_;
     /// <summary>
-    /// True when the shared activation store (Redis) could not be reached: the
-    /// batch's events were stored without attributions.
+    /// True when the activation store (Redis) could not be read, as for
+    /// TrackResponse.attribution_unknown: the batch's events were stored without
+    /// attributions.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -8290,7 +8295,11 @@ namespace Trackd.V1 {
     public const int ImpressionRecordedFieldNumber = 8;
     private bool impressionRecorded_;
     /// <summary>
-    /// Whether this call recorded a decision event.
+    /// Whether this call recorded a decision event for this flag. False with
+    /// DECIDE_OPTION_DISABLE_DECISION_EVENT, when the decision repeats the
+    /// user's live activation (within the TTL), when the flag's decision sends
+    /// no event, or when the outbox was full: then the call's events are dropped
+    /// and nothing new is remembered, so the next Decide sends them again.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]

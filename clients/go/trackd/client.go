@@ -105,8 +105,10 @@ func (c *Client) Activate(ctx context.Context, experimentKey, userID string, att
 }
 
 // ActivateDetail is Activate with trackd's whole answer (ids, reason, impression_recorded).
-// GetAttributionDegraded() is true when trackd could not reach its shared activation store
-// (Redis): the decision is exact, but the activation is not remembered for attribution.
+// GetAttributionDegraded() is true when a store the call needed could not be used: the
+// override store (Redis) unreachable, so the user's forced variation was ignored; or the
+// activation store unreachable (Redis) or full (local LMDB), so the activation is not
+// remembered for attribution and the impression may repeat one already sent.
 func (c *Client) ActivateDetail(ctx context.Context, experimentKey, userID string, attributes map[string]any) (*trackdv1.ActivateResponse, error) {
 	attrs, err := ToValueMap("attributes", attributes)
 	if err != nil {
@@ -165,8 +167,8 @@ func (c *Client) Track(ctx context.Context, eventKey, userID string, attributes,
 }
 
 // TrackDetail is Track with trackd's whole answer (attributions, uuid). Its
-// GetAttributionUnknown() is true when trackd could not reach its shared activation store
-// (Redis): the conversion was recorded, but without attributions.
+// GetAttributionUnknown() is true when trackd could not read its activation store (Redis):
+// the conversion was recorded, but without attributions.
 func (c *Client) TrackDetail(ctx context.Context, eventKey, userID string, attributes, tags map[string]any) (*trackdv1.TrackResponse, error) {
 	req, err := trackRequest(eventKey, userID, attributes, tags)
 	if err != nil {

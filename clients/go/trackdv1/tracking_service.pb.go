@@ -327,8 +327,10 @@ type ActivateResponse struct {
 	Reason DecisionReason `protobuf:"varint,4,opt,name=reason,proto3,enum=trackd.v1.DecisionReason" json:"reason,omitempty"`
 	// The experiment's key, echoed.
 	ExperimentKey string `protobuf:"bytes,5,opt,name=experiment_key,json=experimentKey,proto3" json:"experiment_key,omitempty"`
-	// True when this call recorded an impression (false when sticky within the
-	// TTL, or when the user is in no variation).
+	// True when this call recorded an impression. False when the decision
+	// repeats the user's live activation (within the TTL), when the user is in
+	// no variation, or when the outbox was full: then the impression is dropped
+	// and the activation not remembered, so the next Activate sends it again.
 	ImpressionRecorded bool `protobuf:"varint,6,opt,name=impression_recorded,json=impressionRecorded,proto3" json:"impression_recorded,omitempty"`
 	// The datafile revision the decision was made on.
 	Revision string `protobuf:"bytes,7,opt,name=revision,proto3" json:"revision,omitempty"`
@@ -742,8 +744,10 @@ type TrackResponse struct {
 	Attributions []*Attribution `protobuf:"bytes,1,rep,name=attributions,proto3" json:"attributions,omitempty"`
 	// The uuid the event carries in the Event API payload.
 	Uuid string `protobuf:"bytes,2,opt,name=uuid,proto3" json:"uuid,omitempty"`
-	// True when the shared activation store (Redis) could not be reached: the
-	// conversion was recorded, but without attributions.
+	// True when the activation store (Redis) could not be read: unreachable, or
+	// every connection of --redis-max-connections busy. The conversion was
+	// recorded, but without attributions. Never set with the memory or local
+	// (LMDB) store: their reads do not fail.
 	AttributionUnknown bool `protobuf:"varint,3,opt,name=attribution_unknown,json=attributionUnknown,proto3" json:"attribution_unknown,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
@@ -961,8 +965,9 @@ type TrackStreamResponse struct {
 	Code uint32 `protobuf:"varint,5,opt,name=code,proto3" json:"code,omitempty"`
 	// Why the whole batch was rejected, when code is not zero.
 	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	// True when the shared activation store (Redis) could not be reached: the
-	// batch's events were stored without attributions.
+	// True when the activation store (Redis) could not be read, as for
+	// TrackResponse.attribution_unknown: the batch's events were stored without
+	// attributions.
 	AttributionUnknown bool `protobuf:"varint,7,opt,name=attribution_unknown,json=attributionUnknown,proto3" json:"attribution_unknown,omitempty"`
 	// True when this (producer_id, sequence) had already been committed within
 	// the dedup window: nothing was stored this time, and the counts are those
@@ -2147,7 +2152,11 @@ type FlagDecision struct {
 	Variables *structpb.Struct `protobuf:"bytes,6,opt,name=variables,proto3" json:"variables,omitempty"`
 	// Why, step by step; only with DECIDE_OPTION_INCLUDE_REASONS.
 	Reasons []string `protobuf:"bytes,7,rep,name=reasons,proto3" json:"reasons,omitempty"`
-	// Whether this call recorded a decision event.
+	// Whether this call recorded a decision event for this flag. False with
+	// DECIDE_OPTION_DISABLE_DECISION_EVENT, when the decision repeats the
+	// user's live activation (within the TTL), when the flag's decision sends
+	// no event, or when the outbox was full: then the call's events are dropped
+	// and nothing new is remembered, so the next Decide sends them again.
 	ImpressionRecorded bool `protobuf:"varint,8,opt,name=impression_recorded,json=impressionRecorded,proto3" json:"impression_recorded,omitempty"`
 	// Set, with enabled false, when the flag could not be decided (an unknown
 	// flag key): the call itself still succeeds.

@@ -1,18 +1,27 @@
 import * as grpc from '@grpc/grpc-js';
 import { TrackdError } from './errors';
 import { loadTrackdProto } from './proto';
-import { toValueMap, type Attributes } from './values';
+import { attributionsOf, type Attribution } from './attributions';
+import { fromValue, toValueMap, type Attributes } from './values';
 import type { TrackingServiceClient } from './generated/trackd/v1/TrackingService';
 import type { TrackRequest } from './generated/trackd/v1/TrackRequest';
 import type { ActivateResponse__Output } from './generated/trackd/v1/ActivateResponse';
 import type { TrackResponse__Output } from './generated/trackd/v1/TrackResponse';
 import type { DecideResponse__Output } from './generated/trackd/v1/DecideResponse';
-import { Decision, decideOptionName, type DecideOption, type DecisionContext } from './decide';
+import type { FlagDecision__Output } from './generated/trackd/v1/FlagDecision';
+import {
+  Decision,
+  decideOptionName,
+  type DecideOption,
+  type DecisionContext,
+  type RuleType,
+} from './decide';
 
 /** Activate's whole answer (see the proto's ActivateResponse). */
 export type ActivateDetail = ActivateResponse__Output;
 /** Track's whole answer (see the proto's TrackResponse). */
 export type TrackDetail = TrackResponse__Output;
+export type { Attribution } from './attributions';
 
 /** Options of a {@link TrackdClient}. */
 export interface TrackdClientOptions {
@@ -22,14 +31,6 @@ export interface TrackdClientOptions {
   credentials?: grpc.ChannelCredentials;
   /** grpc-js channel options, e.g. `{'grpc.keepalive_time_ms': 30000}`. */
   channelOptions?: grpc.ChannelOptions;
-}
-
-/** An experiment a conversion was counted for. */
-export interface Attribution {
-  experimentKey: string;
-  variationKey: string;
-  experimentId: string;
-  variationId: string;
 }
 
 /**
@@ -80,8 +81,10 @@ export class TrackdClient {
 
   /**
    * Activate's whole answer: variation, ids, reason, impressionRecorded, revision, and
-   * `attributionDegraded`, true when trackd could not reach its shared activation store (Redis):
-   * the decision is exact, but the activation is not remembered for attribution.
+   * `attributionDegraded`, true when a store the call needed could not be used: the override store
+   * (Redis) unreachable, so the user's forced variation was ignored; or the activation store
+   * unreachable (Redis) or full (local LMDB), so the activation is not remembered for attribution
+   * and the impression may repeat one already sent.
    */
   async activateDetail(
     experimentKey: string,
@@ -109,17 +112,12 @@ export class TrackdClient {
     tags?: Attributes | null,
   ): Promise<Attribution[]> {
     const response = await this.trackDetail(eventKey, userId, attributes, tags);
-    return response.attributions.map(({ experimentKey, variationKey, experimentId, variationId }) => ({
-      experimentKey,
-      variationKey,
-      experimentId,
-      variationId,
-    }));
+    return attributionsOf(response.attributions);
   }
 
   /**
    * Track's whole answer: attributions, uuid, and `attributionUnknown`, true when trackd could not
-   * reach its shared activation store (Redis): the conversion was recorded without attributions.
+   * read its activation store (Redis): the conversion was recorded without attributions.
    */
   async trackDetail(
     eventKey: string,
@@ -187,7 +185,7 @@ export class TrackdClient {
       options: options.map(decideOptionName),
     };
     const response = await this.unary<DecideResponse__Output>('decide', request);
-    return Object.fromEntries(response.decisions.map((d) => [d.flagKey, Decision.fromProto(d)]));
+    return Object.fromEntries(response.decisions.map((d) => [d.flagKey, decisionOf(d)]));
   }
 
   /** Forces the flag's (or one rule's, with `ruleKey`) variation for the user. */
@@ -258,4 +256,27 @@ export function trackRequest(
   tags?: Attributes | null,
 ): TrackRequest {
   return { eventKey, userId, attributes: toValueMap(attributes), tags: toValueMap(tags) };
+}
+
+const RULE_TYPES: Record<string, RuleType | null> = {
+  RULE_TYPE_UNSPECIFIED: null,
+  RULE_TYPE_EXPERIMENT: 'experiment',
+  RULE_TYPE_FEATURE_TEST: 'feature-test',
+  RULE_TYPE_ROLLOUT: 'rollout',
+  RULE_TYPE_HOLDOUT: 'holdout',
+};
+
+/** A Decision from trackd's FlagDecision, as proto-loader gives it. */
+function decisionOf(message: FlagDecision__Output): Decision {
+  return new Decision({
+    flagKey: message.flagKey,
+    enabled: message.enabled,
+    variationKey: message.variationKey || null,
+    ruleKey: message.ruleKey || null,
+    ruleType: RULE_TYPES[message.ruleType] ?? null,
+    variables: fromValue({ kind: 'structValue', structValue: message.variables }) as Record<string, unknown>,
+    reasons: message.reasons,
+    impressionRecorded: message.impressionRecorded,
+    error: message.error || null,
+  });
 }

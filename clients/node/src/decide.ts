@@ -1,7 +1,6 @@
 // Feature flags: the decision type, its typed getters and the decide options, as the
-// Optimizely JavaScript SDK's OptimizelyDecision and OptimizelyDecideOption.
-import { fromValue } from './values';
-import type { FlagDecision__Output } from './generated/trackd/v1/FlagDecision';
+// Optimizely JavaScript SDK's OptimizelyDecision and OptimizelyDecideOption. No protobuf here:
+// the browser client (clients/browser) builds the same Decision from connect-es's messages.
 
 /** What changes a decide call, as the SDK's OptimizelyDecideOption. */
 export const DecideOption = {
@@ -15,14 +14,6 @@ export type DecideOption = (typeof DecideOption)[keyof typeof DecideOption];
 
 /** The kind of rule that decided a flag: the SDK's decision source. */
 export type RuleType = 'experiment' | 'feature-test' | 'rollout' | 'holdout';
-
-const RULE_TYPES: Record<string, RuleType | null> = {
-  RULE_TYPE_UNSPECIFIED: null,
-  RULE_TYPE_EXPERIMENT: 'experiment',
-  RULE_TYPE_FEATURE_TEST: 'feature-test',
-  RULE_TYPE_ROLLOUT: 'rollout',
-  RULE_TYPE_HOLDOUT: 'holdout',
-};
 
 /** The proto's name of a decide option; anything else is refused before any call. */
 export function decideOptionName(option: DecideOption): string {
@@ -72,20 +63,6 @@ export class Decision {
     this.reasons = fields.reasons;
     this.impressionRecorded = fields.impressionRecorded;
     this.error = fields.error;
-  }
-
-  static fromProto(message: FlagDecision__Output): Decision {
-    return new Decision({
-      flagKey: message.flagKey,
-      enabled: message.enabled,
-      variationKey: message.variationKey || null,
-      ruleKey: message.ruleKey || null,
-      ruleType: RULE_TYPES[message.ruleType] ?? null,
-      variables: fromValue({ kind: 'structValue', structValue: message.variables }) as Record<string, unknown>,
-      reasons: message.reasons,
-      impressionRecorded: message.impressionRecorded,
-      error: message.error || null,
-    });
   }
 
   /** A disabled flag that ENABLED_FLAGS_ONLY left out of trackd's answer. */

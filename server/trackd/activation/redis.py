@@ -54,14 +54,13 @@ import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 
 from trackd.activation.store import (
     DEFAULT_TTL_SECONDS,
@@ -74,11 +73,9 @@ from trackd.activation.store import (
 )
 from trackd.errors import ActivationStoreUnavailable
 from trackd.outage import Outage
-from trackd.redis_down import REDIS_DOWN, pool_exhausted
+from trackd.redis_calls import LIVE_FIELDS, NOW, RedisCalls
 
 log = structlog.get_logger("trackd.activation")
-
-T = TypeVar("T")
 
 DEFAULT_PREFIX: Final = "trackd:"
 _SEP: Final = "\x1f"  # between experiment and variation in the pairs set
@@ -101,13 +98,11 @@ local function decode(value)
 end
 """
 
-# Lua helpers shared by the scripts. Redis 7 replicates a script's effects, so TIME may be
-# read before writing: expiry is Redis's clock, the same for every replica.
+# Lua helpers shared by the scripts: expiry is Redis's clock (NOW), the same for every replica.
 _PRELUDE: Final = (
     _DECODE
+    + NOW
     + r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function live(value)
   local expiry, variation, sticky = decode(value)
   if expiry == nil or expiry <= now then return nil end
@@ -203,6 +198,7 @@ return {0}
 # One flat {experiment, variation, ...} list per user.
 _LIVE: Final = (
     _PRELUDE
+    + LIVE_FIELDS
     + r"""
 local out = {}
 local a = 1
@@ -211,14 +207,7 @@ for i, key in ipairs(KEYS) do
   a = a + 1
   local found = {}
   if n < 0 then
-    local all = redis.call('HGETALL', key)
-    for j = 1, #all, 2 do
-      local variation = live(all[j + 1])
-      if variation then
-        found[#found + 1] = all[j]
-        found[#found + 1] = variation
-      end
-    end
+    found = live_fields(key)
   elseif n > 0 then
     local values = redis.call('HMGET', key, unpack(ARGV, a, a + n - 1))
     for j = 1, n do
@@ -328,12 +317,11 @@ class RedisActivationStore:
         self._retain_pause = 1.0 / retain_scans_per_second
         self._sleep = sleep
         self._outage = Outage("activation_store", retry_interval, clock)
+        self._calls = RedisCalls("activation store", ActivationStoreUnavailable, self._outage)
         self._hits = 0
         self._misses = 0
         self._expiries = 0
         self._dropped = 0
-        self.failures = 0  # calls that found Redis unavailable (fast refusals included)
-        self.busy = 0  # calls that found every pooled connection in use
 
     @classmethod
     def from_url(
@@ -375,50 +363,34 @@ class RedisActivationStore:
         return self._outage.outages
 
     @property
+    def failures(self) -> int:
+        """Calls that found Redis unavailable (fast refusals included)."""
+        return self._calls.failures
+
+    @property
+    def busy(self) -> int:
+        """Calls that found every pooled connection in use."""
+        return self._calls.busy
+
+    @property
     def client(self) -> Redis:
         return self._client
 
     def _key(self, user_id: str) -> str:
         return self._prefix + "a:" + user_id
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Runs one round trip, mapping "Redis is down" to ActivationStoreUnavailable."""
-        if self._outage.refuses_now():
-            self.failures += 1
-            raise ActivationStoreUnavailable("the activation store (Redis) is unavailable")
-        try:
-            result = await operation()
-        except REDIS_DOWN as error:
-            self.failures += 1
-            if pool_exhausted(error):
-                # Every pooled connection is busy: this process is overloaded, Redis is not
-                # down, so only this call goes without (no fast-fail window for the others).
-                self.busy += 1
-                raise ActivationStoreUnavailable(
-                    "the activation store's connections are all busy (--redis-max-connections)"
-                ) from error
-            self._outage.failed(error)
-            raise ActivationStoreUnavailable(
-                f"the activation store (Redis) is unavailable: {error}"
-            ) from error
-        self._outage.succeeded()
-        return result
-
-    async def _script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        return await self._call(lambda: script(keys=keys, args=args))
-
     # -- the interface ---------------------------------------------------------------------
 
     async def ping(self) -> bool:
         """True when Redis answers (and the store counts as available again)."""
         try:
-            await self._call(self._client.ping)
+            await self._calls.run(self._client.ping)
         except ActivationStoreUnavailable:
             return False
         return True
 
     async def get(self, user_id: str, experiment_id: str) -> Held | None:
-        answer = await self._script(self._get, [self._key(user_id)], [experiment_id])
+        answer = await self._calls.script(self._get, [self._key(user_id)], [experiment_id])
         if answer is None:
             self._misses += 1
             return None
@@ -428,7 +400,7 @@ class RedisActivationStore:
     async def put(
         self, user_id: str, experiment_id: str, variation_id: str, *, sticky: bool = True
     ) -> None:
-        pruned = await self._script(
+        pruned = await self._calls.script(
             self._put,
             [self._key(user_id), self._pairs_key],
             [experiment_id, variation_id, "1" if sticky else "0", self._ttl_ms],
@@ -441,13 +413,14 @@ class RedisActivationStore:
         args: list[Any] = [self._ttl_ms]
         for entry in entries:
             args += (entry.experiment_id, entry.variation_id, "1" if entry.sticky else "0")
-        pruned = await self._script(self._put_many, [self._key(user_id), self._pairs_key], args)
+        keys = [self._key(user_id), self._pairs_key]
+        pruned = await self._calls.script(self._put_many, keys, args)
         self._expiries += int(pruned)
 
     async def refresh_or_put(
         self, user_id: str, experiment_id: str, variation_id: str | None
     ) -> Sticky:
-        answer = await self._script(
+        answer = await self._calls.script(
             self._refresh_or_put,
             [self._key(user_id), self._pairs_key],
             [experiment_id, variation_id or "", "0" if variation_id is None else "1", self._ttl_ms],
@@ -462,7 +435,7 @@ class RedisActivationStore:
         self, user_id: str, experiment_ids: Collection[str] | None = None
     ) -> dict[str, str]:
         keys, args = self._lookup_args([(user_id, experiment_ids)])
-        (flat,) = await self._script(self._live, keys, args)
+        (flat,) = await self._calls.script(self._live, keys, args)
         return self._found(flat)
 
     async def live_for_users(self, lookups: Sequence[Lookup]) -> list[dict[str, str]]:
@@ -470,7 +443,7 @@ class RedisActivationStore:
             return []
         if len(lookups) <= self._batch_keys:
             keys, args = self._lookup_args(lookups)
-            return [self._found(flat) for flat in await self._script(self._live, keys, args)]
+            return [self._found(flat) for flat in await self._calls.script(self._live, keys, args)]
 
         async def pipelined() -> list[Any]:
             # One round trip: raw EVALSHA calls in one pipeline, since a pipeline that holds
@@ -493,13 +466,13 @@ class RedisActivationStore:
                     raise reply
             return [flat for reply in replies for flat in reply]
 
-        return [self._found(flat) for flat in await self._call(pipelined)]
+        return [self._found(flat) for flat in await self._calls.run(pipelined)]
 
     async def retain(self, keep: Keep) -> int:
         async def members() -> set[str]:
             return {str(pair) for pair in await self._client.smembers(self._pairs_key)}
 
-        members_held = await self._call(members)
+        members_held = await self._calls.run(members)
         dropped: set[str] = set()  # as _RETAIN decodes them: no NUL
         dropped_members = []
         for member in members_held:
@@ -513,8 +486,8 @@ class RedisActivationStore:
         removed = 0
         dropped_pairs = sorted(dropped)
         async for keys in self._user_keys(pause=self._retain_pause):
-            removed += int(await self._script(self._retain, keys, dropped_pairs))
-        await self._call(lambda: self._client.srem(self._pairs_key, *dropped_members))
+            removed += int(await self._calls.script(self._retain, keys, dropped_pairs))
+        await self._calls.run(lambda: self._client.srem(self._pairs_key, *dropped_members))
         self._dropped += removed
         log.info("activations_dropped", pairs=len(dropped), activations=removed)
         return removed
@@ -548,7 +521,7 @@ class RedisActivationStore:
         chunk (each chunk one SCAN and one HLEN script), yielding between them."""
         total = 0
         async for keys in self._user_keys():
-            total += int(await self._script(self._count, keys, []))
+            total += int(await self._calls.script(self._count, keys, []))
         return total
 
     async def close(self) -> None:
@@ -587,12 +560,13 @@ class RedisActivationStore:
             value = await self._client.get(self._count_key)
             return None if value is None else int(value)
 
-        if not await self._call(claim):
-            return await self._call(published)
+        if not await self._calls.run(claim):
+            return await self._calls.run(published)
         self.counts += 1
         counted = await self.count_activations()
         # Kept a few intervals, so a replica that read it survives a counter's crash.
-        await self._call(lambda: self._client.set(self._count_key, counted, px=3 * interval_ms))
+        expiry_ms = 3 * interval_ms
+        await self._calls.run(lambda: self._client.set(self._count_key, counted, px=expiry_ms))
         return counted
 
     async def _user_keys(self, pause: float = 0.0) -> AsyncIterator[list[str]]:
@@ -606,7 +580,7 @@ class RedisActivationStore:
                 found, keys = await self._client.scan(at, match=match, count=self._scan_count)
                 return int(found), [str(key) for key in keys]
 
-            cursor, keys = await self._call(scan)
+            cursor, keys = await self._calls.run(scan)
             if keys:
                 yield keys
             if cursor == 0:

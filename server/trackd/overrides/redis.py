@@ -23,8 +23,8 @@ A pool with every connection busy fails that call alone, opening no window.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
+from collections.abc import Callable
+from typing import Final
 
 from redis.asyncio import Redis
 
@@ -43,14 +43,12 @@ from trackd.overrides.store import (
     decision_field,
     joined,
 )
-from trackd.redis_down import REDIS_DOWN, pool_exhausted
+from trackd.redis_calls import LIVE_FIELDS, NOW, RedisCalls
 
-T = TypeVar("T")
-
-
-_NOW: Final = r"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+# `live(value)`: a stored value's override, or nil once expired.
+_PRELUDE: Final = (
+    NOW
+    + r"""
 local function live(value)
   if not value then return nil end
   local sp = string.find(value, ' ', 1, true)
@@ -58,11 +56,12 @@ local function live(value)
   return string.sub(value, sp + 1)
 end
 """
+)
 
 # KEYS: user hash, count set; ARGV: field, value, ttl_ms, max_entries, count member.
 # 1 when set, 0 when the kind is full.
 _SET: Final = (
-    _NOW
+    _PRELUDE
     + r"""
 local ttl = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -80,11 +79,11 @@ return 1
 )
 
 # KEYS: user hash; ARGV: field. The live value or nil.
-_GET: Final = _NOW + "return live(redis.call('HGET', KEYS[1], ARGV[1]))\n"
+_GET: Final = _PRELUDE + "return live(redis.call('HGET', KEYS[1], ARGV[1]))\n"
 
 # KEYS: user hash, count set; ARGV: field, count member. 1 if a live one was removed.
 _REMOVE: Final = (
-    _NOW
+    _PRELUDE
     + r"""
 local was = live(redis.call('HGET', KEYS[1], ARGV[1]))
 redis.call('HDEL', KEYS[1], ARGV[1])
@@ -97,7 +96,7 @@ return 0
 # KEYS: user hash, decisions' count set; ARGV: count member prefix (user_id US).
 # How many live forced decisions were removed.
 _REMOVE_DECISIONS: Final = (
-    _NOW
+    _PRELUDE
     + r"""
 local all = redis.call('HGETALL', KEYS[1])
 local removed = 0
@@ -114,21 +113,7 @@ return removed
 )
 
 # KEYS: user hash. Flat {field, value, ...} of the live overrides.
-_ALL: Final = (
-    _NOW
-    + r"""
-local all = redis.call('HGETALL', KEYS[1])
-local out = {}
-for j = 1, #all, 2 do
-  local value = live(all[j + 1])
-  if value then
-    out[#out + 1] = all[j]
-    out[#out + 1] = value
-  end
-end
-return out
-"""
-)
+_ALL: Final = _PRELUDE + LIVE_FIELDS + "return live_fields(KEYS[1])\n"
 
 
 class RedisOverrideStore:
@@ -157,6 +142,7 @@ class RedisOverrideStore:
         self._remove_decisions = client.register_script(_REMOVE_DECISIONS)
         self._all = client.register_script(_ALL)
         self._outage = Outage("override_store", retry_interval, clock)
+        self._calls = RedisCalls("override store", OverrideStoreUnavailable, self._outage)
 
     @property
     def ttl(self) -> float:
@@ -173,23 +159,6 @@ class RedisOverrideStore:
     def _key(self, user_id: str) -> str:
         return self._prefix + "o:" + user_id
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        if self._outage.refuses_now():
-            raise OverrideStoreUnavailable()
-        try:
-            result = await operation()
-        except REDIS_DOWN as error:
-            if pool_exhausted(error):  # the activation store's pool, busy: not Redis down
-                raise OverrideStoreUnavailable(
-                    "the override store's connections are all busy (--redis-max-connections)"
-                ) from error
-            self._outage.failed(error)
-            raise OverrideStoreUnavailable(
-                f"the override store (Redis) is unavailable: {error}"
-            ) from error
-        self._outage.succeeded()
-        return result
-
     async def _put(self, user_id: str, field: str, value: str, count_key: str, what: str) -> None:
         keys = [self._key(user_id), count_key]
         args: list[str | int] = [
@@ -199,17 +168,17 @@ class RedisOverrideStore:
             self._max_entries,
             joined(user_id, field),
         ]
-        if not await self._call(lambda: self._set(keys=keys, args=args)):
+        if not await self._calls.script(self._set, keys, args):
             raise ResourceExhausted(f"{what} are full ({self._max_entries}); remove some first")
 
     async def _read(self, user_id: str, field: str) -> str | None:
-        value = await self._call(lambda: self._get(keys=[self._key(user_id)], args=[field]))
+        value = await self._calls.script(self._get, [self._key(user_id)], [field])
         return None if value is None else str(value)
 
     async def _delete(self, user_id: str, field: str, count_key: str) -> bool:
         keys = [self._key(user_id), count_key]
         args = [field, joined(user_id, field)]
-        return bool(await self._call(lambda: self._remove(keys=keys, args=args)))
+        return bool(await self._calls.script(self._remove, keys, args))
 
     async def set_variation(self, user_id: str, experiment_id: str, variation_id: str) -> None:
         check_variation(experiment_id, variation_id)
@@ -239,10 +208,10 @@ class RedisOverrideStore:
     async def remove_all_decisions(self, user_id: str) -> int:
         keys = [self._key(user_id), self._decision_count]
         args = [joined(user_id, "")]  # the prefix of each of the user's count members
-        return int(await self._call(lambda: self._remove_decisions(keys=keys, args=args)))
+        return int(await self._calls.script(self._remove_decisions, keys, args))
 
     async def for_user(self, user_id: str) -> UserOverrides:
-        flat = await self._call(lambda: self._all(keys=[self._key(user_id)]))
+        flat = await self._calls.script(self._all, [self._key(user_id)], [])
         if not flat:
             return NO_OVERRIDES
         variations: dict[str, str] = {}

@@ -64,9 +64,11 @@ class Client {
                                       const std::string& user_id,
                                       const Attributes& attributes = {});
 
-  // Activate's whole answer. attribution_degraded() is true when trackd could
-  // not reach its shared activation store (Redis): the decision is exact, but
-  // the activation is not remembered for attribution.
+  // Activate's whole answer. attribution_degraded() is true when a store the
+  // call needed could not be used: the override store (Redis) unreachable, so
+  // the user's forced variation was ignored; or the activation store
+  // unreachable (Redis) or full (local LMDB), so the activation is not
+  // remembered for attribution and the impression may repeat one already sent.
   v1::ActivateResponse ActivateDetail(const std::string& experiment_key,
                                       const std::string& user_id,
                                       const Attributes& attributes = {});
@@ -78,8 +80,8 @@ class Client {
                                  const Attributes& attributes = {}, const Tags& tags = {});
 
   // Track's whole answer. attribution_unknown() is true when trackd could not
-  // reach its shared activation store (Redis): the conversion was recorded,
-  // but without attributions.
+  // read its activation store (Redis): the conversion was recorded, but
+  // without attributions.
   v1::TrackResponse TrackDetail(const std::string& event_key, const std::string& user_id,
                                 const Attributes& attributes = {}, const Tags& tags = {});
 

@@ -122,9 +122,11 @@ class Client:
     ) -> pb.ActivateResponse:
         """Activate's whole answer: variation, ids, reason, impression_recorded, revision.
 
-        `attribution_degraded` is True when trackd could not reach its shared activation store
-        (Redis): the decision is still exact, but this activation is not remembered, so later
-        conversions will not be attributed to it.
+        `attribution_degraded` is True when a store the call needed could not be used: the
+        override store (Redis) unreachable, so the user's forced variation was ignored; or the
+        activation store unreachable (Redis) or full (local LMDB), so this activation is not
+        remembered (later conversions will not be attributed to it) and the impression may
+        repeat one already sent.
         """
         request = pb.ActivateRequest(
             experiment_key=experiment_key, user_id=user_id, attributes=to_value_map(attributes)
@@ -279,8 +281,8 @@ class Client:
     ) -> pb.TrackResponse:
         """Track's whole answer: attributions, uuid and attribution_unknown.
 
-        `attribution_unknown` is True when trackd could not reach its shared activation store
-        (Redis): the conversion was recorded, but without attributions, so an empty
+        `attribution_unknown` is True when trackd could not read its activation store (Redis):
+        the conversion was recorded, but without attributions, so an empty
         `attributions` does not mean the user was in no experiment.
         """
         request = pb.TrackRequest(

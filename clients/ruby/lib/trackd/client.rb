@@ -42,9 +42,11 @@ module Trackd
     end
 
     # Activate's whole answer, a Trackd::V1::ActivateResponse. Its
-    # attribution_degraded is true when trackd could not reach its shared
-    # activation store (Redis): the decision is exact, but the activation is not
-    # remembered for attribution.
+    # attribution_degraded is true when a store the call needed could not be
+    # used: the override store (Redis) unreachable, so the user's forced
+    # variation was ignored; or the activation store unreachable (Redis) or full
+    # (local LMDB), so the activation is not remembered for attribution and the
+    # impression may repeat one already sent.
     def activate_detail(experiment_key, user_id, attributes = {})
       request = Trackd::V1::ActivateRequest.new(
         experiment_key: experiment_key, user_id: user_id,
@@ -64,8 +66,8 @@ module Trackd
     end
 
     # Track's whole answer, a Trackd::V1::TrackResponse. Its attribution_unknown
-    # is true when trackd could not reach its shared activation store (Redis):
-    # the conversion was recorded, but without attributions.
+    # is true when trackd could not read its activation store (Redis): the
+    # conversion was recorded, but without attributions.
     def track_detail(event_key, user_id, attributes = {}, tags = {})
       request = Trackd::V1::TrackRequest.new(
         event_key: event_key, user_id: user_id,

@@ -71,8 +71,10 @@ public final class TrackdClient implements AutoCloseable {
 
   /**
    * Activate's whole answer: variation, ids, reason, impression_recorded, revision, and {@code
-   * getAttributionDegraded()}, true when trackd could not reach its shared activation store
-   * (Redis): the decision is exact, but the activation is not remembered for attribution.
+   * getAttributionDegraded()}, true when a store the call needed could not be used: the override
+   * store (Redis) unreachable, so the user's forced variation was ignored; or the activation
+   * store unreachable (Redis) or full (local LMDB), so the activation is not remembered for
+   * attribution and the impression may repeat one already sent.
    */
   public ActivateResponse activateDetail(
       String experimentKey, String userId, Map<String, ?> attributes) {
@@ -106,7 +108,7 @@ public final class TrackdClient implements AutoCloseable {
 
   /**
    * Track's whole answer: attributions, uuid, and {@code getAttributionUnknown()}, true when trackd
-   * could not reach its shared activation store (Redis): the conversion was recorded, but without
+   * could not read its activation store (Redis): the conversion was recorded, but without
    * attributions.
    */
   public TrackResponse trackDetail(
