@@ -33,7 +33,8 @@ shard: TrackStream's fresh traffic, users never activated, costs one hash and on
 per event instead of a key built, hashed and looked up per experiment (0.9 us per event with
 two experiments). The slots are at least twice the entries, 2 bytes per entry at most; a
 count that reaches 255 stays there (the slot then always probes), so a count is never below
-the truth.
+the truth. Its price is on writes: a put that evicts (or reclaims) an entry hashes the user
+id in and the removed one's out, 0.5 us more (3.0 against 2.5 us).
 """
 
 from __future__ import annotations
