@@ -420,3 +420,81 @@ async def test_put_many_reclaims_and_counts_expired_entries_as_puts_in_turn(
     assert layout(at_once) == layout(in_turn)
     assert len(at_once) == 40 + 5 - 5 * 2
     assert (await at_once.stats()).expiries == (await in_turn.stats()).expiries == 10
+
+
+# --- the per-user index ---------------------------------------------------------------------
+
+
+def user_index_recounted(store: MemoryActivationStore) -> bytearray:
+    """The per-user index as it must be: each slot the number of entries held (dead ones
+    included) whose user hashes there, capped at 255, from the shards themselves."""
+    counts = bytearray(len(store._user_counts))
+    for shard in store._shards:
+        for key in [*shard.older, *shard.entries]:
+            slot = hash(key[: key.rindex("\x1f")]) & store._user_mask
+            counts[slot] = min(255, counts[slot] + 1)
+    return counts
+
+
+async def test_user_index_counts_every_entry_held_whatever_removes_it(clock: FakeClock) -> None:
+    """Every way an entry leaves (expiry swept, found dead by a lookup, eviction at the cap,
+    retain's compaction, purge) takes it out of its user's count, so a lookup that trusts a
+    zero count (no shard probed) never misses a live activation. Random operations, the
+    index recounted from the shards after each."""
+    import random
+
+    rng = random.Random(17)
+    store = MemoryActivationStore(
+        ttl=5, max_entries=12, clock=clock, shards=4, sweep_budget=2, purge_chunk=3
+    )
+    users = [f"u{i}" for i in range(30)] + ["a\x1f0", "a", ""]
+    experiments = ["e0", "e1", "e2", "e3"]
+    for step in range(3000):
+        user = rng.choice(users)
+        action = rng.randrange(9)
+        if action == 0:
+            await store.put(user, rng.choice(experiments), "v1", sticky=rng.random() < 0.5)
+        elif action == 1:
+            chosen = rng.sample(experiments, 2)
+            await store.put_many(user, [Entry(e, "v2") for e in chosen])
+        elif action == 2:
+            await store.refresh_or_put(user, rng.choice(experiments), rng.choice(["v1", None]))
+        elif action == 3:
+            clock.advance(rng.choice([0.5, 2.0, 6.0]))
+        elif action == 4:
+            await store.live_for_users([(u, None) for u in rng.sample(users, 5)])
+        elif action == 5:
+            await store.get(user, rng.choice(experiments))
+        elif action == 6 and step % 50 == 0:
+            dropped = rng.choice(experiments)
+            await store.retain(lambda experiment_id, _, d=dropped: experiment_id != d)
+        elif action == 7 and step % 20 == 0:
+            await store.purge_expired()
+        else:
+            await store.live_for_user(user, rng.sample(experiments, 2))
+        assert store._user_counts == user_index_recounted(store), f"step {step}"
+    assert any(store._user_counts)  # the run ended with entries held, not an empty store
+    await store.close()
+    assert not any(store._user_counts)
+
+
+async def test_user_index_slot_saturates_and_lookups_stay_exact(clock: FakeClock) -> None:
+    """A slot whose count reaches 255 stays there (it then always probes): lookups are as
+    exact as ever after the entries behind it are gone."""
+    store = make(clock, max_entries=1000)
+    experiments = [f"e{i}" for i in range(300)]
+    for experiment_id in experiments:
+        await store.put("many", experiment_id, "v1")
+    slot = hash("many") & store._user_mask
+    assert store._user_counts[slot] == 255
+    assert await store.retain(lambda experiment_id, _: experiment_id == "e0") == 299
+    assert store._user_counts[slot] == 255
+    assert await store.live_for_users([("many", None), ("other", None)]) == [{"e0": "v1"}, {}]
+
+
+def test_user_index_has_at_least_two_slots_per_entry() -> None:
+    for max_entries in (1, 5, 1000, 1_000_000):
+        store = MemoryActivationStore(max_entries=max_entries)
+        slots = len(store._user_counts)
+        assert slots >= 2 * max_entries
+        assert slots & (slots - 1) == 0

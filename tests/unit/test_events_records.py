@@ -215,6 +215,33 @@ def test_a_batch_as_columns_decodes_to_the_records_it_stands_for() -> None:
     assert len(body) < 2 * len(one.encode())
 
 
+def test_columns_filled_in_bulk_are_the_row_of_the_same_events_added_one_by_one() -> None:
+    """`extend` with each event's `shape` (what TrackStream does) stores what `add` stores,
+    and refuses columns of different lengths."""
+    config = _config()
+    tags = parse_tags({"revenue": 10})
+    shared = {"device": "iPhone"}
+    events = [
+        (config.events_by_key["purchase"], "u1", shared, tags, (("40011", "42011"),)),
+        (config.events_by_key["signup"], "u2", shared, parse_tags(None), ()),
+        (config.events_by_key["purchase"], "u3", shared, tags, ()),
+    ]
+    one_by_one = records.ConversionColumns(config, 9)
+    bulk = records.ConversionColumns(config, 9)
+    bulk.uuid_seed = one_by_one.uuid_seed
+    for event, user, attributes, parsed, attributed in events:
+        one_by_one.add(event, user, attributes, parsed, attributed)
+    bulk.extend(
+        [bulk.shape(event, attributes, parsed) for event, _, attributes, parsed, _ in events],
+        [user for _, user, _, _, _ in events],
+        [attributed for *_, attributed in events],
+    )
+    assert bulk.encode() == one_by_one.encode()
+    with pytest.raises(ValueError):
+        bulk.extend([bulk.shape(events[0][0], shared, tags)], ["u4", "u5"], [(), ()])
+    assert len(bulk) == 3
+
+
 def test_a_columns_row_with_uneven_columns_is_refused() -> None:
     config = _config()
     columns = records.ConversionColumns(config, 9)

@@ -8,6 +8,7 @@ without stopping decisions or events.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -17,13 +18,20 @@ from trackd.activation import Held, Lookup, MemoryActivationStore, Sticky, Write
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.datafile.model import Experiment
 from trackd.decision.engine import Reason
-from trackd.errors import ActivationStoreUnavailable, NotFound, OutboxFull
+from trackd.errors import (
+    ActivationStoreUnavailable,
+    InvalidArgument,
+    InvalidTag,
+    NotFound,
+    OutboxFull,
+    UnknownEvent,
+)
 from trackd.events.outbox import BatchKey, Receipt
 from trackd.events.records import Conversion, ConversionColumns, Impression, Record
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 from trackd.live import LiveConfig
 from trackd.overrides import MemoryOverrideStore
-from trackd.tracking import EventLog, SharedResults, Tracker, TrackInput
+from trackd.tracking import BatchItem, EventLog, SharedResults, Tracker, TrackInput
 
 DATAFILE = Path(__file__).parent.parent / "data" / "datafile.json"
 EXPERIMENT = "ab_running"  # id 40001: variation_a 42001, variation_b 42002; vip_user -> b
@@ -245,6 +253,49 @@ async def test_conversions_are_attributed_to_live_activations_only(parts: Parts)
         ((parts.experiment_id, variation.id),),
         (),
     ]
+
+
+async def test_a_batch_stores_each_valid_event_as_track_does_and_reports_the_rest_by_index(
+    parts: Parts,
+) -> None:
+    """Events sharing maps in every combination (the same tags with other attributes or
+    another event, the same maps again), invalid tags among them, parse errors and unknown
+    events: each valid one is stored, in order, as Track stores it alone, and every other
+    is reported at its index."""
+    await parts.tracker.activate(EXPERIMENT, "u1", {})
+    tags = {"revenue": 5, "value": 2.0}
+    nan_tags = {"value": math.nan}
+    ipad = {"device": "iPad"}
+    items: list[BatchItem] = [
+        TrackInput("my_conversion", "u1", ipad, tags),
+        TrackInput("my_conversion", "u2", {"device": "iPhone"}, tags),
+        TrackInput("signup", "u1", ipad, tags),
+        TrackInput("my_conversion", "u3", ipad, nan_tags),
+        InvalidArgument("not a valid protobuf message"),
+        TrackInput("no_such_event", "u1", ipad, tags),
+        TrackInput("signup", "u5", {}, nan_tags),
+        TrackInput("my_conversion", "u1", ipad, tags),
+    ]
+    outcome = await parts.tracker.track_batch(items)
+    assert [(index, type(error)) for index, error in outcome.errors] == [
+        (3, InvalidTag),
+        (4, InvalidArgument),
+        (5, UnknownEvent),
+        (6, InvalidTag),
+    ]
+    assert (outcome.accepted, outcome.attributed) == (4, 3)
+    streamed = parts.log.conversions
+    for position in (0, 1, 2, 7):
+        item = items[position]
+        assert isinstance(item, TrackInput)
+        await parts.tracker.track(item)
+    alone = parts.log.conversions[len(streamed) :]
+
+    def comparable(c: Conversion) -> Conversion:
+        return c._replace(uuid="", timestamp=0)
+
+    assert [comparable(c) for c in streamed] == [comparable(c) for c in alone]
+    assert [c.user_id for c in streamed] == ["u1", "u2", "u1", "u1"]
 
 
 async def test_a_resent_batch_key_answers_the_first_commit_and_stores_nothing(

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.protowire import field as _field
-from trackd.errors import ResourceExhausted, TrackdError
+from trackd.errors import InvalidArgument, ResourceExhausted, TrackdError
 from trackd.rpc import values, wire
 from trackd.v1 import tracking_service_pb2 as pb
 
@@ -138,6 +138,14 @@ RAW_EVENTS = {
     "user id over the limit": _field(1, b"buy") + _field(2, b"u" * 1100) + _DEVICE,
     "user id of 20000 (three-byte length)": _field(1, b"buy") + _field(2, b"u" * 20000),
     "key over the limit": _field(1, b"k" * 300) + _field(2, b"u-1") + _DEVICE,
+    # Over the limit in bytes, not in characters: read, however the length is checked.
+    "user id of 1024 two-byte characters": _field(1, b"buy")
+    + _field(2, "é".encode() * 1024)
+    + _DEVICE,
+    "user id of 1025 two-byte characters": _field(1, b"buy")
+    + _field(2, "é".encode() * 1025)
+    + _DEVICE,
+    "key of 256 two-byte characters": _field(1, "é".encode() * 256) + _field(2, b"u") + _DEVICE,
     "no event key": _field(2, b"u-1") + _DEVICE,
     "no user id": _field(1, b"signup") + _DEVICE,
     "empty": b"",
@@ -220,6 +228,26 @@ def test_errors_are_raised_every_time_and_never_remembered() -> None:
             "too many attributes: 4 (limit 3)",
         )
     assert not reader._tails and not reader._attributes
+
+
+def test_an_event_key_is_one_str_for_all_its_events_and_only_a_valid_one_is_remembered() -> None:
+    """The tracker looks each event's key up: one str per key, its hash worked out once. A
+    key Track refuses is refused every time, behind a remembered tail too."""
+    reader = wire.EventReader(LIMITS)
+    _, first, second = (  # the first seen is parsed whole, the others split by hand
+        reader.read(_field(1, b"signup") + _field(2, f"u-{n}".encode()) + _DEVICE) for n in range(3)
+    )
+    assert first.event_key == "signup" and second.event_key is first.event_key
+    for _ in range(2):
+        assert _read(reader, _field(1, b"k" * 9) + _field(2, b"u-1") + _DEVICE) == (
+            InvalidArgument,
+            "event_key is longer than 8 characters",
+        )
+        assert _read(reader, _field(1, b"") + _field(2, b"u-1") + _DEVICE) == (
+            InvalidArgument,
+            "event_key must not be empty",
+        )
+    assert list(reader._keys.values()) == ["signup"]
 
 
 def test_memory_is_bounded_in_items_and_bytes_and_answers_stay_right_past_it() -> None:

@@ -26,6 +26,15 @@ lookup checks the code), then reclaims them in chunks: a shard's dict is moved a
 `older` and its entries are moved, newest first, to the front of a fresh dict, the dead ones
 skipped, yielding to the event loop between chunks. Meanwhile lookups look in both, writes go
 to the fresh dict (removing the key from `older`), and the front of the order is `older`'s.
+
+Beside the shards, a per-user index: a byte per slot of `hash(user_id)`, counting the entries
+held (dead ones included) of the users in that slot. A lookup whose user's slot is 0 probes no
+shard: TrackStream's fresh traffic, users never activated, costs one hash and one byte read
+per event instead of a key built, hashed and looked up per experiment (0.9 us per event with
+two experiments). The slots are at least twice the entries, 2 bytes per entry at most; a
+count that reaches 255 stays there (the slot then always probes), so a count is never below
+the truth. Its price is on writes: a put that evicts (or reclaims) an entry hashes the user
+id in and the removed one's out, 0.5 us more (3.0 against 2.5 us).
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ _NOT_STICKY = _CODE_LIMIT  # the bit above the pair code
 _EXPIRY_SHIFT = _CODE_BITS + 1
 _SHARD_ENTRIES = 16_384  # a resize of an OrderedDict this size takes a few ms
 _MAX_SHARDS = 4096
+_SATURATED = 255  # a user slot's count stops here and never goes down again
+_MAX_USER_SLOTS = 1 << 26
 
 
 class _Experiment:
@@ -121,6 +132,8 @@ class MemoryActivationStore:
         self._mask = shards - 1
         self._next_sweep = 0
         self._held = 0  # entries in all shards, dead ones not yet reclaimed included
+        self._user_counts = bytearray(_user_slots(max_entries))
+        self._user_mask = len(self._user_counts) - 1
         self._compacting = asyncio.Lock()
         self._experiments: dict[str, _Experiment] = {}
         self._next_experiment_code = 0
@@ -279,6 +292,7 @@ class MemoryActivationStore:
             shard.entries.clear()
             shard.older.clear()
         self._held = 0
+        self._user_counts = bytearray(len(self._user_counts))
         self._experiments.clear()
         self._pairs.clear()
         self._counts.clear()
@@ -311,6 +325,7 @@ class MemoryActivationStore:
                         return removed
                     self._expiries += 1
                 del held[key]
+                self._user_removed(key)
                 counts[code] -= 1
                 removed += 1
         self._held -= removed
@@ -328,6 +343,7 @@ class MemoryActivationStore:
             del shard.entries[key]
         else:
             del shard.older[key]
+        self._user_removed(key)
         self._counts[code] -= 1
         self._held -= 1
         return None
@@ -341,10 +357,15 @@ class MemoryActivationStore:
         shards = self._shards
         mask = self._mask
         pairs = self._pairs
+        user_counts = self._user_counts
+        user_mask = self._user_mask
         found_all: list[dict[str, str]] = []
         hits = 0
         for user_id, experiment_ids in lookups:
             found: dict[str, str] = {}
+            if not user_counts[hash(user_id) & user_mask]:
+                found_all.append(found)  # nothing held for this user: no shard to probe
+                continue
             for experiment_id in experiments if experiment_ids is None else experiment_ids:
                 experiment = experiments.get(experiment_id)
                 if experiment is None:
@@ -388,6 +409,11 @@ class MemoryActivationStore:
                 self._evict_one(shard, now)
             shard.entries[key] = packed
             self._held += 1
+            counts = self._user_counts
+            slot = hash(user_id) & self._user_mask
+            count = counts[slot]
+            if count < _SATURATED:
+                counts[slot] = count + 1
         else:
             old_code = old & _CODE_MASK
             if self._pairs[old_code] is not None and old >> _EXPIRY_SHIFT <= now:
@@ -402,7 +428,8 @@ class MemoryActivationStore:
         while not (shard.older or shard.entries):  # some shard holds something: held >= 1
             shard = self._shards[index]
             index = (index + 1) & self._mask
-        _, packed = (shard.older or shard.entries).popitem(last=False)
+        key, packed = (shard.older or shard.entries).popitem(last=False)
+        self._user_removed(key)
         code = packed & _CODE_MASK
         self._counts[code] -= 1
         self._held -= 1
@@ -427,6 +454,7 @@ class MemoryActivationStore:
                     key, packed = older.popitem()  # the newest of `older` goes first ...
                     code = packed & _CODE_MASK
                     if pairs[code] is None:
+                        self._user_removed(key)
                         counts[code] -= 1
                         self._held -= 1
                     else:
@@ -436,6 +464,14 @@ class MemoryActivationStore:
                 if work >= self._purge_chunk:
                     await asyncio.sleep(0)
                     work = 0
+
+    def _user_removed(self, key: str) -> None:
+        """Counts out the entry `key`, just removed, from its user's slot."""
+        counts = self._user_counts
+        slot = hash(key.rpartition(_SEP)[0]) & self._user_mask  # faster than rindex and a slice
+        count = counts[slot]
+        if count < _SATURATED:
+            counts[slot] = count - 1
 
     def _new_code(self, experiment_id: str, variation_id: str) -> int:
         pair = (experiment_id, variation_id)
@@ -449,6 +485,11 @@ class MemoryActivationStore:
                 self._pairs[code] = pair
                 return code
         raise RuntimeError("activation store: no free (experiment, variation) code")
+
+
+def _user_slots(max_entries: int) -> int:
+    """The per-user index's size: the power of two at or above twice `max_entries`."""
+    return min(_MAX_USER_SLOTS, 1 << (2 * max_entries - 1).bit_length())
 
 
 def _find(shard: _Shard, key: str) -> int | None:

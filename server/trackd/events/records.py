@@ -14,6 +14,7 @@ import math
 import pickle
 import random
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Final, NamedTuple, Protocol
 
 from trackd.events.tags import ParsedTags, TagValue, parse_tags
@@ -33,6 +34,14 @@ Context = tuple[str, str, str, bool]
 VisitorAttribute = tuple[str, str, AttributeValue]
 # (experiment_id, variation_id) a conversion is attributed to.
 Attribution = tuple[str, str]
+# What a `ConversionColumns` holds of one event beside its user and attributions: (event id,
+# event key), the visitor attributes, (revenue, value, tags).
+Shape = tuple[
+    tuple[str, str],
+    tuple[VisitorAttribute, ...],
+    tuple[int | None, float | None, Mapping[str, TagValue]],
+]
+_EVENT_OF, _ATTRIBUTES_OF, _TAGS_OF = (itemgetter(part) for part in range(3))
 
 
 class _Identified(Protocol):
@@ -354,6 +363,31 @@ class ConversionColumns:
         # value, so its id cannot be reused while the batch lives.
         self._by_identity: dict[int, tuple[object, Any]] = {}
 
+    def shape(
+        self,
+        event: _Keyed,
+        attributes: Mapping[str, AttributeValue] | None,
+        tags: ParsedTags,
+    ) -> Shape:
+        """What the columns hold of an event with this event, these attributes and tags: the
+        same objects for the same sources (by identity), so pickle stores each once a row."""
+        known = self._by_identity
+        found = known.get(id(event))
+        if found is None:
+            found = known[id(event)] = (event, (event.id, event.key))
+        event_value = found[1]
+        found = known.get(id(attributes))
+        if found is None:
+            found = known[id(attributes)] = (
+                attributes,
+                visitor_attributes(self._config, attributes),
+            )
+        attributes_value = found[1]
+        found = known.get(id(tags))
+        if found is None:
+            found = known[id(tags)] = (tags, (tags.revenue, tags.value, tags.tags))
+        return (event_value, attributes_value, found[1])
+
     def add(
         self,
         event: _Keyed,
@@ -362,24 +396,24 @@ class ConversionColumns:
         tags: ParsedTags,
         attributions: tuple[Attribution, ...],
     ) -> None:
-        known = self._by_identity
-        found = known.get(id(event))
-        if found is None:
-            found = known[id(event)] = (event, (event.id, event.key))
-        self.events.append(found[1])
-        found = known.get(id(attributes))
-        if found is None:
-            found = known[id(attributes)] = (
-                attributes,
-                visitor_attributes(self._config, attributes),
-            )
-        self.attributes.append(found[1])
-        found = known.get(id(tags))
-        if found is None:
-            found = known[id(tags)] = (tags, (tags.revenue, tags.value, tags.tags))
-        self.tags.append(found[1])
-        self.users.append(user_id)
-        self.attributions.append(attributions)
+        self.extend([self.shape(event, attributes, tags)], [user_id], [attributions])
+
+    def extend(
+        self,
+        shapes: Sequence[Shape],
+        users: Sequence[str],
+        attributions: Sequence[tuple[Attribution, ...]],
+    ) -> None:
+        """Events in bulk, one per user: its `shape()` and attributions at the same index.
+        A TrackStream batch's events share a handful of shapes, so this costs a few passes
+        in C (map, itemgetter) instead of a call and five appends per event."""
+        if not len(shapes) == len(users) == len(attributions):
+            raise ValueError("shapes, users and attributions differ in length")
+        self.events += map(_EVENT_OF, shapes)
+        self.attributes += map(_ATTRIBUTES_OF, shapes)
+        self.tags += map(_TAGS_OF, shapes)
+        self.users += users
+        self.attributions += attributions
 
     def __len__(self) -> int:
         return len(self.users)
@@ -536,6 +570,7 @@ __all__ = [
     "CountedConversion",
     "Impression",
     "Record",
+    "Shape",
     "VisitorAttribute",
     "attributed_columns",
     "batch_uuids",
