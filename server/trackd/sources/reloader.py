@@ -103,8 +103,8 @@ class Reloader:
         self._digest, self._rejected = digest, None
         self._live.swap(config)
         if first and self._on_first_load is not None:
-            # Serving before the drop: with millions of users in Redis, dropping SCANs the
-            # whole keyspace for seconds, and deciding never needs it done (a stopped
+            # Serving before the drop: with millions of users in Redis, a paced drop SCANs
+            # the whole keyspace for minutes, and deciding never needs it done (a stopped
             # experiment's activations are never read; a vanished variation's are ignored).
             await self._on_first_load()
         self.reloads += 1
