@@ -405,7 +405,7 @@ async def _stop(settings: Settings, running: Running) -> None:
     for outcome in await asyncio.gather(*stopped, return_exceptions=True):
         if isinstance(outcome, Exception):
             log.error("background_task_failed", error=f"{type(outcome).__name__}: {outcome}")
-    running.reloader.close()
+    await running.reloader.close()
     ports = [running.endpoint.stop(settings.grace_period)]
     if running.http_server is not None:
         ports.append(running.http_server.stop())

@@ -161,9 +161,18 @@ async def test_a_reload_drops_activations_of_experiments_that_left(tmp_path: Pat
                 return await revision(client) == "601"
 
             await eventually(loaded)
+
+            def dropped() -> list[dict[str, Any]]:  # logged once the drop, after serving, ends
+                return [
+                    x
+                    for x in logs
+                    if (x["event"], x.get("revision")) == ("activations_dropped", "601")
+                ]
+
+            await eventually(lambda: bool(dropped()))
         [line] = [line for line in logs if line["event"] == "datafile_loaded"]
         assert (line["revision"], line["previous_revision"]) == ("601", "600")
-        assert line["activations_dropped"] == 1
+        assert [line["dropped"] for line in dropped()] == [1]
         with pytest.raises(grpc.aio.AioRpcError) as gone:
             await client.stub.Activate(
                 pb.ActivateRequest(experiment_key="ab_running", user_id="u1")

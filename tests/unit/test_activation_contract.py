@@ -7,6 +7,8 @@ it does (the memory store's eviction and sharding, Redis's expiry and outages).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -278,3 +280,57 @@ async def test_put_many_counts_as_many_entries_as_puts_in_turn(
 async def test_put_many_of_nothing_stores_nothing(store: ActivationStore) -> None:
     await store.put_many("u1", [])
     assert await store.live_for_user("u1") == {}
+
+
+@pytest.fixture(params=STORES)
+async def stepwise(request: pytest.FixtureRequest) -> AsyncIterator[ActivationStore]:
+    """An empty store whose `retain` works a few entries (Redis: a few keys) a step, so a
+    cancellation can land between its steps."""
+    made: ActivationStore
+    if request.param == "memory":
+        made = MemoryActivationStore(ttl=60.0, max_entries=1000, purge_chunk=4, shards=1)
+    elif request.param == "local":
+        directory = request.getfixturevalue("tmp_path") / "activations"
+        made = LocalActivationStore(directory, ttl=60.0, max_entries=1000, purge_chunk=4)
+    else:
+        url = request.getfixturevalue("shared_redis").url
+        made = RedisActivationStore.from_url(url, ttl=60.0, scan_count=4)
+    yield await _emptied(made)
+    await made.close()
+
+
+async def test_a_retain_cancelled_part_way_leaves_the_next_one_a_consistent_store(
+    stepwise: ActivationStore,
+) -> None:
+    """A newer datafile cancels the drop under way (trackd.sources.reloader), then drops
+    against its own running set: here the older stopped e0 and e1, the newer runs e1 again
+    and stops e0 and e3. What the cancelled drop reached of e1 is gone, the rest is kept; e0
+    and e3 all go, e2 all stays, a new e1 activation is kept, and nothing is left for a third
+    drop."""
+    store = stepwise
+    users = [f"u{i}" for i in range(60)]
+    for i, user in enumerate(users):
+        await store.put(user, f"e{i % 3}", "v1")
+    await store.put("other", "e3", "v1")
+    older = asyncio.create_task(store.retain(lambda experiment, _: experiment in ("e2", "e3")))
+
+    async def dropped_some() -> bool:
+        return None in [await store.get(user, "e0") for user in users[0::3]]
+
+    for _ in range(1000):  # a step of each in turn: `eventually` sleeps past a whole retain
+        if older.done() or await dropped_some():
+            break
+        await asyncio.sleep(0)
+    older.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await older
+    assert older.cancelled()  # landed part way, not after the end
+    await store.retain(lambda experiment, _: experiment not in ("e0", "e3"))
+    found = [await store.get(user, f"e{i % 3}") for i, user in enumerate(users)]
+    assert found[0::3] == [None] * 20
+    assert set(found[1::3]) <= {None, Held("v1", True)}
+    assert found[2::3] == [Held("v1", True)] * 20
+    assert await store.get("other", "e3") is None
+    await store.put("new", "e1", "v1")
+    assert await store.get("new", "e1") == Held("v1", True)
+    assert await store.retain(lambda experiment, _: experiment not in ("e0", "e3")) == 0

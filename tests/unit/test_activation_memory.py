@@ -498,3 +498,22 @@ def test_user_index_has_at_least_two_slots_per_entry() -> None:
         slots = len(store._user_counts)
         assert slots >= 2 * max_entries
         assert slots & (slots - 1) == 0
+
+
+async def test_a_retain_cancelled_mid_compaction_loses_no_live_entry(clock: FakeClock) -> None:
+    """A newer datafile cancels the drop under way (trackd.sources.reloader): the next retain
+    finishes the compaction cut short instead of losing what it had not yet moved."""
+    store = MemoryActivationStore(ttl=100, clock=clock, shards=1, purge_chunk=2)
+    for i in range(20):
+        await store.put(f"u{i}", "keep" if i % 2 else "drop", "v1")
+    retaining = asyncio.create_task(store.retain(lambda experiment_id, _: experiment_id != "drop"))
+    await asyncio.sleep(0)  # the codes are retired, one chunk moved, most still in `older`
+    assert store._shards[0].older
+    retaining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await retaining
+    await store.put("late", "other", "v1")
+    assert await store.retain(lambda experiment_id, _: experiment_id != "other") == 1
+    assert not store._shards[0].older
+    assert all([await store.get(f"u{i}", "keep") == Held("v1", True) for i in range(1, 20, 2)])
+    assert len(store) == (await store.stats()).entries == 10

@@ -26,6 +26,8 @@ lookup checks the code), then reclaims them in chunks: a shard's dict is moved a
 `older` and its entries are moved, newest first, to the front of a fresh dict, the dead ones
 skipped, yielding to the event loop between chunks. Meanwhile lookups look in both, writes go
 to the fresh dict (removing the key from `older`), and the front of the order is `older`'s.
+A retain cancelled part way (a newer datafile's drop supersedes it) leaves `older` for the
+next one to finish first.
 
 Beside the shards, a per-user index: a byte per slot of `hash(user_id)`, counting the entries
 held (dead ones included) of the users in that slot. A lookup whose user's slot is 0 probes no
@@ -442,28 +444,38 @@ class MemoryActivationStore:
 
     async def _compact(self) -> None:
         """Reclaim retired entries in chunks (see the module docstring)."""
-        pairs = self._pairs
-        counts = self._counts
         work = 0
         for shard in self._shards:
-            older = shard.older = shard.entries
-            entries = shard.entries = OrderedDict()
-            while older:
-                moves = min(self._purge_chunk - work, len(older))
-                for _ in range(moves):
-                    key, packed = older.popitem()  # the newest of `older` goes first ...
-                    code = packed & _CODE_MASK
-                    if pairs[code] is None:
-                        self._user_removed(key)
-                        counts[code] -= 1
-                        self._held -= 1
-                    else:
-                        entries[key] = packed
-                        entries.move_to_end(key, last=False)  # ... to the front of `entries`
-                work += moves
-                if work >= self._purge_chunk:
-                    await asyncio.sleep(0)
-                    work = 0
+            if shard.older:
+                # A compaction cancelled part way (a newer datafile superseded its drop) left
+                # `older` to finish: moving `entries` aside over it would lose it.
+                work = await self._move_older(shard, work)
+            shard.older, shard.entries = shard.entries, OrderedDict()
+            work = await self._move_older(shard, work)
+
+    async def _move_older(self, shard: _Shard, work: int) -> int:
+        """Moves the shard's `older` entries to the front of `entries`, dropping the retired
+        ones, yielding every `purge_chunk` entries; returns the work since the last yield."""
+        pairs = self._pairs
+        counts = self._counts
+        older, entries = shard.older, shard.entries
+        while older:
+            moves = min(self._purge_chunk - work, len(older))
+            for _ in range(moves):
+                key, packed = older.popitem()  # the newest of `older` goes first ...
+                code = packed & _CODE_MASK
+                if pairs[code] is None:
+                    self._user_removed(key)
+                    counts[code] -= 1
+                    self._held -= 1
+                else:
+                    entries[key] = packed
+                    entries.move_to_end(key, last=False)  # ... to the front of `entries`
+            work += moves
+            if work >= self._purge_chunk:
+                await asyncio.sleep(0)
+                work = 0
+        return work
 
     def _user_removed(self, key: str) -> None:
         """Counts out the entry `key`, just removed, from its user's slot."""

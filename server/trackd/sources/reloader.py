@@ -2,8 +2,8 @@
 
 A source (`trackd.sources`) only produces bytes; the `Reloader` parses them and, if they are
 a valid datafile that differs from the live one, swaps it in and has what the new datafile
-no longer has dropped. Anything invalid is logged with its reason and counted, and the
-running datafile stays.
+no longer has dropped, in the background. Anything invalid is logged with its reason and
+counted, and the running datafile stays.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import asyncio
 import hashlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import structlog
 
+from trackd.background import cancel_and_wait
 from trackd.datafile.model import ProjectConfig
 from trackd.datafile.parse import parse_datafile
 from trackd.errors import DatafileError, Unavailable
@@ -26,13 +28,24 @@ DropStale = Callable[[ProjectConfig], Awaitable[int]]
 """`drop_stale(config)`: drop what `config` no longer runs; return activations dropped."""
 
 
+class _Drop(NamedTuple):
+    """The drop of stale activations under way (or done) for the datafile `revision`."""
+
+    revision: str
+    task: asyncio.Task[None]
+
+
 class Reloader:
     """Offers new datafile bytes to the live config; counts what happened, for metrics.
 
     `drop_stale(config)` drops what a new datafile no longer runs and returns how many
-    activations went (the daemon passes `Tracker.on_new_config`); it may raise Unavailable
-    while a shared store is down, and is then retried in the background (as after any other
-    error, which is logged with its traceback)."""
+    activations went (the daemon passes `Tracker.on_new_config`). It runs as a background
+    task once the datafile is served, so a source's next offer never waits for it, and a
+    newer datafile cancels it and starts its own: `drop_stale(newest)` drops every activation
+    the newest datafile does not run, which covers what an older drop had left to do, except
+    what the newest runs again (and must keep). It may raise Unavailable while a shared store
+    is down, and is then retried every `retry_interval` seconds (as after any other error,
+    which is logged with its traceback)."""
 
     def __init__(
         self,
@@ -46,7 +59,7 @@ class Reloader:
         self._digest: bytes | None = None
         self._rejected: bytes | None = None
         self._offering = asyncio.Lock()  # one reload at a time, in the order offered
-        self._retry: asyncio.Task[None] | None = None  # a deferred drop of stale activations
+        self._dropping: _Drop | None = None
         self.retry_interval = 1.0
         self.reloads = 0
         self.failures: Counter[str] = Counter()  # by reason: invalid, unreadable, fetch
@@ -64,7 +77,8 @@ class Reloader:
         log.warning("datafile_reload_failed", reason=reason, source=origin, detail=detail)
 
     async def offer(self, data: bytes, origin: str) -> bool:
-        """Swaps in `data` if it is a valid datafile that differs from the live one."""
+        """Swaps in `data` if it is a valid datafile that differs from the live one; returns
+        once it is served, its drop of stale activations started but not awaited."""
         async with self._offering:
             return await self._offer(data, origin)
 
@@ -81,66 +95,73 @@ class Reloader:
             self._rejected = digest
             self.failed("invalid", origin, str(error))
             return False
+        # Stopped before the swap, not after: an experiment the older datafile stopped and
+        # this one runs again would otherwise lose activations written under this one.
+        await self._cancel_drop(superseded_by=config.revision)
         first = not self._live.loaded
         previous = None if first else self._live.config.revision
         self._digest, self._rejected = digest, None
         self._live.swap(config)
         if first and self._on_first_load is not None:
-            # Serving before the drop: with millions of users in Redis, dropping SCANs the
-            # whole keyspace for seconds, and deciding never needs it done (a stopped
+            # Serving before the drop: with millions of users in Redis, a paced drop SCANs
+            # the whole keyspace for minutes, and deciding never needs it done (a stopped
             # experiment's activations are never read; a vanished variation's are ignored).
             await self._on_first_load()
-        dropped = await self._drop_stale(config)
         self.reloads += 1
         log.info(
-            "datafile_loaded",
-            source=origin,
-            revision=config.revision,
-            previous_revision=previous,
-            activations_dropped=dropped,
+            "datafile_loaded", source=origin, revision=config.revision, previous_revision=previous
         )
+        task = asyncio.create_task(self._drop_stale(config), name="trackd-drop-stale")
+        self._dropping = _Drop(config.revision, task)
         return True
 
-    async def _drop_stale(self, config: ProjectConfig) -> int | None:
-        """Drops what `config` no longer runs; with the shared store down, the new datafile is
-        served anyway (decisions never read a stopped experiment's activations) and the drop
-        is retried in the background until it succeeds or a newer datafile replaces it."""
-        if self._retry is not None:
-            self._retry.cancel()  # a newer datafile decides what is stale
-            self._retry = None
-        try:
-            return await self._drop(config)
-        except Unavailable as error:
-            log.warning("activations_drop_deferred", revision=config.revision, error=str(error))
-        except Exception:
-            # Not an outage (a bug, or a Redis reply trackd.redis_down does not name): raised
-            # from here it ended the source's run (datafile_source_failed) after the swap, and
-            # the drop was never tried again.
-            log.exception("activations_drop_failed", revision=config.revision)
-        self._retry = asyncio.create_task(self._retry_drop(config), name="trackd-deferred-drop")
-        return None
-
-    async def _retry_drop(self, config: ProjectConfig) -> None:
+    async def _drop_stale(self, config: ProjectConfig) -> None:
+        """Drops what `config` no longer runs; with the shared store down, or after any other
+        error, tries again every `retry_interval` until it succeeds or is cancelled (a newer
+        datafile, or shutdown). Decisions never read a stopped experiment's activations, so
+        serving goes on meanwhile."""
+        late = False
         while True:
-            await asyncio.sleep(self.retry_interval)
             try:
                 dropped = await self._drop(config)
-            except Unavailable:
-                continue
+            except Unavailable as error:
+                if not late:
+                    log.warning(
+                        "activations_drop_deferred", revision=config.revision, error=str(error)
+                    )
             except Exception:
-                # Caught so the retrying goes on: a task that died of it would leave the drop
-                # undone, its error seen only when the task was collected, if ever.
+                # Not an outage (a bug, or a Redis reply trackd.redis_down does not name):
+                # caught so the retrying goes on, where a task that died of it would leave the
+                # drop undone, its error seen only when the task was collected, if ever.
                 log.exception("activations_drop_failed", revision=config.revision)
-                continue
-            log.info("activations_dropped_late", revision=config.revision, dropped=dropped)
-            self._retry = None
-            return
+            else:
+                event = "activations_dropped_late" if late else "activations_dropped"
+                log.info(event, revision=config.revision, dropped=dropped)
+                return
+            late = True
+            await asyncio.sleep(self.retry_interval)
 
-    def close(self) -> None:
-        """Stops a deferred drop (at shutdown)."""
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
+    async def _cancel_drop(self, superseded_by: str | None) -> None:
+        """Cancels the drop under way, if any, and returns once it has ended. A store's
+        `retain` cancelled part way stays consistent: Redis and LMDB commit whole steps (a
+        script, a transaction) and forget the dropped pairs only in the last one, so the next
+        drop asks about them again; the memory store retires them at once, and its next
+        `retain` finishes the compaction cut short. (A Redis script already sent still runs:
+        it deletes, in one SCAN chunk of users, only pairs the older datafile stopped.)"""
+        drop = self._dropping
+        if drop is None:
+            return
+        if not drop.task.done():
+            log.info(
+                "activations_drop_cancelled", revision=drop.revision, superseded_by=superseded_by
+            )
+        await cancel_and_wait(drop.task)
+        self._dropping = None
+
+    async def close(self) -> None:
+        """Stops a drop under way (at shutdown, once no source offers any more) and waits for
+        it: what it left is dropped after the next datafile change."""
+        await self._cancel_drop(superseded_by=None)
 
 
 __all__ = ["DropStale", "Reloader"]
