@@ -19,6 +19,7 @@ OTHER_TOOLS = {
     "--quick": "bench",
     "--seconds": "bench",
     "--durable": "bench",
+    "--loop": "bench",
     "--no-write": "bench",
 }
 
