@@ -300,7 +300,7 @@ class LocalActivationStore:
                 break
             await asyncio.sleep(0)
         self._dropped += removed
-        log.info("activations_dropped", pairs=len(dropped_pairs), activations=removed)
+        log.info("store_pairs_dropped", pairs=len(dropped_pairs), activations=removed)
         return removed
 
     async def purge_expired(self) -> int:

@@ -489,7 +489,7 @@ class RedisActivationStore:
             removed += int(await self._calls.script(self._retain, keys, dropped_pairs))
         await self._calls.run(lambda: self._client.srem(self._pairs_key, *dropped_members))
         self._dropped += removed
-        log.info("activations_dropped", pairs=len(dropped), activations=removed)
+        log.info("store_pairs_dropped", pairs=len(dropped), activations=removed)
         return removed
 
     async def purge_expired(self) -> int:
