@@ -517,3 +517,26 @@ async def test_a_retain_cancelled_mid_compaction_loses_no_live_entry(clock: Fake
     assert not store._shards[0].older
     assert all([await store.get(f"u{i}", "keep") == Held("v1", True) for i in range(1, 20, 2)])
     assert len(store) == (await store.stats()).entries == 10
+
+
+async def test_a_compaction_cut_short_is_finished_by_the_next_retain_even_with_nothing_to_drop(
+    clock: FakeClock,
+) -> None:
+    """A datafile that stops nothing new after a superseded drop: the dead entries left in
+    `older` are reclaimed all the same, rather than counting against the cap (and evicting
+    live activations early) until their TTL."""
+    store = MemoryActivationStore(ttl=100, clock=clock, shards=1, purge_chunk=2, max_entries=20)
+    for i in range(20):
+        await store.put(f"u{i}", "keep" if i % 2 else "drop", "v1")
+    retaining = asyncio.create_task(store.retain(lambda experiment_id, _: experiment_id != "drop"))
+    await asyncio.sleep(0)
+    assert store._shards[0].older
+    retaining.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await retaining
+    assert await store.retain(lambda experiment_id, _: experiment_id != "drop") == 0
+    assert not store._shards[0].older
+    assert len(store) == 10
+    for i in range(10):  # room for all of them: no live activation is evicted
+        await store.put(f"new{i}", "keep", "v1")
+    assert all([await store.get(f"u{i}", "keep") == Held("v1", True) for i in range(1, 20, 2)])

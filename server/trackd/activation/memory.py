@@ -33,8 +33,8 @@ Beside the shards, a per-user index: a byte per slot of `hash(user_id)`, countin
 held (dead ones included) of the users in that slot. A lookup whose user's slot is 0 probes no
 shard: TrackStream's fresh traffic, users never activated, costs one hash and one byte read
 per event instead of a key built, hashed and looked up per experiment (0.9 us per event with
-two experiments). The slots are at least twice the entries, 2 bytes per entry at most; a
-count that reaches 255 stays there (the slot then always probes), so a count is never below
+two experiments). The slots are a power of two, at least twice the entries up to a cap of
+64 Mi slots (2 to 4 bytes per entry below it); a count that reaches 255 stays there (the slot then always probes), so a count is never below
 the truth. Its price is on writes: a put that evicts (or reclaims) an entry hashes the user
 id in and the removed one's out, 0.5 us more (3.0 against 2.5 us).
 """
@@ -258,7 +258,9 @@ class MemoryActivationStore:
                     # every experiment (experiment_ids=None) stop probing this one.
                     del self._experiments[experiment_id]
             self._dropped += dropped
-            if dropped:
+            # A compaction a cancelled retain cut short is finished even when this one drops
+            # nothing new: its dead entries would otherwise count against the cap.
+            if dropped or any(shard.older for shard in self._shards):
                 await self._compact()
             return dropped
 
