@@ -102,6 +102,34 @@ async def test_a_deferred_drop_that_meets_an_unexpected_error_is_logged_and_retr
         await reloader.close()
 
 
+async def test_a_drop_failing_the_same_way_again_backs_off_and_logs_its_traceback_once() -> None:
+    """A deterministic failure late in a paced Redis retain would otherwise rescan the whole
+    keyspace, and print a traceback, every second for good."""
+    live = LiveConfig(None)
+    drop = Dropper(errors=[UNEXPECTED] * 5 + [Unavailable("down"), UNEXPECTED])
+    reloader = Reloader(live, drop)
+    reloader.retry_interval, reloader.max_retry_interval = 0.01, 0.04
+    try:
+        with capture_logs() as logs:
+            assert await reloader.offer(bundled_datafile(), "test")
+            await eventually(lambda: any(x["event"] == "activations_dropped_late" for x in logs))
+        assert len(drop.seen) == 8
+        failed = [x for x in logs if x["event"] == "activations_drop_failed"]
+        # Doubling from the retry interval up to its cap; an outage in between starts over.
+        assert [x["retry_in"] for x in failed] == [0.01, 0.02, 0.04, 0.04, 0.04, 0.01]
+        assert [x.get("exc_info", False) for x in failed] == [
+            True,
+            False,
+            False,
+            False,
+            False,
+            True,
+        ]
+        assert [x.get("failures") for x in failed] == [None, 2, 3, 4, 5, None]
+    finally:
+        await reloader.close()
+
+
 async def test_a_drop_that_meets_an_unexpected_error_still_serves_and_is_retried() -> None:
     live, drop = LiveConfig(None), Dropper(errors=[UNEXPECTED])
     reloader = Reloader(live, drop)

@@ -34,9 +34,10 @@ held (dead ones included) of the users in that slot. A lookup whose user's slot 
 shard: TrackStream's fresh traffic, users never activated, costs one hash and one byte read
 per event instead of a key built, hashed and looked up per experiment (0.9 us per event with
 two experiments). The slots are a power of two, at least twice the entries up to a cap of
-64 Mi slots (2 to 4 bytes per entry below it); a count that reaches 255 stays there (the slot then always probes), so a count is never below
-the truth. Its price is on writes: a put that evicts (or reclaims) an entry hashes the user
-id in and the removed one's out, 0.5 us more (3.0 against 2.5 us).
+64 Mi slots (2 to 4 bytes per entry below it); a count that reaches 255 stays there (the
+slot then always probes), so a count is never below the truth. Its price is on writes: a
+put that evicts (or reclaims) an entry hashes the user id in and the removed one's out,
+0.5 us more (3.0 against 2.5 us).
 """
 
 from __future__ import annotations

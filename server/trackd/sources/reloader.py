@@ -42,10 +42,13 @@ class Reloader:
     activations went (the daemon passes `Tracker.on_new_config`). It runs as a background
     task once the datafile is served, so a source's next offer never waits for it, and a
     newer datafile cancels it and starts its own: `drop_stale(newest)` drops every activation
-    the newest datafile does not run, which covers what an older drop had left to do, except
-    what the newest runs again (and must keep). It may raise Unavailable while a shared store
-    is down, and is then retried every `retry_interval` seconds (as after any other error,
-    which is logged with its traceback)."""
+    the newest datafile does not run, which covers what an older drop had left to do. What
+    an older drop had already reached is gone even when the newest datafile runs it again, as
+    it would be had that drop finished (the memory store retires a drop's pairs at once, Redis
+    deletes user by user). It may raise Unavailable while a shared store is down, and is then
+    retried every `retry_interval` seconds; after any other error (logged with its traceback
+    the first time) the wait doubles each time, up to `max_retry_interval`, since a drop that
+    fails the same way again would rescan the whole store every second."""
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class Reloader:
         self._offering = asyncio.Lock()  # one reload at a time, in the order offered
         self._dropping: _Drop | None = None
         self.retry_interval = 1.0
+        self.max_retry_interval = 60.0
         self.reloads = 0
         self.failures: Counter[str] = Counter()  # by reason: invalid, unreadable, fetch
 
@@ -121,25 +125,41 @@ class Reloader:
         datafile, or shutdown). Decisions never read a stopped experiment's activations, so
         serving goes on meanwhile."""
         late = False
+        failures = 0  # in a row, other than outages
         while True:
+            wait = self.retry_interval
             try:
                 dropped = await self._drop(config)
             except Unavailable as error:
+                failures = 0
                 if not late:
                     log.warning(
                         "activations_drop_deferred", revision=config.revision, error=str(error)
                     )
-            except Exception:
+            except Exception as error:
                 # Not an outage (a bug, or a Redis reply trackd.redis_down does not name):
                 # caught so the retrying goes on, where a task that died of it would leave the
                 # drop undone, its error seen only when the task was collected, if ever.
-                log.exception("activations_drop_failed", revision=config.revision)
+                failures += 1
+                wait = min(self.retry_interval * 2 ** (failures - 1), self.max_retry_interval)
+                if failures == 1:
+                    log.exception(
+                        "activations_drop_failed", revision=config.revision, retry_in=wait
+                    )
+                else:
+                    log.error(
+                        "activations_drop_failed",
+                        revision=config.revision,
+                        error=repr(error),
+                        failures=failures,
+                        retry_in=wait,
+                    )
             else:
                 event = "activations_dropped_late" if late else "activations_dropped"
                 log.info(event, revision=config.revision, dropped=dropped)
                 return
             late = True
-            await asyncio.sleep(self.retry_interval)
+            await asyncio.sleep(wait)
 
     async def _cancel_drop(self, superseded_by: str | None) -> None:
         """Cancels the drop under way, if any, and returns once it has ended. A store's
