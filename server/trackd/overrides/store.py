@@ -54,7 +54,9 @@ def check_limits(ttl: float, max_entries: int) -> None:
 # overrides written before the escape read the same).
 SEPARATOR: Final = "\x1f"
 _ESCAPE: Final = "\x1b"
-_ESCAPED: Final = re.compile("\x1b(.)", re.DOTALL)
+# Only the two escapes `_escaped` writes: any other ESC (in a key written before the escape)
+# is read as it is.
+_ESCAPED: Final = re.compile("\x1b([es])")
 
 
 def _escaped(text: str) -> str:
