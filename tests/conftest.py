@@ -27,4 +27,5 @@ def pytest_asyncio_loop_factories(
     """Async tests run on the loop the daemon runs on by default (`--event-loop auto`), so the
     in-process daemons under test see what production sees."""
     factory = loop_factory(default_of("event_loop"))
-    return {"uvloop": factory} if factory else None
+    # pytest-asyncio refuses an empty answer: asyncio's own loop when uvloop is not there.
+    return {"uvloop": factory} if factory else {"asyncio": asyncio.new_event_loop}

@@ -20,11 +20,16 @@ T = TypeVar("T")
 
 def loop_factory(choice: EventLoop) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The factory of the chosen loop; None for asyncio's own. Settings has already refused
-    "uvloop" when it is not installed."""
+    "uvloop" when it is not installed; "auto" falls back to asyncio when uvloop is missing or
+    does not import (a wheel built for another Python, say)."""
     if choice == "asyncio" or (choice == "auto" and importlib.util.find_spec("uvloop") is None):
         return None
-    import uvloop
-
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
     return uvloop.new_event_loop
 
 

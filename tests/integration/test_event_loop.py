@@ -3,6 +3,7 @@ on each (the rest of the suite runs its in-process daemons on the default one)."
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import grpc
@@ -10,7 +11,7 @@ import pytest
 
 from tests.support.daemon import spawn
 from trackd.config import SettingsError, settings_from
-from trackd.event_loop import run, running_loop_name
+from trackd.event_loop import loop_factory, run, running_loop_name
 from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
@@ -46,3 +47,18 @@ def test_a_daemon_says_which_loop_it_runs_and_answers_on_it(
         [started] = [line for line in process.log_lines() if line.get("event") == "started"]
         assert started["event_loop"] == expected
         assert process.stop() == 0
+
+
+def test_auto_falls_back_to_asyncio_when_uvloop_does_not_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed but broken (a wheel for another Python): auto runs anyway, on asyncio."""
+    broken = tmp_path / "uvloop"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('built for another Python')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "uvloop", raising=False)
+    assert loop_factory("auto") is None
+    assert run(loop_name(), "auto") == "asyncio"
+    with pytest.raises(ImportError):
+        loop_factory("uvloop")
