@@ -17,6 +17,7 @@ own run here as a subprocess with --json:
   8. in-process Decide of a 50-flag datafile, trackd vs SDK   bench_decide.py
   9. Optimizely Agent vs trackd: Activate, Track, Decide      bench_agent.py
  10. Activate/Track/Decide over gRPC, Connect JSON, Agent /v1 bench_http.py
+ 11. --outbox-sync full vs normal: Track and Decide            bench_outbox_sync.py
 
 The full run appends one section to bench/results/<YYYY-MM-DD>.md (never overwrites) and
 saves bench/results/<YYYY-MM-DD>-<HHMMSS>.png, referenced from it. --quick writes nothing
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bench_agent, bench_decide, bench_http
+from bench import bench_agent, bench_decide, bench_http, bench_outbox_sync
 from bench.harness import Point, append_results, machine, point_tables, profile_tables
 from bench.loadgen import NEW_USERS_STREAM
 
@@ -53,6 +54,7 @@ SCENARIOS = (
     "decide",
     "agent",
     "http",
+    "outbox_sync",
 )
 GOALS = {
     "unary_ratio": 0.8,  # trackd/bare throughput
@@ -79,6 +81,7 @@ def command(scenario: str, quick: bool) -> list[str]:
         "decide": [*py, "bench.bench_decide", "--json", "--no-write", *flag],
         "agent": [*py, "bench.bench_agent", "--json", "--no-write", *flag],
         "http": [*py, "bench.bench_http", "--json", "--no-write", *flag],
+        "outbox_sync": [*py, "bench.bench_outbox_sync", "--json", *flag],
     }[scenario]
 
 
@@ -699,6 +702,25 @@ def section_http(report: dict[str, Any]) -> list[str]:
     return bench_http.section(report, "### 10.")
 
 
+def section_outbox_sync(report: dict[str, Any]) -> list[str]:
+    title = "### 11. Durability: `--outbox-sync full` against `normal`"
+    if "error" in report:
+        return [title, "", *_failed(report)]
+    return [
+        title,
+        "",
+        "`bench/bench_outbox_sync.py`: two daemons per datafile, one per mode, in"
+        f" {report['rounds']} alternating rounds (median shown); Track by {report['loadgen']},"
+        f" {report['track_seconds']} s per point; Decide of every flag of 50 for"
+        f" {report['decide_users']:,} new users from 4 client threads. CPU is the daemon's"
+        " process tree's per call. full: every commit fsynced before its answer; normal:"
+        " SQLite synchronous=NORMAL and a background fsync at least once a second.",
+        "",
+        *bench_outbox_sync.table(report),
+        "",
+    ]
+
+
 def markdown(
     reports: dict[str, Any], info: dict[str, str], plot: Path | None, quick: bool, now: dt.datetime
 ) -> str:
@@ -734,6 +756,7 @@ def markdown(
         "decide": section_decide,
         "agent": section_agent,
         "http": section_http,
+        "outbox_sync": section_outbox_sync,
     }
     for name, report in reports.items():
         lines += renderers[name](report)

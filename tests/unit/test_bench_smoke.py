@@ -60,6 +60,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
         "decide",
         "agent",
         "http",
+        "outbox_sync",
     }
     for name, report in reports.items():
         assert "error" not in report, (name, report)
@@ -139,6 +140,11 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     for point in http_points:
         assert point["errors"] == 0, error_text(point)
 
+    # 11: both durability modes measured on the same calls.
+    for scenario, by_mode in reports["outbox_sync"]["figures"].items():
+        assert set(by_mode) == {"full", "normal"}, scenario
+        assert all(mode["calls_per_s"] > 0 for mode in by_mode.values()), scenario
+
     # One dated section, a plot referenced from it.
     markdowns = list(tmp_path.glob("*.md"))
     plots = list(tmp_path.glob("*.png"))
@@ -156,6 +162,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
         "### 8.",
         "### 9.",
         "### 10.",
+        "### 11.",
     ):
         assert heading in text
     if not scaling["available"]:
