@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from trackd.events import payload
-from trackd.events.records import decode_plain
+from trackd.events.records import StoredColumns, decode_stored
 
 # (row_id, n, sent, fmt, body): an outbox row with undelivered events, as stored.
 RowPart = tuple[int, int, int, int, bytes]
@@ -38,16 +38,17 @@ class Formed(NamedTuple):
 def form_round(rows: Sequence[RowPart], batch_size: int, max_batches: int) -> list[Formed]:
     """The batches of the round starting at `rows[0]`, at most `max_batches` of them."""
     formed: list[Formed] = []
-    decoded: dict[int, list[tuple[Any, ...]] | str] = {}  # by position: records, or why not
+    decoded: dict[int, list[tuple[Any, ...]] | StoredColumns | str] = {}  # or why not
 
-    def records(position: int) -> list[tuple[Any, ...]] | str:
+    def records(position: int) -> list[tuple[Any, ...]] | StoredColumns | str:
         found = decoded.get(position)
         if found is None:
             _, n, _, fmt, body = rows[position]
             try:
-                found = decode_plain(body, fmt)
-                if len(found) != n:
-                    found = f"the row holds {len(found)} events, not {n}"
+                found = decode_stored(body, fmt)
+                held = len(found.users) if isinstance(found, StoredColumns) else len(found)
+                if held != n:
+                    found = f"the row holds {held} events, not {n}"
             except Exception as error:
                 found = repr(error)
             decoded[position] = found
@@ -64,42 +65,59 @@ def form_round(rows: Sequence[RowPart], batch_size: int, max_batches: int) -> li
             reason = f"undecodable outbox row: {records(position)}"
             formed.append(Formed(((row_id, n),), n - index, body, reason))
             break
-        batch: list[tuple[Any, ...]] = []
+        batch: list[payload.Part] = []
+        events = 0
         progress: list[tuple[int, int]] = []
         context: Any = None
         while position < len(rows):
-            plain = records(position)
-            if isinstance(plain, str):
+            stored = records(position)
+            if isinstance(stored, str):
                 break
             row_id, n = rows[position][0], rows[position][1]
             first = index
-            while index < n and len(batch) < batch_size:
-                record = plain[index]
+            if isinstance(stored, StoredColumns):
+                # One context for the whole row: taken as a run, never record by record.
                 if context is None:
-                    context = record[_CONTEXT]
-                elif record[_CONTEXT] != context:
-                    break
-                batch.append(record)
-                index += 1
+                    context = stored.context
+                if stored.context == context:
+                    index = min(n, index + batch_size - events)
+                    if index > first:
+                        batch.append(payload.ColumnsRun(stored, first, index))
+            else:
+                run: list[tuple[Any, ...]] = []
+                while index < n and events + len(run) < batch_size:
+                    record = stored[index]
+                    if context is None:
+                        context = record[_CONTEXT]
+                    elif record[_CONTEXT] != context:
+                        break
+                    run.append(record)
+                    index += 1
+                if run:
+                    batch.append(run)
+            events += index - first
             if index > first:
                 progress.append((row_id, index))
             if index < n:
                 break
             position += 1
             index = rows[position][2] if position < len(rows) else 0
-        available -= len(batch)
-        formed.append(_encoded(context, batch, tuple(progress)))
+        available -= events
+        formed.append(_encoded(context, batch, events, tuple(progress)))
     return formed
 
 
 def _encoded(
-    context: Any, batch: list[tuple[Any, ...]], progress: tuple[tuple[int, int], ...]
+    context: Any, batch: list[payload.Part], events: int, progress: tuple[tuple[int, int], ...]
 ) -> Formed:
     try:
-        return Formed(progress, len(batch), payload.encode_batch(context, batch))
+        return Formed(progress, events, payload.encode_parts(context, batch))
     except (TypeError, ValueError) as error:
         return Formed(
-            progress, len(batch), repr(batch).encode(), f"cannot encode the batch: {error}"
+            progress,
+            events,
+            repr(payload.plain_records(batch)).encode(),
+            f"cannot encode the batch: {error}",
         )
 
 
