@@ -454,6 +454,9 @@ class StoredColumns(NamedTuple):
     # it shares with the others of its kind (a TrackStream row holds a handful).
     kinds: Sequence[int]
     shapes: Sequence[tuple[Any, Any, Any]]
+    # The encoder's text of each kind, kept as long as the row (`payload.ColumnsRun`): a
+    # row of 500 events goes in five batches of 100, each cutting its kinds anew otherwise.
+    kind_texts: dict[int, Any]
 
 
 def _stored_columns(columns: Any) -> StoredColumns:
@@ -485,7 +488,7 @@ def _stored_columns(columns: Any) -> StoredColumns:
         text = batch_uuids(seed, count)
         uuids = [text[at : at + 36] for at in range(0, 36 * count, 36)]
     return StoredColumns(
-        context, now_ms, uuids, events, users, attributes, tags, attributions, kinds, shapes
+        context, now_ms, uuids, events, users, attributes, tags, attributions, kinds, shapes, {}
     )
 
 
@@ -493,7 +496,7 @@ def expand(
     columns: StoredColumns, start: int = 0, stop: int | None = None
 ) -> list[tuple[Any, ...]]:
     """The plain conversion tuples of events `start` to `stop` of stored columns."""
-    context, now_ms, uuids, events, users, attributes, tags, attributions, _, _ = columns
+    context, now_ms, uuids, events, users, attributes, tags, attributions, *_ = columns
     return [
         (
             CONVERSION,
