@@ -35,23 +35,36 @@ class Formed(NamedTuple):
     error: str | None = None  # why it cannot be sent
 
 
+Decoded = list[tuple[Any, ...]] | StoredColumns | str  # a row's records, or why not
+
+# The rows the last round decoded, by row id, with the (n, fmt, body) they were decoded
+# from. A round ends inside a row as often as not (16 batches of 100 from rows of 500), and
+# the next one starts there: decoding that row again (its uuids, its kinds) and cutting its
+# kinds again cost 0.3 us an event (successive rounds over 100 TrackStream rows of 500 new
+# users, thread_time, median of 7: 1.86 -> 1.58 us). A hit is checked against the bytes, so
+# a row id of another outbox, or of a database made anew, is never mistaken for it.
+_last_round: dict[int, tuple[int, int, bytes, Decoded]] = {}
+
+
 def form_round(rows: Sequence[RowPart], batch_size: int, max_batches: int) -> list[Formed]:
     """The batches of the round starting at `rows[0]`, at most `max_batches` of them."""
+    global _last_round
     formed: list[Formed] = []
-    decoded: dict[int, list[tuple[Any, ...]] | StoredColumns | str] = {}  # or why not
+    decoded: dict[int, Decoded] = {}  # by position
+    kept: dict[int, tuple[int, int, bytes, Decoded]] = {}
+    last_round = _last_round
 
-    def records(position: int) -> list[tuple[Any, ...]] | StoredColumns | str:
+    def records(position: int) -> Decoded:
         found = decoded.get(position)
         if found is None:
-            _, n, _, fmt, body = rows[position]
-            try:
-                found = decode_stored(body, fmt)
-                held = len(found.users) if isinstance(found, StoredColumns) else len(found)
-                if held != n:
-                    found = f"the row holds {held} events, not {n}"
-            except Exception as error:
-                found = repr(error)
+            row_id, n, _, fmt, body = rows[position]
+            last = last_round.get(row_id)
+            if last is not None and last[:3] == (n, fmt, body):
+                found = last[3]
+            else:
+                found = _decoded(n, fmt, body)
             decoded[position] = found
+            kept[row_id] = (n, fmt, body, found)
         return found
 
     available = sum(n - sent for _, n, sent, _, _ in rows)
@@ -104,7 +117,17 @@ def form_round(rows: Sequence[RowPart], batch_size: int, max_batches: int) -> li
             index = rows[position][2] if position < len(rows) else 0
         available -= events
         formed.append(_encoded(context, batch, events, tuple(progress)))
+    _last_round = kept
     return formed
+
+
+def _decoded(n: int, fmt: int, body: bytes) -> Decoded:
+    try:
+        found = decode_stored(body, fmt)
+    except Exception as error:
+        return repr(error)
+    held = len(found.users) if isinstance(found, StoredColumns) else len(found)
+    return found if held == n else f"the row holds {held} events, not {n}"
 
 
 def _encoded(
