@@ -1,8 +1,9 @@
 """A delivery round: Event API batches formed and encoded from outbox rows as stored.
 
-Pure (no I/O, no asyncio), so the dispatcher runs it in its encoder process: the daemon
-hands over the rows' stored bytes, and decoding them, splitting them into batches and
-building the JSON cost its event loop nothing. Under TrackStream load that decoding alone
+No I/O, no asyncio (its one state, the last round's decoded rows, only saves work), so the
+dispatcher runs it in its encoder process: the daemon hands over the rows' stored bytes, and
+decoding them, splitting them into batches and building the JSON cost its event loop
+nothing. Under TrackStream load that decoding alone
 was as much daemon CPU per event as a third of acknowledging it.
 
 A round starts at the first undelivered event of the first row. Its first batch goes
