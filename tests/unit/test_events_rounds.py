@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from tests.unit.test_outbox import _config, conversions
-from trackd.events import payload
-from trackd.events.records import ROW_FORMAT, Record, encode_rows
+from trackd.events import payload, rounds
+from trackd.events.records import ROW_FORMAT, Record, decode_stored, encode_rows
 from trackd.events.rounds import RowPart, form_round
 
 
@@ -104,3 +107,32 @@ def test_a_row_holding_other_than_n_events_is_undecodable() -> None:
     (dead,) = form_round([(4, 5, sent, fmt, body)], batch_size=10, max_batches=16)
     assert dead.error == "undecodable outbox row: the row holds 3 events, not 5"
     assert dead.progress == ((4, 5),)
+
+
+def test_a_row_the_last_round_ended_inside_is_not_decoded_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The next round starts where the last one stopped, inside the same row: its decoded
+    records are kept from the last round, and the bytes are those of a fresh decode."""
+    events = conversions(30)
+    first, later = row(1, events), row(2, conversions(5, "v"))
+    calls: list[bytes] = []
+
+    def counted(body: bytes, fmt: int) -> Any:
+        calls.append(body)
+        return decode_stored(body, fmt)
+
+    monkeypatch.setattr(rounds, "decode_stored", counted)
+    (one,) = form_round([first], batch_size=10, max_batches=1)
+    (two,) = form_round([(1, 30, 10, ROW_FORMAT, first[4]), later], batch_size=10, max_batches=1)
+    assert calls == [first[4]]  # row 1 once; row 2 not reached
+    assert two.body == payload.encode_batch(events[0].context, events[10:20])
+    assert (one.progress, two.progress) == (((1, 10),), ((1, 20),))
+
+
+def test_a_row_id_kept_from_the_last_round_with_other_bytes_is_decoded_anew() -> None:
+    """Another outbox, or a database made anew, reuses row ids: only equal bytes are the
+    same row."""
+    form_round([row(1, conversions(3, "a"))], batch_size=10, max_batches=16)
+    (formed,) = form_round([row(1, conversions(3, "b"))], batch_size=10, max_batches=16)
+    assert visitors(formed.body) == ["b0", "b1", "b2"]

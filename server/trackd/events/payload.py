@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import trackd
 from trackd.events.records import (
@@ -28,6 +28,8 @@ from trackd.events.records import (
     Conversion,
     Impression,
     Record,
+    StoredColumns,
+    expand,
     from_plain,
 )
 from trackd.events.tags import TagValue
@@ -186,16 +188,50 @@ class _Irregular(Exception):
     """A value trackd never stores, which the spliced path leaves to the reference."""
 
 
+class ColumnsRun(NamedTuple):
+    """Events `start` to `stop` of a `COLUMNS_FORMAT` row, as one part of a batch."""
+
+    columns: StoredColumns
+    start: int
+    stop: int
+
+
+# A batch's events, in order: runs of plain record tuples, and runs of stored columns.
+Part = Sequence[tuple[Any, ...]] | ColumnsRun
+
+
 def plain_batch_text(context: Context, plain: Sequence[tuple[Any, ...]]) -> str:
     """`encode_batch`'s text, spliced from kept pieces. Raises for a value trackd never
     stores (a type other than those records hold, or a malformed record)."""
+    return parts_text(context, [plain])
+
+
+def parts_text(context: Context, parts: Sequence[Part]) -> str:
+    """`encode_parts`' text, spliced: raises as `plain_batch_text` does."""
     if context[3] is not True and context[3] is not False:
         raise _Irregular("anonymize_ip")
     header = _headers.get(context) or _header(context)
-    # By identity: `plain` holds every object for the whole call, so no id is reused.
-    attribute_lists: dict[int, str] = {}
-    conversion_extras: dict[tuple[int, int, int], str] = {}
+    # By identity: `parts` holds every object for the whole call, so no id is reused.
+    shared = _Shared({}, {})
     visitors: list[str] = []
+    for part in parts:
+        if isinstance(part, ColumnsRun):
+            _run_visitors(part, shared, visitors)
+        else:
+            _plain_visitors(part, shared, visitors)
+    return f"{header}{','.join(visitors)}]}}"
+
+
+class _Shared(NamedTuple):
+    """The texts of one call's shared values, by identity: attribute lists, and a
+    conversion's (revenue, value, tags)."""
+
+    attribute_lists: dict[int, str]
+    conversion_extras: dict[tuple[int, int, int], str]
+
+
+def _plain_visitors(plain: Sequence[tuple[Any, ...]], shared: _Shared, visitors: list[str]) -> None:
+    attribute_lists, conversion_extras = shared
     for item in plain:
         timestamp = item[3]
         if type(timestamp) is not int:
@@ -226,7 +262,66 @@ def plain_batch_text(context: Context, plain: Sequence[tuple[Any, ...]]) -> str:
             f"{uuid_at}{_string(item[2])}{timestamp_at}{timestamp}{extras}"
             f"{attributes_at}{attribute_list}{visitor_id_at}{_string(item[4])}{end}"
         )
-    return f"{header}{','.join(visitors)}]}}"
+
+
+# A TrackStream row's events share their timestamp and a handful of kinds (event, attribute
+# list, tags: the same objects), and differ only in uuid and user id. So a kind's whole
+# visitor is made once, by `_plain_visitors` itself from a record holding the splice mark
+# for its uuid and user id, and cut there; each event is then its two values spliced in.
+# Its uuid needs no escaping (hex digits and dashes), and user ids mostly none: checked once
+# a run, in one call over them all. Only the run's own kinds are cut, once each a row.
+# CPU time per event of `rounds.form_round` on 100 rows of 500 new users in 6 kinds
+# (thread_time, median of 7, 2 busy shared cores), rows expanded into records and spliced
+# per record -> this: 2.9 -> 1.55 us, decoding the rows included.
+# tests/unit/test_events_payload_columns.py proves the bytes equal.
+def _run_visitors(run: ColumnsRun, shared: _Shared, visitors: list[str]) -> None:
+    columns, start, stop = run
+    uuids = columns.uuids[start:stop]
+    if not _none_escapes(uuids):
+        raise _Irregular("a uuid json escapes")
+    users = columns.users[start:stop]
+    if not _none_escapes(users):  # a quote, backslash or control character: rare
+        users = [_string(user_id)[1:-1] for user_id in users]
+    kinds = columns.kinds[start:stop]
+    cuts: dict[int, tuple[str, str, str]] = columns.kind_texts
+    for kind in dict.fromkeys(kinds):
+        if kind not in cuts:
+            cuts[kind] = _kind_cut(columns, columns.shapes[kind], shared)
+    visitors += [
+        f"{uuid_at}{uuid}{visitor_id_at}{user_id}{end}"
+        for uuid, user_id, (uuid_at, visitor_id_at, end) in zip(
+            uuids, users, map(cuts.__getitem__, kinds), strict=True
+        )
+    ]
+
+
+def _none_escapes(texts: Sequence[str]) -> bool:
+    """Whether _JSON prints each of these strings as it is, in quotes (json escapes only
+    quotes, backslashes and control characters: none in the whole, none in any part)."""
+    joined = "".join(texts)  # (raises for a value that is no str: the reference then)
+    return len(_string(joined)) == len(joined) + 2
+
+
+def _kind_cut(
+    columns: StoredColumns, shape: tuple[Any, Any, Any], shared: _Shared
+) -> tuple[str, str, str]:
+    """A kind's visitor up to its uuid's text, between that and its user id's, and after:
+    all of it but two strings' texts without their quotes."""
+    event, attribute_list, tag = shape
+    one = columns._replace(
+        uuids=[_SPLICE],
+        events=[event],
+        users=[_SPLICE],
+        attributes=[attribute_list],
+        tags=[tag],
+        attributions=[()],
+    )
+    texts: list[str] = []
+    _plain_visitors(expand(one), shared, texts)
+    # (A field holding the splice mark itself splits into more parts: the unpacking fails.)
+    uuid_at, visitor_id_at, end = texts[0].split(_SPLICE_JSON)
+    # With the quotes of the uuid and the user id, whose text goes in as it is.
+    return f'{uuid_at}"', f'"{visitor_id_at}"', f'"{end}'
 
 
 _IMPRESSION_KEY: Final = len(Impression._fields) - 6  # the fields after the attributes
@@ -330,20 +425,42 @@ def _kept(cache: dict[Any, Any], key: Any, value: _T) -> _T:
 
 def encode_batch(context: Context, records: Sequence[tuple[Any, ...]]) -> bytes:
     """One delivery body, `encode(event_batch(context, records))`, spliced. The records may
-    be plain tuples, as a row decodes (`records.decode_plain`): what the encoder process
-    builds a delivery round from (`trackd.events.rounds`)."""
+    be plain tuples, as a row decodes (`records.decode_plain`)."""
+    return encode_parts(context, [records])
+
+
+def encode_parts(context: Context, parts: Sequence[Part]) -> bytes:
+    """`encode_batch` of the records the parts hold, in order: what the encoder process
+    builds a delivery round from (`trackd.events.rounds`), a TrackStream row's events
+    straight from its columns."""
     try:
-        return plain_batch_text(context, records).encode()
+        return parts_text(context, parts).encode()
     except Exception:  # whatever it was, the reference's bytes, or its error, are the answer
-        return encode(event_batch(context, from_plain(records)))
+        return encode(event_batch(context, from_plain(plain_records(parts))))
+
+
+def plain_records(parts: Sequence[Part]) -> list[tuple[Any, ...]]:
+    """The plain record tuples the parts hold, in order."""
+    found: list[tuple[Any, ...]] = []
+    for part in parts:
+        if isinstance(part, ColumnsRun):
+            found += expand(*part)
+        else:
+            found += part
+    return found
 
 
 __all__ = [
     "ACTIVATE_EVENT_KEY",
     "CLIENT_NAME",
+    "ColumnsRun",
+    "Part",
     "encode",
     "encode_batch",
+    "encode_parts",
     "event_batch",
+    "parts_text",
     "plain_batch_text",
+    "plain_records",
     "visitor",
 ]

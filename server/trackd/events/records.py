@@ -437,10 +437,49 @@ class ConversionColumns:
         )
 
 
-def _expand(columns: Any) -> list[tuple[Any, ...]]:
-    """The plain conversion tuples a `ConversionColumns` stands for."""
+class StoredColumns(NamedTuple):
+    """A `COLUMNS_FORMAT` row as read back, its uuids drawn (one per event) but no record
+    built: the encoder process turns a run of its events into JSON straight from these
+    (`payload.ColumnsRun`), and `expand` into the records they stand for."""
+
+    context: Any
+    now_ms: Any
+    uuids: Sequence[str]
+    events: Sequence[Any]
+    users: Sequence[Any]
+    attributes: Sequence[Any]
+    tags: Sequence[Any]
+    attributions: Sequence[Any]
+    # Each event's kind, an index into `shapes`: the (event, attribute list, tags) objects
+    # it shares with the others of its kind (a TrackStream row holds a handful).
+    kinds: Sequence[int]
+    shapes: Sequence[tuple[Any, Any, Any]]
+    # The encoder's text of each kind, kept as long as the row (`payload.ColumnsRun`): a
+    # row of 500 events goes in five batches of 100, each cutting its kinds anew otherwise.
+    kind_texts: dict[int, Any]
+
+
+def _stored_columns(columns: Any) -> StoredColumns:
     context, now_ms, seed, events, users, attributes, tags, attributions = columns
     count = len(users)
+    if not len(events) == len(attributes) == len(tags) == len(attributions) == count:
+        raise ValueError("the columns of an outbox row differ in length")
+    # Kinds by the identity of their three objects: the row's pickle shares them. (Keyed
+    # by value, an attribute list's tuple hash would be computed anew for every event.)
+    kind_of: dict[tuple[int, int, int], int] = {}
+    shapes: list[tuple[Any, Any, Any]] = []
+    kinds: list[int] = []
+    for key in zip(map(id, events), map(id, attributes), map(id, tags), strict=True):
+        kind = kind_of.get(key)
+        if kind is None:
+            position = len(kinds)
+            event, tag = events[position], tags[position]
+            # What expanding indexes: a row that cannot expand is undecodable here, as
+            # `decode_plain` always found it, not when its batch is encoded.
+            event[0], event[1], tag[0], tag[1], tag[2]
+            kind = kind_of[key] = len(shapes)
+            shapes.append((event, attributes[position], tag))
+        kinds.append(kind)
     uuids: Sequence[str]
     if isinstance(seed, str):  # a row from before seeds: the seed slot held a uuid prefix
         digits = _index_digits if count <= len(_index_digits) else _grow_index_digits(count)
@@ -448,11 +487,21 @@ def _expand(columns: Any) -> list[tuple[Any, ...]]:
     else:
         text = batch_uuids(seed, count)
         uuids = [text[at : at + 36] for at in range(0, 36 * count, 36)]
+    return StoredColumns(
+        context, now_ms, uuids, events, users, attributes, tags, attributions, kinds, shapes, {}
+    )
+
+
+def expand(
+    columns: StoredColumns, start: int = 0, stop: int | None = None
+) -> list[tuple[Any, ...]]:
+    """The plain conversion tuples of events `start` to `stop` of stored columns."""
+    context, now_ms, uuids, events, users, attributes, tags, attributions, *_ = columns
     return [
         (
             CONVERSION,
             context,
-            uuids[index],
+            uuid,
             now_ms,
             user_id,
             attribute_list,
@@ -463,10 +512,21 @@ def _expand(columns: Any) -> list[tuple[Any, ...]]:
             tag[2],
             attributed,
         )
-        for index, (user_id, attribute_list, event, tag, attributed) in enumerate(
-            zip(users, attributes, events, tags, attributions, strict=True)
+        for uuid, user_id, attribute_list, event, tag, attributed in zip(
+            uuids[start:stop],
+            users[start:stop],
+            attributes[start:stop],
+            events[start:stop],
+            tags[start:stop],
+            attributions[start:stop],
+            strict=True,
         )
     ]
+
+
+def _expand(columns: Any) -> list[tuple[Any, ...]]:
+    """The plain conversion tuples a `ConversionColumns` stands for."""
+    return expand(_stored_columns(columns))
 
 
 # --- the compact row format -------------------------------------------------------------
@@ -496,15 +556,22 @@ def encode_row(records: Sequence[Record] | ConversionColumns) -> tuple[int, byte
     return ROW_FORMAT, encode_rows(records)
 
 
-def decode_plain(body: bytes, fmt: int = ROW_FORMAT) -> list[tuple[Any, ...]]:
-    """The row's records as plain tuples (fields in Impression/Conversion order)."""
+def decode_stored(body: bytes, fmt: int = ROW_FORMAT) -> list[tuple[Any, ...]] | StoredColumns:
+    """The row as stored: its records as plain tuples (fields in Impression/Conversion
+    order), or a `COLUMNS_FORMAT` row's columns, not expanded into records."""
     if fmt not in (ROW_FORMAT, COLUMNS_FORMAT):
         raise ValueError(f"unknown outbox row format {fmt}")
     loaded = _PlainUnpickler(io.BytesIO(body)).load()
     if fmt == COLUMNS_FORMAT:
-        return _expand(loaded)
+        return _stored_columns(loaded)
     plain: list[tuple[Any, ...]] = loaded
     return plain
+
+
+def decode_plain(body: bytes, fmt: int = ROW_FORMAT) -> list[tuple[Any, ...]]:
+    """The row's records as plain tuples (fields in Impression/Conversion order)."""
+    stored = decode_stored(body, fmt)
+    return expand(stored) if isinstance(stored, StoredColumns) else stored
 
 
 # (user_id, event_key, revenue, value, attributions) of one conversion: what results count.
@@ -571,6 +638,7 @@ __all__ = [
     "Impression",
     "Record",
     "Shape",
+    "StoredColumns",
     "VisitorAttribute",
     "attributed_columns",
     "batch_uuids",
@@ -578,8 +646,10 @@ __all__ = [
     "conversion",
     "decode_plain",
     "decode_rows",
+    "decode_stored",
     "encode_row",
     "encode_rows",
+    "expand",
     "forget_snapshots",
     "from_plain",
     "impression",
