@@ -66,23 +66,19 @@ from trackd.activation.store import (
     Write,
 )
 from trackd.errors import ActivationStoreFull
+from trackd.lmdb_files import USER_BYTES, open_env, user_key
 
 log = structlog.get_logger("trackd.activation")
 
 _SEP: Final = b"\x1f"
 _HEADER: Final = struct.Struct(">qQ?")  # expiry_ms, sequence, sticky
 _SEQ: Final = struct.Struct(">Q")
-_USER_BYTES: Final = 16
 _MIN_MAP_BYTES: Final = 64 << 20
 _MAP_BYTES_PER_ENTRY: Final = 2048  # an activation takes about 200 bytes in both trees
 
 
 def default_map_size(max_entries: int) -> int:
     return max(_MIN_MAP_BYTES, max_entries * _MAP_BYTES_PER_ENTRY)
-
-
-def _user_key(user_id: str) -> bytes:
-    return blake2b(user_id.encode(), digest_size=_USER_BYTES).digest()
 
 
 class LocalActivationStore:
@@ -118,35 +114,23 @@ class LocalActivationStore:
         self._clock = clock
         self._sweep_budget = sweep_budget
         self._purge_chunk = purge_chunk
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._env = lmdb.open(
-                str(path),
-                map_size=map_size or default_map_size(max_entries),
-                max_dbs=3,
-                sync=False,  # a cache: see the module docstring
-                metasync=False,
-                # Commits write pages in place instead of copying them with pwrite: a sticky
-                # refresh took 21 us of CPU instead of 30, and two processes refreshing at
-                # once 25 us each instead of 42-51, the write lock held that much shorter
-                # (2 busy cores). The file's size is then the map's, sparse: `du` shows what
-                # is used.
-                writemap=True,
-                readahead=False,  # random access: reading ahead only evicts useful pages
-                max_spare_txns=4,
-            )
-            # Reader slots left by a process killed mid-read pin old pages until cleared.
-            self._env.reader_check()
-            self._acts = self._env.open_db(b"acts")
-            self._order = self._env.open_db(b"order")
-            self._pairs = self._env.open_db(b"pairs")
-        except lmdb.Error as error:
-            # An OSError: the daemon's start-up failure (one line, exit code 2), as a port
-            # that is taken. A damaged file is the one case where deleting it is the cure.
-            raise OSError(
-                f"cannot open the activation store {path}: {error} (if it is damaged, delete"
-                " the directory while trackd is stopped: it holds only activations)"
-            ) from error
+        self._env, (self._acts, self._order, self._pairs) = open_env(
+            path,
+            "activation store",
+            "activations",
+            (b"acts", b"order", b"pairs"),
+            map_size=map_size or default_map_size(max_entries),
+            sync=False,  # a cache: see the module docstring
+            metasync=False,
+            # Commits write pages in place instead of copying them with pwrite: a sticky
+            # refresh took 21 us of CPU instead of 30, and two processes refreshing at
+            # once 25 us each instead of 42-51, the write lock held that much shorter
+            # (2 busy cores). The file's size is then the map's, sparse: `du` shows what
+            # is used.
+            writemap=True,
+            readahead=False,  # random access: reading ahead only evicts useful pages
+            max_spare_txns=4,
+        )
         self._experiments: dict[str, bytes] = {}  # experiment id -> its 8-byte digest
         # The front's expiry when last seen: the front only ever gets later (entries leave
         # it or move to the back), so no write need look before then.
@@ -175,7 +159,7 @@ class LocalActivationStore:
     async def get(self, user_id: str, experiment_id: str) -> Held | None:
         now = self._now_ms()
         with self._env.begin() as txn:
-            held = _decoded(txn.get(self._key(_user_key(user_id), experiment_id), db=self._acts))
+            held = _decoded(txn.get(self._key(user_key(user_id), experiment_id), db=self._acts))
         if held is None or held.experiment_id != experiment_id or held.expiry <= now:
             self._misses += 1
             return None
@@ -185,7 +169,7 @@ class LocalActivationStore:
     async def put(
         self, user_id: str, experiment_id: str, variation_id: str, *, sticky: bool = True
     ) -> None:
-        user = _user_key(user_id)
+        user = user_key(user_id)
         with self._writing() as txn:
             now = self._now_ms()
             self._sweep(txn, now)
@@ -194,7 +178,7 @@ class LocalActivationStore:
     async def put_many(self, user_id: str, entries: Sequence[Write]) -> None:
         if not entries:
             return
-        user = _user_key(user_id)
+        user = user_key(user_id)
         with self._writing() as txn:
             now = self._now_ms()
             self._sweep(txn, now)
@@ -204,7 +188,7 @@ class LocalActivationStore:
     async def refresh_or_put(
         self, user_id: str, experiment_id: str, variation_id: str | None
     ) -> Sticky:
-        user = _user_key(user_id)
+        user = user_key(user_id)
         if variation_id is None:
             # Activate's question for every user: nothing sticky live means nothing to write,
             # so most new users never take the host's write lock for it.
@@ -243,7 +227,7 @@ class LocalActivationStore:
         found_all: list[dict[str, str]] = []
         with self._env.begin() as txn:
             for user_id, experiment_ids in lookups:
-                user = _user_key(user_id)
+                user = user_key(user_id)
                 found: dict[str, str] = {}
                 if experiment_ids is None:
                     for value in self._user_values(txn, user):
@@ -371,7 +355,7 @@ class LocalActivationStore:
         more = cursor.set_range(user)
         while more:
             key, value = cursor.item()
-            if key[:_USER_BYTES] != user:
+            if key[:USER_BYTES] != user:
                 return
             yield value
             more = cursor.next()

@@ -24,6 +24,7 @@ from typing import Final
 import lmdb
 
 from trackd.errors import ResourceExhausted
+from trackd.lmdb_files import USER_BYTES, open_env, user_key
 from trackd.overrides.store import (
     DEFAULT_MAX_ENTRIES,
     DEFAULT_TTL_SECONDS,
@@ -37,12 +38,7 @@ from trackd.overrides.store import (
 )
 
 _HEADER: Final = struct.Struct(">qI")  # expiry_ms, length of the field
-_USER_BYTES: Final = 16
 _MAP_BYTES: Final = 256 << 20  # address space, sparse on disk: 100k of each kind fit easily
-
-
-def _user_key(user_id: str) -> bytes:
-    return blake2b(user_id.encode(), digest_size=_USER_BYTES).digest()
 
 
 class LocalOverrideStore:
@@ -63,19 +59,15 @@ class LocalOverrideStore:
         self._ttl_ms = max(1, round(ttl * 1000))
         self._max_entries = max_entries
         self._clock = clock
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._env = lmdb.open(
-                str(path), map_size=_MAP_BYTES, max_dbs=2, sync=False, metasync=False
-            )
-            self._env.reader_check()
-            self._variations = self._env.open_db(b"variations")
-            self._decisions = self._env.open_db(b"decisions")
-        except lmdb.Error as error:
-            raise OSError(
-                f"cannot open the override store {path}: {error} (if it is damaged, delete"
-                " the directory while trackd is stopped: it holds only overrides)"
-            ) from error
+        self._env, (self._variations, self._decisions) = open_env(
+            path,
+            "override store",
+            "overrides",
+            (b"variations", b"decisions"),
+            map_size=_MAP_BYTES,
+            sync=False,
+            metasync=False,
+        )
 
     @property
     def ttl(self) -> float:
@@ -105,13 +97,13 @@ class LocalOverrideStore:
         return self._delete(self._decisions, user_id, decision_field(flag_key, rule_key))
 
     async def remove_all_decisions(self, user_id: str) -> int:
-        user = _user_key(user_id)
+        user = user_key(user_id)
         now = self._now_ms()
         removed = 0
         with self._env.begin(write=True, db=self._decisions) as txn:
             cursor = txn.cursor()
             if cursor.set_range(user):
-                while cursor.key()[:_USER_BYTES] == user:
+                while cursor.key()[:USER_BYTES] == user:
                     if _expiry(cursor.value()) > now:
                         removed += 1
                     if not _delete_and_next(cursor):
@@ -119,7 +111,7 @@ class LocalOverrideStore:
         return removed
 
     async def for_user(self, user_id: str) -> UserOverrides:
-        user = _user_key(user_id)
+        user = user_key(user_id)
         now = self._now_ms()
         with self._env.begin() as txn:
             variations = dict(_live_range(txn.cursor(self._variations), user, now))
@@ -173,7 +165,7 @@ class LocalOverrideStore:
 
 
 def _key(user_id: str, field: str) -> bytes:
-    return _user_key(user_id) + blake2b(field.encode(), digest_size=8).digest()
+    return user_key(user_id) + blake2b(field.encode(), digest_size=8).digest()
 
 
 def _expiry(value: bytes | memoryview) -> int:
@@ -199,7 +191,7 @@ def _live_range(cursor: lmdb.Cursor, user: bytes, now: int) -> Iterator[tuple[st
     if not cursor.set_range(user):
         return
     for key, value in cursor:
-        if key[:_USER_BYTES] != user:
+        if key[:USER_BYTES] != user:
             return
         if _expiry(value) > now:
             yield _decoded(value)
