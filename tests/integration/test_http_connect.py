@@ -12,7 +12,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -652,14 +651,8 @@ def test_two_workers_share_the_http_port_and_the_activations(tmp_path: Path) -> 
             *("--workers", "2", "--datafile", str(DATAFILE), "--activation-store", redis.url),
         )
         with spawn(data_dir, *args) as process:
-
-            def both_started() -> list[dict[str, Any]]:
-                return [line for line in process.log_lines() if line.get("event") == "started"]
-
-            deadline = time.monotonic() + 30
-            while len(both_started()) < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)  # spawn() waited for the first worker only
-            assert {line["http_port"] for line in both_started()} == {http_port}
+            started = process.started_workers(2)
+            assert {line["http_port"] for line in started} == {http_port}
             body = {"experimentKey": "ab_running", "userId": ""}
             with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
                 stub = pb_grpc.TrackingServiceStub(channel)

@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
@@ -43,12 +42,7 @@ def test_two_workers_share_the_port_and_the_activations(tmp_path: Path) -> None:
         data_dir = tmp_path / "trackd"
         args = ("--listen", f"127.0.0.1:{port}", "--workers", "2", "--datafile", str(DATAFILE))
         with spawn(data_dir, *args, "--activation-store", redis.url) as process:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:  # spawn() waited for the first worker only
-                started = [line for line in process.log_lines() if line.get("event") == "started"]
-                if len(started) == 2:
-                    break
-                time.sleep(0.05)
+            started = process.started_workers(2)
             assert {line["port"] for line in started} == {port}
             assert {line["worker"] for line in started} == {0, 1}
             asyncio.run(exercise(port, users=40))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,12 +117,7 @@ def test_an_override_set_through_one_worker_is_honoured_and_removed_by_both(
     data_dir = tmp_path / "trackd"
     args = ("--listen", f"127.0.0.1:{port}", "--workers", "2", "--datafile", str(DATAFILE))
     with activation_store(kind, tmp_path) as store, spawn(data_dir, *args, *store) as process:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # spawn() waited for the first worker only
-            started = [line for line in process.log_lines() if line.get("event") == "started"]
-            if len(started) == 2:
-                break
-            time.sleep(0.05)
+        started = process.started_workers(2)
         assert {line["worker"] for line in started} == {0, 1}
         asyncio.run(exercise(port))
         assert process.stop(signal.SIGTERM) == 0

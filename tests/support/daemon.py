@@ -74,6 +74,16 @@ class Process:
                 lines.append(json.loads(line))
         return lines
 
+    def started_workers(self, count: int, within: float = 30.0) -> list[dict[str, Any]]:
+        """The `started` lines once `count` have been logged (`--workers`: spawn() waits for
+        the first only), or as many as there are after `within` seconds."""
+        deadline = time.monotonic() + within
+        while True:
+            started = [line for line in self.log_lines() if line.get("event") == "started"]
+            if len(started) >= count or time.monotonic() >= deadline:
+                return started
+            time.sleep(0.05)
+
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         self.popen.send_signal(signum)
         return self.popen.wait(timeout=timeout)
