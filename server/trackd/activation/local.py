@@ -64,6 +64,7 @@ from trackd.activation.store import (
     Lookup,
     Sticky,
     Write,
+    check_limits,
 )
 from trackd.errors import ActivationStoreFull
 from trackd.lmdb_files import USER_BYTES, open_env, user_key
@@ -102,12 +103,7 @@ class LocalActivationStore:
         sweep_budget: int = 8,
         purge_chunk: int = 4096,
     ) -> None:
-        if not ttl > 0:
-            raise ValueError(f"ttl must be positive, got {ttl!r}")
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
-        if sweep_budget < 1 or purge_chunk < 1:
-            raise ValueError("sweep_budget and purge_chunk must be at least 1")
+        check_limits(ttl, max_entries, sweep_budget, purge_chunk)
         self._path = path
         self._ttl_ms = max(1, round(ttl * 1000))
         self._max_entries = max_entries

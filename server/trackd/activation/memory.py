@@ -56,6 +56,7 @@ from trackd.activation.store import (
     Lookup,
     Sticky,
     Write,
+    check_limits,
 )
 
 _SEP = "\x1f"  # ASCII unit separator; the code after the last one is never ambiguous
@@ -114,12 +115,7 @@ class MemoryActivationStore:
         purge_chunk: int = 4096,
         shards: int | None = None,
     ) -> None:
-        if not ttl > 0:
-            raise ValueError(f"ttl must be positive, got {ttl!r}")
-        if max_entries < 1:
-            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
-        if sweep_budget < 1 or purge_chunk < 1:
-            raise ValueError("sweep_budget and purge_chunk must be at least 1")
+        check_limits(ttl, max_entries, sweep_budget, purge_chunk)
         if shards is None:
             shards = default_shards(max_entries)
         if shards < 1 or shards & (shards - 1):

@@ -36,6 +36,17 @@ class Held(NamedTuple):
     sticky: bool  # False: forced or whitelisted, attributes conversions only
 
 
+def check_limits(ttl: float, max_entries: int, sweep_budget: int = 1, purge_chunk: int = 1) -> None:
+    """What a bounded store with a TTL (activations, and overrides) refuses to be built with;
+    `sweep_budget` and `purge_chunk`: the work an activation store does per step."""
+    if not ttl > 0:
+        raise ValueError(f"ttl must be positive, got {ttl!r}")
+    if max_entries < 1:
+        raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+    if sweep_budget < 1 or purge_chunk < 1:
+        raise ValueError("sweep_budget and purge_chunk must be at least 1")
+
+
 def sticky_variation(held: Held | None) -> str | None:
     """The variation a user sticks to: that of a sticky live activation, else None."""
     return held.variation_id if held is not None and held.sticky else None

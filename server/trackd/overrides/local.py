@@ -23,6 +23,7 @@ from typing import Final
 
 import lmdb
 
+from trackd.activation.store import check_limits
 from trackd.errors import ResourceExhausted
 from trackd.lmdb_files import USER_BYTES, open_env, user_key
 from trackd.overrides.store import (
@@ -31,7 +32,6 @@ from trackd.overrides.store import (
     NO_OVERRIDES,
     UserOverrides,
     check_decision,
-    check_limits,
     check_variation,
     decision_context,
     decision_field,

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from trackd.activation.store import check_limits
 from trackd.errors import ResourceExhausted
 from trackd.overrides.store import (
     DEFAULT_MAX_ENTRIES,
@@ -20,7 +21,6 @@ from trackd.overrides.store import (
     DecisionContext,
     UserOverrides,
     check_decision,
-    check_limits,
     check_variation,
 )
 

@@ -28,6 +28,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
+from trackd.activation.store import check_limits
 from trackd.errors import OverrideStoreUnavailable, ResourceExhausted
 from trackd.outage import Outage
 from trackd.overrides.store import (
@@ -37,7 +38,6 @@ from trackd.overrides.store import (
     DecisionContext,
     UserOverrides,
     check_decision,
-    check_limits,
     check_variation,
     decision_context,
     decision_field,

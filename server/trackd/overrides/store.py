@@ -39,14 +39,6 @@ class UserOverrides(NamedTuple):
 NO_OVERRIDES = UserOverrides(MappingProxyType({}), MappingProxyType({}))
 
 
-def check_limits(ttl: float, max_entries: int) -> None:
-    """What every override store refuses to be built with."""
-    if not ttl > 0:
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
-    if max_entries < 1:
-        raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
-
-
 # The stores that keep overrides as text (Redis, LMDB) join two strings with the ASCII unit
 # separator: a forced decision's field is its flag and rule, and Redis' count member is a user
 # id and a field. The string before the separator is escaped so that it holds none, and so the
