@@ -25,7 +25,6 @@ import structlog
 from connectrpc.errors import ConnectError
 from google.protobuf import json_format
 
-from trackd.agent_reasons import worded_as_go
 from trackd.asgi import Receive, Scope, Send, read_body
 from trackd.datafile.model import ProjectConfig
 from trackd.errors import InvalidArgument, MessageTooLarge, PermissionDenied, TrackdError
@@ -34,6 +33,7 @@ from trackd.notifications import Notifier
 from trackd.optimizely_config import optimizely_config
 from trackd.overrides import DecisionContext
 from trackd.rpc import status, values
+from trackd.rpc.agent_decide import AgentDecideJson
 from trackd.rpc.agent_event_stream import EVENT_STREAM_PATH, EventStream, chosen_types
 from trackd.rpc.connect import as_message, reply_type
 from trackd.rpc.decisions import CACHE_LIMIT
@@ -44,7 +44,6 @@ from trackd.v1 import tracking_service_pb2 as pb
 log = structlog.get_logger("trackd.agent")
 
 SDK_KEY_HEADER = "x-optimizely-sdk-key"
-DEFAULT_ROLLOUT_PREFIX = "default-"  # the key (and id) of a flag's "Everyone Else" rule
 # Agent's decideOptions are the SDK's names, ours without their DECIDE_OPTION_ prefix.
 DECIDE_OPTIONS = frozenset(
     option.name.removeprefix("DECIDE_OPTION_")
@@ -61,6 +60,13 @@ class AgentError(Exception):
     def __init__(self, http_status: int, message: str) -> None:
         super().__init__(message)
         self.status = http_status
+
+
+@dataclass(frozen=True, slots=True)
+class Printed:
+    """An answer already printed as JSON (/v1/decide's, trackd.rpc.agent_decide)."""
+
+    body: bytes
 
 
 def _refused(error: TrackdError) -> AgentError:
@@ -152,6 +158,7 @@ class AgentApi:
         }
         self._views: tuple[ProjectConfig, Json, Json] | None = None  # see _views_of_config
         self._variables = values.KeptStructs(values.plain_struct, CACHE_LIMIT)
+        self._decide_json = AgentDecideJson()
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -174,7 +181,7 @@ class AgentApi:
         except Exception:
             log.exception("agent_api_failed", path=scope.get("path"))
             answer, code = {"error": "internal error; see the daemon's log"}, 500
-        body = json.dumps(answer).encode()
+        body = answer.body if isinstance(answer, Printed) else json.dumps(answer).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -229,12 +236,16 @@ class AgentApi:
             raise _refused(InvalidArgument("error parsing request body"))
         return body
 
-    async def _call(self, rpc: str, request: Any, **extra: Any) -> Any:
+    async def _reply(self, rpc: str, request: Any, **extra: Any) -> Any:
+        """The servicer's reply as it answers it (Decide's serialized)."""
         try:
-            reply = await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT, **extra)
-            return as_message(reply, reply_type(rpc))
+            return await getattr(self._servicer, rpc)(request, status.CONNECT_CONTEXT, **extra)
         except ConnectError as error:
             raise AgentError(status.http_status(error), error.message) from None
+
+    async def _call(self, rpc: str, request: Any, **extra: Any) -> Any:
+        """The servicer's reply as a message."""
+        return as_message(await self._reply(rpc, request, **extra), reply_type(rpc))
 
     # -- /v1/activate --------------------------------------------------------------------
 
@@ -399,7 +410,7 @@ class AgentApi:
 
     # -- /v1/decide ----------------------------------------------------------------------
 
-    async def _decide(self, call: Call) -> Json | list[Json]:
+    async def _decide(self, call: Call) -> Printed:
         forced = _forced_decisions(call.body.get("forcedDecisions"))  # decoded with the body
         user_id, attributes = call.user()
         if call.body.get("fetchSegments"):
@@ -412,43 +423,12 @@ class AgentApi:
             options.append(f"DECIDE_OPTION_{name}")
         keys = call.query.get("keys", [])
         fields = {"userId": user_id, "attributes": attributes, "flagKeys": keys, "options": options}
-        reply = await self._call(
+        reply = await self._reply(
             "Decide", _message(pb.DecideRequest, fields), forced_decisions=forced
         )
         user_context = {"userId": user_id, "attributes": attributes}
-        decided = [self._optimizely_decision(d, user_context) for d in reply.decisions]
-        return decided[0] if len(keys) == 1 and decided else decided
-
-    def _optimizely_decision(self, flag: pb.FlagDecision, user_context: Json) -> Json:
-        decision: Json = {
-            "variationKey": flag.variation_key,
-            "enabled": flag.enabled,
-            "ruleKey": flag.rule_key,
-            "flagKey": flag.flag_key,
-            "userContext": user_context,
-            "reasons": self._reasons(flag),
-            "isEveryoneElseVariation": self._everyone_else(flag),
-        }
-        if flag.variables.fields:
-            decision["variables"] = self._variables(flag.variables)
-        return decision
-
-    def _reasons(self, flag: pb.FlagDecision) -> list[str]:
-        """Worded as Agent's Go SDK words them (trackd.agent_reasons). An error decision's
-        are its error alone, as the Go SDK's (NewErrorDecision, handleDecisionServiceError)."""
-        reasons = [flag.error] if flag.error else flag.reasons
-        return worded_as_go(reasons, self._live.config, flag.flag_key)
-
-    def _everyone_else(self, flag: pb.FlagDecision) -> bool:
-        """Whether the rule is the flag's "Everyone Else" delivery rule, as Agent tells it:
-        a rollout rule whose key is its id and starts with `default-`."""
-        if flag.rule_type != pb.RULE_TYPE_ROLLOUT:
-            return False
-        found = self._live.config.flags_by_key.get(flag.flag_key)
-        rules = found.rollout.rules if found is not None and found.rollout is not None else ()
-        return any(
-            rule.key == flag.rule_key == rule.id and rule.key.startswith(DEFAULT_ROLLOUT_PREFIX)
-            for rule in rules
+        return Printed(
+            self._decide_json.text(reply, self._live.config, user_context, one=len(keys) == 1)
         )
 
 

@@ -44,20 +44,12 @@ class DecideJson:
         self._members = member_printers(pb.FlagDecision.DESCRIPTOR, variables)
 
     def encode(self, data: bytes) -> bytes:
-        fragments: list[str] = []
-        revision: str | None = None
-        position, end = 0, len(data)
-        while position < end:
-            tag = data[position]
-            length, start = _varint_at(data, position + 1)
-            position = start + length
-            if tag == _DECISION_TAG:
-                fragments.append(self._fragment(data[start:position]))
-            elif tag == _REVISION_TAG:
-                revision = data[start:position].decode()
-            else:  # not what DecideEncoder writes: json_format reads anything
-                message = pb.DecideResponse.FromString(data)
-                return json_format.MessageToJson(message, indent=None).encode()
+        parts = response_parts(data)
+        if parts is None:  # not what DecideEncoder writes: json_format reads anything
+            message = pb.DecideResponse.FromString(data)
+            return json_format.MessageToJson(message, indent=None).encode()
+        frames, revision = parts
+        fragments = [self._fragment(frame) for frame in frames]
         members = []
         if fragments:
             members.append(_DECISIONS_OPEN + ", ".join(fragments) + "]")
@@ -78,6 +70,26 @@ class DecideJson:
                 self._fragments.clear()
             self._fragments[frame] = fragment
         return fragment
+
+
+def response_parts(data: bytes) -> tuple[list[bytes], str] | None:
+    """A serialized DecideResponse's decisions (each a serialized FlagDecision) and revision
+    (the last one given, as a parse keeps), read without parsing them; None when the bytes
+    hold a field `DecideEncoder` never writes, which only a parse of the whole reads."""
+    frames: list[bytes] = []
+    revision = ""
+    position, end = 0, len(data)
+    while position < end:
+        tag = data[position]
+        if tag != _DECISION_TAG and tag != _REVISION_TAG:
+            return None
+        length, start = _varint_at(data, position + 1)
+        position = start + length
+        if tag == _DECISION_TAG:
+            frames.append(data[start:position])
+        else:
+            revision = data[start:position].decode()
+    return frames, revision
 
 
 def struct_text(struct: Struct) -> str:
