@@ -27,7 +27,7 @@ from trackd.notifications import Notifier
 from trackd.overrides import MemoryOverrideStore
 from trackd.rpc import values
 from trackd.rpc.agent import DECIDE_OPTIONS, AgentApi
-from trackd.rpc.agent_decide import AgentDecideJson, _everyone_else, _reasons
+from trackd.rpc.agent_decide import AgentDecideJson, is_everyone_else, worded_reasons
 from trackd.rpc.decide_json import response_parts
 from trackd.rpc.interceptors import RpcInterceptor
 from trackd.rpc.servicer import TrackingServicer
@@ -132,8 +132,8 @@ def printed_before(
             "ruleKey": flag.rule_key,
             "flagKey": flag.flag_key,
             "userContext": user_context,
-            "reasons": _reasons(flag, config),
-            "isEveryoneElseVariation": _everyone_else(flag, config),
+            "reasons": worded_reasons(flag, config),
+            "isEveryoneElseVariation": is_everyone_else(flag, config),
         }
         if flag.variables.fields:
             decision["variables"] = values.plain_struct(flag.variables)

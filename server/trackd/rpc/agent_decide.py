@@ -74,8 +74,8 @@ class AgentDecideJson:
             f'"ruleKey": {_quoted(flag.rule_key)}, "flagKey": {_quoted(flag.flag_key)}, '
             '"userContext": '
         )
-        reasons = ", ".join(map(_quoted, _reasons(flag, config)))
-        everyone_else = _BOOL[_everyone_else(flag, config)]
+        reasons = ", ".join(map(_quoted, worded_reasons(flag, config)))
+        everyone_else = _BOOL[is_everyone_else(flag, config)]
         tail = f', "reasons": [{reasons}], "isEveryoneElseVariation": {everyone_else}'
         if flag.variables.fields:
             tail += ', "variables": ' + self._variables(flag.variables)
@@ -87,14 +87,14 @@ class AgentDecideJson:
         return halves
 
 
-def _reasons(flag: pb.FlagDecision, config: ProjectConfig) -> list[str]:
+def worded_reasons(flag: pb.FlagDecision, config: ProjectConfig) -> list[str]:
     """Worded as Agent's Go SDK words them (trackd.agent_reasons). An error decision's
     are its error alone, as the Go SDK's (NewErrorDecision, handleDecisionServiceError)."""
     reasons = [flag.error] if flag.error else flag.reasons
     return worded_as_go(reasons, config, flag.flag_key)
 
 
-def _everyone_else(flag: pb.FlagDecision, config: ProjectConfig) -> bool:
+def is_everyone_else(flag: pb.FlagDecision, config: ProjectConfig) -> bool:
     """Whether the rule is the flag's "Everyone Else" delivery rule, as Agent tells it:
     a rollout rule whose key is its id and starts with `default-`."""
     if flag.rule_type != pb.RULE_TYPE_ROLLOUT:
