@@ -130,7 +130,7 @@ async def test_a_sticky_activation_is_one_round(activating: Proxied) -> None:
     assert not again.impression_recorded
 
 
-async def test_a_forced_user_still_gets_the_forced_variation_in_as_many_rounds_as_before(
+async def test_a_forced_activation_is_two_rounds_over_a_sticky_one_three_over_a_forced_one(
     activating: Proxied,
 ) -> None:
     """The forced variation is read beside the activation, so the read sent before it was
@@ -173,3 +173,16 @@ async def test_a_returning_users_decide_reads_its_overrides_beside_its_activatio
     assert first.decisions[0].impression_recorded
     rounds = await deciding.rounds(tracker.decide("back", {"country": "US"}, [CHECKOUT]))
     assert rounds == 3
+
+
+async def test_a_whitelisted_activation_is_two_rounds_its_read_sent_with_the_overrides(
+    activating: Proxied,
+) -> None:
+    """Was three: the forced variation, then `get` (a whitelisted decision does not stick),
+    then the write (a new activation) or the refresh (a repeat)."""
+    tracker = activating.tracker
+    new = await activating.rounds(tracker.activate(EXPERIMENT, "vip_user", {}))
+    repeat = await activating.rounds(tracker.activate(EXPERIMENT, "vip_user", {}))
+    assert (new, repeat) == (2, 2)
+    again = await tracker.activate(EXPERIMENT, "vip_user", {})
+    assert again.decision.reason is Reason.WHITELISTED and not again.impression_recorded
