@@ -23,7 +23,7 @@ from typing import Final, NamedTuple, Protocol
 import structlog
 
 from trackd import errors as error_types
-from trackd.activation.store import ActivationStore, Held, Lookup, sticky_variation
+from trackd.activation.store import ActivationStore, Held, Lookup, Sticky, sticky_variation
 from trackd.datafile.model import (
     AttributeValue,
     Event,
@@ -122,6 +122,16 @@ class _Remembered:
     variation_id: str
     sticky: bool
     repeat: bool  # the live activation already says this: refresh it, send nothing
+
+
+class _ReadAhead(NamedTuple):
+    """Activate's activation read, sent beside its override read (`Tracker._read_together`):
+    `refresh_or_put`'s answer, or `get`'s when that was the read (`refreshed` None), or the
+    store's outage."""
+
+    refreshed: Sticky | None
+    held: Held | None
+    error: ActivationStoreUnavailable | None
 
 
 class Attributed(NamedTuple):
@@ -230,6 +240,10 @@ class Tracker:
         self.notifier = notifier if notifier is not None else Notifier()
         self._activations = activations
         self._overrides = overrides
+        # Both stores a network round trip away (Redis): Activate and Decide send their two
+        # reads together. In process (memory, LMDB) they are read in turn, as two tasks would
+        # cost more CPU than the reads themselves.
+        self._reads_together = activations.remote and overrides.remote
         self._default_decide_options = frozenset(default_decide_options)
         self._outbox = outbox
         self._clock = clock
@@ -289,13 +303,19 @@ class Tracker:
         """
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
-        forced_id, degraded = await self._forced_variation(user_id, experiment.id)
-        fresh = decide(config, experiment, user_id, attributes, forced_variation_id=forced_id)
+        if self._reads_together:
+            fresh, forced_id, degraded, ahead = await self._read_together(
+                config, experiment, user_id, attributes
+            )
+        else:
+            forced_id, degraded = await self._forced_variation(user_id, experiment.id)
+            fresh = decide(config, experiment, user_id, attributes, forced_variation_id=forced_id)
+            ahead = None
         if fresh.reason is Reason.NOT_RUNNING:
             return Activation(fresh, False, config.revision, degraded)
         try:
             decision, sticky = await self._against_live(
-                config, experiment, user_id, attributes, fresh, forced_id
+                config, experiment, user_id, attributes, fresh, forced_id, ahead
             )
             store_down = False
         except ActivationStoreUnavailable:
@@ -331,6 +351,48 @@ class Tracker:
         self.degraded_activations += degraded
         return Activation(decision, True, config.revision, degraded)
 
+    async def _read_together(
+        self,
+        config: ProjectConfig,
+        experiment: Experiment,
+        user_id: str,
+        attributes: Mapping[str, AttributeValue],
+    ) -> tuple[Decision, str | None, bool, _ReadAhead | None]:
+        """Activate's two reads sent together (both stores remote): `_forced_variation`'s
+        answers, the decision given it, and what was read of the activation.
+
+        Which activation read `_against_live` will want is chosen by the decision without a
+        forced variation, before one is known: none when the experiment is not running, `get`
+        when the decision does not stick anyway (a whitelisted user, forced or not), else
+        `refresh_or_put` as for a bucketed user. Should a forced variation then turn up (QA
+        users), it is decided again, and `_against_live` reads `get` as before unless the
+        refresh found a sticky activation (then it is known not to be the forcing's). That
+        refresh is the one difference from reading in turn: a sticky activation a forced
+        decision then replaces was refreshed first, which shows only when the replacement
+        fails (the outbox full, the store down): it stays live a TTL longer.
+        """
+        unforced = decide(config, experiment, user_id, attributes)
+        if unforced.reason is Reason.NOT_RUNNING:
+            forced_id, degraded = await self._forced_variation(user_id, experiment.id)
+            return unforced, forced_id, degraded, None
+        (forced_id, degraded), ahead = await asyncio.gather(
+            self._forced_variation(user_id, experiment.id),
+            self._read_ahead(user_id, experiment.id, unforced.reason in _NOT_STICKY_REASONS),
+        )
+        if forced_id is None:
+            return unforced, None, degraded, ahead
+        fresh = decide(config, experiment, user_id, attributes, forced_variation_id=forced_id)
+        return fresh, forced_id, degraded, ahead
+
+    async def _read_ahead(self, user_id: str, experiment_id: str, not_sticky: bool) -> _ReadAhead:
+        store = self._activations
+        try:
+            if not_sticky:
+                return _ReadAhead(None, await store.get(user_id, experiment_id), None)
+            return _ReadAhead(await store.refresh_or_put(user_id, experiment_id, None), None, None)
+        except ActivationStoreUnavailable as error:
+            return _ReadAhead(None, None, error)
+
     async def _forced_variation(self, user_id: str, experiment_id: str) -> tuple[str | None, bool]:
         """The user's forced variation id, and True when the override store could not be
         reached (then decided as if nothing were forced, and the call says it degraded)."""
@@ -355,20 +417,27 @@ class Tracker:
         attributes: Mapping[str, AttributeValue],
         fresh: Decision,
         forced_id: str | None,
+        ahead: _ReadAhead | None = None,
     ) -> tuple[Decision, bool]:
         """The decision given the user's live activation, and whether it repeats it (then the
-        activation's expiry is refreshed here and there is no impression)."""
+        activation's expiry is refreshed here and there is no impression). `ahead`: what
+        `_read_together` already read of the activation, used instead of reading it again."""
         store = self._activations
+        if ahead is not None and ahead.error is not None:
+            raise ahead.error
         if fresh.reason in _NOT_STICKY_REASONS:
             # They beat the cache; the same forcing as the live one is a repeat.
             assert fresh.variation is not None
             forced = fresh.variation.id
-            if await store.get(user_id, experiment.id) != Held(forced, sticky=False):
+            if await self._held_now(user_id, experiment.id, ahead) != Held(forced, sticky=False):
                 return fresh, False
             await store.put(user_id, experiment.id, forced, sticky=False)
             return fresh, True
         # Sticky beats audiences and traffic: refresh a live sticky activation, store nothing.
-        held = await store.refresh_or_put(user_id, experiment.id, None)
+        if ahead is not None and ahead.refreshed is not None:
+            held = ahead.refreshed
+        else:
+            held = await store.refresh_or_put(user_id, experiment.id, None)
         if not held.sticky or held.variation_id is None:
             return fresh, False
         sticky = decide(
@@ -381,6 +450,18 @@ class Tracker:
         )
         # Not STICKY: the held variation left the datafile before `retain` caught up.
         return (sticky, True) if sticky.reason is Reason.STICKY else (fresh, False)
+
+    async def _held_now(
+        self, user_id: str, experiment_id: str, ahead: _ReadAhead | None
+    ) -> Held | None:
+        """The live activation, as `get` answers it: as read ahead, else read now."""
+        if ahead is not None:
+            if ahead.refreshed is None:
+                return ahead.held  # the read ahead was `get`
+            if ahead.refreshed.sticky:
+                assert ahead.refreshed.variation_id is not None
+                return Held(ahead.refreshed.variation_id, sticky=True)
+        return await self._activations.get(user_id, experiment_id)
 
     async def decide(
         self,
@@ -410,16 +491,18 @@ class Tracker:
         """
         config = self.live.config
         chosen = self._default_decide_options.union(options)
-        overrides, degraded = await self._user_overrides(user_id)
+        if self._reads_together:
+            (overrides, degraded), (held, store_down) = await asyncio.gather(
+                self._user_overrides(user_id), self._held(config, user_id, flag_keys)
+            )
+        else:
+            overrides, degraded = await self._user_overrides(user_id)
+            held, store_down = await self._held(config, user_id, flag_keys)
+        degraded = degraded or store_down
         forced = overrides.decisions
         if forced_decisions:
             forced = {**forced, **forced_decisions}
         forced_variations = overrides.variations
-        try:
-            held = await self._held(config, user_id, flag_keys)
-        except ActivationStoreUnavailable:
-            # Decided as for a user with no activation; events go out at least once.
-            held, degraded = {}, True
 
         def sticky(experiment_id: str) -> str | None:
             return sticky_variation(held.get(experiment_id))
@@ -489,8 +572,19 @@ class Tracker:
 
     async def _held(
         self, config: ProjectConfig, user_id: str, flag_keys: Sequence[str]
+    ) -> tuple[dict[str, Held], bool]:
+        """The user's live activations in the feature tests of the flags asked for, and True
+        when the store could not be reached (then none: decided as for a user with no
+        activation, and events go out at least once)."""
+        try:
+            return await self._live_held(config, user_id, flag_keys), False
+        except ActivationStoreUnavailable:
+            return {}, True
+
+    async def _live_held(
+        self, config: ProjectConfig, user_id: str, flag_keys: Sequence[str]
     ) -> dict[str, Held]:
-        """The user's live activations in the feature tests of the flags asked for."""
+        """`_held`'s read; raises ActivationStoreUnavailable."""
         flags = config.flags_by_key
         experiment_ids = (
             list(

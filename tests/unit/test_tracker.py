@@ -24,13 +24,14 @@ from trackd.errors import (
     InvalidTag,
     NotFound,
     OutboxFull,
+    OverrideStoreUnavailable,
     UnknownEvent,
 )
 from trackd.events.outbox import BatchKey, Receipt
 from trackd.events.records import Conversion, ConversionColumns, Impression, Record
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 from trackd.live import LiveConfig
-from trackd.overrides import MemoryOverrideStore
+from trackd.overrides import MemoryOverrideStore, UserOverrides
 from trackd.tracking import BatchItem, EventLog, SharedResults, Tracker, TrackInput
 
 DATAFILE = Path(__file__).parent.parent / "data" / "datafile.json"
@@ -124,12 +125,32 @@ class OutageStore(MemoryActivationStore):
         return await super().live_for_users(lookups)
 
 
+class OutageOverrides(MemoryOverrideStore):
+    """The memory override store, unreachable for reads while `down` (as Redis can be)."""
+
+    down = False
+
+    async def get_variation(self, user_id: str, experiment_id: str) -> str | None:
+        if self.down:
+            raise OverrideStoreUnavailable("down")
+        return await super().get_variation(user_id, experiment_id)
+
+    async def for_user(self, user_id: str) -> UserOverrides:
+        if self.down:
+            raise OverrideStoreUnavailable("down")
+        return await super().for_user(user_id)
+
+
 class Parts:
-    def __init__(self) -> None:
+    """`reads_together`: the stores say they are remote, as Redis's do, so the tracker sends
+    its two reads together: every behaviour here holds either way."""
+
+    def __init__(self, reads_together: bool = False) -> None:
         self.config: ProjectConfig = parse_datafile(DATAFILE.read_bytes())
         self.store = OutageStore(ttl=60.0, max_entries=1000)
         self.log = MemoryEventLog(self.store)
-        self.forced = MemoryOverrideStore()
+        self.forced = OutageOverrides()
+        self.store.remote = self.forced.remote = reads_together
         self.tracker = Tracker(LiveConfig(self.config), self.store, self.forced, self.log)
 
     @property
@@ -145,9 +166,9 @@ class Parts:
         return decision.variation.key
 
 
-@pytest.fixture
-def parts() -> Parts:
-    return Parts()
+@pytest.fixture(params=[False, True], ids=["in_turn", "together"])
+def parts(request: pytest.FixtureRequest) -> Parts:
+    return Parts(reads_together=request.param)
 
 
 def conversion(user_id: str, event_key: str = "my_conversion") -> TrackInput:
@@ -214,6 +235,78 @@ async def test_a_forced_variation_attributes_but_does_not_stick_once_the_forcing
     assert await parts.store.get("u1", parts.experiment_id) == Held(
         parts.variation_id(bucketed), sticky=True
     )
+
+
+async def test_a_forced_variation_replaces_a_sticky_activation_and_repeats_once_live(
+    parts: Parts,
+) -> None:
+    sticky = await parts.tracker.activate(EXPERIMENT, "u1", {})
+    assert sticky.decision.variation is not None
+    forced = OTHER[sticky.decision.variation.key]
+    await parts.tracker.set_forced_variation(EXPERIMENT, "u1", forced)
+    activation = await parts.tracker.activate(EXPERIMENT, "u1", {})
+    assert activation.decision.reason is Reason.FORCED
+    assert activation.impression_recorded
+    held = Held(parts.variation_id(forced), sticky=False)
+    assert await parts.store.get("u1", parts.experiment_id) == held
+    repeat = await parts.tracker.activate(EXPERIMENT, "u1", {})
+    assert (repeat.decision.reason, repeat.impression_recorded) == (Reason.FORCED, False)
+    assert len(parts.log.impressions) == 2
+
+
+async def test_a_forced_variation_beats_the_whitelist_and_ends_back_in_it(parts: Parts) -> None:
+    await parts.tracker.set_forced_variation(EXPERIMENT, "vip_user", "variation_a")
+    forced = await parts.tracker.activate(EXPERIMENT, "vip_user", {})
+    assert forced.decision.reason is Reason.FORCED
+    repeat = await parts.tracker.activate(EXPERIMENT, "vip_user", {})
+    assert not repeat.impression_recorded
+    await parts.tracker.set_forced_variation(EXPERIMENT, "vip_user", "")
+    whitelisted = await parts.tracker.activate(EXPERIMENT, "vip_user", {})
+    assert whitelisted.decision.reason is Reason.WHITELISTED
+    assert whitelisted.impression_recorded
+    assert [i.variation_key for i in parts.log.impressions] == ["variation_a", "variation_b"]
+    assert await parts.store.get("vip_user", parts.experiment_id) == Held(
+        parts.variation_id("variation_b"), sticky=False
+    )
+
+
+async def test_with_the_override_store_down_activate_decides_unforced_and_remembers(
+    parts: Parts,
+) -> None:
+    bucketed = await parts.bucketed("u1")
+    await parts.tracker.set_forced_variation(EXPERIMENT, "u1", OTHER[bucketed])
+    parts.forced.down = True
+    activation = await parts.tracker.activate(EXPERIMENT, "u1", {})
+    assert activation.attribution_degraded
+    assert activation.decision.reason is Reason.BUCKETED
+    assert activation.impression_recorded
+    held = Held(parts.variation_id(bucketed), sticky=True)
+    assert await parts.store.get("u1", parts.experiment_id) == held  # its store was up
+    sticky = await parts.tracker.activate(EXPERIMENT, "u1", {})
+    assert (sticky.decision.reason, sticky.attribution_degraded) == (Reason.STICKY, True)
+    parts.forced.down = False
+    back = await parts.tracker.activate(EXPERIMENT, "u1", {})
+    assert (back.decision.reason, back.attribution_degraded) == (Reason.FORCED, False)
+    paused = await parts.tracker.activate("paused_exp", "u1", {})
+    assert paused.decision.reason is Reason.NOT_RUNNING and not paused.attribution_degraded
+    parts.forced.down = True
+    paused = await parts.tracker.activate("paused_exp", "u1", {})
+    assert paused.decision.reason is Reason.NOT_RUNNING and paused.attribution_degraded
+
+
+async def test_with_both_stores_down_activate_decides_and_records_at_least_once(
+    parts: Parts,
+) -> None:
+    await parts.tracker.activate(EXPERIMENT, "u1", {})
+    await parts.tracker.set_forced_variation(EXPERIMENT, "vip_user", "variation_a")
+    parts.store.down = parts.forced.down = True
+    for user in ("u1", "vip_user"):
+        activation = await parts.tracker.activate(EXPERIMENT, user, {})
+        assert activation.attribution_degraded and activation.impression_recorded
+        assert activation.decision.reason in {Reason.BUCKETED, Reason.WHITELISTED}
+    assert parts.tracker.degraded_activations == 2
+    parts.store.down = parts.forced.down = False
+    assert (await parts.tracker.activate(EXPERIMENT, "u1", {})).decision.reason is Reason.STICKY
 
 
 async def test_a_whitelisted_user_is_remembered_as_not_sticky(parts: Parts) -> None:

@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_tracker import MemoryEventLog, OutageStore
+from tests.unit.test_tracker import MemoryEventLog, OutageOverrides, OutageStore
 from trackd.activation import Held
 from trackd.datafile import parse_datafile
 from trackd.decision.flags import DecideOption
 from trackd.events.outbox import Receipt
 from trackd.events.records import ConversionColumns, Record
 from trackd.live import LiveConfig
-from trackd.overrides import MemoryOverrideStore
 from trackd.tracking import Tracker, TrackInput
 
 DOCUMENT: dict[str, Any] = json.loads(
@@ -46,13 +45,17 @@ class CountingEventLog(MemoryEventLog):
 
 
 class Parts:
-    def __init__(self, document: dict[str, Any] = DOCUMENT) -> None:
+    """`reads_together`: as in test_tracker.Parts, the stores say they are remote."""
+
+    def __init__(self, document: dict[str, Any] = DOCUMENT, reads_together: bool = False) -> None:
         self.store = OutageStore(ttl=60.0, max_entries=1000)
         self.log = CountingEventLog(self.store)
+        self.overrides = OutageOverrides()
+        self.store.remote = self.overrides.remote = reads_together
         self.tracker = Tracker(
             LiveConfig(parse_datafile(json.dumps(document))),
             self.store,
-            MemoryOverrideStore(),
+            self.overrides,
             self.log,
         )
 
@@ -60,9 +63,9 @@ class Parts:
         return await self.tracker.decide(user_id, {"country": "US"}, keys, options)
 
 
-@pytest.fixture
-def parts() -> Parts:
-    return Parts()
+@pytest.fixture(params=[False, True], ids=["in_turn", "together"])
+def parts(request: pytest.FixtureRequest) -> Parts:
+    return Parts(reads_together=request.param)
 
 
 async def test_the_event_is_committed_before_the_activation_is_remembered(parts: Parts) -> None:
@@ -114,6 +117,34 @@ async def test_a_forced_decision_attributes_but_does_not_stick_once_removed(part
     assert fresh.decisions[0].decision.variation_key == "treatment"
     assert fresh.decisions[0].impression_recorded
     assert await parts.store.get("u1", AB_TEST_ID) == Held(TREATMENT, sticky=True)
+
+
+async def test_with_the_override_store_down_decide_goes_on_unforced_and_remembers_nothing(
+    parts: Parts,
+) -> None:
+    await parts.tracker.set_forced_decision("u1", CHECKOUT, "checkout_ab", "control")
+    parts.overrides.down = True
+    unforced = await parts.decide("u1", CHECKOUT)
+    assert unforced.attribution_degraded
+    assert unforced.decisions[0].decision.variation_key == "treatment"
+    assert unforced.decisions[0].impression_recorded  # at least once
+    assert await parts.store.get("u1", AB_TEST_ID) is None  # as with the activation store down
+    parts.overrides.down = False
+    forced = await parts.decide("u1", CHECKOUT)
+    assert not forced.attribution_degraded
+    assert forced.decisions[0].decision.variation_key == "control"
+
+
+async def test_a_returning_user_sticks_and_sends_nothing_again(parts: Parts) -> None:
+    first = await parts.decide("u1", CHECKOUT)
+    again = await parts.decide("u1", CHECKOUT)
+    assert first.decisions[0].impression_recorded and not again.decisions[0].impression_recorded
+    assert again.decisions[0].decision.variation_key == "treatment"
+    assert not again.attribution_degraded
+    parts.store.down = parts.overrides.down = True
+    down = await parts.decide("u1", CHECKOUT)
+    assert down.attribution_degraded and down.decisions[0].impression_recorded
+    assert len(parts.log.impressions) == 2
 
 
 async def test_a_whitelisted_user_is_remembered_not_sticky(parts: Parts) -> None:

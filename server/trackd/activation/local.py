@@ -92,6 +92,8 @@ class LocalActivationStore:
     to the event loop between them.
     """
 
+    remote = False  # a memory-mapped file: a read costs microseconds, not a round trip
+
     def __init__(
         self,
         path: Path,

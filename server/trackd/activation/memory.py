@@ -105,6 +105,8 @@ class MemoryActivationStore:
     `shards` (a power of two) defaults to `default_shards(max_entries)`.
     """
 
+    remote = False  # in this process: reads are not worth overlapping
+
     def __init__(
         self,
         *,

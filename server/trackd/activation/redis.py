@@ -268,6 +268,8 @@ class RedisActivationStore:
     counts as Redis being unavailable. `socket_timeout` bounds one round trip.
     """
 
+    remote = True  # every call is a round trip: the tracker overlaps independent reads
+
     def __init__(
         self,
         client: Redis,

@@ -99,6 +99,13 @@ class ActivationStore(Protocol):
     """Live activations keyed by (user_id, experiment_id), each expiring `ttl` seconds after
     the last write for that key. Reads never extend the expiry."""
 
+    @property
+    def remote(self) -> bool:
+        """True when every call is a network round trip (Redis): the tracker then sends an
+        RPC's independent reads together rather than one after the other. Fixed for the
+        store's life."""
+        ...
+
     async def get(self, user_id: str, experiment_id: str) -> Held | None:
         """The live activation of `user_id` in `experiment_id`, or None. Never refreshes."""
         ...

@@ -47,6 +47,8 @@ class LocalOverrideStore:
     `clock` returns wall-clock seconds: every process must read the same one.
     """
 
+    remote = False
+
     def __init__(
         self,
         path: Path,

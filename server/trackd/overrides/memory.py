@@ -103,6 +103,8 @@ class _Table(Generic[K]):
 class MemoryOverrideStore:
     """`OverrideStore` in this process's memory. `clock` returns monotonic seconds."""
 
+    remote = False
+
     def __init__(
         self,
         *,

@@ -119,6 +119,8 @@ _ALL: Final = _PRELUDE + LIVE_FIELDS + "return live_fields(KEYS[1])\n"
 class RedisOverrideStore:
     """`OverrideStore` in Redis; `client` is shared with the activation store (its pool)."""
 
+    remote = True
+
     def __init__(
         self,
         client: Redis,

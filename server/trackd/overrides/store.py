@@ -102,6 +102,11 @@ def check_decision(flag_key: str, variation_key: str) -> None:
 class OverrideStore(Protocol):
     """Forced variations and forced decisions, each expiring `ttl` after it was set."""
 
+    @property
+    def remote(self) -> bool:
+        """As `ActivationStore.remote`: True when every call is a network round trip."""
+        ...
+
     async def set_variation(self, user_id: str, experiment_id: str, variation_id: str) -> None:
         """Force the user into the variation; raises `ResourceExhausted` when full."""
         ...
