@@ -56,6 +56,7 @@ class Receiver:
         self._writers: set[asyncio.StreamWriter] = set()
         self.url = ""
         self.in_flight = 0  # requests read and not yet answered
+        self.connections = 0  # accepted so far
         self.max_in_flight = 0
 
     def script(self, *replies: Reply | int) -> None:
@@ -109,6 +110,7 @@ class Receiver:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        self.connections += 1
         try:
             while True:
                 request_line = await reader.readline()

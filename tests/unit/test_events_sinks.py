@@ -15,7 +15,7 @@ from trackd.datafile import parse_datafile
 from trackd.events.endpoints import event_api_url
 from trackd.events.sinks import Outcome, open_sink
 from trackd.events.sinks.file import FileSink
-from trackd.events.sinks.http import HttpSink
+from trackd.events.sinks.http import HttpSink, environment_proxy
 from trackd.live import LiveConfig
 from trackd.server import event_sink
 
@@ -72,7 +72,7 @@ async def test_a_refused_connection_is_retried() -> None:
     delivery = await sink.send(b"{}")
     await sink.aclose()
     assert delivery.outcome is Outcome.RETRY
-    assert "ConnectError" in delivery.detail
+    assert "Cannot connect" in delivery.detail
 
 
 async def test_a_timeout_is_retried() -> None:
@@ -144,3 +144,67 @@ async def test_an_http_sink_posts_where_its_url_function_says() -> None:
         finally:
             await sink.aclose()
     assert (first.received, second.received) == ([{"n": 1}], [{"n": 2}])
+
+
+async def test_a_redirect_is_retried_not_followed() -> None:
+    """A 3xx is an answer the sink cannot act on: the batch is retried later, never POSTed
+    where the Location header points (an endpoint moved by mistake must not swallow it)."""
+    async with Receiver() as elsewhere:
+        moved = Reply(307, {"Location": elsewhere.url})
+        async with Receiver(default=moved) as receiver:
+            sink = HttpSink(receiver.url)
+            try:
+                delivery = await sink.send(b'{"n":1}')
+            finally:
+                await sink.aclose()
+    assert (delivery.outcome, delivery.status) == (Outcome.RETRY, 307)
+    assert len(receiver.requests) == 1
+    assert elsewhere.requests == []
+
+
+async def test_the_proxy_of_the_environment_carries_the_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """HTTP_PROXY is honoured, as it was with httpx: a daemon behind an egress proxy still
+    delivers. The stand-in proxy records the request (absolute-form target) and answers it."""
+    async with Receiver() as endpoint, Receiver(path=endpoint.url) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, proxy.url.removesuffix(proxy.path))
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        sink = HttpSink(endpoint.url)
+        try:
+            delivery = await sink.send(b'{"n":1}')
+        finally:
+            await sink.aclose()
+    assert delivery.outcome is Outcome.DELIVERED
+    assert [(r.method, r.path, r.body) for r in proxy.requests] == [
+        ("POST", endpoint.url, b'{"n":1}')
+    ]
+    assert endpoint.requests == []
+
+
+async def test_the_connection_is_kept_for_the_next_batch() -> None:
+    """Batches reuse the pool's connections (a new TCP and TLS handshake per batch would cost
+    the loop more than the POST itself)."""
+    async with Receiver() as receiver:
+        sink = HttpSink(receiver.url, max_connections=1)
+        try:
+            for n in range(3):
+                assert (await sink.send(b'{"n":%d}' % n)).outcome is Outcome.DELIVERED
+        finally:
+            await sink.aclose()
+    assert receiver.connections == 1
+
+
+def test_no_proxy_and_the_scheme_choose_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        for spelled in (name, name.lower()):
+            monkeypatch.delenv(spelled, raising=False)
+    assert environment_proxy("https://logx.optimizely.com/v1/events") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example,.corp")
+    assert environment_proxy("https://logx.optimizely.com/v1/events") == "http://egress:3128"
+    assert environment_proxy("http://logx.optimizely.com/v1/events") is None  # no HTTP_PROXY
+    assert environment_proxy("https://internal.example/v1/events") is None
+    assert environment_proxy("https://events.corp/v1/events") is None
