@@ -1,16 +1,21 @@
 """`--outbox-sync full` against `normal`, side by side in one run: unary Track and a Decide of
-50 flags for new users, calls/s and the daemon's CPU per call.
+50 flags for new users, calls/s and the daemon's CPU per call, with Track held against a bare
+grpc.aio server's (issue 17's goals: at most 1.6x its CPU per call with full, 1.3x with
+normal) and every CPU figure split by where it ran.
 
 Two daemons per datafile, one per mode, started the same way (`harness.serve_command` with
-`--outbox-sync MODE`), measured in alternating rounds so that whatever else the machine does
-falls on both; each figure is the median of the rounds.
+`--outbox-sync MODE`), and for Track the bare servers of bench_grpc (`bare`, stock grpc.aio on
+asyncio's loop, and `bare+uvloop`, on trackd's loop), measured in alternating rounds so that
+whatever else the machine does falls on all; each figure is the median of the rounds.
   - Track: ghz (bench/loadgen.py `ghz_unary`, the same payload as bench_grpc: a pool of
     users, half activated, two tags) at each concurrency, for `--duration` seconds. Without
     ghz, the Python load generator of bench_grpc.
   - Decide: the tests' users of bench_decide (new ones each round), one Decide of every flag
     of bench/gen_datafile.py `build_flags(50)` per user from 4 client threads
     (bench_decide `_decide_pass`): its CPU includes delivering the pass's events.
-CPU is the daemon's whole process tree (its encoder process too), read from /proc.
+CPU is the daemon's whole process tree (its encoder process too), read from /proc, and split
+(`Server.cpu_split`) into the event loop's thread, the other threads (the outbox writer, the
+WAL syncer, to_thread workers, gRPC's own) and the child processes (the event encoder).
 
     .venv/bin/python -m bench.bench_outbox_sync [--quick] [--json] [--rounds N]
 """
@@ -39,6 +44,7 @@ from bench.harness import (
     machine,
     serve_command,
     settle,
+    start_bare,
     start_server,
 )
 from bench.loadgen import activate_pool, find_ghz, ghz_unary, python_unary
@@ -46,6 +52,9 @@ from trackd.v1 import tracking_service_pb2 as pb
 from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 MODES = ("full", "normal")
+BARE = ("bare", "bare+uvloop")
+GOALS = {"full": 1.6, "normal": 1.3}  # issue 17: trackd/bare server CPU per unary call
+SPLIT = ("loop", "threads", "children")
 
 
 def start(workdir: Path, name: str, datafile: Path, mode: str) -> Server:
@@ -81,6 +90,7 @@ def started_mode(log_path: Path) -> str | None:
 
 def track_point(server: Server, concurrency: int, seconds: float, tag: str) -> dict[str, float]:
     ghz = find_ghz()
+    before = server.cpu_split()
     if ghz is not None:
         point = ghz_unary(ghz, server, "Track", concurrency, seconds, tag)
     else:
@@ -90,7 +100,15 @@ def track_point(server: Server, concurrency: int, seconds: float, tag: str) -> d
         "cpu_us_per_call": point.cpu_us_per_event,
         "p50_ms": point.p50_ms,
         "errors": point.errors,
+        **split_per_call(before, server.cpu_split(), point.ops),
     }
+
+
+def split_per_call(
+    before: dict[str, float], after: dict[str, float], calls: int
+) -> dict[str, float]:
+    """`Server.cpu_split` between two readings, in us per call (keys `<part>_us`)."""
+    return {f"{part}_us": (after[part] - before[part]) / max(calls, 1) * 1e6 for part in SPLIT}
 
 
 def decide_requests(count: int, prefix: str) -> list[pb.DecideRequest]:
@@ -110,11 +128,13 @@ def decide_point(server: Server, requests: list[pb.DecideRequest]) -> dict[str, 
         stub = pb_grpc.TrackingServiceStub(channel)
         stub.Decide(pb.DecideRequest(user_id="warm-up"), timeout=30)
         settle(server)
+        before = server.cpu_split()
         figures = bench_decide._decide_pass(server, stub, pool, requests)
     return {
         "calls_per_s": figures["calls_per_s"],
         "cpu_us_per_call": figures["daemon_cpu_us_per_user"],
         "impressions": figures["impressions"],
+        **split_per_call(before, server.cpu_split(), len(requests)),
     }
 
 
@@ -144,12 +164,16 @@ def run(rounds: int, seconds: float, concurrencies: list[int], users: int) -> di
             for mode in MODES:
                 servers["track", mode] = start(workdir, "track", DATAFILE, mode)
                 servers["decide", mode] = start(workdir, "decide", flags, mode)
+            for bare in BARE:
+                servers["track", bare] = start_bare(
+                    workdir, loop=bare.partition("+")[2] or "asyncio"
+                )
             activate_pool([servers["track", mode] for mode in MODES], 500)
             for r in range(rounds):
                 # Alternate which mode goes first, so neither always follows the other.
                 order = MODES if r % 2 == 0 else MODES[::-1]
                 for c in concurrencies:
-                    for mode in order:
+                    for mode in (*order, *BARE):
                         server = servers["track", mode]
                         settle(server)
                         tag = f"{run_id}-{r}-{c}-{mode}"
@@ -175,19 +199,67 @@ def run(rounds: int, seconds: float, concurrencies: list[int], users: int) -> di
 
 
 def table(report: dict[str, Any]) -> list[str]:
+    """Calls/s and CPU per call in each mode; for Track, each mode's CPU over each bare
+    server's (the goal in brackets)."""
     lines = [
         "| call, concurrency | full calls/s | normal calls/s | full CPU us/call"
-        " | normal CPU us/call | normal/full CPU |",
-        "|---|---:|---:|---:|---:|---:|",
+        " | normal CPU us/call | normal/full CPU | bare CPU us/call | bare+uvloop CPU us/call"
+        f" | full/bare (<= {GOALS['full']}) | normal/bare (<= {GOALS['normal']})"
+        " | full/bare+uvloop | normal/bare+uvloop |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for scenario, by_mode in report["figures"].items():
         full, normal = by_mode["full"], by_mode["normal"]
-        lines.append(
-            f"| {scenario} | {full['calls_per_s']:,.0f} | {normal['calls_per_s']:,.0f}"
-            f" | {full['cpu_us_per_call']:,.0f} | {normal['cpu_us_per_call']:,.0f}"
-            f" | {normal['cpu_us_per_call'] / full['cpu_us_per_call']:.2f} |"
-        )
+        cells = [
+            scenario,
+            f"{full['calls_per_s']:,.0f}",
+            f"{normal['calls_per_s']:,.0f}",
+            f"{full['cpu_us_per_call']:,.0f}",
+            f"{normal['cpu_us_per_call']:,.0f}",
+            f"{normal['cpu_us_per_call'] / full['cpu_us_per_call']:.2f}",
+        ]
+        bares = [by_mode.get(bare) for bare in BARE]
+        cells += [f"{bare['cpu_us_per_call']:,.0f}" if bare else "n/a" for bare in bares]
+        cells += [
+            f"{by_mode[mode]['cpu_us_per_call'] / bare['cpu_us_per_call']:.2f}" if bare else "n/a"
+            for bare in bares
+            for mode in MODES
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def split_table(report: dict[str, Any]) -> list[str]:
+    """Where each server's CPU per call ran (medians of the rounds)."""
+    lines = [
+        "| call, concurrency | server | event loop thread us/call | other threads us/call"
+        " | child processes us/call | total us/call |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for scenario, by_mode in report["figures"].items():
+        for name, figures in by_mode.items():
+            if not all(f"{part}_us" in figures for part in SPLIT):
+                continue
+            parts = [figures[f"{part}_us"] for part in SPLIT]
+            server = f"trackd, {name}" if name in MODES else name
+            lines.append(
+                f"| {scenario} | {server} | "
+                + " | ".join(f"{value:,.0f}" for value in parts)
+                + f" | {sum(parts):,.0f} |"
+            )
+    return lines
+
+
+def goal_ratios(report: dict[str, Any], bare: str) -> dict[str, list[float]]:
+    """Per mode, trackd's Track CPU per call over `bare`'s, at each concurrency measured."""
+    ratios: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for scenario, by_mode in report["figures"].items():
+        theirs = by_mode.get(bare)
+        if not scenario.startswith("Track") or not theirs or theirs["cpu_us_per_call"] <= 0:
+            continue
+        for mode in MODES:
+            ratios[mode].append(by_mode[mode]["cpu_us_per_call"] / theirs["cpu_us_per_call"])
+    return ratios
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -200,7 +272,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report = run(options.rounds or 1, 0.5, [16], 20)
     else:
         report = run(options.rounds or 3, 5.0, [1, 16, 64], 1000)
-    print(json.dumps(report, indent=2) if options.json else "\n".join(table(report)))
+    text = "\n".join([*table(report), "", *split_table(report)])
+    print(json.dumps(report, indent=2) if options.json else text)
     return report
 
 

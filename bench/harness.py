@@ -100,6 +100,22 @@ class Server:
                 total += cpu_seconds(pid)
         return total
 
+    def cpu_split(self) -> dict[str, float]:
+        """CPU seconds so far by where they ran: the main thread (a grpc.aio server's event
+        loop), the process's other threads (trackd's outbox writer, WAL syncer and
+        to_thread workers, gRPC's own threads) and its child processes (trackd's event
+        encoder)."""
+        split = {"loop": 0.0, "threads": 0.0, "children": 0.0}
+        for pid in self._pids():
+            with contextlib.suppress(OSError):
+                if pid != self.pid:
+                    split["children"] += cpu_seconds(pid)
+                    continue
+                main = stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+                split["loop"] += main
+                split["threads"] += cpu_seconds(pid) - main
+        return split
+
     def reset_peak_rss(self) -> bool:
         ok = True
         for pid in self._pids():

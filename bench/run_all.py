@@ -18,6 +18,7 @@ own run here as a subprocess with --json:
   9. Optimizely Agent vs trackd: Activate, Track, Decide      bench_agent.py
  10. Activate/Track/Decide over gRPC, Connect JSON, Agent /v1 bench_http.py
  11. --outbox-sync full vs normal: Track and Decide            bench_outbox_sync.py
+ 12. Decide with its events delivered: SDK in-process vs daemon bench_decide_delivered.py
 
 The full run appends one section to bench/results/<YYYY-MM-DD>.md (never overwrites) and
 saves bench/results/<YYYY-MM-DD>-<HHMMSS>.png, referenced from it. --quick writes nothing
@@ -37,7 +38,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import bench_agent, bench_decide, bench_http, bench_outbox_sync
+from bench import (
+    bench_agent,
+    bench_decide,
+    bench_decide_delivered,
+    bench_http,
+    bench_outbox_sync,
+)
 from bench.harness import Point, append_results, machine, point_tables, profile_tables
 from bench.loadgen import NEW_USERS_STREAM
 
@@ -55,6 +62,7 @@ SCENARIOS = (
     "agent",
     "http",
     "outbox_sync",
+    "decide_delivered",
 )
 GOALS = {
     "unary_ratio": 0.8,  # trackd/bare throughput
@@ -82,6 +90,7 @@ def command(scenario: str, quick: bool) -> list[str]:
         "agent": [*py, "bench.bench_agent", "--json", "--no-write", *flag],
         "http": [*py, "bench.bench_http", "--json", "--no-write", *flag],
         "outbox_sync": [*py, "bench.bench_outbox_sync", "--json", *flag],
+        "decide_delivered": [*py, "bench.bench_decide_delivered", "--json", *flag],
     }[scenario]
 
 
@@ -204,6 +213,8 @@ def headline(reports: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 _met(decide["disagreements"] == 0),
             ),
         ]
+    rows += outbox_sync_rows(reports.get("outbox_sync", {}))
+    rows += decide_delivered_rows(reports.get("decide_delivered", {}))
     rows += agent_rows(reports.get("agent", {}))
     rows += http_rows(reports.get("http", {}))
     startup = reports.get("startup", {})
@@ -261,6 +272,44 @@ def unary_cpu_rows(points: list[Point]) -> list[tuple[str, str, str, str]]:
                     )
                 )
     return rows
+
+
+def outbox_sync_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Issue 17 item 3's goal per durability mode: trackd's CPU per unary Track over each
+    bare server's, measured beside both modes in section 11."""
+    if "figures" not in report:
+        return []
+    rows = []
+    for bare in bench_outbox_sync.BARE:
+        for mode, ratios in bench_outbox_sync.goal_ratios(report, bare).items():
+            if ratios:
+                goal = bench_outbox_sync.GOALS[mode]
+                rows.append(
+                    (
+                        f"unary Track, --outbox-sync {mode}: trackd/{bare} server CPU per call"
+                        " (section 11, c=1..64)",
+                        f"{min(ratios):.2f} .. {max(ratios):.2f}",
+                        f"<= {goal}",
+                        _met(max(ratios) <= goal),
+                    )
+                )
+    return rows
+
+
+def decide_delivered_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """Each SDK configuration's CPU per user over the daemon's, events delivered on both
+    sides: context for the Decide goal, which section 8 holds without the SDK's sending."""
+    return [
+        (
+            f"Decide, events delivered over HTTP on both sides: SDK ({name} processor)"
+            " CPU per user / daemon's",
+            f"{figures['over_daemon']:.1f}x",
+            "(no goal: section 12; the >= 10x goal is section 8's)",
+            "",
+        )
+        for name, figures in report.get("passes", {}).items()
+        if name in bench_decide_delivered.PROCESSORS
+    ]
 
 
 def agent_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
@@ -709,7 +758,8 @@ def section_outbox_sync(report: dict[str, Any]) -> list[str]:
     return [
         title,
         "",
-        "`bench/bench_outbox_sync.py`: two daemons per datafile, one per mode, in"
+        "`bench/bench_outbox_sync.py`: two daemons per datafile, one per mode, and for Track"
+        " the bare grpc.aio servers of section 1 (stock, and on uvloop as trackd), in"
         f" {report['rounds']} alternating rounds (median shown); Track by {report['loadgen']},"
         f" {report['track_seconds']} s per point; Decide of every flag of 50 for"
         f" {report['decide_users']:,} new users from 4 client threads. CPU is the daemon's"
@@ -717,6 +767,35 @@ def section_outbox_sync(report: dict[str, Any]) -> list[str]:
         " SQLite synchronous=NORMAL and a background fsync at least once a second.",
         "",
         *bench_outbox_sync.table(report),
+        "",
+        "Where the CPU per call ran (`Server.cpu_split`, medians of the rounds): the event"
+        " loop's thread; the other threads (trackd: the outbox writer's SQLite work and"
+        " fsyncs, the WAL syncer, to_thread workers; both: gRPC's own threads); the child"
+        " processes (trackd's event encoder).",
+        "",
+        *bench_outbox_sync.split_table(report),
+        "",
+    ]
+
+
+def section_decide_delivered(report: dict[str, Any]) -> list[str]:
+    title = "### 12. Decide with its events delivered: the SDK in-process against the daemon"
+    if "error" in report:
+        return [title, "", *_failed(report)]
+    return [
+        title,
+        "",
+        "`bench/bench_decide_delivered.py`: section 8's users and 50-flag datafile, every"
+        " decision event POSTed to one local receiver that counts them. The SDK runs in a child"
+        " process with its own EventDispatcher (a new requests session per POST) pointed at the"
+        " receiver; its CPU is that whole process's over the pass (the batch processor's"
+        " thread included, its queue unbounded as its default one drops events past 1,000,"
+        " stopped at the end so every event is sent). The daemon"
+        " (`--event-endpoint` the receiver) gets one Decide of every flag per user from 4"
+        " client threads; its CPU is its process tree's until idle, so committing and"
+        " delivering the events is in it.",
+        "",
+        *bench_decide_delivered.table(report),
         "",
     ]
 
@@ -757,6 +836,7 @@ def markdown(
         "agent": section_agent,
         "http": section_http,
         "outbox_sync": section_outbox_sync,
+        "decide_delivered": section_decide_delivered,
     }
     for name, report in reports.items():
         lines += renderers[name](report)

@@ -61,6 +61,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
         "agent",
         "http",
         "outbox_sync",
+        "decide_delivered",
     }
     for name, report in reports.items():
         assert "error" not in report, (name, report)
@@ -140,10 +141,17 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
     for point in http_points:
         assert point["errors"] == 0, error_text(point)
 
-    # 11: both durability modes measured on the same calls.
+    # 11: both durability modes measured on the same calls, Track beside the bare servers.
     for scenario, by_mode in reports["outbox_sync"]["figures"].items():
-        assert set(by_mode) == {"full", "normal"}, scenario
+        modes = {"full", "normal"} | ({"bare", "bare+uvloop"} if "Track" in scenario else set())
+        assert set(by_mode) == modes, scenario
         assert all(mode["calls_per_s"] > 0 for mode in by_mode.values()), scenario
+
+    # 12: the SDK both ways and the daemon, every event each sent reaching the receiver.
+    delivered = reports["decide_delivered"]["passes"]
+    assert set(delivered) == {"forwarding", "batch", "daemon"}
+    for name, figures in delivered.items():
+        assert figures["delivered"] == figures["events"] > 0, (name, figures)
 
     # One dated section, a plot referenced from it.
     markdowns = list(tmp_path.glob("*.md"))
@@ -163,6 +171,7 @@ def test_run_all_quick_reports_every_scenario_and_writes_one_section_and_a_plot(
         "### 9.",
         "### 10.",
         "### 11.",
+        "### 12.",
     ):
         assert heading in text
     if not scaling["available"]:
