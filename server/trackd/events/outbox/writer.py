@@ -87,7 +87,7 @@ class Writer:
         # The records of the rows this writer encoded itself and has not counted yet, by row
         # id: the counter reads them instead of unpickling the row it just pickled. A Decide
         # of 50 flags makes rows of about 50 events a call; decoding them cost the writer
-        # thread, holding the GIL the event loop needs, ~0.5 us an event (timeit, 2 busy
+        # thread, holding the GIL the event loop needs, ~0.5 us an event (CPU time, 2 busy
         # shared cores). Bounded by the rows of `_RESULTS_MAX_LAG_S` of appends; past
         # `_KNOWN_ROWS_KEPT` (counting failing), rows are decoded again as before.
         self._known: dict[int, Sequence[Record]] = {}
