@@ -113,10 +113,11 @@ class Decisions:
     attribution_degraded: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class _Remembered:
+class _Remembered(NamedTuple):
     """What a feature-test decision does to the activation cache once its events are
-    committed (or, for a repeat, instead of any event)."""
+    committed (or, for a repeat, instead of any event). A tuple, as `Decided`: a new user's
+    50-flag decide makes 25, at 1.05 us each as a frozen dataclass against 0.44 (timeit, 2
+    busy shared cores)."""
 
     experiment_id: str
     variation_id: str
@@ -537,8 +538,14 @@ class Tracker:
             if flag is None or decision.error is not None:
                 sending.append(False)
                 continue
-            memory = self._remembered(
-                flag, decision, user_id, forced, forced_variations, held, ignore_profile
+            # Only a feature test's decision is remembered: half a benchmark decide's 50 flags
+            # are rollouts, each spared a call.
+            memory = (
+                self._remembered(
+                    flag, decision, user_id, forced, forced_variations, held, ignore_profile
+                )
+                if decision.rule_type is RuleType.FEATURE_TEST
+                else None
             )
             if memory is not None:
                 remembered.append(memory)
@@ -620,12 +627,11 @@ class Tracker:
         held: Mapping[str, Held],
         ignore_profile: bool,
     ) -> _Remembered | None:
-        """What a feature test's decision does to the activation cache; None for anything
-        else (rollouts, holdouts, a flag-only forced decision, no variation)."""
+        """What a feature test's decision does to the activation cache; None for one with
+        no rule or no variation of it (a flag-only forced decision)."""
         experiment, variation = decision.rule, decision.variation
         if (
-            decision.rule_type is not RuleType.FEATURE_TEST
-            or experiment is None
+            experiment is None
             or variation is None
             or variation.id not in experiment.variations_by_id
         ):

@@ -408,3 +408,34 @@ async def test_an_undecodable_row_is_dead_lettered_not_retried_forever(
         assert (letter.events, letter.body) == (2, b"\x00\xff")
         assert outbox.depth == 0
     assert [v["visitor_id"] for v in receiver.visitors] == ["before0", "after0"]
+
+
+async def test_a_round_reads_the_outbox_once_when_it_holds_less_than_a_round(
+    outbox: Outbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read that returns fewer rows than its limit found everything there was: the round
+    reads no more (under a steady load of Decides, a second read per round found nothing
+    and cost a thread hand-off and a query). The events still all go, in order."""
+    records = [r for n in range(10) for r in conversions(25, f"row{n}-")]  # 250 events
+    for start in range(0, 250, 25):
+        await outbox.append(records[start : start + 25])
+    reads: list[int] = []
+    read = outbox.read
+
+    async def counted(after_id: int, limit: int, max_events: int | None = None) -> Any:
+        rows = await read(after_id, limit, max_events)
+        reads.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(outbox, "read", counted)
+    path = tmp_path / "events.jsonl"
+    sender = Dispatcher(outbox, FileSink(path), batch_size=100, **FAST)
+    assert await sender.flush(asyncio.get_running_loop().time() + 30) == 250
+    # Round one: all ten rows, two batches of 100; round two: nothing new, the last 50.
+    assert reads == [10, 0]
+    uuids = [
+        v["snapshots"][0]["events"][0]["uuid"]
+        for line in path.read_text().splitlines()
+        for v in json.loads(line)["visitors"]
+    ]
+    assert uuids == [r.uuid for r in records]

@@ -10,13 +10,22 @@ import pytest
 
 from trackd.datafile import parse_datafile
 from trackd.events import payload
-from trackd.events.decisions import DecidedRule, decision_impressions
+from trackd.events.decisions import (
+    DecidedRule,
+    decision_impressions,
+    decision_records,
+    decision_tails,
+)
 from trackd.events.records import (
+    IMPRESSION,
     RULE_TYPE_FEATURE_TEST,
     RULE_TYPE_HOLDOUT,
     RULE_TYPE_ROLLOUT,
+    Impression,
+    context_of,
     decode_rows,
     encode_rows,
+    visitor_attributes,
 )
 
 BASE = parse_datafile((Path(__file__).parents[1] / "data" / "datafile.json").read_text())
@@ -121,3 +130,19 @@ def test_decision_records_are_plain_data_a_row_round_trips() -> None:
     )
     assert decode_rows(encode_rows(found)) == list(found)
     assert [type(record.rule_type) for record in found] == [str, str]
+
+
+def test_decision_records_are_the_impressions_their_fields_name() -> None:
+    """Built without Impression's own constructor (for speed): still Impressions, each field
+    where the NamedTuple puts it, one uuid each."""
+    tails = decision_tails(SENDS, "checkout", DELIVERY, bypassed_holdout=HOLDOUT)
+    found = decision_records(SENDS, "u1", {"device": "x"}, tails, now_ms=5)
+    assert [type(record) for record in found] == [Impression, Impression]
+    visitor = visitor_attributes(SENDS, {"device": "x"})
+    assert found == [
+        Impression(IMPRESSION, context_of(SENDS), record.uuid, 5, "u1", visitor, *tail)
+        for record, tail in zip(found, tails, strict=True)
+    ]
+    assert [record.rule_type for record in found] == [RULE_TYPE_HOLDOUT, RULE_TYPE_ROLLOUT]
+    assert len({record.uuid for record in found}) == 2
+    assert all(len(record) == len(Impression._fields) for record in found)

@@ -36,6 +36,8 @@ from trackd.events.records import (
     visitor_attributes,
 )
 
+_new_record: Final = tuple.__new__
+
 # The decision sources that send an event whatever `sendFlagDecisions` says.
 _ALWAYS_SENT: Final = frozenset({RULE_TYPE_FEATURE_TEST, RULE_TYPE_HOLDOUT})
 
@@ -105,8 +107,13 @@ def decision_records(
     context = context_of(config)
     visitor = visitor_attributes(config, attributes)
     text = batch_uuids(new_seed(), len(tails))
+    # tuple.__new__, not Impression(...): the NamedTuple's __new__ is a Python function that
+    # takes fourteen arguments one by one, 0.66 us a record against 0.40 (timeit, 2 busy
+    # shared cores); a decide of 50 flags builds 50 on the event loop.
     return [
-        Impression(IMPRESSION, context, text[at : at + 36], now_ms, user_id, visitor, *tail)
+        _new_record(
+            Impression, (IMPRESSION, context, text[at : at + 36], now_ms, user_id, visitor, *tail)
+        )
         for at, tail in zip(range(0, 36 * len(tails), 36), tails, strict=True)
     ]
 

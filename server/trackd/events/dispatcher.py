@@ -197,12 +197,17 @@ class Dispatcher:
         wanted = self.batch_size * self.round_batches
         while self._buffered < wanted:
             rows = await self._outbox.read(self._after_id, _READ_ROWS, wanted - self._buffered)
-            if not rows:
-                return
             for row in rows:
                 self._after_id = row.row_id
                 self._slots.append(_Slot(row))
                 self._buffered += row.n - row.sent
+            if len(rows) < _READ_ROWS:
+                # Fewer rows than the limit and fewer events than asked for: that was all
+                # the outbox held. Reading again would find nothing (or what was committed
+                # meanwhile, which the next round takes): a thread hand-off and a query
+                # for every round of a steady load, which waits for its next round with
+                # less than a full round buffered.
+                return
 
     def _reset(self) -> None:
         """Forgets the buffer; the next read starts again from what the outbox holds."""

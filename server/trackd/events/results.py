@@ -141,6 +141,8 @@ CountedObserver = Callable[
 users, and each converters group's `[conversions, revenue, value]` (fleet-wide results)."""
 
 
+_NONE_KNOWN: Final[Mapping[int, Sequence[tuple[Any, ...]]]] = {}
+
 MIN_SQLITE: Final = (3, 38, 0)  # json_each, used to insert a group's members in one statement
 
 
@@ -179,20 +181,31 @@ class Counter:
             self._group_ids[key] = group_id
         return group_id
 
-    def consume(self, conn: sqlite3.Connection, rows: Iterable[tuple[int, int, bytes]]) -> int:
+    def consume(
+        self,
+        conn: sqlite3.Connection,
+        rows: Iterable[tuple[int, int, bytes]],
+        known: Mapping[int, Sequence[tuple[Any, ...]]] = _NONE_KNOWN,
+    ) -> int:
         """Counts `(row_id, fmt, body)` rows inside the caller's transaction; returns the
         events seen. An undecodable row is logged and skipped (the dispatcher
-        dead-letters it)."""
+        dead-letters it).
+
+        `known` holds, by row id, the records some rows were encoded from (the writer's
+        own rows of this run): those are counted from them, their bodies never decoded."""
         members: dict[tuple[str, str, int, str], set[str]] = {}
         totals: dict[tuple[str, str, int, str], list[Any]] = {}
         seen = 0
         for row_id, fmt, body in rows:
             conversions: list[CountedConversion] = []
             try:
-                if fmt == COLUMNS_FORMAT:  # a TrackStream batch: conversions only
+                plain = known.get(row_id)
+                if plain is not None:
+                    seen += len(plain)
+                elif fmt == COLUMNS_FORMAT:  # a TrackStream batch: conversions only
                     count, conversions = attributed_columns(body)
                     seen += count
-                    plain: list[tuple[Any, ...]] = []
+                    plain = ()
                 else:
                     plain = decode_plain(body, fmt)
                     seen += len(plain)
