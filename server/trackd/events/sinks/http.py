@@ -7,22 +7,22 @@ about `--event-batch-size` events per round trip, far below what it accepts.
 aiohttp rather than httpx (which the datafile poller uses): a POST cost the event loop
 ~210 us of CPU with aiohttp against ~870-1,400 us with httpx (2026-12-07, 2 cores, loopback),
 and delivery runs on the loop that answers calls, once per batch of events. As httpx did,
-the sink trusts certifi's CA bundle, honours HTTP(S)_PROXY, ALL_PROXY and NO_PROXY, and follows
-no redirect (a 3xx is retried, like any answer it cannot act on).
+the sink trusts certifi's CA bundle (or SSL_CERT_FILE's, SSL_CERT_DIR's), honours HTTP(S)_PROXY,
+ALL_PROXY and NO_PROXY, and follows no redirect (a 3xx is retried, like any answer it cannot
+act on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import ssl
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
-import certifi
+import httpx
 
 from trackd.events.sinks import Delivery, Outcome
 
@@ -83,7 +83,10 @@ class HttpSink:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            tls = ssl.create_default_context(cafile=certifi.where())
+            # httpx's own context, so both HTTP clients trust the same CAs: SSL_CERT_FILE or
+            # SSL_CERT_DIR when set (a TLS-inspecting egress proxy, a private CA), else
+            # certifi's bundle; the datafile poller (httpx) reads them, as this sink did.
+            tls = httpx.create_ssl_context()
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=tls),
                 timeout=self._timeout,
