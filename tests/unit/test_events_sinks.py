@@ -164,14 +164,16 @@ async def test_a_redirect_is_retried_not_followed() -> None:
     assert elsewhere.requests == []
 
 
+@pytest.mark.parametrize("scheme", ["http://", ""], ids=["with_scheme", "without_scheme"])
 async def test_the_proxy_of_the_environment_carries_the_batches(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, scheme: str
 ) -> None:
     """HTTP_PROXY is honoured, as it was with httpx: a daemon behind an egress proxy still
-    delivers. The stand-in proxy records the request (absolute-form target) and answers it."""
+    delivers. The stand-in proxy records the request (absolute-form target) and answers it.
+    Written without a scheme (`egress:3128`, as curl and httpx take it) it is an http:// one."""
     async with Receiver() as endpoint, Receiver(path=endpoint.url) as proxy:
         for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, proxy.url.removesuffix(proxy.path))
+            monkeypatch.setenv(name, scheme + proxy.url.removesuffix(proxy.path).split("://")[1])
         for name in ("NO_PROXY", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
         sink = HttpSink(endpoint.url)
@@ -210,6 +212,8 @@ def test_no_proxy_and_the_scheme_choose_the_proxy(monkeypatch: pytest.MonkeyPatc
     assert environment_proxy("http://logx.optimizely.com/v1/events") is None  # no HTTP_PROXY
     assert environment_proxy("https://internal.example/v1/events") is None
     assert environment_proxy("https://events.corp/v1/events") is None
+    monkeypatch.setenv("HTTPS_PROXY", "egress:3128")  # no scheme: http://, as httpx reads it
+    assert environment_proxy("https://logx.optimizely.com/v1/events") == "http://egress:3128"
 
 
 async def test_a_ca_named_by_ssl_cert_file_is_trusted_as_the_datafile_poller_trusts_it(

@@ -142,7 +142,10 @@ def environment_proxy(url: str) -> str | None:
     proxies = urllib.request.getproxies_environment()
     if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
         return None
-    return proxies.get(parts.scheme) or proxies.get("all")
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    # `egress:3128`, without a scheme, is an http:// proxy to httpx and curl; aiohttp refuses
+    # it as an invalid URL, which would leave every batch in the outbox.
+    return f"http://{proxy}" if proxy and "://" not in proxy else proxy
 
 
 __all__ = ["HttpSink", "classify", "environment_proxy", "retry_after_seconds"]
