@@ -240,3 +240,13 @@ async def test_a_ca_named_by_ssl_cert_file_is_trusted_as_the_datafile_poller_tru
                 await sink.aclose()
     assert outcomes == [Outcome.RETRY, Outcome.DELIVERED]
     assert receiver.received == [{"n": 1}]
+
+
+def test_a_ca_file_that_cannot_be_read_stops_the_sink_at_its_making(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with httpx: a wrong SSL_CERT_FILE shows when the daemon starts, not as every later
+    batch failing in the background."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "absent.pem"))
+    with pytest.raises(OSError, match="SSL_CERT_FILE"):
+        HttpSink("https://logx.optimizely.com/v1/events")

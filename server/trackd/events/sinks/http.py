@@ -75,6 +75,14 @@ class HttpSink:
         # Requests wait here rather than in the connector's pool, whose wait counts against
         # the timeout: a round larger than the pool must not fail for queueing alone.
         self._slots = asyncio.Semaphore(max_connections)
+        # httpx's own context, so both HTTP clients trust the same CAs: SSL_CERT_FILE or
+        # SSL_CERT_DIR when set (a TLS-inspecting egress proxy, a private CA), else certifi's
+        # bundle; the datafile poller (httpx) reads them, as this sink did. Made here, not
+        # with the session, so that a file that cannot be read stops the daemon at start.
+        try:
+            self._tls = httpx.create_ssl_context()
+        except OSError as error:
+            raise OSError(f"the event sink's CAs (SSL_CERT_FILE, SSL_CERT_DIR): {error}") from None
         self._session: aiohttp.ClientSession | None = None  # made on the loop, at first use
         self._proxies: dict[str, str | None] = {}  # by URL: the environment's, read once
 
@@ -83,12 +91,8 @@ class HttpSink:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            # httpx's own context, so both HTTP clients trust the same CAs: SSL_CERT_FILE or
-            # SSL_CERT_DIR when set (a TLS-inspecting egress proxy, a private CA), else
-            # certifi's bundle; the datafile poller (httpx) reads them, as this sink did.
-            tls = httpx.create_ssl_context()
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=tls),
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._tls),
                 timeout=self._timeout,
                 headers=_HEADERS,
                 # The proxy is the sink's own lookup (`_proxy`): aiohttp's trust_env reads
