@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,7 +46,13 @@ class Request:
 
 
 class Receiver:
-    def __init__(self, default: Reply | int = 200, path: str = "/v1/events") -> None:
+    def __init__(
+        self,
+        default: Reply | int = 200,
+        path: str = "/v1/events",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.tls = tls  # a server context: answers https:// instead of http://
         self.default = default if isinstance(default, Reply) else Reply(default)
         self.path = path
         self.requests: list[Request] = []
@@ -89,9 +96,10 @@ class Receiver:
         await self.wait_until(lambda r: len(r.requests) >= count, within)
 
     async def __aenter__(self) -> Receiver:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         host, port = self._server.sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}{self.path}"
+        scheme = "http" if self.tls is None else "https"
+        self.url = f"{scheme}://{host}:{port}{self.path}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:

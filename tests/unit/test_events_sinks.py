@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 from importlib.resources import files
 from pathlib import Path
 
 import pytest
 
+from tests.support.certs import make_certificates
 from tests.support.receiver import Receiver, Reply
 from trackd.config import Settings
 from trackd.datafile import parse_datafile
@@ -162,14 +164,16 @@ async def test_a_redirect_is_retried_not_followed() -> None:
     assert elsewhere.requests == []
 
 
+@pytest.mark.parametrize("scheme", ["http://", ""], ids=["with_scheme", "without_scheme"])
 async def test_the_proxy_of_the_environment_carries_the_batches(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, scheme: str
 ) -> None:
     """HTTP_PROXY is honoured, as it was with httpx: a daemon behind an egress proxy still
-    delivers. The stand-in proxy records the request (absolute-form target) and answers it."""
+    delivers. The stand-in proxy records the request (absolute-form target) and answers it.
+    Written without a scheme (`egress:3128`, as curl and httpx take it) it is an http:// one."""
     async with Receiver() as endpoint, Receiver(path=endpoint.url) as proxy:
         for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, proxy.url.removesuffix(proxy.path))
+            monkeypatch.setenv(name, scheme + proxy.url.removesuffix(proxy.path).split("://")[1])
         for name in ("NO_PROXY", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
         sink = HttpSink(endpoint.url)
@@ -208,3 +212,41 @@ def test_no_proxy_and_the_scheme_choose_the_proxy(monkeypatch: pytest.MonkeyPatc
     assert environment_proxy("http://logx.optimizely.com/v1/events") is None  # no HTTP_PROXY
     assert environment_proxy("https://internal.example/v1/events") is None
     assert environment_proxy("https://events.corp/v1/events") is None
+    monkeypatch.setenv("HTTPS_PROXY", "egress:3128")  # no scheme: http://, as httpx reads it
+    assert environment_proxy("https://logx.optimizely.com/v1/events") == "http://egress:3128"
+
+
+async def test_a_ca_named_by_ssl_cert_file_is_trusted_as_the_datafile_poller_trusts_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SSL_CERT_FILE (or SSL_CERT_DIR) names the CAs to trust, as it does for the datafile
+    poller (httpx), and as it did for the sink before aiohttp: behind a TLS-inspecting egress
+    proxy, or toward an endpoint with a private CA, events must not stop while the datafile
+    still loads. Without it, that CA is not trusted (certifi's bundle alone)."""
+    certs = make_certificates(tmp_path / "certs")
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(certs.server.cert, certs.server.key)
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    outcomes = []
+    async with Receiver(tls=tls) as receiver:
+        for ca_file in (None, certs.ca.cert_path):
+            if ca_file is not None:
+                monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+            sink = HttpSink(receiver.url)
+            try:
+                outcomes.append((await sink.send(b'{"n":1}')).outcome)
+            finally:
+                await sink.aclose()
+    assert outcomes == [Outcome.RETRY, Outcome.DELIVERED]
+    assert receiver.received == [{"n": 1}]
+
+
+def test_a_ca_file_that_cannot_be_read_stops_the_sink_at_its_making(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with httpx: a wrong SSL_CERT_FILE shows when the daemon starts, not as every later
+    batch failing in the background."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "absent.pem"))
+    with pytest.raises(OSError, match="SSL_CERT_FILE"):
+        HttpSink("https://logx.optimizely.com/v1/events")

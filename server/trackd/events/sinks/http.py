@@ -7,22 +7,22 @@ about `--event-batch-size` events per round trip, far below what it accepts.
 aiohttp rather than httpx (which the datafile poller uses): a POST cost the event loop
 ~210 us of CPU with aiohttp against ~870-1,400 us with httpx (2026-12-07, 2 cores, loopback),
 and delivery runs on the loop that answers calls, once per batch of events. As httpx did,
-the sink trusts certifi's CA bundle, honours HTTP(S)_PROXY, ALL_PROXY and NO_PROXY, and follows
-no redirect (a 3xx is retried, like any answer it cannot act on).
+the sink trusts certifi's CA bundle (or SSL_CERT_FILE's, SSL_CERT_DIR's), honours HTTP(S)_PROXY,
+ALL_PROXY and NO_PROXY, and follows no redirect (a 3xx is retried, like any answer it cannot
+act on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import ssl
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 
 import aiohttp
-import certifi
+import httpx
 
 from trackd.events.sinks import Delivery, Outcome
 
@@ -75,6 +75,14 @@ class HttpSink:
         # Requests wait here rather than in the connector's pool, whose wait counts against
         # the timeout: a round larger than the pool must not fail for queueing alone.
         self._slots = asyncio.Semaphore(max_connections)
+        # httpx's own context, so both HTTP clients trust the same CAs: SSL_CERT_FILE or
+        # SSL_CERT_DIR when set (a TLS-inspecting egress proxy, a private CA), else certifi's
+        # bundle; the datafile poller (httpx) reads them, as this sink did. Made here, not
+        # with the session, so that a file that cannot be read stops the daemon at start.
+        try:
+            self._tls = httpx.create_ssl_context()
+        except OSError as error:
+            raise OSError(f"the event sink's CAs (SSL_CERT_FILE, SSL_CERT_DIR): {error}") from None
         self._session: aiohttp.ClientSession | None = None  # made on the loop, at first use
         self._proxies: dict[str, str | None] = {}  # by URL: the environment's, read once
 
@@ -83,9 +91,8 @@ class HttpSink:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            tls = ssl.create_default_context(cafile=certifi.where())
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=tls),
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._tls),
                 timeout=self._timeout,
                 headers=_HEADERS,
                 # The proxy is the sink's own lookup (`_proxy`): aiohttp's trust_env reads
@@ -139,7 +146,10 @@ def environment_proxy(url: str) -> str | None:
     proxies = urllib.request.getproxies_environment()
     if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
         return None
-    return proxies.get(parts.scheme) or proxies.get("all")
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    # `egress:3128`, without a scheme, is an http:// proxy to httpx and curl; aiohttp refuses
+    # it as an invalid URL, which would leave every batch in the outbox.
+    return f"http://{proxy}" if proxy and "://" not in proxy else proxy
 
 
 __all__ = ["HttpSink", "classify", "environment_proxy", "retry_after_seconds"]
