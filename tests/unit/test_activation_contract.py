@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NamedTuple
 
 import pytest
@@ -280,6 +281,110 @@ async def test_put_many_counts_as_many_entries_as_puts_in_turn(
 async def test_put_many_of_nothing_stores_nothing(store: ActivationStore) -> None:
     await store.put_many("u1", [])
     assert await store.live_for_user("u1") == {}
+
+
+async def test_held_for_user_says_what_get_says_of_each_live_activation(
+    store: ActivationStore,
+) -> None:
+    await store.put("u1", "e1", "v1")
+    await store.put("u1", "e2", "v2", sticky=False)
+    await store.put("u1", "e3", "v3")
+    await store.put("u2", "e4", "v4")
+    asked = ["e1", "e2", "e4", "unknown"]
+    expected = {"e1": Held("v1", sticky=True), "e2": Held("v2", sticky=False)}
+    assert await store.held_for_user("u1", asked) == expected
+    assert {e: await store.get("u1", e) for e in expected} == expected
+    assert await store.held_for_user("u1", frozenset()) == {}
+    assert await store.held_for_user("never-seen", asked) == {}
+
+
+async def test_held_for_user_answers_many_experiments_in_one_call(
+    twins: tuple[ActivationStore, ActivationStore],
+) -> None:
+    """A Decide of every flag: 60 feature tests held (every third not sticky) among 100
+    asked, the same as a `get` of each; another user's left out."""
+    store, other_user = twins
+    entries = [Entry(f"e{i}", f"v{i % 4}", sticky=i % 3 != 0) for i in range(60)]
+    await store.put_many("u1", entries)
+    await store.put("u2", "e1", "other")
+    asked = [f"e{i}" for i in range(100)]
+    found = await store.held_for_user("u1", asked)
+    assert found == {e.experiment_id: Held(e.variation_id, e.sticky) for e in entries}
+    assert found == {e: held for e in asked if (held := await store.get("u1", e)) is not None}
+    assert await other_user.held_for_user("u1", asked) == {}  # another prefix or directory
+
+
+class Aging(NamedTuple):
+    """A store, another on the same activations (`short`) whose writes expire first, and
+    `until_expired(gone)`: lets time pass, calling `gone` as it does, until it is true, and
+    says after how many steps (`steps_to_expire`, if the store honours its TTL)."""
+
+    store: ActivationStore
+    short: ActivationStore
+    until_expired: Callable[[Callable[[], Awaitable[bool]]], Awaitable[int]]
+    steps_to_expire: int
+
+
+class SteppedClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=STORES)
+async def aging(request: pytest.FixtureRequest) -> AsyncIterator[Aging]:
+    """Memory and local: one store on a clock stepped 20 s at a time (a TTL of 60 s), `gone`
+    called at each step, the steps counted. Redis: its own clock, which no test can set, so
+    `short` writes with a TTL of 0.3 s and `gone` is polled until true (steps not counted)."""
+    if request.param == "redis":
+        url = request.getfixturevalue("shared_redis").url
+        store = await _emptied(RedisActivationStore.from_url(url, ttl=60.0))
+        short = RedisActivationStore.from_url(url, ttl=0.3)
+
+        async def polled(gone: Callable[[], Awaitable[bool]]) -> int:
+            await eventually(gone, within=30.0)
+            return 0
+
+        yield Aging(store, short, polled, 0)
+        for made in (store, short):
+            await made.close()
+        return
+    clock = SteppedClock(float(int(time.time())))  # whole seconds: steps add exactly
+    made: ActivationStore
+    if request.param == "memory":
+        made = MemoryActivationStore(ttl=60.0, max_entries=1000, clock=clock)
+    else:
+        directory = request.getfixturevalue("tmp_path") / "activations"
+        made = LocalActivationStore(directory, ttl=60.0, max_entries=1000, clock=clock)
+
+    async def stepped(gone: Callable[[], Awaitable[bool]]) -> int:
+        for step in range(1, 10):
+            clock.now += 20.0
+            if await gone():
+                return step
+        raise AssertionError("still live 180 s after a write with a TTL of 60 s")
+
+    yield Aging(made, made, stepped, 3)
+    await made.close()
+
+
+async def test_held_for_user_leaves_out_what_expired_and_never_refreshes(aging: Aging) -> None:
+    """Read at every step while it ages, an activation still expires a TTL after its write
+    (a read that refreshed would keep it live); an expired one is left out beside one live."""
+    store = aging.store
+    await aging.short.put("u1", "e1", "v1")
+    await aging.short.put("u1", "e2", "v2", sticky=False)
+
+    async def gone() -> bool:
+        return await store.held_for_user("u1", ["e1", "e2"]) == {}
+
+    steps = await aging.until_expired(gone)
+    assert steps == aging.steps_to_expire  # at 60 s: not at 40 s, nor later (Redis: 0)
+    await store.put("u1", "e3", "v3")
+    assert await store.get("u1", "e1") is None
+    assert await store.held_for_user("u1", ["e1", "e2", "e3"]) == {"e3": Held("v3", True)}
 
 
 @pytest.fixture(params=STORES)

@@ -248,6 +248,22 @@ class LocalActivationStore:
         self._misses += len(found_all) - hits
         return found_all
 
+    async def held_for_user(self, user_id: str, experiment_ids: Collection[str]) -> dict[str, Held]:
+        now = self._now_ms()
+        user = user_key(user_id)
+        found: dict[str, Held] = {}
+        with self._env.begin() as txn:
+            for experiment_id in experiment_ids:
+                held = _decoded(txn.get(self._key(user, experiment_id), db=self._acts))
+                # The same experiment id: not an 8-byte digest collision.
+                if held is not None and held.expiry > now and held.experiment_id == experiment_id:
+                    found[experiment_id] = Held(held.variation_id, held.sticky)
+        if found:
+            self._hits += 1
+        else:
+            self._misses += 1
+        return found
+
     async def retain(self, keep: Keep) -> int:
         with self._env.begin() as txn:
             pairs = [bytes(pair) for pair, _ in txn.cursor(db=self._pairs)]

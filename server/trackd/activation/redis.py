@@ -225,6 +225,25 @@ return out
 """
 )
 
+# KEYS: user; ARGV: experiment ids (at least one). A flat {experiment, variation, sticky
+# (1/0), ...} of the live ones; never writes. `_GET` of each, in one round trip.
+_HELD: Final = (
+    _PRELUDE
+    + r"""
+local values = redis.call('HMGET', KEYS[1], unpack(ARGV))
+local found = {}
+for j = 1, #ARGV do
+  local variation, sticky = live(values[j])
+  if variation then
+    found[#found + 1] = ARGV[j]
+    found[#found + 1] = variation
+    found[#found + 1] = sticky and 1 or 0
+  end
+end
+return found
+"""
+)
+
 # KEYS: users; ARGV: dropped "experiment\31variation" pairs. How many fields were deleted.
 _RETAIN: Final = (
     _DECODE
@@ -303,6 +322,7 @@ class RedisActivationStore:
         self._put_many = client.register_script(_PUT_MANY)
         self._refresh_or_put = client.register_script(_REFRESH_OR_PUT)
         self._live = client.register_script(_LIVE)
+        self._held = client.register_script(_HELD)
         self._retain = client.register_script(_RETAIN)
         self._count = client.register_script(_COUNT)
         self._count_interval = count_interval
@@ -469,6 +489,18 @@ class RedisActivationStore:
             return [flat for reply in replies for flat in reply]
 
         return [self._found(flat) for flat in await self._calls.run(pipelined)]
+
+    async def held_for_user(self, user_id: str, experiment_ids: Collection[str]) -> dict[str, Held]:
+        if not experiment_ids:  # HMGET needs a field; nothing to ask, so no round trip
+            self._misses += 1
+            return {}
+        flat = await self._calls.script(self._held, [self._key(user_id)], list(experiment_ids))
+        found = {flat[j]: Held(flat[j + 1], flat[j + 2] == 1) for j in range(0, len(flat), 3)}
+        if found:
+            self._hits += 1
+        else:
+            self._misses += 1
+        return found
 
     async def retain(self, keep: Keep) -> int:
         async def members() -> set[str]:

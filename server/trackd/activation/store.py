@@ -141,6 +141,13 @@ class ActivationStore(Protocol):
         """`live_for_user` for each lookup, in order, as one call (a TrackStream batch)."""
         ...
 
+    async def held_for_user(self, user_id: str, experiment_ids: Collection[str]) -> dict[str, Held]:
+        """`{experiment_id: Held}` of the user's live activations among `experiment_ids`,
+        with their stickiness: what `get` of each would answer, as one call (a Decide's
+        feature tests; with Redis one round trip instead of `live_for_user` then a `get` per
+        live one). Never refreshes."""
+        ...
+
     async def retain(self, keep: Keep) -> int:
         """Drop every activation whose `keep(experiment_id, variation_id)` is False (the new
         datafile stopped the experiment or removed the variation); return how many. Dropped
