@@ -266,11 +266,14 @@ class Tracker:
         user with no activation)."""
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
-        try:
-            held = await self._activations.get(user_id, experiment.id)
-        except ActivationStoreUnavailable:
-            held = None
-        forced_id, _ = await self._forced_variation(user_id, experiment.id)
+        if self._reads_together:  # as Activate's: one round trip for both, not two
+            held, (forced_id, _) = await asyncio.gather(
+                self._held_one(user_id, experiment.id),
+                self._forced_variation(user_id, experiment.id),
+            )
+        else:
+            held = await self._held_one(user_id, experiment.id)
+            forced_id, _ = await self._forced_variation(user_id, experiment.id)
         sticky = sticky_variation(held)
         decision = decide(
             config,
@@ -282,6 +285,13 @@ class Tracker:
         )
         self.notifier.experiment_decided(config, decision, user_id, attributes)
         return decision, config.revision
+
+    async def _held_one(self, user_id: str, experiment_id: str) -> Held | None:
+        """The live activation, or None, as also when the store could not be reached."""
+        try:
+            return await self._activations.get(user_id, experiment_id)
+        except ActivationStoreUnavailable:
+            return None
 
     async def activate(
         self, experiment_key: str, user_id: str, attributes: Mapping[str, AttributeValue]
@@ -607,15 +617,9 @@ class Tracker:
         )
         if not experiment_ids:
             return {}
-        # One call finds the few live ones (none for a new user); only those are read again
-        # for their stickiness, which live_for_user does not say.
-        store = self._activations
-        live = await store.live_for_user(user_id, experiment_ids)
-        if not live:
-            return {}
-        ids = list(live)
-        found = await asyncio.gather(*(store.get(user_id, eid) for eid in ids))
-        return {eid: held for eid, held in zip(ids, found, strict=True) if held is not None}
+        # One call, stickiness included: with Redis one round trip (was `live_for_user`, then
+        # a `get` per live activation, a second round trip for every returning user).
+        return await self._activations.held_for_user(user_id, experiment_ids)
 
     def _remembered(
         self,

@@ -37,10 +37,8 @@ class RecordingStore(OutageStore):
         self.writes.append(("put_many", written))
         await super().put_many(user_id, entries)
 
-    async def live_for_user(
-        self, user_id: str, experiment_ids: Collection[str] | None = None
-    ) -> dict[str, str]:
-        found = await super().live_for_user(user_id, experiment_ids)
+    async def held_for_user(self, user_id: str, experiment_ids: Collection[str]) -> dict[str, Held]:
+        found = await super().held_for_user(user_id, experiment_ids)
         self.reads += 1
         self.down = self.reads == self.down_after_reads
         return found

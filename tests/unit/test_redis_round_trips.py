@@ -164,15 +164,38 @@ async def test_a_new_users_decide_is_two_rounds_the_reads_together_then_the_writ
     assert not again.decisions[0].impression_recorded  # remembered by the write
 
 
-async def test_a_returning_users_decide_reads_its_overrides_beside_its_activations(
+async def test_a_returning_users_decide_is_two_rounds_the_reads_together_then_the_refresh(
     deciding: Proxied,
 ) -> None:
-    """Was four: overrides, live activations, their stickiness, the refresh."""
+    """Was three (four before that): the overrides beside the live activations, then `get`
+    of each live one for its stickiness, then the refresh. The live activations are now
+    read with their stickiness, in the round of the overrides."""
     tracker = deciding.tracker
     first = await tracker.decide("back", {"country": "US"}, [CHECKOUT])
     assert first.decisions[0].impression_recorded
     rounds = await deciding.rounds(tracker.decide("back", {"country": "US"}, [CHECKOUT]))
-    assert rounds == 3
+    assert rounds == 2
+    again = await tracker.decide("back", {"country": "US"}, [CHECKOUT])
+    assert not again.decisions[0].impression_recorded  # still sticky: nothing sent again
+    assert again.decisions[0].decision.variation == first.decisions[0].decision.variation
+
+
+async def test_get_variation_is_one_round_its_two_reads_together(activating: Proxied) -> None:
+    """Was two: the activation, then the forced variation."""
+    tracker = activating.tracker
+    first = await tracker.activate(EXPERIMENT, "back", {})
+    rounds = await activating.rounds(tracker.get_variation(EXPERIMENT, "back", {}))
+    assert rounds == 1
+    decision, _ = await tracker.get_variation(EXPERIMENT, "back", {})
+    assert decision.reason is Reason.STICKY and decision.variation == first.decision.variation
+    assert first.decision.variation is not None
+    other = "variation_b" if first.decision.variation.key == "variation_a" else "variation_a"
+    await tracker.set_forced_variation(EXPERIMENT, "back", other)
+    forced = await activating.rounds(tracker.get_variation(EXPERIMENT, "back", {}))
+    decision, _ = await tracker.get_variation(EXPERIMENT, "back", {})
+    assert forced == 1
+    assert decision.reason is Reason.FORCED
+    assert decision.variation is not None and decision.variation.key == other
 
 
 async def test_a_whitelisted_activation_is_two_rounds_its_read_sent_with_the_overrides(

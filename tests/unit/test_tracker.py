@@ -124,6 +124,10 @@ class OutageStore(MemoryActivationStore):
         self._check()
         return await super().live_for_users(lookups)
 
+    async def held_for_user(self, user_id: str, experiment_ids: Collection[str]) -> dict[str, Held]:
+        self._check()
+        return await super().held_for_user(user_id, experiment_ids)
+
 
 class OutageOverrides(MemoryOverrideStore):
     """The memory override store, unreachable for reads while `down` (as Redis can be)."""
