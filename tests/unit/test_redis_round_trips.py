@@ -87,6 +87,7 @@ async def activating(proxy: RedisProxy) -> AsyncIterator[Proxied]:
         await tracker.activate(EXPERIMENT, user, {})
     await tracker.set_forced_variation(EXPERIMENT, "warm1", "variation_a")
     await tracker.activate(EXPERIMENT, "warm1", {})
+    await tracker.get_variation(EXPERIMENT, "warm2", {})  # loads `get`'s script
     yield proxied
     await proxied.activations.close()
 
