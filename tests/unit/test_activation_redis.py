@@ -441,6 +441,10 @@ async def test_values_written_before_the_sticky_flag_still_read(
         assert await store.get("u1", "e1") == Held("v1", sticky=False)
         assert await store.get("u1", "e2") == Held("v2", sticky=True)
         assert await store.live_for_user("u1") == {"e1": "v1", "e2": "v2"}
+        assert await store.held_for_user("u1", ["e1", "e2"]) == {
+            "e1": Held("v1", sticky=False),
+            "e2": Held("v2", sticky=True),
+        }
         assert await store.refresh_or_put("u1", "e1", None) == Sticky(None, False)
         assert await store.refresh_or_put("u1", "e2", None) == Sticky("v2", True)
 
