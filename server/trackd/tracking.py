@@ -222,7 +222,33 @@ class Results:
 BatchItem = tuple[str, str, Attributes, Attributes] | TrackdError
 # A batch event's (event key, id of its attributes, id of its tags): see Tracker.track_batch.
 _Kind = tuple[str, int, int]
-_USER_OF = itemgetter(0)  # of a Lookup
+_Parsed = tuple[str, str, Attributes, Attributes]  # a BatchItem that is not an error
+_KEY_OF, _USER_ID_OF, _ATTRIBUTES_OF, _TAGS_OF = map(itemgetter, range(4))  # of a _Parsed
+
+
+def _known(
+    items: Sequence[BatchItem], events: Mapping[str, Event]
+) -> tuple[Sequence[int], Sequence[_Parsed], list[str], list[tuple[int, TrackdError]]]:
+    """A batch's parsed events with a known event key, their positions in `items`, their
+    event keys, and the (position, error) of every other item. A batch without errors or
+    unknown keys (the usual one) is handed back as it is, checked in C passes."""
+    if not any(issubclass(kind, TrackdError) for kind in set(map(type, items))):
+        keys: list[str] = list(map(_KEY_OF, items))  # type: ignore[arg-type]
+        # difference(), unlike issubset(), probes a dict without copying it into a set
+        if not set(keys).difference(events):
+            return range(len(items)), items, keys, []  # type: ignore[return-value]
+    positions: list[int] = []
+    parsed: list[_Parsed] = []
+    errors: list[tuple[int, TrackdError]] = []
+    for position, item in enumerate(items):
+        if isinstance(item, TrackdError):
+            errors.append((position, item))
+        elif item[0] not in events:
+            errors.append((position, UnknownEvent(item[0])))
+        else:
+            positions.append(position)
+            parsed.append(item)
+    return positions, parsed, list(map(_KEY_OF, parsed)), errors
 
 
 class Tracker:
@@ -774,48 +800,48 @@ class Tracker:
         """
         config = self.live.config
         events = config.events_by_key
-        errors: list[tuple[int, TrackdError]] = []
-        # (index, event, user_id, attributes, tags) of each known event: unpacked once here,
-        # since reading a NamedTuple's fields by name costs more per event than unpacking.
-        valid: list[tuple[int, Event, str, Attributes, Attributes]] = []
-        lookups: list[Lookup] = []
-        # Each known event's kind: its event key and its attribute and tag maps by identity.
+        # The batch as columns (position in `items`, event, user id, attributes, tags), each
+        # built by one pass in C (map, zip): a statement per event cost more than the rest of
+        # the batch's tracking. Errors and unknown event keys are set aside first.
+        positions, parsed, keys, errors = _known(items, events)
+        users: list[str] = list(map(_USER_ID_OF, parsed))
+        kind_events = {key: events[key] for key in set(keys)}
+        # An event that lists no experiments belongs to every experiment.
+        scopes = {key: event.experiment_ids or None for key, event in kind_events.items()}
+        lookups: list[Lookup] = list(zip(users, map(scopes.__getitem__, keys), strict=True))
+        # Each event's kind: its event key and its attribute and tag maps by identity.
         # Stream events share their maps (trackd.rpc.wire hands out one per distinct map), so
         # a batch holds a handful of kinds, each worked out once below; sound while `items`
-        # holds every map.
-        kinds: list[_Kind] = []
-        for index, item in enumerate(items):
-            if isinstance(item, TrackdError):
-                errors.append((index, item))
-                continue
-            event_key, user_id, attributes, tags_map = item
-            event = events.get(event_key)
-            if event is None:
-                errors.append((index, UnknownEvent(event_key)))
-            else:
-                valid.append((index, event, user_id, attributes, tags_map))
-                # An event that lists no experiments belongs to every experiment.
-                lookups.append((user_id, event.experiment_ids or None))
-                kinds.append((event_key, id(attributes), id(tags_map)))
+        # holds every map. A kind is then named by the position of its first event.
+        kinds: list[_Kind] = list(
+            zip(
+                keys,
+                map(id, map(_ATTRIBUTES_OF, parsed)),
+                map(id, map(_TAGS_OF, parsed)),
+                strict=True,
+            )
+        )
+        first_of_kind: dict[_Kind, int] = {}
+        firsts = list(map(first_of_kind.setdefault, kinds, range(len(kinds))))
         unknown = False
         try:
             lives = await self._activations.live_for_users(lookups)
         except ActivationStoreUnavailable:
-            lives, unknown = [{} for _ in valid], True
+            lives, unknown = [{} for _ in users], True
         batch = records.ConversionColumns(config, self._now_ms())
-        shapes: dict[_Kind, records.Shape] = {}
-        refused: dict[_Kind, TrackdError] = {}
+        shapes: dict[int, records.Shape] = {}
+        refused: dict[int, TrackdError] = {}
         parsed_tags: dict[int, ParsedTags] = {}
-        one_of_each = dict(zip(kinds, valid, strict=True))  # a kind's events share its maps
-        for kind, (_, event, _, attributes, tags_map) in one_of_each.items():
+        for head in first_of_kind.values():
+            event_key, _, attributes, tags_map = parsed[head]
             try:
                 tags = parsed_tags.get(id(tags_map))
                 if tags is None:
                     tags = parsed_tags[id(tags_map)] = parse_tags(tags_map)
             except TrackdError as error:
-                refused[kind] = error
+                refused[head] = error
             else:
-                shapes[kind] = batch.shape(event, attributes, tags)
+                shapes[head] = batch.shape(kind_events[event_key], attributes, tags)
         # Users of a batch share a handful of attribution sets: resolve each once.
         resolved: dict[tuple[tuple[str, str], ...], tuple[records.Attribution, ...]] = {}
 
@@ -833,19 +859,18 @@ class Tracker:
             pairs = [attributions(live) if live else () for live in lives]
         else:  # a batch of new users: nothing found, no pass in Python
             pairs = [()] * len(lives)
-        users = list(map(_USER_OF, lookups))
         if refused:  # events whose tags are invalid: reported, not stored
             kept: list[int] = []
-            for position, kind in enumerate(kinds):
-                refusal = refused.get(kind)
+            for position, head in enumerate(firsts):
+                refusal = refused.get(head)
                 if refusal is None:
                     kept.append(position)
                 else:
-                    errors.append((valid[position][0], refusal))
-            kinds = [kinds[position] for position in kept]
+                    errors.append((positions[position], refusal))
+            firsts = [firsts[position] for position in kept]
             users = [users[position] for position in kept]
             pairs = [pairs[position] for position in kept]
-        batch.extend(list(map(shapes.__getitem__, kinds)), users, pairs)
+        batch.extend(list(map(shapes.__getitem__, firsts)), users, pairs)
         attributed = len(pairs) - pairs.count(())
         errors.sort(key=lambda pair: pair[0])
         outcome = BatchOutcome(len(batch), attributed, tuple(errors), unknown)
@@ -855,7 +880,14 @@ class Tracker:
                 return BatchOutcome.decoded(first)
         elif batch:
             await self._outbox.append(batch)
-        self.notifier.tracked_batch(config, valid, errors)
+        if self.notifier.listened:
+            valid = [
+                (position, kind_events[key], user_id, attributes, tags_map)
+                for position, (key, user_id, attributes, tags_map) in zip(
+                    positions, parsed, strict=True
+                )
+            ]
+            self.notifier.tracked_batch(config, valid, errors)
         if unknown:
             self.unattributed_tracks += len(batch)
         return outcome

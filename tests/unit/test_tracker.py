@@ -395,6 +395,24 @@ async def test_a_batch_stores_each_valid_event_as_track_does_and_reports_the_res
     assert [c.user_id for c in streamed] == ["u1", "u2", "u1", "u1"]
 
 
+async def test_a_batch_of_plain_tuples_with_only_an_unknown_event_reports_it_by_index(
+    parts: Parts,
+) -> None:
+    """A batch as trackd.rpc.wire reads it (plain tuples, no parse error) whose one fault is an
+    unknown event key: that event is reported at its index and the others are stored."""
+    ipad = {"device": "iPad"}
+    tags: dict[str, object] = {}
+    items: list[BatchItem] = [
+        ("signup", "u1", ipad, tags),
+        ("no_such_event", "u2", ipad, tags),
+        ("signup", "u3", ipad, tags),
+    ]
+    outcome = await parts.tracker.track_batch(items)
+    assert [(index, type(error)) for index, error in outcome.errors] == [(1, UnknownEvent)]
+    assert outcome.accepted == 2
+    assert [c.user_id for c in parts.log.conversions] == ["u1", "u3"]
+
+
 async def test_a_resent_batch_key_answers_the_first_commit_and_stores_nothing(
     parts: Parts,
 ) -> None:
