@@ -244,40 +244,19 @@ class MemoryActivationStore:
         return self._lookup(lookups, now)
 
     async def held_for_user(self, user_id: str, experiment_ids: Collection[str]) -> dict[str, Held]:
-        # `_lookup`'s loop for one user, keeping the sticky bit it drops: a Decide's ~50
+        # `live_for_user`'s lookup, then the sticky bit of the few live ones: a Decide's ~50
         # feature tests in one call instead of `live_for_user` then a task per live one for
         # `get`. Counted as `live_for_user` counts: one hit or miss.
         now = self._now_ms()
         self._sweep_next(now)
-        found: dict[str, Held] = {}
-        if not self._user_counts[hash(user_id) & self._user_mask]:
-            self._misses += 1  # nothing held for this user: no shard to probe
-            return found
-        experiments = self._experiments
-        shards = self._shards
-        mask = self._mask
-        pairs = self._pairs
-        for experiment_id in experiment_ids:
-            experiment = experiments.get(experiment_id)
-            if experiment is None:
-                continue
-            key = user_id + experiment.suffix
-            shard = shards[hash(key) & mask]
-            packed = shard.entries.get(key)
-            if packed is None and shard.older:
-                packed = shard.older.get(key)
-            if packed is None:
-                continue
-            pair = pairs[packed & _CODE_MASK]
-            if pair is not None and packed >> _EXPIRY_SHIFT > now:
-                found[experiment_id] = Held(pair[1], not packed & _NOT_STICKY)
-            else:
-                self._live(shard, key, packed, now)  # dead: removes it
-        if found:
-            self._hits += 1
-        else:
-            self._misses += 1
-        return found
+        live = self._lookup(((user_id, experiment_ids),), now)[0]
+        held: dict[str, Held] = {}
+        for experiment_id, variation_id in live.items():
+            key = user_id + self._experiments[experiment_id].suffix
+            packed = _find(self._shards[hash(key) & self._mask], key)
+            assert packed is not None  # just found live, and nothing ran since
+            held[experiment_id] = Held(variation_id, not packed & _NOT_STICKY)
+        return held
 
     async def retain(self, keep: Keep) -> int:
         async with self._compacting:
