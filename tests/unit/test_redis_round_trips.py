@@ -9,19 +9,17 @@ so that reads sent together are surely both in flight before the first answer.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
 
+from tests.support.event_log import ListEventLog
 from tests.support.redis_proxy import RedisProxy
 from tests.support.redis_server import RedisServer
 from trackd.activation.redis import RedisActivationStore
 from trackd.datafile import parse_datafile
 from trackd.decision.engine import Reason
-from trackd.events.outbox import Receipt
-from trackd.events.records import ConversionColumns, Record
-from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 from trackd.live import LiveConfig
 from trackd.overrides.redis import RedisOverrideStore
 from trackd.tracking import Tracker
@@ -31,25 +29,6 @@ EXPERIMENT = "ab_running"  # tests/data/datafile.json
 CHECKOUT = "checkout_redesign"  # tests/data/flags_datafile.json: a feature test, checkout_ab
 REPLY_DELAY = 0.05  # well under the stores' 0.5 s socket timeout
 _prefixes = itertools.count()
-
-
-class ListEventLog:
-    """An `EventLog` that touches no Redis, so every round the proxy counts is a store's."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def append(
-        self, records: Sequence[Record] | ConversionColumns, receipt: Receipt | None = None
-    ) -> bytes | None:
-        batch = records.records() if isinstance(records, ConversionColumns) else records
-        self.records.extend(batch)
-        return None
-
-    async def results(
-        self, config: ResultsConfig, experiment: ResultsExperiment
-    ) -> ExperimentResults:
-        return ExperimentResults(experiment.key, experiment.id, ())
 
 
 class Proxied:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.event_log import ListEventLog
 from trackd.activation import Held, Lookup, MemoryActivationStore, Sticky, Write
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.datafile.model import Experiment
@@ -29,7 +30,7 @@ from trackd.errors import (
 )
 from trackd.events.outbox import BatchKey, Receipt
 from trackd.events.records import Conversion, ConversionColumns, Impression, Record
-from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
+from trackd.events.results import ExperimentResults
 from trackd.live import LiveConfig
 from trackd.overrides import MemoryOverrideStore, UserOverrides
 from trackd.tracking import BatchItem, EventLog, SharedResults, Tracker, TrackInput
@@ -39,13 +40,13 @@ EXPERIMENT = "ab_running"  # id 40001: variation_a 42001, variation_b 42002; vip
 OTHER = {"variation_a": "variation_b", "variation_b": "variation_a"}
 
 
-class MemoryEventLog:
+class MemoryEventLog(ListEventLog):
     """`EventLog` in a list. It notes what the activation store held for each impression's
     user and experiment when the impression was committed, and refuses appends while
     `full`."""
 
     def __init__(self, store: MemoryActivationStore) -> None:
-        self.records: list[Record] = []
+        super().__init__()
         self.held_at_commit: list[Held | None] = []
         self.full = False
         self.receipts: dict[BatchKey, bytes] = {}  # no window: a key is remembered for good
@@ -60,7 +61,7 @@ class MemoryEventLog:
             if receipt.key in self.receipts:
                 return self.receipts[receipt.key]
             self.receipts[receipt.key] = receipt.ack
-        batch = records.records() if isinstance(records, ConversionColumns) else list(records)
+        batch = self.expanded(records)
         for record in batch:
             if isinstance(record, Impression):
                 try:
@@ -70,11 +71,6 @@ class MemoryEventLog:
                 self.held_at_commit.append(held)
         self.records.extend(batch)
         return None
-
-    async def results(
-        self, config: ResultsConfig, experiment: ResultsExperiment
-    ) -> ExperimentResults:
-        return ExperimentResults(experiment.key, experiment.id, ())
 
     @property
     def impressions(self) -> list[Impression]:
