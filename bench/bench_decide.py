@@ -200,19 +200,36 @@ def _decide_pass(
 ) -> dict[str, Any]:
     """One pass of `batch` against `server`: its CPU per call until it is idle again (so
     delivering the pass's events is in it; settle: how long that took after the last call)."""
+    split = server.cpu_split()
     with measured(server) as usage:
         began = time.perf_counter()
         answers = list(pool.map(lambda r: stub.Decide(r, timeout=30), batch))
         calls_s = time.perf_counter() - began
         delivered = settle(server)
+    split = {part: seconds - split[part] for part, seconds in server.cpu_split().items()}
     return {
         "calls": len(answers),
+        # Where the daemon's CPU ran (`Server.cpu_split`), us per user.
+        **{f"{part}_us": round(seconds / len(answers) * 1e6, 1) for part, seconds in split.items()},
         "calls_per_s": round(len(answers) / calls_s),
         "daemon_cpu_us_per_user": round(usage["cpu"] / len(answers) * 1e6, 1),
         "peak_rss_mb": round(usage["rss"]),
         "impressions": sum(d.impression_recorded for a in answers for d in a.decisions),
         "settle_s": round(delivered, 2),
     }
+
+
+def warmed_pass(server: Server, batch: list[pb.DecideRequest]) -> dict[str, Any]:
+    """`_decide_pass` on a fresh channel from CLIENT_THREADS threads, after one warm-up
+    Decide (its connection made, its encoder process started) and the server idle again."""
+    with (
+        grpc.insecure_channel(server.address) as channel,
+        ThreadPoolExecutor(CLIENT_THREADS) as pool,
+    ):
+        stub = pb_grpc.TrackingServiceStub(channel)
+        stub.Decide(pb.DecideRequest(user_id="warm-up"), timeout=30)
+        settle(server)
+        return _decide_pass(server, stub, pool, batch)
 
 
 def decide_over_grpc(datafile: str, people: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

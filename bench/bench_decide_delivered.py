@@ -32,19 +32,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from bench import bench_decide
 from bench.agent_peer import Peer, peer_server
 from bench.gen_datafile import build_flags
-from bench.harness import ROOT, machine, serve_command, settle, start_server
+from bench.harness import ROOT, machine, serve_command, start_server
 from trackd.v1 import tracking_service_pb2 as pb
-from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 PROCESSORS = {
     "forwarding": "SDK decide_all(), ForwardingEventProcessor (its default): a POST per event",
@@ -161,14 +158,7 @@ def measure_daemon(peer: Peer, count: int, run_id: str) -> dict[str, Any]:
         )
         server = start_server("trackd", command, workdir)
         try:
-            with (
-                grpc.insecure_channel(server.address) as channel,
-                ThreadPoolExecutor(bench_decide.CLIENT_THREADS) as pool,
-            ):
-                stub = pb_grpc.TrackingServiceStub(channel)
-                stub.Decide(pb.DecideRequest(user_id="warm-up"), timeout=30)
-                settle(server)
-                figures = bench_decide._decide_pass(server, stub, pool, requests)
+            figures = bench_decide.warmed_pass(server, requests)
         finally:
             server.stop()
     return {

@@ -29,11 +29,9 @@ import os
 import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
 from bench import bench_decide
@@ -49,7 +47,6 @@ from bench.harness import (
 )
 from bench.loadgen import activate_pool, find_ghz, ghz_unary, python_unary
 from trackd.v1 import tracking_service_pb2 as pb
-from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 MODES = ("full", "normal")
 BARE = ("bare", "bare+uvloop")
@@ -121,20 +118,12 @@ def decide_requests(count: int, prefix: str) -> list[pb.DecideRequest]:
 
 
 def decide_point(server: Server, requests: list[pb.DecideRequest]) -> dict[str, float]:
-    with (
-        grpc.insecure_channel(server.address) as channel,
-        ThreadPoolExecutor(bench_decide.CLIENT_THREADS) as pool,
-    ):
-        stub = pb_grpc.TrackingServiceStub(channel)
-        stub.Decide(pb.DecideRequest(user_id="warm-up"), timeout=30)
-        settle(server)
-        before = server.cpu_split()
-        figures = bench_decide._decide_pass(server, stub, pool, requests)
+    figures = bench_decide.warmed_pass(server, requests)
     return {
         "calls_per_s": figures["calls_per_s"],
         "cpu_us_per_call": figures["daemon_cpu_us_per_user"],
         "impressions": figures["impressions"],
-        **split_per_call(before, server.cpu_split(), len(requests)),
+        **{f"{part}_us": figures[f"{part}_us"] for part in SPLIT},
     }
 
 
