@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple
 
 import trackd
 from trackd.events.records import (
@@ -33,11 +33,11 @@ from trackd.events.records import (
     from_plain,
 )
 from trackd.events.tags import TagValue
+from trackd.kept import kept
 
 CLIENT_NAME: Final = "trackd"
 ACTIVATE_EVENT_KEY: Final = "campaign_activated"
 _DROPPED_WHEN_NONE: Final = frozenset({"revenue", "value", "tags", "decisions"})
-_T = TypeVar("_T")
 
 
 def _variation_id(variation_id: str) -> str | None:
@@ -334,7 +334,7 @@ def _header(context: Context) -> str:
     text = _JSON.encode(event_batch(context, ()))
     if not text.endswith("[]}"):
         raise _Irregular("header")
-    return _kept(_headers, context, text[:-2])
+    return kept(_headers, context, text[:-2], _KEPT)
 
 
 def _visitor_cut(key: tuple[Any, ...], item: tuple[Any, ...]) -> tuple[str, str, str, str, str]:
@@ -353,7 +353,9 @@ def _visitor_cut(key: tuple[Any, ...], item: tuple[Any, ...]) -> tuple[str, str,
     uuid_at, timestamp_at, attributes_at, visitor_id_at, end = _JSON.encode(document).split(
         _SPLICE_JSON
     )
-    return _kept(_visitor_cuts, key, (uuid_at, timestamp_at, attributes_at, visitor_id_at, end))
+    return kept(
+        _visitor_cuts, key, (uuid_at, timestamp_at, attributes_at, visitor_id_at, end), _KEPT
+    )
 
 
 def _attribute_list(attributes: Sequence[tuple[str, str, Any]]) -> str:
@@ -376,7 +378,7 @@ def _attribute_head(entity_id: str, key: str) -> str:
     head, end = _JSON.encode(_attribute(entity_id, key, _SPLICE)).split(_SPLICE_JSON)
     if end != "}":  # the value must be the last member: `_attribute_list` closes it
         raise _Irregular("attribute layout")
-    return _kept(_attribute_heads, (entity_id, key), head)
+    return kept(_attribute_heads, (entity_id, key), head, _KEPT)
 
 
 def _extras_text(revenue: Any, value: Any, tags: Any) -> str:
@@ -414,13 +416,6 @@ def _members(mapping: dict[Any, Any]) -> str:
         else:
             texts.append(f"{_string(name)}:{_value_text(item)}")
     return f"{{{','.join(texts)}}}"
-
-
-def _kept(cache: dict[Any, Any], key: Any, value: _T) -> _T:
-    if len(cache) >= _KEPT:
-        cache.clear()
-    cache[key] = value
-    return value
 
 
 def encode_batch(context: Context, records: Sequence[tuple[Any, ...]]) -> bytes:

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from trackd.agent_reasons import worded_as_go
 from trackd.datafile.model import ProjectConfig
+from trackd.kept import kept
 from trackd.rpc import values
 from trackd.rpc.decide_json import response_parts, struct_text
 from trackd.rpc.decisions import CACHE_LIMIT
@@ -80,11 +81,9 @@ class AgentDecideJson:
         if flag.variables.fields:
             tail += ', "variables": ' + self._variables(flag.variables)
         halves = head, tail + "}"
-        if not flag.reasons:  # one with reasons is this call's alone: not worth keeping
-            if len(self._halves) >= CACHE_LIMIT:
-                self._halves.clear()
-            self._halves[frame] = halves
-        return halves
+        if flag.reasons:  # one with reasons is this call's alone: not worth keeping
+            return halves
+        return kept(self._halves, frame, halves, CACHE_LIMIT)
 
 
 def worded_reasons(flag: pb.FlagDecision, config: ProjectConfig) -> list[str]:

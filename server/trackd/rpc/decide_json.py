@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.struct_pb2 import Struct
 
+from trackd.kept import kept
 from trackd.rpc import values
 from trackd.rpc.decisions import CACHE_LIMIT
 from trackd.v1 import tracking_service_pb2 as pb
@@ -65,11 +66,9 @@ class DecideJson:
         printers = self._members
         members = [printers[field.number](value) for field, value in decision.ListFields()]
         fragment = "{" + ", ".join(members) + "}"
-        if not decision.reasons:  # one with reasons is this call's alone: not worth keeping
-            if len(self._fragments) >= CACHE_LIMIT:
-                self._fragments.clear()
-            self._fragments[frame] = fragment
-        return fragment
+        if decision.reasons:  # one with reasons is this call's alone: not worth keeping
+            return fragment
+        return kept(self._fragments, frame, fragment, CACHE_LIMIT)
 
 
 def response_parts(data: bytes) -> tuple[list[bytes], str] | None:

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from trackd.datafile.model import FlagDecision, RuleType
+from trackd.kept import kept
 from trackd.rpc import values
 from trackd.rpc.wire import varint
 from trackd.v1 import tracking_service_pb2 as pb
@@ -69,11 +70,7 @@ class DecideEncoder:
         held = self._framed.get(id(decision))
         if held is not None and held[0] is decision:
             return held[1]
-        frames = _frames(decision)
-        if len(self._framed) >= CACHE_LIMIT:
-            self._framed.clear()
-        self._framed[id(decision)] = (decision, frames)
-        return frames
+        return kept(self._framed, id(decision), (decision, _frames(decision)), CACHE_LIMIT)[1]
 
     def response(self, decisions: Iterable[tuple[FlagDecision, bool]], revision: str) -> bytes:
         """The serialized DecideResponse of (decision, impression_recorded) pairs, in order."""

@@ -17,6 +17,7 @@ from google.protobuf.struct_pb2 import ListValue, Struct, Value
 from trackd.config import default_of
 from trackd.datafile.model import AttributeValue
 from trackd.errors import InvalidArgument, ResourceExhausted
+from trackd.kept import kept
 
 _EXACT_INT_LIMIT = 2.0**53
 
@@ -157,8 +158,5 @@ class KeptStructs(Generic[Converted]):
         key = struct.SerializeToString()
         converted = self._kept.get(key)
         if converted is None:
-            converted = self._convert(struct)
-            if len(self._kept) >= self._limit:
-                self._kept.clear()
-            self._kept[key] = converted
+            converted = kept(self._kept, key, self._convert(struct), self._limit)
         return converted
