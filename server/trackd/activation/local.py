@@ -157,8 +157,8 @@ class LocalActivationStore:
     async def get(self, user_id: str, experiment_id: str) -> Held | None:
         now = self._now_ms()
         with self._env.begin() as txn:
-            held = _decoded(txn.get(self._key(user_key(user_id), experiment_id), db=self._acts))
-        if held is None or held.experiment_id != experiment_id or held.expiry <= now:
+            held = self._live_in(txn, user_key(user_id), experiment_id, now)
+        if held is None:
             self._misses += 1
             return None
         self._hits += 1
@@ -234,13 +234,8 @@ class LocalActivationStore:
                             found[held.experiment_id] = held.variation_id
                 else:
                     for experiment_id in experiment_ids:
-                        held = _decoded(txn.get(self._key(user, experiment_id), db=self._acts))
-                        # The same experiment id: not an 8-byte digest collision.
-                        if (
-                            held is not None
-                            and held.expiry > now
-                            and held.experiment_id == experiment_id
-                        ):
+                        held = self._live_in(txn, user, experiment_id, now)
+                        if held is not None:
                             found[experiment_id] = held.variation_id
                 found_all.append(found)
         hits = sum(1 for found in found_all if found)
@@ -254,15 +249,24 @@ class LocalActivationStore:
         found: dict[str, Held] = {}
         with self._env.begin() as txn:
             for experiment_id in experiment_ids:
-                held = _decoded(txn.get(self._key(user, experiment_id), db=self._acts))
-                # The same experiment id: not an 8-byte digest collision.
-                if held is not None and held.expiry > now and held.experiment_id == experiment_id:
+                held = self._live_in(txn, user, experiment_id, now)
+                if held is not None:
                     found[experiment_id] = Held(held.variation_id, held.sticky)
         if found:
             self._hits += 1
         else:
             self._misses += 1
         return found
+
+    def _live_in(
+        self, txn: lmdb.Transaction[bytes], user: bytes, experiment_id: str, now: int
+    ) -> _Stored | None:
+        """The user's live activation in the experiment as `txn` reads it; None when there is
+        none, it expired, or its key is another experiment's (an 8-byte digest collision)."""
+        held = _decoded(txn.get(self._key(user, experiment_id), db=self._acts))
+        if held is None or held.expiry <= now or held.experiment_id != experiment_id:
+            return None
+        return held
 
     async def retain(self, keep: Keep) -> int:
         with self._env.begin() as txn:
