@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 
 import structlog
 
@@ -57,6 +57,9 @@ from trackd.notifications import Notifier
 from trackd.overrides import NO_OVERRIDES, DecisionContext, OverrideStore, UserOverrides
 
 log = structlog.get_logger("trackd.tracking")
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 # Decisions remembered as activations that attribute conversions but are not sticky: the
 # Optimizely SDK never saves a forced or whitelisted decision to its user profile, so once the
@@ -292,14 +295,9 @@ class Tracker:
         user with no activation)."""
         config = self.live.config
         experiment = self._experiment(config, experiment_key)
-        if self._reads_together:  # as Activate's: one round trip for both, not two
-            held, (forced_id, _) = await asyncio.gather(
-                self._held_one(user_id, experiment.id),
-                self._forced_variation(user_id, experiment.id),
-            )
-        else:
-            held = await self._held_one(user_id, experiment.id)
-            forced_id, _ = await self._forced_variation(user_id, experiment.id)
+        held, (forced_id, _) = await self._both(
+            self._held_one(user_id, experiment.id), self._forced_variation(user_id, experiment.id)
+        )
         sticky = sticky_variation(held)
         decision = decide(
             config,
@@ -311,6 +309,22 @@ class Tracker:
         )
         self.notifier.experiment_decided(config, decision, user_id, attributes)
         return decision, config.revision
+
+    async def _both(
+        self, first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B]
+    ) -> tuple[A, B]:
+        """Two reads that do not depend on each other: together when both stores are remote
+        (one round trip instead of two), else in turn (two tasks would cost more CPU than
+        in-process reads)."""
+        if self._reads_together:
+            together: tuple[A, B] = await asyncio.gather(first, second)
+            return together
+        try:
+            done = await first
+        except BaseException:
+            second.close()  # never started: closed, not left unawaited
+            raise
+        return done, await second
 
     async def _held_one(self, user_id: str, experiment_id: str) -> Held | None:
         """The live activation, or None, as also when the store could not be reached."""
@@ -528,13 +542,9 @@ class Tracker:
         """
         config = self.live.config
         chosen = self._default_decide_options.union(options)
-        if self._reads_together:
-            (overrides, degraded), (held, store_down) = await asyncio.gather(
-                self._user_overrides(user_id), self._held(config, user_id, flag_keys)
-            )
-        else:
-            overrides, degraded = await self._user_overrides(user_id)
-            held, store_down = await self._held(config, user_id, flag_keys)
+        (overrides, degraded), (held, store_down) = await self._both(
+            self._user_overrides(user_id), self._held(config, user_id, flag_keys)
+        )
         degraded = degraded or store_down
         forced = overrides.decisions
         if forced_decisions:
