@@ -15,11 +15,19 @@ from tests.support.receiver import Receiver, Reply
 from trackd.config import Settings
 from trackd.datafile import parse_datafile
 from trackd.events.endpoints import event_api_url
-from trackd.events.sinks import Outcome, open_sink
+from trackd.events.sinks import Delivery, Outcome, Sink, open_sink
 from trackd.events.sinks.file import FileSink
 from trackd.events.sinks.http import HttpSink, environment_proxy
 from trackd.live import LiveConfig
 from trackd.server import event_sink
+
+
+async def sent_once(sink: Sink, body: bytes) -> Delivery:
+    """`sink.send(body)`'s outcome, the sink closed after it whatever happened."""
+    try:
+        return await sink.send(body)
+    finally:
+        await sink.aclose()
 
 
 @pytest.mark.parametrize(
@@ -39,19 +47,13 @@ from trackd.server import event_sink
 )
 async def test_http_status_decides_the_outcome(status: int, outcome: Outcome) -> None:
     async with Receiver(default=status) as receiver:
-        sink = open_sink(receiver.url)
-        try:
-            delivery = await sink.send(b'{"visitors":[]}')
-        finally:
-            await sink.aclose()
+        delivery = await sent_once(open_sink(receiver.url), b'{"visitors":[]}')
     assert (delivery.outcome, delivery.status) == (outcome, status)
 
 
 async def test_http_posts_the_body_as_json() -> None:
     async with Receiver() as receiver:
-        sink = HttpSink(receiver.url)
-        await sink.send(b'{"a":1}')
-        await sink.aclose()
+        await sent_once(HttpSink(receiver.url), b'{"a":1}')
     (request,) = receiver.requests
     assert (request.method, request.body) == ("POST", b'{"a":1}')
     assert request.headers["content-type"] == "application/json"
@@ -60,9 +62,7 @@ async def test_http_posts_the_body_as_json() -> None:
 
 async def test_retry_after_is_reported_with_a_429() -> None:
     async with Receiver(default=Reply(429, {"Retry-After": "7"})) as receiver:
-        sink = HttpSink(receiver.url)
-        delivery = await sink.send(b"{}")
-        await sink.aclose()
+        delivery = await sent_once(HttpSink(receiver.url), b"{}")
     assert delivery.retry_after == 7.0
 
 
@@ -70,18 +70,14 @@ async def test_a_refused_connection_is_retried() -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    sink = HttpSink(f"http://127.0.0.1:{port}/v1/events", timeout=2)
-    delivery = await sink.send(b"{}")
-    await sink.aclose()
+    delivery = await sent_once(HttpSink(f"http://127.0.0.1:{port}/v1/events", timeout=2), b"{}")
     assert delivery.outcome is Outcome.RETRY
     assert "Cannot connect" in delivery.detail
 
 
 async def test_a_timeout_is_retried() -> None:
     async with Receiver(default=Reply(200, delay=1.0)) as receiver:
-        sink = HttpSink(receiver.url, timeout=0.1)
-        delivery = await sink.send(b"{}")
-        await sink.aclose()
+        delivery = await sent_once(HttpSink(receiver.url, timeout=0.1), b"{}")
     assert delivery.outcome is Outcome.RETRY
 
 
@@ -154,11 +150,7 @@ async def test_a_redirect_is_retried_not_followed() -> None:
     async with Receiver() as elsewhere:
         moved = Reply(307, {"Location": elsewhere.url})
         async with Receiver(default=moved) as receiver:
-            sink = HttpSink(receiver.url)
-            try:
-                delivery = await sink.send(b'{"n":1}')
-            finally:
-                await sink.aclose()
+            delivery = await sent_once(HttpSink(receiver.url), b'{"n":1}')
     assert (delivery.outcome, delivery.status) == (Outcome.RETRY, 307)
     assert len(receiver.requests) == 1
     assert elsewhere.requests == []
@@ -176,11 +168,7 @@ async def test_the_proxy_of_the_environment_carries_the_batches(
             monkeypatch.setenv(name, scheme + proxy.url.removesuffix(proxy.path).split("://")[1])
         for name in ("NO_PROXY", "no_proxy"):
             monkeypatch.delenv(name, raising=False)
-        sink = HttpSink(endpoint.url)
-        try:
-            delivery = await sink.send(b'{"n":1}')
-        finally:
-            await sink.aclose()
+        delivery = await sent_once(HttpSink(endpoint.url), b'{"n":1}')
     assert delivery.outcome is Outcome.DELIVERED
     assert [(r.method, r.path, r.body) for r in proxy.requests] == [
         ("POST", endpoint.url, b'{"n":1}')
@@ -233,11 +221,7 @@ async def test_a_ca_named_by_ssl_cert_file_is_trusted_as_the_datafile_poller_tru
         for ca_file in (None, certs.ca.cert_path):
             if ca_file is not None:
                 monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-            sink = HttpSink(receiver.url)
-            try:
-                outcomes.append((await sink.send(b'{"n":1}')).outcome)
-            finally:
-                await sink.aclose()
+            outcomes.append((await sent_once(HttpSink(receiver.url), b'{"n":1}')).outcome)
     assert outcomes == [Outcome.RETRY, Outcome.DELIVERED]
     assert receiver.received == [{"n": 1}]
 
