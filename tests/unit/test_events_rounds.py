@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_outbox import _config, conversions
+from tests.unit.test_outbox import _config, conversions, decision_events
 from trackd.events import payload, rounds
-from trackd.events.records import ROW_FORMAT, Record, decode_stored, encode_rows
+from trackd.events.records import ROW_FORMAT, Record, decode_rows, decode_stored, encode_rows
 from trackd.events.rounds import RowPart, form_round
 
 
@@ -136,3 +136,24 @@ def test_a_row_id_kept_from_the_last_round_with_other_bytes_is_decoded_anew() ->
     form_round([row(1, conversions(3, "a"))], batch_size=10, max_batches=16)
     (formed,) = form_round([row(1, conversions(3, "b"))], batch_size=10, max_batches=16)
     assert visitors(formed.body) == ["b0", "b1", "b2"]
+
+
+def test_a_round_over_decide_calls_records_is_the_round_over_their_impressions() -> None:
+    """Rows of `DecisionEvents` (a Decide call's events as one record) form the very batches,
+    byte for byte, and the very progress of the same impressions stored one by one, a round
+    starting inside a row and batches ending inside a call's events included."""
+    calls = [decision_events(f"user-{n}", 5) for n in range(6)]
+    compact = [
+        (1, 15, 4, ROW_FORMAT, encode_rows(calls[:3])),
+        (2, 15, 0, ROW_FORMAT, encode_rows(calls[3:])),
+    ]
+    expanded = [
+        (row_id, n, sent, fmt, encode_rows(decode_rows(body)))
+        for row_id, n, sent, fmt, body in compact
+    ]
+    assert len(decode_rows(expanded[0][4])) == 15
+    formed = form_round(compact, batch_size=4, max_batches=16)
+    assert formed == form_round(expanded, batch_size=4, max_batches=16)
+    assert [f.progress for f in formed][:4] == [((1, 8),), ((1, 12),), ((1, 15), (2, 1)), ((2, 5),)]
+    assert all(f.error is None for f in formed)
+    assert visitors(formed[0].body) == ["user-0"] + 3 * ["user-1"]
