@@ -566,7 +566,7 @@ def impression_tuples(decisions: Sequence[Any]) -> list[tuple[Any, ...]]:
     expanded."""
     kind, context, seed, timestamp, user_id, attributes, tails = decisions
     count = len(tails)
-    if kind != DECISIONS or not all(len(tail) == _TAIL_FIELDS for tail in tails):
+    if kind != DECISIONS or (count and set(map(len, tails)) != {_TAIL_FIELDS}):
         raise ValueError("a malformed decision events record")
     text = batch_uuids(seed, count)
     return [
