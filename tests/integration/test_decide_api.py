@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Value
 
 from tests.integration.test_decisions_api import attrs
+from tests.integration.test_metrics import scrape, value
 from tests.support.daemon import Client, client_for, settings_for
 from tests.support.oracle import (
     CapturingDispatcher,
@@ -526,3 +527,24 @@ async def test_a_decides_delivered_bytes_are_those_before_one_record_a_call(
     (request,) = receiver.requests
     delivered = request.body.replace(f'"{__version__}"'.encode(), b'"VERSION"')
     assert delivered == _DELIVERED_BEFORE_ONE_RECORD
+
+
+async def test_a_decides_undelivered_events_count_one_by_one_in_the_outbox_depth(
+    tmp_path: Path,
+) -> None:
+    """Three Decides of two flags that both send: six events waiting in the outbox, as the
+    depth metric says, though each call's are stored as one record."""
+    path = tmp_path / "datafile.json"
+    path.write_text(json.dumps(_sending_rollouts()))
+    settings = settings_for(
+        tmp_path / "data",
+        datafile=path,
+        metrics_listen="127.0.0.1:0",
+        event_endpoint="http://127.0.0.1:9/unreachable",  # discard port: nothing listens
+    )
+    async with client_for(settings) as client:
+        for user_id in ("u1", "u2", "u3"):
+            await decide(client, user_id, country="US")
+        assert client.daemon.metrics_port
+        samples = await scrape(client.daemon.metrics_port)
+        assert value(samples, "trackd_outbox_depth_events") == 6
