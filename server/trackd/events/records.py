@@ -563,15 +563,22 @@ def _expand(columns: Any) -> list[tuple[Any, ...]]:
     return expand(_stored_columns(columns))
 
 
+def decision_uuids(decisions: Sequence[Any]) -> str:
+    """The uuids of a `DecisionEvents` (or its plain tuple), 36 characters each, one per
+    tail in order (`batch_uuids` of its seed); raises for a malformed record."""
+    kind, _, seed, _, _, _, tails = decisions
+    if kind != DECISIONS or (tails and set(map(len, tails)) != {_TAIL_FIELDS}):
+        raise ValueError("a malformed decision events record")
+    return batch_uuids(seed, len(tails))
+
+
 def impression_tuples(decisions: Sequence[Any]) -> list[tuple[Any, ...]]:
     """The plain impression tuples (fields in Impression order) a `DecisionEvents` (or its
     plain tuple) stands for, each with its uuid from the seed. The one place they are
-    expanded."""
-    kind, context, seed, timestamp, user_id, attributes, tails = decisions
+    expanded (`payload.DecisionsRun` encodes its events' JSON without them)."""
+    _, context, _, timestamp, user_id, attributes, tails = decisions
+    text = decision_uuids(decisions)
     count = len(tails)
-    if kind != DECISIONS or (count and set(map(len, tails)) != {_TAIL_FIELDS}):
-        raise ValueError("a malformed decision events record")
-    text = batch_uuids(seed, count)
     return [
         (IMPRESSION, context, text[at : at + 36], timestamp, user_id, attributes, *tail)
         for at, tail in zip(range(0, 36 * count, 36), tails, strict=True)
@@ -629,27 +636,27 @@ def encode_row(records: Sequence[OutboxRecord] | ConversionColumns) -> tuple[int
 
 def decode_stored(body: bytes, fmt: int = ROW_FORMAT) -> list[tuple[Any, ...]] | StoredColumns:
     """The row as stored: its records as plain tuples (fields in Impression/Conversion
-    order, a Decide call's `DecisionEvents` expanded into its impressions), or a
+    order, a Decide call's `DecisionEvents` one tuple, `decode_unexpanded`), or a
     `COLUMNS_FORMAT` row's columns, not expanded into records."""
-    if fmt not in (ROW_FORMAT, COLUMNS_FORMAT):
+    if fmt == ROW_FORMAT:
+        return decode_unexpanded(body)
+    if fmt != COLUMNS_FORMAT:
         raise ValueError(f"unknown outbox row format {fmt}")
-    loaded = _PlainUnpickler(io.BytesIO(body)).load()
-    if fmt == COLUMNS_FORMAT:
-        return _stored_columns(loaded)
-    return expand_decisions(loaded)
+    return _stored_columns(_PlainUnpickler(io.BytesIO(body)).load())
 
 
 def decode_unexpanded(body: bytes) -> list[tuple[Any, ...]]:
     """A `ROW_FORMAT` row's records as plain tuples as stored: a `DecisionEvents` stays one
-    tuple, its uuids not drawn (what the results counter reads)."""
+    tuple, its uuids not drawn (what the results counter and the encoder read)."""
     plain: list[tuple[Any, ...]] = _PlainUnpickler(io.BytesIO(body)).load()
     return plain
 
 
 def decode_plain(body: bytes, fmt: int = ROW_FORMAT) -> list[tuple[Any, ...]]:
-    """The row's records as plain tuples (fields in Impression/Conversion order)."""
+    """The row's records as plain tuples (fields in Impression/Conversion order), a record
+    per event."""
     stored = decode_stored(body, fmt)
-    return expand(stored) if isinstance(stored, StoredColumns) else stored
+    return expand(stored) if isinstance(stored, StoredColumns) else expand_decisions(stored)
 
 
 # (user_id, event_key, revenue, value, attributions) of one conversion: what results count.
@@ -726,6 +733,7 @@ __all__ = [
     "batch_uuids",
     "context_of",
     "conversion",
+    "decision_uuids",
     "decode_plain",
     "decode_rows",
     "decode_stored",
