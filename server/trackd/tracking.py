@@ -46,7 +46,7 @@ from trackd.errors import (
     UnknownVariation,
 )
 from trackd.events import records
-from trackd.events.decisions import DecidedRule, EventTail, decision_records, decision_tails
+from trackd.events.decisions import DecidedRule, EventTail, decision_events, decision_tails
 from trackd.events.outbox import BatchKey, Receipt
 from trackd.events.results import (
     ExperimentResults,
@@ -75,7 +75,7 @@ class EventLog(LocalResults, Protocol):
 
     async def append(
         self,
-        records: Sequence[records.Record] | records.ConversionColumns,
+        records: Sequence[records.OutboxRecord] | records.ConversionColumns,
         receipt: Receipt | None = None,
     ) -> bytes | None:
         """Returns once every record is committed; raises OutboxFull, writing nothing. With a
@@ -603,15 +603,15 @@ class Tracker:
                         continue
             tails += facts.tails
             sending.append(bool(facts.tails))
-        impressions = decision_records(config, user_id, attributes, tails, now_ms=self._now_ms())
-        recorded = bool(impressions)
-        if impressions:
+        events = decision_events(config, user_id, attributes, tails, now_ms=self._now_ms())
+        recorded = events is not None
+        if events is not None:
             try:
-                await self._outbox.append(impressions)
+                await self._outbox.append([events])
             except OutboxFull:
                 # As Activate: decisions flow on, nothing new is remembered, so the next
                 # decide tries the events again.
-                log.warning("decision_events_dropped_outbox_full", count=len(impressions))
+                log.warning("decision_events_dropped_outbox_full", count=len(tails))
                 recorded = False
                 remembered = [memory for memory in remembered if memory.repeat]
         if not degraded:

@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from google.protobuf.struct_pb2 import Value
 
 from tests.integration.test_decisions_api import attrs
+from tests.integration.test_metrics import scrape, value
 from tests.support.daemon import Client, client_for, settings_for
 from tests.support.oracle import (
     CapturingDispatcher,
@@ -31,6 +32,8 @@ from tests.support.oracle import (
 )
 from tests.support.polling import eventually
 from tests.support.receiver import Receiver
+from trackd import __version__, tracking
+from trackd.events import decisions
 from trackd.v1 import tracking_service_pb2 as pb
 
 DATAFILE = Path(__file__).parent.parent / "data" / "flags_datafile.json"
@@ -485,3 +488,63 @@ async def test_with_the_redis_store_unreachable_decide_goes_on_and_sends_at_leas
         tracked = await client.stub.Track(pb.TrackRequest(event_key="purchase", user_id="u1"))
         assert tracked.attribution_unknown and not tracked.attributions
         await receiver.wait_for_events(3)
+
+
+# The body trackd delivered for the Decide of the test below before a call's decision events
+# were stored as one record, each its own fourteen-field impression in the row (its client
+# version written as VERSION).
+_DELIVERED_BEFORE_ONE_RECORD = (
+    b'{"account_id":"7001","project_id":"7002","revision":"11","client_name":"trackd","cli'
+    b'ent_version":"VERSION","anonymize_ip":true,"enrich_decisions":true,"visitors":[{"sna'
+    b'pshots":[{"events":[{"entity_id":"7309","uuid":"df192d6d-a3c3-4175-b627-82275040e6d4'
+    b'","key":"campaign_activated","timestamp":1700000000123}],"decisions":[{"campaign_id"'
+    b':"7309","experiment_id":"7301","variation_id":null,"metadata":{"flag_key":"checkout_'
+    b'redesign","rule_key":"checkout_ab","rule_type":"feature-test","variation_key":"treat'
+    b'ment","enabled":true}}]}],"attributes":[{"entity_id":"7102","key":"country","type":"'
+    b'custom","value":"US"},{"entity_id":"$opt_bot_filtering","key":"$opt_bot_filtering","'
+    b'type":"custom","value":false}],"visitor_id":"u1"},{"snapshots":[{"events":[{"entity_'
+    b'id":"7529","uuid":"4937835c-ac9f-49dd-9b2b-dd060000afa9","key":"campaign_activated",'
+    b'"timestamp":1700000000123}],"decisions":[{"campaign_id":"7529","experiment_id":"7521'
+    b'","variation_id":null,"metadata":{"flag_key":"free_shipping","rule_key":"free_shippi'
+    b'ng_us","rule_type":"rollout","variation_key":"on","enabled":true}}]}],"attributes":['
+    b'{"entity_id":"7102","key":"country","type":"custom","value":"US"},{"entity_id":"$opt'
+    b'_bot_filtering","key":"$opt_bot_filtering","type":"custom","value":false}],"visitor_'
+    b'id":"u1"}]}'
+)
+
+
+async def test_a_decides_delivered_bytes_are_those_before_one_record_a_call(
+    tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Decide's decision events, stored as one record and expanded by the encoder process,
+    are delivered byte for byte as when each was its own record: the same seed and clock
+    give the same uuids, fields and JSON."""
+    monkeypatch.setattr(decisions, "new_seed", lambda: 0x0123456789ABCDEF0123456789ABCDEF)
+    monkeypatch.setattr(tracking.Tracker, "_now_ms", lambda self: 1_700_000_000_123)
+    async with await _client(tmp_path, receiver, _sending_rollouts()) as client:
+        await decide(client, "u1", country="US")
+        await receiver.wait_for_events(2)
+    (request,) = receiver.requests
+    delivered = request.body.replace(f'"{__version__}"'.encode(), b'"VERSION"')
+    assert delivered == _DELIVERED_BEFORE_ONE_RECORD
+
+
+async def test_a_decides_undelivered_events_count_one_by_one_in_the_outbox_depth(
+    tmp_path: Path,
+) -> None:
+    """Three Decides of two flags that both send: six events waiting in the outbox, as the
+    depth metric says, though each call's are stored as one record."""
+    path = tmp_path / "datafile.json"
+    path.write_text(json.dumps(_sending_rollouts()))
+    settings = settings_for(
+        tmp_path / "data",
+        datafile=path,
+        metrics_listen="127.0.0.1:0",
+        event_endpoint="http://127.0.0.1:9/unreachable",  # discard port: nothing listens
+    )
+    async with client_for(settings) as client:
+        for user_id in ("u1", "u2", "u3"):
+            await decide(client, user_id, country="US")
+        assert client.daemon.metrics_port
+        samples = await scrape(client.daemon.metrics_port)
+        assert value(samples, "trackd_outbox_depth_events") == 6

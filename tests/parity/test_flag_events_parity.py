@@ -36,6 +36,7 @@ from tests.parity.test_parity_flags import (
     sdk_decide,
 )
 from tests.parity.test_parity_flags import quiet_sdk as quiet_sdk  # autouse: the SDK's logging
+from tests.support.event_log import ListEventLog
 from tests.support.oracle import (
     CapturingDispatcher,
     sdk_payload,
@@ -46,7 +47,7 @@ from trackd.activation import MemoryActivationStore
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.decision.flags import DecideOption
 from trackd.events.outbox import Receipt
-from trackd.events.records import ConversionColumns, Impression, Record
+from trackd.events.records import ConversionColumns, Impression, OutboxRecord, Record
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 from trackd.live import LiveConfig
 from trackd.overrides import MemoryOverrideStore
@@ -68,10 +69,10 @@ class MemoryEventLog:
         self.records: list[Record] = []
 
     async def append(
-        self, records: Sequence[Record] | ConversionColumns, receipt: Receipt | None = None
+        self, records: Sequence[OutboxRecord] | ConversionColumns, receipt: Receipt | None = None
     ) -> bytes | None:
         assert not isinstance(records, ConversionColumns)
-        self.records.extend(records)
+        self.records.extend(ListEventLog.expanded(records))  # a Decide's: one record a call
         return None
 
     async def results(

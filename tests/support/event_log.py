@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from trackd.events.outbox import Receipt
-from trackd.events.records import ConversionColumns, Record
+from trackd.events.records import (
+    ConversionColumns,
+    DecisionEvents,
+    OutboxRecord,
+    Record,
+    from_plain,
+    impression_tuples,
+)
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 
 
@@ -15,15 +22,24 @@ class ListEventLog:
         self.records: list[Record] = []
 
     async def append(
-        self, records: Sequence[Record] | ConversionColumns, receipt: Receipt | None = None
+        self, records: Sequence[OutboxRecord] | ConversionColumns, receipt: Receipt | None = None
     ) -> bytes | None:
         self.records.extend(self.expanded(records))
         return None
 
     @staticmethod
-    def expanded(records: Sequence[Record] | ConversionColumns) -> list[Record]:
-        """A TrackStream batch's columns as the records they hold."""
-        return records.records() if isinstance(records, ConversionColumns) else list(records)
+    def expanded(records: Sequence[OutboxRecord] | ConversionColumns) -> list[Record]:
+        """A TrackStream batch's columns, or a Decide call's `DecisionEvents`, as the records
+        they hold: a record per event."""
+        if isinstance(records, ConversionColumns):
+            return records.records()
+        found: list[Record] = []
+        for record in records:
+            if isinstance(record, DecisionEvents):
+                found += from_plain(impression_tuples(record))
+            else:
+                found.append(record)
+        return found
 
     async def results(
         self, config: ResultsConfig, experiment: ResultsExperiment

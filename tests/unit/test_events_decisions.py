@@ -9,22 +9,27 @@ from typing import Any
 import pytest
 
 from trackd.datafile import parse_datafile
-from trackd.events import payload
+from trackd.events import decisions, payload
 from trackd.events.decisions import (
     DecidedRule,
+    decision_events,
     decision_impressions,
     decision_records,
     decision_tails,
 )
 from trackd.events.records import (
+    DECISIONS,
     IMPRESSION,
     RULE_TYPE_FEATURE_TEST,
     RULE_TYPE_HOLDOUT,
     RULE_TYPE_ROLLOUT,
+    DecisionEvents,
     Impression,
+    batch_uuids,
     context_of,
     decode_rows,
     encode_rows,
+    impression_tuples,
     visitor_attributes,
 )
 
@@ -146,3 +151,28 @@ def test_decision_records_are_the_impressions_their_fields_name() -> None:
     assert [record.rule_type for record in found] == [RULE_TYPE_HOLDOUT, RULE_TYPE_ROLLOUT]
     assert len({record.uuid for record in found}) == 2
     assert all(len(record) == len(Impression._fields) for record in found)
+
+
+def test_a_decide_calls_events_are_one_record_whose_impressions_take_uuids_from_its_seed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`decision_events`: the call's shared fields once, its tails (the very tuples given,
+    which a row's pickle then stores once) and one seed. Expanded, each tail is the
+    impression `decision_records` builds, its uuid the next 36 characters of the seed's
+    `batch_uuids`, in order; no tails, no record."""
+    monkeypatch.setattr(decisions, "new_seed", lambda: 12345)
+    tails = decision_tails(SENDS, "checkout", DELIVERY, bypassed_holdout=HOLDOUT)
+    visitor = visitor_attributes(SENDS, {"device": "x"})
+    events = decision_events(SENDS, "u1", {"device": "x"}, list(tails), now_ms=5)
+    assert events == DecisionEvents(DECISIONS, context_of(SENDS), 12345, 5, "u1", visitor, tails)
+    assert events is not None and all(a is b for a, b in zip(events.tails, tails, strict=True))
+    text = batch_uuids(12345, 2)
+    expected = [
+        (IMPRESSION, context_of(SENDS), text[:36], 5, "u1", visitor, *tails[0]),
+        (IMPRESSION, context_of(SENDS), text[36:], 5, "u1", visitor, *tails[1]),
+    ]
+    assert impression_tuples(events) == expected
+    assert decision_records(SENDS, "u1", {"device": "x"}, tails, now_ms=5) == [
+        Impression._make(plain) for plain in expected
+    ]
+    assert decision_events(SENDS, "u1", None, [], now_ms=5) is None

@@ -363,3 +363,109 @@ def test_an_impression_of_an_unknown_length_is_refused() -> None:
     for body in (short, long):
         with pytest.raises(TypeError):
             decode_rows(body)
+
+
+# A bypassed holdout's tail, then a delivery rule's: the decision events of one flag.
+_TAILS: tuple[records.EventTail, ...] = (
+    ("90001", "holdout", "90001", "92001", "ho_off", "checkout", "holdout", False),
+    ("81001", "pro_rule", "81009", "82001", "on", "checkout", "rollout", True),
+)
+_SEED = 0x0123456789ABCDEF0123456789ABCDEF
+
+# One ROW_FORMAT row exactly as the version before `DecisionEvents` wrote a Decide call's
+# events (decision_records, seed `_SEED`, user "u1" with device iPhone, `_TAILS`): one
+# fourteen-field impression tuple per event.
+_ROW_BEFORE_DECISION_EVENTS = base64.b64decode(
+    "gAWVMAEAAAAAAABdlCgoSwAojAUxMjAwMZSMBTEyMDAylIwBN5SIdJSMJGRmMTkyZDZkLWEzYzMtNDE3NS1iNjI3"
+    "LTgyMjc1MDQwZTZkNJSKBnto5c+LAYwCdTGUjAUyMDAwMZSMBmRldmljZZSMBmlQaG9uZZSHlIwSJG9wdF9ib3Rf"
+    "ZmlsdGVyaW5nlGgLiYeUhpSMBTkwMDAxlIwHaG9sZG91dJRoDowFOTIwMDGUjAZob19vZmaUjAhjaGVja291dJRo"
+    "D4l0lChLAGgEjCQ0OTM3ODM1Yy1hYzlmLTQ5ZGQtOWIyYi1kZDA2MDAwMGFmYTmUigZ7aOXPiwFoBmgNjAU4MTAw"
+    "MZSMCHByb19ydWxllIwFODEwMDmUjAU4MjAwMZSMAm9ulGgSjAdyb2xsb3V0lIh0lGUu"
+)
+
+
+def _decision_events(
+    config: ProjectConfig, user_id: str = "u1", tails: tuple[records.EventTail, ...] = _TAILS
+) -> records.DecisionEvents:
+    return records.DecisionEvents(
+        records.DECISIONS,
+        records.context_of(config),
+        _SEED,
+        1_700_000_000_123,
+        user_id,
+        records.visitor_attributes(config, {"device": "iPhone"}),
+        tails,
+    )
+
+
+def test_a_decide_calls_decision_events_row_decodes_to_the_row_written_before_them() -> None:
+    """A Decide call's events stored as one `DecisionEvents` record decode to exactly the
+    impressions the version before stored one by one for the same seed (same uuids, same
+    fields); that older row still decodes as it did."""
+    config = _config()
+    compact = encode_rows([_decision_events(config)])
+    before = records.decode_plain(_ROW_BEFORE_DECISION_EVENTS)
+    assert records.decode_plain(compact) == before
+    assert records.decode_stored(compact) == [tuple(_decision_events(config))]  # as stored
+    assert decode_rows(compact) == decode_rows(_ROW_BEFORE_DECISION_EVENTS)
+    first, second = decode_rows(_ROW_BEFORE_DECISION_EVENTS)
+    assert isinstance(first, Impression) and isinstance(second, Impression)
+    assert (first.uuid, second.uuid) == (
+        "df192d6d-a3c3-4175-b627-82275040e6d4",
+        "4937835c-ac9f-49dd-9b2b-dd060000afa9",
+    )
+    assert (first.rule_type, second.rule_type, second.user_id) == ("holdout", "rollout", "u1")
+
+
+def test_decision_events_expand_in_place_among_other_records_and_count_as_events() -> None:
+    """Readers index a row event by event: each `DecisionEvents` becomes its impressions
+    where it stands, between an Activate impression and a conversion; `event_count` counts
+    them so, and the record as stored stays one tuple."""
+    config = _config()
+    activate = _impression(config)
+    conversion = records.conversion(
+        config, config.events_by_key["my_conversion"], "u2", {}, None, [], now_ms=1
+    )
+    first = _decision_events(config, "u3")
+    second = _decision_events(config, "u4", _TAILS[1:])
+    row: list[records.OutboxRecord] = [activate, first, conversion, second]
+    body = encode_rows(row)
+    assert decode_rows(body) == [
+        activate,
+        *(Impression._make(plain) for plain in records.impression_tuples(first)),
+        conversion,
+        *(Impression._make(plain) for plain in records.impression_tuples(second)),
+    ]
+    assert records.event_count(row) == records.event_count(records.decode_unexpanded(body)) == 5
+    assert len(records.decode_plain(body)) == 5
+    assert records.decode_unexpanded(body) == [tuple(record) for record in row]
+
+
+def test_a_decision_events_row_is_a_fraction_of_its_impressions_row() -> None:
+    """What the record is for: a row of Decide calls whose decisions share their tails (as
+    Tracker's cache hands them out) stores each tail once, not an impression per event."""
+    config = _config()
+    tails = tuple(
+        (f"r{flag}", f"rule{flag}", f"r{flag}", f"v{flag}", "on", f"flag{flag}", "rollout", True)
+        for flag in range(50)
+    )
+    calls = [_decision_events(config, f"user-{n}", tails) for n in range(20)]
+    compact = len(encode_rows(calls))
+    expanded = len(encode_rows(decode_rows(encode_rows(calls))))
+    assert compact * 4 < expanded
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        (records.DECISIONS, ("a", "p", "7", True), _SEED, 1, "u1", (), (_TAILS[0][:7],)),
+        (records.DECISIONS, ("a", "p", "7", True), _SEED, 1, "u1", ()),
+    ],
+    ids=["a short tail", "a missing field"],
+)
+def test_a_malformed_decision_events_record_makes_its_row_undecodable(
+    broken: tuple[Any, ...],
+) -> None:
+    body = pickle.dumps([broken], protocol=5)
+    with pytest.raises(ValueError):
+        records.decode_plain(body)

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_outbox import _config, conversions
-from trackd.events import payload, rounds
-from trackd.events.records import ROW_FORMAT, Record, decode_stored, encode_rows
+from tests.unit.test_outbox import _config, conversions, decision_events
+from trackd.datafile import ProjectConfig
+from trackd.events import payload, records, rounds
+from trackd.events.records import ROW_FORMAT, Record, decode_rows, decode_stored, encode_rows
 from trackd.events.rounds import RowPart, form_round
 
 
@@ -136,3 +137,84 @@ def test_a_row_id_kept_from_the_last_round_with_other_bytes_is_decoded_anew() ->
     form_round([row(1, conversions(3, "a"))], batch_size=10, max_batches=16)
     (formed,) = form_round([row(1, conversions(3, "b"))], batch_size=10, max_batches=16)
     assert visitors(formed.body) == ["b0", "b1", "b2"]
+
+
+def test_a_round_over_decide_calls_records_is_the_round_over_their_impressions() -> None:
+    """Rows of `DecisionEvents` (a Decide call's events as one record) form the very batches,
+    byte for byte, and the very progress of the same impressions stored one by one, a round
+    starting inside a row and batches ending inside a call's events included."""
+    calls = [decision_events(f"user-{n}", 5) for n in range(6)]
+    compact = [
+        (1, 15, 4, ROW_FORMAT, encode_rows(calls[:3])),
+        (2, 15, 0, ROW_FORMAT, encode_rows(calls[3:])),
+    ]
+    expanded = [
+        (row_id, n, sent, fmt, encode_rows(decode_rows(body)))
+        for row_id, n, sent, fmt, body in compact
+    ]
+    assert len(decode_rows(expanded[0][4])) == 15
+    formed = form_round(compact, batch_size=4, max_batches=16)
+    assert formed == form_round(expanded, batch_size=4, max_batches=16)
+    assert [f.progress for f in formed][:4] == [((1, 8),), ((1, 12),), ((1, 15), (2, 1)), ((2, 5),)]
+    assert all(f.error is None for f in formed)
+    assert visitors(formed[0].body) == ["user-0"] + 3 * ["user-1"]
+
+
+def test_decide_calls_records_among_others_form_the_batches_of_their_impressions() -> None:
+    """Rows mixing an Activate impression, a conversion and Decide calls' records (a user id
+    JSON escapes, attribute values of every type, a decision without a variation, a call
+    of another revision, which a batch never mixes): the bodies and progress of the same
+    events stored one by one, an odd batch size cutting calls and rows anywhere."""
+    config, other = _config(), _config(revision="8")
+    experiment = config.experiments_by_key["ab_running"]
+    activate = records.impression(config, experiment, experiment.variations[0], "a", {}, now_ms=3)
+    attributes = (("20001", "device", "iPhone"), ("$opt_x", "$opt_x", 3.5), ("e", "k", True))
+    tails: tuple[records.EventTail, ...] = (
+        ("40001", "ab_running", "41001", "42001", "variation_a", "f", "feature-test", True),
+        ("81001", "pro_rule", "81009", "", "", "g", "rollout", False),
+        ("90001", "holdout", "90001", "92001", "off", "h", "holdout", False),
+    )
+
+    def call(seed: int, user: str, on: ProjectConfig = config) -> records.DecisionEvents:
+        context = records.context_of(on)
+        return records.DecisionEvents(records.DECISIONS, context, seed, 9, user, attributes, tails)
+
+    first: list[records.OutboxRecord] = [
+        activate,
+        call(11, 'u"1\n\u00e9'),
+        *conversions(1, "c"),
+        call(12, "u2"),
+    ]
+    second: list[records.OutboxRecord] = [call(13, "u3", other), call(14, "u4")]
+    compact = [
+        (1, 8, 1, ROW_FORMAT, encode_rows(first)),
+        (2, 6, 0, ROW_FORMAT, encode_rows(second)),
+    ]
+    expanded = [
+        (row_id, n, sent, fmt, encode_rows(decode_rows(body)))
+        for row_id, n, sent, fmt, body in compact
+    ]
+    for batch_size in (1, 2, 3, 5, 100):
+        formed = form_round(compact, batch_size=batch_size, max_batches=16)
+        assert formed == form_round(expanded, batch_size=batch_size, max_batches=16)
+        assert all(f.error is None for f in formed)
+    # The first batch stops where the other revision's call starts.
+    formed = form_round(compact, batch_size=100, max_batches=16)
+    assert [(f.events, f.progress) for f in formed] == [(7, ((1, 8),))]
+
+
+def test_an_irregular_decide_calls_record_goes_the_reference_way_and_a_malformed_one_dead() -> None:
+    """A call's record with a value trackd never stores (a float timestamp) is encoded by
+    the reference, as its impressions are; one that cannot expand (a short tail) makes its
+    row undecodable: a round of its own, for the dead-letter table."""
+    irregular = decision_events("u1", 3)._replace(timestamp=9.5)
+    rows = [(1, 3, 0, ROW_FORMAT, encode_rows([irregular]))]
+    expanded = [(1, 3, 0, ROW_FORMAT, encode_rows(decode_rows(rows[0][4])))]
+    (formed,) = form_round(rows, batch_size=2, max_batches=16)
+    assert [formed] == form_round(expanded, batch_size=2, max_batches=16)
+    visitors = json.loads(formed.body)["visitors"]
+    assert [v["snapshots"][0]["events"][0]["timestamp"] for v in visitors] == [9.5, 9.5]
+    short_tail = ("r", "k", "c", "v", "on", "f", "rollout")
+    short = decision_events("u2", 2)._replace(tails=(short_tail, short_tail))
+    (dead,) = form_round([(2, 2, 0, ROW_FORMAT, encode_rows([short]))], 2, max_batches=16)
+    assert dead.error is not None and "undecodable" in dead.error

@@ -92,6 +92,38 @@ async def test_an_append_past_the_cap_raises_outbox_full_and_writes_nothing(
         assert outbox.depth == 10
 
 
+def decision_events(user: str, flags: int) -> records.DecisionEvents:
+    """A Decide call's events as the tracker appends them: one record for `flags` events."""
+    tails = tuple(
+        (f"r{flag}", f"rule{flag}", f"r{flag}", f"v{flag}", "on", f"flag{flag}", "rollout", True)
+        for flag in range(flags)
+    )
+    return records.DecisionEvents(
+        records.DECISIONS, records.context_of(CONFIG), 7, 1, user, (), tails
+    )
+
+
+async def test_a_decide_calls_one_record_counts_as_its_events(tmp_path: Path) -> None:
+    """A `DecisionEvents` record is as many events as it has tails wherever the outbox
+    counts: the cap, the depth, the row's n, its records read back, and acknowledgements."""
+    async with Outbox(tmp_path / "outbox.sqlite3", max_events=10) as outbox:
+        first, second = decision_events("u1", 3), decision_events("u2", 4)
+        await asyncio.gather(outbox.append([first]), outbox.append([second]))
+        assert outbox.depth == outbox.undelivered == 7
+        with pytest.raises(OutboxFull, match="10 events"):
+            await outbox.append([decision_events("u3", 4)])
+        assert sum(n for _, n, _ in _rows(outbox.path)) == 7
+        rows = await outbox.read(0, 10)
+        read = [record for row in rows for record in row.records]
+        assert len(read) == sum(row.n for row in rows) == 7
+        assert sorted(read) == sorted(
+            records.from_plain(records.impression_tuples(first) + records.impression_tuples(second))
+        )
+        assert await outbox.ack([(row.row_id, row.n) for row in rows]) == 7
+        assert outbox.depth == outbox.undelivered == 0
+        assert (await outbox.stats()).delivered_events == 7
+
+
 async def test_the_cap_counts_appends_still_being_committed(tmp_path: Path) -> None:
     async with Outbox(tmp_path / "outbox.sqlite3", max_events=10) as outbox:
         outcomes = await asyncio.gather(

@@ -274,7 +274,7 @@ async def test_the_writer_counts_its_own_rows_from_their_records_without_decodin
     def no_decoding(body: bytes, fmt: int = records.ROW_FORMAT) -> list[tuple[Any, ...]]:
         raise AssertionError("a row the writer encoded was decoded again")
 
-    monkeypatch.setattr(results, "decode_plain", no_decoding)
+    monkeypatch.setattr(results, "decode_unexpanded", no_decoding)
     async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
         for batch in SCENARIO:
             await outbox.append(batch)
@@ -314,3 +314,58 @@ def test_known_rows_count_as_their_records_beside_rows_decoded_from_their_bodies
     seen, raw, _ = decoded
     assert seen == 9
     assert raw.visitors == {"42001": 2, "42002": 1}
+
+
+def _feature_test_events(user: str, variation: Any) -> records.DecisionEvents:
+    """A Decide call's events as one record: ab_running decided as a feature test (counted),
+    then a rollout's and a holdout's decision (never counted)."""
+    tails: tuple[records.EventTail, ...] = (
+        ("40001", "ab_running", "41001", variation.id, variation.key, "f", "feature-test", True),
+        ("81001", "pro_rule", "81009", "82001", "on", "g", "rollout", True),
+        ("90001", "holdout", "90001", "92001", "off", "h", "holdout", False),
+    )
+    return records.DecisionEvents(
+        records.DECISIONS, records.context_of(CONFIG), 99, 1, user, (), tails
+    )
+
+
+def test_decision_events_count_as_their_impressions_without_drawing_their_uuids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Decide call's `DecisionEvents` is counted from its tails, known or read from its
+    row: the same visitors as its impressions stored one by one, every event seen, and no
+    uuid drawn on the writer thread."""
+    calls = [_feature_test_events("u1", A), _feature_test_events("u2", B)]
+    row: list[records.OutboxRecord] = [impression("u3", A), *calls, impression("u1", A)]
+    expanded = records.decode_rows(records.encode_rows(row))
+    assert len(expanded) == 8
+
+    def counted(rows: list[tuple[int, int, bytes]], known: Any) -> Any:
+        conn = sqlite3.connect(":memory:")
+        conn.executescript(results.SCHEMA)
+        seen = results.Counter().consume(conn, rows, known)
+        members = conn.execute("SELECT * FROM results_members ORDER BY 1, 2").fetchall()
+        return seen, results.query(conn, "40001"), members
+
+    one_by_one = counted([(1, *records.encode_row(expanded))], {})
+    assert one_by_one[:2] == (8, results.RawCounts({"42001": 2, "42002": 1}, {}))
+
+    def no_uuids(seed: int, count: int) -> str:
+        raise AssertionError("results drew a record's uuids")
+
+    monkeypatch.setattr(records, "batch_uuids", no_uuids)
+    assert counted([(1, *records.encode_row(row))], {}) == one_by_one
+    assert counted([(1, records.ROW_FORMAT, b"unread")], {1: row}) == one_by_one
+
+
+async def test_get_results_after_a_decide_calls_one_record_counts_its_feature_test(
+    tmp_path: Path,
+) -> None:
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        await outbox.append([_feature_test_events("u1", A)])
+        await outbox.append([_feature_test_events("u2", A), _feature_test_events("u1", A)])
+        found = await outbox.results(CONFIG, EXPERIMENT)
+    assert [(v.variation_key, v.visitors) for v in found.variations] == [
+        ("variation_a", 2),
+        ("variation_b", 0),
+    ]

@@ -20,7 +20,7 @@ from trackd.activation import Held
 from trackd.datafile import parse_datafile
 from trackd.decision.flags import DecideOption
 from trackd.events.outbox import Receipt
-from trackd.events.records import ConversionColumns, Record
+from trackd.events.records import ConversionColumns, OutboxRecord
 from trackd.live import LiveConfig
 from trackd.tracking import Tracker, TrackInput
 
@@ -38,7 +38,7 @@ class CountingEventLog(MemoryEventLog):
         self.appends = 0
 
     async def append(
-        self, records: Sequence[Record] | ConversionColumns, receipt: Receipt | None = None
+        self, records: Sequence[OutboxRecord] | ConversionColumns, receipt: Receipt | None = None
     ) -> bytes | None:
         self.appends += 1
         return await super().append(records, receipt)

@@ -20,14 +20,18 @@ import structlog
 
 from trackd.events.records import (
     COLUMNS_FORMAT,
+    DECISIONS,
     IMPRESSION,
+    ROW_FORMAT,
     RULE_TYPE_EXPERIMENT,
     RULE_TYPE_FEATURE_TEST,
     Conversion,
     CountedConversion,
+    DecisionEvents,
     Impression,
     attributed_columns,
-    decode_plain,
+    decode_unexpanded,
+    event_count,
 )
 
 log = structlog.get_logger("trackd.events")
@@ -125,6 +129,12 @@ _I_RULE_TYPE = Impression._fields.index("rule_type")  # absent from rows older t
 # to. Rollouts' and holdouts' decision events (with sendFlagDecisions, one for each flag of
 # every decide) would only add members no query reads.
 _COUNTED_RULE_TYPES: Final = frozenset({RULE_TYPE_EXPERIMENT, RULE_TYPE_FEATURE_TEST})
+_D_USER = DecisionEvents._fields.index("user_id")
+_D_TAILS = DecisionEvents._fields.index("tails")
+# A DecisionEvents tail is an impression's fields from experiment_id on.
+_T_EXPERIMENT, _T_VARIATION, _T_RULE_TYPE = (
+    field - _I_EXPERIMENT for field in (_I_EXPERIMENT, _I_VARIATION, _I_RULE_TYPE)
+)
 _C_EVENT_KEY = Conversion._fields.index("event_key")
 _C_REVENUE = Conversion._fields.index("revenue")
 _C_VALUE = Conversion._fields.index("value")
@@ -201,19 +211,24 @@ class Counter:
             try:
                 plain = known.get(row_id)
                 if plain is not None:
-                    seen += len(plain)
+                    seen += event_count(plain)
                 elif fmt == COLUMNS_FORMAT:  # a TrackStream batch: conversions only
                     count, conversions = attributed_columns(body)
                     seen += count
                     plain = ()
+                elif fmt == ROW_FORMAT:
+                    # A Decide call's DecisionEvents stays one record: counted from its
+                    # tails, no uuid drawn.
+                    plain = decode_unexpanded(body)
+                    seen += event_count(plain)
                 else:
-                    plain = decode_plain(body, fmt)
-                    seen += len(plain)
+                    raise ValueError(f"unknown outbox row format {fmt}")
             except Exception:
                 log.exception("results_row_undecodable", row_id=row_id)
                 continue
             for record in plain:
-                if record[_KIND] == IMPRESSION:
+                kind = record[_KIND]
+                if kind == IMPRESSION:
                     if (
                         len(record) > _I_RULE_TYPE
                         and record[_I_RULE_TYPE] not in _COUNTED_RULE_TYPES
@@ -224,6 +239,16 @@ class Counter:
                     if users is None:
                         users = members[key] = set()
                     users.add(record[_USER])
+                elif kind == DECISIONS:
+                    user_id = record[_D_USER]
+                    for tail in record[_D_TAILS]:
+                        if tail[_T_RULE_TYPE] not in _COUNTED_RULE_TYPES:
+                            continue
+                        key = (tail[_T_EXPERIMENT], tail[_T_VARIATION], _VISITORS, "")
+                        users = members.get(key)
+                        if users is None:
+                            users = members[key] = set()
+                        users.add(user_id)
                 elif record[_C_ATTRIBUTIONS]:
                     conversions.append(
                         (

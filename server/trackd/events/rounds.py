@@ -15,16 +15,26 @@ undecodable row, which is a round of its own, bound for the dead-letter table.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from trackd.events import payload
-from trackd.events.records import StoredColumns, decode_stored
+from trackd.events.records import (
+    DECISIONS,
+    DecisionEvents,
+    StoredColumns,
+    decision_uuids,
+    decode_stored,
+)
 
 # (row_id, n, sent, fmt, body): an outbox row with undelivered events, as stored.
 RowPart = tuple[int, int, int, int, bytes]
 
-_CONTEXT = 1  # the context's position in a plain record (Impression and Conversion alike)
+# Positions in a plain record: Impression, Conversion and DecisionEvents alike.
+_KIND = DecisionEvents._fields.index("kind")
+_CONTEXT = DecisionEvents._fields.index("context")
+_TAILS = DecisionEvents._fields.index("tails")
 
 
 class Formed(NamedTuple):
@@ -36,7 +46,17 @@ class Formed(NamedTuple):
     error: str | None = None  # why it cannot be sent
 
 
-Decoded = list[tuple[Any, ...]] | StoredColumns | str  # a row's records, or why not
+class _StoredRecords(NamedTuple):
+    """A `ROW_FORMAT` row as read back: its records as stored, a Decide call's
+    `DecisionEvents` one record for its events (`payload.DecisionsRun` encodes them)."""
+
+    records: list[tuple[Any, ...]]
+    starts: list[int]  # the index of each record's first event in the row
+    uuids: dict[int, str]  # each DecisionEvents' uuids, by its position in `records`
+    events: int
+
+
+Decoded = _StoredRecords | StoredColumns | str  # a row's records, or why not
 
 # The rows the last round decoded, by row id, with the (n, fmt, body) they were decoded
 # from. A round ends inside a row as often as not (16 batches of 100 from rows of 500), and
@@ -98,15 +118,30 @@ def form_round(rows: Sequence[RowPart], batch_size: int, max_batches: int) -> li
                     if index > first:
                         batch.append(payload.ColumnsRun(stored, first, index))
             else:
+                plain, starts, uuids, _ = stored
+                at = bisect_right(starts, index) - 1  # the record holding event `index`
                 run: list[tuple[Any, ...]] = []
-                while index < n and events + len(run) < batch_size:
-                    record = stored[index]
+                while index < n and events + index - first < batch_size:
+                    record = plain[at]
                     if context is None:
                         context = record[_CONTEXT]
                     elif record[_CONTEXT] != context:
                         break
-                    run.append(record)
-                    index += 1
+                    if record[_KIND] != DECISIONS:
+                        run.append(record)
+                        index += 1
+                        at += 1
+                        continue
+                    if run:
+                        batch.append(run)
+                        run = []
+                    start = index - starts[at]
+                    stop = min(len(record[_TAILS]), start + batch_size - events - index + first)
+                    if stop > start:
+                        batch.append(payload.DecisionsRun(record, uuids[at], start, stop))
+                    index += stop - start
+                    if stop == len(record[_TAILS]):
+                        at += 1
                 if run:
                     batch.append(run)
             events += index - first
@@ -124,11 +159,28 @@ def form_round(rows: Sequence[RowPart], batch_size: int, max_batches: int) -> li
 
 def _decoded(n: int, fmt: int, body: bytes) -> Decoded:
     try:
-        found = decode_stored(body, fmt)
+        stored = decode_stored(body, fmt)
+        found = stored if isinstance(stored, StoredColumns) else _stored_records(stored)
     except Exception as error:
         return repr(error)
-    held = len(found.users) if isinstance(found, StoredColumns) else len(found)
+    held = len(found.users) if isinstance(found, StoredColumns) else found.events
     return found if held == n else f"the row holds {held} events, not {n}"
+
+
+def _stored_records(plain: list[tuple[Any, ...]]) -> _StoredRecords:
+    """Where each record's events start, and each DecisionEvents' uuids, drawn once a row
+    (a call's events can span two batches, and rounds)."""
+    starts: list[int] = []
+    uuids: dict[int, str] = {}
+    events = 0
+    for position, record in enumerate(plain):
+        starts.append(events)
+        if record[_KIND] == DECISIONS:
+            uuids[position] = decision_uuids(record)
+            events += len(record[_TAILS])
+        else:
+            events += 1
+    return _StoredRecords(plain, starts, uuids, events)
 
 
 def _encoded(

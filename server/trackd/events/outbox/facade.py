@@ -35,7 +35,7 @@ from trackd.events.outbox.rows import (
 )
 from trackd.events.outbox.wal_sync import WalSyncer
 from trackd.events.outbox.writer import Writer
-from trackd.events.records import ConversionColumns, Record, encode_row
+from trackd.events.records import ConversionColumns, OutboxRecord, encode_row, event_count
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 
 
@@ -203,7 +203,7 @@ class Outbox:
         return self._commit_event
 
     async def append(
-        self, records: Sequence[Record] | ConversionColumns, receipt: Receipt | None = None
+        self, records: Sequence[OutboxRecord] | ConversionColumns, receipt: Receipt | None = None
     ) -> bytes | None:
         """Returns once every record is committed; raises OutboxFull (writing nothing) when
         they would take the outbox past `max_events`.
@@ -211,7 +211,8 @@ class Outbox:
         With a `receipt` (and a dedup window), its key is claimed in the same transaction,
         even for no records; when the key was already claimed within the window nothing is
         stored and the first receipt's `ack` is returned. Otherwise returns None."""
-        n = len(records)
+        # Events, not records: a Decide call's are one record (`DecisionEvents`).
+        n = len(records) if isinstance(records, ConversionColumns) else event_count(records)
         if not self._dedup_window_ms:
             receipt = None
         if n == 0 and receipt is None:

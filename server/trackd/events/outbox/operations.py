@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trackd.events.outbox.rows import DeadLetter, Receipt
-from trackd.events.records import Record
+from trackd.events.records import OutboxRecord
 from trackd.events.results import RawCounts
 
 
@@ -33,8 +33,8 @@ class AppendRecords:
     of its transaction."""
 
     future: asyncio.Future[None]
-    records: Sequence[Record]
-    n: int
+    records: Sequence[OutboxRecord]
+    n: int  # events: a DecisionEvents record holds many
     created_ms: int
 
 

@@ -42,7 +42,7 @@ from trackd.events.outbox.operations import (
     Write,
 )
 from trackd.events.outbox.rows import DeadLetter, Receipt
-from trackd.events.records import Record, encode_row
+from trackd.events.records import OutboxRecord, encode_row
 
 log = structlog.get_logger("trackd.events")
 
@@ -90,7 +90,7 @@ class Writer:
         # thread, holding the GIL the event loop needs, ~0.5 us an event (CPU time, 2 busy
         # shared cores). Bounded by the rows of `_RESULTS_MAX_LAG_S` of appends; past
         # `_KNOWN_ROWS_KEPT` (counting failing), rows are decoded again as before.
-        self._known: dict[int, Sequence[Record]] = {}
+        self._known: dict[int, Sequence[OutboxRecord]] = {}
         if dedup_window_ms:
             self._expire_receipts()
 
@@ -158,7 +158,8 @@ class Writer:
         # The records of every unary call in this transaction go into one row: a row costs
         # the writer an INSERT (and a GIL handoff), and the dispatcher, the results counter
         # and the acknowledgements a row each again, however few events it holds.
-        shared: list[Record] = []
+        shared: list[OutboxRecord] = []
+        shared_events = 0  # not len(shared): a DecisionEvents record holds many
         shared_since: int | None = None
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -170,6 +171,7 @@ class Writer:
                 match op:
                     case AppendRecords(future, records, n, created_ms):
                         shared.extend(records)
+                        shared_events += n
                         if shared_since is None:
                             shared_since = created_ms
                         appended += n
@@ -193,7 +195,7 @@ class Writer:
             shared_id = 0
             if shared_since is not None:
                 fmt, body = encode_row(shared)
-                shared_id = self._insert(shared_since, len(shared), fmt, body)
+                shared_id = self._insert(shared_since, shared_events, fmt, body)
                 max_id = shared_id or max_id
             conn.execute("COMMIT")
         except Exception as error:
