@@ -63,7 +63,9 @@ async def test_full_batches_go_at_once_and_the_rest_after_the_flush_interval(
     try:
         await receiver.wait_for_events(200)
         # The full batches went without waiting; the partial one only after the interval.
-        assert [len(batch["visitors"]) for batch in receiver.received] == [100, 100]
+        # (On a loaded machine the interval can pass before this line runs: the first two
+        # batches are the full ones whatever came after them.)
+        assert [len(batch["visitors"]) for batch in receiver.received[:2]] == [100, 100]
         await receiver.wait_for_events(250)
         assert time.monotonic() - started >= 0.95
         await drained(outbox)
