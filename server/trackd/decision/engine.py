@@ -15,6 +15,7 @@ import mmh3
 
 from trackd.datafile.model import AttributeValue, Decision, Experiment, ProjectConfig, Reason
 from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, HASH_SEED, MAX_TRAFFIC_VALUE
+from trackd.decision.conditions import Condition
 
 __all__ = ["Decision", "Reason", "decide", "reason_for_variation"]
 
@@ -27,11 +28,14 @@ def decide(
     *,
     forced_variation_id: str | None = None,
     sticky_variation_id: str | None = None,
+    audience_results: dict[Condition, bool] | None = None,
 ) -> Decision:
     """The variation `user_id` gets in `experiment`, and why.
 
     Order: not running, forced, datafile whitelist, sticky, audiences, group slot, traffic.
     A forced or sticky id that is not (or no longer) a variation of the experiment is ignored.
+    `audience_results` remembers each condition tree's answer for these attributes, for a
+    caller deciding many experiments for one user (decide_all).
     """
     outcomes = experiment.outcomes
     if not experiment.is_running:
@@ -48,8 +52,14 @@ def decide(
         if decision is not None:
             return decision
     conditions = experiment.audience_conditions
-    if conditions is not None and conditions.evaluate(attributes) is not True:
-        return outcomes.audience_mismatch
+    if conditions is not None:
+        remembered = None if audience_results is None else audience_results.get(conditions)
+        if remembered is None:
+            remembered = conditions.evaluate(attributes) is True
+            if audience_results is not None:
+                audience_results[conditions] = remembered
+        if not remembered:
+            return outcomes.audience_mismatch
 
     bucketing_id = attributes.get(BUCKETING_ID_ATTRIBUTE)
     if not isinstance(bucketing_id, str):
