@@ -4,12 +4,17 @@ scaled to [0, 10000)), checked through decide(), the code that buckets."""
 from __future__ import annotations
 
 import json
+import math
+from bisect import bisect_right
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from optimizely.bucketer import Bucketer
 
 from trackd.datafile import ProjectConfig, parse_datafile
+from trackd.datafile.model import hash_end
 from trackd.decision import Reason, decide
 
 PARENT = "1886780721"  # the parent id of Optimizely's published vectors
@@ -154,3 +159,28 @@ def test_empty_entity_id_is_kept_so_it_lands_nowhere() -> None:
     decision = decide(config, config.experiments_by_id[PARENT], "ppid2", {})
     assert (decision.variation, decision.reason) == (None, Reason.OUTSIDE_TRAFFIC)
     assert decided(config, PARENT, "ppid1") == "b"
+
+
+def _bucket_of(hashed: int) -> int:
+    """The SDK's bucket of a 32-bit hash: floor(hash / 2**32 * 10000), in floats as it does."""
+    return math.floor(hashed / 2**32 * 10000)
+
+
+@given(
+    ends=st.lists(st.integers(-20000, 30000), max_size=6).map(sorted),
+    hashed=st.integers(0, 2**32 - 1),
+)
+def test_a_bisect_of_the_hash_over_hash_ends_finds_the_range_of_its_bucket(
+    ends: list[int], hashed: int
+) -> None:
+    """decide() bisects the raw hash over ends converted at load (hash_end): the same range as
+    a bisect of the bucket over the ends, for any end a datafile may write."""
+    hash_ends = [hash_end(end) for end in ends]
+    assert bisect_right(hash_ends, hashed) == bisect_right(ends, _bucket_of(hashed))
+
+
+@pytest.mark.parametrize("end", [0, 1, 2, 2500, 4999, 5000, 9999, 10000])
+def test_hash_end_is_the_first_hash_of_the_bucket_at_the_end(end: int) -> None:
+    first = hash_end(end)
+    assert _bucket_of(first) == end
+    assert first == 0 or _bucket_of(first - 1) == end - 1

@@ -59,6 +59,21 @@ def first_match_table(
     return tuple(ends), tuple(entity_ids)
 
 
+MAX_TRAFFIC_VALUE = 10000  # buckets are [0, 10000): endOfRange's scale
+HASH_VALUES = 2**32  # MurmurHash3's 32-bit unsigned results, which a bucket scales down
+
+
+def hash_end(end_of_range: int) -> int:
+    """The least hash whose bucket is at or past `end_of_range`.
+
+    A bucket is hash * 10000 >> 32 (trackd.decision.bucketing), which is >= end exactly when
+    hash * 10000 >= end * 2**32, i.e. hash >= ceil(end * 2**32 / 10000), for any integer end.
+    So a bisect of the raw hash over these ends lands where a bisect of the bucket over the
+    ends would, without scaling the hash: 243 against 152 ns per hash measured (2026-12-07).
+    """
+    return -(-end_of_range * HASH_VALUES // MAX_TRAFFIC_VALUE)
+
+
 class Reason(enum.Enum):
     """The step of the SDK's order that chose a decision."""
 
@@ -127,9 +142,10 @@ class Experiment:
     # Derived once from the fields above; not constructor arguments.
     whitelist: Mapping[str, Variation] = field(init=False, repr=False)
     """User id -> variation for whitelist entries naming a real variation (others are ignored)."""
-    bucket_ends: tuple[int, ...] = field(init=False, repr=False)
+    hash_ends: tuple[int, ...] = field(init=False, repr=False)
+    """The traffic's first-match ends, as hashes (see `hash_end`)."""
     bucket_variations: tuple[Variation | None, ...] = field(init=False, repr=False)
-    """Variation per bucket end; None where the entity id is "" or names no variation."""
+    """Variation per end; None where the entity id is "" or names no variation."""
     is_exclusive: bool = field(init=False, repr=False)
     """In a group with policy "random": the user must first land in this experiment's slot."""
     is_bucketable: bool = field(init=False, repr=False)
@@ -147,7 +163,7 @@ class Experiment:
         ends, entity_ids = first_match_table(self.traffic_allocation)
         variations = tuple(self.variations_by_id.get(entity_id) for entity_id in entity_ids)
         object.__setattr__(self, "whitelist", whitelist)
-        object.__setattr__(self, "bucket_ends", ends)
+        object.__setattr__(self, "hash_ends", tuple(map(hash_end, ends)))
         object.__setattr__(self, "bucket_variations", variations)
         object.__setattr__(self, "is_exclusive", self.group_policy == RANDOM_GROUP_POLICY)
         object.__setattr__(self, "is_bucketable", bool(self.key.strip()))
@@ -194,12 +210,13 @@ class Group:
     traffic_allocation: tuple[TrafficRange, ...]
     experiments: tuple[str, ...]  # experiment ids, datafile order
 
-    slot_ends: tuple[int, ...] = field(init=False, repr=False)
+    slot_hash_ends: tuple[int, ...] = field(init=False, repr=False)
+    """The traffic's first-match ends, as hashes (see `hash_end`)."""
     slot_experiment_ids: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         ends, entity_ids = first_match_table(self.traffic_allocation)
-        object.__setattr__(self, "slot_ends", ends)
+        object.__setattr__(self, "slot_hash_ends", tuple(map(hash_end, ends)))
         object.__setattr__(self, "slot_experiment_ids", entity_ids)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import mmh3
 
 from trackd.datafile.model import AttributeValue, Decision, Experiment, ProjectConfig, Reason
-from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, HASH_SEED, MAX_TRAFFIC_VALUE
+from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, HASH_SEED
 from trackd.decision.conditions import Condition
 
 __all__ = ["Decision", "Reason", "decide", "reason_for_variation"]
@@ -66,20 +66,17 @@ def decide(
         bucketing_id = user_id
     if experiment.is_exclusive:
         group = config.groups_by_id[experiment.group_id]  # type: ignore[index]
-        # The bucket, inlined here and below (see trackd.decision.bucketing).
-        bucket = (
-            mmh3.hash(bucketing_id + group.id, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE >> 32
+        # The hash bisected unscaled, here and below (see trackd.decision.bucketing).
+        index = bisect_right(
+            group.slot_hash_ends, mmh3.hash(bucketing_id + group.id, HASH_SEED, False)
         )
-        index = bisect_right(group.slot_ends, bucket)
-        if index == len(group.slot_ends) or group.slot_experiment_ids[index] != experiment.id:
+        if index == len(group.slot_hash_ends) or group.slot_experiment_ids[index] != experiment.id:
             return outcomes.not_in_group_slot
     if not experiment.is_bucketable:
         return outcomes.outside_traffic
-    bucket = (
-        mmh3.hash(bucketing_id + experiment.id, HASH_SEED, signed=False) * MAX_TRAFFIC_VALUE >> 32
-    )
+    hashed = mmh3.hash(bucketing_id + experiment.id, HASH_SEED, False)
     # One decision per bucket range, plus outside_traffic past the last one.
-    return outcomes.by_range[bisect_right(experiment.bucket_ends, bucket)]
+    return outcomes.by_range[bisect_right(experiment.hash_ends, hashed)]
 
 
 def reason_for_variation(

@@ -25,6 +25,8 @@ import enum
 from bisect import bisect_right
 from collections.abc import Callable, Collection, Iterable, Mapping
 
+import mmh3
+
 from trackd.datafile.model import (
     AttributeValue,
     Experiment,
@@ -38,7 +40,7 @@ from trackd.datafile.model import (
     RuleType,
     Variation,
 )
-from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, bucket
+from trackd.decision.bucketing import BUCKETING_ID_ATTRIBUTE, HASH_SEED, bucket
 from trackd.decision.conditions import Condition
 from trackd.decision.engine import decide
 
@@ -470,7 +472,7 @@ def _bucketed(rule: Experiment, bucketing_id: str) -> Variation | None:
     group for rollout rules."""
     if not rule.is_bucketable:
         return None
-    index = bisect_right(rule.bucket_ends, bucket(bucketing_id, rule.id))
+    index = bisect_right(rule.hash_ends, mmh3.hash(bucketing_id + rule.id, HASH_SEED, False))
     return rule.outcomes.by_range[index].variation
 
 
