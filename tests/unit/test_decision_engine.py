@@ -12,7 +12,7 @@ from optimizely.bucketer import Bucketer
 from trackd.datafile import Experiment, ProjectConfig, parse_datafile
 from trackd.decision import Decision, Reason, decide
 from trackd.decision.conditions import Condition
-from trackd.decision.engine import reason_for_variation
+from trackd.decision.engine import decide_for_user, reason_for_variation
 
 EXAMPLE = files("trackd").joinpath("data/example_datafile.json").read_text()
 
@@ -93,21 +93,23 @@ def test_user_outside_the_audience_is_not_bucketed(config: ProjectConfig) -> Non
 def test_audience_results_keep_each_trees_answer_for_the_next_experiment(
     config: ProjectConfig,
 ) -> None:
-    """decide_all passes one dict for the user's whole call: decide records a tree's answer
-    in it and reads it back instead of evaluating the tree again."""
+    """decide_all passes one dict for the user's whole call: decide_for_user records a tree's
+    answer in it and reads it back instead of evaluating the tree again."""
     banner = experiment(config, "iphone_banner")
     conditions = banner.audience_conditions
     assert conditions is not None
+
+    def reason(attributes: dict[str, Any], answers: dict[Condition, bool]) -> Reason:
+        user = "user1"
+        return decide_for_user(config, banner, user, user, attributes, None, None, answers).reason
+
     answers: dict[Condition, bool] = {}
-    first = decide(config, banner, "user1", {"device": "iPhone"}, audience_results=answers)
-    assert first.reason is not Reason.AUDIENCE_MISMATCH
+    assert reason({"device": "iPhone"}, answers) is not Reason.AUDIENCE_MISMATCH
     assert answers == {conditions: True}
     # The recorded answer wins over the attributes: the tree is not evaluated again.
     answers[conditions] = False
-    again = decide(config, banner, "user1", {"device": "iPhone"}, audience_results=answers)
-    assert again.reason is Reason.AUDIENCE_MISMATCH
-    outside = decide(config, banner, "user1", {"device": "Android"}, audience_results={})
-    assert outside.reason is Reason.AUDIENCE_MISMATCH
+    assert reason({"device": "iPhone"}, answers) is Reason.AUDIENCE_MISMATCH
+    assert reason({"device": "Android"}, {}) is Reason.AUDIENCE_MISMATCH
 
 
 def test_bucket_beyond_the_last_range_is_outside_traffic(config: ProjectConfig) -> None:

@@ -239,9 +239,36 @@ def test_decisions_without_reasons_are_the_ones_built_at_load() -> None:
     config = parse(flags_document())
     flag = config.flags_by_key["checkout"]
     decision = checkout(config, IPHONE)
-    assert decision is flag.outcomes.rollout_rules["rule_iphone"]["var_on"]
+    assert decision is flag.outcomes.rollout_rules[0][0]
     excluded = checkout(config, IPHONE, options={DecideOption.EXCLUDE_VARIABLES})
-    assert excluded is flag.outcomes_without_variables.rollout_rules["rule_iphone"]["var_on"]
+    assert excluded is flag.outcomes_without_variables.rollout_rules[0][0]
     with_reasons = checkout(config, IPHONE, options={DecideOption.INCLUDE_REASONS})
     assert with_reasons is not decision
     assert summary(with_reasons) == summary(decision)
+
+
+def test_delivery_rules_sharing_a_variation_each_return_their_own_built_decision() -> None:
+    """The decisions built at load are found by the rule's place in the rollout and the
+    traffic range the hash fell in: two rules giving the same variation stay apart."""
+    document = flags_document()
+    document["featureFlags"][0]["experimentIds"] = []
+    document["rollouts"][0]["experiments"][1]["trafficAllocation"][0]["endOfRange"] = 10000
+    config = parse(document)
+    built = config.flags_by_key["checkout"].outcomes.rollout_rules
+    iphone, campaign, other = (checkout(config, a) for a in (IPHONE, CAMPAIGN, {}))
+    assert summary(iphone) == ("on", True, "iphone_rule", RuleType.ROLLOUT)
+    assert summary(campaign) == ("on", True, "ad_rule", RuleType.ROLLOUT)
+    assert summary(other) == ("off", False, "everyone_else", RuleType.ROLLOUT)
+    assert iphone is built[0][0] and campaign is built[1][0] and other is built[2][0]
+
+
+def test_a_whitelisted_variation_whose_id_a_later_one_repeats_is_still_the_one_decided() -> None:
+    """The feature test's built decisions are by variation id, where the later variation of an
+    id wins; the whitelist names the earlier one by key, which must not be swapped for it."""
+    document = flags_document()
+    [test] = document["experiments"]
+    control, treatment = test["variations"]
+    control["id"] = treatment["id"]
+    for user_id, key, enabled in (("qa_user", "control", False), ("user1", "treatment", True)):
+        decision = checkout(parse(document), CAMPAIGN, user_id=user_id)
+        assert summary(decision) == (key, enabled, "checkout_test", RuleType.FEATURE_TEST)

@@ -311,17 +311,22 @@ class FlagDecision:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class FlagOutcomes:
-    """The flag's decisions without reasons, built at load: rule id -> variation id -> decision.
+    """The flag's decisions without reasons, built at load.
 
     Building a FlagDecision costs more than the rest of a typical rule's decision (frozen
     dataclasses set each field through object.__setattr__), so the common ones are made once.
+    Rules are found by identity or position, not id: ids may repeat across a datafile's rules.
     """
 
     off: FlagDecision
     """No rule decided: off, with the default variables, reported as a rollout decision."""
-    feature_tests: Mapping[str, Mapping[str, FlagDecision]]
-    rollout_rules: Mapping[str, Mapping[str, FlagDecision]]
+    feature_tests: Mapping[Experiment, Mapping[str, FlagDecision]]
+    """Feature test -> variation id -> decision."""
+    rollout_rules: tuple[tuple[FlagDecision | None, ...], ...]
+    """Per delivery rule, in order: the decision of each traffic range of the rule's
+    `outcomes.by_range` (None where the range gives no variation)."""
     holdouts: Mapping[str, Mapping[str, FlagDecision]]
+    """Holdout id -> variation id -> decision."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -366,13 +371,20 @@ class FeatureFlag:
                 for variation in rule.variations_by_id.values()
             }
 
+        def each_range(rule: Experiment) -> tuple[FlagDecision | None, ...]:
+            decisions = each_variation(rule, RuleType.ROLLOUT)
+            return tuple(
+                None if bucketed.variation is None else decisions[bucketed.variation.id]
+                for bucketed in rule.outcomes.by_range
+            )
+
         rules = self.rollout.rules if self.rollout else ()
         return FlagOutcomes(
             off=self.decision(None, None, RuleType.ROLLOUT, exclude_variables=exclude_variables),
             feature_tests={
-                test.id: each_variation(test, RuleType.FEATURE_TEST) for test in self.experiments
+                test: each_variation(test, RuleType.FEATURE_TEST) for test in self.experiments
             },
-            rollout_rules={rule.id: each_variation(rule, RuleType.ROLLOUT) for rule in rules},
+            rollout_rules=tuple(each_range(rule) for rule in rules),
             holdouts={
                 holdout.id: each_variation(holdout.rule, RuleType.HOLDOUT) for holdout in holdouts
             },
