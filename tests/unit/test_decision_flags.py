@@ -209,6 +209,27 @@ def test_decide_all_decides_every_flag_in_datafile_order() -> None:
     assert [d.flag_key for d in decisions] == ["checkout", "empty"]
 
 
+def test_every_flag_by_its_keys_decides_as_those_keys_asked_one_by_one() -> None:
+    """decide_all (and decide_for_keys given config.flag_keys itself) walks flags_by_key rather
+    than looking each key up: with a key written twice, the first place and the last flag, as
+    a lookup per key gives."""
+    document = flags_document()
+    first = document["featureFlags"][0]
+    document["featureFlags"].append({**first, "id": "flag_3", "rolloutId": ""})
+    config = parse(document)
+    assert config.flag_keys == ("checkout", "empty")
+    asked_one_by_one = decide_for_keys(config, list(config.flag_keys), "user1", IPHONE)
+    assert [summary(d) for d in asked_one_by_one] == [
+        (None, False, None, RuleType.ROLLOUT),  # the second "checkout": no rollout, test missed
+        (None, False, None, RuleType.ROLLOUT),
+    ]
+    for every_flag in (
+        decide_all(config, "user1", IPHONE),
+        decide_for_keys(config, config.flag_keys, "user1", IPHONE),
+    ):
+        assert every_flag == asked_one_by_one
+
+
 def test_enabled_flags_only_leaves_out_disabled_flags_but_not_errors() -> None:
     config = parse(flags_document())
     options = {DecideOption.ENABLED_FLAGS_ONLY}

@@ -125,8 +125,15 @@ def decide_for_keys(
     # Likewise a holdout's variation for this user: every flag checks the global holdouts.
     holdout_variations: dict[Holdout, Variation | None] = {}
     decisions = []
-    for key in dict.fromkeys(flag_keys):
-        flag = config.flags_by_key.get(key)
+    # Every flag (decide_all, and the daemon's Decide without keys): flags_by_key holds them
+    # in flag_keys' order already, so neither the dedup nor a lookup per key is needed
+    # (~4 us of a 50-flag decide_all).
+    keyed_flags: Iterable[tuple[str, FeatureFlag | None]] = (
+        config.flags_by_key.items()
+        if flag_keys is config.flag_keys
+        else [(key, config.flags_by_key.get(key)) for key in dict.fromkeys(flag_keys)]
+    )
+    for key, flag in keyed_flags:
         if flag is None:
             decisions.append(unknown_flag(key))
             continue
