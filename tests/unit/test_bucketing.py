@@ -184,3 +184,33 @@ def test_hash_end_is_the_first_hash_of_the_bucket_at_the_end(end: int) -> None:
     first = hash_end(end)
     assert _bucket_of(first) == end
     assert first == 0 or _bucket_of(first - 1) == end - 1
+
+
+@given(
+    ends=st.lists(st.integers(-20000, 30000), max_size=4).map(sorted),
+    hashed=st.integers(0, 2**32 - 1),
+)
+def test_every_hash_range_is_where_any_hash_lands_when_one_range_takes_all(
+    ends: list[int], hashed: int
+) -> None:
+    """Traffic whose ranges send every hash to one range is decided without hashing."""
+    config = datafile([experiment("7", [(end, "v") for end in ends])])
+    parsed = config.experiments_by_id["7"]
+    lands = bisect_right(parsed.hash_ends, hashed)
+    if parsed.every_hash_range is not None:
+        assert parsed.every_hash_range == lands
+    elif parsed.hash_ends:
+        assert bisect_right(parsed.hash_ends, 0) != bisect_right(parsed.hash_ends, 2**32 - 1)
+
+
+@pytest.mark.parametrize(
+    ("ends", "every_hash_range"),
+    [([], 0), ([10000], 0), ([0], 1), ([0, 10000], 1), ([-5, 0], 2), ([5000], None)],
+)
+def test_full_or_empty_traffic_needs_no_hash(ends: list[int], every_hash_range: int | None) -> None:
+    config = datafile([experiment(PARENT, [(end, "v") for end in ends])])
+    assert config.experiments_by_id[PARENT].every_hash_range == every_hash_range
+    for user, bucket in BUCKETS.items():
+        # What decide() gives, hash skipped or not, is what the SDK's bucket says.
+        expected = "v" if any(bucket < end for end in ends) else None
+        assert decided(config, PARENT, user) == expected

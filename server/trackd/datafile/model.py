@@ -11,6 +11,7 @@ after `parse_datafile` returns it, and a dict lookup is cheaper than a proxy's o
 from __future__ import annotations
 
 import enum
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING
@@ -144,6 +145,9 @@ class Experiment:
     """User id -> variation for whitelist entries naming a real variation (others are ignored)."""
     hash_ends: tuple[int, ...] = field(init=False, repr=False)
     """The traffic's first-match ends, as hashes (see `hash_end`)."""
+    every_hash_range: int | None = field(init=False, repr=False)
+    """The range of `hash_ends` every hash lands in, when they all land in one (traffic of
+    10000 to one variation, or of 0): then no hash is needed. None otherwise."""
     bucket_variations: tuple[Variation | None, ...] = field(init=False, repr=False)
     """Variation per end; None where the entity id is "" or names no variation."""
     is_exclusive: bool = field(init=False, repr=False)
@@ -163,7 +167,10 @@ class Experiment:
         ends, entity_ids = first_match_table(self.traffic_allocation)
         variations = tuple(self.variations_by_id.get(entity_id) for entity_id in entity_ids)
         object.__setattr__(self, "whitelist", whitelist)
-        object.__setattr__(self, "hash_ends", tuple(map(hash_end, ends)))
+        hash_ends = tuple(map(hash_end, ends))
+        lowest, highest = bisect_right(hash_ends, 0), bisect_right(hash_ends, HASH_VALUES - 1)
+        object.__setattr__(self, "hash_ends", hash_ends)
+        object.__setattr__(self, "every_hash_range", lowest if lowest == highest else None)
         object.__setattr__(self, "bucket_variations", variations)
         object.__setattr__(self, "is_exclusive", self.group_policy == RANDOM_GROUP_POLICY)
         object.__setattr__(self, "is_bucketable", bool(self.key.strip()))

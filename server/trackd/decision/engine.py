@@ -94,9 +94,12 @@ def decide_for_user(
             return outcomes.not_in_group_slot
     if not experiment.is_bucketable:
         return outcomes.outside_traffic
-    hashed = mmh3.hash(bucketing_id + experiment.id, HASH_SEED, False)
+    in_range = experiment.every_hash_range
+    if in_range is None:
+        hashed = mmh3.hash(bucketing_id + experiment.id, HASH_SEED, False)
+        in_range = bisect_right(experiment.hash_ends, hashed)
     # One decision per bucket range, plus outside_traffic past the last one.
-    return outcomes.by_range[bisect_right(experiment.hash_ends, hashed)]
+    return outcomes.by_range[in_range]
 
 
 def reason_for_variation(

@@ -321,8 +321,10 @@ def _decide(
             # Inlined, with the hash (see trackd.decision.bucketing): a helper cost ~0.2 us.
             variation = None
             if rule.is_bucketable:
-                hashed = mmh3.hash(bucketing_id + rule.id, HASH_SEED, False)
-                in_range = bisect_right(rule.hash_ends, hashed)
+                in_range = rule.every_hash_range
+                if in_range is None:
+                    hashed = mmh3.hash(bucketing_id + rule.id, HASH_SEED, False)
+                    in_range = bisect_right(rule.hash_ends, hashed)
                 if plain:
                     built = outcomes.rollout_rules[index][in_range]
                     if built is not None:
