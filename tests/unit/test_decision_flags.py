@@ -293,3 +293,33 @@ def test_a_whitelisted_variation_whose_id_a_later_one_repeats_is_still_the_one_d
     for user_id, key, enabled in (("qa_user", "control", False), ("user1", "treatment", True)):
         decision = checkout(parse(document), CAMPAIGN, user_id=user_id)
         assert summary(decision) == (key, enabled, "checkout_test", RuleType.FEATURE_TEST)
+
+
+class CountedAttributes(dict[str, Any]):
+    """A user's attributes that count how often each one is read."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.reads: dict[str, int] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().get(key, default)
+
+
+def test_a_condition_tree_that_rules_share_is_evaluated_once_per_call() -> None:
+    """Two flags' tests with equal audienceConditions (one tree, see ExperimentConditions)
+    and the delivery rules' audiences: each tree is evaluated once for the user's call."""
+    document = flags_document()
+    [test] = document["experiments"]
+    test["audienceConditions"] = ["or", "aud_iphone", "aud_campaign"]
+    document["experiments"].append({**test, "id": "exp_2", "key": "second_test"})
+    second = {"id": "flag_3", "key": "second", "experimentIds": ["exp_2"], "rolloutId": ""}
+    document["featureFlags"].append({**second, "variables": []})
+    config = parse(document)
+    attributes = CountedAttributes()
+    decisions = decide_all(config, "user1", attributes)
+    assert [d.rule_key for d in decisions] == ["everyone_else", None, None]
+    # Once for the tests' shared tree, once for a delivery rule's own audience.
+    assert attributes.reads["device"] == 2
+    assert attributes.reads["ad_source"] == 2

@@ -312,13 +312,15 @@ def _decide(
                 return _local_holdout(flag, outcomes, hit, reasons, exclude_variables, bypassed)
         conditions = rule.audience_conditions
         qualified: bool | None = True
+        # decide_for_user's audience step, inlined as the hash below is.
         if conditions is not None:
             qualified = audience_results.get(conditions)
             if qualified is None:
                 qualified = audience_results[conditions] = conditions.evaluate(attributes) is True
         if qualified:
             # Traffic alone: the SDK checks no status, whitelist or group for delivery rules.
-            # Inlined, with the hash (see trackd.decision.bucketing): a helper cost ~0.2 us.
+            # Inlined, with the hash (see trackd.decision.bucketing): a helper cost ~0.2 us a
+            # rule, about 1 us per user on bench_decide.
             variation = None
             if rule.is_bucketable:
                 in_range = rule.every_hash_range
