@@ -4,12 +4,17 @@ scaled to [0, 10000)), checked through decide(), the code that buckets."""
 from __future__ import annotations
 
 import json
+import math
+from bisect import bisect_right
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from optimizely.bucketer import Bucketer
 
 from trackd.datafile import ProjectConfig, parse_datafile
+from trackd.datafile.model import hash_end
 from trackd.decision import Reason, decide
 
 PARENT = "1886780721"  # the parent id of Optimizely's published vectors
@@ -154,3 +159,58 @@ def test_empty_entity_id_is_kept_so_it_lands_nowhere() -> None:
     decision = decide(config, config.experiments_by_id[PARENT], "ppid2", {})
     assert (decision.variation, decision.reason) == (None, Reason.OUTSIDE_TRAFFIC)
     assert decided(config, PARENT, "ppid1") == "b"
+
+
+def _bucket_of(hashed: int) -> int:
+    """The SDK's bucket of a 32-bit hash: floor(hash / 2**32 * 10000), in floats as it does."""
+    return math.floor(hashed / 2**32 * 10000)
+
+
+@given(
+    ends=st.lists(st.integers(-20000, 30000), max_size=6).map(sorted),
+    hashed=st.integers(0, 2**32 - 1),
+)
+def test_a_bisect_of_the_hash_over_hash_ends_finds_the_range_of_its_bucket(
+    ends: list[int], hashed: int
+) -> None:
+    """decide() bisects the raw hash over ends converted at load (hash_end): the same range as
+    a bisect of the bucket over the ends, for any end a datafile may write."""
+    hash_ends = [hash_end(end) for end in ends]
+    assert bisect_right(hash_ends, hashed) == bisect_right(ends, _bucket_of(hashed))
+
+
+@pytest.mark.parametrize("end", [0, 1, 2, 2500, 4999, 5000, 9999, 10000])
+def test_hash_end_is_the_first_hash_of_the_bucket_at_the_end(end: int) -> None:
+    first = hash_end(end)
+    assert _bucket_of(first) == end
+    assert first == 0 or _bucket_of(first - 1) == end - 1
+
+
+@given(
+    ends=st.lists(st.integers(-20000, 30000), max_size=4).map(sorted),
+    hashed=st.integers(0, 2**32 - 1),
+)
+def test_every_hash_range_is_where_any_hash_lands_when_one_range_takes_all(
+    ends: list[int], hashed: int
+) -> None:
+    """Traffic whose ranges send every hash to one range is decided without hashing."""
+    config = datafile([experiment("7", [(end, "v") for end in ends])])
+    parsed = config.experiments_by_id["7"]
+    lands = bisect_right(parsed.hash_ends, hashed)
+    if parsed.every_hash_range is not None:
+        assert parsed.every_hash_range == lands
+    elif parsed.hash_ends:
+        assert bisect_right(parsed.hash_ends, 0) != bisect_right(parsed.hash_ends, 2**32 - 1)
+
+
+@pytest.mark.parametrize(
+    ("ends", "every_hash_range"),
+    [([], 0), ([10000], 0), ([0], 1), ([0, 10000], 1), ([-5, 0], 2), ([5000], None)],
+)
+def test_full_or_empty_traffic_needs_no_hash(ends: list[int], every_hash_range: int | None) -> None:
+    config = datafile([experiment(PARENT, [(end, "v") for end in ends])])
+    assert config.experiments_by_id[PARENT].every_hash_range == every_hash_range
+    for user, bucket in BUCKETS.items():
+        # What decide() gives, hash skipped or not, is what the SDK's bucket says.
+        expected = "v" if any(bucket < end for end in ends) else None
+        assert decided(config, PARENT, user) == expected

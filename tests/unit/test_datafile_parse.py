@@ -101,6 +101,23 @@ def test_audience_conditions_are_parsed_once_and_linked_into_the_experiment() ->
     assert (conditions.name, conditions.value) == ("device", "iPhone")
 
 
+def test_experiments_with_equal_audience_conditions_share_one_tree() -> None:
+    """So a decide_all evaluates it once per user (see ExperimentConditions)."""
+    document = example()
+    banner = document["experiments"][1]
+    banner["audienceConditions"] = ["or", "11154", "11160"]
+    twin = {**copy.deepcopy(banner), "id": "twin_id", "key": "twin"}
+    twin["audienceConditions"] = ["or", "11154", "11160"]
+    other = {**copy.deepcopy(banner), "id": "other_id", "key": "other"}
+    other["audienceConditions"] = ["and", "11154", "11160"]
+    document["experiments"] += [twin, other]
+    experiments = parse(document).experiments_by_key
+    shared = experiments["iphone_banner"].audience_conditions
+    assert shared is not None
+    assert experiments["twin"].audience_conditions is shared
+    assert experiments["other"].audience_conditions is not shared
+
+
 def test_experiment_without_audiences_has_no_conditions_to_evaluate() -> None:
     assert parse_datafile(EXAMPLE).experiments_by_key["checkout_flow"].audience_conditions is None
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from trackd.decision.audience import (
+    ExperimentConditions,
     compile_audience_conditions,
     compile_experiment_conditions,
     qualifies,
@@ -143,3 +144,40 @@ def test_no_audiences_means_everyone_qualifies() -> None:
     assert compile_experiment_conditions([], {}) is None
     assert compile_experiment_conditions(None, {}) is None
     assert qualifies(None, {})
+
+
+def test_equal_experiment_trees_of_one_datafile_are_one_object() -> None:
+    """decide_all remembers a tree's answer for the call by the tree object, so rules whose
+    audienceConditions are equal must share it; different trees must not."""
+    audiences = {"1": compiled([A_IS_X]), "2": compiled([B_IS_Y])}
+    conditions = ExperimentConditions(audiences)
+    nested = conditions.compile(["and", "1", ["not", "2"]])
+    assert conditions.compile(["and", "1", ["not", "2"]]) is nested
+    either = conditions.compile(["or", "1", "2"])
+    assert conditions.compile(["1", "2"]) is either  # no operator is "or"
+    assert conditions.compile(["or", "2", "1"]) is not either
+    assert conditions.compile(["and", "1", "2"]) is not either
+    assert conditions.compile(["or", "1"]) is audiences["1"]
+    # A new datafile's compiler shares nothing with this one.
+    assert ExperimentConditions(audiences).compile(["or", "1", "2"]) is not either
+
+
+@pytest.mark.parametrize(
+    "structure",
+    [
+        ["and", "1", ["not", "2"]],
+        ["or", "1", ["not", ["and", "2", "missing"]]],
+        ["not", ["or", "1", "2"], "1"],
+        ["and", ["or", "1", "2"], ["or", "1", "2"], ["not", "missing"]],
+        ["or", [], "1"],
+    ],
+)
+def test_a_shared_tree_answers_as_a_tree_built_alone(structure: list[Any]) -> None:
+    audiences = {"1": compiled([A_IS_X]), "2": compiled(["and", B_IS_Y, A_IS_X])}
+    conditions = ExperimentConditions(audiences)
+    conditions.compile(["or", "1", "2"])  # built first, so the trees below reuse its nodes
+    shared = conditions.compile(structure)
+    alone = compile_experiment_conditions(structure, audiences)
+    assert shared is not None and alone is not None
+    for attributes in ({}, {"a": "x"}, {"a": "z"}, {"a": "x", "b": "y"}, {"b": "y"}, {"a": 1}):
+        assert shared.evaluate(attributes) is alone.evaluate(attributes), attributes

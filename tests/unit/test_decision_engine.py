@@ -11,7 +11,8 @@ from optimizely.bucketer import Bucketer
 
 from trackd.datafile import Experiment, ProjectConfig, parse_datafile
 from trackd.decision import Decision, Reason, decide
-from trackd.decision.engine import reason_for_variation
+from trackd.decision.conditions import Condition
+from trackd.decision.engine import decide_for_user, reason_for_variation
 
 EXAMPLE = files("trackd").joinpath("data/example_datafile.json").read_text()
 
@@ -87,6 +88,28 @@ def test_user_outside_the_audience_is_not_bucketed(config: ProjectConfig) -> Non
     banner = experiment(config, "iphone_banner")
     for attributes in ({}, {"device": "Android"}, {"device": None}, {"device": 1}):
         assert decide(config, banner, "user1", attributes).reason is Reason.AUDIENCE_MISMATCH
+
+
+def test_audience_results_keep_each_trees_answer_for_the_next_experiment(
+    config: ProjectConfig,
+) -> None:
+    """decide_all passes one dict for the user's whole call: decide_for_user records a tree's
+    answer in it and reads it back instead of evaluating the tree again."""
+    banner = experiment(config, "iphone_banner")
+    conditions = banner.audience_conditions
+    assert conditions is not None
+
+    def reason(attributes: dict[str, Any], answers: dict[Condition, bool]) -> Reason:
+        user = "user1"
+        return decide_for_user(config, banner, user, user, attributes, None, None, answers).reason
+
+    answers: dict[Condition, bool] = {}
+    assert reason({"device": "iPhone"}, answers) is not Reason.AUDIENCE_MISMATCH
+    assert answers == {conditions: True}
+    # The recorded answer wins over the attributes: the tree is not evaluated again.
+    answers[conditions] = False
+    assert reason({"device": "iPhone"}, answers) is Reason.AUDIENCE_MISMATCH
+    assert reason({"device": "Android"}, {}) is Reason.AUDIENCE_MISMATCH
 
 
 def test_bucket_beyond_the_last_range_is_outside_traffic(config: ProjectConfig) -> None:

@@ -209,6 +209,27 @@ def test_decide_all_decides_every_flag_in_datafile_order() -> None:
     assert [d.flag_key for d in decisions] == ["checkout", "empty"]
 
 
+def test_every_flag_by_its_keys_decides_as_those_keys_asked_one_by_one() -> None:
+    """decide_all (and decide_for_keys given config.flag_keys itself) walks flags_by_key rather
+    than looking each key up: with a key written twice, the first place and the last flag, as
+    a lookup per key gives."""
+    document = flags_document()
+    first = document["featureFlags"][0]
+    document["featureFlags"].append({**first, "id": "flag_3", "rolloutId": ""})
+    config = parse(document)
+    assert config.flag_keys == ("checkout", "empty")
+    asked_one_by_one = decide_for_keys(config, list(config.flag_keys), "user1", IPHONE)
+    assert [summary(d) for d in asked_one_by_one] == [
+        (None, False, None, RuleType.ROLLOUT),  # the second "checkout": no rollout, test missed
+        (None, False, None, RuleType.ROLLOUT),
+    ]
+    for every_flag in (
+        decide_all(config, "user1", IPHONE),
+        decide_for_keys(config, config.flag_keys, "user1", IPHONE),
+    ):
+        assert every_flag == asked_one_by_one
+
+
 def test_enabled_flags_only_leaves_out_disabled_flags_but_not_errors() -> None:
     config = parse(flags_document())
     options = {DecideOption.ENABLED_FLAGS_ONLY}
@@ -239,9 +260,66 @@ def test_decisions_without_reasons_are_the_ones_built_at_load() -> None:
     config = parse(flags_document())
     flag = config.flags_by_key["checkout"]
     decision = checkout(config, IPHONE)
-    assert decision is flag.outcomes.rollout_rules["rule_iphone"]["var_on"]
+    assert decision is flag.outcomes.rollout_rules[0][0]
     excluded = checkout(config, IPHONE, options={DecideOption.EXCLUDE_VARIABLES})
-    assert excluded is flag.outcomes_without_variables.rollout_rules["rule_iphone"]["var_on"]
+    assert excluded is flag.outcomes_without_variables.rollout_rules[0][0]
     with_reasons = checkout(config, IPHONE, options={DecideOption.INCLUDE_REASONS})
     assert with_reasons is not decision
     assert summary(with_reasons) == summary(decision)
+
+
+def test_delivery_rules_sharing_a_variation_each_return_their_own_built_decision() -> None:
+    """The decisions built at load are found by the rule's place in the rollout and the
+    traffic range the hash fell in: two rules giving the same variation stay apart."""
+    document = flags_document()
+    document["featureFlags"][0]["experimentIds"] = []
+    document["rollouts"][0]["experiments"][1]["trafficAllocation"][0]["endOfRange"] = 10000
+    config = parse(document)
+    built = config.flags_by_key["checkout"].outcomes.rollout_rules
+    iphone, campaign, other = (checkout(config, a) for a in (IPHONE, CAMPAIGN, {}))
+    assert summary(iphone) == ("on", True, "iphone_rule", RuleType.ROLLOUT)
+    assert summary(campaign) == ("on", True, "ad_rule", RuleType.ROLLOUT)
+    assert summary(other) == ("off", False, "everyone_else", RuleType.ROLLOUT)
+    assert iphone is built[0][0] and campaign is built[1][0] and other is built[2][0]
+
+
+def test_a_whitelisted_variation_whose_id_a_later_one_repeats_is_still_the_one_decided() -> None:
+    """The feature test's built decisions are by variation id, where the later variation of an
+    id wins; the whitelist names the earlier one by key, which must not be swapped for it."""
+    document = flags_document()
+    [test] = document["experiments"]
+    control, treatment = test["variations"]
+    control["id"] = treatment["id"]
+    for user_id, key, enabled in (("qa_user", "control", False), ("user1", "treatment", True)):
+        decision = checkout(parse(document), CAMPAIGN, user_id=user_id)
+        assert summary(decision) == (key, enabled, "checkout_test", RuleType.FEATURE_TEST)
+
+
+class CountedAttributes(dict[str, Any]):
+    """A user's attributes that count how often each one is read."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.reads: dict[str, int] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return super().get(key, default)
+
+
+def test_a_condition_tree_that_rules_share_is_evaluated_once_per_call() -> None:
+    """Two flags' tests with equal audienceConditions (one tree, see ExperimentConditions)
+    and the delivery rules' audiences: each tree is evaluated once for the user's call."""
+    document = flags_document()
+    [test] = document["experiments"]
+    test["audienceConditions"] = ["or", "aud_iphone", "aud_campaign"]
+    document["experiments"].append({**test, "id": "exp_2", "key": "second_test"})
+    second = {"id": "flag_3", "key": "second", "experimentIds": ["exp_2"], "rolloutId": ""}
+    document["featureFlags"].append({**second, "variables": []})
+    config = parse(document)
+    attributes = CountedAttributes()
+    decisions = decide_all(config, "user1", attributes)
+    assert [d.rule_key for d in decisions] == ["everyone_else", None, None]
+    # Once for the tests' shared tree, once for a delivery rule's own audience.
+    assert attributes.reads["device"] == 2
+    assert attributes.reads["ad_source"] == 2

@@ -13,14 +13,13 @@ from trackd.datafile.fields import (
     wrong_kind,
 )
 from trackd.datafile.model import Cmab, Experiment, TrafficRange, Variation
-from trackd.decision.audience import compile_experiment_conditions
-from trackd.decision.conditions import Condition
+from trackd.decision.audience import ExperimentConditions
 
 
 def parse_experiment(
     item: object,
     where: str,
-    audience_conditions: dict[str, Condition],
+    conditions: ExperimentConditions,
     group_id: str | None,
     group_policy: str | None,
 ) -> Experiment:
@@ -49,7 +48,7 @@ def parse_experiment(
         variations_by_key={variation.key: variation for variation in variations},
         traffic_allocation=parse_traffic(experiment_object, where),
         forced_variations=forced,
-        audience_conditions=compile_experiment_conditions(conditions_or_ids, audience_conditions),
+        audience_conditions=conditions.compile(conditions_or_ids),
         group_id=group_id,
         group_policy=group_policy,
         audience_ids=tuple(audience_ids),

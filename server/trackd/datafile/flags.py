@@ -34,8 +34,7 @@ from trackd.datafile.model import (
     VariableType,
     Variation,
 )
-from trackd.decision.audience import compile_experiment_conditions
-from trackd.decision.conditions import Condition
+from trackd.decision.audience import ExperimentConditions
 from trackd.errors import DatafileError
 
 FEATURE_ROLLOUT_TYPE = "fr"  # a feature test whose misses get the flag's "Everyone Else"
@@ -75,23 +74,21 @@ def typed_value(value: object, variable_type: str) -> object:
 def parse_flags(
     document: JsonObject,
     experiments_by_id: Mapping[str, Experiment],
-    audience_conditions: dict[str, Condition],
+    conditions: ExperimentConditions,
 ) -> ParsedFlags:
     rollouts_by_id: dict[str, Rollout] = {}
     for index, item in enumerate(_list(document, "rollouts")):
         where = f"rollouts[{index}]"
         rollout_object = json_object(item, where)
         rules = tuple(
-            parse_experiment(
-                rule, f"{where}.experiments[{position}]", audience_conditions, None, None
-            )
+            parse_experiment(rule, f"{where}.experiments[{position}]", conditions, None, None)
             for position, rule in enumerate(array(rollout_object, "experiments", where))
         )
         rollout = Rollout(id=string(rollout_object, "id", where), rules=rules)
         rollouts_by_id[rollout.id] = rollout
     rollout_rules = {rule.id: rule for rollout in rollouts_by_id.values() for rule in rollout.rules}
 
-    holdouts, global_holdouts, holdouts_by_rule_id = _holdouts(document, audience_conditions)
+    holdouts, global_holdouts, holdouts_by_rule_id = _holdouts(document, conditions)
     experiments = dict(experiments_by_id)
     raw_flags = [
         (f"featureFlags[{index}]", json_object(item, f"featureFlags[{index}]"))
@@ -284,7 +281,7 @@ def _first_by_key(variations: Iterable[Variation]) -> dict[str, Variation]:
 
 
 def _holdouts(
-    document: JsonObject, audience_conditions: dict[str, Condition]
+    document: JsonObject, conditions: ExperimentConditions
 ) -> tuple[tuple[Holdout, ...], tuple[Holdout, ...], dict[str, tuple[Holdout, ...]]]:
     """All holdouts, the running global ones, and the running local ones per rule id.
 
@@ -297,7 +294,7 @@ def _holdouts(
     by_rule_id: dict[str, list[Holdout]] = {}
     for index, item in enumerate(_list(document, "holdouts")):
         holdout = _holdout(
-            json_object(item, f"holdouts[{index}]"), f"holdouts[{index}]", None, audience_conditions
+            json_object(item, f"holdouts[{index}]"), f"holdouts[{index}]", None, conditions
         )
         holdouts.append(holdout)
         if holdout.rule.is_running:
@@ -308,7 +305,7 @@ def _holdouts(
         if holdout_object.get("includedRules") is None:
             continue
         included = tuple(strings(holdout_object, "includedRules", where))
-        holdout = _holdout(holdout_object, where, included, audience_conditions)
+        holdout = _holdout(holdout_object, where, included, conditions)
         holdouts.append(holdout)
         if holdout.rule.is_running:
             for rule_id in included:
@@ -324,7 +321,7 @@ def _holdout(
     holdout_object: JsonObject,
     where: str,
     included_rules: tuple[str, ...] | None,
-    audience_conditions: dict[str, Condition],
+    conditions: ExperimentConditions,
 ) -> Holdout:
     variations = parse_variations(holdout_object, where)
     audience_ids = strings(holdout_object, "audienceIds", where)
@@ -342,7 +339,7 @@ def _holdout(
         variations_by_key={variation.key: variation for variation in variations},
         traffic_allocation=parse_traffic(holdout_object, where),
         forced_variations={},
-        audience_conditions=compile_experiment_conditions(conditions_or_ids, audience_conditions),
+        audience_conditions=conditions.compile(conditions_or_ids),
         group_id=None,
         group_policy=None,
         audience_ids=tuple(audience_ids),

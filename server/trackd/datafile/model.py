@@ -11,6 +11,7 @@ after `parse_datafile` returns it, and a dict lookup is cheaper than a proxy's o
 from __future__ import annotations
 
 import enum
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING
@@ -57,6 +58,21 @@ def first_match_table(
             ends.append(traffic_range.end_of_range)
             entity_ids.append(traffic_range.entity_id)
     return tuple(ends), tuple(entity_ids)
+
+
+MAX_TRAFFIC_VALUE = 10000  # buckets are [0, 10000): endOfRange's scale
+HASH_VALUES = 2**32  # MurmurHash3's 32-bit unsigned results, which a bucket scales down
+
+
+def hash_end(end_of_range: int) -> int:
+    """The least hash whose bucket is at or past `end_of_range`.
+
+    A bucket is hash * 10000 >> 32 (trackd.decision.bucketing), which is >= end exactly when
+    hash * 10000 >= end * 2**32, i.e. hash >= ceil(end * 2**32 / 10000), for any integer end.
+    So a bisect of the raw hash over these ends lands where a bisect of the bucket over the
+    ends would, without scaling the hash: 243 against 152 ns per hash measured (2026-12-07).
+    """
+    return -(-end_of_range * HASH_VALUES // MAX_TRAFFIC_VALUE)
 
 
 class Reason(enum.Enum):
@@ -127,9 +143,13 @@ class Experiment:
     # Derived once from the fields above; not constructor arguments.
     whitelist: Mapping[str, Variation] = field(init=False, repr=False)
     """User id -> variation for whitelist entries naming a real variation (others are ignored)."""
-    bucket_ends: tuple[int, ...] = field(init=False, repr=False)
+    hash_ends: tuple[int, ...] = field(init=False, repr=False)
+    """The traffic's first-match ends, as hashes (see `hash_end`)."""
+    every_hash_range: int | None = field(init=False, repr=False)
+    """The range of `hash_ends` every hash lands in, when they all land in one (traffic of
+    10000 to one variation, or of 0): then no hash is needed. None otherwise."""
     bucket_variations: tuple[Variation | None, ...] = field(init=False, repr=False)
-    """Variation per bucket end; None where the entity id is "" or names no variation."""
+    """Variation per end; None where the entity id is "" or names no variation."""
     is_exclusive: bool = field(init=False, repr=False)
     """In a group with policy "random": the user must first land in this experiment's slot."""
     is_bucketable: bool = field(init=False, repr=False)
@@ -147,7 +167,10 @@ class Experiment:
         ends, entity_ids = first_match_table(self.traffic_allocation)
         variations = tuple(self.variations_by_id.get(entity_id) for entity_id in entity_ids)
         object.__setattr__(self, "whitelist", whitelist)
-        object.__setattr__(self, "bucket_ends", ends)
+        hash_ends = tuple(map(hash_end, ends))
+        lowest, highest = bisect_right(hash_ends, 0), bisect_right(hash_ends, HASH_VALUES - 1)
+        object.__setattr__(self, "hash_ends", hash_ends)
+        object.__setattr__(self, "every_hash_range", lowest if lowest == highest else None)
         object.__setattr__(self, "bucket_variations", variations)
         object.__setattr__(self, "is_exclusive", self.group_policy == RANDOM_GROUP_POLICY)
         object.__setattr__(self, "is_bucketable", bool(self.key.strip()))
@@ -194,12 +217,13 @@ class Group:
     traffic_allocation: tuple[TrafficRange, ...]
     experiments: tuple[str, ...]  # experiment ids, datafile order
 
-    slot_ends: tuple[int, ...] = field(init=False, repr=False)
+    slot_hash_ends: tuple[int, ...] = field(init=False, repr=False)
+    """The traffic's first-match ends, as hashes (see `hash_end`)."""
     slot_experiment_ids: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         ends, entity_ids = first_match_table(self.traffic_allocation)
-        object.__setattr__(self, "slot_ends", ends)
+        object.__setattr__(self, "slot_hash_ends", tuple(map(hash_end, ends)))
         object.__setattr__(self, "slot_experiment_ids", entity_ids)
 
 
@@ -294,17 +318,22 @@ class FlagDecision:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class FlagOutcomes:
-    """The flag's decisions without reasons, built at load: rule id -> variation id -> decision.
+    """The flag's decisions without reasons, built at load.
 
     Building a FlagDecision costs more than the rest of a typical rule's decision (frozen
     dataclasses set each field through object.__setattr__), so the common ones are made once.
+    Rules are found by identity or position, not id: ids may repeat across a datafile's rules.
     """
 
     off: FlagDecision
     """No rule decided: off, with the default variables, reported as a rollout decision."""
-    feature_tests: Mapping[str, Mapping[str, FlagDecision]]
-    rollout_rules: Mapping[str, Mapping[str, FlagDecision]]
+    feature_tests: Mapping[Experiment, Mapping[str, FlagDecision]]
+    """Feature test -> variation id -> decision."""
+    rollout_rules: tuple[tuple[FlagDecision | None, ...], ...]
+    """Per delivery rule, in order: the decision of each traffic range of the rule's
+    `outcomes.by_range` (None where the range gives no variation)."""
     holdouts: Mapping[str, Mapping[str, FlagDecision]]
+    """Holdout id -> variation id -> decision."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -349,13 +378,20 @@ class FeatureFlag:
                 for variation in rule.variations_by_id.values()
             }
 
+        def each_range(rule: Experiment) -> tuple[FlagDecision | None, ...]:
+            decisions = each_variation(rule, RuleType.ROLLOUT)
+            return tuple(
+                None if bucketed.variation is None else decisions[bucketed.variation.id]
+                for bucketed in rule.outcomes.by_range
+            )
+
         rules = self.rollout.rules if self.rollout else ()
         return FlagOutcomes(
             off=self.decision(None, None, RuleType.ROLLOUT, exclude_variables=exclude_variables),
             feature_tests={
-                test.id: each_variation(test, RuleType.FEATURE_TEST) for test in self.experiments
+                test: each_variation(test, RuleType.FEATURE_TEST) for test in self.experiments
             },
-            rollout_rules={rule.id: each_variation(rule, RuleType.ROLLOUT) for rule in rules},
+            rollout_rules=tuple(each_range(rule) for rule in rules),
             holdouts={
                 holdout.id: each_variation(holdout.rule, RuleType.HOLDOUT) for holdout in holdouts
             },

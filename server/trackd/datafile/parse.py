@@ -23,7 +23,7 @@ from trackd.datafile.fields import (
 )
 from trackd.datafile.flags import parse_flags
 from trackd.datafile.model import Attribute, Audience, Event, Experiment, Group, ProjectConfig
-from trackd.decision.audience import compile_audience_conditions
+from trackd.decision.audience import ExperimentConditions, compile_audience_conditions
 from trackd.errors import DatafileError
 
 SUPPORTED_VERSIONS = ("2", "3", "4")
@@ -71,13 +71,13 @@ def _project_config(document: JsonObject, raw_json: str) -> ProjectConfig:
             raise DatafileError(f"missing required key {key!r}")
 
     audiences = _audiences(document)
-    audience_conditions = {audience.id: audience.conditions for audience in audiences.values()}
+    conditions = ExperimentConditions(
+        {audience.id: audience.conditions for audience in audiences.values()}
+    )
 
     experiments_by_id: dict[str, Experiment] = {}
     for index, item in enumerate(array(document, "experiments", "")):
-        experiment = parse_experiment(
-            item, f"experiments[{index}]", audience_conditions, None, None
-        )
+        experiment = parse_experiment(item, f"experiments[{index}]", conditions, None, None)
         experiments_by_id[experiment.id] = experiment
     groups_by_id: dict[str, Group] = {}
     for index, item in enumerate(array(document, "groups", "")):
@@ -90,7 +90,7 @@ def _project_config(document: JsonObject, raw_json: str) -> ProjectConfig:
             experiment = parse_experiment(
                 experiment_item,
                 f"{where}.experiments[{position}]",
-                audience_conditions,
+                conditions,
                 group_id,
                 policy,
             )
@@ -122,7 +122,7 @@ def _project_config(document: JsonObject, raw_json: str) -> ProjectConfig:
         )
         attributes_by_key[attribute.key] = attribute
 
-    flags = parse_flags(document, experiments_by_id, audience_conditions)
+    flags = parse_flags(document, experiments_by_id, conditions)
     flag_keys = tuple(dict.fromkeys(flag.key for flag in flags.flags))
     return ProjectConfig(
         version=string(document, "version", ""),
