@@ -319,7 +319,7 @@ class TrackingServicer(pb_grpc.TrackingServiceServicer):
                 self._decide_options(request),
                 forced_decisions=forced_decisions,
             )
-            return self._decide_encoder.response(decided.decisions, decided.revision)
+            return self._decide_encoder.response(decided.pairs, decided.revision)
 
         return await _answer(context, call)
 
