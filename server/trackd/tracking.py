@@ -66,7 +66,9 @@ B = TypeVar("B")
 # Decisions remembered as activations that attribute conversions but are not sticky: the
 # Optimizely SDK never saves a forced or whitelisted decision to its user profile, so once the
 # forcing ends the user is decided afresh instead of staying in the forced variation.
-_NOT_STICKY_REASONS = frozenset({Reason.FORCED, Reason.WHITELISTED})
+# A tuple, not a frozenset: `in` finds a member by identity, where a set hashes the Reason
+# through Enum's Python-level __hash__ (a new user's 50-flag decide asks ~20 times).
+_NOT_STICKY_REASONS: Final = (Reason.FORCED, Reason.WHITELISTED)
 
 
 class EventLog(LocalResults, Protocol):
@@ -138,6 +140,11 @@ class _Remembered(NamedTuple):
     variation_id: str
     sticky: bool
     repeat: bool  # the live activation already says this: refresh it, send nothing
+
+
+# `_new(_Remembered, (...))` builds one without the NamedTuple's Python-level __new__: half
+# the cost, ~20 times in a new user's 50-flag decide.
+_new: Final = tuple.__new__
 
 
 class _ReadAhead(NamedTuple):
@@ -695,18 +702,18 @@ class Tracker:
         if reason in _NOT_STICKY_REASONS:
             # As Activate: the same forcing as the live activation is a repeat.
             repeat = live == Held(variation.id, sticky=False)
-            return _Remembered(experiment.id, variation.id, False, repeat)
+            return _new(_Remembered, (experiment.id, variation.id, False, repeat))
         if ignore_profile:
             # The SDK neither reads nor saves the profile: a live activation of this variation
             # is a repeat; a sticky one of another variation stays the user's (the SDK's
             # profile still holds it), so this decision is sent but not remembered; else it
             # is remembered for attribution only, not sticky.
             if live is not None and live.variation_id == variation.id:
-                return _Remembered(experiment.id, variation.id, live.sticky, True)
+                return _new(_Remembered, (experiment.id, variation.id, live.sticky, True))
             if live is not None and live.sticky:
                 return None
-            return _Remembered(experiment.id, variation.id, False, False)
-        return _Remembered(experiment.id, variation.id, True, reason is Reason.STICKY)
+            return _new(_Remembered, (experiment.id, variation.id, False, False))
+        return _new(_Remembered, (experiment.id, variation.id, True, reason is Reason.STICKY))
 
     async def _remember(self, user_id: str, remembered: Sequence[_Remembered]) -> bool:
         """Stores (or refreshes) the activations; True when the store could not be reached."""
