@@ -85,6 +85,29 @@ async def test_a_round_of_unary_appends_alone_commits_as_one_statement(
         assert (ran[0], ran[-1]) == ("BEGIN IMMEDIATE", "COMMIT")
 
 
+async def test_an_ack_of_rows_results_have_not_counted_tries_no_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged rows are deleted once results have counted them too: an ack of rows
+    the results cursor has not reached keeps them (and runs no DELETE for nothing, one GIL
+    handoff less), and the results step deletes them as it counts them."""
+    monkeypatch.setattr(outbox_writer, "_IDLE_S", 60.0)  # no results step meanwhile
+    path = tmp_path / "outbox.sqlite3"
+    async with Outbox(path) as outbox:
+        writer = outbox._writer
+        assert writer is not None
+        await outbox.append(conversions(2))
+        (row,) = await outbox.read(0, 10)
+        ran: list[str] = []
+        writer._conn.set_trace_callback(ran.append)
+        assert await outbox.ack([(row.row_id, 2)]) == 2
+        writer._conn.set_trace_callback(None)
+        assert not [statement for statement in ran if statement.startswith("DELETE")]
+        assert _rows(path) == [(row.row_id, 2, 2)]
+        await outbox.results(CONFIG, CONFIG.experiments_by_key["ab_running"])
+        assert _rows(path) == []
+
+
 async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
     async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
         before = outbox.commits

@@ -263,7 +263,10 @@ class Writer:
         if not acked:
             return 0
         conn.execute(schema.ACK_ROWS, (rows,))
-        conn.execute(schema.DELETE_DELIVERED, (rows, self._cursor))
+        # Only rows results have counted go here (the results step deletes the others as it
+        # passes them), and under load acks mostly come first: then there is none to try.
+        if min(furthest) <= self._cursor:
+            conn.execute(schema.DELETE_DELIVERED, (rows, self._cursor))
         if dead_letter is not None:
             conn.execute(
                 schema.INSERT_DEAD_LETTER,
