@@ -263,8 +263,9 @@ class Counter:
         members: Mapping[Group, set[str]],
         totals: Mapping[Group, Sequence[Any]],
     ) -> None:
-        """Adds each group's users not yet in it, and its totals, in three statements
-        however many groups: a user's groups are one row, read and written back once."""
+        """Adds each group's users not yet in it, and its totals: the users' rows are read in
+        one statement and written back in one however many groups (a user's groups are one
+        row), then each group touched gets its counters added (one executemany)."""
         group_ids = {key: self._group(conn, key) for key in members}
         wanted: dict[str, list[int]] = {}
         for key, users in members.items():

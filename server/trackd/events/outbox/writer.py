@@ -2,8 +2,9 @@
 counters fed from committed rows.
 
 The thread drains every waiting operation into one round: the writes (appends and
-dispatcher acknowledgements) share one transaction and one commit, then results queries and
-a stop are answered, and the event loop hears of it all in one callback (a `Settlement`).
+dispatcher acknowledgements) share one transaction and one commit (unary appends alone are
+one INSERT, its own transaction), then results queries and a stop are answered, and the
+event loop hears of it all in one callback (a `Settlement`).
 
 Results are counted in steps of their own transaction that move a persisted cursor. When no
 operation has arrived for `_IDLE_S`, in steps of about `_RESULTS_STEP_EVENTS` events (a few
