@@ -20,6 +20,7 @@ from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.errors import FailedPrecondition, OutboxFull, Unavailable
 from trackd.events import payload, records
 from trackd.events.outbox import DeadLetter, Outbox
+from trackd.events.outbox import writer as outbox_writer
 from trackd.events.records import Record
 from trackd.events.tags import parse_tags
 
@@ -57,6 +58,54 @@ async def test_append_returns_once_the_row_is_committed(tmp_path: Path) -> None:
         # Another connection sees it before anything is closed or flushed.
         assert [(n, sent) for _, n, sent in _rows(path)] == [(3, 0)]
         assert outbox.depth == outbox.undelivered == 3
+
+
+async def test_a_round_of_unary_appends_alone_commits_as_one_statement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer round holding only unary calls' records is its INSERT alone, committed by
+    SQLite as its own transaction: every statement costs the writer thread a GIL handoff
+    with the event loop, and BEGIN and COMMIT around it cost two more. A round with an
+    acknowledgement still runs in a transaction of its own."""
+    monkeypatch.setattr(outbox_writer, "_IDLE_S", 60.0)  # no results step meanwhile
+    path = tmp_path / "outbox.sqlite3"
+    async with Outbox(path) as outbox:
+        writer = outbox._writer
+        assert writer is not None
+        ran: list[str] = []
+        writer._conn.set_trace_callback(ran.append)
+        await outbox.append(conversions(2))
+        await outbox.append(conversions(1))
+        assert [statement.split(" (")[0] for statement in ran] == ["INSERT INTO outbox"] * 2
+        assert [(n, sent) for _, n, sent in _rows(path)] == [(2, 0), (1, 0)]
+        ran.clear()
+        (first, _) = await outbox.read(0, 10)
+        assert await outbox.ack([(first.row_id, 2)]) == 2
+        writer._conn.set_trace_callback(None)
+        assert (ran[0], ran[-1]) == ("BEGIN IMMEDIATE", "COMMIT")
+
+
+async def test_an_ack_of_rows_results_have_not_counted_tries_no_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged rows are deleted once results have counted them too: an ack of rows
+    the results cursor has not reached keeps them (and runs no DELETE for nothing, one GIL
+    handoff less), and the results step deletes them as it counts them."""
+    monkeypatch.setattr(outbox_writer, "_IDLE_S", 60.0)  # no results step meanwhile
+    path = tmp_path / "outbox.sqlite3"
+    async with Outbox(path) as outbox:
+        writer = outbox._writer
+        assert writer is not None
+        await outbox.append(conversions(2))
+        (row,) = await outbox.read(0, 10)
+        ran: list[str] = []
+        writer._conn.set_trace_callback(ran.append)
+        assert await outbox.ack([(row.row_id, 2)]) == 2
+        writer._conn.set_trace_callback(None)
+        assert not [statement for statement in ran if statement.startswith("DELETE")]
+        assert _rows(path) == [(row.row_id, 2, 2)]
+        await outbox.results(CONFIG, CONFIG.experiments_by_key["ab_running"])
+        assert _rows(path) == []
 
 
 async def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
