@@ -3,17 +3,16 @@
 The outbox writer thread feeds committed rows (in id order) to `Counter.consume`, which
 updates the results tables in the same transaction that moves the persisted cursor: a
 crash keeps both or neither, so nothing is lost or counted twice. A group is one
-variation's visitors or one (variation, event)'s converters; which groups a user is in is
-one row of `results_users` (the small group ids), and a group's counters grow by the users
-new to it, so a results query reads a handful of rows however many users.
+variation's visitors or one (variation, event)'s converters; its unique users are rows
+of `results_members` (keyed by a small group id), and its counters grow by the rows those
+inserts really added, so a results query reads a handful of rows however many users.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -52,24 +51,12 @@ CREATE TABLE IF NOT EXISTS results_groups (
     value REAL NOT NULL DEFAULT 0.0,
     UNIQUE (experiment_id, variation_id, kind, event_key)
 );
--- One row per user, not one per (group, user): a Decide puts a user in about 20 groups,
--- and a row each cost the outbox writer thread 20 random B-tree inserts a user (about 45 us
--- of its ~290 us a user under bench_decide) and a results step's commit a page per insert.
-CREATE TABLE IF NOT EXISTS results_users (
-    user_id TEXT PRIMARY KEY,
-    group_ids TEXT NOT NULL           -- JSON array of results_groups ids
+CREATE TABLE IF NOT EXISTS results_members (
+    group_id INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, user_id)
 ) WITHOUT ROWID;
 """
-
-# Databases written before `results_users` keep their members a row each: folded into it
-# once, in one transaction, when the outbox opens.
-_OLD_MEMBERS: Final = (
-    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results_members'"
-)
-_FOLD_MEMBERS: Final = (
-    "INSERT INTO results_users (user_id, group_ids)"
-    " SELECT user_id, json_group_array(group_id) FROM results_members GROUP BY user_id"
-)
 
 _VISITORS: Final = 0
 _CONVERTERS: Final = 1
@@ -166,7 +153,7 @@ users, and each converters group's `[conversions, revenue, value]` (fleet-wide r
 
 _NONE_KNOWN: Final[Mapping[int, Sequence[tuple[Any, ...]]]] = {}
 
-MIN_SQLITE: Final = (3, 38, 0)  # json_each and ->>: a results step's users in one statement
+MIN_SQLITE: Final = (3, 38, 0)  # json_each, used to insert a group's members in one statement
 
 
 def sqlite_problem() -> str | None:
@@ -175,42 +162,6 @@ def sqlite_problem() -> str | None:
         return None
     need = ".".join(map(str, MIN_SQLITE))
     return f"SQLite {sqlite3.sqlite_version} is too old: trackd needs {need} or later"
-
-
-_USERS_GROUPS: Final = (
-    "SELECT json_group_object(user_id, json(group_ids)) FROM results_users"
-    " WHERE user_id IN (SELECT value FROM json_each(?))"
-)
-_USER_GROUPS: Final = "SELECT group_ids FROM results_users WHERE user_id = ?"
-# `WHERE true`: an upsert's SELECT needs a WHERE clause, else ON is read as a join's.
-_WRITE_USERS: Final = (
-    "INSERT INTO results_users (user_id, group_ids) SELECT key, value FROM json_each(?)"
-    " WHERE true ON CONFLICT (user_id) DO UPDATE SET group_ids = excluded.group_ids"
-)
-_WRITE_USER: Final = (
-    "INSERT INTO results_users (user_id, group_ids) VALUES (?, ?)"
-    " ON CONFLICT (user_id) DO UPDATE SET group_ids = excluded.group_ids"
-)
-_ADD_TO_GROUP: Final = (
-    "UPDATE results_groups SET users = users + ?, conversions = conversions + ?,"
-    " revenue = revenue + ?, value = value + ? WHERE id = ?"
-)
-
-
-def migrate(conn: sqlite3.Connection) -> None:
-    """Brings an older database's results tables to this version's (`SCHEMA` created);
-    on the writing connection, outside a transaction."""
-    if conn.execute(_OLD_MEMBERS).fetchone() is None:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(_FOLD_MEMBERS)
-        conn.execute("DROP TABLE results_members")
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
 
 
 class Counter:
@@ -239,75 +190,6 @@ class Counter:
             ).fetchone()
             self._group_ids[key] = group_id
         return group_id
-
-    def _users_groups(
-        self, conn: sqlite3.Connection, users: Collection[str]
-    ) -> dict[str, list[int]]:
-        """The stored groups of those of `users` already counted somewhere."""
-        plain = [user for user in users if "\x00" not in user]
-        stored: dict[str, list[int]] = {}
-        if plain:
-            (found,) = conn.execute(_USERS_GROUPS, (json.dumps(plain),)).fetchone()
-            if found is not None:
-                stored = json.loads(found)
-        for user in users:
-            if "\x00" in user:  # json_each cuts a string at its first NUL
-                row = conn.execute(_USER_GROUPS, (user,)).fetchone()
-                if row is not None:
-                    stored[user] = json.loads(row[0])
-        return stored
-
-    def _store(
-        self,
-        conn: sqlite3.Connection,
-        members: Mapping[Group, set[str]],
-        totals: Mapping[Group, Sequence[Any]],
-    ) -> None:
-        """Adds each group's users not yet in it, and its totals: the users' rows are read in
-        one statement and written back in one however many groups (a user's groups are one
-        row), then each group touched gets its counters added (one executemany)."""
-        group_ids = {key: self._group(conn, key) for key in members}
-        wanted: dict[str, list[int]] = {}
-        for key, users in members.items():
-            group_id = group_ids[key]
-            for user in users:
-                groups = wanted.get(user)
-                if groups is None:
-                    wanted[user] = [group_id]
-                else:
-                    groups.append(group_id)
-        stored = self._users_groups(conn, wanted)
-        added: dict[int, int] = {}
-        changed: dict[str, list[int]] = {}
-        for user, groups in wanted.items():
-            had = stored.get(user)
-            if had is None:
-                new = changed[user] = groups
-            else:
-                known = set(had)
-                new = [group_id for group_id in groups if group_id not in known]
-                if not new:
-                    continue
-                changed[user] = had + new
-            for group_id in new:
-                added[group_id] = added.get(group_id, 0) + 1
-        plain = {user: groups for user, groups in changed.items() if "\x00" not in user}
-        if plain:
-            conn.execute(_WRITE_USERS, (json.dumps(plain),))
-        if len(plain) < len(changed):
-            conn.executemany(
-                _WRITE_USER,
-                [(user, json.dumps(ids)) for user, ids in changed.items() if user not in plain],
-            )
-        updates = []
-        for key, group_id in group_ids.items():
-            count, revenue, value = totals.get(key, (0, 0, 0.0))
-            users_added = added.get(group_id, 0)
-            if users_added or count:
-                updates.append(
-                    (users_added, count, clamp_int64(int(revenue)), float(value), group_id)
-                )
-        conn.executemany(_ADD_TO_GROUP, updates)
 
     def consume(
         self,
@@ -391,8 +273,28 @@ class Counter:
                         total[1] += revenue
                         total[2] += value
                         members[key].add(user_id)
-        if members:
-            self._store(conn, members, totals)
+        for key, users in members.items():
+            group_id = self._group(conn, key)
+            # One statement per group, not one per user: each SQLite step releases the GIL
+            # and takes it back, and under TrackStream load every such handoff stalls the
+            # event loop (one row per user cost about a fifth of the stream's throughput).
+            if any("\x00" in user for user in users):
+                # json_each cuts a string at its first NUL, which would merge such users.
+                added = conn.executemany(
+                    "INSERT OR IGNORE INTO results_members VALUES (?, ?)",
+                    [(group_id, user) for user in users],
+                ).rowcount
+            else:
+                added = conn.execute(
+                    "INSERT OR IGNORE INTO results_members SELECT ?, value FROM json_each(?)",
+                    (group_id, json.dumps(list(users))),
+                ).rowcount
+            count, revenue, value = totals.get(key, (0, 0, 0.0))
+            conn.execute(
+                "UPDATE results_groups SET users = users + ?, conversions = conversions + ?,"
+                " revenue = revenue + ?, value = value + ? WHERE id = ?",
+                (max(added, 0), count, clamp_int64(int(revenue)), float(value), group_id),
+            )
         if self._observer is not None and members:
             self._observer(conn, members, totals)
         return seen
@@ -462,7 +364,6 @@ __all__ = [
     "VariationResults",
     "assemble",
     "clamp_int64",
-    "migrate",
     "query",
     "sqlite_problem",
 ]

@@ -101,14 +101,13 @@ DEAD_LETTERS: Final = (
 
 def connect_writer(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     """The one writing connection (WAL, autocommit: transactions are explicit), with the
-    schema created (or an older database's brought up to it)."""
+    schema created."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
-        results.migrate(conn)
     except BaseException:
         conn.close()
         raise
