@@ -85,6 +85,25 @@ async def test_a_round_of_unary_appends_alone_commits_as_one_statement(
         assert (ran[0], ran[-1]) == ("BEGIN IMMEDIATE", "COMMIT")
 
 
+async def test_unary_appends_over_a_transaction_left_open_fail_instead_of_hanging_in_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were a transaction left open on the writer's connection (a ROLLBACK that failed), a
+    bare INSERT would sit in it uncommitted while its calls were answered: the round takes
+    the explicit path, whose BEGIN fails it, and the callers hear Unavailable."""
+    monkeypatch.setattr(outbox_writer, "_IDLE_S", 60.0)  # no results step meanwhile
+    async with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        writer = outbox._writer
+        assert writer is not None
+        writer._conn.execute("BEGIN")
+        with pytest.raises(Unavailable):
+            await outbox.append(conversions(1))
+        # The failed round's ROLLBACK ended that transaction too: the next round commits.
+        assert not writer._conn.in_transaction
+        await outbox.append(conversions(1))
+        assert outbox.depth == 1
+
+
 async def test_an_ack_of_rows_results_have_not_counted_tries_no_delete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -358,6 +358,22 @@ def test_decision_events_count_as_their_impressions_without_drawing_their_uuids(
     assert counted([(1, records.ROW_FORMAT, b"unread")], {1: row}) == one_by_one
 
 
+def test_a_row_with_a_malformed_record_is_skipped_whole_and_the_others_counted() -> None:
+    """A tampered or torn row (its Decide record's tail cut short: the dispatcher dead-letters
+    it) is skipped by the counter, none of it counted, instead of raising: raising rolled the
+    results step back and retried it forever, holding the cursor."""
+    good = _feature_test_events("u1", A)
+    short = good._replace(user_id="u2", tails=(good.tails[0], good.tails[1][:3]))
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(results.SCHEMA)
+    rows = [
+        (1, *records.encode_row([impression("u3", B), short])),
+        (2, *records.encode_row([good])),
+    ]
+    results.Counter().consume(conn, rows)
+    assert results.query(conn, "40001") == results.RawCounts({"42001": 1}, {})
+
+
 async def test_get_results_after_a_decide_calls_one_record_counts_its_feature_test(
     tmp_path: Path,
 ) -> None:

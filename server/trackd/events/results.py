@@ -164,6 +164,39 @@ def sqlite_problem() -> str | None:
     return f"SQLite {sqlite3.sqlite_version} is too old: trackd needs {need} or later"
 
 
+def _visitors_of(
+    plain: Sequence[tuple[Any, ...]], conversions: list[CountedConversion]
+) -> list[tuple[Group, str]]:
+    """The (visitors group, user) pairs a row's records count, its attributed conversions
+    appended to `conversions`; raises for a malformed record."""
+    visitors: list[tuple[Group, str]] = []
+    for record in plain:
+        kind = record[_KIND]
+        if kind == IMPRESSION:
+            if len(record) > _I_RULE_TYPE and record[_I_RULE_TYPE] not in _COUNTED_RULE_TYPES:
+                continue
+            visitors.append(
+                ((record[_I_EXPERIMENT], record[_I_VARIATION], _VISITORS, ""), record[_USER])
+            )
+        elif kind == DECISIONS:
+            user_id = record[_D_USER]
+            for tail in record[_D_TAILS]:
+                if tail[_T_RULE_TYPE] not in _COUNTED_RULE_TYPES:
+                    continue
+                visitors.append(((tail[_T_EXPERIMENT], tail[_T_VARIATION], _VISITORS, ""), user_id))
+        elif record[_C_ATTRIBUTIONS]:
+            conversions.append(
+                (
+                    record[_USER],
+                    record[_C_EVENT_KEY],
+                    record[_C_REVENUE],
+                    record[_C_VALUE],
+                    record[_C_ATTRIBUTIONS],
+                )
+            )
+    return visitors
+
+
 class Counter:
     """Updates the results tables; used by the outbox writer thread only."""
 
@@ -223,42 +256,18 @@ class Counter:
                     seen += event_count(plain)
                 else:
                     raise ValueError(f"unknown outbox row format {fmt}")
+                # Read whole before any of it is counted: a malformed record (a tampered
+                # or torn row, which the dispatcher dead-letters) skips its row, where
+                # raising would roll the step back and retry it forever.
+                visitors = _visitors_of(plain, conversions)
             except Exception:
                 log.exception("results_row_undecodable", row_id=row_id)
                 continue
-            for record in plain:
-                kind = record[_KIND]
-                if kind == IMPRESSION:
-                    if (
-                        len(record) > _I_RULE_TYPE
-                        and record[_I_RULE_TYPE] not in _COUNTED_RULE_TYPES
-                    ):
-                        continue
-                    key = (record[_I_EXPERIMENT], record[_I_VARIATION], _VISITORS, "")
-                    users = members.get(key)
-                    if users is None:
-                        users = members[key] = set()
-                    users.add(record[_USER])
-                elif kind == DECISIONS:
-                    user_id = record[_D_USER]
-                    for tail in record[_D_TAILS]:
-                        if tail[_T_RULE_TYPE] not in _COUNTED_RULE_TYPES:
-                            continue
-                        key = (tail[_T_EXPERIMENT], tail[_T_VARIATION], _VISITORS, "")
-                        users = members.get(key)
-                        if users is None:
-                            users = members[key] = set()
-                        users.add(user_id)
-                elif record[_C_ATTRIBUTIONS]:
-                    conversions.append(
-                        (
-                            record[_USER],
-                            record[_C_EVENT_KEY],
-                            record[_C_REVENUE],
-                            record[_C_VALUE],
-                            record[_C_ATTRIBUTIONS],
-                        )
-                    )
+            for key, user_id in visitors:
+                users = members.get(key)
+                if users is None:
+                    users = members[key] = set()
+                users.add(user_id)
             for user_id, event_key, revenue, value, attributions in conversions:
                 revenue = revenue or 0
                 value = value or 0.0

@@ -169,7 +169,11 @@ class Writer:
         # transaction of its own: no BEGIN and COMMIT around it. Each statement hands the
         # GIL to the event loop and waits to get it back; under bench_decide most rounds
         # are such, and BEGIN cost the writer ~21 us CPU a round where it costs ~7 alone.
-        explicit = expire or not all(isinstance(op, AppendRecords) for op in writes)
+        # A transaction left open (only if a ROLLBACK itself failed) would hold a bare INSERT
+        # uncommitted while its callers were answered: BEGIN then fails the round instead.
+        explicit = (
+            expire or conn.in_transaction or not all(isinstance(op, AppendRecords) for op in writes)
+        )
         try:
             if explicit:
                 conn.execute("BEGIN IMMEDIATE")
