@@ -301,19 +301,22 @@ def test_known_rows_count_as_their_records_beside_rows_decoded_from_their_bodies
         (3, *records.encode_row(SCENARIO[2])),
     ]
 
-    def counted(rows: list[tuple[int, int, bytes]], known: Any) -> Any:
-        conn = sqlite3.connect(":memory:")
-        conn.executescript(results.SCHEMA)
-        seen = results.Counter().consume(conn, rows, known)
-        members = conn.execute("SELECT * FROM results_members ORDER BY 1, 2").fetchall()
-        return seen, results.query(conn, "40001"), members
-
-    decoded = counted(rows, {})
+    decoded = _counted(rows, {})
     unreadable = [(1, records.ROW_FORMAT, b"not a pickle"), rows[1], (3, records.ROW_FORMAT, b"")]
-    assert counted(unreadable, {1: flag_row, 3: SCENARIO[2]}) == decoded
+    assert _counted(unreadable, {1: flag_row, 3: SCENARIO[2]}) == decoded
     seen, raw, _ = decoded
     assert seen == 9
     assert raw.visitors == {"42001": 2, "42002": 1}
+
+
+def _counted(rows: list[tuple[int, int, bytes]], known: Any = None) -> Any:
+    """What a results step counts of `rows` (with the writer's `known` records) in a fresh
+    database: the events seen, ab_running's counts and every member row."""
+    conn = sqlite3.connect(":memory:")
+    conn.executescript(results.SCHEMA)
+    seen = results.Counter().consume(conn, rows, known or {})
+    members = conn.execute("SELECT * FROM results_members ORDER BY 1, 2").fetchall()
+    return seen, results.query(conn, "40001"), members
 
 
 def _feature_test_events(user: str, variation: Any) -> records.DecisionEvents:
@@ -340,22 +343,15 @@ def test_decision_events_count_as_their_impressions_without_drawing_their_uuids(
     expanded = records.decode_rows(records.encode_rows(row))
     assert len(expanded) == 8
 
-    def counted(rows: list[tuple[int, int, bytes]], known: Any) -> Any:
-        conn = sqlite3.connect(":memory:")
-        conn.executescript(results.SCHEMA)
-        seen = results.Counter().consume(conn, rows, known)
-        members = conn.execute("SELECT * FROM results_members ORDER BY 1, 2").fetchall()
-        return seen, results.query(conn, "40001"), members
-
-    one_by_one = counted([(1, *records.encode_row(expanded))], {})
+    one_by_one = _counted([(1, *records.encode_row(expanded))], {})
     assert one_by_one[:2] == (8, results.RawCounts({"42001": 2, "42002": 1}, {}))
 
     def no_uuids(seed: int, count: int) -> str:
         raise AssertionError("results drew a record's uuids")
 
     monkeypatch.setattr(records, "batch_uuids", no_uuids)
-    assert counted([(1, *records.encode_row(row))], {}) == one_by_one
-    assert counted([(1, records.ROW_FORMAT, b"unread")], {1: row}) == one_by_one
+    assert _counted([(1, *records.encode_row(row))], {}) == one_by_one
+    assert _counted([(1, records.ROW_FORMAT, b"unread")], {1: row}) == one_by_one
 
 
 def test_a_row_with_a_malformed_record_is_skipped_whole_and_the_others_counted() -> None:
@@ -363,15 +359,15 @@ def test_a_row_with_a_malformed_record_is_skipped_whole_and_the_others_counted()
     it) is skipped by the counter, none of it counted, instead of raising: raising rolled the
     results step back and retried it forever, holding the cursor."""
     good = _feature_test_events("u1", A)
-    short = good._replace(user_id="u2", tails=(good.tails[0], good.tails[1][:3]))
-    conn = sqlite3.connect(":memory:")
-    conn.executescript(results.SCHEMA)
+    cut_short: Any = (good.tails[0], good.tails[1][:3])
+    short = good._replace(user_id="u2", tails=cut_short)
     rows = [
         (1, *records.encode_row([impression("u3", B), short])),
         (2, *records.encode_row([good])),
     ]
-    results.Counter().consume(conn, rows)
-    assert results.query(conn, "40001") == results.RawCounts({"42001": 1}, {})
+    _, raw, members = _counted(rows)
+    assert raw == results.RawCounts({"42001": 1}, {})
+    assert [user for _, user in members] == ["u1"]
 
 
 async def test_get_results_after_a_decide_calls_one_record_counts_its_feature_test(
