@@ -90,8 +90,11 @@ def warn_about_stranded_outboxes(settings: Settings) -> None:
 def startup_failed(error: SettingsError | DatafileError) -> int:
     """Tells a mistake in the settings or the datafile, one line each; the exit code."""
     lines = error.problems if isinstance(error, SettingsError) else (f"datafile {error}",)
-    for line in lines:
-        print(f"trackd: {line}", file=sys.stderr)
+    # One write with the newlines in it, not print()'s text then newline: `--workers N` all
+    # fail at once on the same stderr, and two workers' texts interleaved before either
+    # newline ran their lines together. A pipe write of under 4 KiB is atomic.
+    sys.stderr.write("".join(f"trackd: {line}\n" for line in lines))
+    sys.stderr.flush()
     return EXIT_STARTUP_FAILURE
 
 

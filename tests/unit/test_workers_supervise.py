@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from trackd import workers
-from trackd.config import Settings
+from trackd.config import Settings, SettingsError
 
 
 def _runs(settings: Settings) -> int:
@@ -68,3 +68,26 @@ def test_a_restarted_worker_that_cannot_start_is_retried(
     stopper.join()
     assert code == 0
     assert marker.read_text() == "3"
+
+
+class _Writes:
+    """Stands in for stderr: each write() as it was made."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_failed_start_tells_its_lines_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker of `--workers N` fails at once on the same stderr: written text then
+    newline (print), two workers' lines ran together in CI. One write, newlines in it."""
+    stderr = _Writes()
+    monkeypatch.setattr("sys.stderr", stderr)
+    assert workers.startup_failed(SettingsError(["one mistake", "another"])) == 2
+    assert stderr.writes == ["trackd: one mistake\ntrackd: another\n"]
