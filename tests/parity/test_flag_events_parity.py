@@ -47,7 +47,7 @@ from trackd.activation import MemoryActivationStore
 from trackd.datafile import ProjectConfig, parse_datafile
 from trackd.decision.flags import DecideOption
 from trackd.events.outbox import Receipt
-from trackd.events.records import ConversionColumns, Impression, OutboxRecord, Record
+from trackd.events.records import ConversionColumns, Impression, OutboxRecord
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 from trackd.live import LiveConfig
 from trackd.overrides import MemoryOverrideStore
@@ -62,18 +62,14 @@ MIN_DECISIONS = 20_000
 QUIET_EVERY = 7
 
 
-class MemoryEventLog:
-    """`EventLog` in a list (Track and results are not used here)."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
+class MemoryEventLog(ListEventLog):
+    """`ListEventLog` for Decide alone: Track and results are not used here."""
 
     async def append(
         self, records: Sequence[OutboxRecord] | ConversionColumns, receipt: Receipt | None = None
     ) -> bytes | None:
         assert not isinstance(records, ConversionColumns)
-        self.records.extend(ListEventLog.expanded(records))  # a Decide's: one record a call
-        return None
+        return await super().append(records, receipt)
 
     async def results(
         self, config: ResultsConfig, experiment: ResultsExperiment

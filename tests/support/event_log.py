@@ -8,11 +8,10 @@ from collections.abc import Sequence
 from trackd.events.outbox import Receipt
 from trackd.events.records import (
     ConversionColumns,
-    DecisionEvents,
     OutboxRecord,
     Record,
+    expand_decisions,
     from_plain,
-    impression_tuples,
 )
 from trackd.events.results import ExperimentResults, ResultsConfig, ResultsExperiment
 
@@ -33,13 +32,7 @@ class ListEventLog:
         they hold: a record per event."""
         if isinstance(records, ConversionColumns):
             return records.records()
-        found: list[Record] = []
-        for record in records:
-            if isinstance(record, DecisionEvents):
-                found += from_plain(impression_tuples(record))
-            else:
-                found.append(record)
-        return found
+        return from_plain(expand_decisions(records))
 
     async def results(
         self, config: ResultsConfig, experiment: ResultsExperiment
