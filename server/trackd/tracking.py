@@ -570,8 +570,11 @@ class Tracker:
             forced = {**forced, **forced_decisions}
         forced_variations = overrides.variations
 
-        def sticky(experiment_id: str) -> str | None:
-            return sticky_variation(held.get(experiment_id))
+        # What the engine asks of each feature test, as a dict's own `get`: a returning user's
+        # 50-flag decide asks 50 times, and a closure over `held` cost ~0.3 us a question.
+        sticky = {
+            experiment_id: live.variation_id for experiment_id, live in held.items() if live.sticky
+        }
 
         # decide_all is decide_for_keys over every flag in datafile order. The SDK sends the
         # events of the disabled flags ENABLED_FLAGS_ONLY leaves out, so it is applied here,
@@ -586,7 +589,7 @@ class Tracker:
             forced_decisions=forced,
             # Without any, the engine skips the lookups (two calls a flag otherwise).
             forced_variation=forced_variations.get if forced_variations else None,
-            sticky_variation=sticky if held else None,
+            sticky_variation=sticky.get if sticky else None,
         )
         if DecideOption.DISABLE_DECISION_EVENT in chosen:
             quiet = list(zip(decided, repeat(False)))
@@ -594,11 +597,12 @@ class Tracker:
             return Decisions(_shown(quiet, enabled_only), config.revision, degraded)
 
         ignore_profile = DecideOption.IGNORE_USER_PROFILE_SERVICE in chosen
-        # Nothing held, forced or ignored (a new user's usual decide): each feature test's
-        # memory is its prebuilt `_Facts.first` unless the user is whitelisted in it, which
-        # spares ~20 `_remembered` calls a new user: in process, with a null outbox, 215-219 ->
-        # 183-189 us per new user of bench_decide (thread_time, alternated runs).
-        unremarkable = not (held or forced or forced_variations or ignore_profile)
+        # Nothing forced or ignored (a usual decide): a feature test's memory is one of its
+        # prebuilt `_Facts` unless the user is whitelisted in it or holds another activation
+        # of it, which spares ~20 `_remembered` calls a user. In process, with a null outbox
+        # (bench_decide's 50 flags, thread_time, alternated runs): new users 215-219 ->
+        # 183-189 us per user.
+        unremarkable = not (forced or forced_variations or ignore_profile)
         tails: list[EventTail] = []
         sending: list[bool] = []
         remembered: list[_Remembered] = []
@@ -615,8 +619,14 @@ class Tracker:
             # Only a feature test's decision is remembered: half a benchmark decide's 50 flags
             # are rollouts, each spared a call.
             if facts.test is not None:
-                if unremarkable and user_id not in facts.test[0].outcomes.whitelisted:
-                    memory = facts.first
+                experiment = facts.test[0]
+                live = held.get(experiment.id) if held else None
+                if (
+                    unremarkable
+                    and (live is None or live == facts.sticky)
+                    and user_id not in experiment.outcomes.whitelisted
+                ):
+                    memory = facts.first if live is None else facts.again
                 else:
                     memory = self._remembered(
                         facts.flag,
@@ -998,9 +1008,13 @@ class _Facts(NamedTuple):
     flag: FeatureFlag | None
     tails: tuple[EventTail, ...]
     test: tuple[Experiment, Variation] | None
-    # What `Tracker._remembered` answers for `test` when the user holds no activation,
-    # override or option that changes it and is not whitelisted: a first, sticky activation.
+    # What `Tracker._remembered` answers for `test` when nothing is forced or ignored and the
+    # user is not whitelisted: with no live activation, a first sticky one (`first`); with a
+    # live one equal to `sticky`, a repeat of it (`again`). `sticky` is None when the
+    # variation cannot be sticky (it is not among the rule's own).
     first: _Remembered | None
+    sticky: Held | None
+    again: _Remembered | None
 
 
 class _DecisionFacts:
@@ -1028,7 +1042,7 @@ class _DecisionFacts:
     def work_out(self, config: ProjectConfig, decision: FlagDecision) -> _Facts:
         flag = config.flags_by_key.get(decision.flag_key)
         if flag is None or decision.error is not None:
-            facts = _Facts(decision, None, (), None, None)
+            facts = _Facts(decision, None, (), None, None, None, None)
         else:
             rule, variation = decision.rule, decision.variation
             test = None
@@ -1041,8 +1055,15 @@ class _DecisionFacts:
                 and variation.id in rule.variations_by_id
             ):
                 test = (rule, variation)
-            first = None if test is None else _Remembered(test[0].id, test[1].id, True, False)
-            facts = _Facts(decision, flag, self._worked_out(config, flag, decision), test, first)
+            first = sticky = again = None
+            if test is not None:
+                experiment, variation = test
+                first = _Remembered(experiment.id, variation.id, True, False)
+                if variation.id in experiment.outcomes.sticky:
+                    sticky = Held(variation.id, sticky=True)
+                    again = _Remembered(experiment.id, variation.id, True, True)
+            tails = self._worked_out(config, flag, decision)
+            facts = _Facts(decision, flag, tails, test, first, sticky, again)
         if not decision.reasons and config is self._config:  # with reasons: this call's alone
             self._known[id(decision)] = facts
         return facts
