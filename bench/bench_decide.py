@@ -20,7 +20,9 @@ flag per user, from 4 client threads in this process, with trackd's whole proces
 pass decides users afresh (decision events committed durably to the outbox, then encoded
 as Event API JSON and delivered to its file); the second repeats them (feature tests sticky
 and not sent again; rollouts sent every time, since sendFlagDecisions is on); a third passes
-DISABLE_DECISION_EVENT. Each is compared with the SDK doing the same (events or none). The
+DISABLE_DECISION_EVENT. The three run GRPC_ROUNDS times, each round with users new to the
+daemon, and each pass reports its median round (one pass alone drifts ~10% on this
+machine). Each is compared with the SDK doing the same (events or none). The
 floor: a bare grpc.aio server (bench/bare_server.py) answering the same calls with a canned
 response of the same size, on asyncio's loop and on uvloop (trackd's).
 
@@ -73,6 +75,7 @@ from trackd.v1 import tracking_service_pb2_grpc as pb_grpc
 
 CLIENT_THREADS = 4
 QUICK_GRPC_USERS = 100
+GRPC_ROUNDS = 5  # each gRPC pass's figure is the median of this many rounds
 
 NEW_USERS = "new users (decision events)"
 SAME_USERS = "same users again (feature tests sticky, rollout events sent again)"
@@ -232,22 +235,36 @@ def warmed_pass(server: Server, batch: list[pb.DecideRequest]) -> dict[str, Any]
         return _decide_pass(server, stub, pool, batch)
 
 
-def decide_over_grpc(datafile: str, people: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Daemon CPU (whole process tree) per user for one Decide of every flag, three passes;
-    then the bare server's for the same calls."""
-    requests = [
+def decide_over_grpc(
+    datafile: str, people: list[tuple[str, dict[str, Any]]], rounds: int = 1
+) -> dict[str, Any]:
+    """Daemon CPU (whole process tree) per user for one Decide of every flag, three passes
+    a round; then the bare servers' for the same calls, a pass a round. Each pass's row is
+    its median round (`_median_round`): on 2 busy shared cores one pass alone drifts ~10%.
+
+    Round 0 decides `people` as they are, the SDK's own users; each later round the same
+    attributes under user ids of its own, so its first pass meets new users again."""
+    base = [
         json_format.ParseDict({"user_id": user_id, "attributes": attributes}, pb.DecideRequest())
         for user_id, attributes in people
     ]
-    quiet = [
-        pb.DecideRequest(
-            user_id=r.user_id,
-            attributes=r.attributes,
-            options=[pb.DECIDE_OPTION_DISABLE_DECISION_EVENT],
-        )
-        for r in requests
-    ]
-    passes: dict[str, Any] = {}
+
+    def round_requests(index: int) -> tuple[list[pb.DecideRequest], list[pb.DecideRequest]]:
+        suffix = f"-r{index}" if index else ""
+        requests = [
+            pb.DecideRequest(user_id=r.user_id + suffix, attributes=r.attributes) for r in base
+        ]
+        quiet = [
+            pb.DecideRequest(
+                user_id=r.user_id,
+                attributes=r.attributes,
+                options=[pb.DECIDE_OPTION_DISABLE_DECISION_EVENT],
+            )
+            for r in requests
+        ]
+        return requests, quiet
+
+    runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="trackd-bench-decide-") as scratch:
         workdir = Path(scratch)
         path = workdir / "flags.json"
@@ -268,20 +285,36 @@ def decide_over_grpc(datafile: str, people: list[tuple[str, dict[str, Any]]]) ->
                     ThreadPoolExecutor(CLIENT_THREADS) as pool,
                 ):
                     stub = pb_grpc.TrackingServiceStub(channel)
-                    stub.Decide(requests[0], timeout=30)  # connected and warm
+                    stub.Decide(base[0], timeout=30)  # connected and warm
                     settle(server)
-                    if name in BARE_PASSES:
-                        passes[BARE_PASSES[name]] = _decide_pass(server, stub, pool, requests)
-                        continue
-                    for pass_name, batch in (
-                        (NEW_USERS, requests),
-                        (SAME_USERS, requests),
-                        (QUIET_PASS, quiet),
-                    ):
-                        passes[pass_name] = _decide_pass(server, stub, pool, batch)
+                    for index in range(rounds):
+                        requests, quiet = round_requests(index)
+                        if name in BARE_PASSES:
+                            runs.setdefault(BARE_PASSES[name], []).append(
+                                _decide_pass(server, stub, pool, requests)
+                            )
+                            continue
+                        for pass_name, batch in (
+                            (NEW_USERS, requests),
+                            (SAME_USERS, requests),
+                            (QUIET_PASS, quiet),
+                        ):
+                            runs.setdefault(pass_name, []).append(
+                                _decide_pass(server, stub, pool, batch)
+                            )
             finally:
                 server.stop()
-    return passes
+    return {name: _median_round(rounds_of) for name, rounds_of in runs.items()}
+
+
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round of median daemon CPU (the lower middle one of an even count), whole, with
+    every round's CPU beside it."""
+    ranked = sorted(rounds, key=lambda row: row["daemon_cpu_us_per_user"])
+    return {
+        **ranked[(len(ranked) - 1) // 2],
+        "daemon_cpu_us_per_user_rounds": [row["daemon_cpu_us_per_user"] for row in rounds],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -320,7 +353,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sdk.close()
     # /proc counts CPU in 10 ms ticks: even a quick run sends the bare server enough calls
     # (about 40 ms of its CPU) for its figure not to round to nothing.
-    over_grpc = decide_over_grpc(datafile, users(QUICK_GRPC_USERS) if options.quick else people)
+    over_grpc = decide_over_grpc(
+        datafile,
+        users(QUICK_GRPC_USERS) if options.quick else people,
+        rounds=1 if options.quick else GRPC_ROUNDS,
+    )
     flags = len(config.flags_by_key)
     sdk_figures = {
         "sdk": {**theirs, "cpu_us_per_flag": round(theirs["cpu_us_per_user"] / flags, 3)},
@@ -393,6 +430,9 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
         ),
     ]
     grpc_rows = report["grpc"]
+    rounds = max(
+        (len(row.get("daemon_cpu_us_per_user_rounds", ())) for row in grpc_rows.values()), default=1
+    )
     bares = [grpc_rows[name] for name in BARE_PASSES.values() if name in grpc_rows]
     bare = min(bares, key=lambda row: row["daemon_cpu_us_per_user"]) if bares else None
     lines = [
@@ -434,14 +474,17 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
         " idle again, so committing the pass's events durably and delivering them to the events"
         " file is in it (settle: how long that took after the last call). Each pass is held"
         " against the in-process SDK figure above that does the same: with its events for the"
-        " passes that record them, without for DISABLE_DECISION_EVENT.",
+        " passes that record them, without for DISABLE_DECISION_EVENT. Each pass ran"
+        f" {rounds} round{'s' if rounds != 1 else ''} (the daemon's in order: new users,"
+        " the same again, DISABLE_DECISION_EVENT for them; each round's users new to the"
+        " daemon): a row is its median round, every round's CPU beside it.",
         "",
         "| pass | calls/s | daemon CPU us/user | SDK CPU us/user / daemon's |"
-        " decision events recorded | peak RSS MB | settle s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        " each round's CPU us/user | decision events recorded | peak RSS MB | settle s |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
         *[
             f"| {name} | {row['calls_per_s']:,} | {row['daemon_cpu_us_per_user']:,.1f}"
-            f" | {_ratio(report, name)} | {row['impressions']:,}"
+            f" | {_ratio(report, name)} | {_rounds(row)} | {row['impressions']:,}"
             f" | {row['peak_rss_mb']} | {row['settle_s']} |"
             for name, row in grpc_rows.items()
         ],
@@ -460,6 +503,10 @@ def section(report: dict[str, Any], heading: str) -> list[str]:
         "",
     ]
     return lines
+
+
+def _rounds(row: dict[str, Any]) -> str:
+    return ", ".join(f"{cpu:,.0f}" for cpu in row.get("daemon_cpu_us_per_user_rounds", ()))
 
 
 def _ratio(report: dict[str, Any], name: str) -> str:
