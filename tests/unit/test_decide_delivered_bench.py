@@ -36,6 +36,10 @@ def test_both_sides_deliver_every_event_to_the_receiver_and_are_compared() -> No
         assert figures["delivered"] == figures["events"], (name, figures)
         assert figures["cpu_us_per_user"] > 0, (name, figures)
     daemon = passes["daemon"]["cpu_us_per_user"]
+    # A quick run's daemon runs two passes of new users: both delivered, the median one's CPU.
+    assert passes["daemon"]["rounds"] == 2
+    assert daemon in passes["daemon"]["cpu_us_per_user_rounds"]
+    assert len(passes["daemon"]["cpu_us_per_user_rounds"]) == 2
     assert passes["daemon"]["over_daemon"] == 1.0
     assert passes["batch"]["over_daemon"] == round(passes["batch"]["cpu_us_per_user"] / daemon, 1)
 
