@@ -64,14 +64,3 @@ def test_decide_benchmark_quick_run_agrees_with_the_sdk_and_reports_every_figure
     assert passes["new users (decision events)"]["impressions"] > 0
     assert passes["DISABLE_DECISION_EVENT"]["impressions"] == 0
     assert "TODO" not in text
-
-
-def test_a_pass_reports_its_median_round_whole_with_every_round_beside_it() -> None:
-    rounds = [
-        {"daemon_cpu_us_per_user": cpu, "calls_per_s": calls}
-        for cpu, calls in ((900.0, 1), (700.0, 2), (800.0, 3), (1200.0, 4))
-    ]
-    row = bench_decide._median_round(rounds)
-    # The lower middle of an even count, and the figures of that same round.
-    assert row["daemon_cpu_us_per_user"] == 800.0 and row["calls_per_s"] == 3
-    assert row["daemon_cpu_us_per_user_rounds"] == [900.0, 700.0, 800.0, 1200.0]
