@@ -197,8 +197,10 @@ def _requests(prefix: str, count: int) -> list[pb.DecideRequest]:
 
 
 def run(quick: bool) -> dict[str, Any]:
+    # /proc counts the daemon's CPU in 10 ms ticks: a quick pass of 5 users could read 0
+    # (then its ratios divided by zero), so even a quick pass is bench_decide's 100 users.
     counts = (
-        {"forwarding": 3, "batch": 5, "daemon": 5}
+        {"forwarding": 3, "batch": 5, "daemon": bench_decide.QUICK_GRPC_USERS}
         if quick
         else {
             "forwarding": 100,
