@@ -33,7 +33,11 @@ def configure(level: str = "info", fmt: LogFormat = "auto", stream: TextIO | Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write() a line, its newline included: PrintLogger's print() writes the line and
+        # then the newline, two system calls when the stream is unbuffered
+        # (PYTHONUNBUFFERED), and two workers sharing the supervisor's stderr then ran their
+        # lines together ("}{").
+        logger_factory=structlog.WriteLoggerFactory(out),
         # Caching freezes the configuration on first use: fast, and tests reconfigure
         # before any logger is used.
         cache_logger_on_first_use=True,
