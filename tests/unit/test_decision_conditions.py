@@ -10,7 +10,6 @@ import pytest
 from trackd.decision.audience import (
     ExperimentConditions,
     compile_audience_conditions,
-    compile_experiment_conditions,
     qualifies,
 )
 from trackd.decision.conditions import FALSE, TRUE, UNKNOWN, Condition, attribute_condition
@@ -134,15 +133,15 @@ def test_empty_operators_follow_the_sdk() -> None:
 
 def test_experiment_conditions_resolve_audience_ids() -> None:
     audiences = {"1": compiled([A_IS_X]), "2": compiled([B_IS_Y])}
-    tree = compile_experiment_conditions(["and", "1", ["not", "2"]], audiences)
+    tree = ExperimentConditions(audiences).compile(["and", "1", ["not", "2"]])
     assert qualifies(tree, {"a": "x", "b": "z"})
     assert not qualifies(tree, {"a": "x"})  # unknown counts as not met
-    assert not qualifies(compile_experiment_conditions(["missing"], audiences), {"a": "x"})
+    assert not qualifies(ExperimentConditions(audiences).compile(["missing"]), {"a": "x"})
 
 
 def test_no_audiences_means_everyone_qualifies() -> None:
-    assert compile_experiment_conditions([], {}) is None
-    assert compile_experiment_conditions(None, {}) is None
+    assert ExperimentConditions({}).compile([]) is None
+    assert ExperimentConditions({}).compile(None) is None
     assert qualifies(None, {})
 
 
@@ -177,7 +176,7 @@ def test_a_shared_tree_answers_as_a_tree_built_alone(structure: list[Any]) -> No
     conditions = ExperimentConditions(audiences)
     conditions.compile(["or", "1", "2"])  # built first, so the trees below reuse its nodes
     shared = conditions.compile(structure)
-    alone = compile_experiment_conditions(structure, audiences)
+    alone = ExperimentConditions(audiences).compile(structure)
     assert shared is not None and alone is not None
     for attributes in ({}, {"a": "x"}, {"a": "z"}, {"a": "x", "b": "y"}, {"b": "y"}, {"a": 1}):
         assert shared.evaluate(attributes) is alone.evaluate(attributes), attributes

@@ -139,14 +139,6 @@ class ExperimentConditions:
         return None if tree is TRUE else tree
 
 
-def compile_experiment_conditions(
-    conditions_or_ids: object, audience_conditions: Mapping[str, Condition]
-) -> Condition | None:
-    """One experiment's conditions alone (ExperimentConditions.compile, nothing shared);
-    `audience_conditions` maps audience id -> its compiled conditions."""
-    return ExperimentConditions(audience_conditions).compile(conditions_or_ids)
-
-
 def qualifies(conditions: Condition | None, attributes: Mapping[str, object]) -> bool:
     """True only when the tree says True: unknown counts as not met."""
     return conditions is None or conditions.evaluate(attributes) is True
