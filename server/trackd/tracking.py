@@ -572,7 +572,7 @@ class Tracker:
 
         # What the engine asks of each feature test, as a dict's own `get`: a returning user's
         # 50-flag decide asks 50 times, and a closure over `held` cost ~0.3 us a question.
-        sticky = {
+        sticky_ids = {
             experiment_id: live.variation_id for experiment_id, live in held.items() if live.sticky
         }
 
@@ -589,7 +589,7 @@ class Tracker:
             forced_decisions=forced,
             # Without any, the engine skips the lookups (two calls a flag otherwise).
             forced_variation=forced_variations.get if forced_variations else None,
-            sticky_variation=sticky.get if sticky else None,
+            sticky_variation=sticky_ids.get if sticky_ids else None,
         )
         if DecideOption.DISABLE_DECISION_EVENT in chosen:
             quiet = list(zip(decided, repeat(False)))
@@ -601,7 +601,7 @@ class Tracker:
         # prebuilt `_Facts` unless the user is whitelisted in it or holds another activation
         # of it, which spares ~20 `_remembered` calls a user. In process, with a null outbox
         # (bench_decide's 50 flags, thread_time, alternated runs): new users 215-219 ->
-        # 183-189 us per user; returning ones 280-285 -> 227-232 with the sticky dict below
+        # 183-189 us per user; returning ones 280-285 -> 227-232 with `sticky_ids` above
         # and `held_for_user`'s single lookup.
         unremarkable = not (forced or forced_variations or ignore_profile)
         tails: list[EventTail] = []
@@ -1046,7 +1046,7 @@ class _DecisionFacts:
             facts = _Facts(decision, None, (), None, None, None, None)
         else:
             rule, variation = decision.rule, decision.variation
-            test = None
+            test = first = sticky = again = None
             # A feature test's decision without a rule or a variation of it (a flag-only
             # forced decision) is sent but not remembered.
             if (
@@ -1056,13 +1056,10 @@ class _DecisionFacts:
                 and variation.id in rule.variations_by_id
             ):
                 test = (rule, variation)
-            first = sticky = again = None
-            if test is not None:
-                experiment, variation = test
-                first = _Remembered(experiment.id, variation.id, True, False)
-                if variation.id in experiment.outcomes.sticky:
+                first = _Remembered(rule.id, variation.id, True, False)
+                if variation.id in rule.outcomes.sticky:
                     sticky = Held(variation.id, sticky=True)
-                    again = _Remembered(experiment.id, variation.id, True, True)
+                    again = _Remembered(rule.id, variation.id, True, True)
             tails = self._worked_out(config, flag, decision)
             facts = _Facts(decision, flag, tails, test, first, sticky, again)
         if not decision.reasons and config is self._config:  # with reasons: this call's alone
